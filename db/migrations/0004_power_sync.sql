@@ -1,0 +1,1 @@
+ALTER TABLE `nodes` ADD `power_sync_failures` int unsigned DEFAULT 0 NOT NULL;

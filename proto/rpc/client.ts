@@ -1,0 +1,125 @@
+/**
+ * Calls protobuf-es v2 services over grpc-js with typed methods: promises for
+ * unary and client-streaming calls, async iterables for streamed responses,
+ * backpressure on streamed requests, and AbortSignal cancellation.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { DescMethod } from '@bufbuild/protobuf';
+import { deserializer, serializer } from './codec.ts';
+import { methodPath, type CallOptions, type ServiceClient, type TypedService } from './types.ts';
+
+export interface ConnectOptions {
+  /** Metadata sent with every call, e.g. { authorization: 'Bearer ...' }. */
+  readonly metadata?: Readonly<Record<string, string>>;
+  readonly credentials?: grpc.ChannelCredentials;
+  /** grpc-js channel options, e.g. 'grpc-node.flow_control_window'. */
+  readonly channelOptions?: grpc.ChannelOptions;
+}
+
+export interface RpcConnection {
+  client<S extends TypedService>(service: S): ServiceClient<S>;
+  /** Resolves once the channel is connected, rejects after timeoutMs. */
+  waitForReady(timeoutMs: number): Promise<void>;
+  close(): void;
+}
+
+type WritableCall = grpc.ClientWritableStream<unknown> | grpc.ClientDuplexStream<unknown, unknown>;
+
+async function pump(call: WritableCall, requests: AsyncIterable<unknown> | Iterable<unknown>): Promise<void> {
+  try {
+    for await (const request of requests) {
+      if (!call.write(request)) await new Promise<void>((resolve) => call.once('drain', resolve));
+    }
+    call.end();
+  } catch (err) {
+    // A failing request source must not leave a half-open stream on the server.
+    call.cancel();
+    throw err;
+  }
+}
+
+async function* responses<T>(call: grpc.ClientReadableStream<unknown> | grpc.ClientDuplexStream<unknown, unknown>, pumping?: Promise<void>): AsyncIterable<T> {
+  let pumpError: unknown;
+  pumping?.catch((err: unknown) => {
+    pumpError = err;
+  });
+  try {
+    for await (const message of call) yield message as T;
+  } catch (err) {
+    throw pumpError ?? err;
+  } finally {
+    // Leaving the loop early (break, throw) cancels the call instead of leaking it.
+    call.cancel();
+  }
+  if (pumpError !== undefined) throw pumpError;
+}
+
+export function connect(address: string, options: ConnectOptions = {}): RpcConnection {
+  const channel = new grpc.Client(address, options.credentials ?? grpc.credentials.createInsecure(), options.channelOptions ?? {});
+
+  const metadataFor = (call?: CallOptions): grpc.Metadata => {
+    const md = new grpc.Metadata();
+    for (const [key, value] of Object.entries({ ...options.metadata, ...call?.metadata })) md.set(key, value);
+    return md;
+  };
+  const callOptionsFor = (call?: CallOptions): grpc.CallOptions => (call?.timeoutMs !== undefined ? { deadline: Date.now() + call.timeoutMs } : {});
+  const bindSignal = (call: grpc.Call, signal?: AbortSignal): void => {
+    if (!signal) return;
+    if (signal.aborted) call.cancel();
+    else signal.addEventListener('abort', () => call.cancel(), { once: true });
+  };
+
+  const makeMethod = (method: DescMethod): unknown => {
+    const path = methodPath(method);
+    const serialize = serializer(method.input) as (value: unknown) => Buffer;
+    const deserialize = deserializer(method.output);
+    switch (method.methodKind) {
+      case 'unary':
+        return (request: unknown, call?: CallOptions) =>
+          new Promise((resolve, reject) => {
+            const c = channel.makeUnaryRequest(path, serialize, deserialize, request, metadataFor(call), callOptionsFor(call), (err, value) => (err ? reject(err) : resolve(value)));
+            bindSignal(c, call?.signal);
+          });
+      case 'server_streaming':
+        return (request: unknown, call?: CallOptions) => {
+          const c = channel.makeServerStreamRequest(path, serialize, deserialize, request, metadataFor(call), callOptionsFor(call));
+          bindSignal(c, call?.signal);
+          return responses(c);
+        };
+      case 'client_streaming':
+        return (requests: AsyncIterable<unknown> | Iterable<unknown>, call?: CallOptions) =>
+          new Promise((resolve, reject) => {
+            const c = channel.makeClientStreamRequest(path, serialize, deserialize, metadataFor(call), callOptionsFor(call), (err, value) => (err ? reject(err) : resolve(value)));
+            bindSignal(c, call?.signal);
+            pump(c, requests).catch(reject);
+          });
+      case 'bidi_streaming':
+        return (requests: AsyncIterable<unknown> | Iterable<unknown>, call?: CallOptions) => {
+          const c = channel.makeBidiStreamRequest(path, serialize, deserialize, metadataFor(call), callOptionsFor(call));
+          bindSignal(c, call?.signal);
+          return responses(c, pump(c, requests));
+        };
+    }
+  };
+
+  return {
+    client<S extends TypedService>(service: S): ServiceClient<S> {
+      const methods: Record<string, unknown> = {};
+      for (const key of Object.keys(service.method)) {
+        methods[key] = makeMethod(service.method[key]!);
+      }
+      return methods as ServiceClient<S>;
+    },
+    waitForReady(timeoutMs: number): Promise<void> {
+      return new Promise((resolve, reject) => channel.waitForReady(Date.now() + timeoutMs, (err) => (err ? reject(err) : resolve())));
+    },
+    close(): void {
+      channel.close();
+    },
+  };
+}
+
+/** True when err is a grpc-js status error (from a call made with this adapter). */
+export function isServiceError(err: unknown): err is grpc.ServiceError {
+  return err instanceof Error && typeof (err as Partial<grpc.ServiceError>).code === 'number' && 'details' in err;
+}

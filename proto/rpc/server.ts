@@ -1,0 +1,163 @@
+/**
+ * Serves protobuf-es v2 services on a grpc-js server. Handlers are plain async
+ * functions and iterables; the adapter handles serialisation, backpressure,
+ * cancellation, interceptors and the one error-to-status mapping.
+ */
+import type { EventEmitter } from 'node:events';
+import * as grpc from '@grpc/grpc-js';
+import type { DescMethod } from '@bufbuild/protobuf';
+import { deserializer, serializer } from './codec.ts';
+import { methodPath, type CallContext, type ServiceHandlers, type TypedService } from './types.ts';
+
+/** Runs before every handler; throwing rejects the call (e.g. authentication). */
+export type ServerInterceptor = (ctx: CallContext) => void | Promise<void>;
+
+export interface StatusError {
+  readonly code: grpc.status;
+  readonly details: string;
+  readonly metadata?: grpc.Metadata;
+}
+
+export interface ServeOptions {
+  readonly interceptors?: readonly ServerInterceptor[];
+  /** Maps a thrown error to a status. The default hides the message: unknown errors may carry internals. */
+  readonly toStatus?: (err: unknown, ctx: CallContext) => StatusError;
+}
+
+function defaultToStatus(): StatusError {
+  return { code: grpc.status.INTERNAL, details: 'internal error' };
+}
+
+type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerReadableStream<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
+
+function contextFor(call: AnyCall, method: DescMethod): CallContext {
+  const controller = new AbortController();
+  (call as EventEmitter).once('cancelled', () => controller.abort(new Error('call cancelled')));
+  return { path: methodPath(method), method, metadata: call.metadata, peer: call.getPeer(), signal: controller.signal };
+}
+
+async function* readAll<T>(stream: AsyncIterable<unknown>): AsyncIterable<T> {
+  for await (const message of stream) yield message as T;
+}
+
+/** Writes with backpressure; resolves false when the call was cancelled first. */
+async function writeAll(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, messages: AsyncIterable<unknown>, signal: AbortSignal): Promise<void> {
+  for await (const message of messages) {
+    if (signal.aborted) return;
+    if (!call.write(message)) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          call.off('drain', done);
+          signal.removeEventListener('abort', done);
+          resolve();
+        };
+        call.on('drain', done);
+        signal.addEventListener('abort', done);
+      });
+    }
+  }
+}
+
+export function addService<S extends TypedService>(server: grpc.Server, service: S, handlers: ServiceHandlers<S>, options: ServeOptions = {}): void {
+  const interceptors = options.interceptors ?? [];
+  const toStatus = options.toStatus ?? defaultToStatus;
+  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  const implementation: grpc.UntypedServiceImplementation = {};
+
+  const intercept = async (ctx: CallContext): Promise<void> => {
+    for (const interceptor of interceptors) await interceptor(ctx);
+  };
+  const asServiceError = (err: unknown, ctx: CallContext): Partial<grpc.ServiceError> => {
+    const status = toStatus(err, ctx);
+    return { code: status.code, details: status.details, metadata: status.metadata ?? new grpc.Metadata() };
+  };
+
+  for (const key of Object.keys(service.method)) {
+    const method = service.method[key]!;
+    const handler = (handlers as Record<string, unknown>)[key] as unknown as (input: unknown, ctx: CallContext) => unknown;
+    const path = methodPath(method);
+    definition[method.name] = {
+      path,
+      requestStream: method.methodKind === 'client_streaming' || method.methodKind === 'bidi_streaming',
+      responseStream: method.methodKind === 'server_streaming' || method.methodKind === 'bidi_streaming',
+      requestSerialize: serializer(method.input) as (value: unknown) => Buffer,
+      requestDeserialize: deserializer(method.input),
+      responseSerialize: serializer(method.output) as (value: unknown) => Buffer,
+      responseDeserialize: deserializer(method.output),
+      originalName: key,
+    };
+
+    switch (method.methodKind) {
+      case 'unary':
+        implementation[method.name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+          const ctx = contextFor(call, method);
+          (async () => {
+            await intercept(ctx);
+            return await (handler(call.request, ctx) as Promise<unknown>);
+          })().then(
+            (response) => callback(null, response),
+            (err: unknown) => callback(asServiceError(err, ctx)),
+          );
+        }) as grpc.handleUnaryCall<unknown, unknown>;
+        break;
+      case 'client_streaming':
+        implementation[method.name] = ((call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+          const ctx = contextFor(call, method);
+          (async () => {
+            await intercept(ctx);
+            return await (handler(readAll(call), ctx) as Promise<unknown>);
+          })().then(
+            (response) => callback(null, response),
+            (err: unknown) => callback(asServiceError(err, ctx)),
+          );
+        }) as grpc.handleClientStreamingCall<unknown, unknown>;
+        break;
+      case 'server_streaming':
+        implementation[method.name] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {
+          const ctx = contextFor(call, method);
+          (async () => {
+            await intercept(ctx);
+            await writeAll(call, handler(call.request, ctx) as AsyncIterable<unknown>, ctx.signal);
+          })().then(
+            () => call.end(),
+            (err: unknown) => call.emit('error', asServiceError(err, ctx)),
+          );
+        }) as grpc.handleServerStreamingCall<unknown, unknown>;
+        break;
+      case 'bidi_streaming':
+        implementation[method.name] = ((call: grpc.ServerDuplexStream<unknown, unknown>) => {
+          const ctx = contextFor(call, method);
+          (async () => {
+            await intercept(ctx);
+            await writeAll(call, handler(readAll(call), ctx) as AsyncIterable<unknown>, ctx.signal);
+          })().then(
+            () => call.end(),
+            (err: unknown) => call.emit('error', asServiceError(err, ctx)),
+          );
+        }) as grpc.handleBidiStreamingCall<unknown, unknown>;
+        break;
+    }
+  }
+  server.addService(definition, implementation);
+}
+
+/** Binds a grpc-js server and resolves with the bound port (useful with port 0). */
+export function bindServer(server: grpc.Server, address: string, credentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port)));
+  });
+}
+
+/** Stops accepting calls, lets running ones finish for up to graceMs, then cancels them. */
+export function shutdownServer(server: grpc.Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}

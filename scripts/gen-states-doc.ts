@@ -1,0 +1,4 @@
+import { writeFile } from 'node:fs/promises';
+import { renderStatesMarkdown } from '../controller/conductor/states.ts';
+
+await writeFile(new URL('../docs/states.md', import.meta.url), renderStatesMarkdown());

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The one test command: set up the machine, typecheck, run every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export PATH="$PWD/node_modules/.bin:$PATH"
+npm run --silent typecheck
+npm test -- "$@"
