@@ -1,0 +1,145 @@
+/**
+ * What the controller tells deploy agents: who they are (Lookup by MAC), that
+ * they are alive (Heartbeat), and, for machines never seen, enrollment from
+ * their own inventory (Register, only with discovery switched on).
+ */
+import type { Inventory } from '../../proto/gen/bm/agent/v1/inventory_pb.js';
+import { AlreadyExistsError, BmError, NotFoundError, ValidationError } from '../errors.ts';
+import type { EventBus } from '../events/bus.ts';
+import { normalizeMac } from '../nodes/mac.ts';
+import type { NodeStore } from '../nodes/store.ts';
+import { CPU_ARCHES } from '../nodes/validate.ts';
+import type { NodeRecord } from '../nodes/types.ts';
+import { uuidv7 } from '../nodes/uuid.ts';
+import { UnauthenticatedError } from '../auth/interceptor.ts';
+import { TokenBucket } from './rate-limit.ts';
+import type { AgentTokenStore } from './tokens.ts';
+
+export type AgentAction = 'deploy' | 'clean' | 'inspect' | 'wait';
+
+export function actionFor(state: string): AgentAction {
+  switch (state) {
+    case 'deploying':
+    case 'wait-callback':
+      return 'deploy';
+    case 'cleaning':
+    case 'deleting':
+      return 'clean';
+    case 'inspecting':
+    case 'inspect-wait':
+      return 'inspect';
+    default:
+      return 'wait';
+  }
+}
+
+export interface DiscoveryOptions {
+  readonly enabled: boolean;
+  readonly group: string;
+  readonly ratePerSecond: number;
+  readonly burst: number;
+}
+
+export class RateLimitedError extends BmError {
+  constructor() {
+    super('resource-exhausted', 'too many registrations; retry later');
+  }
+}
+
+const MAX_MACS = 64;
+
+export class AgentRegistry {
+  readonly #store: NodeStore;
+  readonly #tokens: AgentTokenStore;
+  readonly #events: EventBus;
+  readonly #discovery: DiscoveryOptions;
+  readonly #bucket: TokenBucket;
+
+  constructor(store: NodeStore, tokens: AgentTokenStore, events: EventBus, discovery: DiscoveryOptions) {
+    this.#store = store;
+    this.#tokens = tokens;
+    this.#events = events;
+    this.#discovery = discovery;
+    this.#bucket = new TokenBucket(discovery.ratePerSecond, discovery.burst);
+  }
+
+  #macs(input: readonly string[]): string[] {
+    if (input.length === 0) throw new ValidationError('macs', 'at least one MAC is required');
+    if (input.length > MAX_MACS) throw new ValidationError('macs', `at most ${MAX_MACS}`);
+    return [...new Set(input.map((m) => normalizeMac(m, 'macs')))];
+  }
+
+  async #nodeForMacs(macs: readonly string[]): Promise<NodeRecord | null> {
+    for (const mac of macs) {
+      const port = await this.#store.findPort(mac);
+      if (port) return this.#store.findNode(port.nodeUuid);
+    }
+    return null;
+  }
+
+  async #authorize(node: NodeRecord, token: string | undefined): Promise<void> {
+    if (token === undefined || !(await this.#tokens.verify(node.uuid, token))) throw new UnauthenticatedError();
+  }
+
+  /** NOT_FOUND tells an unknown machine to Register; a known one must show its node's token. */
+  async lookup(macInput: readonly string[], token: string | undefined): Promise<{ node: NodeRecord; action: AgentAction }> {
+    const node = await this.#nodeForMacs(this.#macs(macInput));
+    if (!node) throw new NotFoundError('node with MACs', macInput.slice(0, 4).join(','));
+    await this.#authorize(node, token);
+    return { node, action: actionFor(node.provisionState) };
+  }
+
+  async heartbeat(nodeUuid: string, agentAddress: string, token: string | undefined): Promise<AgentAction> {
+    if (!/^[0-9a-f-]{36}$/.test(nodeUuid)) throw new ValidationError('node_uuid', 'must be a node uuid');
+    if (!/^[A-Za-z0-9.:\[\]-]{1,255}$/.test(agentAddress) || !/:\d{1,5}$/.test(agentAddress)) throw new ValidationError('agent_address', 'must be host:port');
+    const node = await this.#store.findNode(nodeUuid);
+    // Unknown node and wrong token look the same from outside.
+    if (!node) throw new UnauthenticatedError();
+    await this.#authorize(node, token);
+    await this.#store.recordAgent(node.uuid, agentAddress, new Date());
+    return actionFor(node.provisionState);
+  }
+
+  /** The one call without a token: it can only ever create a node in `enroll`. */
+  async register(inventory: Inventory | undefined): Promise<NodeRecord> {
+    if (!this.#discovery.enabled) throw new BmError('failed-precondition', 'discovery is off: enroll this machine with `bmctl node create`, or set discovery.enabled');
+    if (!this.#bucket.take()) throw new RateLimitedError();
+    if (!inventory) throw new ValidationError('inventory', 'is required');
+    const macs = this.#macs(inventory.nics.map((n) => n.mac));
+    if (await this.#nodeForMacs(macs)) throw new AlreadyExistsError('this machine is already enrolled (one of its MACs belongs to a node)');
+    const arch = inventory.cpu?.arch ?? '';
+    const cpuArch = (CPU_ARCHES as readonly string[]).includes(arch) ? arch : 'x86_64';
+    const largestDisk = inventory.disks.reduce((max, d) => (d.sizeBytes > max ? d.sizeBytes : max), 0n);
+    const clip = (s: string, n: number): string => s.slice(0, n);
+    const uuid = uuidv7();
+    const node = await this.#store.createNode(
+      {
+        uuid,
+        name: null,
+        group: this.#discovery.group,
+        cpus: Math.max(1, Math.min(4096, inventory.cpu?.count ?? 1)),
+        memoryMb: Math.max(1, Math.min(64 * 1024 * 1024, Number(inventory.memoryBytes / 1048576n))),
+        localGb: Math.max(1, Math.min(1_000_000, Number(largestDisk / 1073741824n))),
+        cpuArch,
+        // The BMC is unknown until an operator sets it; `manage` says so until then.
+        pmAddress: '',
+        pmPort: 623,
+        pmUser: '',
+        pmPasswordEnc: null,
+        powerDriver: 'ipmi',
+        properties: {
+          discovered: 'true',
+          cpu_model: clip(inventory.cpu?.model ?? '', 255),
+          boot_mode: clip(inventory.bootMode, 8),
+          vendor: clip(inventory.dmi?.vendor ?? '', 255),
+          product: clip(inventory.dmi?.product ?? '', 255),
+          serial: clip(inventory.dmi?.serial ?? '', 255),
+          disks: clip(inventory.disks.map((d) => `${d.name}:${d.sizeBytes}`).join(','), 1024),
+        },
+      },
+      macs.map((mac) => ({ uuid: uuidv7(), mac })),
+    );
+    this.#events.publish({ nodeUuid: node.uuid, type: 'node.created', provisionState: node.provisionState, details: { discovered: 'true', macs: macs.join(',') } });
+    return node;
+  }
+}

@@ -1,0 +1,22 @@
+/** EventService.Watch: a client's live view of the NATS event stream. */
+import type { ServiceHandlers } from '../../proto/rpc/index.ts';
+import { EventService } from '../../proto/gen/bm/v1/event_pb.js';
+import { ValidationError } from '../errors.ts';
+import type { EventBus } from '../events/bus.ts';
+import { isUuid } from '../nodes/uuid.ts';
+
+export function eventHandlers(bus: EventBus): ServiceHandlers<typeof EventService> {
+  return {
+    async *watch(req, ctx) {
+      if (req.nodeUuid !== '' && !isUuid(req.nodeUuid)) throw new ValidationError('node_uuid', 'must be a node uuid');
+      const sub = bus.subscribe(req.nodeUuid === '' ? null : req.nodeUuid);
+      // The subscription must end when the client goes away, or it leaks.
+      ctx.signal.addEventListener('abort', () => sub.close(), { once: true });
+      try {
+        for await (const event of sub) yield event;
+      } finally {
+        sub.close();
+      }
+    },
+  };
+}

@@ -1,0 +1,100 @@
+/** NodeService: thin handlers that validate shape and hand over to enrollment. */
+import type { ServiceHandlers } from '../../proto/rpc/index.ts';
+import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
+import { ValidationError } from '../errors.ts';
+import type { Enrollment } from '../nodes/enrollment.ts';
+import type { NodeStore } from '../nodes/store.ts';
+import type { PowerDriverName } from '../nodes/validate.ts';
+import type { PowerConductor } from '../conductor/power.ts';
+import { nodeMessage } from './convert.ts';
+import { pageLimit, pageMarker } from './paging.ts';
+
+export function nodeHandlers(enrollment: Enrollment, store: NodeStore, power: PowerConductor): ServiceHandlers<typeof NodeService> {
+  return {
+    async createNode(req) {
+      const node = await enrollment.createNode({
+        name: req.name === '' ? null : req.name,
+        group: req.group === '' ? 'default' : req.group,
+        cpus: req.cpus,
+        memoryMb: req.memoryMb,
+        localGb: req.localGb,
+        cpuArch: req.cpuArch,
+        pmAddress: req.pmAddress,
+        pmPort: req.pmPort === 0 ? 623 : req.pmPort,
+        pmUser: req.pmUser,
+        pmPassword: req.pmPassword,
+        mac: req.mac,
+        powerDriver: (req.powerDriver === '' ? 'ipmi' : req.powerDriver) as PowerDriverName,
+        properties: req.properties,
+      });
+      return nodeMessage(node);
+    },
+    async getNode(req) {
+      return nodeMessage(await enrollment.getNode(req.id));
+    },
+    async listNodes(req) {
+      let associated: boolean | string | undefined;
+      if (req.associated === 'true') associated = true;
+      else if (req.associated === 'false') associated = false;
+      else if (req.associated !== '') {
+        if (!/^[0-9a-f-]{36}$/.test(req.associated)) throw new ValidationError('associated', 'must be true, false or an instance uuid');
+        associated = req.associated;
+      }
+      if (req.provisionState.length > 32) throw new ValidationError('provision_state', 'at most 32 characters');
+      if (req.group.length > 64) throw new ValidationError('group', 'at most 64 characters');
+      const page = await store.listNodes(
+        {
+          ...(req.provisionState ? { provisionState: req.provisionState } : {}),
+          ...(req.group ? { group: req.group } : {}),
+          ...(req.maintenance !== undefined ? { maintenance: req.maintenance } : {}),
+          ...(associated !== undefined ? { associated } : {}),
+        },
+        pageLimit(req.limit),
+        pageMarker(req.marker),
+      );
+      return { nodes: page.items.map(nodeMessage), nextMarker: page.nextMarker ?? '' };
+    },
+    async updateNode(req) {
+      const node = await enrollment.updateNode(
+        req.id,
+        {
+          ...(req.name !== undefined ? { name: req.name === '' ? null : req.name } : {}),
+          ...(req.group !== undefined ? { group: req.group } : {}),
+          ...(req.cpus !== undefined ? { cpus: req.cpus } : {}),
+          ...(req.memoryMb !== undefined ? { memoryMb: req.memoryMb } : {}),
+          ...(req.localGb !== undefined ? { localGb: req.localGb } : {}),
+          ...(req.cpuArch !== undefined ? { cpuArch: req.cpuArch } : {}),
+          ...(req.pmAddress !== undefined ? { pmAddress: req.pmAddress } : {}),
+          ...(req.pmPort !== undefined ? { pmPort: req.pmPort } : {}),
+          ...(req.pmUser !== undefined ? { pmUser: req.pmUser } : {}),
+          ...(req.pmPassword !== undefined ? { pmPassword: req.pmPassword } : {}),
+          ...(req.maintenance !== undefined ? { maintenance: req.maintenance } : {}),
+          ...(req.maintenanceReason !== undefined ? { maintenanceReason: req.maintenanceReason } : {}),
+          ...(Object.keys(req.properties).length > 0 ? { properties: req.properties } : {}),
+          ...(req.powerDriver !== undefined ? { powerDriver: req.powerDriver } : {}),
+        },
+        req.expectedVersion === 0n ? null : Number(req.expectedVersion),
+      );
+      return nodeMessage(node);
+    },
+    async deleteNode(req) {
+      await enrollment.deleteNode(req.id);
+      return {};
+    },
+    async setPowerState(req) {
+      return nodeMessage(await power.setPowerState(req.id, req.target));
+    },
+    async getPowerState(req) {
+      return { powerState: await power.powerState(req.id) };
+    },
+    async setBootDevice(req) {
+      return power.setBootDevice(req.id, req.device, req.persistent, req.uefi);
+    },
+    async getBootDevice(req) {
+      return power.bootDevice(req.id);
+    },
+    async provision(req) {
+      return nodeMessage(await power.provision(req.id, req.verb));
+    },
+  };
+}

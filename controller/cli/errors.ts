@@ -1,0 +1,15 @@
+/** One clear line and a non-zero exit for every failure. */
+import { status } from '@grpc/grpc-js';
+import { isServiceError } from '../../proto/rpc/index.ts';
+
+export class CliUsageError extends Error {}
+
+export function describeError(err: unknown, url?: string): string {
+  if (isServiceError(err)) {
+    const name = status[err.code] ?? String(err.code);
+    if (err.code === status.UNAVAILABLE) return `cannot reach the controller at ${url ?? 'the API'} (${err.details}); is it running? (UNAVAILABLE)`;
+    if (err.code === status.UNAUTHENTICATED) return `${err.details}: pass --token or set BM_TOKEN (UNAUTHENTICATED)`;
+    return `${err.details} (${name})`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,67 @@
+/**
+ * bmctl: the operator's command line. It talks only to the controller's gRPC
+ * API (except `db sync` and `controller start`, which run on a controller host).
+ */
+import { Command, CommanderError } from 'commander';
+import { registerAdminCommands } from './admin-commands.ts';
+import { describeError } from './errors.ts';
+import { registerImageCommands } from './image-commands.ts';
+import { registerNodeCommands } from './node-commands.ts';
+import { registerPortCommands } from './port-commands.ts';
+import { registerWatchCommand } from './watch-command.ts';
+
+export interface GlobalOptions {
+  readonly url?: string;
+  readonly token?: string;
+  readonly json: boolean;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('bmctl')
+    .description('bare-metal controller CLI')
+    .option('--url <host:port>', 'controller API (default: BM_URL or 127.0.0.1:6385)')
+    .option('--token <token>', 'bearer token (default: BM_TOKEN)')
+    .option('--json', 'machine-readable output', false)
+    .exitOverride()
+    .showSuggestionAfterError(true);
+  const globals = (): GlobalOptions => program.opts<GlobalOptions>();
+  registerAdminCommands(program, globals);
+  registerNodeCommands(program, globals);
+  registerPortCommands(program, globals);
+  registerImageCommands(program, globals);
+  registerWatchCommand(program, globals);
+  // Every subcommand accepts the global options after it too (`bmctl node list --json`).
+  const addGlobals = (cmd: Command): void => {
+    for (const sub of cmd.commands) {
+      sub.exitOverride();
+      if (sub.commands.length === 0) {
+        sub.option('--json', 'machine-readable output').option('--url <host:port>', 'controller API').option('--token <token>', 'bearer token');
+        sub.hook('preAction', (_this, action) => {
+          const o = action.opts<Partial<GlobalOptions>>();
+          for (const key of ['json', 'url', 'token'] as const) if (o[key] !== undefined) program.setOptionValue(key, o[key]);
+        });
+      }
+      addGlobals(sub);
+    }
+  };
+  addGlobals(program);
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    process.stderr.write(`bmctl: error: ${describeError(err, program.opts<GlobalOptions>().url ?? process.env.BM_URL ?? '127.0.0.1:6385')}\n`);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  const code = await main(process.argv.slice(2));
+  // A command may already have set a failing exit code (e.g. manage ending in verify-failed).
+  if (code !== 0 || process.exitCode === undefined) process.exitCode = code;
+}

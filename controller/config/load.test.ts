@@ -1,0 +1,78 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from './load.ts';
+
+let dir = '';
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'bm-config-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function file(text: string): Promise<string> {
+  const p = path.join(dir, `${Math.random().toString(36).slice(2)}.toml`);
+  await writeFile(p, text);
+  return p;
+}
+
+const TOKEN = 'sha256:' + 'ab'.repeat(32);
+
+describe('config', () => {
+  it('fills defaults from DESIGN.md', async () => {
+    const { config } = await loadConfig(undefined, {});
+    expect(config.api.listen).toBe('0.0.0.0:6385');
+    expect(config.database.url).toBe('mysql://root@127.0.0.1:3306/bm');
+    expect(config.nats.url).toBe('nats://127.0.0.1:4222');
+    expect(config.controller.groups).toEqual(['default']);
+  });
+
+  it('reads TOML and lets BM_<SECTION>_<KEY> override it', async () => {
+    const p = await file(`[api]\nlisten = "127.0.0.1:7000"\ntokens = ["${TOKEN}"]\n[controller]\ngroups = ["a"]\n`);
+    const { config, envUsed } = await loadConfig(p, { BM_API_LISTEN: '127.0.0.1:7001', BM_CONTROLLER_GROUPS: 'rack1, rack2', BM_SECRETS_KEY_FILE: '/tmp/k', BM_URL: 'x' });
+    expect(config.api.listen).toBe('127.0.0.1:7001');
+    expect(config.api.tokens).toEqual([TOKEN]);
+    expect(config.controller.groups).toEqual(['rack1', 'rack2']);
+    expect(config.secrets.key_file).toBe('/tmp/k');
+    expect([...envUsed].sort()).toEqual(['BM_API_LISTEN', 'BM_CONTROLLER_GROUPS', 'BM_SECRETS_KEY_FILE']);
+  });
+
+  it('coerces numbers from the environment and names the variable when wrong', async () => {
+    const ok = await loadConfig(undefined, { BM_DATABASE_POOL_SIZE: '4' });
+    expect(ok.config.database.pool_size).toBe(4);
+    await expect(loadConfig(undefined, { BM_DATABASE_POOL_SIZE: 'many' })).rejects.toThrow(/database\.pool_size: .*"many".*from BM_DATABASE_POOL_SIZE/);
+  });
+
+  it('names the key, the value and what was expected', async () => {
+    const p = await file('[api]\nlisten = "nowhere"\n');
+    await expect(loadConfig(p, {})).rejects.toThrow(ConfigError);
+    await expect(loadConfig(p, {})).rejects.toThrow(/api\.listen: expected host:port, got "nowhere" \(in .*\.toml\)/);
+  });
+
+  it('refuses unknown keys and sections instead of ignoring typos', async () => {
+    await expect(loadConfig(await file('[api]\nlisen = "1.2.3.4:5"\n'), {})).rejects.toThrow(/unknown key\(s\) lisen/);
+    await expect(loadConfig(await file('[apii]\n'), {})).rejects.toThrow(/unknown key\(s\) apii/);
+  });
+
+  it('reports unknown BM_ variables of known sections', async () => {
+    const { envUnknown } = await loadConfig(undefined, { BM_API_LISTN: 'x' });
+    expect(envUnknown).toEqual(['BM_API_LISTN']);
+  });
+
+  it('never echoes a secret value', async () => {
+    const err = await loadConfig(undefined, { BM_DATABASE_URL: 'postgres://u:topsecret@h/db' }).catch((e: Error) => e);
+    expect(String(err)).toMatch(/database\.url/);
+    expect(String(err)).not.toContain('topsecret');
+  });
+
+  it('explains a TOML syntax error and a missing file', async () => {
+    await expect(loadConfig(await file('[api\nlisten='), {})).rejects.toThrow(/not valid TOML/);
+    await expect(loadConfig(path.join(dir, 'missing.toml'), {})).rejects.toThrow(/cannot read config file .*ENOENT/);
+  });
+
+  it('checks token hashes', async () => {
+    await expect(loadConfig(undefined, { BM_API_TOKENS: 'plaintext-token' })).rejects.toThrow(/api\.tokens/);
+  });
+});

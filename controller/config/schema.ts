@@ -1,0 +1,120 @@
+/**
+ * The controller's configuration, validated once at start. Every key can be
+ * overridden by BM_<SECTION>_<KEY> (see load.ts); values from the environment
+ * arrive as strings, so numbers, booleans and lists are coerced here.
+ */
+import { z } from 'zod';
+
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port');
+
+/** A list from TOML, or a comma-separated string from the environment. */
+const stringList = z.preprocess(
+  (v) =>
+    typeof v === 'string'
+      ? v
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s.length > 0)
+      : v,
+  z.array(z.string()),
+);
+
+const bool = z.preprocess((v) => (v === 'true' || v === '1' ? true : v === 'false' || v === '0' ? false : v), z.boolean());
+const positiveInt = z.coerce.number().int().positive();
+
+export const tokenHash = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected "sha256:" followed by 64 hex digits (make one with `bmctl token create`)');
+
+export const configSchema = z
+  .object({
+    api: z
+      .object({
+        listen: hostPort.default('0.0.0.0:6385'),
+        /** Hashes of the admin bearer tokens; the tokens themselves are never stored. */
+        tokens: z.preprocess((v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v), z.array(tokenHash)).default([]),
+        max_message_bytes: positiveInt.default(8 * 1024 * 1024),
+      })
+      .strict()
+      .prefault({}),
+    database: z
+      .object({
+        url: z.string().startsWith('mysql://', 'expected a mysql:// URL').default('mysql://root@127.0.0.1:3306/bm'),
+        pool_size: positiveInt.default(16),
+      })
+      .strict()
+      .prefault({}),
+    nats: z
+      .object({
+        url: z.string().regex(/^nats:\/\//, 'expected a nats:// URL').default('nats://127.0.0.1:4222'),
+      })
+      .strict()
+      .prefault({}),
+    controller: z
+      .object({
+        /** Stable identity in the controllers table; defaults to hostname + listen port. */
+        id: z.string().regex(/^[A-Za-z0-9._-]{0,64}$/, 'expected up to 64 letters, digits, ".", "_" or "-"').default(''),
+        groups: stringList.default(['default']),
+        heartbeat_interval_ms: positiveInt.default(5000),
+      })
+      .strict()
+      .prefault({}),
+    secrets: z
+      .object({
+        /** base64 of 32 bytes; when empty, key_file is used (and created on first start). */
+        key: z.string().default(''),
+        key_file: z.string().min(1).default('/var/lib/bm/secret.key'),
+      })
+      .strict()
+      .prefault({}),
+    images: z
+      .object({
+        /** Where the local blob store keeps image bytes, content-addressed. */
+        store_path: z.string().min(1).default('/var/lib/bm/images'),
+        max_upload_gb: positiveInt.default(256),
+      })
+      .strict()
+      .prefault({}),
+    discovery: z
+      .object({
+        /** Unknown machines that boot the ramdisk may enroll themselves (in `enroll`, never further). */
+        enabled: bool.default(false),
+        group: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, '1-64 letters, digits, ".", "_" or "-"').default('default'),
+        rate_per_second: z.coerce.number().positive().default(5),
+        burst: positiveInt.default(20),
+      })
+      .strict()
+      .prefault({}),
+    agent: z
+      .object({
+        /** How long an agent token lives; an operation that ends revokes it sooner. */
+        token_ttl_s: positiveInt.default(3 * 3600),
+      })
+      .strict()
+      .prefault({}),
+    power: z
+      .object({
+        /** How long a power change may take to show (soft-off waits for the OS to shut down). */
+        settle_timeout_s: positiveInt.default(60),
+        ipmitool_cipher_suite: z.coerce.number().int().min(0).max(17).default(3),
+        /** The power-state sync loop: every interval, read every owned node's power state. */
+        sync_interval_s: positiveInt.default(60),
+        sync_concurrency: positiveInt.default(64),
+        /** false: record what the BMC says; true: re-apply the state the controller expects. */
+        sync_enforce: bool.default(false),
+        sync_failure_threshold: positiveInt.default(3),
+        call_timeout_s: positiveInt.default(10),
+      })
+      .strict()
+      .prefault({}),
+    log: z
+      .object({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+
+/** Keys whose values must never be echoed in an error message. */
+export const secretKeys: ReadonlySet<string> = new Set(['secrets.key', 'database.url', 'api.tokens']);

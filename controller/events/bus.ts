@@ -1,0 +1,34 @@
+/**
+ * The seam for node events: the conductor and API publish, EventService.Watch
+ * and other controllers subscribe. NATS is the real bus; subjects follow
+ * DESIGN.md (`bm.events.node.<uuid>`).
+ */
+import type { Event } from '../../proto/gen/bm/v1/event_pb.js';
+
+export interface NodeEvent {
+  readonly nodeUuid: string;
+  /** node.created, node.updated, node.deleted, port.created, port.deleted, ... */
+  readonly type: string;
+  readonly provisionState?: string;
+  readonly powerState?: string;
+  readonly message?: string;
+  /** Never a secret: callers pass identifiers and states only. */
+  readonly details?: Readonly<Record<string, string>>;
+}
+
+export interface EventSubscription extends AsyncIterable<Event> {
+  close(): void;
+}
+
+export interface EventBus {
+  publish(event: NodeEvent): void;
+  /** Events of one node, or of every node when nodeUuid is null. */
+  subscribe(nodeUuid: string | null): EventSubscription;
+  /** Resolves once everything published so far has reached the server. */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function nodeSubject(nodeUuid: string | null): string {
+  return nodeUuid === null ? 'bm.events.node.*' : `bm.events.node.${nodeUuid}`;
+}

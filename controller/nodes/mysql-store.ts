@@ -1,0 +1,303 @@
+/**
+ * NodeStore over MySQL/MariaDB with drizzle-orm. Uniqueness (MACs, names) is
+ * enforced by the database's unique keys, not by read-then-write checks, so
+ * two controllers enrolling at once cannot both win.
+ */
+import { and, asc, eq, gt, inArray, isNotNull, isNull, notInArray, sql, type SQL } from 'drizzle-orm';
+import type { Database } from '../../db/connect.ts';
+import { nodes, ports, type NodeRow, type PortRow } from '../../db/schema.ts';
+import { AlreadyExistsError, BmError, ConflictError, NotFoundError } from '../errors.ts';
+import type { NewNode, NodeChanges, NodeStore, StateFields } from './store.ts';
+import type { NodeFilter, NodeRecord, Page, PortRecord } from './types.ts';
+import { isUuid } from './uuid.ts';
+
+interface MysqlError {
+  readonly code?: string;
+  readonly errno?: number;
+  readonly sqlMessage?: string;
+}
+
+/** drizzle wraps driver errors; the mysql2 error (with its code) is the cause. */
+function mysqlError(err: unknown): MysqlError | null {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (typeof (e as MysqlError).code === 'string' && (e as MysqlError).code!.startsWith('ER_')) return e as MysqlError;
+  }
+  return null;
+}
+
+function duplicateKey(err: unknown): string | null {
+  const e = mysqlError(err);
+  if (e?.code !== 'ER_DUP_ENTRY') return null;
+  return /for key '(?:[^.']*\.)?([^']+)'/.exec(e.sqlMessage ?? '')?.[1] ?? 'unknown';
+}
+
+function toNode(row: NodeRow, macs: readonly string[]): NodeRecord {
+  return {
+    uuid: row.uuid,
+    name: row.name,
+    group: row.group,
+    cpus: row.cpus,
+    memoryMb: row.memoryMb,
+    localGb: row.localGb,
+    cpuArch: row.cpuArch,
+    pmAddress: row.pmAddress,
+    pmPort: row.pmPort,
+    pmUser: row.pmUser,
+    pmPasswordSet: row.pmPasswordEnc !== null && row.pmPasswordEnc.length > 0,
+    powerDriver: row.powerDriver,
+    provisionState: row.provisionState,
+    powerState: row.powerState,
+    maintenance: row.maintenance,
+    maintenanceReason: row.maintenanceReason,
+    instanceUuid: row.instanceUuid,
+    lastError: row.lastError,
+    properties: row.properties ?? {},
+    reservation: row.reservation,
+    agentAddress: row.agentAddress,
+    agentSeenAt: row.agentSeenAt,
+    powerSyncFailures: row.powerSyncFailures,
+    version: row.version,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+    macs,
+  };
+}
+
+function toPort(row: PortRow): PortRecord {
+  return { uuid: row.uuid, nodeUuid: row.nodeUuid, mac: row.address, createdAt: row.createdAt };
+}
+
+export class MysqlNodeStore implements NodeStore {
+  readonly #db: Database;
+
+  constructor(db: Database) {
+    this.#db = db;
+  }
+
+  async #macsOf(uuids: readonly string[]): Promise<Map<string, string[]>> {
+    const byNode = new Map<string, string[]>();
+    if (uuids.length === 0) return byNode;
+    const rows = await this.#db
+      .select({ nodeUuid: ports.nodeUuid, address: ports.address })
+      .from(ports)
+      .where(inArray(ports.nodeUuid, [...uuids]))
+      .orderBy(asc(ports.createdAt), asc(ports.uuid));
+    for (const r of rows) byNode.set(r.nodeUuid, [...(byNode.get(r.nodeUuid) ?? []), r.address]);
+    return byNode;
+  }
+
+  async #conflictForMac(mac: string): Promise<never> {
+    const owner = await this.#db.select({ nodeUuid: ports.nodeUuid, name: nodes.name }).from(ports).innerJoin(nodes, eq(nodes.uuid, ports.nodeUuid)).where(eq(ports.address, mac)).limit(1);
+    const o = owner[0];
+    const who = o ? `node ${o.nodeUuid}${o.name ? ` (${o.name})` : ''}` : 'another node';
+    throw new AlreadyExistsError(`MAC ${mac} already belongs to ${who}; a MAC can belong to one port only`, { mac, node: o?.nodeUuid });
+  }
+
+  async createNode(node: NewNode, nodePorts: readonly { uuid: string; mac: string }[]): Promise<NodeRecord> {
+    // Timestamps are set here (ms precision, as the columns keep) so the new
+    // record can be returned without reading it back: enrollment at fleet
+    // scale is bound by database round trips.
+    const now = new Date(Math.floor(Date.now()));
+    const row: NodeRow = {
+      ...node,
+      properties: { ...node.properties },
+      provisionState: 'enroll',
+      targetProvisionState: null,
+      powerState: 'unknown',
+      targetPowerState: null,
+      maintenance: false,
+      maintenanceReason: null,
+      instanceUuid: null,
+      lastError: null,
+      reservation: null,
+      agentAddress: null,
+      agentSeenAt: null,
+      agentTokenHash: null,
+      agentTokenExpiresAt: null,
+      powerSyncFailures: 0,
+      version: 1,
+      createdAt: now,
+      updatedAt: now,
+    };
+    try {
+      await this.#db.transaction(async (tx) => {
+        await tx.insert(nodes).values(row);
+        if (nodePorts.length > 0) await tx.insert(ports).values(nodePorts.map((p) => ({ uuid: p.uuid, nodeUuid: node.uuid, address: p.mac, createdAt: now })));
+      });
+    } catch (err) {
+      const key = duplicateKey(err);
+      if (key === 'ports_address_uq') {
+        const taken = /Duplicate entry '([^']+)'/.exec(mysqlError(err)?.sqlMessage ?? '')?.[1] ?? nodePorts[0]?.mac ?? '';
+        return this.#conflictForMac(taken);
+      }
+      if (key === 'nodes_name_uq') throw new AlreadyExistsError(`a node named ${node.name} already exists`, { name: node.name ?? '' });
+      throw err;
+    }
+    return toNode(row, nodePorts.map((p) => p.mac));
+  }
+
+  async findNode(id: string): Promise<NodeRecord | null> {
+    const rows = await this.#db
+      .select()
+      .from(nodes)
+      .where(isUuid(id) ? eq(nodes.uuid, id) : eq(nodes.name, id))
+      .limit(1);
+    const row = rows[0];
+    if (!row) return null;
+    return toNode(row, (await this.#macsOf([row.uuid])).get(row.uuid) ?? []);
+  }
+
+  async listNodes(filter: NodeFilter, limit: number, marker: string | null): Promise<Page<NodeRecord>> {
+    const where: SQL[] = [];
+    if (marker) where.push(gt(nodes.uuid, marker));
+    if (filter.provisionState) where.push(eq(nodes.provisionState, filter.provisionState));
+    if (filter.group) where.push(eq(nodes.group, filter.group));
+    if (filter.maintenance !== undefined) where.push(eq(nodes.maintenance, filter.maintenance));
+    if (filter.associated === true) where.push(isNotNull(nodes.instanceUuid));
+    else if (filter.associated === false) where.push(isNull(nodes.instanceUuid));
+    else if (typeof filter.associated === 'string') where.push(eq(nodes.instanceUuid, filter.associated));
+    // One extra row tells whether another page exists without a COUNT(*).
+    const rows = await this.#db
+      .select()
+      .from(nodes)
+      .where(where.length > 0 ? and(...where) : undefined)
+      .orderBy(asc(nodes.uuid))
+      .limit(limit + 1);
+    const page = rows.slice(0, limit);
+    const macs = await this.#macsOf(page.map((r) => r.uuid));
+    return {
+      items: page.map((r) => toNode(r, macs.get(r.uuid) ?? [])),
+      nextMarker: rows.length > limit ? (page[page.length - 1]?.uuid ?? null) : null,
+    };
+  }
+
+  async updateNode(uuid: string, changes: NodeChanges, expectedVersion: number | null): Promise<NodeRecord> {
+    const set: Partial<typeof nodes.$inferInsert> = { ...changes, properties: changes.properties ? { ...changes.properties } : undefined };
+    for (const key of Object.keys(set) as (keyof typeof set)[]) if (set[key] === undefined) delete set[key];
+    const where = expectedVersion !== null ? and(eq(nodes.uuid, uuid), eq(nodes.version, expectedVersion)) : eq(nodes.uuid, uuid);
+    let affected: number;
+    try {
+      const [result] = await this.#db
+        .update(nodes)
+        .set({ ...set, version: sql`${nodes.version} + 1`, updatedAt: sql`CURRENT_TIMESTAMP(3)` })
+        .where(where);
+      affected = result.affectedRows;
+    } catch (err) {
+      if (duplicateKey(err) === 'nodes_name_uq') throw new AlreadyExistsError(`a node named ${changes.name} already exists`, { name: changes.name ?? '' });
+      throw err;
+    }
+    const current = await this.findNode(uuid);
+    if (!current) throw new NotFoundError('node', uuid);
+    if (affected === 0) {
+      throw new ConflictError(`node ${uuid} was changed meanwhile (version ${current.version}, expected ${expectedVersion}); reload and retry`, { node: uuid });
+    }
+    return current;
+  }
+
+  async deleteNode(uuid: string, refusedStates: readonly string[]): Promise<NodeRecord> {
+    const before = await this.findNode(uuid);
+    if (!before) throw new NotFoundError('node', uuid);
+    // The state and reservation are re-checked in the DELETE itself: a deploy
+    // that starts between the read above and this statement keeps its node.
+    const [result] = await this.#db
+      .delete(nodes)
+      .where(and(eq(nodes.uuid, uuid), notInArray(nodes.provisionState, [...refusedStates]), isNull(nodes.reservation)));
+    if (result.affectedRows === 1) return before;
+    const now = await this.findNode(uuid);
+    if (!now) throw new NotFoundError('node', uuid);
+    if (refusedStates.includes(now.provisionState)) {
+      throw new BmError('failed-precondition', `node ${uuid} is ${now.provisionState}; undeploy it before deleting`, { node: uuid, state: now.provisionState });
+    }
+    throw new ConflictError(`node ${uuid} is locked by controller ${now.reservation}; retry when its current task ends`, { node: uuid });
+  }
+
+  async createPort(port: { uuid: string; nodeUuid: string; mac: string }): Promise<PortRecord> {
+    try {
+      await this.#db.insert(ports).values({ uuid: port.uuid, nodeUuid: port.nodeUuid, address: port.mac });
+    } catch (err) {
+      if (duplicateKey(err) === 'ports_address_uq') return this.#conflictForMac(port.mac);
+      if (mysqlError(err)?.code === 'ER_NO_REFERENCED_ROW_2') throw new NotFoundError('node', port.nodeUuid);
+      throw err;
+    }
+    const created = await this.findPort(port.uuid);
+    if (!created) throw new BmError('internal', `port ${port.uuid} vanished right after it was created`);
+    return created;
+  }
+
+  async findPort(id: string): Promise<PortRecord | null> {
+    const rows = await this.#db
+      .select()
+      .from(ports)
+      .where(isUuid(id) ? eq(ports.uuid, id) : eq(ports.address, id))
+      .limit(1);
+    return rows[0] ? toPort(rows[0]) : null;
+  }
+
+  async listPorts(nodeUuid: string | null, limit: number, marker: string | null): Promise<Page<PortRecord>> {
+    const where: SQL[] = [];
+    if (nodeUuid) where.push(eq(ports.nodeUuid, nodeUuid));
+    if (marker) where.push(gt(ports.uuid, marker));
+    const rows = await this.#db
+      .select()
+      .from(ports)
+      .where(where.length > 0 ? and(...where) : undefined)
+      .orderBy(asc(ports.uuid))
+      .limit(limit + 1);
+    const page = rows.slice(0, limit);
+    return { items: page.map(toPort), nextMarker: rows.length > limit ? (page[page.length - 1]?.uuid ?? null) : null };
+  }
+
+  async deletePort(uuid: string): Promise<void> {
+    const [result] = await this.#db.delete(ports).where(eq(ports.uuid, uuid));
+    if (result.affectedRows === 0) throw new NotFoundError('port', uuid);
+  }
+
+  async countNodes(): Promise<number> {
+    const rows = await this.#db.select({ n: sql<number>`COUNT(*)` }).from(nodes);
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  async reserve(uuid: string, controllerId: string): Promise<boolean> {
+    const [result] = await this.#db
+      .update(nodes)
+      .set({ reservation: controllerId })
+      .where(and(eq(nodes.uuid, uuid), isNull(nodes.reservation)));
+    return result.affectedRows === 1;
+  }
+
+  async release(uuid: string, controllerId: string): Promise<void> {
+    await this.#db
+      .update(nodes)
+      .set({ reservation: null })
+      .where(and(eq(nodes.uuid, uuid), eq(nodes.reservation, controllerId)));
+  }
+
+  async transition(uuid: string, from: string, to: string, fields: StateFields, expectedVersion: number | null): Promise<NodeRecord | null> {
+    const where = [eq(nodes.uuid, uuid), eq(nodes.provisionState, from)];
+    if (expectedVersion !== null) where.push(eq(nodes.version, expectedVersion));
+    const [result] = await this.#db
+      .update(nodes)
+      .set({ ...fields, provisionState: to, version: sql`${nodes.version} + 1`, updatedAt: sql`CURRENT_TIMESTAMP(3)` })
+      .where(and(...where));
+    if (result.affectedRows === 0) return null;
+    return this.findNode(uuid);
+  }
+
+  async recordState(uuid: string, fields: StateFields): Promise<void> {
+    if (Object.keys(fields).length === 0) return;
+    await this.#db
+      .update(nodes)
+      .set({ ...fields, version: sql`${nodes.version} + 1`, updatedAt: sql`CURRENT_TIMESTAMP(3)` })
+      .where(eq(nodes.uuid, uuid));
+  }
+
+  async recordAgent(uuid: string, address: string, seenAt: Date): Promise<void> {
+    // No version bump: heartbeats are observations, not changes an editor could lose.
+    await this.#db.update(nodes).set({ agentAddress: address, agentSeenAt: seenAt }).where(eq(nodes.uuid, uuid));
+  }
+
+  async sealedPassword(uuid: string): Promise<Buffer | null> {
+    const rows = await this.#db.select({ sealed: nodes.pmPasswordEnc }).from(nodes).where(eq(nodes.uuid, uuid)).limit(1);
+    return rows[0]?.sealed ?? null;
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * The seam between node logic and storage. The MySQL implementation is the
+ * real one; the interface lets conductor logic be unit-tested without a
+ * database.
+ */
+import type { NodeFilter, NodeRecord, Page, PortRecord } from './types.ts';
+
+export interface NewNode {
+  readonly uuid: string;
+  readonly name: string | null;
+  readonly group: string;
+  readonly cpus: number;
+  readonly memoryMb: number;
+  readonly localGb: number;
+  readonly cpuArch: string;
+  readonly pmAddress: string;
+  readonly pmPort: number;
+  readonly pmUser: string;
+  readonly pmPasswordEnc: Buffer | null;
+  readonly powerDriver: string;
+  readonly properties: Readonly<Record<string, string>>;
+}
+
+export interface NodeChanges {
+  readonly name?: string | null;
+  readonly group?: string;
+  readonly cpus?: number;
+  readonly memoryMb?: number;
+  readonly localGb?: number;
+  readonly cpuArch?: string;
+  readonly pmAddress?: string;
+  readonly pmPort?: number;
+  readonly pmUser?: string;
+  readonly pmPasswordEnc?: Buffer;
+  readonly maintenance?: boolean;
+  readonly maintenanceReason?: string | null;
+  readonly properties?: Readonly<Record<string, string>>;
+  readonly powerDriver?: string;
+}
+
+export interface NodeStore {
+  /** Creates the node and its ports in one transaction (a MAC already taken aborts it all). */
+  createNode(node: NewNode, ports: readonly { uuid: string; mac: string }[]): Promise<NodeRecord>;
+  /** By UUID or name. */
+  findNode(id: string): Promise<NodeRecord | null>;
+  listNodes(filter: NodeFilter, limit: number, marker: string | null): Promise<Page<NodeRecord>>;
+  /** Applies changes when the row still has `expectedVersion` (when given); bumps the version. */
+  updateNode(uuid: string, changes: NodeChanges, expectedVersion: number | null): Promise<NodeRecord>;
+  /** Deletes unless the node is in one of `refusedStates` or reserved; returns the deleted record. */
+  deleteNode(uuid: string, refusedStates: readonly string[]): Promise<NodeRecord>;
+  createPort(port: { uuid: string; nodeUuid: string; mac: string }): Promise<PortRecord>;
+  /** By UUID or MAC. */
+  findPort(id: string): Promise<PortRecord | null>;
+  listPorts(nodeUuid: string | null, limit: number, marker: string | null): Promise<Page<PortRecord>>;
+  deletePort(uuid: string): Promise<void>;
+  countNodes(): Promise<number>;
+  /** Atomically takes the node's lock (`UPDATE ... WHERE reservation IS NULL`); false when another holds it. */
+  reserve(uuid: string, controllerId: string): Promise<boolean>;
+  /** Releases the lock if this controller still holds it. */
+  release(uuid: string, controllerId: string): Promise<void>;
+  /** Changes state fields when the node is still in `from` (and at `expectedVersion` when given). */
+  transition(uuid: string, from: string, to: string, fields: StateFields, expectedVersion: number | null): Promise<NodeRecord | null>;
+  /** Records observed state (power, last_error) without a provision transition. */
+  recordState(uuid: string, fields: StateFields): Promise<void>;
+  /** Where a node's agent listens and when it last called in. */
+  recordAgent(uuid: string, address: string, seenAt: Date): Promise<void>;
+  /** The sealed BMC password, for power drivers only. */
+  sealedPassword(uuid: string): Promise<Buffer | null>;
+}
+
+export interface StateFields {
+  readonly powerState?: string;
+  readonly targetPowerState?: string | null;
+  readonly targetProvisionState?: string | null;
+  readonly lastError?: string | null;
+  readonly maintenance?: boolean;
+  readonly maintenanceReason?: string | null;
+  readonly instanceUuid?: string | null;
+}

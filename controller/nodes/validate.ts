@@ -1,0 +1,142 @@
+/**
+ * Validation of what operators send to enroll and change nodes. Field names
+ * in errors are the API's (proto) names, so `bmctl` and API users see the
+ * field they typed. Limits follow what real hardware and IPMI allow.
+ */
+import { z } from 'zod';
+import { ValidationError } from '../errors.ts';
+import { isUuid } from './uuid.ts';
+
+export const CPU_ARCHES = ['x86_64', 'aarch64', 'ppc64le', 's390x', 'riscv64'] as const;
+export const POWER_DRIVERS = ['ipmi', 'ipmitool', 'fake'] as const;
+export type PowerDriverName = (typeof POWER_DRIVERS)[number];
+
+const hostname = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const ipv6 = /^[0-9A-Fa-f:.]{2,45}$/;
+
+const name = z
+  .string()
+  .max(255, 'at most 255 characters')
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_" and "-" only, starting with a letter or digit')
+  .refine((v) => !isUuid(v), 'must not look like a UUID (names and UUIDs share one namespace)');
+const group = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, '1-64 letters, digits, ".", "_" or "-"');
+const cpus = z.number().int().min(1, 'must be at least 1').max(4096, 'at most 4096');
+const memoryMb = z.number().int().min(1, 'must be at least 1').max(64 * 1024 * 1024, 'at most 67108864 (64 TiB)');
+const localGb = z.number().int().min(1, 'must be at least 1').max(1_000_000, 'at most 1000000 (1 PB)');
+const cpuArch = z.enum(CPU_ARCHES, { error: `must be one of ${CPU_ARCHES.join(', ')}` });
+const pmAddress = z
+  .string()
+  .min(1, 'is required')
+  .max(253, 'at most 253 characters')
+  .refine((v) => hostname.test(v) || (v.includes(':') && ipv6.test(v)), 'must be a host name or an IP address');
+const pmPort = z.number().int().min(1).max(65535, 'must be 1-65535');
+// IPMI 2.0 limits user names to 16 bytes and passwords to 20 (Set User Password, section 22.30).
+const pmUser = z.string().min(1, 'is required').refine((v) => Buffer.byteLength(v) <= 16, 'at most 16 bytes (IPMI user name limit)');
+const pmPassword = z.string().min(1, 'is required').refine((v) => Buffer.byteLength(v) <= 20, 'at most 20 bytes (IPMI 2.0 password limit)');
+const powerDriver = z.enum(POWER_DRIVERS, { error: `must be one of ${POWER_DRIVERS.join(', ')}` });
+const properties = z
+  .record(z.string().max(64, 'property keys are at most 64 characters'), z.string().max(1024, 'property values are at most 1024 characters'))
+  .refine((v) => Object.keys(v).length <= 64, 'at most 64 properties');
+const reason = z.string().max(1024, 'at most 1024 characters');
+
+export interface NodeCreateInput {
+  readonly name: string | null;
+  readonly group: string;
+  readonly cpus: number;
+  readonly memoryMb: number;
+  readonly localGb: number;
+  readonly cpuArch: string;
+  readonly pmAddress: string;
+  readonly pmPort: number;
+  readonly pmUser: string;
+  readonly pmPassword: string;
+  readonly mac: string;
+  readonly powerDriver: PowerDriverName;
+  readonly properties: Readonly<Record<string, string>>;
+}
+
+export interface NodePatch {
+  readonly name?: string | null;
+  readonly group?: string;
+  readonly cpus?: number;
+  readonly memoryMb?: number;
+  readonly localGb?: number;
+  readonly cpuArch?: string;
+  readonly pmAddress?: string;
+  readonly pmPort?: number;
+  readonly pmUser?: string;
+  readonly pmPassword?: string;
+  readonly maintenance?: boolean;
+  readonly maintenanceReason?: string;
+  readonly properties?: Readonly<Record<string, string>>;
+  readonly powerDriver?: string;
+}
+
+const apiNames: Record<string, string> = {
+  memoryMb: 'memory_mb',
+  localGb: 'local_gb',
+  cpuArch: 'cpu_arch',
+  pmAddress: 'pm_address',
+  pmPort: 'pm_port',
+  pmUser: 'pm_user',
+  pmPassword: 'pm_password',
+  powerDriver: 'power_driver',
+  maintenanceReason: 'maintenance_reason',
+};
+
+function check<T>(schema: z.ZodType<T>, value: unknown): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const key = String(issue.path[0] ?? 'request');
+  // Issues on password fields never echo the value; zod messages here never include it either.
+  throw new ValidationError(apiNames[key] ?? key, issue.message);
+}
+
+const createSchema = z.object({
+  name: name.nullable(),
+  group,
+  cpus,
+  memoryMb,
+  localGb,
+  cpuArch,
+  pmAddress,
+  pmPort,
+  pmUser,
+  pmPassword,
+  mac: z.string(),
+  powerDriver,
+  properties,
+});
+
+export function validateCreate(input: NodeCreateInput): NodeCreateInput {
+  return check(createSchema, input);
+}
+
+const patchSchema = z.object({
+  name: name.nullable().optional(),
+  group: group.optional(),
+  cpus: cpus.optional(),
+  memoryMb: memoryMb.optional(),
+  localGb: localGb.optional(),
+  cpuArch: cpuArch.optional(),
+  pmAddress: pmAddress.optional(),
+  pmPort: pmPort.optional(),
+  pmUser: pmUser.optional(),
+  pmPassword: pmPassword.optional(),
+  maintenance: z.boolean().optional(),
+  maintenanceReason: reason.optional(),
+  properties: properties.optional(),
+  powerDriver: powerDriver.optional(),
+});
+
+export function validatePatch(patch: NodePatch): NodePatch {
+  return check(patchSchema, patch);
+}
+
+/** An id a caller passes: a UUID, a name, or for ports also a MAC. Bounded before it reaches SQL. */
+export function validateId(id: string, field = 'id'): string {
+  if (id.length === 0) throw new ValidationError(field, 'is required');
+  if (id.length > 255) throw new ValidationError(field, 'at most 255 characters');
+  return id;
+}

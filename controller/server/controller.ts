@@ -1,0 +1,146 @@
+/**
+ * The controller process: wires config, database, NATS, secrets and the gRPC
+ * API together, and takes them apart again in reverse on stop.
+ */
+import os from 'node:os';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { sql } from 'drizzle-orm';
+import { openDatabase, redactDatabaseUrl, type DbHandle } from '../../db/connect.ts';
+import { Health } from '../../proto/gen/grpc/health/v1/health_pb.js';
+import { EventService } from '../../proto/gen/bm/v1/event_pb.js';
+import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
+import { PortService } from '../../proto/gen/bm/v1/port_pb.js';
+import { ImageService } from '../../proto/gen/bm/v1/image_pb.js';
+import { imageHandlers } from '../api/image-service.ts';
+import { AgentRegistry as AgentRegistryService } from '../../proto/gen/bm/v1/agent_registry_pb.js';
+import { AGENT_REGISTRY_PREFIX, agentRegistryHandlers } from '../api/agent-registry-service.ts';
+import { AgentRegistry } from '../agents/registry.ts';
+import { MysqlAgentTokens } from '../agents/tokens.ts';
+import { ImageCatalog } from '../images/catalog.ts';
+import { LocalBlobStore } from '../images/local-blob-store.ts';
+import { addService, bindServer, shutdownServer, type ServeOptions } from '../../proto/rpc/index.ts';
+import { eventHandlers } from '../api/event-service.ts';
+import { healthHandlers, HealthState } from '../api/health-service.ts';
+import { nodeHandlers } from '../api/node-service.ts';
+import { portHandlers } from '../api/port-service.ts';
+import { statusMapper } from '../api/status.ts';
+import { adminAuth } from '../auth/interceptor.ts';
+import { TokenSet } from '../auth/tokens.ts';
+import { Membership } from '../cluster/membership.ts';
+import type { Config } from '../config/schema.ts';
+import { BmError } from '../errors.ts';
+import { NatsEventBus } from '../events/nats-bus.ts';
+import { Enrollment } from '../nodes/enrollment.ts';
+import { PowerConductor } from '../conductor/power.ts';
+import { powerFactory } from '../conductor/power-factory.ts';
+import { PowerSync } from '../conductor/power-sync.ts';
+import { MysqlPowerSyncStore } from '../conductor/power-sync-store.ts';
+import { Registry } from 'prom-client';
+import { IpmitoolDriver } from '../drivers/power/ipmitool/driver.ts';
+import { MysqlNodeStore } from '../nodes/mysql-store.ts';
+import { loadSecretKey } from '../secrets/key-file.ts';
+import { SecretBox } from '../secrets/secret-box.ts';
+
+export interface RunningController {
+  readonly id: string;
+  readonly apiPort: number;
+  stop(graceMs?: number): Promise<void>;
+}
+
+async function checkSchema(handle: DbHandle, url: string): Promise<void> {
+  try {
+    await handle.db.execute(sql`SELECT 1 FROM nodes LIMIT 1`);
+  } catch (err) {
+    throw new BmError('failed-precondition', `database ${redactDatabaseUrl(url)} is not ready (${err instanceof Error ? err.message : String(err)}); run \`bmctl db sync\` first`);
+  }
+}
+
+export async function startController(config: Config, log: Logger): Promise<RunningController> {
+  const tokens = new TokenSet(config.api.tokens);
+  if (tokens.size === 0) throw new BmError('invalid-argument', 'api.tokens: no admin token configured; every API call needs one (make one with `bmctl token create`)');
+  const [host, portText] = [config.api.listen.slice(0, config.api.listen.lastIndexOf(':')), config.api.listen.slice(config.api.listen.lastIndexOf(':') + 1)];
+  const id = config.controller.id || `${os.hostname()}-${portText}`;
+
+  const { key, created } = await loadSecretKey({ key: config.secrets.key, keyFile: config.secrets.key_file });
+  if (created) log.warn({ file: config.secrets.key_file }, 'created a new secret key file; copy it to every other controller of this cluster');
+  const secrets = new SecretBox(key);
+
+  const handle = await openDatabase(config.database.url, { connectionLimit: config.database.pool_size });
+  const cleanup: (() => Promise<void>)[] = [() => handle.close()];
+  try {
+    await checkSchema(handle, config.database.url);
+    const bus = await NatsEventBus.connect(config.nats.url, id);
+    cleanup.unshift(() => bus.close());
+    const store = new MysqlNodeStore(handle.db);
+    const enrollment = new Enrollment(store, bus, secrets);
+    const health = new HealthState();
+    const blobs = new LocalBlobStore(config.images.store_path);
+    // Uploads cut off by a crash leave temp files; none can be live before we serve.
+    await blobs.sweepTemp();
+    const catalog = new ImageCatalog(handle.db, blobs, { maxUploadBytes: config.images.max_upload_gb * 1024 ** 3 });
+
+    const server = new grpc.Server({
+      'grpc.max_receive_message_length': config.api.max_message_bytes,
+      'grpc.max_send_message_length': config.api.max_message_bytes,
+    });
+    // Agents authenticate with their per-operation token inside the registry, not with admin tokens.
+    const serve: ServeOptions = { interceptors: [adminAuth(tokens, [AGENT_REGISTRY_PREFIX])], toStatus: statusMapper(log) };
+    const registry = new AgentRegistry(store, new MysqlAgentTokens(handle.db), bus, {
+      enabled: config.discovery.enabled,
+      group: config.discovery.group,
+      ratePerSecond: config.discovery.rate_per_second,
+      burst: config.discovery.burst,
+    });
+    addService(server, Health, healthHandlers(health), serve);
+    const metrics = new Registry();
+    const drivers = powerFactory({ ipmitool: (target) => new IpmitoolDriver(target, { cipherSuite: config.power.ipmitool_cipher_suite }) });
+    const powerSync = new PowerSync(
+      new MysqlPowerSyncStore(handle.db, secrets, config.controller.groups),
+      drivers,
+      bus,
+      { intervalMs: config.power.sync_interval_s * 1000, concurrency: config.power.sync_concurrency, enforce: config.power.sync_enforce, failureThreshold: config.power.sync_failure_threshold, callTimeoutMs: config.power.call_timeout_s * 1000 },
+      metrics,
+      log,
+    );
+    powerSync.start();
+    cleanup.unshift(() => powerSync.stop());
+    const power = new PowerConductor(
+      store,
+      secrets,
+      bus,
+      drivers,
+      { controllerId: id, settleTimeoutMs: config.power.settle_timeout_s * 1000, settlePollMs: 500 },
+      log,
+    );
+    cleanup.unshift(() => power.drain());
+    addService(server, NodeService, nodeHandlers(enrollment, store, power), serve);
+    addService(server, PortService, portHandlers(enrollment, store), serve);
+    addService(server, EventService, eventHandlers(bus), serve);
+    addService(server, ImageService, imageHandlers(catalog), serve);
+    addService(server, AgentRegistryService, agentRegistryHandlers(registry), serve);
+    const apiPort = await bindServer(server, `${host}:${portText}`);
+    cleanup.unshift(() => shutdownServer(server, 5000));
+
+    const membership = new Membership(handle.db, { id, apiAddress: `${host}:${apiPort}`, groups: config.controller.groups, intervalMs: config.controller.heartbeat_interval_ms }, log);
+    await membership.join();
+    cleanup.unshift(() => membership.leave());
+
+    log.info({ id, api: `${host}:${apiPort}`, database: redactDatabaseUrl(config.database.url), nats: config.nats.url, groups: config.controller.groups }, 'controller started');
+    return {
+      id,
+      apiPort,
+      async stop(graceMs = 5000) {
+        health.set(false);
+        log.info({ id, graceMs }, 'controller stopping');
+        for (const step of cleanup) {
+          await step().catch((err: unknown) => log.warn({ err }, 'error while stopping'));
+        }
+        log.info({ id }, 'controller stopped');
+      },
+    };
+  } catch (err) {
+    for (const step of cleanup) await step().catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * Image uploads through the real bmctl to a real controller: qcow2 images made
+ * by the real qemu-img, whose raw digest must equal that of
+ * `qemu-img convert -O raw`; unsupported images refused at upload time.
+ */
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { status } from '@grpc/grpc-js';
+import { ImageService } from '../../proto/gen/bm/v1/image_pb.js';
+import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
+import { runBmctl, startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
+
+const run = promisify(execFile);
+let ctl: ControllerProcess;
+let conn: RpcConnection;
+let dir: string;
+let env: Record<string, string>;
+
+async function sha256File(file: string): Promise<string> {
+  return createHash('sha256').update(await readFile(file)).digest('hex');
+}
+
+async function qemuImg(...args: string[]): Promise<void> {
+  try {
+    await run('qemu-img', args);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error('qemu-img is missing: apt-get install qemu-utils (scripts/setup.sh does)');
+    throw err;
+  }
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'bm-img-'));
+  ctl = await startControllerProcess();
+  conn = connect(ctl.url, { metadata: { authorization: `Bearer ${ctl.token}` } });
+  env = { BM_URL: ctl.url, BM_TOKEN: ctl.token };
+  // 8 MiB raw with data at both ends and a hole between.
+  const raw = path.join(dir, 'disk.raw');
+  const fh = await open(raw, 'w');
+  await fh.truncate(8 * 1024 * 1024);
+  await fh.write(randomBytes(300_000), 0, 300_000, 0);
+  await fh.write(randomBytes(70_000), 0, 70_000, 6 * 1024 * 1024 + 123);
+  await fh.close();
+  await qemuImg('convert', '-f', 'raw', '-O', 'qcow2', '-c', '-o', 'compat=1.1,cluster_size=65536', raw, path.join(dir, 'disk.qcow2'));
+  await qemuImg('convert', '-f', 'qcow2', '-O', 'raw', path.join(dir, 'disk.qcow2'), path.join(dir, 'expected.raw'));
+  await qemuImg('create', '-f', 'qcow2', '-b', path.join(dir, 'disk.qcow2'), '-F', 'qcow2', path.join(dir, 'overlay.qcow2'));
+  await writeFile(path.join(dir, 'vmlinuz'), randomBytes(4096));
+  await writeFile(path.join(dir, 'initrd'), randomBytes(8192));
+});
+
+afterAll(async () => {
+  conn?.close();
+  await ctl?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('image store', () => {
+  it('uploads a compressed qcow2 made by qemu-img and records its raw digest', async () => {
+    const r = await runBmctl(['--json', 'image', 'create', '--name', 'ubuntu-test', '--disk-format', 'qcow2', path.join(dir, 'disk.qcow2')], env);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const image = JSON.parse(r.stdout) as { sha256: string; rawSha256: string; virtualSize: string; status: string; size: string };
+    expect(image.status).toBe('active');
+    expect(image.sha256).toBe(await sha256File(path.join(dir, 'disk.qcow2')));
+    expect(image.rawSha256).toBe(await sha256File(path.join(dir, 'expected.raw')));
+    expect(Number(image.virtualSize)).toBe(8 * 1024 * 1024);
+  });
+
+  it('prints the final sha256 in the plain output, and stores identical content once', async () => {
+    const r = await runBmctl(['image', 'create', '--name', 'ubuntu-copy', '--disk-format', 'qcow2', path.join(dir, 'disk.qcow2')], env);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`sha256: ${await sha256File(path.join(dir, 'disk.qcow2'))}`));
+    const blobs = await readdir(path.join(ctl.dir, 'images'), { recursive: true });
+    expect(blobs.filter((f) => /[0-9a-f]{64}$/.test(f))).toHaveLength(1);
+  });
+
+  it('uploads a kernel and ramdisk and links an image to them, and refuses deleting them while used', async () => {
+    expect((await runBmctl(['image', 'create', '--name', 'deploy-kernel', '--disk-format', 'aki', path.join(dir, 'vmlinuz')], env)).code).toBe(0);
+    expect((await runBmctl(['image', 'create', '--name', 'deploy-ramdisk', '--disk-format', 'ari', path.join(dir, 'initrd')], env)).code).toBe(0);
+    const linked = await runBmctl(['--json', 'image', 'create', '--name', 'linked', '--disk-format', 'raw', '--kernel', 'deploy-kernel', '--ramdisk', 'deploy-ramdisk', path.join(dir, 'expected.raw')], env);
+    expect(linked.code).toBe(0);
+    expect((JSON.parse(linked.stdout) as { properties: Record<string, string> }).properties).toEqual({ kernel_id: 'deploy-kernel', ramdisk_id: 'deploy-ramdisk' });
+    const refused = await runBmctl(['image', 'delete', 'deploy-kernel'], env);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/used by image\(s\) linked.*FAILED_PRECONDITION/);
+    expect((await runBmctl(['image', 'delete', 'linked'], env)).code).toBe(0);
+    expect((await runBmctl(['image', 'delete', 'deploy-kernel'], env)).code).toBe(0);
+  });
+
+  it('refuses a qcow2 with a backing file at upload time, keeping nothing', async () => {
+    const before = (await conn.client(ImageService).listImages({})).images.length;
+    const r = await runBmctl(['image', 'create', '--name', 'overlay', '--disk-format', 'qcow2', path.join(dir, 'overlay.qcow2')], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/backing/i);
+    expect((await conn.client(ImageService).listImages({})).images.length).toBe(before);
+    await expect(conn.client(ImageService).getImage({ id: 'overlay' })).rejects.toMatchObject({ code: status.NOT_FOUND });
+  });
+
+  it('refuses a raw upload of a qcow2 file, a wrong expected digest, a taken name and a bad format', async () => {
+    const asRaw = await runBmctl(['image', 'create', '--name', 'wrong-format', '--disk-format', 'raw', path.join(dir, 'disk.qcow2')], env);
+    expect(asRaw.stderr).toMatch(/is a qcow2 image/);
+    const digest = await runBmctl(['image', 'create', '--name', 'bad-digest', '--disk-format', 'raw', '--sha256', 'a'.repeat(64), path.join(dir, 'expected.raw')], env);
+    expect(digest.code).toBe(1);
+    expect(digest.stderr).toMatch(/sha256/);
+    const taken = await runBmctl(['image', 'create', '--name', 'ubuntu-test', '--disk-format', 'raw', path.join(dir, 'expected.raw')], env);
+    expect(taken.stderr).toMatch(/already exists.*ALREADY_EXISTS/);
+    const fmt = await runBmctl(['image', 'create', '--name', 'x', '--disk-format', 'vmdk', path.join(dir, 'expected.raw')], env);
+    expect(fmt.stderr).toMatch(/disk_format: must be one of raw, qcow2, aki, ari/);
+    const names = (await conn.client(ImageService).listImages({})).images.map((i) => i.name);
+    expect(names).not.toContain('wrong-format');
+    expect(names).not.toContain('bad-digest');
+  });
+
+  it('refuses an upload that does not start with meta', async () => {
+    const err = await conn
+      .client(ImageService)
+      .createImage([{ part: { case: 'chunk', value: new Uint8Array(10) } }])
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: status.INVALID_ARGUMENT });
+  });
+});

@@ -1,0 +1,172 @@
+/**
+ * Starts a real controller process (`bmctl controller start`) on its own
+ * database, with a fresh admin token, for tests, benchmarks and the lab.
+ * Everything it makes (database, temp dir, process) goes away in stop().
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { syncDatabase, dropDatabase } from '../../db/migrate.ts';
+import { hashToken, newToken } from '../../controller/auth/tokens.ts';
+import { Health, HealthCheckResponse_ServingStatus } from '../../proto/gen/grpc/health/v1/health_pb.js';
+import { connect } from '../../proto/rpc/index.ts';
+
+/** A port the kernel just handed out, so parallel test files do not collide. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitServing(url: string, child: ChildProcess, output: () => string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const conn = connect(url);
+  try {
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) throw new Error(`controller exited with ${child.exitCode} before serving:\n${output()}`);
+      const ok = await conn
+        .client(Health)
+        .check({}, { timeoutMs: 500 })
+        .then((r) => r.status === HealthCheckResponse_ServingStatus.SERVING)
+        .catch(() => false);
+      if (ok) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`controller did not serve within ${timeoutMs / 1000} s:\n${output()}`);
+  } finally {
+    conn.close();
+  }
+}
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const bmctlPath = path.join(repoRoot, 'controller/cli/main.ts');
+
+const baseDbUrl = process.env.BM_TEST_DATABASE_URL ?? 'mysql://root@127.0.0.1:3306/';
+export const natsUrl = process.env.BM_NATS_URL ?? 'nats://127.0.0.1:4222';
+
+export function testDatabaseUrl(prefix = 'bm_test'): string {
+  return `${baseDbUrl.replace(/\/[^/]*$/, '/')}${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+}
+
+export interface ControllerProcess {
+  readonly url: string;
+  readonly token: string;
+  readonly databaseUrl: string;
+  readonly dir: string;
+  readonly pid: number;
+  /** Everything the process wrote to stdout and stderr so far. */
+  logs(): string;
+  stop(options?: { keepDatabase?: boolean }): Promise<number | null>;
+}
+
+export interface StartOptions {
+  readonly databaseUrl?: string;
+  readonly extraToml?: string;
+  readonly env?: Readonly<Record<string, string>>;
+  readonly logLevel?: string;
+}
+
+function waitForExit(child: ChildProcess, ms: number): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+    }, ms);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+  });
+}
+
+export async function startControllerProcess(options: StartOptions = {}): Promise<ControllerProcess> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'bm-ctl-'));
+  const databaseUrl = options.databaseUrl ?? testDatabaseUrl();
+  const token = newToken();
+  await syncDatabase(databaseUrl);
+  const apiPort = await freePort();
+  const config = [
+    '[api]',
+    `listen = "127.0.0.1:${apiPort}"`,
+    `tokens = ["${hashToken(token)}"]`,
+    '[database]',
+    `url = "${databaseUrl}"`,
+    '[nats]',
+    `url = "${natsUrl}"`,
+    '[secrets]',
+    `key_file = "${path.join(dir, 'secret.key')}"`,
+    '[images]',
+    `store_path = "${path.join(dir, 'images')}"`,
+    '[log]',
+    `level = "${options.logLevel ?? 'debug'}"`,
+    options.extraToml ?? '',
+  ].join('\n');
+  await writeFile(path.join(dir, 'bm.toml'), config);
+
+  const child = spawn(process.execPath, [bmctlPath, 'controller', 'start', '--config', path.join(dir, 'bm.toml')], {
+    cwd: repoRoot,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+
+  const cleanup = async (keepDatabase: boolean): Promise<void> => {
+    if (!keepDatabase) await dropDatabase(databaseUrl).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  };
+
+  const url = `127.0.0.1:${apiPort}`;
+  await waitServing(url, child, () => output, 30_000).catch(async (err: unknown) => {
+    child.kill('SIGKILL');
+    await cleanup(false);
+    throw err;
+  });
+
+  return {
+    url,
+    token,
+    databaseUrl,
+    dir,
+    pid: child.pid!,
+    logs: () => output,
+    async stop(opts = {}) {
+      child.kill('SIGTERM');
+      const code = await waitForExit(child, 10_000);
+      await cleanup(opts.keepDatabase ?? false);
+      return code;
+    },
+  };
+}
+
+export interface CliResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs the real bmctl as a child process. */
+export function runBmctl(args: readonly string[], env: Readonly<Record<string, string>> = {}, timeoutMs = 30_000): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bmctlPath, ...args], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
