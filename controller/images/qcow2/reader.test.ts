@@ -1,0 +1,203 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { deflateRawSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { collect } from '../collect.testutil.ts';
+import { rawContentSha256 } from '../digest.ts';
+import { Qcow2FormatError } from '../errors.ts';
+import { BytesReader } from '../random-access.ts';
+import { buildQcow2 } from './builder.testutil.ts';
+import { inspectQcow2 } from './inspect.ts';
+import { Qcow2Image } from './reader.ts';
+
+const CLUSTER = 65536;
+
+function pattern(seed: number, length = CLUSTER): Uint8Array {
+  const bytes = randomBytes(length);
+  bytes[0] = seed;
+  return bytes;
+}
+
+/** An image with every kind of cluster: data, a zero-filled data cluster, zero flag, compressed, holes. */
+function mixedImage(): ReturnType<typeof buildQcow2> {
+  const zeroData = new Uint8Array(CLUSTER);
+  const halfZero = pattern(9);
+  halfZero.fill(0, 8192, CLUSTER);
+  return buildQcow2({
+    virtualSize: 20 * CLUSTER + 1024, // a partial last cluster
+    clusters: [
+      { cluster: 0, kind: 'data', bytes: pattern(1) },
+      { cluster: 1, kind: 'data', bytes: pattern(2) },
+      { cluster: 3, kind: 'zero' },
+      { cluster: 4, kind: 'compressed', bytes: pattern(4) },
+      { cluster: 5, kind: 'compressed', bytes: new TextEncoder().encode('compressible '.repeat(5000)) },
+      { cluster: 6, kind: 'data', bytes: zeroData },
+      { cluster: 7, kind: 'data', bytes: halfZero },
+      { cluster: 20, kind: 'data', bytes: pattern(20) },
+    ],
+  });
+}
+
+describe('qcow2 reader', () => {
+  it('yields the raw content with holes, zero clusters, compressed and partial clusters', async () => {
+    const built = mixedImage();
+    const image = await Qcow2Image.open(new BytesReader(built.bytes));
+    const { bytes, extents } = await collect(image);
+    expect(Buffer.from(bytes).equals(Buffer.from(built.raw))).toBe(true);
+    // Clusters 2 (unallocated) and 3 (zero flag) are one merged hole; cluster 6 (allocated
+    // but all zeros) becomes a hole; cluster 7's zero tail merges with the hole up to cluster 20.
+    expect(extents.map((e) => [e.kind, e.offset])).toEqual([
+      ['data', 0],
+      ['zero', 2 * CLUSTER],
+      ['data', 4 * CLUSTER],
+      ['data', 5 * CLUSTER],
+      ['zero', 6 * CLUSTER],
+      ['data', 7 * CLUSTER],
+      ['zero', 7 * CLUSTER + 8192],
+      ['data', 20 * CLUSTER],
+    ]);
+    expect((await rawContentSha256(image)).sha256).toBe(createHash('sha256').update(built.raw).digest('hex'));
+  });
+
+  it('coalesces host-contiguous data clusters into reads of at most the chunk size', async () => {
+    const clusters = Array.from({ length: 40 }, (_, i) => ({ cluster: i, kind: 'data' as const, bytes: pattern(i) }));
+    const built = buildQcow2({ virtualSize: 40 * CLUSTER, clusters });
+    const image = await Qcow2Image.open(new BytesReader(built.bytes), { chunkSize: 256 * 1024 });
+    const { bytes, extents } = await collect(image, 0, 256 * 1024);
+    expect(Buffer.from(bytes).equals(Buffer.from(built.raw))).toBe(true);
+    expect(extents).toHaveLength(10);
+  });
+
+  it('splits 2 MiB clusters into extents no larger than the chunk size', async () => {
+    const built = buildQcow2({ clusterBits: 21, virtualSize: 2 ** 22, clusters: [{ cluster: 1, kind: 'data', bytes: pattern(1, 2 ** 21) }] });
+    const { bytes } = await collect(await Qcow2Image.open(new BytesReader(built.bytes)), 0, 1024 * 1024);
+    expect(Buffer.from(bytes).equals(Buffer.from(built.raw))).toBe(true);
+  });
+
+  it('starts at any fromOffset and yields exactly the tail of the image', async () => {
+    const built = mixedImage();
+    const image = await Qcow2Image.open(new BytesReader(built.bytes));
+    for (const from of [0, 1, CLUSTER - 1, CLUSTER, 3 * CLUSTER + 5, 4 * CLUSTER + 100, 7 * CLUSTER + 9000, 20 * CLUSTER + 1023, image.virtualSize]) {
+      const { bytes } = await collect(image, from);
+      expect(Buffer.from(bytes).equals(Buffer.from(built.raw.subarray(from))), `from ${from}`).toBe(true);
+    }
+    expect(() => image.extents(image.virtualSize + 1)).toThrow(RangeError);
+  });
+
+  it('skips to fromOffset without reading the L2 tables before it', async () => {
+    const clusters = [
+      { cluster: 0, kind: 'data' as const, bytes: pattern(0) },
+      { cluster: 8192, kind: 'data' as const, bytes: pattern(1) },
+    ];
+    const built = buildQcow2({ virtualSize: 8193 * CLUSTER, clusters });
+    const reads: number[] = [];
+    const inner = new BytesReader(built.bytes);
+    const image = await Qcow2Image.open({ size: inner.size, read: (position, length) => (reads.push(position), inner.read(position, length)) });
+    reads.length = 0;
+    await collect(image, 8192 * CLUSTER);
+    const firstL2 = built.l2Offsets.get(0);
+    expect(reads).not.toContain(firstL2);
+  });
+
+  it('reports clusters by kind at inspect time', async () => {
+    expect(await inspectQcow2(new BytesReader(mixedImage().bytes))).toEqual({
+      format: 'qcow2',
+      version: 3,
+      virtualSize: 20 * CLUSTER + 1024,
+      clusterSize: CLUSTER,
+      extendedL2: false,
+      dirty: false,
+      dataClusters: 5,
+      compressedClusters: 2,
+      zeroClusters: 1,
+    });
+  });
+
+  describe('hostile images', () => {
+    const l2Entry = (built: ReturnType<typeof buildQcow2>, l1Index: number, index: number): number => {
+      const l2 = built.l2Offsets.get(l1Index);
+      if (l2 === undefined) throw new Error('no L2');
+      return l2 + index * 8;
+    };
+    async function refusal(bytes: Uint8Array): Promise<unknown> {
+      try {
+        await inspectQcow2(new BytesReader(bytes));
+        const image = await Qcow2Image.open(new BytesReader(bytes));
+        await collect(image);
+      } catch (err) {
+        return err;
+      }
+      return undefined;
+    }
+
+    it('reads an L1 entry of offset 0 with the copied flag as a hole, and refuses one pointing at the L1 table', async () => {
+      const built = mixedImage();
+      const view = new DataView(built.bytes.buffer);
+      view.setBigUint64(built.l1Offset, 1n << 63n);
+      expect(await refusal(built.bytes)).toBeUndefined();
+      view.setBigUint64(built.l1Offset, BigInt(built.l1Offset));
+      expect(await refusal(built.bytes)).toMatchObject({ field: 'l1_entry', message: expect.stringMatching(/points into the L1 table itself/) });
+    });
+
+    it('refuses an L1 entry past the end of the file', async () => {
+      const built = mixedImage();
+      new DataView(built.bytes.buffer).setBigUint64(built.l1Offset, 1n << 40n);
+      expect(await refusal(built.bytes)).toMatchObject({ field: 'l1_entry', message: expect.stringMatching(/past the end of the/) });
+    });
+
+    it('refuses two L1 entries sharing one L2 table', async () => {
+      const built = buildQcow2({ virtualSize: 8192 * 2 * CLUSTER, clusters: [{ cluster: 0, kind: 'data', bytes: pattern(0) }] });
+      const view = new DataView(built.bytes.buffer);
+      view.setBigUint64(built.l1Offset + 8, view.getBigUint64(built.l1Offset));
+      expect(await refusal(built.bytes)).toMatchObject({ field: 'l1_entry', message: expect.stringMatching(/reuses the L2 table/) });
+    });
+
+    it('reads a data entry of offset 0 as a hole, and refuses one past the end of the file', async () => {
+      const holed = mixedImage();
+      new DataView(holed.bytes.buffer).setBigUint64(l2Entry(holed, 0, 0), 1n << 63n);
+      expect(await refusal(holed.bytes)).toBeUndefined();
+      const beyond = mixedImage();
+      new DataView(beyond.bytes.buffer).setBigUint64(l2Entry(beyond, 0, 0), 1n << 45n);
+      const err = await refusal(beyond.bytes);
+      expect(err).toBeInstanceOf(Qcow2FormatError);
+      expect(err).toMatchObject({ field: 'l2_entry', message: expect.stringMatching(/outside the data area/) });
+    });
+
+    it('refuses a compressed cluster whose offset lies in the header cluster', async () => {
+      const built = mixedImage();
+      new DataView(built.bytes.buffer).setBigUint64(l2Entry(built, 0, 4), (1n << 62n) | 100n);
+      expect(await refusal(built.bytes)).toMatchObject({ field: 'l2_entry' });
+    });
+
+    it('refuses an L1 table that does not fit in the file or cannot map the disk', async () => {
+      const tooSmall = mixedImage();
+      new DataView(tooSmall.bytes.buffer).setBigUint64(24, BigInt(8193 * CLUSTER));
+      expect(await refusal(tooSmall.bytes)).toMatchObject({ field: 'l1_size' });
+      const tooBig = mixedImage();
+      new DataView(tooBig.bytes.buffer).setUint32(36, 1_000_000);
+      expect(await refusal(tooBig.bytes)).toMatchObject({ field: 'l1_table_offset' });
+      const absurd = mixedImage();
+      new DataView(absurd.bytes.buffer).setUint32(36, 0xffffffff);
+      expect(await refusal(absurd.bytes)).toMatchObject({ feature: 'l1_size' });
+    });
+
+    it('refuses a compressed cluster that inflates to more than one cluster (a zip bomb)', async () => {
+      const built = mixedImage();
+      const bomb = deflateRawSync(new Uint8Array(16 * CLUSTER));
+      const at = built.bytes.length - 4096;
+      const bytes = new Uint8Array(built.bytes.length + bomb.length);
+      bytes.set(built.bytes);
+      bytes.set(bomb, at);
+      const additional = BigInt(Math.ceil((at + bomb.length) / 512) - 1 - Math.floor(at / 512));
+      new DataView(bytes.buffer).setBigUint64(l2Entry(built, 0, 4), (1n << 62n) | (additional << 54n) | BigInt(at));
+      expect(await refusal(bytes)).toMatchObject({ field: 'compressed_cluster', message: expect.stringMatching(/does not inflate to one cluster/) });
+    });
+
+    it('refuses a compressed cluster whose data is garbage or too short', async () => {
+      const built = mixedImage();
+      const view = new DataView(built.bytes.buffer);
+      const entry = view.getBigUint64(l2Entry(built, 0, 4));
+      view.setBigUint64(l2Entry(built, 0, 4), (entry & ~(0xffn << 54n)) | 0n); // one sector only
+      expect(await refusal(built.bytes)).toMatchObject({ field: 'compressed_cluster' });
+    });
+  });
+});

@@ -1,0 +1,306 @@
+/**
+ * A qcow2 image as an ImageSource. It walks the active L1 table in order,
+ * reads each L2 table once, and turns guest clusters into extents: holes and
+ * zero clusters become (merged) zero extents, data clusters that are
+ * contiguous in the file are read together (up to the chunk size), and
+ * compressed clusters are inflated into exactly one cluster each.
+ *
+ * Every offset taken from the file is checked before it is used: L2 tables
+ * and data must lie after the header cluster and inside the file, an L2
+ * table may not be the L1 table or be used twice (so the walk reads at most
+ * the file's size in metadata), and inflating can never produce more than a
+ * cluster.
+ */
+import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
+import {
+  checkChunkSize,
+  checkFromOffset,
+  DEFAULT_CHUNK_SIZE,
+  DEFAULT_ZERO_BLOCK,
+  mergeZeros,
+  splitZeroBlocks,
+  chunkData,
+  type Extent,
+  type ImageSource,
+} from '../extents.ts';
+import type { RandomAccessReader } from '../random-access.ts';
+import { hex, Qcow2FormatError } from '../errors.ts';
+import { assertReadable, MAX_CLUSTER_BITS, parseQcow2Header, type Qcow2Header } from './header.ts';
+import { decodeL1Entry, decodeL2Entry, type L2Entry } from './l2.ts';
+import { planLayout, type Qcow2Layout } from './layout.ts';
+
+export interface Qcow2ImageOptions {
+  /** Largest data extent and largest single read (default 1 MiB). */
+  readonly chunkSize?: number;
+  /** Split allocated clusters that hold only zeros into zero extents, at this granularity (default 4 KiB). */
+  readonly zeroBlock?: number;
+  /** Set false to yield allocated clusters as data even when they are all zeros. */
+  readonly detectZeros?: boolean;
+}
+
+/** One L2 table's worth of the walk: `table` is undefined when the L1 entry is empty. */
+export interface L2TableVisit {
+  readonly l1Index: number;
+  readonly firstCluster: number;
+  /** Guest clusters this visit covers (the last table may be partly beyond the disk). */
+  readonly clusters: number;
+  readonly tableOffset: number;
+  readonly table: DataView | undefined;
+}
+
+type Op =
+  | { readonly kind: 'zero'; readonly offset: number; readonly length: number }
+  | { readonly kind: 'read'; readonly offset: number; readonly host: number; readonly length: number }
+  | {
+      readonly kind: 'compressed';
+      readonly offset: number;
+      readonly host: number;
+      readonly compressedSize: number;
+      /** Which part of the inflated cluster the disk needs. */
+      readonly skip: number;
+      readonly length: number;
+      readonly cluster: number;
+    };
+
+export async function readQcow2Header(reader: RandomAccessReader): Promise<Qcow2Header> {
+  // The header's extensions can use the whole first cluster, whose size we
+  // learn from the header itself: read the largest possible cluster at once.
+  const first = await reader.read(0, Math.min(reader.size, 2 ** MAX_CLUSTER_BITS));
+  return parseQcow2Header(first);
+}
+
+export class Qcow2Image implements ImageSource {
+  readonly format = 'qcow2' as const;
+  readonly virtualSize: number;
+  readonly layout: Qcow2Layout;
+  readonly #reader: RandomAccessReader;
+  readonly #l1: DataView;
+  readonly #chunkSize: number;
+  readonly #zeroBlock: number;
+  readonly #detectZeros: boolean;
+
+  private constructor(reader: RandomAccessReader, layout: Qcow2Layout, l1: DataView, options: Qcow2ImageOptions) {
+    this.#reader = reader;
+    this.layout = layout;
+    this.virtualSize = layout.header.virtualSize;
+    this.#l1 = l1;
+    this.#chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    this.#zeroBlock = options.zeroBlock ?? DEFAULT_ZERO_BLOCK;
+    this.#detectZeros = options.detectZeros ?? true;
+    checkChunkSize(this.#chunkSize, this.#zeroBlock);
+  }
+
+  /** Parses and checks the header and reads the active L1 table; refuses unsupported images. */
+  static async open(reader: RandomAccessReader, options: Qcow2ImageOptions = {}): Promise<Qcow2Image> {
+    const header = await readQcow2Header(reader);
+    assertReadable(header);
+    const layout = planLayout(header, reader.size);
+    const l1Bytes = await reader.read(header.l1TableOffset, layout.l1Entries * 8);
+    if (l1Bytes.length !== layout.l1Entries * 8) {
+      throw new Qcow2FormatError('l1_table_offset', `L1 table truncated: read ${l1Bytes.length} of ${layout.l1Entries * 8} bytes`, { value: hex(header.l1TableOffset) });
+    }
+    return new Qcow2Image(reader, layout, new DataView(l1Bytes.buffer, l1Bytes.byteOffset, l1Bytes.byteLength), options);
+  }
+
+  get header(): Qcow2Header {
+    return this.layout.header;
+  }
+
+  /**
+   * Walks the active L1 table from `fromL1`, reading each referenced L2
+   * table after checking where it points. Shared by extents() and inspect.
+   */
+  async *l2Tables(fromL1 = 0): AsyncGenerator<L2TableVisit> {
+    const { clusterSize, l2Entries, l1Entries, guestClusters, fileSize, header } = this.layout;
+    const l1End = header.l1TableOffset + header.l1Size * 8;
+    const seen = new Set<number>();
+    for (let l1Index = fromL1; l1Index < l1Entries; l1Index++) {
+      const firstCluster = l1Index * l2Entries;
+      const clusters = Math.min(l2Entries, guestClusters - firstCluster);
+      const tableOffset = decodeL1Entry(this.#l1, l1Index, clusterSize);
+      if (tableOffset === 0) {
+        yield { l1Index, firstCluster, clusters, tableOffset, table: undefined };
+        continue;
+      }
+      const context = { index: l1Index, value: hex(tableOffset) };
+      if (tableOffset < clusterSize) throw new Qcow2FormatError('l1_entry', `L1 entry ${l1Index} points into the header cluster`, context);
+      if (tableOffset + clusterSize > fileSize) throw new Qcow2FormatError('l1_entry', `L1 entry ${l1Index} points at ${hex(tableOffset)}, past the end of the ${fileSize}-byte file`, context);
+      if (tableOffset < l1End && tableOffset + clusterSize > header.l1TableOffset) {
+        throw new Qcow2FormatError('l1_entry', `L1 entry ${l1Index} points into the L1 table itself`, context);
+      }
+      if (seen.has(tableOffset)) throw new Qcow2FormatError('l1_entry', `L1 entry ${l1Index} reuses the L2 table at ${hex(tableOffset)}`, context);
+      seen.add(tableOffset);
+      const bytes = await this.#reader.read(tableOffset, clusterSize);
+      yield { l1Index, firstCluster, clusters, tableOffset, table: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+    }
+  }
+
+  /** Decodes one entry and checks the host offsets it names against the file. */
+  entry(table: DataView, index: number, cluster: number): L2Entry {
+    const entry = decodeL2Entry(table, index, this.layout.header);
+    if (entry.kind === 'unallocated' || entry.kind === 'zero') return entry;
+    const { clusterSize, fileSize } = this.layout;
+    if (entry.hostOffset < clusterSize || entry.hostOffset >= fileSize) {
+      throw new Qcow2FormatError('l2_entry', `guest cluster ${cluster} maps to ${hex(entry.hostOffset)}, outside the data area of the ${fileSize}-byte file`, {
+        cluster,
+        value: hex(entry.hostOffset),
+      });
+    }
+    return entry;
+  }
+
+  extents(fromOffset = 0): AsyncIterable<Extent> {
+    checkFromOffset(fromOffset, this.virtualSize);
+    return mergeZeros(this.#walk(fromOffset));
+  }
+
+  async *#walk(fromOffset: number): AsyncGenerator<Extent> {
+    const { clusterSize, l2Entries } = this.layout;
+    const subclusterSize = clusterSize / 32;
+    const virtualSize = this.virtualSize;
+    const chunkSize = this.#chunkSize;
+    const ops: Op[] = [];
+    // The run being built: guest-contiguous pieces of one kind, and for reads host-contiguous too.
+    let run: { kind: 'zero' | 'read'; offset: number; host: number; length: number } | undefined;
+
+    const flush = (): void => {
+      if (run === undefined) return;
+      if (run.kind === 'zero') {
+        ops.push({ kind: 'zero', offset: run.offset, length: run.length });
+      } else {
+        for (let pos = 0; pos < run.length; pos += chunkSize) {
+          ops.push({ kind: 'read', offset: run.offset + pos, host: run.host + pos, length: Math.min(chunkSize, run.length - pos) });
+        }
+      }
+      run = undefined;
+    };
+    const addZero = (start: number, end: number): void => {
+      if (run?.kind === 'zero') {
+        run.length += end - start;
+        return;
+      }
+      flush();
+      run = { kind: 'zero', offset: start, host: 0, length: end - start };
+    };
+    const addRead = (start: number, end: number, host: number): void => {
+      if (run?.kind === 'read' && run.host + run.length === host && run.length + (end - start) <= chunkSize) {
+        run.length += end - start;
+        return;
+      }
+      flush();
+      run = { kind: 'read', offset: start, host, length: end - start };
+    };
+
+    const startCluster = Math.floor(fromOffset / clusterSize);
+    for await (const visit of this.l2Tables(Math.floor(startCluster / l2Entries))) {
+      const visitStart = Math.max(fromOffset, visit.firstCluster * clusterSize);
+      const visitEnd = Math.min(virtualSize, (visit.firstCluster + visit.clusters) * clusterSize);
+      if (visit.table === undefined) {
+        addZero(visitStart, visitEnd);
+        continue;
+      }
+      const firstIndex = Math.max(0, startCluster - visit.firstCluster);
+      for (let index = firstIndex; index < visit.clusters; index++) {
+        const cluster = visit.firstCluster + index;
+        const guest = cluster * clusterSize;
+        const start = Math.max(guest, fromOffset);
+        const end = Math.min(guest + clusterSize, virtualSize);
+        const entry = this.entry(visit.table, index, cluster);
+        switch (entry.kind) {
+          case 'unallocated':
+          case 'zero':
+            addZero(start, end);
+            break;
+          case 'data':
+            addRead(start, end, entry.hostOffset + (start - guest));
+            break;
+          case 'compressed':
+            flush();
+            ops.push({ kind: 'compressed', offset: start, host: entry.hostOffset, compressedSize: entry.compressedSize, skip: start - guest, length: end - start, cluster });
+            break;
+          case 'subclusters':
+            for (let sub = 0; sub < 32; sub++) {
+              const subStart = Math.max(start, guest + sub * subclusterSize);
+              const subEnd = Math.min(end, guest + (sub + 1) * subclusterSize);
+              if (subStart >= subEnd) continue;
+              if ((entry.allocated & (1 << sub)) !== 0) addRead(subStart, subEnd, entry.hostOffset + (subStart - guest));
+              else addZero(subStart, subEnd);
+            }
+            break;
+        }
+      }
+      // Drain what this table produced; the open run carries over so holes
+      // and contiguous data keep merging across table boundaries.
+      yield* this.#execute(ops);
+      ops.length = 0;
+    }
+    flush();
+    yield* this.#execute(ops);
+  }
+
+  async *#execute(ops: readonly Op[]): AsyncGenerator<Extent> {
+    // One read ahead: the next chunk is on its way while the consumer handles
+    // this one, which keeps the disk busy at the cost of one more chunk of memory.
+    let ahead: { index: number; data: Promise<Uint8Array> } | undefined;
+    const fetch = (index: number): Promise<Uint8Array> | undefined => {
+      const op = ops[index];
+      if (op === undefined || op.kind === 'zero') return undefined;
+      const promise = op.kind === 'read' ? this.#readData(op.host, op.length) : this.#inflate(op).then((cluster) => cluster.subarray(op.skip, op.skip + op.length));
+      // Failures surface when the op is reached; until then keep them from being "unhandled".
+      promise.catch(() => {});
+      return promise;
+    };
+    for (let index = 0; index < ops.length; index++) {
+      const op = ops[index];
+      if (op === undefined) break;
+      if (op.kind === 'zero') {
+        yield op;
+        continue;
+      }
+      const pending = ahead?.index === index ? ahead.data : fetch(index);
+      ahead = undefined;
+      let next = index + 1;
+      while (ops[next]?.kind === 'zero') next++;
+      const nextData = fetch(next);
+      if (nextData !== undefined) ahead = { index: next, data: nextData };
+      if (pending === undefined) continue;
+      const data = await pending;
+      if (this.#detectZeros) yield* splitZeroBlocks(op.offset, data, this.#zeroBlock);
+      else yield* chunkData(op.offset, data, this.#chunkSize);
+    }
+  }
+
+  /** Reads guest data; bytes past the end of the file read as zeros, as they do in QEMU. */
+  async #readData(host: number, length: number): Promise<Uint8Array> {
+    const bytes = await this.#reader.read(host, length);
+    if (bytes.length === length) return bytes;
+    const padded = new Uint8Array(length);
+    padded.set(bytes);
+    return padded;
+  }
+
+  async #inflate(op: Extract<Op, { kind: 'compressed' }>): Promise<Uint8Array> {
+    const clusterSize = this.layout.clusterSize;
+    // The last sector named by the descriptor may extend past the end of the file.
+    const compressed = await this.#reader.read(op.host, op.compressedSize);
+    let out: Buffer;
+    try {
+      // Z_SYNC_FLUSH: the stream may be followed by the next cluster's bytes,
+      // and inflating must stop once a cluster is produced; maxOutputLength
+      // makes a zip bomb fail instead of allocating.
+      out = inflateRawSync(compressed, { maxOutputLength: clusterSize, finishFlush: zlibConstants.Z_SYNC_FLUSH });
+    } catch (err) {
+      throw new Qcow2FormatError('compressed_cluster', `guest cluster ${op.cluster} at ${hex(op.host)} does not inflate to one cluster: ${(err as Error).message}`, {
+        cluster: op.cluster,
+        value: hex(op.host),
+      });
+    }
+    if (out.length !== clusterSize) {
+      throw new Qcow2FormatError('compressed_cluster', `guest cluster ${op.cluster} at ${hex(op.host)} inflates to ${out.length} bytes, not ${clusterSize}`, {
+        cluster: op.cluster,
+        value: hex(op.host),
+      });
+    }
+    return out;
+  }
+}
