@@ -1,0 +1,51 @@
+/**
+ * sha256 of the first `length` bytes of a target, read back from it in
+ * fixed-size chunks through one reused buffer: memory stays at one chunk
+ * whatever the image size.
+ *
+ * What "read back" proves: the bytes come from the target after fdatasync,
+ * through the kernel's page cache. That catches mistakes in the agent's
+ * write path (wrong positions, lost frames, a resume from the wrong offset,
+ * bytes a previous stream left behind) and anything corrupted on the way in.
+ * It does not prove that the medium kept the bytes: pages still cached are
+ * served from memory. Node offers neither O_DIRECT-aligned buffers nor
+ * posix_fadvise(DONTNEED)/BLKFLSBUF; a deploy that must catch a lying disk
+ * can drop the caches (`echo 1 > /proc/sys/vm/drop_caches` in the ramdisk)
+ * before hashing; we leave that to the caller.
+ */
+import { createHash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+import { TargetIoError } from '../errors.ts';
+import { readFully } from './target.ts';
+
+export const HASH_CHUNK_BYTES = 4 * 1024 * 1024;
+
+export interface HashOptions {
+  readonly chunkBytes?: number;
+  readonly signal?: AbortSignal;
+}
+
+/** Hex sha256 of bytes [0, length) of the open target. */
+export async function sha256OfTarget(handle: FileHandle, length: number, options: HashOptions = {}): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of readTargetChunks(handle, 0, length, options)) hash.update(chunk);
+  return hash.digest('hex');
+}
+
+/**
+ * Bytes [offset, offset + length) of the target in chunks (what ReadImage
+ * streams). The chunk is valid only until the next iteration: callers that
+ * keep it must copy it. Fails if the target ends before offset + length.
+ */
+export async function* readTargetChunks(handle: FileHandle, offset: number, length: number, options: HashOptions = {}): AsyncGenerator<Uint8Array> {
+  const buffer = new Uint8Array(Math.max(1, Math.min(options.chunkBytes ?? HASH_CHUNK_BYTES, length)));
+  for (let done = 0; done < length; ) {
+    options.signal?.throwIfAborted();
+    const want = Math.min(buffer.length, length - done);
+    const slice = buffer.subarray(0, want);
+    const got = await readFully(handle, slice, offset + done);
+    if (got < want) throw new TargetIoError(`target ends at ${offset + done + got}, before ${offset + length}`, { offset: offset + done + got, wanted: offset + length });
+    yield slice;
+    done += want;
+  }
+}
