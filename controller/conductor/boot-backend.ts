@@ -1,0 +1,153 @@
+/**
+ * The DHCP servers' BootBackend over MySQL. The lease table's primary key is
+ * the address, and every claim is one INSERT ... ON DUPLICATE KEY UPDATE that
+ * only takes a row that is ours or expired, so the database arbitrates
+ * between controllers; an ACK goes out only after commitLease resolved.
+ * Raw SQL through the mysql2 pool: this is the hot path of a PXE storm.
+ */
+import type mysql from 'mysql2/promise';
+import type { AllocateRequest, BootBackend, BootNode, Lease } from '../boot/backend.ts';
+import { intToIp, ipToInt } from '../boot/dhcp/options.ts';
+import { LeaseConflictError } from '../boot/errors.ts';
+
+/** Declined addresses are parked under a MAC no NIC has, so nobody matches them. */
+const NOBODY = '00:00:00:00:00:00';
+const DECLINE_QUARANTINE_MS = 10 * 60_000;
+const SCAN_WINDOW = 256;
+
+// A claim on an existing row only succeeds when the row is ours or expired.
+// SET runs left to right: state and expiry are decided on the old mac before
+// mac is overwritten. A re-DISCOVER by a MAC that holds a bound lease keeps it
+// bound and never shortens it.
+const TAKE_OVER = `UPDATE dhcp_leases SET
+    state = IF(mac = ? AND state = 'bound' AND ? = 'offered', 'bound', ?),
+    expires_at = IF(mac = ? AND state = 'bound' AND ? = 'offered', GREATEST(expires_at, ?), ?),
+    mac = ?
+  WHERE ip = ? AND (mac = ? OR expires_at < ?)`;
+
+export class MysqlBootBackend implements BootBackend {
+  readonly #pool: mysql.Pool;
+  readonly #now: () => number;
+  /** Offers made by this controller and not yet committed: address -> MAC until a deadline. */
+  readonly #holds = new Map<number, { mac: string; until: number }>();
+  readonly #holdOf = new Map<string, number>();
+  #cursor = 0;
+
+  constructor(pool: mysql.Pool, now: () => number = Date.now) {
+    this.#pool = pool;
+    this.#now = now;
+  }
+
+  async lookup(mac: string): Promise<BootNode | null> {
+    const [rows] = await this.#pool.query<mysql.RowDataPacket[]>('SELECT node_uuid, fixed_ip FROM ports WHERE address = ? LIMIT 1', [mac]);
+    const row = rows[0];
+    return row ? { mac, nodeUuid: row.node_uuid as string, fixedAddress: (row.fixed_ip as string | null) ?? null } : null;
+  }
+
+  /** Takes `ip` for `mac` unless another MAC holds it live; true when ours afterwards. */
+  async #claim(ip: number, mac: string, state: 'offered' | 'bound', until: number): Promise<boolean> {
+    const expires = new Date(until);
+    const [inserted] = await this.#pool.query<mysql.ResultSetHeader>('INSERT IGNORE INTO dhcp_leases (ip, mac, state, expires_at) VALUES (?, ?, ?, ?)', [ip, mac, state, expires]);
+    if (inserted.affectedRows === 1) return true;
+    const [updated] = await this.#pool.query<mysql.ResultSetHeader>(TAKE_OVER, [mac, state, state, mac, state, expires, expires, mac, ip, mac, new Date(this.#now())]);
+    if (updated.affectedRows === 1) return true;
+    // Nothing changed: the claim lost, or it re-wrote identical values.
+    const [rows] = await this.#pool.query<mysql.RowDataPacket[]>('SELECT mac FROM dhcp_leases WHERE ip = ?', [ip]);
+    return rows[0]?.mac === mac;
+  }
+
+  /**
+   * Offers write nothing: like Kea, the store is written on REQUEST only, so a
+   * DISCOVER costs reads, not a commit. Proposals are held in this
+   * controller's memory for holdMs; two controllers may propose one address,
+   * and commitLease settles it (the loser NAKs and the client starts over).
+   */
+  async allocateLease(req: AllocateRequest): Promise<string | null> {
+    const start = ipToInt(req.pool.start);
+    const end = ipToInt(req.pool.end);
+    const excluded = new Set(req.pool.exclude.map(ipToInt));
+    const now = this.#now();
+    const usable = (ip: number): boolean => ip >= start && ip <= end && !excluded.has(ip) && this.#heldBy(ip, now) in { none: 1, [req.mac]: 1 };
+    const hold = (ip: number): string => {
+      const previous = this.#holdOf.get(req.mac);
+      if (previous !== undefined && previous !== ip) this.#holds.delete(previous);
+      this.#holds.set(ip, { mac: req.mac, until: now + req.holdMs });
+      this.#holdOf.set(req.mac, ip);
+      return intToIp(ip);
+    };
+
+    const [mine] = await this.#pool.query<mysql.RowDataPacket[]>("SELECT ip FROM dhcp_leases WHERE mac = ? AND state = 'bound' ORDER BY expires_at DESC LIMIT 1", [req.mac]);
+    const current = mine[0]?.ip as number | undefined;
+    if (current !== undefined && usable(current)) return hold(current);
+    const held = this.#holdOf.get(req.mac);
+    if (held !== undefined && usable(held) && this.#holds.get(held)!.until > now) return hold(held);
+
+    if (req.requestedIp !== null) {
+      const wanted = ipToInt(req.requestedIp);
+      if (usable(wanted)) {
+        const [rows] = await this.#pool.query<mysql.RowDataPacket[]>('SELECT mac FROM dhcp_leases WHERE ip = ? AND expires_at > ?', [wanted, new Date(now)]);
+        if (rows.length === 0 || rows[0]?.mac === req.mac) return hold(wanted);
+      }
+    }
+
+    // Scan windows of the pool for an address no live lease and no hold has,
+    // starting where the last scan stopped, wrapping once.
+    const size = end - start + 1;
+    let cursor = this.#cursor >= start && this.#cursor <= end ? this.#cursor : start;
+    for (let scanned = 0; scanned < size; ) {
+      const windowEnd = Math.min(end, cursor + SCAN_WINDOW - 1);
+      const [rows] = await this.#pool.query<mysql.RowDataPacket[]>('SELECT ip FROM dhcp_leases WHERE ip BETWEEN ? AND ? AND expires_at > ?', [cursor, windowEnd, new Date(now)]);
+      const taken = new Set(rows.map((r) => r.ip as number));
+      for (let ip = cursor; ip <= windowEnd; ip++) {
+        if (!taken.has(ip) && usable(ip)) {
+          this.#cursor = ip + 1;
+          return hold(ip);
+        }
+      }
+      scanned += windowEnd - cursor + 1;
+      cursor = windowEnd >= end ? start : windowEnd + 1;
+    }
+    return null;
+  }
+
+  #heldBy(ip: number, now: number): string {
+    const h = this.#holds.get(ip);
+    if (!h) return 'none';
+    if (h.until <= now) {
+      this.#holds.delete(ip);
+      if (this.#holdOf.get(h.mac) === ip) this.#holdOf.delete(h.mac);
+      return 'none';
+    }
+    return h.mac;
+  }
+
+  async commitLease(lease: Lease): Promise<Lease> {
+    const ip = ipToInt(lease.ip);
+    if (!(await this.#claim(ip, lease.mac, 'bound', lease.expiresAt))) {
+      const [rows] = await this.#pool.query<mysql.RowDataPacket[]>('SELECT mac FROM dhcp_leases WHERE ip = ?', [ip]);
+      throw new LeaseConflictError(lease.ip, lease.mac, (rows[0]?.mac as string | undefined) ?? 'another client');
+    }
+    // One lease per MAC: its other rows (an earlier address) go.
+    await this.#pool.query('DELETE FROM dhcp_leases WHERE mac = ? AND ip <> ?', [lease.mac, ip]);
+    if (this.#holdOf.get(lease.mac) === ip) {
+      this.#holds.delete(ip);
+      this.#holdOf.delete(lease.mac);
+    }
+    return lease;
+  }
+
+  async releaseLease(mac: string, ip: string): Promise<void> {
+    await this.#pool.query('UPDATE dhcp_leases SET expires_at = ? WHERE ip = ? AND mac = ?', [new Date(this.#now() - 1), ipToInt(ip), mac]);
+  }
+
+  async declineLease(mac: string, ip: string): Promise<void> {
+    const until = new Date(this.#now() + DECLINE_QUARANTINE_MS);
+    await this.#pool.query("UPDATE dhcp_leases SET mac = ?, state = 'declined', expires_at = ? WHERE ip = ? AND mac = ?", [NOBODY, until, ipToInt(ip), mac]);
+  }
+
+  /** Live leases (for `bmctl`, tests and the benchmark's "every ACK is in MySQL" check). */
+  async leases(): Promise<Lease[]> {
+    const [rows] = await this.#pool.query<mysql.RowDataPacket[]>("SELECT ip, mac, expires_at FROM dhcp_leases WHERE state = 'bound' AND expires_at > ?", [new Date(this.#now())]);
+    return rows.map((r) => ({ ip: intToIp(r.ip as number), mac: r.mac as string, expiresAt: (r.expires_at as Date).getTime() }));
+  }
+}

@@ -1,0 +1,64 @@
+/** PowerSyncStore over MySQL: the nodes of this controller's groups that have BMC credentials. */
+import { and, eq, inArray, isNotNull, isNull, ne, sql } from 'drizzle-orm';
+import type { Database } from '../../db/connect.ts';
+import { nodes } from '../../db/schema.ts';
+import type { SecretBox } from '../secrets/secret-box.ts';
+import type { PowerState } from './power-control.ts';
+import type { PowerSyncStore, SyncCandidate } from './power-sync.ts';
+
+export class MysqlPowerSyncStore implements PowerSyncStore {
+  readonly #db: Database;
+  readonly #secrets: SecretBox;
+  readonly #groups: readonly string[];
+
+  constructor(db: Database, secrets: SecretBox, groups: readonly string[]) {
+    this.#db = db;
+    this.#secrets = secrets;
+    this.#groups = groups;
+  }
+
+  async candidates(): Promise<SyncCandidate[]> {
+    const rows = await this.#db
+      .select({
+        uuid: nodes.uuid,
+        provisionState: nodes.provisionState,
+        powerState: nodes.powerState,
+        maintenance: nodes.maintenance,
+        failures: nodes.powerSyncFailures,
+        driver: nodes.powerDriver,
+        address: nodes.pmAddress,
+        port: nodes.pmPort,
+        username: nodes.pmUser,
+        sealed: nodes.pmPasswordEnc,
+      })
+      .from(nodes)
+      .where(and(inArray(nodes.group, [...this.#groups]), ne(nodes.pmAddress, ''), isNotNull(nodes.pmPasswordEnc), isNull(nodes.reservation)));
+    const out: SyncCandidate[] = [];
+    for (const r of rows) {
+      if (!r.sealed) continue;
+      out.push({
+        uuid: r.uuid,
+        provisionState: r.provisionState,
+        powerState: r.powerState,
+        maintenance: r.maintenance,
+        failures: r.failures,
+        target: { nodeUuid: r.uuid, driver: r.driver, address: r.address, port: r.port, username: r.username, password: this.#secrets.decrypt(r.sealed, r.uuid) },
+      });
+    }
+    return out;
+  }
+
+  async recordPower(uuid: string, state: PowerState): Promise<void> {
+    await this.#db
+      .update(nodes)
+      .set({ powerState: state, version: sql`${nodes.version} + 1`, updatedAt: sql`CURRENT_TIMESTAMP(3)` })
+      .where(eq(nodes.uuid, uuid));
+  }
+
+  async recordFailures(uuid: string, failures: number, lastError: string | null): Promise<void> {
+    await this.#db
+      .update(nodes)
+      .set({ powerSyncFailures: failures, ...(lastError !== null ? { lastError } : {}) })
+      .where(eq(nodes.uuid, uuid));
+  }
+}

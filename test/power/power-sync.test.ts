@@ -1,0 +1,50 @@
+/**
+ * The power-state sync loop in a real controller process, against real BMC
+ * simulators (ipmi_sim) through the real ipmitool, with one BMC unreachable.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
+import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
+import { startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
+import { requireBinary, startIpmiSim, type IpmiSim } from '../support/ipmi-sim.ts';
+
+let sims: IpmiSim[] = [];
+let ctl: ControllerProcess;
+let conn: RpcConnection;
+
+beforeAll(async () => {
+  requireBinary('ipmitool', 'ipmitool');
+  sims = await Promise.all([startIpmiSim('pw-a'), startIpmiSim('pw-b'), startIpmiSim('pw-c')]);
+  ctl = await startControllerProcess({ extraToml: '[power]\nsync_interval_s = 1\nsync_failure_threshold = 2\ncall_timeout_s = 5' });
+  conn = connect(ctl.url, { metadata: { authorization: `Bearer ${ctl.token}` } });
+});
+
+afterAll(async () => {
+  conn?.close();
+  await ctl?.stop();
+  await Promise.all(sims.map((s) => s.stop()));
+});
+
+describe('power sync against ipmi_sim', () => {
+  it('converges on what the BMCs say, and flags the unreachable one', async () => {
+    const nodes = conn.client(NodeService);
+    const ids: string[] = [];
+    for (const [i, sim] of sims.entries()) {
+      await sim.setChassisPower(i % 2 === 0);
+      const n = await nodes.createNode({ pmAddress: sim.address, pmPort: sim.port, pmUser: sim.user, pmPassword: sim.password, powerDriver: 'ipmitool', cpus: 1, memoryMb: 1, localGb: 1, cpuArch: 'x86_64', mac: `52:54:00:b0:00:0${i}` });
+      ids.push(n.uuid);
+    }
+    const dead = await nodes.createNode({ pmAddress: '127.0.0.1', pmPort: 9, pmUser: 'admin', pmPassword: 'x', powerDriver: 'ipmitool', cpus: 1, memoryMb: 1, localGb: 1, cpuArch: 'x86_64', mac: '52:54:00:b0:00:09' });
+    const power = async () => Promise.all(ids.map(async (id) => (await nodes.getNode({ id })).powerState));
+    await expect.poll(power, { timeout: 20_000, interval: 500 }).toEqual(['on', 'off', 'on']);
+
+    // Someone switches node 0 off at the machine: the next sweep records it.
+    await sims[0]!.setChassisPower(false);
+    await expect.poll(async () => (await nodes.getNode({ id: ids[0]! })).powerState, { timeout: 20_000, interval: 500 }).toBe('off');
+
+    await expect.poll(async () => (await nodes.getNode({ id: dead.uuid })).powerSyncFailures, { timeout: 30_000, interval: 500 }).toBeGreaterThanOrEqual(2);
+    const flagged = await nodes.getNode({ id: dead.uuid });
+    expect(flagged.lastError).toMatch(/^power sync failing: BMC 127\.0\.0\.1:9 .*did not answer/);
+    expect(flagged.powerState).toBe('unknown');
+  });
+});
