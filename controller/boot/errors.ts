@@ -1,0 +1,29 @@
+/**
+ * Typed errors of the network-boot services. Parsers throw these for bad
+ * wire input; the servers catch them, count the packet as dropped and keep
+ * serving everyone else.
+ */
+import { BmError, type ErrorContext } from '../errors.ts';
+
+/** A datagram that does not parse as the protocol says. */
+export class MalformedPacketError extends BmError {
+  readonly protocol: 'dhcp' | 'tftp';
+  constructor(protocol: 'dhcp' | 'tftp', message: string, context: ErrorContext = {}) {
+    super('invalid-argument', `malformed ${protocol} packet: ${message}`, { ...context, protocol });
+    this.protocol = protocol;
+  }
+}
+
+/** A path that would leave a served root (`..`, absolute, symlink escape). */
+export class PathOutsideRootError extends BmError {
+  constructor(requested: string, root: string) {
+    super('permission-denied', `path "${requested}" is outside the served root`, { requested, root });
+  }
+}
+
+/** A lease that cannot be committed because another MAC holds the address. */
+export class LeaseConflictError extends BmError {
+  constructor(ip: string, mac: string, holder: string) {
+    super('conflict', `address ${ip} is leased to ${holder}, not ${mac}`, { ip, mac, holder });
+  }
+}

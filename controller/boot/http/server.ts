@@ -1,0 +1,153 @@
+/**
+ * The HTTP boot server (default port 6386): per-MAC iPXE scripts under
+ * /boot/<mac>.ipxe and kernels/ramdisks under /images/<name>, streamed with
+ * single-range support. Paths outside the blob root are refused (403).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pipeline } from 'node:stream/promises';
+import { BmError } from '../../errors.ts';
+import { normalizeMac } from '../../nodes/mac.ts';
+import { planBoot, type BootPlanConfig, type BootStateSource } from '../boot-plan.ts';
+import { PathOutsideRootError } from '../errors.ts';
+import { renderIpxeScript } from '../ipxe-script.ts';
+import type { BlobSource } from './blob-source.ts';
+import { parseRange } from './range.ts';
+
+export interface HttpBootOptions {
+  readonly states: BootStateSource;
+  readonly blobs: BlobSource;
+  readonly plan: BootPlanConfig;
+  readonly address?: string;
+  /** 6386 by default; 0 picks a free port (tests). */
+  readonly port?: number;
+}
+
+export interface HttpBootStats {
+  scripts: number;
+  notFound: number;
+  refused: number;
+  blobs: number;
+  ranges: number;
+  errors: number;
+}
+
+export class HttpBootServer {
+  readonly stats: HttpBootStats = { scripts: 0, notFound: 0, refused: 0, blobs: 0, ranges: 0, errors: 0 };
+  private readonly o: HttpBootOptions;
+  private server: Server | null = null;
+
+  constructor(options: HttpBootOptions) {
+    this.o = options;
+  }
+
+  async start(): Promise<{ address: string; port: number }> {
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch(() => {
+        this.stats.errors++;
+        if (!res.headersSent) this.plain(res, 500, 'internal error\n');
+        else res.destroy();
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.o.port ?? 6386, this.o.address ?? '0.0.0.0', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server = server;
+    const a = server.address() as AddressInfo;
+    return { address: a.address, port: a.port };
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private plain(res: ServerResponse, status: number, body: string): void {
+    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      return this.plain(res, 405, 'method not allowed\n');
+    }
+    const rawPath = (req.url ?? '/').split('?')[0]!;
+    const script = /^\/boot\/([^/]+)\.ipxe$/.exec(rawPath);
+    if (script) return this.serveScript(script[1]!, req, res);
+    if (rawPath.startsWith('/images/')) return this.serveBlob(rawPath.slice('/images/'.length), req, res);
+    this.stats.notFound++;
+    return this.plain(res, 404, 'not found\n');
+  }
+
+  private async serveScript(macText: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let mac: string;
+    try {
+      mac = normalizeMac(decodeURIComponent(macText));
+    } catch {
+      this.stats.notFound++;
+      return this.plain(res, 404, 'not a MAC address\n');
+    }
+    const plan = planBoot(await this.o.states.bootStateFor(mac), this.o.plan);
+    if (plan === null) {
+      this.stats.notFound++;
+      return this.plain(res, 404, 'nothing to boot for this MAC\n');
+    }
+    const body = renderIpxeScript(plan);
+    this.stats.scripts++;
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  }
+
+  private async serveBlob(encoded: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let name: string;
+    try {
+      // Decoded once, then checked: %2e%2e and %2f cannot smuggle a `..` past the check.
+      name = decodeURIComponent(encoded);
+    } catch {
+      return this.plain(res, 400, 'bad path encoding\n');
+    }
+    let blob;
+    try {
+      blob = await this.o.blobs.open(name);
+    } catch (err) {
+      if (err instanceof PathOutsideRootError) {
+        this.stats.refused++;
+        return this.plain(res, 403, 'outside the served root\n');
+      }
+      if (err instanceof BmError && err.code === 'not-found') {
+        this.stats.notFound++;
+        return this.plain(res, 404, 'not found\n');
+      }
+      throw err;
+    }
+    const range = parseRange(req.headers.range, blob.size);
+    const headers: Record<string, string | number> = { 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream' };
+    if (blob.modified) headers['last-modified'] = blob.modified.toUTCString();
+    if (range.kind === 'unsatisfiable') {
+      res.writeHead(416, { ...headers, 'content-range': `bytes */${blob.size}`, 'content-length': 0 });
+      res.end();
+      return;
+    }
+    const start = range.kind === 'range' ? range.start : 0;
+    const end = range.kind === 'range' ? range.end : blob.size - 1;
+    const length = blob.size === 0 ? 0 : end - start + 1;
+    if (range.kind === 'range') {
+      this.stats.ranges++;
+      res.writeHead(206, { ...headers, 'content-range': `bytes ${start}-${end}/${blob.size}`, 'content-length': length });
+    } else res.writeHead(200, { ...headers, 'content-length': length });
+    this.stats.blobs++;
+    if (req.method === 'HEAD' || length === 0) {
+      res.end();
+      return;
+    }
+    await pipeline(blob.stream(start, end), res);
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * Starts the boot services from the validated `[boot]` config: DHCP (in the
+ * configured mode), TFTP and HTTP boot. The caller supplies the seams (store
+ * backends, content sources); defaults serve directories from the config.
+ */
+import type { BootBackend } from './backend.ts';
+import type { BootStateSource } from './boot-plan.ts';
+import type { BootConfig } from './config.ts';
+import { DhcpServer } from './dhcp/server.ts';
+import { SerializedAllocations } from './serialized-backend.ts';
+import { DirectoryBlobSource, type BlobSource } from './http/blob-source.ts';
+import { HttpBootServer } from './http/server.ts';
+import { DirectoryFileSource, type TftpFileSource } from './tftp/file-source.ts';
+import { IpxeOverlayFileSource } from './tftp/ipxe-file-source.ts';
+import { TftpServer } from './tftp/server.ts';
+
+export interface BootServiceDeps {
+  readonly backend: BootBackend;
+  readonly states: BootStateSource;
+  /** The controller's API/callback URL written into kernel command lines. */
+  readonly controllerUrl: string;
+  readonly files?: TftpFileSource;
+  readonly blobs?: BlobSource;
+}
+
+export interface BootServices {
+  readonly dhcp: DhcpServer;
+  readonly tftp: TftpServer;
+  readonly http: HttpBootServer;
+  close(): Promise<void>;
+}
+
+export async function startBootServices(config: BootConfig, deps: BootServiceDeps): Promise<BootServices> {
+  const dhcp = new DhcpServer({
+    mode: config.mode,
+    // One offer at a time per controller: see serialized-backend.ts.
+    backend: new SerializedAllocations(deps.backend),
+    serverAddress: config.server_address,
+    bindAddress: config.bind_address,
+    ...(config.range_start && config.range_end
+      ? { range: { start: config.range_start, end: config.range_end, netmask: config.netmask, router: config.router ?? null, dns: config.dns } }
+      : {}),
+    leaseTimeSec: config.lease_time_s,
+    discovery: config.discovery,
+    boot: { httpPort: config.http_port, biosFile: config.ipxe_bios, efiFile: config.ipxe_efi },
+  });
+  const tftp = new TftpServer({
+    source: deps.files ?? new IpxeOverlayFileSource(new DirectoryFileSource(config.tftp_root), config.ipxe_source_dir, [config.ipxe_bios, config.ipxe_efi]),
+    address: config.bind_address,
+    port: config.tftp_port,
+    maxBlockSize: config.tftp_max_block_size,
+    maxWindowSize: config.tftp_max_window,
+  });
+  const httpBase = `http://${config.server_address}:${config.http_port}`;
+  const http = new HttpBootServer({
+    states: deps.states,
+    blobs: deps.blobs ?? new DirectoryBlobSource(config.http_root),
+    plan: {
+      httpBase,
+      controllerUrl: deps.controllerUrl,
+      defaultKernel: config.deploy_kernel,
+      defaultRamdisk: config.deploy_ramdisk,
+      discovery: config.discovery,
+      kernelArgs: config.kernel_args,
+    },
+    address: config.bind_address,
+    port: config.http_port,
+  });
+  const started: { close(): Promise<void> }[] = [];
+  try {
+    await tftp.start();
+    started.push(tftp);
+    await http.start();
+    started.push(http);
+    await dhcp.start();
+    started.push(dhcp);
+  } catch (err) {
+    for (const s of started.reverse()) await s.close().catch(() => undefined);
+    throw err;
+  }
+  return {
+    dhcp,
+    tftp,
+    http,
+    async close() {
+      for (const s of started.reverse()) await s.close().catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,180 @@
+/**
+ * A read-only TFTP server: requests on one well-known socket, each transfer
+ * on its own ephemeral socket. Malformed datagrams are dropped and counted;
+ * write requests, paths outside the root and unknown files get a TFTP error.
+ */
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { BmError } from '../../errors.ts';
+import { PathOutsideRootError } from '../errors.ts';
+import type { TftpFileSource } from './file-source.ts';
+import { negotiate } from './options.ts';
+import { encodeError, parsePacket, TftpErrorCode } from './packet.ts';
+import { emptyTftpStats, type TftpStats } from './stats.ts';
+import { ReadTransfer } from './transfer.ts';
+
+export interface TftpServerOptions {
+  readonly source: TftpFileSource;
+  /** Address to bind; 0.0.0.0 serves every interface of the namespace. */
+  readonly address?: string;
+  /** 69 by default; 0 picks a free port (tests). */
+  readonly port?: number;
+  readonly maxBlockSize?: number;
+  readonly maxWindowSize?: number;
+  /** Retransmission timeout when the client did not negotiate one. */
+  readonly timeoutMs?: number;
+  readonly maxRetries?: number;
+  /** Concurrency bound: requests beyond it get "busy". */
+  readonly maxTransfers?: number;
+}
+
+export class TftpServer {
+  readonly stats: TftpStats = emptyTftpStats();
+  private readonly opts: Required<TftpServerOptions>;
+  private socket: Socket | null = null;
+  private readonly active = new Map<string, ReadTransfer>();
+
+  constructor(options: TftpServerOptions) {
+    this.opts = {
+      address: '0.0.0.0',
+      port: 69,
+      maxBlockSize: 65464,
+      maxWindowSize: 64,
+      timeoutMs: 1000,
+      maxRetries: 5,
+      maxTransfers: 1024,
+      ...options,
+    };
+  }
+
+  get activeTransfers(): number {
+    return this.active.size;
+  }
+
+  async start(): Promise<{ address: string; port: number }> {
+    const socket = createSocket({ type: 'udp4', reuseAddr: true });
+    socket.on('message', (msg, rinfo) => void this.onRequest(msg, rinfo));
+    socket.on('error', () => undefined);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind({ port: this.opts.port, address: this.opts.address }, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    try {
+      // Many ROMs ask at once when a rack powers on; queue their requests rather than drop them.
+      socket.setRecvBufferSize(1 << 20);
+    } catch {
+      /* above net.core.rmem_max: keep the default */
+    }
+    this.socket = socket;
+    return socket.address();
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.active.values()) t.abort();
+    this.active.clear();
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
+  }
+
+  private replyError(rinfo: RemoteInfo, code: number, message: string): void {
+    // Errors for a request come from a fresh port, as a transfer would (RFC 1350 section 4).
+    const s = createSocket('udp4');
+    s.on('error', () => s.close());
+    s.bind({ port: 0, address: this.opts.address }, () => {
+      s.send(encodeError(code, message), rinfo.port, rinfo.address, () => s.close());
+    });
+  }
+
+  private async onRequest(msg: Buffer, rinfo: RemoteInfo): Promise<void> {
+    let packet;
+    try {
+      packet = parsePacket(msg);
+    } catch {
+      this.stats.malformed++;
+      return;
+    }
+    if (packet.kind === 'wrq') {
+      this.stats.refused++;
+      this.replyError(rinfo, TftpErrorCode.accessViolation, 'read-only server');
+      return;
+    }
+    if (packet.kind !== 'rrq') {
+      // Stray DATA/ACK/ERROR on the request port: not a request, drop it.
+      this.stats.malformed++;
+      return;
+    }
+    this.stats.requests++;
+    const key = `${rinfo.address}:${rinfo.port}`;
+    // A retransmitted RRQ while its transfer runs: the transfer's own timer recovers.
+    if (this.active.has(key)) return;
+    if (this.active.size >= this.opts.maxTransfers) {
+      this.replyError(rinfo, TftpErrorCode.notDefined, 'server busy');
+      return;
+    }
+    if (packet.mode === 'mail') {
+      this.replyError(rinfo, TftpErrorCode.illegalOperation, 'mail mode not supported');
+      return;
+    }
+    let file;
+    try {
+      file = await this.opts.source.open(packet.filename);
+    } catch (err) {
+      if (err instanceof PathOutsideRootError) {
+        this.stats.refused++;
+        this.replyError(rinfo, TftpErrorCode.accessViolation, 'access outside the root refused');
+      } else {
+        this.stats.notFound++;
+        const code = err instanceof BmError && err.code === 'not-found' ? TftpErrorCode.fileNotFound : TftpErrorCode.notDefined;
+        this.replyError(rinfo, code, code === TftpErrorCode.fileNotFound ? 'file not found' : 'cannot read file');
+      }
+      return;
+    }
+    if (this.socket === null) {
+      await file.close();
+      return;
+    }
+    const negotiated = negotiate(packet.options, file.size, {
+      maxBlockSize: this.opts.maxBlockSize,
+      maxWindowSize: this.opts.maxWindowSize,
+    });
+    const socket = createSocket('udp4');
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once('error', reject);
+        socket.bind({ port: 0, address: this.opts.address }, () => {
+          // Connected to the client's TID: the kernel filters foreign senders and
+          // sends skip the address lookup, which is most of a lock-step round trip.
+          socket.connect(rinfo.port, rinfo.address, () => {
+            socket.off('error', reject);
+            resolve();
+          });
+        });
+      });
+    } catch {
+      await file.close();
+      this.stats.transfersFailed++;
+      return;
+    }
+    const transfer = new ReadTransfer({
+      socket,
+      peerAddress: rinfo.address,
+      peerPort: rinfo.port,
+      file,
+      negotiated,
+      timeoutMs: negotiated.timeoutMs ?? this.opts.timeoutMs,
+      maxRetries: this.opts.maxRetries,
+      stats: this.stats,
+      onEnd: (ok) => {
+        this.active.delete(key);
+        if (ok) this.stats.transfersCompleted++;
+        else this.stats.transfersFailed++;
+      },
+    });
+    this.active.set(key, transfer);
+    this.stats.transfersStarted++;
+    transfer.start();
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * Runs our boot servers as a child process, so a test can start them inside
+ * a network namespace (`ip netns exec NS node test/boot/boot-runner.ts JSON`).
+ * Prints one JSON line {"ready":...} when listening; a line "stats" on stdin
+ * prints {"stats":...}; SIGTERM closes everything.
+ */
+import { createInterface } from 'node:readline';
+import { DirectoryFileSource } from '../../controller/boot/tftp/file-source.ts';
+import { TftpServer } from '../../controller/boot/tftp/server.ts';
+import type { NodeBootState } from '../../controller/boot/boot-plan.ts';
+import { DirectoryBlobSource } from '../../controller/boot/http/blob-source.ts';
+import { HttpBootServer } from '../../controller/boot/http/server.ts';
+import { startDhcpFromRunnerConfig, type RunnerDhcpConfig } from './runner-dhcp.ts';
+
+export interface RunnerConfig {
+  readonly tftp?: { readonly root: string; readonly address?: string; readonly port?: number; readonly timeoutMs?: number };
+  readonly dhcp?: RunnerDhcpConfig;
+  readonly http?: {
+    readonly root: string;
+    readonly address?: string;
+    readonly port: number;
+    /** As nodes reach us: http://ADDRESS:PORT */
+    readonly httpBase: string;
+    readonly discovery: boolean;
+    readonly kernelArgs?: readonly string[];
+    readonly states: readonly (NodeBootState & { readonly mac: string })[];
+  };
+}
+
+const config = JSON.parse(process.argv[2] ?? '{}') as RunnerConfig;
+const closers: (() => Promise<void>)[] = [];
+const statsOf: Record<string, () => unknown> = {};
+
+const ready: Record<string, unknown> = {};
+
+if (config.tftp) {
+  const server = new TftpServer({
+    source: new DirectoryFileSource(config.tftp.root),
+    address: config.tftp.address ?? '0.0.0.0',
+    port: config.tftp.port ?? 69,
+    ...(config.tftp.timeoutMs ? { timeoutMs: config.tftp.timeoutMs } : {}),
+  });
+  ready.tftp = await server.start();
+  closers.push(() => server.close());
+  statsOf.tftp = () => server.stats;
+}
+if (config.dhcp) {
+  const started = await startDhcpFromRunnerConfig(config.dhcp);
+  ready.dhcp = started.addresses;
+  closers.push(started.close);
+  statsOf.dhcp = started.stats;
+}
+
+if (config.http) {
+  const h = config.http;
+  const states = new Map(h.states.map((s) => [s.mac, s]));
+  const server = new HttpBootServer({
+    states: { bootStateFor: async (mac) => states.get(mac) ?? null },
+    blobs: new DirectoryBlobSource(h.root),
+    plan: { httpBase: h.httpBase, controllerUrl: h.httpBase, defaultKernel: 'deploy/vmlinuz', defaultRamdisk: 'deploy/initrd', discovery: h.discovery, kernelArgs: h.kernelArgs ?? ['console=ttyS0'] },
+    address: h.address ?? '0.0.0.0',
+    port: h.port,
+  });
+  ready.http = await server.start();
+  closers.push(() => server.close());
+  statsOf.http = () => server.stats;
+}
+
+process.stdout.write(JSON.stringify({ ready }) + '\n');
+
+createInterface({ input: process.stdin }).on('line', (line) => {
+  if (line.trim() !== 'stats') return;
+  void (async () => {
+    const stats: Record<string, unknown> = {};
+    for (const [k, f] of Object.entries(statsOf)) stats[k] = await f();
+    process.stdout.write(JSON.stringify({ stats }) + '\n');
+  })();
+});
+
+const shutdown = async (): Promise<void> => {
+  for (const close of closers) await close().catch(() => undefined);
+  process.exit(0);
+};
+process.on('SIGTERM', () => void shutdown());
+process.on('SIGINT', () => void shutdown());
