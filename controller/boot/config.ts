@@ -26,6 +26,11 @@ export const bootConfigSchema = z
     /** Address the DHCP/TFTP sockets bind; 0.0.0.0 is needed to receive broadcasts. */
     bind_address: ipv4.default('0.0.0.0'),
     mode: z.enum(['full', 'proxy', 'off']).default('full'),
+    dhcp_port: port.default(67),
+    /** The PXE proxyDHCP port (proxy mode only). */
+    proxy_port: port.default(4011),
+    /** Where replies to a relay agent (giaddr) go: 67 on a real relay. */
+    relay_port: port.default(67),
     range_start: ipv4.optional(),
     range_end: ipv4.optional(),
     netmask: netmask.default('255.255.255.0'),
@@ -42,6 +47,11 @@ export const bootConfigSchema = z
     ipxe_efi: z.string().min(1).default('ipxe.efi'),
     /** Where the iPXE binaries are copied from into tftp_root (Debian's `ipxe` package). */
     ipxe_source_dir: z.string().min(1).default('/usr/lib/ipxe'),
+    /**
+     * The API address agents call back, put on the ramdisk's kernel command
+     * line; default http://<server_address>:<the API's port>.
+     */
+    api_url: z.string().regex(/^https?:\/\/[A-Za-z0-9.:\-[\]]+\/?$/, 'expected http://host:port').optional(),
     http_port: port.default(6386),
     http_root: z.string().min(1).default('/var/lib/bm/http'),
     deploy_kernel: z.string().min(1).default('deploy/vmlinuz'),

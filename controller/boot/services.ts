@@ -21,27 +21,35 @@ export interface BootServiceDeps {
   readonly controllerUrl: string;
   readonly files?: TftpFileSource;
   readonly blobs?: BlobSource;
+  /** Overrides config.discovery (the controller also honours [discovery] enabled). */
+  readonly discovery?: boolean;
 }
 
 export interface BootServices {
   readonly dhcp: DhcpServer;
   readonly tftp: TftpServer;
   readonly http: HttpBootServer;
+  /** What was bound (null: DHCP off). */
+  readonly ports: { readonly dhcp: number | null; readonly proxy: number | null; readonly tftp: number; readonly http: number };
   close(): Promise<void>;
 }
 
 export async function startBootServices(config: BootConfig, deps: BootServiceDeps): Promise<BootServices> {
+  const discovery = deps.discovery ?? config.discovery;
   const dhcp = new DhcpServer({
     mode: config.mode,
     // One offer at a time per controller: see serialized-backend.ts.
     backend: new SerializedAllocations(deps.backend),
     serverAddress: config.server_address,
     bindAddress: config.bind_address,
+    serverPort: config.dhcp_port,
+    proxyPort: config.proxy_port,
+    relayPort: config.relay_port,
     ...(config.range_start && config.range_end
       ? { range: { start: config.range_start, end: config.range_end, netmask: config.netmask, router: config.router ?? null, dns: config.dns } }
       : {}),
     leaseTimeSec: config.lease_time_s,
-    discovery: config.discovery,
+    discovery,
     boot: { httpPort: config.http_port, biosFile: config.ipxe_bios, efiFile: config.ipxe_efi },
   });
   const tftp = new TftpServer({
@@ -60,20 +68,22 @@ export async function startBootServices(config: BootConfig, deps: BootServiceDep
       controllerUrl: deps.controllerUrl,
       defaultKernel: config.deploy_kernel,
       defaultRamdisk: config.deploy_ramdisk,
-      discovery: config.discovery,
+      discovery,
       kernelArgs: config.kernel_args,
     },
     address: config.bind_address,
     port: config.http_port,
   });
   const started: { close(): Promise<void> }[] = [];
+  let ports: BootServices['ports'];
   try {
-    await tftp.start();
+    const tftpBound = await tftp.start();
     started.push(tftp);
-    await http.start();
+    const httpBound = await http.start();
     started.push(http);
-    await dhcp.start();
+    const dhcpBound = await dhcp.start();
     started.push(dhcp);
+    ports = { dhcp: dhcpBound.server, proxy: dhcpBound.proxy, tftp: tftpBound.port, http: httpBound.port };
   } catch (err) {
     for (const s of started.reverse()) await s.close().catch(() => undefined);
     throw err;
@@ -82,6 +92,7 @@ export async function startBootServices(config: BootConfig, deps: BootServiceDep
     dhcp,
     tftp,
     http,
+    ports,
     async close() {
       for (const s of started.reverse()) await s.close().catch(() => undefined);
     },

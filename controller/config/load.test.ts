@@ -51,6 +51,16 @@ describe('config', () => {
     await expect(loadConfig(p, {})).rejects.toThrow(/api\.listen: expected host:port, got "nowhere" \(in .*\.toml\)/);
   });
 
+  it('validates [boot]: absent means no boot services, full mode needs a range on the server network', async () => {
+    expect((await loadConfig(undefined, {})).config.boot).toBeUndefined();
+    const good = await loadConfig(await file('[boot]\nserver_address = "10.0.0.1"\nrange_start = "10.0.0.100"\nrange_end = "10.0.0.200"\n'), { BM_BOOT_HTTP_PORT: '8080' });
+    expect(good.config.boot).toMatchObject({ mode: 'full', dhcp_port: 67, proxy_port: 4011, tftp_port: 69, http_port: 8080, ipxe_bios: 'undionly.kpxe' });
+    await expect(loadConfig(await file('[boot]\nserver_address = "10.0.0.1"\n'), {})).rejects.toThrow(/boot\.range_start: required when mode is "full"/);
+    await expect(loadConfig(await file('[boot]\nserver_address = "10.0.0.1"\nrange_start = "10.1.0.1"\nrange_end = "10.1.0.9"\n'), {})).rejects.toThrow(/boot\.range_start: the range must lie in 10\.0\.0\.0\/255\.255\.255\.0/);
+    await expect(loadConfig(await file('[boot]\nserver_address = "10.0.0.300"\nmode = "proxy"\n'), {})).rejects.toThrow(/boot\.server_address: expected a dotted IPv4 address/);
+    expect((await loadConfig(await file('[boot]\nserver_address = "10.0.0.1"\nmode = "proxy"\n'), {})).config.boot?.mode).toBe('proxy');
+  });
+
   it('refuses unknown keys and sections instead of ignoring typos', async () => {
     await expect(loadConfig(await file('[api]\nlisen = "1.2.3.4:5"\n'), {})).rejects.toThrow(/unknown key\(s\) lisen/);
     await expect(loadConfig(await file('[apii]\n'), {})).rejects.toThrow(/unknown key\(s\) apii/);

@@ -4,6 +4,7 @@
  * arrive as strings, so numbers, booleans and lists are coerced here.
  */
 import { z } from 'zod';
+import { bootConfigSchema } from '../boot/config.ts';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port');
 
@@ -105,6 +106,8 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Network boot (DHCP, TFTP, HTTP iPXE); absent means this controller serves none of it. */
+    boot: bootConfigSchema.optional(),
     log: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

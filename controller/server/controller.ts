@@ -41,6 +41,11 @@ import { IpmitoolDriver } from '../drivers/power/ipmitool/driver.ts';
 import { MysqlNodeStore } from '../nodes/mysql-store.ts';
 import { loadSecretKey } from '../secrets/key-file.ts';
 import { SecretBox } from '../secrets/secret-box.ts';
+import { startBootServices } from '../boot/services.ts';
+import { DirectoryBlobSource } from '../boot/http/blob-source.ts';
+import { MysqlBootBackend } from '../conductor/boot-backend.ts';
+import { MysqlBootStateSource } from '../conductor/boot-state.ts';
+import { CatalogBlobSource } from '../images/boot-blob-source.ts';
 
 export interface RunningController {
   readonly id: string;
@@ -121,6 +126,20 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     addService(server, AgentRegistryService, agentRegistryHandlers(registry), serve);
     const apiPort = await bindServer(server, `${host}:${portText}`);
     cleanup.unshift(() => shutdownServer(server, 5000));
+
+    if (config.boot && config.boot.mode !== 'off') {
+      const boot = config.boot;
+      const agentTokens = new MysqlAgentTokens(handle.db);
+      const services = await startBootServices(boot, {
+        backend: new MysqlBootBackend(handle.pool),
+        states: new MysqlBootStateSource(store, agentTokens, config.agent.token_ttl_s * 1000),
+        controllerUrl: boot.api_url ?? `http://${boot.server_address}:${apiPort}`,
+        blobs: new CatalogBlobSource(catalog, new DirectoryBlobSource(boot.http_root)),
+        discovery: boot.discovery || config.discovery.enabled,
+      });
+      cleanup.unshift(() => services.close());
+      log.info({ mode: boot.mode, ...services.ports }, 'boot services started');
+    }
 
     const membership = new Membership(handle.db, { id, apiAddress: `${host}:${apiPort}`, groups: config.controller.groups, intervalMs: config.controller.heartbeat_interval_ms }, log);
     await membership.join();

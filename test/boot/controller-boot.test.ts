@@ -1,0 +1,146 @@
+/**
+ * The boot services as the controller runs them: `[boot]` in bm.toml starts
+ * DHCP (leases in MySQL), TFTP and HTTP boot beside the gRPC API. Reached on
+ * loopback: DHCP through a relay stand-in (giaddr), TFTP with tftp-hpa's
+ * client, HTTP with fetch. The iPXE script's agent token is checked against
+ * the real AgentRegistry.
+ */
+import { execFile } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AgentRegistry } from '../../proto/gen/bm/v1/agent_registry_pb.js';
+import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
+import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
+import { openDatabase, type DbHandle } from '../../db/connect.ts';
+import { freePort, runBmctl, startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
+import { MessageType, requestFor, startRelay, type Relay } from './dhcp-relay.ts';
+import { requirePeer } from './peers.ts';
+
+const run = promisify(execFile);
+
+async function freeUdpPort(): Promise<number> {
+  const socket = createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', () => resolve()));
+  const port = socket.address().port;
+  await new Promise<void>((resolve) => socket.close(() => resolve()));
+  return port;
+}
+
+let dir: string;
+let ctl: ControllerProcess;
+let admin: RpcConnection;
+let db: DbHandle;
+let relay: Relay;
+let dhcpPort: number;
+let tftpPort: number;
+let httpPort: number;
+const kernelBytes = Buffer.from('a pretend deploy kernel\n'.repeat(1000));
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'bm-ctl-boot-'));
+  await mkdir(path.join(dir, 'http/deploy'), { recursive: true });
+  await mkdir(path.join(dir, 'tftp'), { recursive: true });
+  await writeFile(path.join(dir, 'http/deploy/vmlinuz'), kernelBytes);
+  relay = await startRelay('127.0.0.1');
+  dhcpPort = await freeUdpPort();
+  tftpPort = await freeUdpPort();
+  httpPort = await freePort();
+  ctl = await startControllerProcess({
+    extraToml: [
+      '[boot]',
+      'server_address = "127.0.0.1"',
+      'bind_address = "127.0.0.1"',
+      'mode = "full"',
+      'range_start = "127.0.0.100"',
+      'range_end = "127.0.0.101"',
+      `dhcp_port = ${dhcpPort}`,
+      `relay_port = ${relay.port}`,
+      `tftp_port = ${tftpPort}`,
+      `http_port = ${httpPort}`,
+      `tftp_root = "${path.join(dir, 'tftp')}"`,
+      `http_root = "${path.join(dir, 'http')}"`,
+    ].join('\n'),
+  });
+  admin = connect(ctl.url, { metadata: { authorization: `Bearer ${ctl.token}` } });
+  db = await openDatabase(ctl.databaseUrl, { connectionLimit: 2 });
+}, 60_000);
+
+afterAll(async () => {
+  admin?.close();
+  await db?.close();
+  await relay?.close();
+  await ctl?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function enroll(mac: string): Promise<string> {
+  const node = await admin.client(NodeService).createNode({ pmAddress: '192.0.2.10', pmUser: 'admin', pmPassword: 'boot-test-secret', cpus: 2, memoryMb: 2048, localGb: 20, cpuArch: 'x86_64', mac });
+  return node.uuid;
+}
+
+describe('controller with [boot] configured', () => {
+  it('leases to an enrolled MAC through a relay, with the lease committed in MySQL, and ignores unknown MACs', async () => {
+    const mac = '52:54:00:b0:00:01';
+    await enroll(mac);
+    const to = { address: '127.0.0.1', port: dhcpPort };
+    const offer = await relay.exchange(to, mac, MessageType.discover, [], 3000);
+    expect(offer?.yiaddr).toBe('127.0.0.100');
+    const ack = await relay.exchange(to, mac, MessageType.request, requestFor(offer!.yiaddr, '127.0.0.1'), 3000);
+    expect(ack?.yiaddr).toBe('127.0.0.100');
+    const [rows] = await db.pool.query<import('mysql2/promise').RowDataPacket[]>("SELECT mac, state FROM dhcp_leases WHERE state = 'bound'");
+    expect(rows.map((r) => r.mac)).toEqual([mac]);
+    expect(await relay.exchange(to, '52:54:00:b0:00:99', MessageType.discover, [], 800)).toBeNull();
+  });
+
+  it('serves a deploying node an iPXE script whose agent token the registry accepts', async () => {
+    const mac = '52:54:00:b0:00:02';
+    const uuid = await enroll(mac);
+    const url = `http://127.0.0.1:${httpPort}/boot/${mac}.ipxe`;
+    // Enrolled but not in an operation: nothing to boot.
+    expect((await fetch(url)).status).toBe(404);
+    await db.pool.query("UPDATE nodes SET provision_state = 'deploying' WHERE uuid = ?", [uuid]);
+    const script = await (await fetch(url)).text();
+    expect(script).toMatch(/^#!ipxe/);
+    expect(script).toContain(`bm.node=${uuid}`);
+    expect(script).toContain(`bm.controller=http://127.0.0.1:${ctl.url.split(':')[1]}`);
+    expect(script).toContain(`http://127.0.0.1:${httpPort}/images/deploy/vmlinuz`);
+    const token = /bm\.token=(\S+)/.exec(script)?.[1];
+    expect(token).toBeDefined();
+    const agent = connect(ctl.url, { metadata: { authorization: `Bearer ${token}` } }).client(AgentRegistry);
+    expect(await agent.lookup({ macs: [mac] })).toMatchObject({ nodeUuid: uuid });
+    // A second fetch issues a new token; the first one stops working.
+    await fetch(url);
+    await expect(agent.lookup({ macs: [mac] })).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
+    // Neither the token's hash nor the BMC password is in the controller's log.
+    expect(ctl.logs()).not.toContain(token!);
+    expect(ctl.logs()).not.toContain('boot-test-secret');
+  });
+
+  it('streams kernels from the image store and from http_root, with ranges', async () => {
+    const file = path.join(dir, 'kernel.aki');
+    const aki = Buffer.from('an uploaded kernel image '.repeat(4096));
+    await writeFile(file, aki);
+    const made = await runBmctl(['--url', ctl.url, '--token', ctl.token, 'image', 'create', file, '--name', 'deploy-kernel', '--disk-format', 'aki', '--json']);
+    expect(made.code).toBe(0);
+    const full = await fetch(`http://127.0.0.1:${httpPort}/images/deploy-kernel`);
+    expect(Buffer.from(await full.arrayBuffer()).equals(aki)).toBe(true);
+    const part = await fetch(`http://127.0.0.1:${httpPort}/images/deploy-kernel`, { headers: { range: 'bytes=100-199' } });
+    expect(part.status).toBe(206);
+    expect(Buffer.from(await part.arrayBuffer()).equals(aki.subarray(100, 200))).toBe(true);
+    const fromRoot = await fetch(`http://127.0.0.1:${httpPort}/images/deploy/vmlinuz`);
+    expect(Buffer.from(await fromRoot.arrayBuffer()).equals(kernelBytes)).toBe(true);
+    expect((await fetch(`http://127.0.0.1:${httpPort}/images/..%2f..%2fetc%2fpasswd`)).status).toBeGreaterThanOrEqual(400);
+  });
+
+  it('serves iPXE from Debian’s ipxe package over TFTP to tftp-hpa', async () => {
+    const tftp = requirePeer('/usr/bin/tftp');
+    const out = path.join(dir, 'fetched.kpxe');
+    await run(tftp, ['127.0.0.1', String(tftpPort), '-m', 'binary', '-c', 'get', 'undionly.kpxe', out], { timeout: 20_000 });
+    expect((await readFile(out)).equals(await readFile('/usr/lib/ipxe/undionly.kpxe'))).toBe(true);
+  });
+});
