@@ -1,6 +1,8 @@
 /**
  * DHCP full mode against busybox udhcpc (and ISC dhclient) across a veth
- * pair: our server runs in its own namespace with the in-memory backend.
+ * pair: our server runs in its own namespace with its leases in MySQL (the
+ * conductor's MysqlBootBackend, reached over MariaDB's Unix socket since the
+ * namespace has its own loopback); the enrolled ports are rows in `ports`.
  */
 import { mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,6 +12,9 @@ import type { RunnerConfig } from './boot-runner.ts';
 import { startRunner, udhcpc, type Runner } from './dhcp-peers.ts';
 import { createLan, ip, nsExec, nsSpawn, stopChild, type Lan, type Leaf } from './netns.ts';
 import { requirePeer } from './peers.ts';
+import mysql from 'mysql2/promise';
+import { dropDatabase, syncDatabase } from '../../db/migrate.ts';
+import { testDatabaseUrl } from '../support/controller-process.ts';
 
 
 const KNOWN = '52:54:00:aa:00:01';
@@ -20,6 +25,26 @@ let lan: Lan;
 let client: Leaf;
 let srvNs: string;
 let runner: Runner | null = null;
+const databaseUrl = testDatabaseUrl('bm_dhcp');
+const database = new URL(databaseUrl).pathname.slice(1);
+let socketPath = '';
+
+async function enrollPorts(): Promise<void> {
+  const conn = await mysql.createConnection({ uri: databaseUrl });
+  try {
+    const [rows] = await conn.query<mysql.RowDataPacket[]>('SELECT @@socket AS socket');
+    socketPath = rows[0]!.socket as string;
+    for (const [uuid, mac, fixed] of [
+      ['11111111-1111-4111-8111-111111111111', KNOWN, null],
+      ['22222222-2222-4222-8222-222222222222', FIXED, '10.96.0.42'],
+    ] as const) {
+      await conn.query("INSERT INTO nodes (uuid, cpus, memory_mb, local_gb, cpu_arch, pm_address, pm_user, properties) VALUES (?, 1, 1024, 10, 'x86_64', '192.0.2.1', 'admin', '{}')", [uuid]);
+      await conn.query('INSERT INTO ports (uuid, node_uuid, address, fixed_ip) VALUES (UUID(), ?, ?, ?)', [uuid, mac, fixed]);
+    }
+  } finally {
+    await conn.end();
+  }
+}
 
 function serverConfig(discovery: boolean): RunnerConfig {
   return {
@@ -28,10 +53,7 @@ function serverConfig(discovery: boolean): RunnerConfig {
       serverAddress: '10.96.0.1',
       range: { start: '10.96.0.100', end: '10.96.0.199', netmask: '255.255.255.0', router: '10.96.0.1', dns: ['10.96.0.1'] },
       discovery,
-      nodes: [
-        { mac: KNOWN, nodeUuid: '11111111-1111-4111-8111-111111111111', fixedAddress: null },
-        { mac: FIXED, nodeUuid: '22222222-2222-4222-8222-222222222222', fixedAddress: '10.96.0.42' },
-      ],
+      mysql: { socketPath, user: 'root', database },
     },
   };
 }
@@ -44,6 +66,8 @@ async function setMac(mac: string): Promise<void> {
 
 beforeAll(async () => {
   requirePeer('/usr/sbin/udhcpc');
+  await syncDatabase(databaseUrl);
+  await enrollPorts();
   lan = await createLan();
   srvNs = (await lan.addLeaf('srv', '10.96.0.1/24')).ns;
   client = await lan.addLeaf('cli', null, KNOWN);
@@ -53,6 +77,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await stopChild(runner?.child);
   await lan?.destroy();
+  await dropDatabase(databaseUrl).catch(() => undefined);
 });
 
 describe('DHCP full mode with udhcpc across a veth pair', () => {
