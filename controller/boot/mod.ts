@@ -16,4 +16,3 @@ export { HttpBootServer, type HttpBootOptions, type HttpBootStats } from './http
 export { DirectoryBlobSource, type BlobSource, type ServedBlob } from './http/blob-source.ts';
 export { IpxeOverlayFileSource } from './tftp/ipxe-file-source.ts';
 export { startBootServices, type BootServiceDeps, type BootServices } from './services.ts';
-export { SerializedAllocations } from './serialized-backend.ts';

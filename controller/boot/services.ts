@@ -7,7 +7,6 @@ import type { BootBackend } from './backend.ts';
 import type { BootStateSource } from './boot-plan.ts';
 import type { BootConfig } from './config.ts';
 import { DhcpServer } from './dhcp/server.ts';
-import { SerializedAllocations } from './serialized-backend.ts';
 import { DirectoryBlobSource, type BlobSource } from './http/blob-source.ts';
 import { HttpBootServer } from './http/server.ts';
 import { DirectoryFileSource, type TftpFileSource } from './tftp/file-source.ts';
@@ -38,8 +37,7 @@ export async function startBootServices(config: BootConfig, deps: BootServiceDep
   const discovery = deps.discovery ?? config.discovery;
   const dhcp = new DhcpServer({
     mode: config.mode,
-    // One offer at a time per controller: see serialized-backend.ts.
-    backend: new SerializedAllocations(deps.backend),
+    backend: deps.backend,
     serverAddress: config.server_address,
     bindAddress: config.bind_address,
     serverPort: config.dhcp_port,

@@ -14,6 +14,19 @@ import { LeaseConflictError } from '../boot/errors.ts';
 const NOBODY = '00:00:00:00:00:00';
 const DECLINE_QUARANTINE_MS = 10 * 60_000;
 const SCAN_WINDOW = 256;
+/**
+ * Free addresses found by one window scan are handed out from memory for this
+ * long; another controller may take one meanwhile, and commitLease settles
+ * that (the loser NAKs). Saves a range query per DISCOVER in a storm.
+ */
+const CANDIDATE_TTL_MS = 1000;
+/**
+ * Port lookups are remembered this long: a DORA asks twice within
+ * milliseconds, and a PXE storm asks thousands of times a second. An enrolled
+ * or deleted port takes effect on DHCP at most this late.
+ */
+const LOOKUP_TTL_MS = 2000;
+const LOOKUP_CACHE_MAX = 20_000;
 
 // A claim on an existing row only succeeds when the row is ours or expired.
 // SET runs left to right: state and expiry are decided on the old mac before
@@ -32,6 +45,12 @@ export class MysqlBootBackend implements BootBackend {
   readonly #holds = new Map<number, { mac: string; until: number }>();
   readonly #holdOf = new Map<string, number>();
   #cursor = 0;
+  #candidates: number[] = [];
+  #nextCandidate = 0;
+  #candidatesAt = 0;
+  /** MACs whose allocation saw a bound lease on another address: commitLease must delete it. */
+  readonly #staleLease = new Set<string>();
+  readonly #lookups = new Map<string, { node: BootNode | null; at: number }>();
 
   constructor(pool: mysql.Pool, now: () => number = Date.now) {
     this.#pool = pool;
@@ -39,9 +58,15 @@ export class MysqlBootBackend implements BootBackend {
   }
 
   async lookup(mac: string): Promise<BootNode | null> {
+    const now = this.#now();
+    const cached = this.#lookups.get(mac);
+    if (cached && now - cached.at < LOOKUP_TTL_MS) return cached.node;
     const [rows] = await this.#pool.query<mysql.RowDataPacket[]>('SELECT node_uuid, fixed_ip FROM ports WHERE address = ? LIMIT 1', [mac]);
     const row = rows[0];
-    return row ? { mac, nodeUuid: row.node_uuid as string, fixedAddress: (row.fixed_ip as string | null) ?? null } : null;
+    const node = row ? { mac, nodeUuid: row.node_uuid as string, fixedAddress: (row.fixed_ip as string | null) ?? null } : null;
+    if (this.#lookups.size >= LOOKUP_CACHE_MAX) this.#lookups.clear();
+    this.#lookups.set(mac, { node, at: now });
+    return node;
   }
 
   /** Takes `ip` for `mac` unless another MAC holds it live; true when ours afterwards. */
@@ -79,6 +104,7 @@ export class MysqlBootBackend implements BootBackend {
     const [mine] = await this.#pool.query<mysql.RowDataPacket[]>("SELECT ip FROM dhcp_leases WHERE mac = ? AND state = 'bound' ORDER BY expires_at DESC LIMIT 1", [req.mac]);
     const current = mine[0]?.ip as number | undefined;
     if (current !== undefined && usable(current)) return hold(current);
+    if (current !== undefined) this.#staleLease.add(req.mac);
     const held = this.#holdOf.get(req.mac);
     if (held !== undefined && usable(held) && this.#holds.get(held)!.until > now) return hold(held);
 
@@ -90,24 +116,42 @@ export class MysqlBootBackend implements BootBackend {
       }
     }
 
-    // Scan windows of the pool for an address no live lease and no hold has,
-    // starting where the last scan stopped, wrapping once.
+    for (let refills = 0; refills < 2; refills++) {
+      if (now - this.#candidatesAt > CANDIDATE_TTL_MS) this.#candidates = [];
+      while (this.#nextCandidate < this.#candidates.length) {
+        const ip = this.#candidates[this.#nextCandidate++]!;
+        if (usable(ip)) return hold(ip);
+      }
+      if (!(await this.#refill(start, end, usable, now))) return null;
+    }
+    return null;
+  }
+
+  /**
+   * Scans windows of the pool, from where the last scan stopped and wrapping
+   * once, until one holds addresses no live lease and no hold has; keeps
+   * those as the next candidates. False when the whole pool is taken.
+   */
+  async #refill(start: number, end: number, usable: (ip: number) => boolean, now: number): Promise<boolean> {
     const size = end - start + 1;
     let cursor = this.#cursor >= start && this.#cursor <= end ? this.#cursor : start;
     for (let scanned = 0; scanned < size; ) {
       const windowEnd = Math.min(end, cursor + SCAN_WINDOW - 1);
       const [rows] = await this.#pool.query<mysql.RowDataPacket[]>('SELECT ip FROM dhcp_leases WHERE ip BETWEEN ? AND ? AND expires_at > ?', [cursor, windowEnd, new Date(now)]);
       const taken = new Set(rows.map((r) => r.ip as number));
-      for (let ip = cursor; ip <= windowEnd; ip++) {
-        if (!taken.has(ip) && usable(ip)) {
-          this.#cursor = ip + 1;
-          return hold(ip);
-        }
-      }
+      const free: number[] = [];
+      for (let ip = cursor; ip <= windowEnd; ip++) if (!taken.has(ip) && usable(ip)) free.push(ip);
       scanned += windowEnd - cursor + 1;
       cursor = windowEnd >= end ? start : windowEnd + 1;
+      if (free.length > 0) {
+        this.#cursor = cursor;
+        this.#candidates = free;
+        this.#nextCandidate = 0;
+        this.#candidatesAt = now;
+        return true;
+      }
     }
-    return null;
+    return false;
   }
 
   #heldBy(ip: number, now: number): string {
@@ -127,8 +171,14 @@ export class MysqlBootBackend implements BootBackend {
       const [rows] = await this.#pool.query<mysql.RowDataPacket[]>('SELECT mac FROM dhcp_leases WHERE ip = ?', [ip]);
       throw new LeaseConflictError(lease.ip, lease.mac, (rows[0]?.mac as string | undefined) ?? 'another client');
     }
-    // One lease per MAC: its other rows (an earlier address) go.
-    await this.#pool.query('DELETE FROM dhcp_leases WHERE mac = ? AND ip <> ?', [lease.mac, ip]);
+    // One lease per MAC: its other rows (an earlier address) go. Skipped, to
+    // save a second durable write, when this commits our own offer and the
+    // offer found no other lease of this MAC.
+    const fromOurOffer = this.#holdOf.get(lease.mac) === ip;
+    if (!fromOurOffer || this.#staleLease.has(lease.mac)) {
+      await this.#pool.query('DELETE FROM dhcp_leases WHERE mac = ? AND ip <> ?', [lease.mac, ip]);
+      this.#staleLease.delete(lease.mac);
+    }
     if (this.#holdOf.get(lease.mac) === ip) {
       this.#holds.delete(ip);
       this.#holdOf.delete(lease.mac);

@@ -7,7 +7,6 @@ import type { BootBackend, BootNode } from '../../controller/boot/backend.ts';
 import { MysqlBootBackend } from '../../controller/conductor/boot-backend.ts';
 import { DhcpServer, type DhcpMode, type DhcpRange } from '../../controller/boot/dhcp/server.ts';
 import { MemoryBootBackend } from '../../controller/boot/memory-backend.ts';
-import { SerializedAllocations } from '../../controller/boot/serialized-backend.ts';
 
 export interface RunnerDhcpConfig {
   readonly mode: DhcpMode;
@@ -23,7 +22,7 @@ export interface RunnerDhcpConfig {
    * Inside a namespace 127.0.0.1:3306 is not reachable, so this goes through
    * MariaDB's Unix socket; the schema must already be synced.
    */
-  readonly mysql?: { readonly socketPath: string; readonly database: string; readonly user: string; readonly connectionLimit?: number; readonly serialize?: boolean };
+  readonly mysql?: { readonly socketPath: string; readonly database: string; readonly user: string; readonly connectionLimit?: number };
 }
 
 export async function startDhcpFromRunnerConfig(c: RunnerDhcpConfig): Promise<{ addresses: unknown; close: () => Promise<void>; stats: () => Promise<unknown> }> {
@@ -33,7 +32,7 @@ export async function startDhcpFromRunnerConfig(c: RunnerDhcpConfig): Promise<{ 
     ? mysql.createPool({ socketPath: c.mysql.socketPath, user: c.mysql.user, database: c.mysql.database, connectionLimit: c.mysql.connectionLimit ?? 16 })
     : null;
   const mysqlBackend = pool ? new MysqlBootBackend(pool) : null;
-  const backend: BootBackend = mysqlBackend ? (c.mysql?.serialize === false ? mysqlBackend : new SerializedAllocations(mysqlBackend)) : memory;
+  const backend: BootBackend = mysqlBackend ?? memory;
   const server = new DhcpServer({
     mode: c.mode,
     backend,

@@ -57,6 +57,16 @@ describe('MySQL lease store', () => {
     expect(stored.map((l) => l.ip).sort()).toEqual([...acked].sort());
   });
 
+  it('gives concurrent DISCOVERs on one controller distinct offers, without serialising them', async () => {
+    const ctl = new MysqlBootBackend(a.pool, now);
+    const fresh = { start: '10.9.1.10', end: '10.9.1.49', exclude: [] };
+    const offers = await Promise.all(Array.from({ length: 40 }, (_, i) => ctl.allocateLease({ mac: mac(1000 + i), pool: fresh, requestedIp: null, holdMs: 5000 })));
+    expect(offers).not.toContain(null);
+    expect(new Set(offers).size).toBe(40);
+    // The pool is exhausted by holds alone: a 41st MAC gets nothing.
+    expect(await ctl.allocateLease({ mac: mac(1040), pool: fresh, requestedIp: null, holdMs: 5000 })).toBeNull();
+  });
+
   it('offers a MAC its own lease again, and renews it', async () => {
     const backend = new MysqlBootBackend(a.pool, now);
     const first = (await backend.leases())[0]!;
