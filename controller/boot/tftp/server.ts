@@ -31,7 +31,8 @@ export class TftpServer {
   readonly stats: TftpStats = emptyTftpStats();
   private readonly opts: Required<TftpServerOptions>;
   private socket: Socket | null = null;
-  private readonly active = new Map<string, ReadTransfer>();
+  /** Transfers by client address:port; null while the file opens. */
+  private readonly active = new Map<string, ReadTransfer | null>();
 
   constructor(options: TftpServerOptions) {
     this.opts = {
@@ -72,7 +73,7 @@ export class TftpServer {
   }
 
   async close(): Promise<void> {
-    for (const t of this.active.values()) t.abort();
+    for (const t of this.active.values()) t?.abort();
     this.active.clear();
     const socket = this.socket;
     this.socket = null;
@@ -118,10 +119,14 @@ export class TftpServer {
       this.replyError(rinfo, TftpErrorCode.illegalOperation, 'mail mode not supported');
       return;
     }
+    // Claimed before the first await: a client that retransmits its RRQ
+    // while the file opens must not get a second transfer.
+    this.active.set(key, null);
     let file;
     try {
       file = await this.opts.source.open(packet.filename);
     } catch (err) {
+      this.active.delete(key);
       if (err instanceof PathOutsideRootError) {
         this.stats.refused++;
         this.replyError(rinfo, TftpErrorCode.accessViolation, 'access outside the root refused');
@@ -133,6 +138,7 @@ export class TftpServer {
       return;
     }
     if (this.socket === null) {
+      this.active.delete(key);
       await file.close();
       return;
     }
@@ -154,6 +160,7 @@ export class TftpServer {
         });
       });
     } catch {
+      this.active.delete(key);
       await file.close();
       this.stats.transfersFailed++;
       return;

@@ -11,7 +11,11 @@ import type { NegotiatedTransfer } from './options.ts';
 import { encodeError, encodeOack, parsePacket, TftpErrorCode } from './packet.ts';
 import type { TftpStats } from './stats.ts';
 
-/** Read-ahead per transfer: bounded memory, few reads per window. */
+/**
+ * Read-ahead per transfer: bounded memory (two buffers of this size at most),
+ * few reads per window. The next buffer is read while the current one is
+ * still being sent, so a lock-step transfer never stops for the disk.
+ */
 const READ_AHEAD_BYTES = 256 * 1024;
 
 export interface TransferParams {
@@ -44,6 +48,7 @@ export class ReadTransfer {
   private sentAt = 0;
   private cache: Buffer = Buffer.alloc(0);
   private cacheStart = 0;
+  private prefetched: { readonly start: number; readonly done: Promise<Buffer>; ready: Buffer | null } | null = null;
 
   constructor(params: TransferParams) {
     this.p = params;
@@ -187,6 +192,7 @@ export class ReadTransfer {
         for (let block = first; block <= last; block++) this.sendBlock(block);
         if (last > this.sentUpTo) this.sentUpTo = last;
         this.armTimer();
+        this.prefetchIfHalfway(Math.min(this.p.file.size, last * this.blockSize));
       } while (this.pumpAgain && !this.ended);
     } catch {
       this.send(encodeError(TftpErrorCode.notDefined, 'read error'));
@@ -202,28 +208,69 @@ export class ReadTransfer {
     const last = Math.min(this.totalBlocks, first + this.window - 1);
     const start = (first - 1) * this.blockSize;
     const end = Math.min(this.p.file.size, last * this.blockSize);
-    if (start < this.cacheStart || end > this.cacheStart + this.cache.length) return false;
+    if (!this.covers(start, end) && !this.takePrefetched(start, end)) return false;
     for (let block = first; block <= last; block++) this.sendBlock(block);
     if (last > this.sentUpTo) this.sentUpTo = last;
     this.armTimer();
+    this.prefetchIfHalfway(end);
     return true;
+  }
+
+  private covers(start: number, end: number): boolean {
+    return start >= this.cacheStart && end <= this.cacheStart + this.cache.length;
+  }
+
+  /** Swaps in the read-ahead buffer when it is ready and holds [start, end). */
+  private takePrefetched(start: number, end: number): boolean {
+    const next = this.prefetched;
+    if (!next?.ready || start < next.start || end > next.start + next.ready.length) return false;
+    this.cache = next.ready;
+    this.cacheStart = next.start;
+    this.prefetched = null;
+    return true;
+  }
+
+  /** Once half the current buffer is sent, starts reading the next one. */
+  private prefetchIfHalfway(sentEnd: number): void {
+    const cacheEnd = this.cacheStart + this.cache.length;
+    if (this.prefetched !== null || cacheEnd >= this.p.file.size || sentEnd - this.cacheStart < this.cache.length / 2) return;
+    // Block-aligned, so the block straddling the end of this buffer is whole in the next.
+    const start = Math.floor(cacheEnd / this.blockSize) * this.blockSize;
+    const entry: { start: number; done: Promise<Buffer>; ready: Buffer | null } = { start, done: this.readAt(start, READ_AHEAD_BYTES), ready: null };
+    entry.done.then(
+      (buffer) => (entry.ready = buffer),
+      () => {
+        // A failed read-ahead is retried by the ordinary path, which reports the error.
+        if (this.prefetched === entry) this.prefetched = null;
+      },
+    );
+    this.prefetched = entry;
+  }
+
+  private async readAt(start: number, wanted: number): Promise<Buffer> {
+    const length = Math.min(this.p.file.size - start, wanted);
+    // A fresh buffer each time: sends still queued keep referencing the old one.
+    const buffer = Buffer.allocUnsafe(length);
+    let filled = 0;
+    while (filled < length) {
+      const n = await this.p.file.read(buffer.subarray(filled), length - filled, start + filled);
+      if (n === 0) break;
+      filled += n;
+    }
+    return buffer.subarray(0, filled);
   }
 
   private ensureCached(first: number, last: number): Promise<void> | null {
     const start = (first - 1) * this.blockSize;
     const end = Math.min(this.p.file.size, last * this.blockSize);
-    if (start >= this.cacheStart && end <= this.cacheStart + this.cache.length) return null;
+    if (this.covers(start, end) || this.takePrefetched(start, end)) return null;
     return (async () => {
-      const length = Math.min(this.p.file.size - start, Math.max(end - start, READ_AHEAD_BYTES));
-      // A fresh buffer each time: sends still queued keep referencing the old one.
-      const buffer = Buffer.allocUnsafe(length);
-      let filled = 0;
-      while (filled < length) {
-        const n = await this.p.file.read(buffer.subarray(filled), length - filled, start + filled);
-        if (n === 0) break;
-        filled += n;
+      const pending = this.prefetched;
+      if (pending && start >= pending.start && start < pending.start + READ_AHEAD_BYTES) {
+        await pending.done.catch(() => undefined);
+        if (this.takePrefetched(start, end)) return;
       }
-      this.cache = buffer.subarray(0, filled);
+      this.cache = await this.readAt(start, Math.max(end - start, READ_AHEAD_BYTES));
       this.cacheStart = start;
     })();
   }
