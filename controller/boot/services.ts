@@ -12,6 +12,8 @@ import { HttpBootServer } from './http/server.ts';
 import { DirectoryFileSource, type TftpFileSource } from './tftp/file-source.ts';
 import { IpxeOverlayFileSource } from './tftp/ipxe-file-source.ts';
 import { TftpServer } from './tftp/server.ts';
+import { registerStatsMetrics } from './metrics.ts';
+import type { Registry } from 'prom-client';
 
 export interface BootServiceDeps {
   readonly backend: BootBackend;
@@ -22,6 +24,8 @@ export interface BootServiceDeps {
   readonly blobs?: BlobSource;
   /** Overrides config.discovery (the controller also honours [discovery] enabled). */
   readonly discovery?: boolean;
+  /** Prometheus registry served at /metrics on the HTTP boot port; the boot counters join it. */
+  readonly metrics?: Registry;
 }
 
 export interface BootServices {
@@ -71,7 +75,11 @@ export async function startBootServices(config: BootConfig, deps: BootServiceDep
     },
     address: config.bind_address,
     port: config.http_port,
+    ...(deps.metrics ? { metrics: deps.metrics } : {}),
   });
+  if (deps.metrics) {
+    registerStatsMetrics(deps.metrics, { dhcp: () => ({ ...dhcp.stats }), tftp: () => ({ ...tftp.stats }), http_boot: () => ({ ...http.stats }) });
+  }
   const started: { close(): Promise<void> }[] = [];
   let ports: BootServices['ports'];
   try {

@@ -136,6 +136,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
         controllerUrl: boot.api_url ?? `http://${boot.server_address}:${apiPort}`,
         blobs: new CatalogBlobSource(catalog, new DirectoryBlobSource(boot.http_root)),
         discovery: boot.discovery || config.discovery.enabled,
+        metrics,
       });
       cleanup.unshift(() => services.close());
       log.info({ mode: boot.mode, ...services.ports }, 'boot services started');

@@ -137,6 +137,17 @@ describe('controller with [boot] configured', () => {
     expect((await fetch(`http://127.0.0.1:${httpPort}/images/..%2f..%2fetc%2fpasswd`)).status).toBeGreaterThanOrEqual(400);
   });
 
+  it('serves Prometheus metrics on the HTTP boot port, the boot counters among them', async () => {
+    const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`);
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    // The first test's DORA: one ACK, and at least the unknown MAC ignored.
+    expect(text).toMatch(/^bm_dhcp_events\{kind="acks"\} 1$/m);
+    expect(text).toMatch(/^bm_dhcp_events\{kind="unknownMac"\} [1-9]/m);
+    expect(text).toMatch(/^bm_http_boot_events\{kind="scripts"\} [1-9]/m);
+    expect(text).toContain('bm_power_sync_calls_total');
+  });
+
   it('serves iPXE from Debian’s ipxe package over TFTP to tftp-hpa', async () => {
     const tftp = requirePeer('/usr/bin/tftp');
     const out = path.join(dir, 'fetched.kpxe');

@@ -1,7 +1,8 @@
 /**
  * The HTTP boot server (default port 6386): per-MAC iPXE scripts under
  * /boot/<mac>.ipxe and kernels/ramdisks under /images/<name>, streamed with
- * single-range support. Paths outside the blob root are refused (403).
+ * single-range support, and /metrics when the controller hands it a registry.
+ * Paths outside the blob root are refused (403).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -21,6 +22,8 @@ export interface HttpBootOptions {
   readonly address?: string;
   /** 6386 by default; 0 picks a free port (tests). */
   readonly port?: number;
+  /** Served at /metrics (Prometheus text format) when given. */
+  readonly metrics?: { readonly contentType: string; metrics(): Promise<string> };
 }
 
 export interface HttpBootStats {
@@ -83,6 +86,12 @@ export class HttpBootServer {
     const script = /^\/boot\/([^/]+)\.ipxe$/.exec(rawPath);
     if (script) return this.serveScript(script[1]!, req, res);
     if (rawPath.startsWith('/images/')) return this.serveBlob(rawPath.slice('/images/'.length), req, res);
+    if (rawPath === '/metrics' && this.o.metrics) {
+      const body = await this.o.metrics.metrics();
+      res.writeHead(200, { 'content-type': this.o.metrics.contentType, 'content-length': Buffer.byteLength(body) });
+      res.end(req.method === 'HEAD' ? undefined : body);
+      return;
+    }
     this.stats.notFound++;
     return this.plain(res, 404, 'not found\n');
   }
