@@ -127,7 +127,8 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     const apiPort = await bindServer(server, `${host}:${portText}`);
     cleanup.unshift(() => shutdownServer(server, 5000));
 
-    if (config.boot && config.boot.mode !== 'off') {
+    // DHCP mode "off" still serves TFTP and HTTP boot, for segments whose own DHCP points here.
+    if (config.boot) {
       const boot = config.boot;
       const agentTokens = new MysqlAgentTokens(handle.db);
       const services = await startBootServices(boot, {
