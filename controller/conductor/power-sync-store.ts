@@ -1,10 +1,13 @@
 /** PowerSyncStore over MySQL: the nodes of this controller's groups that have BMC credentials. */
-import { and, eq, inArray, isNotNull, isNull, ne, sql } from 'drizzle-orm';
+import { and, eq, inArray, isNotNull, isNull, ne, notInArray, sql } from 'drizzle-orm';
 import type { Database } from '../../db/connect.ts';
 import { nodes } from '../../db/schema.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { PowerState } from './power-control.ts';
 import type { PowerSyncStore, SyncCandidate } from './power-sync.ts';
+
+/** Provision states the sync loop leaves alone: credentials not (yet) verified. */
+export const SYNC_EXCLUDED_STATES: readonly string[] = ['enroll', 'verifying'];
 
 export class MysqlPowerSyncStore implements PowerSyncStore {
   readonly #db: Database;
@@ -32,7 +35,17 @@ export class MysqlPowerSyncStore implements PowerSyncStore {
         sealed: nodes.pmPasswordEnc,
       })
       .from(nodes)
-      .where(and(inArray(nodes.group, [...this.#groups]), ne(nodes.pmAddress, ''), isNotNull(nodes.pmPasswordEnc), isNull(nodes.reservation)));
+      .where(
+        and(
+          inArray(nodes.group, [...this.#groups]),
+          // As in Ironic: a node whose BMC credentials were never verified is not polled
+          // (an operator may have typed a wrong address; we would hammer a stranger's host).
+          notInArray(nodes.provisionState, [...SYNC_EXCLUDED_STATES]),
+          ne(nodes.pmAddress, ''),
+          isNotNull(nodes.pmPasswordEnc),
+          isNull(nodes.reservation),
+        ),
+      );
     const out: SyncCandidate[] = [];
     for (const r of rows) {
       if (!r.sealed) continue;

@@ -37,6 +37,8 @@ import { powerFactory } from '../conductor/power-factory.ts';
 import { PowerSync } from '../conductor/power-sync.ts';
 import { MysqlPowerSyncStore } from '../conductor/power-sync-store.ts';
 import { Registry } from 'prom-client';
+import { IpmiDriver } from '../drivers/power/ipmi/driver.ts';
+import { SessionPool } from '../drivers/power/ipmi/pool.ts';
 import { IpmitoolDriver } from '../drivers/power/ipmitool/driver.ts';
 import { MysqlNodeStore } from '../nodes/mysql-store.ts';
 import { loadSecretKey } from '../secrets/key-file.ts';
@@ -99,7 +101,11 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     });
     addService(server, Health, healthHandlers(health), serve);
     const metrics = new Registry();
-    const drivers = powerFactory({ ipmitool: (target) => new IpmitoolDriver(target, { cipherSuite: config.power.ipmitool_cipher_suite }) });
+    // One IPMI session pool for the process: sessions are reused per BMC and
+    // closed on the BMCs at stop (after the loops below that use them).
+    const ipmiSessions = new SessionPool();
+    cleanup.unshift(() => ipmiSessions.close());
+    const drivers = powerFactory({ ipmi: (target) => new IpmiDriver(target, { pool: ipmiSessions, timeoutMs: config.power.call_timeout_s * 1000 }), ipmitool: (target) => new IpmitoolDriver(target, { cipherSuite: config.power.ipmitool_cipher_suite }) });
     const powerSync = new PowerSync(
       new MysqlPowerSyncStore(handle.db, secrets, config.controller.groups),
       drivers,

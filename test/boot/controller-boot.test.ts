@@ -6,7 +6,6 @@
  * the real AgentRegistry.
  */
 import { execFile } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -20,16 +19,10 @@ import { openDatabase, type DbHandle } from '../../db/connect.ts';
 import { freePort, runBmctl, startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
 import { MessageType, requestFor, startRelay, type Relay } from './dhcp-relay.ts';
 import { requirePeer } from './peers.ts';
+import { freeUdpPort } from '../support/udp-port.ts';
 
 const run = promisify(execFile);
 
-async function freeUdpPort(): Promise<number> {
-  const socket = createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', () => resolve()));
-  const port = socket.address().port;
-  await new Promise<void>((resolve) => socket.close(() => resolve()));
-  return port;
-}
 
 let dir: string;
 let ctl: ControllerProcess;

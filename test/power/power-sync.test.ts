@@ -35,6 +35,11 @@ describe('power sync against ipmi_sim', () => {
       ids.push(n.uuid);
     }
     const dead = await nodes.createNode({ pmAddress: '127.0.0.1', pmPort: 9, pmUser: 'admin', pmPassword: 'x', powerDriver: 'ipmitool', cpus: 1, memoryMb: 1, localGb: 1, cpuArch: 'x86_64', mac: '52:54:00:b0:00:09' });
+    // Enrolled nodes are not polled until their credentials are verified.
+    await new Promise((r) => setTimeout(r, 2500));
+    expect((await nodes.getNode({ id: ids[0]! })).powerState).toBe('unknown');
+    for (const id of [...ids, dead.uuid]) await nodes.provision({ id, verb: 'manage' });
+    await expect.poll(async () => Promise.all(ids.map(async (id) => (await nodes.getNode({ id })).provisionState)), { timeout: 20_000, interval: 500 }).toEqual(['manageable', 'manageable', 'manageable']);
     const power = async () => Promise.all(ids.map(async (id) => (await nodes.getNode({ id })).powerState));
     await expect.poll(power, { timeout: 20_000, interval: 500 }).toEqual(['on', 'off', 'on']);
 

@@ -5,9 +5,9 @@
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import dgram from 'node:dgram';
 import os from 'node:os';
 import path from 'node:path';
+import { freeUdpPort } from './udp-port.ts';
 
 export interface IpmiSim {
   readonly address: string;
@@ -47,13 +47,6 @@ export function requireBinary(name: string, pkg: string): void {
   }
 }
 
-async function freeUdpPort(): Promise<number> {
-  const sock = dgram.createSocket('udp4');
-  await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
-  const port = sock.address().port;
-  await new Promise<void>((resolve) => sock.close(() => resolve()));
-  return port;
-}
 
 export async function startIpmiSim(password = 'password'): Promise<IpmiSim> {
   requireBinary('ipmi_sim', 'openipmi');

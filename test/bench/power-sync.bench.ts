@@ -1,0 +1,169 @@
+/**
+ * One full power-sync sweep over 10,000 virtual BMCs (BENCH_SCALE shrinks
+ * it) with the native driver: sweep time and the controller side's peak RSS.
+ * The BMCs run in a child process so the RSS is the controller's alone. The
+ * sync store is in memory: this measures the BMC side of the loop, not MySQL.
+ * The cold sweep (a session opened to every BMC) is the one judged, since
+ * sessions idle longer than the pool's idle time are closed between sweeps at
+ * the default 60 s interval. The peer is the same loop with the ipmitool
+ * driver over a sample of the fleet, extrapolated to the full count.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import type { PowerState } from '../../controller/conductor/power-control.ts';
+import { PowerSync, type PowerSyncStore, type SyncCandidate } from '../../controller/conductor/power-sync.ts';
+import type { EventBus, EventSubscription } from '../../controller/events/bus.ts';
+import { IpmiDriver } from '../../controller/drivers/power/ipmi/driver.ts';
+import { SessionPool } from '../../controller/drivers/power/ipmi/pool.ts';
+import { IpmitoolDriver } from '../../controller/drivers/power/ipmitool/driver.ts';
+import { requireBinary } from '../support/ipmi-sim.ts';
+import { goal, peakRssMiB, type BenchContext, type BenchReport } from './harness.ts';
+
+const CONCURRENCY = 64;
+const PREFIX = 'bench-fleet-pw-';
+
+class MemoryStore implements PowerSyncStore {
+  readonly nodes: SyncCandidate[];
+  readonly #index = new Map<string, number>();
+  constructor(nodes: SyncCandidate[]) {
+    this.nodes = nodes;
+    for (const [i, n] of nodes.entries()) this.#index.set(n.uuid, i);
+  }
+  async candidates(): Promise<SyncCandidate[]> {
+    return [...this.nodes];
+  }
+  async recordPower(uuid: string, state: PowerState): Promise<void> {
+    const i = this.#index.get(uuid)!;
+    this.nodes[i] = { ...this.nodes[i]!, powerState: state };
+  }
+  async recordFailures(uuid: string, failures: number): Promise<void> {
+    const i = this.#index.get(uuid)!;
+    this.nodes[i] = { ...this.nodes[i]!, failures };
+  }
+}
+
+/** Counts events; the bench does not need NATS. */
+class CountingBus implements EventBus {
+  published = 0;
+  publish(): void {
+    this.published++;
+  }
+  subscribe(): EventSubscription {
+    throw new Error('not used');
+  }
+  async flush(): Promise<void> {}
+  async close(): Promise<void> {}
+}
+
+interface FleetChild {
+  readonly child: ChildProcess;
+  readonly ports: number[];
+  stats(): Promise<{ received: number; sessions: number; dropped: number; rssMiB: number }>;
+}
+
+async function startFleetProcess(count: number): Promise<FleetChild> {
+  const script = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../vbmc/fleet-process.ts');
+  const child = fork(script, [String(count), PREFIX], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const ports = await new Promise<number[]>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the BMC fleet did not start within 120 s')), 120_000);
+    child.once('exit', (code) => reject(new Error(`the BMC fleet exited with ${code}`)));
+    child.once('message', (m: { type: string; ports: number[] }) => {
+      clearTimeout(timer);
+      resolve(m.ports);
+    });
+  });
+  return {
+    child,
+    ports,
+    stats: () =>
+      new Promise((resolve) => {
+        child.once('message', (m: { received: number; sessions: number; dropped: number; rssMiB: number }) => resolve(m));
+        child.send({ type: 'stats' });
+      }),
+  };
+}
+
+function candidates(ports: readonly number[], driver: string, count: number): SyncCandidate[] {
+  return ports.slice(0, count).map((port, i) => ({
+    uuid: `bench-node-${i}`,
+    provisionState: 'available',
+    powerState: 'unknown',
+    maintenance: false,
+    failures: 0,
+    target: { nodeUuid: `bench-node-${i}`, driver, address: '127.0.0.1', port, username: 'admin', password: `${PREFIX}${i}` },
+  }));
+}
+
+export default async function powerSync(ctx: BenchContext): Promise<BenchReport> {
+  const count = Math.max(100, Math.round(10_000 * ctx.scale));
+  const unreachable = Math.round(count * 0.005);
+  ctx.log(`starting ${count} virtual BMCs in a child process (${unreachable} will not answer)`);
+  const fleet = await startFleetProcess(count);
+  const log = pino({ level: 'silent' });
+  const options = { intervalMs: 60_000, concurrency: CONCURRENCY, enforce: false, failureThreshold: 3, callTimeoutMs: 10_000 };
+  const pool = new SessionPool();
+  try {
+    for (let i = count - unreachable; i < count; i++) fleet.child.send({ type: 'silent', index: i });
+    const store = new MemoryStore(candidates(fleet.ports, 'ipmi', count));
+    const bus = new CountingBus();
+    const sync = new PowerSync(store, (t) => new IpmiDriver(t, { pool }), bus, options, new Registry(), log);
+    const rssBefore = peakRssMiB();
+    ctx.log('cold sweep (a session opened to every BMC)');
+    const cold = await sync.sweep();
+    ctx.log(`cold sweep: ${cold.durationMs} ms, ${cold.changed} recorded, ${cold.failed} failed`);
+    const warm = await sync.sweep();
+    ctx.log(`warm sweep (sessions reused): ${warm.durationMs} ms`);
+    let correct = 0;
+    for (const [i, n] of store.nodes.entries()) if (i < count - unreachable && n.powerState === (i % 2 === 0 ? 'on' : 'off')) correct++;
+    const fleetStats = await fleet.stats();
+    const controllerRss = peakRssMiB();
+
+    requireBinary('ipmitool', 'ipmitool');
+    const sample = Math.min(200, count - unreachable);
+    const peerStore = new MemoryStore(candidates(fleet.ports, 'ipmitool', sample));
+    const peer = new PowerSync(peerStore, (t) => new IpmitoolDriver(t, { cipherSuite: 17 }), new CountingBus(), options, new Registry(), log);
+    ctx.log(`peer: ipmitool driver over ${sample} BMCs`);
+    const peerSweep = await peer.sweep();
+    const peerExtrapolatedS = (peerSweep.durationMs / 1000) * (count / sample);
+    const coldS = cold.durationMs / 1000;
+    return {
+      results: {
+        bmcs: count,
+        // Other work on this machine skews the figures: the 1-minute load average when the run ended.
+        loadAverage1m: Math.round(os.loadavg()[0]! * 100) / 100,
+        unreachable,
+        concurrency: CONCURRENCY,
+        coldSweepS: coldS,
+        warmSweepS: warm.durationMs / 1000,
+        readsPerSecondCold: Math.round(count / coldS),
+        statesRecordedCorrectly: correct,
+        failedReads: cold.failed,
+        sessionsOpenedByFleet: fleetStats.sessions,
+        datagramsDroppedByFleet: fleetStats.dropped,
+        controllerPeakRssMiB: controllerRss,
+        controllerRssBeforeSweepMiB: rssBefore,
+        fleetProcessRssMiB: fleetStats.rssMiB,
+        ipmitoolSampleBmcs: sample,
+        ipmitoolSampleSweepS: peerSweep.durationMs / 1000,
+        ipmitoolExtrapolatedSweepS: Math.round(peerExtrapolatedS * 10) / 10,
+        speedupVsIpmitool: Math.round((peerExtrapolatedS / coldS) * 10) / 10,
+      },
+      goals: [
+        goal(`full sweep over ${count} BMCs, seconds`, correct === count - unreachable ? coldS : null, '<=', 60, correct === count - unreachable ? undefined : `only ${correct} of ${count - unreachable} states recorded correctly`),
+      ],
+    };
+  } finally {
+    await pool.close();
+    if (fleet.child.exitCode === null) {
+      const exited = new Promise((r) => fleet.child.once('exit', r));
+      fleet.child.disconnect();
+      const timer = setTimeout(() => fleet.child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
+  }
+}
