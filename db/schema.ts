@@ -49,6 +49,11 @@ export const nodes = mysqlTable(
     // Consecutive failed power-state reads by the sync loop; past the configured
     // threshold the node is flagged "power sync failing" (and last_error says why).
     powerSyncFailures: int('power_sync_failures', { unsigned: true }).notNull().default(0),
+    // A deploy's progress: the image being written and the offset the agent
+    // last committed (fsynced), so a broken stream, or another controller
+    // taking the node over, resumes there instead of starting again.
+    deployImageSha256: char('deploy_image_sha256', { length: 64 }),
+    deployCommittedOffset: bigint('deploy_committed_offset', { mode: 'number', unsigned: true }).notNull().default(0),
     // The controller holding the node's lock (see conductor reservations), or NULL.
     reservation: varchar('reservation', { length: 64 }),
     // Row version for optimistic concurrency: every write checks and bumps it.

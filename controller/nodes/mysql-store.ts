@@ -115,6 +115,8 @@ export class MysqlNodeStore implements NodeStore {
       agentTokenHash: null,
       agentTokenExpiresAt: null,
       powerSyncFailures: 0,
+      deployImageSha256: null,
+      deployCommittedOffset: 0,
       version: 1,
       createdAt: now,
       updatedAt: now,
