@@ -12,6 +12,8 @@ export type AgentErrorCode =
   | 'out-of-range'
   | 'io'
   | 'unsupported'
+  | 'unauthenticated'
+  | 'busy'
   | 'internal';
 
 export type AgentErrorContext = Readonly<Record<string, string | number | boolean | undefined>>;
@@ -87,5 +89,19 @@ export class TargetIoError extends AgentError {
 export class ConfigDriveError extends AgentError {
   constructor(code: AgentErrorCode, message: string, context: AgentErrorContext = {}) {
     super(code, message, context);
+  }
+}
+
+/** A call without the agent token, or with another one. Says nothing about which. */
+export class AgentAuthError extends AgentError {
+  constructor() {
+    super('unauthenticated', 'missing or invalid agent token');
+  }
+}
+
+/** Another operation holds the disk (an erase while an image is written, say). */
+export class AgentBusyError extends AgentError {
+  constructor(running: string, wanted: string) {
+    super('busy', `cannot ${wanted}: ${running} is running`, { running, wanted });
   }
 }

@@ -73,6 +73,16 @@ export declare type WriteImageStart = Message<"bm.agent.v1.WriteImageStart"> & {
    * @generated from field: uint64 resume_offset = 2;
    */
   resumeOffset: bigint;
+
+  /**
+   * fdatasync (and acknowledge) after this many bytes written; 0: the
+   * agent's default. Clamped to [1 MiB, 4 GiB]. The sender keeps its
+   * unacknowledged data within a small multiple of it, which bounds what a
+   * broken stream has to send again.
+   *
+   * @generated from field: uint64 commit_interval_bytes = 3;
+   */
+  commitIntervalBytes: bigint;
 };
 
 /**
@@ -82,8 +92,10 @@ export declare type WriteImageStart = Message<"bm.agent.v1.WriteImageStart"> & {
 export declare const WriteImageStartSchema: GenMessage<WriteImageStart>;
 
 /**
- * Sent after each fsync (committed_offset advanced) and once at the end
- * (done, with the digest). A new stream may resume at any committed offset.
+ * Sent once when the agent has accepted `start` (committed_offset = the
+ * resume offset; senders hold data frames until then), after each fsync
+ * (committed_offset advanced) and once at the end (done, with the digest).
+ * A new stream may resume at any committed offset.
  *
  * @generated from message bm.agent.v1.WriteImageAck
  */
@@ -209,6 +221,14 @@ export declare type WriteConfigDriveRequest = Message<"bm.agent.v1.WriteConfigDr
    * @generated from field: string network_data_json = 3;
    */
   networkDataJson: string;
+
+  /**
+   * End of the deployed image: the drive must not start before it. 0: the
+   * size of the last image this agent wrote, if it knows one.
+   *
+   * @generated from field: uint64 image_size = 4;
+   */
+  imageSize: bigint;
 };
 
 /**

@@ -1,0 +1,97 @@
+/**
+ * WriteImage: the controller streams the image as ordered frames; the agent
+ * writes them with the disk writer (agent/disk/writer.ts), acknowledges each
+ * committed offset (after an fdatasync) so the controller can checkpoint it,
+ * and ends with the sha256 of the image's bytes on the target.
+ *
+ * The first frame carries `start` (image size, resume offset, commit
+ * interval); the agent answers it with an acknowledgement of the resume
+ * offset once the target is open and known to hold the image. A new stream supersedes one still running: after a broken
+ * connection the old call may not have noticed yet, and a resume must not
+ * wait for it. The abandoned writer's knowledge of which bytes still read
+ * as zeros carries over to the next, in this process only.
+ */
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import type { ImageFrame as WireFrame, WriteImageAckSchema } from '../../proto/gen/bm/agent/v1/agent_pb.js';
+import type { CallContext } from '../../proto/rpc/index.ts';
+import { AgentError, FrameError } from '../errors.ts';
+import { openImageWriter, type DigestMethod, type ImageWriter } from '../disk/writer.ts';
+import { MAX_COMMIT_INTERVAL, MIN_COMMIT_INTERVAL, type AgentContext } from './context.ts';
+import { safeNumber } from './convert.ts';
+import { AsyncQueue, anySignal, nextOrAbort } from './queue.ts';
+
+type Ack = MessageInitShape<typeof WriteImageAckSchema>;
+
+function commitInterval(ctx: AgentContext, requested: bigint): number {
+  if (requested === 0n) return ctx.config.commitIntervalBytes;
+  const value = safeNumber('commit_interval_bytes', requested);
+  return Math.min(MAX_COMMIT_INTERVAL, Math.max(MIN_COMMIT_INTERVAL, value));
+}
+
+function digestFor(ctx: AgentContext, resumeOffset: number): DigestMethod {
+  const policy = ctx.config.digest;
+  if (policy === 'auto') return resumeOffset === 0 ? 'as-written' : 'read-back';
+  // An as-written digest cannot cover bytes an earlier stream wrote.
+  return policy === 'as-written' && resumeOffset > 0 ? 'read-back' : policy;
+}
+
+async function writeStream(ctx: AgentContext, requests: AsyncIterable<WireFrame>, signal: AbortSignal, acks: AsyncQueue<Ack>): Promise<void> {
+  const iterator = requests[Symbol.asyncIterator]();
+  const first = await nextOrAbort(iterator, signal);
+  if (first.done) throw new FrameError('malformed', 'the stream ended before its first frame');
+  const start = first.value.start;
+  if (!start) throw new FrameError('malformed', 'the first frame must carry start (image size and resume offset)');
+  const imageSize = safeNumber('image_size', start.imageSize);
+  const resumeOffset = safeNumber('resume_offset', start.resumeOffset);
+  if (imageSize === 0) throw new AgentError('invalid-argument', 'image_size must be positive');
+  const path = await ctx.targetFor(imageSize);
+  const writer: ImageWriter = await openImageWriter(path, {
+    imageSize,
+    resumeOffset,
+    ...(ctx.zeroFrom !== undefined ? { knownZeroFrom: ctx.zeroFrom } : {}),
+    fsyncIntervalBytes: commitInterval(ctx, start.commitIntervalBytes),
+    digest: digestFor(ctx, resumeOffset),
+    sysRoot: ctx.config.root,
+    onCommit: (committedOffset) => acks.push({ committedOffset: BigInt(committedOffset) }),
+  });
+  // Until this writer ends, nothing is known about the bytes after its resume offset.
+  ctx.zeroFrom = undefined;
+  // The first acknowledgement says the target is open and the image fits: the sender holds its data until then.
+  acks.push({ committedOffset: BigInt(resumeOffset) });
+  ctx.lastImageSize = undefined;
+  ctx.config.log('write-image started', { target: path, imageSize, resumeOffset, digest: writer.digestMethod });
+  let finished = false;
+  try {
+    let frame: WireFrame | undefined = first.value;
+    while (frame) {
+      const offset = safeNumber('offset', frame.offset);
+      const zeroLength = safeNumber('zero_length', frame.zeroLength);
+      await writer.write({ offset, ...(frame.data.length > 0 ? { data: frame.data } : {}), ...(zeroLength > 0 ? { zeroLength } : {}) });
+      const next: IteratorResult<WireFrame> = await nextOrAbort(iterator, signal);
+      frame = next.done ? undefined : next.value;
+    }
+    const result = await writer.finish({ signal });
+    finished = true;
+    ctx.lastImageSize = imageSize;
+    acks.push({ committedOffset: BigInt(result.committedOffset), done: true, sha256: result.sha256, digestMethod: result.digestMethod });
+    ctx.config.log('write-image finished', { target: path, imageSize, bytesWritten: result.bytesWritten, zeroBytesSkipped: result.zeroBytesSkipped, digest: result.digestMethod });
+  } finally {
+    if (!finished) {
+      await writer.close();
+      ctx.config.log('write-image stopped', { target: path, committedOffset: writer.committedOffset, nextOffset: writer.nextOffset });
+    }
+    ctx.zeroFrom = writer.readsAsZerosFrom;
+  }
+}
+
+export function writeImageHandler(ctx: AgentContext): (requests: AsyncIterable<WireFrame>, call: CallContext) => AsyncIterable<Ack> {
+  return async function* writeImage(requests, call) {
+    const acks = new AsyncQueue<Ack>();
+    const work = ctx.superseding('write-image', (signal) => writeStream(ctx, requests, anySignal(signal, call.signal), acks));
+    work.then(
+      () => acks.close(),
+      (error: unknown) => acks.fail(error),
+    );
+    yield* acks;
+  };
+}
