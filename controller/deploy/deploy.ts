@@ -1,0 +1,107 @@
+/**
+ * The deploy step's image write: stream the image to the agent, and when the
+ * stream breaks (the agent restarted, the network dropped), reconnect and
+ * resume from the last checkpointed offset, within a retry budget. A
+ * checksum mismatch or a refusal by the agent (bad token, disk too small) is
+ * final: retrying would not change it.
+ */
+import { status } from '@grpc/grpc-js';
+import { isServiceError } from '../../proto/rpc/index.ts';
+import type { ImageSource } from '../images/extents.ts';
+import { connectAgent, type AgentConnection } from './agent-client.ts';
+import { DeployChecksumError, DeployStreamError } from './errors.ts';
+import { streamImage, type StreamProgress } from './stream.ts';
+import { DEFAULT_TUNING, type StreamTuning } from './tuning.ts';
+
+export interface DeployImageOptions {
+  readonly nodeUuid: string;
+  /** host:port of the agent's gRPC server (from its heartbeat). */
+  readonly agentAddress: string;
+  readonly agentToken: string;
+  readonly source: ImageSource;
+  readonly expectedRawSha256: string;
+  /** The checkpointed offset to start from: 0, or what an earlier attempt or controller committed. */
+  readonly resumeOffset?: number;
+  readonly checkpoint: (committedOffset: number) => Promise<void>;
+  readonly tuning?: StreamTuning;
+  /** Streams to try in all (first included); default 5. */
+  readonly attempts?: number;
+  /** Wait before reconnecting, doubled each time; default 1 s. */
+  readonly retryDelayMs?: number;
+  readonly signal?: AbortSignal;
+  /** Told about each broken stream before the retry. */
+  readonly onRetry?: (attempt: number, committedOffset: number, error: unknown) => void;
+  /** Overridable for tests; default connectAgent. */
+  readonly connect?: (address: string, token: string, tuning: StreamTuning) => AgentConnection;
+}
+
+export interface DeployImageResult {
+  readonly sha256: string;
+  readonly digestMethod: string;
+  readonly attempts: number;
+  /** Offsets each attempt started from. */
+  readonly startOffsets: readonly number[];
+  /** Data bytes sent over all attempts; minus the image's data bytes, what resumes sent again. */
+  readonly dataBytesSent: number;
+}
+
+/** Errors that say the agent refused the stream, not that the stream broke. */
+const FINAL_CODES: ReadonlySet<number> = new Set([status.UNAUTHENTICATED, status.PERMISSION_DENIED, status.INVALID_ARGUMENT, status.FAILED_PRECONDITION, status.OUT_OF_RANGE, status.NOT_FOUND, status.UNIMPLEMENTED]);
+
+function retryable(error: unknown): boolean {
+  if (error instanceof DeployChecksumError) return false;
+  if (isServiceError(error)) return !FINAL_CODES.has(error.code);
+  return error instanceof DeployStreamError;
+}
+
+const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+
+export async function deployImage(options: DeployImageOptions): Promise<DeployImageResult> {
+  const tuning = options.tuning ?? DEFAULT_TUNING;
+  const attempts = options.attempts ?? 5;
+  const open = options.connect ?? connectAgent;
+  let resumeOffset = options.resumeOffset ?? 0;
+  let delay = options.retryDelayMs ?? 1000;
+  let dataBytesSent = 0;
+  const startOffsets: number[] = [];
+  for (let attempt = 1; ; attempt++) {
+    options.signal?.throwIfAborted();
+    startOffsets.push(resumeOffset);
+    const progress: StreamProgress = { committedOffset: resumeOffset, dataBytesSent: 0, frames: 0 };
+    const agent = open(options.agentAddress, options.agentToken, tuning);
+    try {
+      const result = await streamImage(
+        agent,
+        options.source,
+        { nodeUuid: options.nodeUuid, resumeOffset, checkpoint: options.checkpoint, expectedRawSha256: options.expectedRawSha256, tuning, ...(options.signal ? { signal: options.signal } : {}) },
+        progress,
+      );
+      dataBytesSent += progress.dataBytesSent;
+      return { sha256: result.sha256, digestMethod: result.digestMethod, attempts: attempt, startOffsets, dataBytesSent };
+    } catch (error) {
+      dataBytesSent += progress.dataBytesSent;
+      if (options.signal?.aborted || !retryable(error)) throw error;
+      if (attempt >= attempts) {
+        const reason = isServiceError(error) ? error.details : error instanceof Error ? error.message : String(error);
+        throw new DeployStreamError(`node ${options.nodeUuid}: the image stream broke ${attempt} times; last: ${reason}`, { node: options.nodeUuid, committedOffset: progress.committedOffset, attempts: attempt }, error);
+      }
+      resumeOffset = progress.committedOffset;
+      options.onRetry?.(attempt, resumeOffset, error);
+      await sleep(delay, options.signal);
+      delay = Math.min(delay * 2, 30_000);
+    } finally {
+      agent.close();
+    }
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * Streams an image to a node's agent: only the extents that hold data travel
+ * as bytes, holes as a length. The agent acknowledges what it has made
+ * durable; each acknowledgement is checkpointed (in MySQL, by the caller), so
+ * a broken stream, or another controller taking the node over, resumes at the
+ * last committed offset instead of starting again. The agent's digest of the
+ * written image is compared with the image's raw digest before anything else
+ * happens to the node.
+ *
+ * Two bounds keep a stream honest (tuning.ts): data handed to grpc-js but
+ * not yet on the socket (the controller's memory per stream), and data sent
+ * but not yet acknowledged as committed (what a broken stream sends again).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { AgentService, WriteImageAckSchema, type WriteImageAck } from '../../proto/gen/bm/agent/v1/agent_pb.js';
+import { deserializer } from '../../proto/rpc/codec.ts';
+import { methodPath } from '../../proto/rpc/types.ts';
+import type { ImageSource } from '../images/extents.ts';
+import type { AgentConnection } from './agent-client.ts';
+import { DeployChecksumError, DeployStreamError } from './errors.ts';
+import { encodeDataFrame, serializeFrame, type OutgoingFrame } from './frame-codec.ts';
+import { checkTuning, DEFAULT_TUNING, type StreamTuning } from './tuning.ts';
+
+export interface StreamOptions {
+  readonly nodeUuid: string;
+  /** Start here (a checkpointed committed offset); 0 for a fresh deploy. */
+  readonly resumeOffset: number;
+  /** Persist a committed offset (called in order, only with growing values). */
+  readonly checkpoint: (committedOffset: number) => Promise<void>;
+  readonly expectedRawSha256: string;
+  readonly tuning?: StreamTuning;
+  readonly signal?: AbortSignal;
+}
+
+export interface StreamResult {
+  readonly sha256: string;
+  readonly digestMethod: string;
+  readonly committedOffset: number;
+  /** Bytes of data sent in this stream (holes not counted). */
+  readonly dataBytesSent: number;
+  readonly frames: number;
+}
+
+/** What a stream got done before it broke: the caller resumes from committedOffset. */
+export interface StreamProgress {
+  committedOffset: number;
+  dataBytesSent: number;
+  frames: number;
+}
+
+const writeImagePath = methodPath(AgentService.method.writeImage);
+const deserializeAck = deserializer(WriteImageAckSchema);
+
+/** A one-shot waiter list: wake() resolves everyone waiting now. */
+class Waiters {
+  #waiting: (() => void)[] = [];
+  wait(): Promise<void> {
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+  wake(): void {
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const resolve of waiting) resolve();
+  }
+}
+
+/**
+ * Runs one WriteImage stream from options.resumeOffset to the image end.
+ * `progress` is updated as acknowledgements arrive, so after a failure the
+ * caller knows where to resume.
+ */
+export async function streamImage(agent: AgentConnection, source: ImageSource, options: StreamOptions, progress: StreamProgress = { committedOffset: options.resumeOffset, dataBytesSent: 0, frames: 0 }): Promise<StreamResult> {
+  const tuning = options.tuning ?? DEFAULT_TUNING;
+  checkTuning(tuning);
+  progress.committedOffset = options.resumeOffset;
+  const call = agent.channel.makeBidiStreamRequest(writeImagePath, serializeFrame, deserializeAck, agent.metadata.clone(), {}) as grpc.ClientDuplexStream<OutgoingFrame, WriteImageAck>;
+  const onAbort = (): void => call.cancel();
+  if (options.signal?.aborted) call.cancel();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+
+  const changed = new Waiters();
+  let buffered = 0;
+  let dataSent = 0;
+  /** (frame end offset, data bytes sent up to and including it), to learn how much data a commit covers. */
+  const sentMarks: { end: number; data: number }[] = [];
+  let dataCommitted = 0;
+  let finished = false;
+  let accepted = false;
+  let callError: unknown;
+
+  const advanceCommit = (offset: number): void => {
+    while (sentMarks.length > 0 && sentMarks[0]!.end <= offset) dataCommitted = sentMarks.shift()!.data;
+    changed.wake();
+  };
+
+  const send = async (frame: OutgoingFrame, dataBytes: number, end: number): Promise<void> => {
+    // Do not run further ahead of the last commit than maxUncommittedBytes.
+    while (dataBytes > 0 && dataSent + dataBytes - dataCommitted > tuning.maxUncommittedBytes && !finished && callError === undefined) await changed.wait();
+    if (callError !== undefined || finished) throw callError ?? new DeployStreamError(`node ${options.nodeUuid}: the agent ended the stream early`, { node: options.nodeUuid });
+    buffered += dataBytes;
+    dataSent += dataBytes;
+    sentMarks.push({ end, data: dataSent });
+    progress.dataBytesSent += dataBytes;
+    progress.frames++;
+    call.write(frame, () => {
+      buffered -= dataBytes;
+      changed.wake();
+    });
+    while (buffered > tuning.maxBufferedBytes && callError === undefined && !finished) await changed.wait();
+  };
+
+  const sender = (async (): Promise<void> => {
+    await send({ message: { offset: BigInt(options.resumeOffset), start: { imageSize: BigInt(source.virtualSize), resumeOffset: BigInt(options.resumeOffset), commitIntervalBytes: BigInt(tuning.commitIntervalBytes) } } }, 0, options.resumeOffset);
+    // Hold the data until the agent has accepted the start (target open, image fits): until the
+    // call is connected grpc-js takes messages without back-pressure, and would buffer up to
+    // maxUncommittedBytes of them (measured: a peak of 268 MiB RSS for a 256 MiB image).
+    while (!accepted && callError === undefined && !finished) await changed.wait();
+    for await (const extent of source.extents(options.resumeOffset)) {
+      if (extent.kind === 'data') {
+        await send({ encoded: encodeDataFrame(extent.offset, extent.data) }, extent.data.length, extent.offset + extent.data.length);
+      } else {
+        await send({ message: { offset: BigInt(extent.offset), zeroLength: BigInt(extent.length) } }, 0, extent.offset + extent.length);
+      }
+    }
+    call.end();
+  })();
+  sender.catch((error: unknown) => {
+    callError ??= error;
+    // A failing image source must not leave a half-open stream on the agent.
+    call.cancel();
+  });
+
+  let final: { sha256: string; method: string; committed: number } | undefined;
+  try {
+    for await (const message of call) {
+      const ack = message as WriteImageAck;
+      if (!accepted) {
+        accepted = true;
+        changed.wake();
+      }
+      const offset = Number(ack.committedOffset);
+      if (offset > progress.committedOffset) {
+        progress.committedOffset = offset;
+        advanceCommit(offset);
+        await options.checkpoint(offset);
+      }
+      if (ack.done) final = { sha256: ack.sha256, method: ack.digestMethod, committed: offset };
+    }
+  } catch (error) {
+    callError ??= error;
+  } finally {
+    finished = true;
+    changed.wake();
+    options.signal?.removeEventListener('abort', onAbort);
+  }
+  await sender.catch(() => undefined);
+  if (callError !== undefined && !final) throw callError;
+  if (!final) throw new DeployStreamError(`node ${options.nodeUuid}: the agent ended the stream without a final digest`, { node: options.nodeUuid, committedOffset: progress.committedOffset });
+  if (final.sha256 !== options.expectedRawSha256) throw new DeployChecksumError(options.nodeUuid, options.expectedRawSha256, final.sha256);
+  return { sha256: final.sha256, digestMethod: final.method, committedOffset: final.committed, dataBytesSent: progress.dataBytesSent, frames: progress.frames };
+}

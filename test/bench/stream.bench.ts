@@ -1,0 +1,299 @@
+/**
+ * Image streaming, controller → agent → file, against the local limits, all
+ * in one run on this machine's disk:
+ * - raw image (2 GiB) vs `cat image > file` (and with an fsync of the file,
+ *   since the agent makes what it writes durable): throughput ratio;
+ * - the chunk size, measured at 256 KiB, 1 MiB and 4 MiB;
+ * - qcow2 of 10 GiB virtual / 1 GiB data vs `qemu-img convert -O raw`:
+ *   time ratio, and the controller's and the agent's peak RSS;
+ * - 20 concurrent deploys from one controller to 20 agents: aggregate
+ *   throughput vs the single stream, and the controller's peak RSS.
+ * The controller side runs in its own process (stream-driver.ts), the
+ * agents as the agent process; targets are fresh sparse files. Both run as
+ * esbuild bundles, the agent as the ramdisk runs it: Node's type stripping
+ * alone adds about 65 MiB of RSS that has nothing to do with streaming.
+ * Both run with --max-semi-space-size=1 --max-old-space-size=64 (as the
+ * ramdisk runs the agent; docs/deploy-agent.md): 1 MiB frames churn through
+ * short-lived buffers, and smaller heap limits make V8 collect them sooner
+ * (measured on 256 MiB: agent peak 145 → 110 MiB, driver 150 → 113 MiB,
+ * throughput within the run-to-run noise). The driver's RSS is the deploy
+ * code's (image reader, stream, grpc-js), not a whole controller's.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { rawContentSha256 } from '../../controller/images/digest.ts';
+import { openImageFile } from '../../controller/images/open.ts';
+import { startAgentProcess, type AgentProcess } from '../deploy/agent-process.ts';
+import { goal, type BenchContext, type BenchReport } from './harness.ts';
+
+const run = promisify(execFile);
+const MIB = 1024 * 1024;
+const GIB = 1024 * MIB;
+const TOKEN = `bma_${randomBytes(24).toString('base64url')}`;
+const benchDir = path.dirname(fileURLToPath(import.meta.url));
+const repoRoot = path.resolve(benchDir, '../..');
+let driverPath = path.join(benchDir, 'stream-driver.ts');
+let agentScript: string | undefined;
+const NODE_ARGS = ['--max-semi-space-size=1', '--max-old-space-size=64'];
+
+/** Bundles the agent (scripts/build-agent.sh) and the driver into `dir`. */
+async function bundle(dir: string): Promise<void> {
+  agentScript = path.join(dir, 'agent.js');
+  await run(path.join(repoRoot, 'scripts/build-agent.sh'), [agentScript]);
+  const driver = path.join(dir, 'stream-driver.mjs');
+  await run(path.join(repoRoot, 'node_modules/.bin/esbuild'), [path.join(benchDir, 'stream-driver.ts'), '--bundle', '--platform=node', '--target=node24', '--format=esm', '--log-level=warning', `--outfile=${driver}`, "--banner:js=import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);"]);
+  driverPath = driver;
+}
+
+const round = (value: number, digits = 3): number => Math.round(value * 10 ** digits) / 10 ** digits;
+const mbps = (bytes: number, seconds: number): number => round(bytes / seconds / 1e6, 1);
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return (performance.now() - t0) / 1000;
+}
+
+async function sparseFile(file: string, size: number): Promise<void> {
+  await rm(file, { force: true });
+  await writeFile(file, '');
+  await truncate(file, size);
+}
+
+/** Writes `size` random bytes at `offset` in pieces, so memory stays small. */
+async function writeRandom(file: string, offset: number, size: number, flags = 'r+'): Promise<void> {
+  const handle = await open(file, flags);
+  try {
+    for (let done = 0; done < size; done += 16 * MIB) {
+      const piece = randomBytes(Math.min(16 * MIB, size - done));
+      await handle.write(piece, 0, piece.length, offset + done);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+async function digestOf(file: string, format: 'raw' | 'qcow2'): Promise<string> {
+  const image = await openImageFile(file, format);
+  try {
+    return (await rawContentSha256(image.source)).sha256;
+  } finally {
+    await image.close();
+  }
+}
+
+async function peakRssOf(pid: number): Promise<number | null> {
+  const statusText = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const match = /VmHWM:\s+(\d+) kB/.exec(statusText);
+  return match ? round(Number(match[1]) / 1024, 1) : null;
+}
+
+interface DriverResult {
+  readonly seconds: number;
+  readonly streams: readonly { seconds: number; dataBytesSent: number; digestMethod: string }[];
+  readonly maxRssMiB: number;
+}
+
+function runDriver(input: object): Promise<DriverResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...NODE_ARGS, driverPath, JSON.stringify(input)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.once('exit', (code) => {
+      if (code !== 0) return reject(new Error(`stream driver exited with ${code}: ${err.slice(-2000)}`));
+      resolve(JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as DriverResult);
+    });
+  });
+}
+
+async function sha256File(file: string, length: number): Promise<string> {
+  const handle = await open(file, 'r');
+  const hash = createHash('sha256');
+  const buffer = Buffer.alloc(4 * MIB);
+  try {
+    for (let done = 0; done < length; ) {
+      const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, length - done), done);
+      if (bytesRead === 0) break;
+      hash.update(buffer.subarray(0, bytesRead));
+      done += bytesRead;
+    }
+  } finally {
+    await handle.close();
+  }
+  return hash.digest('hex');
+}
+
+export default async function stream(ctx: BenchContext): Promise<BenchReport> {
+  const fullScale = ctx.scale >= 1;
+  const atScale = fullScale ? undefined : `run at BENCH_SCALE=${ctx.scale}; judged at full scale`;
+  const dir = await mkdtemp(path.join(tmpdir(), 'bm-bench-stream-'));
+  const agents: AgentProcess[] = [];
+  const startAgent = async (target: string, extraArgs: string[] = []): Promise<AgentProcess> => {
+    const agent = await startAgentProcess({ token: TOKEN, target, targetZeroed: true, extraArgs, nodeArgs: NODE_ARGS, ...(agentScript ? { script: agentScript } : {}) });
+    agents.push(agent);
+    return agent;
+  };
+  const stopAgents = async (): Promise<void> => {
+    await Promise.all(agents.splice(0).map((a) => a.stop()));
+  };
+  try {
+    const results: Record<string, unknown> = {};
+    await bundle(dir);
+
+    // --- raw image vs cat --------------------------------------------------
+    const rawSize = Math.max(64 * MIB, Math.round((2 * GIB * ctx.scale) / MIB) * MIB);
+    const rawImage = path.join(dir, 'image.raw');
+    ctx.log(`making a ${rawSize / MIB} MiB raw image of random data`);
+    await writeRandom(rawImage, 0, rawSize, 'w');
+    const rawSha = await digestOf(rawImage, 'raw');
+    // The peers run three times each and keep their best: the limit, on a shared machine.
+    const catOut = path.join(dir, 'cat.out');
+    const best = async (command: string): Promise<number> => {
+      let fastest = Number.POSITIVE_INFINITY;
+      for (let i = 0; i < 3; i++) {
+        await rm(catOut, { force: true });
+        fastest = Math.min(fastest, await timed(() => run('sh', ['-c', command])));
+      }
+      await rm(catOut, { force: true });
+      return fastest;
+    };
+    await run('sync');
+    const catS = await best(`cat '${rawImage}' > '${catOut}'`);
+    const catSyncS = await best(`cat '${rawImage}' > '${catOut}' && sync '${catOut}'`);
+    ctx.log(`cat: ${mbps(rawSize, catS)} MB/s; cat + fsync: ${mbps(rawSize, catSyncS)} MB/s`);
+
+    const deployRaw = async (label: string, chunkBytes: number, digest: string, image = rawImage, size = rawSize, sha = rawSha): Promise<{ seconds: number; agentRss: number | null; controllerRss: number }> => {
+      const target = path.join(dir, `${label}.disk`);
+      await sparseFile(target, size);
+      const agent = await startAgent(target, ['--digest', digest]);
+      const result = await runDriver({ agents: [agent.address], token: TOKEN, image, format: 'raw', expectedSha256: sha, chunkBytes });
+      const agentRss = await peakRssOf(agent.pid);
+      await stopAgents();
+      await rm(target, { force: true });
+      ctx.log(`${label}: ${mbps(size, result.seconds)} MB/s (chunk ${chunkBytes / 1024} KiB, digest ${digest})`);
+      return { seconds: result.seconds, agentRss, controllerRss: round(result.maxRssMiB, 1) };
+    };
+
+    // The chunk-size sweep on a quarter of the image (the head of the same data).
+    const sweepSize = Math.max(32 * MIB, Math.round(rawSize / 4 / MIB) * MIB);
+    const sweepImage = path.join(dir, 'sweep.raw');
+    await run('sh', ['-c', `head -c ${sweepSize} '${rawImage}' > '${sweepImage}'`]);
+    const sweepSha = await digestOf(sweepImage, 'raw');
+    const chunks: Record<string, number> = {};
+    for (const chunkBytes of [256 * 1024, MIB, 4 * MIB]) {
+      const r = await deployRaw(`chunk-${chunkBytes}`, chunkBytes, 'read-back', sweepImage, sweepSize, sweepSha);
+      chunks[`${chunkBytes / 1024} KiB`] = mbps(sweepSize, r.seconds);
+    }
+    await rm(sweepImage, { force: true });
+    results.rawChunkSizeMBps = chunks;
+    const ours = await deployRaw('raw', MIB, 'read-back');
+    const oursAsWritten = await deployRaw('raw-as-written', MIB, 'as-written');
+    Object.assign(results, {
+      rawImageMiB: rawSize / MIB,
+      rawCatMBps: mbps(rawSize, catS),
+      rawCatFsyncMBps: mbps(rawSize, catSyncS),
+      rawOursMBps: mbps(rawSize, ours.seconds),
+      rawOursAsWrittenDigestMBps: mbps(rawSize, oursAsWritten.seconds),
+      rawControllerPeakRssMiB: ours.controllerRss,
+      rawAgentPeakRssMiB: ours.agentRss,
+    });
+
+    // --- qcow2 10 GiB virtual / 1 GiB data vs qemu-img convert -------------
+    const virtualSize = Math.max(256 * MIB, Math.round((10 * GIB * ctx.scale) / MIB) * MIB);
+    const dataSize = Math.max(32 * MIB, Math.round((GIB * ctx.scale) / MIB) * MIB);
+    const sparseRaw = path.join(dir, 'q.raw');
+    await sparseFile(sparseRaw, virtualSize);
+    // 4 MiB pieces of data spread evenly over the virtual size.
+    const pieces = dataSize / (4 * MIB);
+    const stride = Math.floor(virtualSize / pieces / MIB) * MIB;
+    ctx.log(`making a qcow2 of ${virtualSize / MIB} MiB virtual, ${dataSize / MIB} MiB data`);
+    for (let i = 0; i < pieces; i++) await writeRandom(sparseRaw, i * stride, 4 * MIB);
+    const qcow2 = path.join(dir, 'image.qcow2');
+    await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', sparseRaw, qcow2]);
+    await rm(sparseRaw, { force: true });
+    const qSha = await digestOf(qcow2, 'qcow2');
+    const qemuOut = path.join(dir, 'qemu.out');
+    let qemuS = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < 3; i++) {
+      await rm(qemuOut, { force: true });
+      qemuS = Math.min(qemuS, await timed(() => run('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', qcow2, qemuOut])));
+    }
+    // qemu-img convert does not flush its output; the agent makes every byte durable.
+    await rm(qemuOut, { force: true });
+    const qemuSyncS = await timed(() => run('sh', ['-c', `qemu-img convert -f qcow2 -O raw '${qcow2}' '${qemuOut}' && sync '${qemuOut}'`]));
+    await rm(qemuOut, { force: true });
+    const qTarget = path.join(dir, 'q.disk');
+    await sparseFile(qTarget, virtualSize);
+    const qAgent = await startAgent(qTarget);
+    const qResult = await runDriver({ agents: [qAgent.address], token: TOKEN, image: qcow2, format: 'qcow2', expectedSha256: qSha });
+    const qAgentRss = await peakRssOf(qAgent.pid);
+    await stopAgents();
+    const qOk = (await sha256File(qTarget, virtualSize)) === qSha;
+    await rm(qTarget, { force: true });
+    ctx.log(`qcow2: qemu-img ${round(qemuS, 2)} s, ours ${round(qResult.seconds, 2)} s`);
+    Object.assign(results, {
+      qcow2VirtualMiB: virtualSize / MIB,
+      qcow2DataMiB: dataSize / MIB,
+      qcow2QemuImgConvertS: round(qemuS, 2),
+      qcow2QemuImgConvertFsyncS: round(qemuSyncS, 2),
+      qcow2OursS: round(qResult.seconds, 2),
+      qcow2TargetMatches: qOk,
+      qcow2ControllerPeakRssMiB: round(qResult.maxRssMiB, 1),
+      qcow2AgentPeakRssMiB: qAgentRss,
+    });
+
+    // --- 20 concurrent deploys ----------------------------------------------
+    const count = 20;
+    const eachSize = Math.max(16 * MIB, Math.round(rawSize / 10 / MIB) * MIB);
+    const eachImage = path.join(dir, 'each.raw');
+    await writeRandom(eachImage, 0, eachSize, 'w');
+    const eachSha = await digestOf(eachImage, 'raw');
+    const targets: string[] = [];
+    const addresses: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const target = path.join(dir, `many-${i}.disk`);
+      await sparseFile(target, eachSize);
+      targets.push(target);
+      addresses.push((await startAgent(target)).address);
+    }
+    ctx.log(`${count} concurrent deploys of ${eachSize / MIB} MiB`);
+    const many = await runDriver({ agents: addresses, token: TOKEN, image: eachImage, format: 'raw', expectedSha256: eachSha });
+    const manyAgentRss = Math.max(...(await Promise.all(agents.map((a) => peakRssOf(a.pid)))).map((v) => v ?? 0));
+    await stopAgents();
+    for (const t of targets) await rm(t, { force: true });
+    const aggregateMBps = mbps(count * eachSize, many.seconds);
+    Object.assign(results, {
+      concurrentDeploys: count,
+      concurrentEachMiB: eachSize / MIB,
+      concurrentAggregateMBps: aggregateMBps,
+      concurrentSlowestStreamS: round(Math.max(...many.streams.map((s) => s.seconds)), 2),
+      concurrentControllerPeakRssMiB: round(many.maxRssMiB, 1),
+      concurrentAgentPeakRssMiB: manyAgentRss,
+    });
+
+    const rawRatio = ours.seconds > 0 ? rawSize / ours.seconds / (rawSize / catS) : null;
+    const rawSyncRatio = ours.seconds > 0 ? catSyncS / ours.seconds : null;
+    const singleMBps = rawSize / ours.seconds / 1e6;
+    Object.assign(results, { rawRatioVsCat: rawRatio === null ? null : round(rawRatio), rawRatioVsCatFsync: rawSyncRatio === null ? null : round(rawSyncRatio), qcow2TimeRatio: round(qResult.seconds / qemuS), concurrentRatio: round(aggregateMBps / singleMBps) });
+    return {
+      results,
+      goals: [
+        goal('raw throughput vs cat', fullScale ? rawRatio : null, '>=', 0.9, atScale),
+        goal('qcow2 time vs qemu-img convert', fullScale ? qResult.seconds / qemuS : null, '<=', 0.5, atScale),
+        goal('qcow2 controller peak RSS (MiB)', qResult.maxRssMiB, '<=', 128),
+        goal('qcow2 agent peak RSS (MiB)', qAgentRss, '<=', 128, qAgentRss === null ? 'no /proc/<pid>/status' : undefined),
+        goal('20 concurrent aggregate vs single stream', fullScale ? aggregateMBps / singleMBps : null, '>=', 0.8, atScale),
+      ],
+    };
+  } finally {
+    await stopAgents();
+    await rm(dir, { recursive: true, force: true });
+  }
+}

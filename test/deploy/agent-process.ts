@@ -1,0 +1,107 @@
+/**
+ * Starts the deploy agent as a child process on loopback, writing to a file,
+ * for the deploy tests and the stream benchmark. stop() and kill() end only
+ * this child, by its PID.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const fixtureRoot = (name: string): string => path.join(repoRoot, 'test/agent/fixtures', name);
+
+export interface AgentProcessOptions {
+  readonly token: string;
+  readonly target: string;
+  /** 0 picks a free port (read back from the agent's log). */
+  readonly port?: number;
+  readonly targetZeroed?: boolean;
+  readonly root?: string;
+  readonly extraArgs?: readonly string[];
+  /** Run this script instead of agent/main.ts (e.g. the esbuild bundle). */
+  readonly script?: string;
+  readonly env?: Readonly<Record<string, string>>;
+  /** Options for node itself, before the script (e.g. --max-semi-space-size=1). */
+  readonly nodeArgs?: readonly string[];
+  /** Register with (and heartbeat to) this controller. */
+  readonly controller?: string;
+  /** Register with the controller named on the kernel command line (--cmdline). */
+  readonly register?: boolean;
+}
+
+export interface AgentProcess {
+  readonly pid: number;
+  readonly port: number;
+  readonly address: string;
+  readonly child: ChildProcess;
+  /** What the agent logged so far (stderr). */
+  output(): string;
+  /** Kills with SIGKILL, as a crash or a power cut would. */
+  kill(): Promise<void>;
+  /** SIGTERM, then SIGKILL after a grace period. */
+  stop(): Promise<void>;
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+export async function startAgentProcess(options: AgentProcessOptions): Promise<AgentProcess> {
+  const args = [
+    ...(options.nodeArgs ?? []),
+    options.script ?? path.join(repoRoot, 'agent/main.ts'),
+    '--listen',
+    '127.0.0.1',
+    '--port',
+    String(options.port ?? 0),
+    '--root',
+    options.root ?? fixtureRoot('qemu-uefi-virtio'),
+    '--target',
+    options.target,
+    ...(options.controller ? ['--controller', options.controller] : options.register ? [] : ['--no-register']),
+    ...(options.targetZeroed ? ['--target-zeroed'] : []),
+    ...(options.extraArgs ?? []),
+  ];
+  // The token goes through the environment: argv is visible to every user.
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...options.env, BM_AGENT_TOKEN: options.token } });
+  let log = '';
+  child.stderr?.setEncoding('utf8');
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`agent did not listen within 15 s:\n${log}`)), 15_000);
+    child.stderr?.on('data', (text: string) => {
+      log += text;
+      const match = /"msg":"listening"[^\n]*"port":(\d+)/.exec(log);
+      if (match) {
+        clearTimeout(timer);
+        resolve(Number(match[1]));
+      }
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`agent exited (${code ?? signal}) before listening:\n${log}`));
+    });
+  });
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('agent has no pid');
+  return {
+    pid,
+    port,
+    address: `127.0.0.1:${port}`,
+    child,
+    output: () => log,
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGKILL');
+      await exited(child);
+    },
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      process.kill(pid, 'SIGTERM');
+      const timer = setTimeout(() => {
+        if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGKILL');
+      }, 3000);
+      await exited(child);
+      clearTimeout(timer);
+    },
+  };
+}
