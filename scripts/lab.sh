@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on one machine: set up, then run the virtual lab (a controller
-# with enrolled example nodes). Options go to the lab, e.g. --nodes 8 --once.
+# that enrolls, verifies and deploys virtual machines with virtual BMCs).
+# Options go to the lab, e.g. --nodes 8 --once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

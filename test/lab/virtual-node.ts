@@ -1,0 +1,143 @@
+/**
+ * A machine of the virtual lab: a virtual BMC, a disk (a sparse file) and
+ * what its firmware does at power-on. Booting from the network it does what
+ * iPXE does after DHCP: fetch /boot/<mac>.ipxe from the controller's HTTP
+ * boot server and the kernel and initrd it names; a ramdisk script becomes a
+ * running deploy agent whose kernel command line (a /proc/cmdline in the
+ * agent's root) is the script's, token included, so the agent looks itself
+ * up and heartbeats exactly as in a real ramdisk. A local-disk script, or a
+ * boot from disk, ends the agent: the machine runs its image.
+ */
+import { cp, mkdir, truncate, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { startAgentProcess, fixtureRoot, type AgentProcess } from '../deploy/agent-process.ts';
+import { startVirtualBmc, type VirtualBmcServer } from '../vbmc/server.ts';
+import { freePort } from '../support/controller-process.ts';
+import type { PowerChange } from '../vbmc/virtual-bmc.ts';
+
+export interface VirtualNodeOptions {
+  readonly name: string;
+  readonly mac: string;
+  readonly bmcPassword: string;
+  readonly diskBytes: number;
+  readonly dir: string;
+  /** http://host:port of the controller's HTTP boot server. */
+  readonly bootUrl: string;
+  readonly say: (message: string) => void;
+}
+
+export interface RamdiskBoot {
+  readonly nodeUuid: string;
+  readonly token: string;
+  readonly agent: AgentProcess;
+}
+
+export class VirtualNode {
+  readonly o: VirtualNodeOptions;
+  readonly disk: string;
+  bmc!: VirtualBmcServer;
+  #agent: AgentProcess | null = null;
+  #ramdisk: RamdiskBoot | null = null;
+  #booting: Promise<void> = Promise.resolve();
+  #waiters: ((boot: RamdiskBoot) => void)[] = [];
+  /** The last boot's failure, for the lab to report. */
+  lastBootError: string | null = null;
+
+  constructor(options: VirtualNodeOptions) {
+    this.o = options;
+    this.disk = path.join(options.dir, 'disk.img');
+  }
+
+  async start(): Promise<void> {
+    await mkdir(this.o.dir, { recursive: true });
+    await writeFile(this.disk, '');
+    await truncate(this.disk, this.o.diskBytes);
+    this.bmc = await startVirtualBmc({
+      name: this.o.name,
+      users: [{ name: 'admin', password: this.o.bmcPassword, privilege: 4 }],
+      power: 'off',
+      onPowerChange: (change) => {
+        // Power events arrive in order; each boot waits for the previous one's teardown.
+        this.#booting = this.#booting.then(() => this.#onPower(change)).catch((err: unknown) => {
+          this.lastBootError = err instanceof Error ? err.message : String(err);
+          this.o.say(`${this.o.name}: boot failed: ${this.lastBootError}`);
+        });
+      },
+    });
+  }
+
+  /** Resolves when the node runs the deploy ramdisk (now, or after its next network boot). */
+  ramdisk(): Promise<RamdiskBoot> {
+    if (this.#ramdisk) return Promise.resolve(this.#ramdisk);
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  async #onPower(change: PowerChange): Promise<void> {
+    await this.#stopAgent();
+    if (change.power === 'off') {
+      this.o.say(`${this.o.name}: powered off (${change.cause})`);
+      return;
+    }
+    if (change.bootDevice !== 'pxe') {
+      this.o.say(`${this.o.name}: powered on (${change.cause}), booting from its disk`);
+      return;
+    }
+    const script = await this.#fetch(`${this.o.bootUrl}/boot/${this.o.mac}.ipxe`);
+    if (script === null) {
+      this.o.say(`${this.o.name}: network boot: the controller has nothing for ${this.o.mac}; iPXE would retry`);
+      return;
+    }
+    if (!script.includes('kernel ')) {
+      this.o.say(`${this.o.name}: network boot: told to boot from its local disk`);
+      return;
+    }
+    const kernel = /^kernel --name kernel (\S+) (.*?) \|\| goto retry$/m.exec(script);
+    const initrd = /^initrd --name initrd (\S+) \|\| goto retry$/m.exec(script);
+    if (!kernel || !initrd) throw new Error('the iPXE script has no kernel/initrd line');
+    for (const url of [kernel[1]!, initrd[1]!]) {
+      if ((await this.#fetch(url)) === null) throw new Error(`${url} is not served`);
+    }
+    const cmdline = kernel[2]!;
+    const arg = (name: string): string => new RegExp(`(?:^| )${name}=(\\S+)`).exec(cmdline)?.[1] ?? '';
+    const root = path.join(this.o.dir, 'root');
+    // A ramdisk's view of this machine: the fixture's /proc and /sys with this node's MAC and command line.
+    await cp(fixtureRoot('qemu-uefi-virtio'), root, { recursive: true, force: true });
+    await writeFile(path.join(root, 'sys/class/net/enp1s0/address'), `${this.o.mac}\n`);
+    await writeFile(path.join(root, 'proc/cmdline'), `${cmdline}\n`);
+    const port = await freePort();
+    this.#agent = await startAgentProcess({
+      token: '',
+      target: this.disk,
+      targetZeroed: true,
+      root,
+      port,
+      register: true,
+      // Advertised to the controller, which dials it: loopback, like the listen address.
+      extraArgs: ['--advertise', `127.0.0.1:${port}`, '--heartbeat-interval', '2', '--reboot-command', 'true', '--poweroff-command', 'true'],
+    });
+    const boot = { nodeUuid: arg('bm.node'), token: arg('bm.token'), agent: this.#agent };
+    this.#ramdisk = boot;
+    this.o.say(`${this.o.name}: network boot: ${arg('bm.purpose')} ramdisk running, agent on ${this.#agent.address}`);
+    for (const w of this.#waiters.splice(0)) w(boot);
+  }
+
+  async #fetch(url: string): Promise<string | null> {
+    const res = await fetch(url);
+    if (res.status === 404) return null;
+    if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
+    return res.text();
+  }
+
+  async #stopAgent(): Promise<void> {
+    const agent = this.#agent;
+    this.#agent = null;
+    this.#ramdisk = null;
+    if (agent) await agent.stop();
+  }
+
+  async stop(): Promise<void> {
+    await this.#booting.catch(() => undefined);
+    await this.#stopAgent();
+    await this.bmc?.close();
+  }
+}
