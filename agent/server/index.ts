@@ -4,7 +4,8 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { AgentService } from '../../proto/gen/bm/agent/v1/agent_pb.js';
-import { addService, bindServer, shutdownServer } from '../../proto/rpc/index.ts';
+import { addService, shutdownServer } from '../../proto/rpc/index.ts';
+import { bindServerWithReceiveWindow } from '../../proto/rpc/receive-window.ts';
 import { agentTokenInterceptor } from '../auth.ts';
 import { configDriveHandler } from './config-drive.ts';
 import { AgentContext, type AgentConfig } from './context.ts';
@@ -17,6 +18,8 @@ import { writeImageHandler } from './write-image.ts';
 
 /** Frames carry up to a few MiB of data; allow 64 MiB so the sender's chunk size is its own choice. */
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024 + 4096;
+/** HTTP/2 receive window per stream and per connection (Node's default is 64 KiB). */
+const RECEIVE_WINDOW_BYTES = 16 * 1024 * 1024;
 
 export interface AgentServer {
   readonly server: grpc.Server;
@@ -50,6 +53,7 @@ export async function startAgentServer(config: AgentConfig, options: ServerOptio
     },
     { interceptors: [agentTokenInterceptor(options.token)], toStatus: agentStatusMapper(config.log) },
   );
-  const port = await bindServer(server, options.address);
+  // Image frames are MiB-sized: let the controller keep several in flight while we write.
+  const port = await bindServerWithReceiveWindow(server, options.address, RECEIVE_WINDOW_BYTES);
   return { server, context, port, stop: (graceMs = 2000) => shutdownServer(server, graceMs) };
 }
