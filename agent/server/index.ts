@@ -19,7 +19,7 @@ import { writeImageHandler } from './write-image.ts';
 /** Frames carry up to a few MiB of data; allow 64 MiB so the sender's chunk size is its own choice. */
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024 + 4096;
 /** HTTP/2 receive window per stream and per connection (Node's default is 64 KiB). */
-const RECEIVE_WINDOW_BYTES = 16 * 1024 * 1024;
+const RECEIVE_WINDOW_BYTES = 8 * 1024 * 1024;
 
 export interface AgentServer {
   readonly server: grpc.Server;
