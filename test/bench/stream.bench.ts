@@ -20,7 +20,7 @@
  * code's (image reader, stream, grpc-js), not a whole controller's.
  */
 import { execFile, spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -30,6 +30,7 @@ import { rawContentSha256 } from '../../controller/images/digest.ts';
 import { openImageFile } from '../../controller/images/open.ts';
 import { startAgentProcess, type AgentProcess } from '../deploy/agent-process.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
+import { sha256OfFilePrefix } from '../support/file-sha.ts';
 
 const run = promisify(execFile);
 const MIB = 1024 * 1024;
@@ -113,22 +114,6 @@ function runDriver(input: object): Promise<DriverResult> {
   });
 }
 
-async function sha256File(file: string, length: number): Promise<string> {
-  const handle = await open(file, 'r');
-  const hash = createHash('sha256');
-  const buffer = Buffer.alloc(4 * MIB);
-  try {
-    for (let done = 0; done < length; ) {
-      const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, length - done), done);
-      if (bytesRead === 0) break;
-      hash.update(buffer.subarray(0, bytesRead));
-      done += bytesRead;
-    }
-  } finally {
-    await handle.close();
-  }
-  return hash.digest('hex');
-}
 
 export default async function stream(ctx: BenchContext): Promise<BenchReport> {
   const fullScale = ctx.scale >= 1;
@@ -235,7 +220,7 @@ export default async function stream(ctx: BenchContext): Promise<BenchReport> {
     const qResult = await runDriver({ agents: [qAgent.address], token: TOKEN, image: qcow2, format: 'qcow2', expectedSha256: qSha });
     const qAgentRss = await peakRssOf(qAgent.pid);
     await stopAgents();
-    const qOk = (await sha256File(qTarget, virtualSize)) === qSha;
+    const qOk = (await sha256OfFilePrefix(qTarget, virtualSize)) === qSha;
     await rm(qTarget, { force: true });
     ctx.log(`qcow2: qemu-img ${round(qemuS, 2)} s, ours ${round(qResult.seconds, 2)} s`);
     Object.assign(results, {

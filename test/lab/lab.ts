@@ -15,7 +15,7 @@
  * --once is given.
  */
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,6 +34,7 @@ import { openImageSource } from '../../controller/images/open.ts';
 import { freePort, runBmctl, startControllerProcess } from '../support/controller-process.ts';
 import { freeUdpPort } from '../support/udp-port.ts';
 import { VirtualNode } from './virtual-node.ts';
+import { sha256OfFilePrefix } from '../support/file-sha.ts';
 
 const run = promisify(execFile);
 const MIB = 1024 * 1024;
@@ -85,22 +86,6 @@ async function makeImage(): Promise<{ file: string; format: ImageFormat }> {
   }
 }
 
-async function diskSha256(file: string, length: number): Promise<string> {
-  const hash = createHash('sha256');
-  const handle = await open(file, 'r');
-  try {
-    const buffer = Buffer.alloc(4 * MIB);
-    for (let pos = 0; pos < length; ) {
-      const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, length - pos), pos);
-      if (bytesRead === 0) break;
-      hash.update(buffer.subarray(0, bytesRead));
-      pos += bytesRead;
-    }
-  } finally {
-    await handle.close();
-  }
-  return hash.digest('hex');
-}
 
 async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | null>): Promise<T> {
   const deadline = Date.now() + ms;
@@ -211,7 +196,7 @@ try {
       } finally {
         await opened.close();
       }
-      const onDisk = await diskSha256(m.disk, Number(image.virtualSize));
+      const onDisk = await sha256OfFilePrefix(m.disk, Number(image.virtualSize));
       if (onDisk !== image.rawSha256) throw new Error(`${m.o.name}: the disk holds ${onDisk}, not the image's ${image.rawSha256}`);
       say(`${m.o.name}: image written and verified (agent digest ${result.sha256.slice(0, 16)}…, ${result.digestMethod}; ${Math.round(result.dataBytesSent / MIB)} MiB of data sent)`);
       await tokens.revoke(node.uuid);
