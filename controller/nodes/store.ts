@@ -3,34 +3,16 @@
  * real one; the interface lets conductor logic be unit-tested without a
  * database.
  */
-import type { NodeFilter, NodeRecord, Page, PortRecord } from './types.ts';
+import type { NodeFilter, NodeRecord, NodeSpec, Page, PortRecord } from './types.ts';
 
-export interface NewNode {
+export interface NewNode extends NodeSpec {
   readonly uuid: string;
-  readonly name: string | null;
-  readonly group: string;
-  readonly cpus: number;
-  readonly memoryMb: number;
-  readonly localGb: number;
-  readonly cpuArch: string;
-  readonly pmAddress: string;
-  readonly pmPort: number;
-  readonly pmUser: string;
   readonly pmPasswordEnc: Buffer | null;
   readonly powerDriver: string;
   readonly properties: Readonly<Record<string, string>>;
 }
 
-export interface NodeChanges {
-  readonly name?: string | null;
-  readonly group?: string;
-  readonly cpus?: number;
-  readonly memoryMb?: number;
-  readonly localGb?: number;
-  readonly cpuArch?: string;
-  readonly pmAddress?: string;
-  readonly pmPort?: number;
-  readonly pmUser?: string;
+export interface NodeChanges extends Partial<NodeSpec> {
   readonly pmPasswordEnc?: Buffer;
   readonly maintenance?: boolean;
   readonly maintenanceReason?: string | null;

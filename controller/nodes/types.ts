@@ -21,8 +21,8 @@ export type ProvisionState = (typeof PROVISION_STATES)[number];
 /** States in which a node holds (or is about to hold) a tenant's disk: it cannot be deleted. */
 export const UNDELETABLE_STATES: readonly ProvisionState[] = ['deploying', 'wait-callback', 'active', 'deleting'];
 
-export interface NodeRecord {
-  readonly uuid: string;
+/** What an operator says about a machine at enrollment: its hardware and how to reach its BMC. */
+export interface NodeSpec {
   readonly name: string | null;
   readonly group: string;
   readonly cpus: number;
@@ -32,6 +32,10 @@ export interface NodeRecord {
   readonly pmAddress: string;
   readonly pmPort: number;
   readonly pmUser: string;
+}
+
+export interface NodeRecord extends NodeSpec {
+  readonly uuid: string;
   readonly pmPasswordSet: boolean;
   readonly powerDriver: string;
   readonly provisionState: string;

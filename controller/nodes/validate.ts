@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { ValidationError } from '../errors.ts';
 import { isUuid } from './uuid.ts';
+import type { NodeSpec } from './types.ts';
 
 export const CPU_ARCHES = ['x86_64', 'aarch64', 'ppc64le', 's390x', 'riscv64'] as const;
 export const POWER_DRIVERS = ['ipmi', 'ipmitool', 'fake'] as const;
@@ -39,32 +40,14 @@ const properties = z
   .refine((v) => Object.keys(v).length <= 64, 'at most 64 properties');
 const reason = z.string().max(1024, 'at most 1024 characters');
 
-export interface NodeCreateInput {
-  readonly name: string | null;
-  readonly group: string;
-  readonly cpus: number;
-  readonly memoryMb: number;
-  readonly localGb: number;
-  readonly cpuArch: string;
-  readonly pmAddress: string;
-  readonly pmPort: number;
-  readonly pmUser: string;
+export interface NodeCreateInput extends NodeSpec {
   readonly pmPassword: string;
   readonly mac: string;
   readonly powerDriver: PowerDriverName;
   readonly properties: Readonly<Record<string, string>>;
 }
 
-export interface NodePatch {
-  readonly name?: string | null;
-  readonly group?: string;
-  readonly cpus?: number;
-  readonly memoryMb?: number;
-  readonly localGb?: number;
-  readonly cpuArch?: string;
-  readonly pmAddress?: string;
-  readonly pmPort?: number;
-  readonly pmUser?: string;
+export interface NodePatch extends Partial<NodeSpec> {
   readonly pmPassword?: string;
   readonly maintenance?: boolean;
   readonly maintenanceReason?: string;

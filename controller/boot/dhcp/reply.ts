@@ -39,6 +39,19 @@ function bootOptions(request: DhcpPacket, target: BootTarget | null, proxy: bool
   return { options, siaddr, file: file.length > 127 ? '' : file };
 }
 
+/** The fields every reply copies from its request (RFC 2131 table 3). */
+function echoed(request: DhcpPacket): Pick<Parameters<typeof encodeDhcp>[0], 'op' | 'xid' | 'flags' | 'htype' | 'giaddr' | 'chaddr'> {
+  return { op: BOOTREPLY, xid: request.xid, flags: request.flags, htype: request.htype, giaddr: request.giaddr, chaddr: request.chaddr };
+}
+
+/** Subnet mask, router and DNS servers of the segment. */
+function networkOptions(net: NetworkParams): OptionList {
+  const options: OptionList = [[Opt.subnetMask, ipToBytes(net.netmask)]];
+  if (net.router) options.push([Opt.router, ipToBytes(net.router)]);
+  if (net.dns.length > 0) options.push([Opt.dns, ipList(net.dns)]);
+  return options;
+}
+
 export function buildAddressReply(
   request: DhcpPacket,
   type: 'offer' | 'ack',
@@ -54,19 +67,12 @@ export function buildAddressReply(
     [Opt.leaseTime, u32(lease)],
     [Opt.renewalTime, u32(Math.floor(lease / 2))],
     [Opt.rebindingTime, u32(Math.floor((lease * 7) / 8))],
-    [Opt.subnetMask, ipToBytes(net.netmask)],
+    ...networkOptions(net),
   ];
-  if (net.router) options.push([Opt.router, ipToBytes(net.router)]);
-  if (net.dns.length > 0) options.push([Opt.dns, ipList(net.dns)]);
   const boot = bootOptions(request, target, false);
   options.push(...boot.options);
   return encodeDhcp({
-    op: BOOTREPLY,
-    xid: request.xid,
-    flags: request.flags,
-    htype: request.htype,
-    giaddr: request.giaddr,
-    chaddr: request.chaddr,
+    ...echoed(request),
     ciaddr: type === 'ack' ? request.ciaddr : '0.0.0.0',
     yiaddr,
     siaddr: boot.siaddr,
@@ -79,24 +85,18 @@ export function buildInformAck(request: DhcpPacket, serverId: string, net: Netwo
   const options: OptionList = [
     [Opt.messageType, new Uint8Array([MessageType.ack])],
     [Opt.serverId, ipToBytes(serverId)],
-    [Opt.subnetMask, ipToBytes(net.netmask)],
+    ...networkOptions(net),
   ];
-  if (net.router) options.push([Opt.router, ipToBytes(net.router)]);
-  if (net.dns.length > 0) options.push([Opt.dns, ipList(net.dns)]);
   const boot = bootOptions(request, target, false);
   options.push(...boot.options);
-  return encodeDhcp({ op: BOOTREPLY, xid: request.xid, flags: request.flags, htype: request.htype, giaddr: request.giaddr, chaddr: request.chaddr, ciaddr: request.ciaddr, siaddr: boot.siaddr, file: boot.file, options });
+  return encodeDhcp({ ...echoed(request), ciaddr: request.ciaddr, siaddr: boot.siaddr, file: boot.file, options });
 }
 
 export function buildNak(request: DhcpPacket, serverId: string, reason: string): Uint8Array {
   return encodeDhcp({
-    op: BOOTREPLY,
-    xid: request.xid,
+    ...echoed(request),
     // RFC 2131 4.3.2: a NAK relayed through giaddr asks the relay to broadcast it.
     flags: request.giaddr !== '0.0.0.0' ? request.flags | BROADCAST_FLAG : request.flags,
-    htype: request.htype,
-    giaddr: request.giaddr,
-    chaddr: request.chaddr,
     options: [
       [Opt.messageType, new Uint8Array([MessageType.nak])],
       [Opt.serverId, ipToBytes(serverId)],
@@ -109,12 +109,7 @@ export function buildNak(request: DhcpPacket, serverId: string, reason: string):
 export function buildProxyReply(request: DhcpPacket, type: 'offer' | 'ack', serverId: string, target: BootTarget): Uint8Array {
   const boot = bootOptions(request, target, true);
   return encodeDhcp({
-    op: BOOTREPLY,
-    xid: request.xid,
-    flags: request.flags,
-    htype: request.htype,
-    giaddr: request.giaddr,
-    chaddr: request.chaddr,
+    ...echoed(request),
     ciaddr: request.ciaddr,
     siaddr: boot.siaddr,
     file: boot.file,

@@ -132,7 +132,7 @@ export function encodeError(code: number, message: string): Uint8Array {
   return out;
 }
 
-/** Writes a DATA header into `into` (which must hold 4 + data bytes) and returns it. */
+/** A DATA packet (the server's transfers build theirs in reused buffers; this is for clients and tests). */
 export function encodeData(block: number, data: Uint8Array): Uint8Array {
   const out = new Uint8Array(4 + data.length);
   out[1] = Opcode.data;

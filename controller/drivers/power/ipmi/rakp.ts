@@ -98,14 +98,18 @@ function readAlgorithms(bytes: Uint8Array, at: number): Algorithms {
   return { auth: bytes[at + 4]! & 0x3f, integrity: bytes[at + 12]! & 0x3f, confidentiality: bytes[at + 20]! & 0x3f };
 }
 
+function writeAlgorithms(out: Uint8Array, at: number, algorithms: Algorithms): void {
+  algorithmRecord(out, at, 0, algorithms.auth);
+  algorithmRecord(out, at + 8, 1, algorithms.integrity);
+  algorithmRecord(out, at + 16, 2, algorithms.confidentiality);
+}
+
 export function encodeOpenSessionRequest(m: OpenSessionRequest): Uint8Array {
   const out = new Uint8Array(32);
   out[0] = m.tag;
   out[1] = m.maxPrivilege & 0x0f;
   put32(out, 4, m.consoleSessionId);
-  algorithmRecord(out, 8, 0, m.algorithms.auth);
-  algorithmRecord(out, 16, 1, m.algorithms.integrity);
-  algorithmRecord(out, 24, 2, m.algorithms.confidentiality);
+  writeAlgorithms(out, 8, m.algorithms);
   return out;
 }
 
@@ -122,9 +126,7 @@ export function encodeOpenSessionResponse(m: OpenSessionResponse): Uint8Array {
   put32(out, 4, m.consoleSessionId);
   if (out.length === 36 && m.algorithms) {
     put32(out, 8, m.bmcSessionId);
-    algorithmRecord(out, 12, 0, m.algorithms.auth);
-    algorithmRecord(out, 20, 1, m.algorithms.integrity);
-    algorithmRecord(out, 28, 2, m.algorithms.confidentiality);
+    writeAlgorithms(out, 12, m.algorithms);
   }
   return out;
 }
