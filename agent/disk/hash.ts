@@ -16,7 +16,8 @@
 import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { TargetIoError } from '../errors.ts';
-import { readFully } from './target.ts';
+import type { ByteRange } from './skipped-ranges.ts';
+import { forEachZeroChunk, readFully } from './target.ts';
 
 export const HASH_CHUNK_BYTES = 4 * 1024 * 1024;
 
@@ -25,10 +26,31 @@ export interface HashOptions {
   readonly signal?: AbortSignal;
 }
 
+export interface TargetHashOptions extends HashOptions {
+  /** Sorted, disjoint ranges known to read as zeros: hashed as zeros, not read. */
+  readonly zeroRanges?: Iterable<ByteRange>;
+}
+
 /** Hex sha256 of bytes [0, length) of the open target. */
-export async function sha256OfTarget(handle: FileHandle, length: number, options: HashOptions = {}): Promise<string> {
+export async function sha256OfTarget(handle: FileHandle, length: number, options: TargetHashOptions = {}): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of readTargetChunks(handle, 0, length, options)) hash.update(chunk);
+  const update = (chunk: Uint8Array): void => {
+    hash.update(chunk);
+  };
+  // One read buffer for every stretch between zero ranges.
+  const buffer = new Uint8Array(Math.max(1, Math.min(options.chunkBytes ?? HASH_CHUNK_BYTES, length)));
+  const reading = { ...options, buffer };
+  let position = 0;
+  for (const range of options.zeroRanges ?? []) {
+    const start = Math.min(range.start, length);
+    const end = Math.min(range.end, length);
+    if (start < position || end < start) throw new RangeError(`zero range [${range.start}, ${range.end}) is out of order`);
+    for await (const chunk of readTargetChunks(handle, position, start - position, reading)) update(chunk);
+    options.signal?.throwIfAborted();
+    forEachZeroChunk(end - start, update);
+    position = end;
+  }
+  for await (const chunk of readTargetChunks(handle, position, length - position, reading)) update(chunk);
   return hash.digest('hex');
 }
 
@@ -37,8 +59,8 @@ export async function sha256OfTarget(handle: FileHandle, length: number, options
  * streams). The chunk is valid only until the next iteration: callers that
  * keep it must copy it. Fails if the target ends before offset + length.
  */
-export async function* readTargetChunks(handle: FileHandle, offset: number, length: number, options: HashOptions = {}): AsyncGenerator<Uint8Array> {
-  const buffer = new Uint8Array(Math.max(1, Math.min(options.chunkBytes ?? HASH_CHUNK_BYTES, length)));
+export async function* readTargetChunks(handle: FileHandle, offset: number, length: number, options: HashOptions & { readonly buffer?: Uint8Array } = {}): AsyncGenerator<Uint8Array> {
+  const buffer = options.buffer ?? new Uint8Array(Math.max(1, Math.min(options.chunkBytes ?? HASH_CHUNK_BYTES, length)));
   for (let done = 0; done < length; ) {
     options.signal?.throwIfAborted();
     const want = Math.min(buffer.length, length - done);
