@@ -109,6 +109,9 @@ export const images = mysqlTable(
     virtualSize: bigint('virtual_size', { mode: 'number', unsigned: true }).notNull().default(0),
     // Digest of the raw content a deploy writes (equals sha256 for raw images).
     rawSha256: char('raw_sha256', { length: 64 }),
+    // The 4 MiB block digest of the raw content (proto/digest/block-sha256.ts), which deploys check;
+    // null for images stored before it existed (their deploys check raw_sha256).
+    rawBlockSha256: char('raw_block_sha256', { length: 64 }),
     properties: json('properties').$type<Record<string, string>>().notNull(),
     createdAt: createdAt(),
   },

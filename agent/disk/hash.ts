@@ -13,11 +13,11 @@
  * can drop the caches (`echo 1 > /proc/sys/vm/drop_caches` in the ramdisk)
  * before hashing; we leave that to the caller.
  */
-import { createHash } from 'node:crypto';
+import { createImageHasher, DigestAlgorithm } from '../../proto/digest/block-sha256.ts';
 import type { FileHandle } from 'node:fs/promises';
 import { TargetIoError } from '../errors.ts';
 import type { ByteRange } from './skipped-ranges.ts';
-import { forEachZeroChunk, readFully } from './target.ts';
+import { readFully } from './target.ts';
 
 export const HASH_CHUNK_BYTES = 4 * 1024 * 1024;
 
@@ -27,13 +27,20 @@ export interface HashOptions {
 }
 
 export interface TargetHashOptions extends HashOptions {
+  /** Default: a plain sha256. */
+  readonly algorithm?: DigestAlgorithm;
   /** Sorted, disjoint ranges known to read as zeros: hashed as zeros, not read. */
   readonly zeroRanges?: Iterable<ByteRange>;
 }
 
 /** Hex sha256 of bytes [0, length) of the open target. */
-export async function sha256OfTarget(handle: FileHandle, length: number, options: TargetHashOptions = {}): Promise<string> {
-  const hash = createHash('sha256');
+export function sha256OfTarget(handle: FileHandle, length: number, options: TargetHashOptions = {}): Promise<string> {
+  return digestOfTarget(handle, length, { ...options, algorithm: DigestAlgorithm.sha256 });
+}
+
+/** Hex digest of bytes [0, length) of the open target, by options.algorithm. */
+export async function digestOfTarget(handle: FileHandle, length: number, options: TargetHashOptions = {}): Promise<string> {
+  const hash = createImageHasher(options.algorithm ?? DigestAlgorithm.sha256);
   const update = (chunk: Uint8Array): void => {
     hash.update(chunk);
   };
@@ -47,11 +54,11 @@ export async function sha256OfTarget(handle: FileHandle, length: number, options
     if (start < position || end < start) throw new RangeError(`zero range [${range.start}, ${range.end}) is out of order`);
     for await (const chunk of readTargetChunks(handle, position, start - position, reading)) update(chunk);
     options.signal?.throwIfAborted();
-    forEachZeroChunk(end - start, update);
+    hash.zeros(end - start);
     position = end;
   }
   for await (const chunk of readTargetChunks(handle, position, length - position, reading)) update(chunk);
-  return hash.digest('hex');
+  return hash.digest();
 }
 
 /**

@@ -92,12 +92,3 @@ export async function writeZeros(handle: FileHandle, position: number, length: n
     done += size;
   }
 }
-
-/** Feeds `length` zero bytes to `update` without allocating them. */
-export function forEachZeroChunk(length: number, update: (chunk: Uint8Array) => void): void {
-  for (let done = 0; done < length; ) {
-    const size = Math.min(ZERO_CHUNK_BYTES, length - done);
-    update(zeros.subarray(0, size));
-    done += size;
-  }
-}

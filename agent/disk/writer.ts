@@ -45,11 +45,11 @@
  * they pass (zero runs included), which saves the read but trusts the write
  * path; it is refused for a resumed writer.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createImageHasher, DigestAlgorithm, type ImageHasher } from '../../proto/digest/block-sha256.ts';
 import { AgentError, DiskTooSmallError, FrameError, TargetIoError } from '../errors.ts';
-import { sha256OfTarget } from './hash.ts';
+import { digestOfTarget } from './hash.ts';
 import { SkippedRanges } from './skipped-ranges.ts';
-import { forEachZeroChunk, openTarget, writeFully, writeZeros, type Target } from './target.ts';
+import { openTarget, writeFully, writeZeros, type Target } from './target.ts';
 
 export type DigestMethod = 'read-back' | 'as-written';
 
@@ -70,6 +70,8 @@ export interface ImageWriterOptions {
   /** fdatasync (and advance the committed offset) after this many bytes written. Default 64 MiB. */
   readonly fsyncIntervalBytes?: number;
   readonly digest?: DigestMethod;
+  /** What the digest is: a plain sha256 (default) or the 4 MiB block digest. */
+  readonly digestAlgorithm?: DigestAlgorithm;
   /** Size of each zero write. Default and maximum 1 MiB. */
   readonly zeroChunkBytes?: number;
   /** Frame writes running at once (default 4; 1 writes each frame before taking the next). */
@@ -79,8 +81,10 @@ export interface ImageWriterOptions {
 }
 
 export interface WriteResult {
+  /** Hex digest of the image's bytes on the target, by digestAlgorithm. */
   readonly sha256: string;
   readonly digestMethod: DigestMethod;
+  readonly digestAlgorithm: DigestAlgorithm;
   readonly committedOffset: number;
   /** Bytes this writer put on the target: data and written zeros. */
   readonly bytesWritten: number;
@@ -99,10 +103,11 @@ export class ImageWriter {
   readonly imageSize: number;
   readonly resumeOffset: number;
   readonly digestMethod: DigestMethod;
+  readonly digestAlgorithm: DigestAlgorithm;
   readonly #fsyncIntervalBytes: number;
   readonly #zeroChunkBytes: number;
   readonly #onCommit: ((committedOffset: number) => void | Promise<void>) | undefined;
-  readonly #asWritten: Hash | undefined;
+  readonly #asWritten: ImageHasher | undefined;
   readonly #ownsTarget: boolean;
   readonly #maxWritesInFlight: number;
   /** Frame writes started and not yet awaited; each settles without rejecting (see #issue). */
@@ -148,10 +153,11 @@ export class ImageWriter {
     this.imageSize = options.imageSize;
     this.resumeOffset = resumeOffset;
     this.digestMethod = digestMethod;
+    this.digestAlgorithm = options.digestAlgorithm ?? DigestAlgorithm.sha256;
     this.#fsyncIntervalBytes = interval;
     this.#zeroChunkBytes = options.zeroChunkBytes ?? 1024 * 1024;
     this.#onCommit = options.onCommit;
-    this.#asWritten = digestMethod === 'as-written' ? createHash('sha256') : undefined;
+    this.#asWritten = digestMethod === 'as-written' ? createImageHasher(this.digestAlgorithm) : undefined;
     this.#ownsTarget = ownsTarget;
     this.#maxWritesInFlight = Math.max(1, Math.floor(options.maxWritesInFlight ?? 4));
     this.#knownZeroFrom = options.knownZeroFrom;
@@ -198,7 +204,7 @@ export class ImageWriter {
         this.#wrote(toWrite);
         this.#zeroBytesSkipped += length - toWrite;
         if (toWrite < length) this.#skipped.add(offset + toWrite, offset + length);
-        if (this.#asWritten) forEachZeroChunk(length, (chunk) => this.#asWritten?.update(chunk));
+        this.#asWritten?.zeros(length);
       }
       this.#lastFrameOffset = offset;
       this.#nextOffset = offset + length;
@@ -231,9 +237,9 @@ export class ImageWriter {
       await this.#sync(this.#nextOffset);
       this.#finished = true;
       const sha256 = this.#asWritten
-        ? this.#asWritten.digest('hex')
-        : await sha256OfTarget(this.target.handle, this.imageSize, { zeroRanges: this.#skipped.ranges(), ...(options.signal ? { signal: options.signal } : {}) });
-      return { sha256, digestMethod: this.digestMethod, committedOffset: this.#committedOffset, bytesWritten: this.#bytesWritten, zeroBytesSkipped: this.#zeroBytesSkipped };
+        ? this.#asWritten.digest()
+        : await digestOfTarget(this.target.handle, this.imageSize, { algorithm: this.digestAlgorithm, zeroRanges: this.#skipped.ranges(), ...(options.signal ? { signal: options.signal } : {}) });
+      return { sha256, digestMethod: this.digestMethod, digestAlgorithm: this.digestAlgorithm, committedOffset: this.#committedOffset, bytesWritten: this.#bytesWritten, zeroBytesSkipped: this.#zeroBytesSkipped };
     } finally {
       this.#busy = false;
       if (this.#ownsTarget) await this.close();

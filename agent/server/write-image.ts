@@ -14,6 +14,7 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { ImageFrame as WireFrame, WriteImageAckSchema } from '../../proto/gen/bm/agent/v1/agent_pb.js';
 import type { CallContext } from '../../proto/rpc/index.ts';
+import { DigestAlgorithm, isDigestAlgorithm } from '../../proto/digest/block-sha256.ts';
 import { AgentError, FrameError } from '../errors.ts';
 import { openImageWriter, type DigestMethod, type ImageWriter } from '../disk/writer.ts';
 import { MAX_COMMIT_INTERVAL, MIN_COMMIT_INTERVAL, type AgentContext } from './context.ts';
@@ -44,6 +45,10 @@ async function writeStream(ctx: AgentContext, requests: AsyncIterable<WireFrame>
   const imageSize = safeNumber('image_size', start.imageSize);
   const resumeOffset = safeNumber('resume_offset', start.resumeOffset);
   if (imageSize === 0) throw new AgentError('invalid-argument', 'image_size must be positive');
+  const digestAlgorithm = start.digestAlgorithm === '' ? DigestAlgorithm.sha256 : start.digestAlgorithm;
+  if (!isDigestAlgorithm(digestAlgorithm)) {
+    throw new AgentError('invalid-argument', `unknown digest algorithm "${digestAlgorithm.slice(0, 64)}": use "${DigestAlgorithm.sha256}" or "${DigestAlgorithm.blocks}"`);
+  }
   const path = await ctx.targetFor(imageSize);
   const writer: ImageWriter = await openImageWriter(path, {
     imageSize,
@@ -51,6 +56,7 @@ async function writeStream(ctx: AgentContext, requests: AsyncIterable<WireFrame>
     ...(ctx.zeroFrom !== undefined ? { knownZeroFrom: ctx.zeroFrom } : {}),
     fsyncIntervalBytes: commitInterval(ctx, start.commitIntervalBytes),
     digest: digestFor(ctx, resumeOffset),
+    digestAlgorithm,
     sysRoot: ctx.config.root,
     onCommit: (committedOffset) => acks.push({ committedOffset: BigInt(committedOffset) }),
   });
@@ -59,7 +65,7 @@ async function writeStream(ctx: AgentContext, requests: AsyncIterable<WireFrame>
   // The first acknowledgement says the target is open and the image fits: the sender holds its data until then.
   acks.push({ committedOffset: BigInt(resumeOffset) });
   ctx.lastImageSize = undefined;
-  ctx.config.log('write-image started', { target: path, imageSize, resumeOffset, digest: writer.digestMethod });
+  ctx.config.log('write-image started', { target: path, imageSize, resumeOffset, digest: writer.digestMethod, digestAlgorithm });
   let finished = false;
   try {
     let frame: WireFrame | undefined = first.value;
@@ -73,7 +79,7 @@ async function writeStream(ctx: AgentContext, requests: AsyncIterable<WireFrame>
     const result = await writer.finish({ signal });
     finished = true;
     ctx.lastImageSize = imageSize;
-    acks.push({ committedOffset: BigInt(result.committedOffset), done: true, sha256: result.sha256, digestMethod: result.digestMethod });
+    acks.push({ committedOffset: BigInt(result.committedOffset), done: true, sha256: result.sha256, digestMethod: result.digestMethod, digestAlgorithm: result.digestAlgorithm });
     ctx.config.log('write-image finished', { target: path, imageSize, bytesWritten: result.bytesWritten, zeroBytesSkipped: result.zeroBytesSkipped, digest: result.digestMethod });
   } finally {
     if (!finished) {

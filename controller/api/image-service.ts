@@ -17,6 +17,7 @@ export function imageMessage(i: ImageRecord): Image {
     size: BigInt(i.size),
     virtualSize: BigInt(i.virtualSize),
     rawSha256: i.rawSha256,
+    rawBlockSha256: i.rawBlockSha256,
     properties: { ...i.properties },
     createdAt: timestampFromDate(i.createdAt),
   });

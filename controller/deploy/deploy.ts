@@ -9,6 +9,7 @@ import { status } from '@grpc/grpc-js';
 import { isServiceError } from '../../proto/rpc/index.ts';
 import type { ImageSource } from '../images/extents.ts';
 import { connectAgent, type AgentConnection } from './agent-client.ts';
+import type { ExpectedDigest } from './digest.ts';
 import { DeployChecksumError, DeployStreamError } from './errors.ts';
 import { streamImage, type StreamProgress } from './stream.ts';
 import { DEFAULT_TUNING, type StreamTuning } from './tuning.ts';
@@ -19,7 +20,8 @@ export interface DeployImageOptions {
   readonly agentAddress: string;
   readonly agentToken: string;
   readonly source: ImageSource;
-  readonly expectedRawSha256: string;
+  /** The digest the written image must have (expectedDigestOf(image)). */
+  readonly expected: ExpectedDigest;
   /** The checkpointed offset to start from: 0, or what an earlier attempt or controller committed. */
   readonly resumeOffset?: number;
   readonly checkpoint: (committedOffset: number) => Promise<void>;
@@ -84,7 +86,7 @@ export async function deployImage(options: DeployImageOptions): Promise<DeployIm
       const result = await streamImage(
         agent,
         options.source,
-        { nodeUuid: options.nodeUuid, resumeOffset, checkpoint: options.checkpoint, expectedRawSha256: options.expectedRawSha256, tuning, ...(options.signal ? { signal: options.signal } : {}) },
+        { nodeUuid: options.nodeUuid, resumeOffset, checkpoint: options.checkpoint, expected: options.expected, tuning, ...(options.signal ? { signal: options.signal } : {}) },
         progress,
       );
       dataBytesSent += progress.dataBytesSent;

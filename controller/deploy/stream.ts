@@ -17,6 +17,7 @@ import { deserializer } from '../../proto/rpc/codec.ts';
 import { methodPath } from '../../proto/rpc/types.ts';
 import type { ImageSource } from '../images/extents.ts';
 import type { AgentConnection } from './agent-client.ts';
+import type { ExpectedDigest } from './digest.ts';
 import { DeployChecksumError, DeployStreamError } from './errors.ts';
 import { encodeDataFrame, serializeFrame, type OutgoingFrame } from './frame-codec.ts';
 import { checkTuning, DEFAULT_TUNING, type StreamTuning } from './tuning.ts';
@@ -27,7 +28,7 @@ export interface StreamOptions {
   readonly resumeOffset: number;
   /** Persist a committed offset (called in order, only with growing values). */
   readonly checkpoint: (committedOffset: number) => Promise<void>;
-  readonly expectedRawSha256: string;
+  readonly expected: ExpectedDigest;
   readonly tuning?: StreamTuning;
   readonly signal?: AbortSignal;
 }
@@ -110,7 +111,7 @@ export async function streamImage(agent: AgentConnection, source: ImageSource, o
   };
 
   const sender = (async (): Promise<void> => {
-    await send({ message: { offset: BigInt(options.resumeOffset), start: { imageSize: BigInt(source.virtualSize), resumeOffset: BigInt(options.resumeOffset), commitIntervalBytes: BigInt(tuning.commitIntervalBytes) } } }, 0, options.resumeOffset);
+    await send({ message: { offset: BigInt(options.resumeOffset), start: { imageSize: BigInt(source.virtualSize), resumeOffset: BigInt(options.resumeOffset), commitIntervalBytes: BigInt(tuning.commitIntervalBytes), digestAlgorithm: options.expected.algorithm } } }, 0, options.resumeOffset);
     // Hold the data until the agent has accepted the start (target open, image fits): until the
     // call is connected grpc-js takes messages without back-pressure, and would buffer up to
     // maxUncommittedBytes of them (measured: a peak of 268 MiB RSS for a 256 MiB image).
@@ -130,7 +131,7 @@ export async function streamImage(agent: AgentConnection, source: ImageSource, o
     call.cancel();
   });
 
-  let final: { sha256: string; method: string; committed: number } | undefined;
+  let final: { sha256: string; method: string; algorithm: string; committed: number } | undefined;
   try {
     for await (const message of call) {
       const ack = message as WriteImageAck;
@@ -144,7 +145,7 @@ export async function streamImage(agent: AgentConnection, source: ImageSource, o
         advanceCommit(offset);
         await options.checkpoint(offset);
       }
-      if (ack.done) final = { sha256: ack.sha256, method: ack.digestMethod, committed: offset };
+      if (ack.done) final = { sha256: ack.sha256, method: ack.digestMethod, algorithm: ack.digestAlgorithm || 'sha256', committed: offset };
     }
   } catch (error) {
     callError ??= error;
@@ -156,6 +157,8 @@ export async function streamImage(agent: AgentConnection, source: ImageSource, o
   await sender.catch(() => undefined);
   if (callError !== undefined && !final) throw callError;
   if (!final) throw new DeployStreamError(`node ${options.nodeUuid}: the agent ended the stream without a final digest`, { node: options.nodeUuid, committedOffset: progress.committedOffset });
-  if (final.sha256 !== options.expectedRawSha256) throw new DeployChecksumError(options.nodeUuid, options.expectedRawSha256, final.sha256);
+  if (final.algorithm !== options.expected.algorithm || final.sha256 !== options.expected.hex) {
+    throw new DeployChecksumError(options.nodeUuid, options.expected, { algorithm: final.algorithm, hex: final.sha256 });
+  }
   return { sha256: final.sha256, digestMethod: final.method, committedOffset: final.committed, dataBytesSent: progress.dataBytesSent, frames: progress.frames };
 }

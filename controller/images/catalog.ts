@@ -27,6 +27,8 @@ export interface ImageRecord {
   readonly size: number;
   readonly virtualSize: number;
   readonly rawSha256: string;
+  /** The raw content's 4 MiB block digest, which deploys check; empty for images stored before it existed. */
+  readonly rawBlockSha256: string;
   readonly properties: Readonly<Record<string, string>>;
   readonly createdAt: Date;
 }
@@ -51,6 +53,7 @@ function toRecord(row: ImageRow): ImageRecord {
     size: row.size,
     virtualSize: row.virtualSize,
     rawSha256: row.rawSha256 ?? '',
+    rawBlockSha256: row.rawBlockSha256 ?? '',
     properties: row.properties ?? {},
     createdAt: row.createdAt,
   };
@@ -115,6 +118,7 @@ export class ImageCatalog {
       sha256 = info.sha256;
       let virtualSize = info.size;
       let rawSha256 = info.sha256;
+      let rawBlockSha256: string | null = null;
       if (diskFormat === 'raw' || diskFormat === 'qcow2') {
         const reader = await this.#blobs.openRandomAccess(info.sha256);
         const inspection = await inspectImage(reader, diskFormat).catch(async (err: unknown) => {
@@ -122,18 +126,17 @@ export class ImageCatalog {
           throw err;
         });
         virtualSize = inspection.virtualSize;
-        if (diskFormat === 'qcow2') {
-          const opened = await openImageSource(reader, 'qcow2');
-          try {
-            rawSha256 = (await rawContentSha256(opened.source)).sha256;
-          } finally {
-            await opened.close();
-          }
-        } else {
-          await reader.close();
+        // One more pass over the stored blob: the raw content's digests (a raw image's plain one is the upload's).
+        const opened = await openImageSource(reader, diskFormat);
+        try {
+          const digests = await rawContentSha256(opened.source, { plain: diskFormat === 'qcow2' });
+          if (diskFormat === 'qcow2') rawSha256 = digests.sha256;
+          rawBlockSha256 = digests.blockSha256;
+        } finally {
+          await opened.close();
         }
       }
-      await this.#db.update(images).set({ status: 'active', sha256: info.sha256, size: info.size, virtualSize, rawSha256 }).where(eq(images.uuid, uuid));
+      await this.#db.update(images).set({ status: 'active', sha256: info.sha256, size: info.size, virtualSize, rawSha256, rawBlockSha256 }).where(eq(images.uuid, uuid));
     } catch (err) {
       await this.#db.delete(images).where(eq(images.uuid, uuid));
       if (sha256) await this.#dropBlobIfUnused(sha256);

@@ -25,6 +25,12 @@ async function sha256File(file: string): Promise<string> {
   return createHash('sha256').update(await readFile(file)).digest('hex');
 }
 
+/** The 4 MiB block digest by coreutils alone (the recipe in proto/digest/block-sha256.ts). */
+async function blockDigestBySplit(file: string): Promise<string> {
+  const { stdout } = await run('sh', ['-c', `split -b 4M --filter='sha256sum | cut -c1-64 | tr a-f A-F | basenc --base16 -d' '${file}' | sha256sum`]);
+  return stdout.slice(0, 64);
+}
+
 async function qemuImg(...args: string[]): Promise<void> {
   try {
     await run('qemu-img', args);
@@ -64,10 +70,12 @@ describe('image store', () => {
     const r = await runBmctl(['--json', 'image', 'create', '--name', 'ubuntu-test', '--disk-format', 'qcow2', path.join(dir, 'disk.qcow2')], env);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const image = JSON.parse(r.stdout) as { sha256: string; rawSha256: string; virtualSize: string; status: string; size: string };
+    const image = JSON.parse(r.stdout) as { sha256: string; rawSha256: string; rawBlockSha256: string; virtualSize: string; status: string; size: string };
     expect(image.status).toBe('active');
     expect(image.sha256).toBe(await sha256File(path.join(dir, 'disk.qcow2')));
     expect(image.rawSha256).toBe(await sha256File(path.join(dir, 'expected.raw')));
+    // The 4 MiB block digest deploys check, against the shell recipe of proto/digest/block-sha256.ts.
+    expect(image.rawBlockSha256).toBe(await blockDigestBySplit(path.join(dir, 'expected.raw')));
     expect(Number(image.virtualSize)).toBe(8 * 1024 * 1024);
   });
 
@@ -84,7 +92,9 @@ describe('image store', () => {
     expect((await runBmctl(['image', 'create', '--name', 'deploy-ramdisk', '--disk-format', 'ari', path.join(dir, 'initrd')], env)).code).toBe(0);
     const linked = await runBmctl(['--json', 'image', 'create', '--name', 'linked', '--disk-format', 'raw', '--kernel', 'deploy-kernel', '--ramdisk', 'deploy-ramdisk', path.join(dir, 'expected.raw')], env);
     expect(linked.code).toBe(0);
-    expect((JSON.parse(linked.stdout) as { properties: Record<string, string> }).properties).toEqual({ kernel_id: 'deploy-kernel', ramdisk_id: 'deploy-ramdisk' });
+    const linkedImage = JSON.parse(linked.stdout) as { properties: Record<string, string>; rawBlockSha256: string };
+    expect(linkedImage.properties).toEqual({ kernel_id: 'deploy-kernel', ramdisk_id: 'deploy-ramdisk' });
+    expect(linkedImage.rawBlockSha256).toBe(await blockDigestBySplit(path.join(dir, 'expected.raw')));
     const refused = await runBmctl(['image', 'delete', 'deploy-kernel'], env);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/used by image\(s\) linked.*FAILED_PRECONDITION/);

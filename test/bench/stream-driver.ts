@@ -8,13 +8,16 @@ import { readFile } from 'node:fs/promises';
 import { deployImage } from '../../controller/deploy/deploy.ts';
 import { DEFAULT_TUNING, type StreamTuning } from '../../controller/deploy/tuning.ts';
 import { openImageFile } from '../../controller/images/open.ts';
+import { DigestAlgorithm } from '../../proto/digest/block-sha256.ts';
 
 interface DriverInput {
   readonly agents: readonly string[];
   readonly token: string;
   readonly image: string;
   readonly format: 'raw' | 'qcow2';
-  readonly expectedSha256: string;
+  /** Hex digest of the image's raw content, by digestAlgorithm (default the 4 MiB block digest). */
+  readonly expectedDigest: string;
+  readonly digestAlgorithm?: DigestAlgorithm;
   readonly chunkBytes?: number;
   /** Overrides of the stream tuning (controller/deploy/tuning.ts). */
   readonly tuning?: Partial<StreamTuning>;
@@ -33,7 +36,7 @@ const streams = await Promise.all(
         agentAddress: address,
         agentToken: input.token,
         source: image.source,
-        expectedRawSha256: input.expectedSha256,
+        expected: { algorithm: input.digestAlgorithm ?? DigestAlgorithm.blocks, hex: input.expectedDigest },
         checkpoint: async () => undefined,
         tuning,
         attempts: 1,

@@ -26,7 +26,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { rawContentSha256 } from '../../controller/images/digest.ts';
+import { rawContentSha256, type RawDigest } from '../../controller/images/digest.ts';
 import { openImageFile } from '../../controller/images/open.ts';
 import { startAgentProcess, type AgentProcess } from '../deploy/agent-process.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
@@ -79,10 +79,11 @@ async function writeRandom(file: string, offset: number, size: number, flags = '
   }
 }
 
-async function digestOf(file: string, format: 'raw' | 'qcow2'): Promise<string> {
+/** The raw content's digests: the block digest the deploy checks, the plain one the target file is checked with. */
+async function digestOf(file: string, format: 'raw' | 'qcow2'): Promise<RawDigest> {
   const image = await openImageFile(file, format);
   try {
-    return (await rawContentSha256(image.source)).sha256;
+    return await rawContentSha256(image.source);
   } finally {
     await image.close();
   }
@@ -154,11 +155,11 @@ export default async function stream(ctx: BenchContext): Promise<BenchReport> {
     const catSyncS = await best(`cat '${rawImage}' > '${catOut}' && sync '${catOut}'`);
     ctx.log(`cat: ${mbps(rawSize, catS)} MB/s; cat + fsync: ${mbps(rawSize, catSyncS)} MB/s`);
 
-    const deployRaw = async (label: string, chunkBytes: number, digest: string, image = rawImage, size = rawSize, sha = rawSha): Promise<{ seconds: number; agentRss: number | null; controllerRss: number }> => {
+    const deployRaw = async (label: string, chunkBytes: number, digest: string, image = rawImage, size = rawSize, sha: RawDigest = rawSha): Promise<{ seconds: number; agentRss: number | null; controllerRss: number }> => {
       const target = path.join(dir, `${label}.disk`);
       await sparseFile(target, size);
       const agent = await startAgent(target, ['--digest', digest]);
-      const result = await runDriver({ agents: [agent.address], token: TOKEN, image, format: 'raw', expectedSha256: sha, chunkBytes });
+      const result = await runDriver({ agents: [agent.address], token: TOKEN, image, format: 'raw', expectedDigest: sha.blockSha256, chunkBytes });
       const agentRss = await peakRssOf(agent.pid);
       await stopAgents();
       await rm(target, { force: true });
@@ -217,10 +218,10 @@ export default async function stream(ctx: BenchContext): Promise<BenchReport> {
     const qTarget = path.join(dir, 'q.disk');
     await sparseFile(qTarget, virtualSize);
     const qAgent = await startAgent(qTarget);
-    const qResult = await runDriver({ agents: [qAgent.address], token: TOKEN, image: qcow2, format: 'qcow2', expectedSha256: qSha });
+    const qResult = await runDriver({ agents: [qAgent.address], token: TOKEN, image: qcow2, format: 'qcow2', expectedDigest: qSha.blockSha256 });
     const qAgentRss = await peakRssOf(qAgent.pid);
     await stopAgents();
-    const qOk = (await sha256OfFilePrefix(qTarget, virtualSize)) === qSha;
+    const qOk = (await sha256OfFilePrefix(qTarget, virtualSize)) === qSha.sha256;
     await rm(qTarget, { force: true });
     ctx.log(`qcow2: qemu-img ${round(qemuS, 2)} s, ours ${round(qResult.seconds, 2)} s`);
     Object.assign(results, {
@@ -249,7 +250,7 @@ export default async function stream(ctx: BenchContext): Promise<BenchReport> {
       addresses.push((await startAgent(target)).address);
     }
     ctx.log(`${count} concurrent deploys of ${eachSize / MIB} MiB`);
-    const many = await runDriver({ agents: addresses, token: TOKEN, image: eachImage, format: 'raw', expectedSha256: eachSha });
+    const many = await runDriver({ agents: addresses, token: TOKEN, image: eachImage, format: 'raw', expectedDigest: eachSha.blockSha256 });
     const manyAgentRss = Math.max(...(await Promise.all(agents.map((a) => peakRssOf(a.pid)))).map((v) => v ?? 0));
     await stopAgents();
     for (const t of targets) await rm(t, { force: true });

@@ -17,7 +17,9 @@ import { connect } from '../../proto/rpc/index.ts';
 import { connectAgent, type AgentConnection } from '../../controller/deploy/agent-client.ts';
 import { deployImage } from '../../controller/deploy/deploy.ts';
 import { streamImage } from '../../controller/deploy/stream.ts';
+import type { ExpectedDigest } from '../../controller/deploy/digest.ts';
 import { DeployChecksumError } from '../../controller/deploy/errors.ts';
+import { BlockSha256, DigestAlgorithm } from '../../proto/digest/block-sha256.ts';
 import { DEFAULT_TUNING, type StreamTuning } from '../../controller/deploy/tuning.ts';
 import { rawContentSha256 } from '../../controller/images/digest.ts';
 import type { Extent, ImageSource } from '../../controller/images/extents.ts';
@@ -38,6 +40,8 @@ async function tool(command: string, args: readonly string[]): Promise<Buffer> {
 }
 
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+const plain = (hex: string): ExpectedDigest => ({ algorithm: DigestAlgorithm.sha256, hex });
+const blocks = (hex: string): ExpectedDigest => ({ algorithm: DigestAlgorithm.blocks, hex });
 
 let dir: string;
 let rawPath: string;
@@ -110,7 +114,7 @@ describe('deploying images to an agent', () => {
       agentAddress: agent.address,
       agentToken: TOKEN,
       source: (await image(rawPath, 'raw')).source,
-      expectedRawSha256: rawSha,
+      expected: plain(rawSha),
       checkpoint: async (offset) => {
         checkpoints.push(offset);
       },
@@ -123,19 +127,24 @@ describe('deploying images to an agent', () => {
   });
 
   it('writes qcow2 images made by qemu-img (plain and compressed) so the file matches qemu-img convert -O raw', async () => {
-    const plain = join(dir, 'image.qcow2');
+    const uncompressed = join(dir, 'image.qcow2');
     const compressed = join(dir, 'image-c.qcow2');
-    await tool('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', '-o', 'cluster_size=65536', rawPath, plain]);
+    await tool('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', '-o', 'cluster_size=65536', rawPath, uncompressed]);
     await tool('qemu-img', ['convert', '-c', '-f', 'raw', '-O', 'qcow2', '-o', 'compat=0.10', rawPath, compressed]);
-    for (const [name, path] of [['plain', plain], ['compressed', compressed]] as const) {
+    for (const [name, path] of [['plain', uncompressed], ['compressed', compressed]] as const) {
       const reference = join(dir, `${name}.reference.raw`);
       await tool('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', path, reference]);
-      const referenceSha = sha256(await readFile(reference));
+      const referenceBytes = await readFile(reference);
+      const referenceSha = sha256(referenceBytes);
+      // The deploy checks the 4 MiB block digest (the controller's default), taken here from qemu-img's output.
+      const referenceBlocks = new BlockSha256();
+      referenceBlocks.update(referenceBytes);
+      const blockDigest = referenceBlocks.digest();
       const { agent, disk } = await agentOn(`${name}.disk`, 64 * MIB);
       const source = (await image(path, 'qcow2')).source;
       expect(source.virtualSize).toBe(rawSize);
-      const result = await deployImage({ nodeUuid: `node-${name}`, agentAddress: agent.address, agentToken: TOKEN, source, expectedRawSha256: referenceSha, checkpoint: async () => undefined });
-      expect(result.sha256).toBe(referenceSha);
+      const result = await deployImage({ nodeUuid: `node-${name}`, agentAddress: agent.address, agentToken: TOKEN, source, expected: blocks(blockDigest), checkpoint: async () => undefined });
+      expect(result.sha256).toBe(blockDigest);
       expect(await diskSha(disk, rawSize)).toBe(referenceSha);
     }
   }, 60_000);
@@ -146,6 +155,9 @@ describe('deploying images to an agent', () => {
     const big = randomBytes(size);
     await writeFile(bigPath, big);
     const bigSha = sha256(big);
+    const bigBlocks = new BlockSha256();
+    bigBlocks.update(big);
+    const bigBlockDigest = bigBlocks.digest();
     let { agent, disk } = await agentOn('resume.disk', 64 * MIB);
     // Small intervals so that a 32 MiB image sees several commits.
     const tuning: StreamTuning = { ...DEFAULT_TUNING, chunkBytes: MIB, commitIntervalBytes: 4 * MIB, maxUncommittedBytes: 5 * MIB, maxBufferedBytes: 2 * MIB };
@@ -157,7 +169,8 @@ describe('deploying images to an agent', () => {
       agentAddress: agent.address,
       agentToken: TOKEN,
       source: (await image(bigPath, 'raw', MIB)).source,
-      expectedRawSha256: bigSha,
+      // The block digest, read back after the resume over bytes two agent processes wrote.
+      expected: blocks(bigBlockDigest),
       tuning,
       retryDelayMs: 100,
       checkpoint: async (offset) => {
@@ -175,7 +188,7 @@ describe('deploying images to an agent', () => {
     expect(agent.pid).not.toBe(firstPid);
     expect(result.attempts).toBe(2);
     expect(result.startOffsets).toEqual([0, killedAt]);
-    expect(result.sha256).toBe(bigSha);
+    expect(result.sha256).toBe(bigBlockDigest);
     expect(result.digestMethod).toBe('read-back');
     expect(await diskSha(disk, size)).toBe(bigSha);
     const resent = result.dataBytesSent - size;
@@ -209,7 +222,7 @@ describe('deploying images to an agent', () => {
     };
     const first = agentConnection(agent.address);
     const progress = { committedOffset: 0, dataBytesSent: 0, frames: 0 };
-    const stalled = streamImage(first, stalling, { nodeUuid: 'node-takeover', resumeOffset: 0, checkpoint: async () => undefined, expectedRawSha256: sha256(bytes), tuning, signal: stall.signal }, progress).then(
+    const stalled = streamImage(first, stalling, { nodeUuid: 'node-takeover', resumeOffset: 0, checkpoint: async () => undefined, expected: plain(sha256(bytes)), tuning, signal: stall.signal }, progress).then(
       () => 'finished',
       (e: { code?: number }) => e.code ?? 'failed',
     );
@@ -218,7 +231,7 @@ describe('deploying images to an agent', () => {
     const checkpoint = progress.committedOffset;
     expect(checkpoint).toBeGreaterThanOrEqual(8 * MIB);
 
-    const result = await deployImage({ nodeUuid: 'node-takeover', agentAddress: agent.address, agentToken: TOKEN, source: real, expectedRawSha256: sha256(bytes), resumeOffset: checkpoint, checkpoint: async () => undefined, tuning });
+    const result = await deployImage({ nodeUuid: 'node-takeover', agentAddress: agent.address, agentToken: TOKEN, source: real, expected: plain(sha256(bytes)), resumeOffset: checkpoint, checkpoint: async () => undefined, tuning });
     expect(result.startOffsets).toEqual([checkpoint]);
     expect(result.sha256).toBe(sha256(bytes));
     expect(await diskSha(disk, size)).toBe(sha256(bytes));
@@ -247,7 +260,7 @@ describe('deploying images to an agent', () => {
         }
       },
     };
-    const attempt = deployImage({ nodeUuid: 'node-flip', agentAddress: agent.address, agentToken: TOKEN, source: flipping, expectedRawSha256: rawSha, checkpoint: async () => undefined });
+    const attempt = deployImage({ nodeUuid: 'node-flip', agentAddress: agent.address, agentToken: TOKEN, source: flipping, expected: plain(rawSha), checkpoint: async () => undefined });
     const error = await attempt.then(
       () => undefined,
       (e: unknown) => e,
@@ -274,7 +287,7 @@ describe('the agent token', () => {
       expect(JSON.stringify(refused)).not.toContain(forgedToken);
       await expect(none.client(AgentService).erase({ mode: 'full' })).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
       // A forged token does not get a stream started either, and the deploy does not retry it.
-      const deploy = deployImage({ nodeUuid: 'node-auth', agentAddress: agent.address, agentToken: forgedToken, source: (await image(rawPath, 'raw')).source, expectedRawSha256: rawSha, checkpoint: async () => undefined, retryDelayMs: 10 });
+      const deploy = deployImage({ nodeUuid: 'node-auth', agentAddress: agent.address, agentToken: forgedToken, source: (await image(rawPath, 'raw')).source, expected: plain(rawSha), checkpoint: async () => undefined, retryDelayMs: 10 });
       await expect(deploy).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
       expect(agent.output()).not.toContain(forgedToken);
       expect(agent.output()).not.toContain(TOKEN);
@@ -301,6 +314,7 @@ describe('bad streams', () => {
       }
     };
     expect(await drain([{ offset: 0n, data: new Uint8Array(10) }])).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/first frame must carry start/) });
+    expect(await drain([{ start: { imageSize: BigInt(MIB), digestAlgorithm: 'md5' } }])).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/unknown digest algorithm "md5"/) });
     expect(await drain([{ start: { imageSize: BigInt(16 * MIB) } }])).toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringMatching(/does not fit/) });
     expect(await drain([{ start: { imageSize: BigInt(MIB) } }, { offset: 4096n, data: new Uint8Array(10).fill(1) }])).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/gap/) });
     expect(await drain([{ start: { imageSize: BigInt(MIB) } }, { offset: 0n, data: new Uint8Array(10).fill(1) }])).toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringMatching(/incomplete/) });
@@ -313,7 +327,7 @@ describe('bad streams', () => {
 describe('the agent\'s other calls', () => {
   it('writes a config drive after the image that isoinfo reads, holding the expected JSON', async () => {
     const { agent, disk } = await agentOn('cd.disk', 64 * MIB);
-    await deployImage({ nodeUuid: 'node-cd', agentAddress: agent.address, agentToken: TOKEN, source: (await image(rawPath, 'raw')).source, expectedRawSha256: rawSha, checkpoint: async () => undefined });
+    await deployImage({ nodeUuid: 'node-cd', agentAddress: agent.address, agentToken: TOKEN, source: (await image(rawPath, 'raw')).source, expected: plain(rawSha), checkpoint: async () => undefined });
     const metaData = { uuid: '0190a8c0-0000-7000-8000-000000000001', name: 'web-1', hostname: 'web-1', public_keys: { default: 'ssh-ed25519 AAAA test' } };
     const networkData = { links: [{ id: 'eth0', type: 'phy', ethernet_mac_address: '52:54:00:12:34:56' }], networks: [{ id: 'n0', link: 'eth0', type: 'ipv4_dhcp' }], services: [] };
     const userData = new TextEncoder().encode('#cloud-config\nhostname: web-1\n');
@@ -337,7 +351,7 @@ describe('the agent\'s other calls', () => {
 
   it('reads the image back with ReadImage, and Erase zeroes the metadata regions or the whole target', async () => {
     const { agent, disk } = await agentOn('erase.disk', 64 * MIB);
-    await deployImage({ nodeUuid: 'node-erase', agentAddress: agent.address, agentToken: TOKEN, source: (await image(rawPath, 'raw')).source, expectedRawSha256: rawSha, checkpoint: async () => undefined });
+    await deployImage({ nodeUuid: 'node-erase', agentAddress: agent.address, agentToken: TOKEN, source: (await image(rawPath, 'raw')).source, expected: plain(rawSha), checkpoint: async () => undefined });
     const client = agentConnection(agent.address).client;
     const readBack = createHash('sha256');
     let expectedOffset = 0n;

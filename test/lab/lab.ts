@@ -28,6 +28,7 @@ import { dropDatabase } from '../../db/migrate.ts';
 import { MysqlAgentTokens } from '../../controller/agents/tokens.ts';
 import { MysqlDeployCheckpoints } from '../../controller/conductor/deploy-checkpoint.ts';
 import { deployImage } from '../../controller/deploy/deploy.ts';
+import { expectedDigestOf } from '../../controller/deploy/digest.ts';
 import type { ImageFormat } from '../../controller/images/extents.ts';
 import { LocalBlobStore } from '../../controller/images/local-blob-store.ts';
 import { openImageSource } from '../../controller/images/open.ts';
@@ -188,7 +189,7 @@ try {
           agentAddress,
           agentToken: boot.token,
           source: opened.source,
-          expectedRawSha256: image.rawSha256,
+          expected: expectedDigestOf(image),
           resumeOffset,
           checkpoint: (offset) => checkpoints.record(node.uuid, image.rawSha256, offset),
         });

@@ -13,8 +13,11 @@ export declare const file_bm_v1_image: GenFile;
 
 /**
  * An image in the store. `sha256` is the digest of the uploaded file;
- * `raw_sha256` of its raw content (what ends up on a disk), which a deploy
- * compares with the digest the agent reports.
+ * `raw_sha256` of its raw content (what ends up on a disk); and
+ * `raw_block_sha256` the 4 MiB block digest of that content
+ * (proto/digest/block-sha256.ts), which a deploy compares with the digest the
+ * agent reports (images stored before it existed have none, and their
+ * deploys compare raw_sha256).
  *
  * @generated from message bm.v1.Image
  */
@@ -70,6 +73,11 @@ export declare type Image = Message<"bm.v1.Image"> & {
    * @generated from field: google.protobuf.Timestamp created_at = 10;
    */
   createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string raw_block_sha256 = 11;
+   */
+  rawBlockSha256: string;
 };
 
 /**

@@ -83,6 +83,16 @@ export declare type WriteImageStart = Message<"bm.agent.v1.WriteImageStart"> & {
    * @generated from field: uint64 commit_interval_bytes = 3;
    */
   commitIntervalBytes: bigint;
+
+  /**
+   * The digest the agent reports when done: "sha256" (or empty) for a plain
+   * sha256 of the image's bytes, "sha256-4m-blocks" for the sha256 over the
+   * sha256 of every 4 MiB block (proto/digest/block-sha256.ts), which costs
+   * nothing for the holes. Anything else is refused.
+   *
+   * @generated from field: string digest_algorithm = 4;
+   */
+  digestAlgorithm: string;
 };
 
 /**
@@ -111,7 +121,7 @@ export declare type WriteImageAck = Message<"bm.agent.v1.WriteImageAck"> & {
   done: boolean;
 
   /**
-   * Hex sha256 of the target's first image_size bytes; set when done.
+   * Hex digest of the target's first image_size bytes, by digest_algorithm; set when done.
    *
    * @generated from field: string sha256 = 3;
    */
@@ -123,6 +133,13 @@ export declare type WriteImageAck = Message<"bm.agent.v1.WriteImageAck"> & {
    * @generated from field: string digest_method = 4;
    */
   digestMethod: string;
+
+  /**
+   * The algorithm of `sha256`: what the start asked for ("sha256" when it asked for none).
+   *
+   * @generated from field: string digest_algorithm = 5;
+   */
+  digestAlgorithm: string;
 };
 
 /**

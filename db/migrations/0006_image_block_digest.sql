@@ -1,0 +1,1 @@
+ALTER TABLE `images` ADD `raw_block_sha256` char(64);
