@@ -31,18 +31,20 @@
  * machine it changes nothing measurable: the stream is CPU-bound there, both
  * processes at 100%. It is for disks whose writes take time of their own.
  *
- * Digest: `finish()` returns the sha256 of the target's first `imageSize`
- * bytes. By default it reads them back after the final fdatasync (see
- * hash.ts for what that does and does not prove), except the zero runs this
- * writer skipped: those it hashes as zeros without reading, on the same
- * premise that let it skip them (the target read as zeros there). For a
- * sparse image that is most of it: 10 GiB virtual / 1 GiB data, the read
- * back of the holes took about 20 of the deploy's 30 s. It costs one sequential
- * read of the image, but it checks what is on the target rather than what
- * we meant to write, and it is the only method that works after a resume:
- * bytes before the resume offset came from another stream, another writer,
- * perhaps another agent process. `digest: 'as-written'` hashes the frames as
- * they pass (zero runs included), which saves the read but trusts the write
+ * Digest: `finish()` returns the digest (`digestAlgorithm`: a plain
+ * sha256, or the 4 MiB block digest of proto/digest/block-sha256.ts) of the
+ * target's first `imageSize` bytes. By default it reads them back after the
+ * final fdatasync (see hash.ts for what that does and does not prove),
+ * except the zero runs this writer skipped: those it hashes as zeros without
+ * reading, on the same premise that let it skip them (the target read as
+ * zeros there). For a sparse image that is most of it: 10 GiB virtual / 1 GiB
+ * data, reading back the holes took about 20 of the deploy's 30 s. The read
+ * costs one sequential pass over what was written, but it checks what is on
+ * the target rather than what we meant to write, and it is the only method
+ * that works after a resume: bytes before the resume offset came from
+ * another stream, another writer, perhaps another agent process.
+ * `digest: 'as-written'` hashes the frames as they pass (zero runs
+ * included), which saves the read but trusts the write
  * path; it is refused for a resumed writer.
  */
 import { createImageHasher, DigestAlgorithm, type ImageHasher } from '../../proto/digest/block-sha256.ts';
