@@ -8,7 +8,7 @@ import type { CreateImageRequestSchema } from '../../proto/gen/bm/v1/image_pb.js
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { apiConnection } from './connection.ts';
 import { CliUsageError } from './errors.ts';
-import { details, messageJson, printJson, table } from './output.ts';
+import { details, messageJson, printDeleted, printJson, printMessage, table } from './output.ts';
 import type { GlobalOptions } from './main.ts';
 
 const CHUNK = 1024 * 1024;
@@ -94,8 +94,7 @@ export function registerImageCommands(program: Command, globals: () => GlobalOpt
       const conn = apiConnection(g);
       try {
         const i = await conn.client(ImageService).getImage({ id });
-        if (g.json) printJson(messageJson(ImageSchema, i));
-        else process.stdout.write(details(messageJson(ImageSchema, i) as Record<string, unknown>) + '\n');
+        printMessage(g.json, ImageSchema, i);
       } finally {
         conn.close();
       }
@@ -109,8 +108,7 @@ export function registerImageCommands(program: Command, globals: () => GlobalOpt
       const conn = apiConnection(g);
       try {
         await conn.client(ImageService).deleteImage({ id });
-        if (g.json) printJson({ deleted: id });
-        else process.stdout.write(`deleted image ${id}\n`);
+        printDeleted(g.json, 'image', id);
       } finally {
         conn.close();
       }

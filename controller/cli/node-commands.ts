@@ -1,7 +1,7 @@
 /** bmctl node ...: the seed's baremetal-node-create/-list/-show/-delete. */
 import type { Command } from 'commander';
 import { NodeSchema, NodeService, type Node } from '../../proto/gen/bm/v1/node_pb.js';
-import { details, messageJson, printJson, table } from './output.ts';
+import { messageJson, printDeleted, printJson, printMessage, table } from './output.ts';
 import { apiConnection } from './connection.ts';
 import { CliUsageError } from './errors.ts';
 import type { GlobalOptions } from './main.ts';
@@ -70,8 +70,7 @@ export function registerNodeCommands(program: Command, globals: () => GlobalOpti
           powerDriver: o.driver,
           properties: o.property,
         });
-        if (g.json) printJson(messageJson(NodeSchema, created));
-        else process.stdout.write(details(messageJson(NodeSchema, created) as Record<string, unknown>) + '\n');
+        printMessage(g.json, NodeSchema, created);
       } finally {
         conn.close();
       }
@@ -121,8 +120,7 @@ export function registerNodeCommands(program: Command, globals: () => GlobalOpti
       const conn = apiConnection(g);
       try {
         const n = await conn.client(NodeService).getNode({ id });
-        if (g.json) printJson(messageJson(NodeSchema, n));
-        else process.stdout.write(details(messageJson(NodeSchema, n) as Record<string, unknown>) + '\n');
+        printMessage(g.json, NodeSchema, n);
       } finally {
         conn.close();
       }
@@ -162,8 +160,7 @@ export function registerNodeCommands(program: Command, globals: () => GlobalOpti
           powerDriver: o.driver,
           properties: o.property ?? {},
         });
-        if (g.json) printJson(messageJson(NodeSchema, n));
-        else process.stdout.write(details(messageJson(NodeSchema, n) as Record<string, unknown>) + '\n');
+        printMessage(g.json, NodeSchema, n);
       } finally {
         conn.close();
       }
@@ -177,8 +174,7 @@ export function registerNodeCommands(program: Command, globals: () => GlobalOpti
       const conn = apiConnection(g);
       try {
         await conn.client(NodeService).deleteNode({ id });
-        if (g.json) printJson({ deleted: id });
-        else process.stdout.write(`deleted node ${id}\n`);
+        printDeleted(g.json, 'node', id);
       } finally {
         conn.close();
       }

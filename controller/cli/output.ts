@@ -16,6 +16,19 @@ export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
 }
 
+/** One message: JSON for scripts, a key/value table for people. */
+export function printMessage<D extends DescMessage>(json: boolean, schema: D, message: MessageShape<D>): void {
+  const value = messageJson(schema, message);
+  if (json) printJson(value);
+  else process.stdout.write(details(value as Record<string, unknown>) + '\n');
+}
+
+/** What a `delete` prints. */
+export function printDeleted(json: boolean, kind: string, id: string): void {
+  if (json) printJson({ deleted: id });
+  else process.stdout.write(`deleted ${kind} ${id}\n`);
+}
+
 /** Key/value view of one object, for `show`. */
 export function details(obj: Readonly<Record<string, unknown>>): string {
   const rows = Object.entries(obj).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)] as const);

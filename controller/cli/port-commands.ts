@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { PortSchema, PortService, type Port } from '../../proto/gen/bm/v1/port_pb.js';
 import { apiConnection } from './connection.ts';
-import { messageJson, printJson, table } from './output.ts';
+import { messageJson, printDeleted, printJson, table } from './output.ts';
 import type { GlobalOptions } from './main.ts';
 
 export function registerPortCommands(program: Command, globals: () => GlobalOptions): void {
@@ -53,8 +53,7 @@ export function registerPortCommands(program: Command, globals: () => GlobalOpti
       const conn = apiConnection(g);
       try {
         await conn.client(PortService).deletePort({ id });
-        if (g.json) printJson({ deleted: id });
-        else process.stdout.write(`deleted port ${id}\n`);
+        printDeleted(g.json, 'port', id);
       } finally {
         conn.close();
       }

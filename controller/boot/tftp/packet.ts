@@ -122,22 +122,22 @@ export function encodeAck(block: number): Uint8Array {
   return new Uint8Array([0, Opcode.ack, (block >> 8) & 0xff, block & 0xff]);
 }
 
-export function encodeError(code: number, message: string): Uint8Array {
-  const text = encoder.encode(message);
-  const out = new Uint8Array(5 + text.length);
-  out[1] = Opcode.error;
-  out[2] = (code >> 8) & 0xff;
-  out[3] = code & 0xff;
-  out.set(text, 4);
+/** opcode, a 16-bit number (block or error code), the payload, and `padding` zero bytes after it. */
+function numbered(opcode: number, value: number, payload: Uint8Array, padding = 0): Uint8Array {
+  const out = new Uint8Array(4 + payload.length + padding);
+  out[1] = opcode;
+  out[2] = (value >> 8) & 0xff;
+  out[3] = value & 0xff;
+  out.set(payload, 4);
   return out;
+}
+
+/** An ERROR packet: its message is a NUL-terminated string. */
+export function encodeError(code: number, message: string): Uint8Array {
+  return numbered(Opcode.error, code, encoder.encode(message), 1);
 }
 
 /** A DATA packet (the server's transfers build theirs in reused buffers; this is for clients and tests). */
 export function encodeData(block: number, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(4 + data.length);
-  out[1] = Opcode.data;
-  out[2] = (block >> 8) & 0xff;
-  out[3] = block & 0xff;
-  out.set(data, 4);
-  return out;
+  return numbered(Opcode.data, block, data);
 }
