@@ -20,7 +20,7 @@ export const nodes = mysqlTable(
     // UUIDv7: time-ordered, so paging by uuid lists nodes in enrollment order.
     uuid: char('uuid', { length: 36 }).primaryKey(),
     name: varchar('name', { length: 255 }),
-    group: varchar('group_name', { length: 64 }).notNull().default(''),
+    group: varchar('group_name', { length: 64 }).notNull().default('default'),
     cpus: int('cpus', { unsigned: true }).notNull(),
     memoryMb: int('memory_mb', { unsigned: true }).notNull(),
     localGb: int('local_gb', { unsigned: true }).notNull(),
@@ -46,6 +46,11 @@ export const nodes = mysqlTable(
     agentSeenAt: datetime('agent_seen_at', { mode: 'date', fsp: 3 }),
     agentTokenHash: char('agent_token_hash', { length: 64 }),
     agentTokenExpiresAt: datetime('agent_token_expires_at', { mode: 'date', fsp: 3 }),
+    // The same token sealed with the cluster's secret key (bound to the node's uuid), so
+    // whichever controller drives the node can talk to its agent; delivered flips once
+    // when a boot script carries it: one token per boot, a second fetch gets none.
+    agentTokenSealed: varbinary('agent_token_sealed', { length: 512 }),
+    agentTokenDelivered: boolean('agent_token_delivered').notNull().default(false),
     // Consecutive failed power-state reads by the sync loop; past the configured
     // threshold the node is flagged "power sync failing" (and last_error says why).
     powerSyncFailures: int('power_sync_failures', { unsigned: true }).notNull().default(0),
@@ -54,6 +59,8 @@ export const nodes = mysqlTable(
     // taking the node over, resumes there instead of starting again.
     deployImageSha256: char('deploy_image_sha256', { length: 64 }),
     deployCommittedOffset: bigint('deploy_committed_offset', { mode: 'number', unsigned: true }).notNull().default(0),
+    // The scheduler matches it against a flavor's resource_class ('' matches a flavor without one).
+    resourceClass: varchar('resource_class', { length: 80 }).notNull().default(''),
     // The controller holding the node's lock (see conductor reservations), or NULL.
     reservation: varchar('reservation', { length: 64 }),
     // Row version for optimistic concurrency: every write checks and bumps it.
@@ -67,6 +74,8 @@ export const nodes = mysqlTable(
     index('nodes_group_idx').on(t.group),
     index('nodes_instance_idx').on(t.instanceUuid),
     index('nodes_reservation_idx').on(t.reservation),
+    // The scheduler's candidate scan: free nodes of an arch, smallest first.
+    index('nodes_sched_idx').on(t.provisionState, t.cpuArch, t.memoryMb, t.cpus, t.localGb),
   ],
 );
 
@@ -135,6 +144,52 @@ export const dhcpLeases = mysqlTable(
   (t) => [index('dhcp_leases_mac_idx').on(t.mac), index('dhcp_leases_expiry_idx').on(t.expiresAt)],
 );
 
+/** What tenants ask for (nova's flavor): minimum hardware plus keys the scheduler and deploy read. */
+export const flavors = mysqlTable(
+  'flavors',
+  {
+    uuid: char('uuid', { length: 36 }).primaryKey(),
+    name: varchar('name', { length: 255 }).notNull(),
+    ramMb: int('ram_mb', { unsigned: true }).notNull(),
+    diskGb: int('disk_gb', { unsigned: true }).notNull(),
+    cpus: int('cpus', { unsigned: true }).notNull(),
+    // cpu_arch, resource_class, capabilities:NAME, baremetal:deploy_kernel_id / _ramdisk_id.
+    extraSpecs: json('extra_specs').$type<Record<string, string>>().notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('flavors_name_uq').on(t.name)],
+);
+
+/** MEDIUMBLOB: user data is up to 64 KiB, one byte more than BLOB holds. */
+const mediumblob = customType<{ data: Buffer; driverData: Buffer }>({ dataType: () => 'mediumblob' });
+
+/** A tenant's machine: a flavor and an image on one node, in one project. */
+export const instances = mysqlTable(
+  'instances',
+  {
+    uuid: char('uuid', { length: 36 }).primaryKey(),
+    name: varchar('name', { length: 255 }).notNull(),
+    project: varchar('project', { length: 64 }).notNull(),
+    flavorUuid: char('flavor_uuid', { length: 36 }).notNull(),
+    imageUuid: char('image_uuid', { length: 36 }).notNull(),
+    nodeUuid: char('node_uuid', { length: 36 }),
+    // BUILD, ACTIVE, ERROR, DELETING (the node's provision state has the detail).
+    state: varchar('state', { length: 16 }).notNull(),
+    progress: int('progress', { unsigned: true }).notNull().default(0),
+    lastError: text('last_error'),
+    userData: mediumblob('user_data'),
+    sshKeys: json('ssh_keys').$type<string[]>().notNull(),
+    // {"mode":"dhcp"} or {"mode":"static","address":..,"netmask":..,"gateway":..,"dns":[..]}
+    network: json('network').$type<Record<string, unknown>>().notNull(),
+    address: varchar('address', { length: 45 }),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [index('instances_project_idx').on(t.project), index('instances_node_idx').on(t.nodeUuid), index('instances_flavor_idx').on(t.flavorUuid)],
+);
+
+export type FlavorRow = typeof flavors.$inferSelect;
+export type InstanceRow = typeof instances.$inferSelect;
 export type NodeRow = typeof nodes.$inferSelect;
 export type ImageRow = typeof images.$inferSelect;
 export type NewNodeRow = typeof nodes.$inferInsert;

@@ -29,6 +29,7 @@ export function nodeMessage(n: NodeRecord): Node {
     properties: { ...n.properties },
     version: BigInt(n.version),
     powerSyncFailures: n.powerSyncFailures,
+    resourceClass: n.resourceClass,
     createdAt: timestampFromDate(n.createdAt),
     updatedAt: timestampFromDate(n.updatedAt),
   });

@@ -3,7 +3,7 @@ import { and, eq, inArray, isNotNull, isNull, ne, notInArray, sql } from 'drizzl
 import type { Database } from '../../db/connect.ts';
 import { nodes } from '../../db/schema.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
-import type { PowerState } from './power-control.ts';
+import type { PowerState } from '../drivers/power/types.ts';
 import type { PowerSyncStore, SyncCandidate } from './power-sync.ts';
 
 /** Provision states the sync loop leaves alone: credentials not (yet) verified. */

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { pino } from 'pino';
 import type { EventBus, NodeEvent } from '../events/bus.ts';
-import type { BmcTarget, PowerControl, PowerState, PowerTarget } from './power-control.ts';
+import type { BmcTarget, PowerControl, PowerState, PowerTarget } from '../drivers/power/types.ts';
 import { PowerSync, type PowerSyncStore, type SyncCandidate } from './power-sync.ts';
 
 /** Fake BMCs keyed by address: a state, or 'dead' for one that never answers. */

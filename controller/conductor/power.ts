@@ -10,7 +10,7 @@ import type { EventBus } from '../events/bus.ts';
 import type { NodeStore } from '../nodes/store.ts';
 import type { NodeRecord } from '../nodes/types.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
-import type { BootDevice, BootDeviceSetting, PowerControl, PowerControlFactory, PowerState, PowerTarget } from './power-control.ts';
+import type { BootDevice, BootDeviceSetting, PowerControl, PowerControlFactory, PowerState, PowerTarget } from '../drivers/power/types.ts';
 import { withNodeReservation } from './reservation.ts';
 import { nextState, type ProvisionEvent } from './states.ts';
 

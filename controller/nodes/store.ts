@@ -10,6 +10,8 @@ export interface NewNode extends NodeSpec {
   readonly pmPasswordEnc: Buffer | null;
   readonly powerDriver: string;
   readonly properties: Readonly<Record<string, string>>;
+  /** '' (the default) matches flavors without a resource class. */
+  readonly resourceClass?: string;
 }
 
 export interface NodeChanges extends Partial<NodeSpec> {
@@ -18,6 +20,7 @@ export interface NodeChanges extends Partial<NodeSpec> {
   readonly maintenanceReason?: string | null;
   readonly properties?: Readonly<Record<string, string>>;
   readonly powerDriver?: string;
+  readonly resourceClass?: string;
 }
 
 export interface NodeStore {

@@ -49,6 +49,7 @@ export interface NodeRecord extends NodeSpec {
   readonly agentAddress: string | null;
   readonly agentSeenAt: Date | null;
   readonly powerSyncFailures: number;
+  readonly resourceClass: string;
   readonly version: number;
   readonly createdAt: Date;
   readonly updatedAt: Date;

@@ -33,7 +33,7 @@ import { BmError } from '../errors.ts';
 import { NatsEventBus } from '../events/nats-bus.ts';
 import { Enrollment } from '../nodes/enrollment.ts';
 import { PowerConductor } from '../conductor/power.ts';
-import { powerFactory } from '../conductor/power-factory.ts';
+import { powerFactory } from '../drivers/power/factory.ts';
 import { PowerSync } from '../conductor/power-sync.ts';
 import { MysqlPowerSyncStore } from '../conductor/power-sync-store.ts';
 import { Registry } from 'prom-client';

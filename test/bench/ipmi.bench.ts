@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { BmcTarget, PowerControl } from '../../controller/conductor/power-control.ts';
+import type { BmcTarget, PowerControl } from '../../controller/drivers/power/types.ts';
 import { IpmiDriver } from '../../controller/drivers/power/ipmi/driver.ts';
 import { SessionPool } from '../../controller/drivers/power/ipmi/pool.ts';
 import { IpmitoolDriver } from '../../controller/drivers/power/ipmitool/driver.ts';

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import type { PowerState } from '../../controller/conductor/power-control.ts';
+import type { PowerState } from '../../controller/drivers/power/types.ts';
 import { PowerSync, type PowerSyncStore, type SyncCandidate } from '../../controller/conductor/power-sync.ts';
 import type { EventBus, EventSubscription } from '../../controller/events/bus.ts';
 import { IpmiDriver } from '../../controller/drivers/power/ipmi/driver.ts';

@@ -5,7 +5,7 @@ import dgram from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IpmiDriver } from '../../controller/drivers/power/ipmi/driver.ts';
 import { SessionPool } from '../../controller/drivers/power/ipmi/pool.ts';
-import { BmcAuthError, BmcTimeoutError } from '../../controller/drivers/power/ipmitool/errors.ts';
+import { BmcAuthError, BmcTimeoutError } from '../../controller/drivers/power/errors.ts';
 import { startIpmiSim, type IpmiSim } from '../support/ipmi-sim.ts';
 
 let sim: IpmiSim;

@@ -15,7 +15,7 @@ import { decodeResponse, decodeRequest, encodeRequest } from '../../controller/d
 import { PAYLOAD_IPMI, decodeEnvelope, encodeV20, openPayload } from '../../controller/drivers/power/ipmi/packet.ts';
 import { SessionPool } from '../../controller/drivers/power/ipmi/pool.ts';
 import { decodeOpenSessionRequest, decodeOpenSessionResponse, decodeRakp1, decodeRakp2, decodeRakp3, decodeRakp4 } from '../../controller/drivers/power/ipmi/rakp.ts';
-import { BmcTimeoutError } from '../../controller/drivers/power/ipmitool/errors.ts';
+import { BmcTimeoutError } from '../../controller/drivers/power/errors.ts';
 import { VirtualBmc } from './virtual-bmc.ts';
 
 const RUNS = 2000;

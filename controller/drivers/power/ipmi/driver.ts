@@ -4,8 +4,8 @@
  * process, so a power-state read is one signed round trip once a session to
  * the BMC is open. Fails with the same typed errors as the ipmitool driver.
  */
-import type { BmcTarget, BootDevice, BootDeviceSetting, PowerControl, PowerState, PowerTarget } from '../../../conductor/power-control.ts';
-import { BmcCommandError, type BmcContext } from '../ipmitool/errors.ts';
+import type { BmcTarget, BootDevice, BootDeviceSetting, PowerControl, PowerState, PowerTarget } from '../types.ts';
+import { BmcCommandError, type BmcContext } from '../errors.ts';
 import {
   BOOT_PARAM_FLAGS,
   CHASSIS_CONTROL,

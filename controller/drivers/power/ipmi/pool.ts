@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { isIPv4 } from 'node:net';
-import { BmcCommandError, BmcTimeoutError, type BmcContext } from '../ipmitool/errors.ts';
+import { BmcCommandError, BmcTimeoutError, type BmcContext } from '../errors.ts';
 import type { CipherSuite } from './crypto.ts';
 import { IpmiSession, type Credentials, type SessionOptions } from './session.ts';
 import { UdpTransport } from './transport.ts';

@@ -7,7 +7,7 @@
  * to one caller at a time.
  */
 import { randomBytes, randomInt } from 'node:crypto';
-import { BmcAuthError, BmcCommandError, BmcTimeoutError, type BmcContext } from '../ipmitool/errors.ts';
+import { BmcAuthError, BmcCommandError, BmcTimeoutError, type BmcContext } from '../errors.ts';
 import {
   CC_OK,
   CLOSE_SESSION,

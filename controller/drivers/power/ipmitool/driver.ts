@@ -5,8 +5,8 @@
  * line, where `ps` would show it to every user of the host.
  */
 import { execFile } from 'node:child_process';
-import type { BmcTarget, BootDevice, BootDeviceSetting, PowerControl, PowerState, PowerTarget } from '../../../conductor/power-control.ts';
-import { BmcAuthError, BmcCommandError, BmcTimeoutError, type BmcContext } from './errors.ts';
+import type { BmcTarget, BootDevice, BootDeviceSetting, PowerControl, PowerState, PowerTarget } from '../types.ts';
+import { BmcAuthError, BmcCommandError, BmcTimeoutError, type BmcContext } from '../errors.ts';
 import { classifyFailure, parseBootFlags, parsePowerStatus } from './parse.ts';
 
 export interface IpmitoolOptions {

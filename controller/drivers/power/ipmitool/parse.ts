@@ -1,5 +1,5 @@
 /** Pure parsers for ipmitool's text output (openipmi/ipmitool 1.8.19 wording). */
-import type { BootDeviceSetting, PowerState } from '../../../conductor/power-control.ts';
+import type { BootDeviceSetting, PowerState } from '../types.ts';
 
 export function parsePowerStatus(stdout: string): PowerState | null {
   const m = /Chassis Power is (on|off)/i.exec(stdout);

@@ -139,6 +139,13 @@ export declare type Node = Message<"bm.v1.Node"> & {
    * @generated from field: uint32 power_sync_failures = 24;
    */
   powerSyncFailures: number;
+
+  /**
+   * Matched against a flavor's resource_class by the scheduler.
+   *
+   * @generated from field: string resource_class = 25;
+   */
+  resourceClass: string;
 };
 
 /**
@@ -219,6 +226,11 @@ export declare type CreateNodeRequest = Message<"bm.v1.CreateNodeRequest"> & {
    * @generated from field: map<string, string> properties = 13;
    */
   properties: { [key: string]: string };
+
+  /**
+   * @generated from field: string resource_class = 14;
+   */
+  resourceClass: string;
 };
 
 /**
@@ -402,6 +414,11 @@ export declare type UpdateNodeRequest = Message<"bm.v1.UpdateNodeRequest"> & {
    * @generated from field: optional string power_driver = 16;
    */
   powerDriver?: string | undefined;
+
+  /**
+   * @generated from field: optional string resource_class = 17;
+   */
+  resourceClass?: string | undefined;
 };
 
 /**

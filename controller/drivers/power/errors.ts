@@ -3,7 +3,7 @@
  * credentials (fix the node), no answer (check the network or the BMC), or an
  * answer we could not use. Each names the node and the BMC, never the password.
  */
-import { BmError, type ErrorContext } from '../../../errors.ts';
+import { BmError, type ErrorContext } from '../../errors.ts';
 
 export interface BmcContext extends ErrorContext {
   readonly node?: string;

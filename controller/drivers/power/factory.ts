@@ -3,8 +3,8 @@
  * start; a node naming a driver this controller does not have gets an error
  * that says which drivers it does have.
  */
-import { BmError } from '../errors.ts';
-import type { BmcTarget, PowerControl, PowerControlFactory } from './power-control.ts';
+import { BmError } from '../../errors.ts';
+import type { BmcTarget, PowerControl, PowerControlFactory } from './types.ts';
 
 export function powerFactory(drivers: Readonly<Record<string, (target: BmcTarget) => PowerControl>>): PowerControlFactory {
   return (target) => {

@@ -1,7 +1,9 @@
 /**
- * What the conductor needs of a power driver, and how it gets one for a node.
- * Structural on purpose: every driver in drivers/power satisfies it, and a
- * unit test can hand in a fake.
+ * The power drivers' interfaces, owned here so the conductor and every driver
+ * import them from below (after bmclib's per-capability interfaces and
+ * Ironic's split of power from management). A driver instance speaks for one
+ * BMC: it switches power and, through the management interface, chooses the
+ * next boot device.
  */
 export type PowerTarget = 'on' | 'off' | 'reboot' | 'soft-off';
 export type PowerState = 'on' | 'off';
@@ -13,11 +15,20 @@ export interface BootDeviceSetting {
   readonly uefi: boolean;
 }
 
-export interface PowerControl {
+/** Power: read and change the chassis power. */
+export interface PowerInterface {
   getPowerState(): Promise<PowerState>;
   setPowerState(target: PowerTarget): Promise<void>;
+}
+
+/** Management: the boot device of the next (or every) boot. */
+export interface ManagementInterface {
   setBootDevice(device: BootDevice, options: { persistent: boolean; uefi: boolean }): Promise<void>;
   getBootDevice(): Promise<BootDeviceSetting>;
+}
+
+/** One BMC, as the conductor holds it for the length of a task. */
+export interface PowerControl extends PowerInterface, ManagementInterface {
   close(): Promise<void>;
 }
 
