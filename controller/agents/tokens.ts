@@ -1,17 +1,26 @@
 /**
- * Per-operation agent tokens. The conductor issues one when it boots a node
- * into the ramdisk for a deploy, clean or inspection (it rides on the kernel
- * command line), stores only its hash with an expiry, and revokes it when the
- * operation ends, so a token seen on a console or in a DHCP capture is useless
- * afterwards.
+ * Per-boot agent tokens. The conductor arms one before it powers a node into
+ * the ramdisk for a deploy, clean or inspection. Its hash checks the agent's
+ * calls; a copy sealed with the cluster's secret key (bound to the node) lets
+ * whichever controller drives the node talk to the agent, a takeover
+ * included. The boot script carries it once: the first fetch after arming
+ * delivers it and later fetches get none, so a stranger who asks for a
+ * deploying node's script cannot mint a token or revoke the real agent's.
+ * Revoked when the operation ends.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { eq } from 'drizzle-orm';
+import { and, eq, gt, isNotNull, sql } from 'drizzle-orm';
 import type { Database } from '../../db/connect.ts';
 import { nodes } from '../../db/schema.ts';
+import type { SecretBox } from '../secrets/secret-box.ts';
 
 export interface AgentTokenStore {
+  /** A new token for the node's next boot (the previous one stops working); not yet delivered. */
   issue(nodeUuid: string, ttlMs: number): Promise<string>;
+  /** The armed token, once: null when none is armed, it expired, or a script already carried it. */
+  deliver(nodeUuid: string): Promise<string | null>;
+  /** The armed token, for the controller's own calls to the agent; null when none is valid. */
+  reveal(nodeUuid: string): Promise<string | null>;
   verify(nodeUuid: string, token: string): Promise<boolean>;
   revoke(nodeUuid: string): Promise<void>;
 }
@@ -20,12 +29,18 @@ function digest(token: string): Buffer {
   return createHash('sha256').update(token, 'utf8').digest();
 }
 
+/** Bound to the node and to its purpose, so a sealed BMC password can never pass for a token or back. */
+const boundTo = (nodeUuid: string): string => `agent-token:${nodeUuid}`;
+
 export class MysqlAgentTokens implements AgentTokenStore {
   readonly #db: Database;
+  readonly #secrets: SecretBox | null;
   readonly #now: () => number;
 
-  constructor(db: Database, now: () => number = Date.now) {
+  /** Without a SecretBox tokens are only verified (what an API-only process needs). */
+  constructor(db: Database, secrets: SecretBox | null = null, now: () => number = Date.now) {
     this.#db = db;
+    this.#secrets = secrets;
     this.#now = now;
   }
 
@@ -33,9 +48,31 @@ export class MysqlAgentTokens implements AgentTokenStore {
     const token = `bma_${randomBytes(32).toString('base64url')}`;
     await this.#db
       .update(nodes)
-      .set({ agentTokenHash: digest(token).toString('hex'), agentTokenExpiresAt: new Date(this.#now() + ttlMs) })
+      .set({
+        agentTokenHash: digest(token).toString('hex'),
+        agentTokenExpiresAt: new Date(this.#now() + ttlMs),
+        agentTokenSealed: this.#secrets ? this.#secrets.encrypt(token, boundTo(nodeUuid)) : null,
+        agentTokenDelivered: false,
+      })
       .where(eq(nodes.uuid, nodeUuid));
     return token;
+  }
+
+  async deliver(nodeUuid: string): Promise<string | null> {
+    // One conditional UPDATE: of two fetches racing, exactly one carries the token.
+    const [result] = await this.#db
+      .update(nodes)
+      .set({ agentTokenDelivered: true })
+      .where(and(eq(nodes.uuid, nodeUuid), eq(nodes.agentTokenDelivered, false), isNotNull(nodes.agentTokenSealed), gt(nodes.agentTokenExpiresAt, sql`${new Date(this.#now())}`)));
+    if (result.affectedRows !== 1) return null;
+    return this.reveal(nodeUuid);
+  }
+
+  async reveal(nodeUuid: string): Promise<string | null> {
+    if (!this.#secrets) return null;
+    const [row] = await this.#db.select({ sealed: nodes.agentTokenSealed, expires: nodes.agentTokenExpiresAt }).from(nodes).where(eq(nodes.uuid, nodeUuid)).limit(1);
+    if (!row?.sealed || !row.expires || row.expires.getTime() <= this.#now()) return null;
+    return this.#secrets.decrypt(row.sealed, boundTo(nodeUuid));
   }
 
   async verify(nodeUuid: string, token: string): Promise<boolean> {
@@ -46,6 +83,6 @@ export class MysqlAgentTokens implements AgentTokenStore {
   }
 
   async revoke(nodeUuid: string): Promise<void> {
-    await this.#db.update(nodes).set({ agentTokenHash: null, agentTokenExpiresAt: null }).where(eq(nodes.uuid, nodeUuid));
+    await this.#db.update(nodes).set({ agentTokenHash: null, agentTokenExpiresAt: null, agentTokenSealed: null, agentTokenDelivered: false }).where(eq(nodes.uuid, nodeUuid));
   }
 }

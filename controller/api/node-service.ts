@@ -6,10 +6,11 @@ import type { Enrollment } from '../nodes/enrollment.ts';
 import type { NodeStore } from '../nodes/store.ts';
 import type { PowerDriverName } from '../nodes/validate.ts';
 import type { PowerConductor } from '../conductor/power.ts';
+import type { Provisioner } from '../conductor/provisioner.ts';
 import { nodeMessage } from './convert.ts';
 import { pageLimit, pageMarker } from './paging.ts';
 
-export function nodeHandlers(enrollment: Enrollment, store: NodeStore, power: PowerConductor): ServiceHandlers<typeof NodeService> {
+export function nodeHandlers(enrollment: Enrollment, store: NodeStore, power: PowerConductor, provisioner: Provisioner): ServiceHandlers<typeof NodeService> {
   return {
     async createNode(req) {
       const node = await enrollment.createNode({
@@ -26,6 +27,7 @@ export function nodeHandlers(enrollment: Enrollment, store: NodeStore, power: Po
         mac: req.mac,
         powerDriver: (req.powerDriver === '' ? 'ipmi' : req.powerDriver) as PowerDriverName,
         properties: req.properties,
+        resourceClass: req.resourceClass,
       });
       return nodeMessage(node);
     },
@@ -72,6 +74,7 @@ export function nodeHandlers(enrollment: Enrollment, store: NodeStore, power: Po
           ...(req.maintenanceReason !== undefined ? { maintenanceReason: req.maintenanceReason } : {}),
           ...(Object.keys(req.properties).length > 0 ? { properties: req.properties } : {}),
           ...(req.powerDriver !== undefined ? { powerDriver: req.powerDriver } : {}),
+          ...(req.resourceClass !== undefined ? { resourceClass: req.resourceClass } : {}),
         },
         req.expectedVersion === 0n ? null : Number(req.expectedVersion),
       );
@@ -94,7 +97,7 @@ export function nodeHandlers(enrollment: Enrollment, store: NodeStore, power: Po
       return power.bootDevice(req.id);
     },
     async provision(req) {
-      return nodeMessage(await power.provision(req.id, req.verb));
+      return nodeMessage(await provisioner.provision(req.id, req.verb));
     },
   };
 }

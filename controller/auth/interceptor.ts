@@ -5,6 +5,7 @@
  */
 import type { CallContext, ServerInterceptor } from '../../proto/rpc/index.ts';
 import { BmError } from '../errors.ts';
+import { ADMIN_CALLER, setCaller } from './caller.ts';
 import type { TokenSet } from './tokens.ts';
 
 export class UnauthenticatedError extends BmError {
@@ -29,5 +30,6 @@ export function adminAuth(tokens: TokenSet, extraPublic: readonly string[] = [])
     if (open.some((p) => ctx.path.startsWith(p))) return;
     const token = bearerToken(ctx);
     if (token === undefined || !tokens.verify(token)) throw new UnauthenticatedError();
+    setCaller(ctx, ADMIN_CALLER);
   };
 }

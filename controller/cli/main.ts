@@ -5,7 +5,9 @@
 import { Command, CommanderError } from 'commander';
 import { registerAdminCommands } from './admin-commands.ts';
 import { describeError } from './errors.ts';
+import { registerFlavorCommands } from './flavor-commands.ts';
 import { registerImageCommands } from './image-commands.ts';
+import { registerInstanceCommands } from './instance-commands.ts';
 import { registerNodeCommands } from './node-commands.ts';
 import { registerPortCommands } from './port-commands.ts';
 import { registerWatchCommand } from './watch-command.ts';
@@ -29,6 +31,8 @@ export function buildProgram(): Command {
   registerNodeCommands(program, globals);
   registerPortCommands(program, globals);
   registerImageCommands(program, globals);
+  registerFlavorCommands(program, globals);
+  registerInstanceCommands(program, globals);
   registerWatchCommand(program, globals);
   // Every subcommand accepts the global options after it too (`bmctl node list --json`).
   const addGlobals = (cmd: Command): void => {

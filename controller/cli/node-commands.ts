@@ -49,7 +49,8 @@ export function registerNodeCommands(program: Command, globals: () => GlobalOpti
     .option('--group <group>', 'L2 group (conductor group)', 'default')
     .option('--driver <driver>', 'power driver: ipmi, ipmitool', 'ipmi')
     .option('--property <key=value>', 'extra property (repeatable)', properties, {})
-    .action(async (o: { pmAddress: string; pmPort: number; pmUser: string; pmPassword?: string; cpus: number; memoryMb: number; diskGb: number; arch: string; mac: string; name?: string; group: string; driver: string; property: Record<string, string> }) => {
+    .option('--resource-class <rc>', 'matched against a flavor\'s resource_class', '')
+    .action(async (o: { pmAddress: string; pmPort: number; pmUser: string; pmPassword?: string; cpus: number; memoryMb: number; diskGb: number; arch: string; mac: string; name?: string; group: string; driver: string; property: Record<string, string>; resourceClass: string }) => {
       const g = globals();
       const password = o.pmPassword ?? process.env.BM_PM_PASSWORD;
       if (!password) throw new CliUsageError('a BMC password is required: --pm-password or BM_PM_PASSWORD');
@@ -69,6 +70,7 @@ export function registerNodeCommands(program: Command, globals: () => GlobalOpti
           group: o.group,
           powerDriver: o.driver,
           properties: o.property,
+          resourceClass: o.resourceClass,
         });
         printMessage(g.json, NodeSchema, created);
       } finally {

@@ -1,11 +1,16 @@
 /**
  * What a MAC should boot, read from MySQL for the HTTP boot server. A node
- * that fetches its ramdisk script gets a fresh agent token for the operation
- * it is in (the previous one stops working): the token travels on the kernel
- * command line and only its hash is stored.
+ * that fetches its ramdisk script gets the agent token the conductor armed
+ * for this boot, once (agents/tokens.ts): the token travels on the kernel
+ * command line. A deploy boots the deploy kernel and ramdisk its flavor names
+ * (baremetal:deploy_kernel_id / _ramdisk_id), else the configured defaults.
  */
+import { eq } from 'drizzle-orm';
+import type { Database } from '../../db/connect.ts';
+import { flavors, instances } from '../../db/schema.ts';
 import type { BootProvisionState, BootStateSource, NodeBootState } from '../boot/boot-plan.ts';
 import type { AgentTokenStore } from '../agents/tokens.ts';
+import { FLAVOR_KEYS } from '../flavors/keys.ts';
 import type { NodeStore } from '../nodes/store.ts';
 
 function bootStateOf(provisionState: string): BootProvisionState {
@@ -29,12 +34,18 @@ function bootStateOf(provisionState: string): BootProvisionState {
 export class MysqlBootStateSource implements BootStateSource {
   readonly #store: NodeStore;
   readonly #tokens: AgentTokenStore;
-  readonly #tokenTtlMs: number;
+  readonly #db: Database;
 
-  constructor(store: NodeStore, tokens: AgentTokenStore, tokenTtlMs: number) {
+  constructor(store: NodeStore, tokens: AgentTokenStore, db: Database) {
     this.#store = store;
     this.#tokens = tokens;
-    this.#tokenTtlMs = tokenTtlMs;
+    this.#db = db;
+  }
+
+  async #flavorImages(instanceUuid: string | null): Promise<{ kernel: string | null; ramdisk: string | null }> {
+    if (!instanceUuid) return { kernel: null, ramdisk: null };
+    const [row] = await this.#db.select({ specs: flavors.extraSpecs }).from(instances).innerJoin(flavors, eq(flavors.uuid, instances.flavorUuid)).where(eq(instances.uuid, instanceUuid)).limit(1);
+    return { kernel: row?.specs?.[FLAVOR_KEYS.deployKernel] ?? null, ramdisk: row?.specs?.[FLAVOR_KEYS.deployRamdisk] ?? null };
   }
 
   async bootStateFor(mac: string): Promise<NodeBootState | null> {
@@ -44,13 +55,13 @@ export class MysqlBootStateSource implements BootStateSource {
     if (!node) return null;
     const state = bootStateOf(node.provisionState);
     const needsAgent = state === 'deploying' || state === 'cleaning' || state === 'inspecting';
+    const images = state === 'deploying' ? await this.#flavorImages(node.instanceUuid) : { kernel: null, ramdisk: null };
     return {
       nodeUuid: node.uuid,
       provisionState: state,
-      agentToken: needsAgent ? await this.#tokens.issue(node.uuid, this.#tokenTtlMs) : null,
-      // Flavors (with baremetal:deploy_kernel_id) arrive with scheduling; until then the configured defaults.
-      deployKernel: null,
-      deployRamdisk: null,
+      agentToken: needsAgent ? await this.#tokens.deliver(node.uuid) : null,
+      deployKernel: images.kernel,
+      deployRamdisk: images.ramdisk,
     };
   }
 }

@@ -1,6 +1,6 @@
 /**
- * Power and boot-device work on nodes, and the `manage` verification, for the
- * API. Every change runs under the node's reservation; every observed change
+ * Power and boot-device work on nodes, for the API (provision verbs are the
+ * Provisioner's). Every change runs under the node's reservation; every observed change
  * is recorded and published. Passwords are decrypted here, handed to the
  * driver and never kept.
  */
@@ -11,8 +11,8 @@ import type { NodeStore } from '../nodes/store.ts';
 import type { NodeRecord } from '../nodes/types.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { BootDevice, BootDeviceSetting, PowerControl, PowerControlFactory, PowerState, PowerTarget } from '../drivers/power/types.ts';
+import { BmcAccess } from './bmc-access.ts';
 import { withNodeReservation } from './reservation.ts';
-import { nextState, type ProvisionEvent } from './states.ts';
 
 const TARGETS: readonly PowerTarget[] = ['on', 'off', 'reboot', 'soft-off'];
 const DEVICES: readonly BootDevice[] = ['pxe', 'disk'];
@@ -26,18 +26,15 @@ export interface PowerConductorOptions {
 
 export class PowerConductor {
   readonly #store: NodeStore;
-  readonly #secrets: SecretBox;
+  readonly #bmc: BmcAccess;
   readonly #events: EventBus;
-  readonly #factory: PowerControlFactory;
   readonly #opts: PowerConductorOptions;
   readonly #log: Logger;
-  readonly #background = new Set<Promise<void>>();
 
   constructor(store: NodeStore, secrets: SecretBox, events: EventBus, factory: PowerControlFactory, opts: PowerConductorOptions, log: Logger) {
     this.#store = store;
-    this.#secrets = secrets;
+    this.#bmc = new BmcAccess(store, secrets, factory);
     this.#events = events;
-    this.#factory = factory;
     this.#opts = opts;
     this.#log = log;
   }
@@ -49,20 +46,8 @@ export class PowerConductor {
     return node;
   }
 
-  async #control(node: NodeRecord): Promise<PowerControl> {
-    if (!node.pmAddress) throw new BmError('failed-precondition', `node ${node.uuid} has no BMC address; set it with \`bmctl node update ${node.uuid} --pm-address ...\``, { node: node.uuid });
-    const sealed = await this.#store.sealedPassword(node.uuid);
-    if (!sealed || sealed.length === 0) throw new BmError('failed-precondition', `node ${node.uuid} has no BMC password; set it with \`bmctl node update ${node.uuid} --pm-password ...\``, { node: node.uuid });
-    return this.#factory({ nodeUuid: node.uuid, driver: node.powerDriver, address: node.pmAddress, port: node.pmPort, username: node.pmUser, password: this.#secrets.decrypt(sealed, node.uuid) });
-  }
-
   async #withControl<T>(node: NodeRecord, work: (control: PowerControl) => Promise<T>): Promise<T> {
-    const control = await this.#control(node);
-    try {
-      return await work(control);
-    } finally {
-      await control.close().catch(() => undefined);
-    }
+    return this.#bmc.with(node, work);
   }
 
   async #observe(node: NodeRecord, state: PowerState): Promise<void> {
@@ -85,17 +70,20 @@ export class PowerConductor {
     return withNodeReservation(this.#store, node.uuid, this.#opts.controllerId, async () => {
       const want: PowerState = target === 'on' || target === 'reboot' ? 'on' : 'off';
       await this.#store.recordState(node.uuid, { targetPowerState: want });
+      const started = performance.now();
       try {
         const reached = await this.#withControl(node, async (c) => {
           await c.setPowerState(target as PowerTarget);
           return this.#settle(c, want);
         });
         await this.#store.recordState(node.uuid, { targetPowerState: null, powerState: reached, lastError: reached === want ? null : `asked for power ${target}, node is still ${reached}` });
+        this.#log.info({ audit: 'bmc', node: node.uuid, action: `power ${target}`, result: reached === want ? 'ok' : `still ${reached}`, ms: Math.round(performance.now() - started) }, 'power changed');
         if (reached !== node.powerState || target === 'reboot') {
           this.#events.publish({ nodeUuid: node.uuid, type: 'power.changed', powerState: reached, provisionState: node.provisionState, details: { target, was: node.powerState } });
         }
       } catch (err) {
         await this.#store.recordState(node.uuid, { targetPowerState: null, lastError: err instanceof Error ? err.message : String(err) });
+        this.#log.info({ audit: 'bmc', node: node.uuid, action: `power ${target}`, result: err instanceof Error ? err.name : 'error', ms: Math.round(performance.now() - started) }, 'power change failed');
         throw err;
       }
       return (await this.#store.findNode(node.uuid)) ?? node;
@@ -126,45 +114,5 @@ export class PowerConductor {
   async bootDevice(id: string): Promise<BootDeviceSetting> {
     const node = await this.#node(id);
     return this.#withControl(node, (c) => c.getBootDevice());
-  }
-
-  async #transition(node: NodeRecord, event: ProvisionEvent, lastError: string | null): Promise<NodeRecord> {
-    const to = nextState(node.uuid, node.provisionState, event);
-    const updated = await this.#store.transition(node.uuid, node.provisionState, to, { lastError }, null);
-    if (!updated) throw new BmError('conflict', `node ${node.uuid} changed state meanwhile; retry`, { node: node.uuid });
-    this.#events.publish({ nodeUuid: node.uuid, type: 'provision.changed', provisionState: to, powerState: updated.powerState, ...(lastError ? { message: lastError } : {}), details: { event, from: node.provisionState } });
-    return updated;
-  }
-
-  /** manage: enroll/manageable/... -> verifying, then (in the background) manageable or verify-failed. */
-  async provision(id: string, verb: string): Promise<NodeRecord> {
-    const node = await this.#node(id);
-    if (verb !== 'manage') {
-      if (verb === 'provide' || verb === 'inspect') throw new BmError('unsupported', `${verb} needs the deploy agent flow, which this controller does not run yet`, { node: node.uuid, verb });
-      throw new ValidationError('verb', 'must be one of manage, provide, inspect');
-    }
-    const verifying = await this.#transition(node, 'manage', null);
-    const task = this.#verify(verifying).catch((err: unknown) => this.#log.error({ err, node: node.uuid }, 'verification task failed'));
-    this.#background.add(task);
-    void task.finally(() => this.#background.delete(task));
-    return verifying;
-  }
-
-  async #verify(node: NodeRecord): Promise<void> {
-    await withNodeReservation(this.#store, node.uuid, this.#opts.controllerId, async () => {
-      try {
-        const state = await this.#withControl(node, (c) => c.getPowerState());
-        await this.#observe(node, state);
-        await this.#transition({ ...node, powerState: state }, 'done', null);
-      } catch (err) {
-        const reason = err instanceof Error ? err.message : String(err);
-        await this.#transition(node, 'fail', `verification failed: ${reason}`);
-      }
-    }, { waitMs: 30_000 });
-  }
-
-  /** Lets background verifications finish (on stop). */
-  async drain(): Promise<void> {
-    await Promise.allSettled([...this.#background]);
   }
 }

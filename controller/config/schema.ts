@@ -91,6 +91,17 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    conductor: z
+      .object({
+        /** How long a node booted into the ramdisk may take to call back (wait-callback), as Ironic's 30 min. */
+        callback_timeout_s: positiveInt.default(1800),
+        /** What cleaning erases: the partition tables and signatures (fast), or every byte. */
+        erase_mode: z.enum(['metadata', 'full']).default('metadata'),
+        /** How often a task re-reads its node while waiting (an agent's heartbeat, a power change). */
+        poll_ms: positiveInt.default(500),
+      })
+      .strict()
+      .prefault({}),
     power: z
       .object({
         /** How long a power change may take to show (soft-off waits for the OS to shut down). */

@@ -48,6 +48,7 @@ export class Enrollment {
         pmPasswordEnc: this.#secrets.encrypt(valid.pmPassword, uuid),
         powerDriver: valid.powerDriver,
         properties: valid.properties,
+        resourceClass: valid.resourceClass ?? '',
       },
       [{ uuid: uuidv7(), mac }],
     );

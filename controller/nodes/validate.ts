@@ -39,12 +39,14 @@ const properties = z
   .record(z.string().max(64, 'property keys are at most 64 characters'), z.string().max(1024, 'property values are at most 1024 characters'))
   .refine((v) => Object.keys(v).length <= 64, 'at most 64 properties');
 const reason = z.string().max(1024, 'at most 1024 characters');
+const resourceClass = z.string().regex(/^[A-Za-z0-9_.-]{0,80}$/, 'at most 80 letters, digits, "_", "." or "-"');
 
 export interface NodeCreateInput extends NodeSpec {
   readonly pmPassword: string;
   readonly mac: string;
   readonly powerDriver: PowerDriverName;
   readonly properties: Readonly<Record<string, string>>;
+  readonly resourceClass?: string;
 }
 
 export interface NodePatch extends Partial<NodeSpec> {
@@ -53,6 +55,7 @@ export interface NodePatch extends Partial<NodeSpec> {
   readonly maintenanceReason?: string;
   readonly properties?: Readonly<Record<string, string>>;
   readonly powerDriver?: string;
+  readonly resourceClass?: string;
 }
 
 const apiNames: Record<string, string> = {
@@ -65,6 +68,7 @@ const apiNames: Record<string, string> = {
   pmPassword: 'pm_password',
   powerDriver: 'power_driver',
   maintenanceReason: 'maintenance_reason',
+  resourceClass: 'resource_class',
 };
 
 function check<T>(schema: z.ZodType<T>, value: unknown): T {
@@ -90,6 +94,7 @@ const createSchema = z.object({
   mac: z.string(),
   powerDriver,
   properties,
+  resourceClass: resourceClass.optional(),
 });
 
 export function validateCreate(input: NodeCreateInput): NodeCreateInput {
@@ -111,6 +116,7 @@ const patchSchema = z.object({
   maintenanceReason: reason.optional(),
   properties: properties.optional(),
   powerDriver: powerDriver.optional(),
+  resourceClass: resourceClass.optional(),
 });
 
 export function validatePatch(patch: NodePatch): NodePatch {

@@ -48,6 +48,20 @@ import { DirectoryBlobSource } from '../boot/http/blob-source.ts';
 import { MysqlBootBackend } from '../conductor/boot-backend.ts';
 import { MysqlBootStateSource } from '../conductor/boot-state.ts';
 import { CatalogBlobSource } from '../images/boot-blob-source.ts';
+import { FlavorService } from '../../proto/gen/bm/v1/flavor_pb.js';
+import { InstanceService } from '../../proto/gen/bm/v1/instance_pb.js';
+import { flavorHandlers } from '../api/flavor-service.ts';
+import { instanceHandlers } from '../api/instance-service.ts';
+import { AgentBoot } from '../conductor/agent-boot.ts';
+import { BmcAccess } from '../conductor/bmc-access.ts';
+import { MysqlDeployCheckpoints } from '../conductor/deploy-checkpoint.ts';
+import { Provisioner } from '../conductor/provisioner.ts';
+import { TaskManager } from '../conductor/task.ts';
+import { FakeBmcWorld, FakePowerDriver } from '../drivers/power/fake/driver.ts';
+import { FlavorCatalog } from '../flavors/catalog.ts';
+import { InstanceManager } from '../instances/manager.ts';
+import { InstanceStore } from '../instances/store.ts';
+import { Scheduler } from '../scheduler/scheduler.ts';
 
 export interface RunningController {
   readonly id: string;
@@ -93,7 +107,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     });
     // Agents authenticate with their per-operation token inside the registry, not with admin tokens.
     const serve: ServeOptions = { interceptors: [adminAuth(tokens, [AGENT_REGISTRY_PREFIX])], toStatus: statusMapper(log) };
-    const registry = new AgentRegistry(store, new MysqlAgentTokens(handle.db), bus, {
+    const registry = new AgentRegistry(store, new MysqlAgentTokens(handle.db, secrets), bus, {
       enabled: config.discovery.enabled,
       group: config.discovery.group,
       ratePerSecond: config.discovery.rate_per_second,
@@ -105,7 +119,12 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     // closed on the BMCs at stop (after the loops below that use them).
     const ipmiSessions = new SessionPool();
     cleanup.unshift(() => ipmiSessions.close());
-    const drivers = powerFactory({ ipmi: (target) => new IpmiDriver(target, { pool: ipmiSessions, timeoutMs: config.power.call_timeout_s * 1000 }), ipmitool: (target) => new IpmitoolDriver(target, { cipherSuite: config.power.ipmitool_cipher_suite }) });
+    const fakeBmcs = new FakeBmcWorld();
+    const drivers = powerFactory({
+      ipmi: (target) => new IpmiDriver(target, { pool: ipmiSessions, timeoutMs: config.power.call_timeout_s * 1000 }),
+      ipmitool: (target) => new IpmitoolDriver(target, { cipherSuite: config.power.ipmitool_cipher_suite }),
+      fake: (target) => new FakePowerDriver(target, fakeBmcs),
+    });
     const powerSync = new PowerSync(
       new MysqlPowerSyncStore(handle.db, secrets, config.controller.groups),
       drivers,
@@ -124,8 +143,36 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       { controllerId: id, settleTimeoutMs: config.power.settle_timeout_s * 1000, settlePollMs: 500 },
       log,
     );
-    cleanup.unshift(() => power.drain());
-    addService(server, NodeService, nodeHandlers(enrollment, store, power), serve);
+    const agentTokens = new MysqlAgentTokens(handle.db, secrets);
+    const tasks = new TaskManager(store, bus, { controllerId: id }, log);
+    // Stop order: tasks let go of their nodes (keeping their states) before the database closes.
+    cleanup.unshift(() => tasks.stop());
+    const bmc = new BmcAccess(store, secrets, drivers);
+    const instanceStore = new InstanceStore(handle.db);
+    const provisioner = new Provisioner({
+      store,
+      tasks,
+      bmc,
+      boot: new AgentBoot(bmc, agentTokens, {
+        callbackTimeoutMs: config.conductor.callback_timeout_s * 1000,
+        tokenTtlMs: config.agent.token_ttl_s * 1000,
+        settleTimeoutMs: config.power.settle_timeout_s * 1000,
+        pollMs: config.conductor.poll_ms,
+      }),
+      images: catalog,
+      instances: instanceStore,
+      checkpoints: new MysqlDeployCheckpoints(handle.db),
+      eraseMode: config.conductor.erase_mode,
+      groups: config.controller.groups,
+      log,
+    });
+    const recovered = await provisioner.recover(id);
+    if (recovered > 0) log.warn({ recovered }, 'nodes left mid-task by a stopped controller were moved to their failed states');
+    const flavors = new FlavorCatalog(handle.db, catalog);
+    const instances = new InstanceManager({ store: instanceStore, nodes: store, flavors, images: catalog, scheduler: new Scheduler(handle.db), provisioner, power, controllerId: id });
+    addService(server, NodeService, nodeHandlers(enrollment, store, power, provisioner), serve);
+    addService(server, FlavorService, flavorHandlers(flavors), serve);
+    addService(server, InstanceService, instanceHandlers(instances, store), serve);
     addService(server, PortService, portHandlers(enrollment, store), serve);
     addService(server, EventService, eventHandlers(bus), serve);
     addService(server, ImageService, imageHandlers(catalog), serve);
@@ -136,10 +183,9 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     // DHCP mode "off" still serves TFTP and HTTP boot, for segments whose own DHCP points here.
     if (config.boot) {
       const boot = config.boot;
-      const agentTokens = new MysqlAgentTokens(handle.db);
       const services = await startBootServices(boot, {
         backend: new MysqlBootBackend(handle.pool),
-        states: new MysqlBootStateSource(store, agentTokens, config.agent.token_ttl_s * 1000),
+        states: new MysqlBootStateSource(store, agentTokens, handle.db),
         controllerUrl: boot.api_url ?? `http://${boot.server_address}:${apiPort}`,
         blobs: new CatalogBlobSource(catalog, new DirectoryBlobSource(boot.http_root)),
         discovery: boot.discovery || config.discovery.enabled,

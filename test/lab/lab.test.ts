@@ -24,13 +24,15 @@ function runLab(args: readonly string[], env: Readonly<Record<string, string>>):
 }
 
 describe('the virtual lab', () => {
-  it('enrolls, verifies and deploys its machines, then stops cleanly with --once', async () => {
+  it('enrolls, cleans and boots an instance on each machine through bmctl, then stops cleanly with --once', async () => {
     const url = testDatabaseUrl('bm_labtest');
     const { code, out } = await runLab(['--once', '--nodes', '2'], { BM_LAB_DATABASE_URL: url });
     expect(code, out).toBe(0);
-    expect(out).toMatch(/lab-node-001: network boot: deploy ramdisk running/);
-    expect(out).toMatch(/lab-node-002: image written and verified/);
-    expect(out).toMatch(/2 machine\(s\) deployed in/);
+    expect(out).toMatch(/lab-node-001: network boot: clean ramdisk running/);
+    expect(out).toMatch(/lab-node-002: network boot: deploy ramdisk running/);
+    expect(out).toMatch(/lab-vm-001 ACTIVE/);
+    expect(out).toMatch(/2 instance\(s\) ACTIVE in/);
+    expect(out).toMatch(/every disk holds the image bytes/);
     const rows = out.split('\n').filter((l) => /^\| [0-9a-f-]{36} \| lab-node-/.test(l));
     expect(rows).toHaveLength(2);
     for (const row of rows) expect(row).toMatch(/\| active\s+\| on\s+\|/);

@@ -2,15 +2,11 @@
  * The virtual lab: a real controller on its own database, serving network
  * boot on loopback, and N virtual machines, each a virtual BMC (IPMI 2.0
  * over UDP, driven by the controller's native driver) with a sparse-file
- * disk. It uploads a qcow2 image, enrolls the machines, verifies their BMCs
- * (manage), then deploys every machine: PXE boot into the deploy ramdisk
- * (a real agent, started from the iPXE script the controller serves, with
- * its per-deploy token), stream the image over gRPC, check the digest, and
- * reboot it from its disk.
- *
- * The deploy orchestration (flavors, `bmctl boot`, the conductor's deploy
- * steps) is a later issue; until then the lab plays the conductor's part of
- * a deploy itself, through the same pieces the conductor will use.
+ * disk whose network boot starts a real agent from the iPXE script the
+ * controller serves. The lab then does only what an operator does, through
+ * bmctl: upload an image, enroll, manage, provide (the controller cleans
+ * each machine through its agent), create a flavor, and boot one instance
+ * per machine with --wait; the controller drives every deploy itself.
  * It keeps running for you to try bmctl against it until Ctrl-C, unless
  * --once is given.
  */
@@ -20,18 +16,10 @@ import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { ImageService } from '../../proto/gen/bm/v1/image_pb.js';
 import { connect } from '../../proto/rpc/index.ts';
-import { openDatabase } from '../../db/connect.ts';
 import { dropDatabase } from '../../db/migrate.ts';
-import { MysqlAgentTokens } from '../../controller/agents/tokens.ts';
-import { MysqlDeployCheckpoints } from '../../controller/conductor/deploy-checkpoint.ts';
-import { deployImage } from '../../controller/deploy/deploy.ts';
-import { expectedDigestOf } from '../../controller/deploy/digest.ts';
 import type { ImageFormat } from '../../controller/images/extents.ts';
-import { LocalBlobStore } from '../../controller/images/local-blob-store.ts';
-import { openImageSource } from '../../controller/images/open.ts';
 import { freePort, runBmctl, startControllerProcess } from '../support/controller-process.ts';
 import { freeUdpPort } from '../support/udp-port.ts';
 import { VirtualNode } from './virtual-node.ts';
@@ -88,16 +76,6 @@ async function makeImage(): Promise<{ file: string; format: ImageFormat }> {
 }
 
 
-async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | null>): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== null) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms / 1000} s waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
 try {
   say('starting a controller on its own database, with HTTP and TFTP boot on loopback');
   // The lab database is the lab's alone: a run killed earlier may have left one behind.
@@ -112,6 +90,9 @@ try {
     databaseUrl: labDb,
     logLevel: 'warn',
     extraToml: [
+      '[conductor]',
+      'callback_timeout_s = 120',
+      'poll_ms = 200',
       '[power]',
       'sync_interval_s = 10',
       'call_timeout_s = 5',
@@ -130,8 +111,6 @@ try {
   stopController = () => ctl.stop();
   const env = { BM_URL: ctl.url, BM_TOKEN: ctl.token };
   const conn = connect(ctl.url, { metadata: { authorization: `Bearer ${ctl.token}` } });
-  const nodes = conn.client(NodeService);
-  const db = await openDatabase(labDb, { connectionLimit: 4 });
 
   const { file, format } = await makeImage();
   say(`uploading a ${format} image with bmctl`);
@@ -161,54 +140,37 @@ try {
     }),
   );
 
-  const tokens = new MysqlAgentTokens(db.db);
-  const checkpoints = new MysqlDeployCheckpoints(db.db);
-  const blobs = new LocalBlobStore(path.join(ctl.dir, 'images'));
-  say('deploying the image to every machine');
-  const started = performance.now();
+  say('cleaning them into the pool (bmctl node provide): each boots the ramdisk, its agent erases the disk');
   await Promise.all(
     machines.map(async (m) => {
-      const node = await nodes.getNode({ id: m.o.name });
-      // The conductor's part (later issue): mark the deploy, PXE-boot the machine.
-      await db.pool.query("UPDATE nodes SET provision_state = 'deploying' WHERE uuid = ?", [node.uuid]);
-      await nodes.setBootDevice({ id: node.uuid, device: 'pxe', persistent: false, uefi: true });
-      await nodes.setPowerState({ id: node.uuid, target: 'on' });
-      const boot = await Promise.race([m.ramdisk(), new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${m.o.name} did not boot its ramdisk within 60 s${m.lastBootError ? `: ${m.lastBootError}` : ''}`)), 60_000))]);
-      // The agent looked itself up with the token from its command line and heartbeats its address.
-      const agentAddress = await waitFor(`${m.o.name}'s agent heartbeat`, 30_000, async () => {
-        const [rows] = await db.pool.query<import('mysql2/promise').RowDataPacket[]>('SELECT agent_address FROM nodes WHERE uuid = ? AND agent_seen_at IS NOT NULL', [node.uuid]);
-        return (rows[0]?.agent_address as string | undefined) ?? null;
-      });
-      const opened = await openImageSource(await blobs.openRandomAccess(image.sha256), format);
-      let result;
-      try {
-        // Progress is checkpointed in the node's row: a broken stream (or a controller taking over) resumes there.
-        const resumeOffset = await checkpoints.begin(node.uuid, image.rawSha256);
-        result = await deployImage({
-          nodeUuid: node.uuid,
-          agentAddress,
-          agentToken: boot.token,
-          source: opened.source,
-          expected: expectedDigestOf(image),
-          resumeOffset,
-          checkpoint: (offset) => checkpoints.record(node.uuid, image.rawSha256, offset),
-        });
-        await checkpoints.clear(node.uuid);
-      } finally {
-        await opened.close();
-      }
-      const onDisk = await sha256OfFilePrefix(m.disk, Number(image.virtualSize));
-      if (onDisk !== image.rawSha256) throw new Error(`${m.o.name}: the disk holds ${onDisk}, not the image's ${image.rawSha256}`);
-      say(`${m.o.name}: image written and verified (agent digest ${result.sha256.slice(0, 16)}…, ${result.digestMethod}; ${Math.round(result.dataBytesSent / MIB)} MiB of data sent)`);
-      await tokens.revoke(node.uuid);
-      await db.pool.query("UPDATE nodes SET provision_state = 'active' WHERE uuid = ?", [node.uuid]);
-      await nodes.setBootDevice({ id: node.uuid, device: 'disk', persistent: true, uefi: true });
-      await nodes.setPowerState({ id: node.uuid, target: 'reboot' });
+      const provided = await runBmctl(['node', 'provide', m.o.name, '--wait', '--timeout', '120'], env, 150_000);
+      if (provided.code !== 0) throw new Error(`node provide ${m.o.name}: ${(provided.stdout + provided.stderr).trim()}`);
     }),
   );
-  say(`${count} machine(s) deployed in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-  await db.close();
+
+  say('creating a flavor (bmctl flavor create) and booting one instance per machine (bmctl boot --wait)');
+  const flavor = await runBmctl(['flavor', 'create', 'lab-small', '--ram', '16384', '--disk', '1', '--cpus', '8'], env);
+  if (flavor.code !== 0) throw new Error(`flavor create: ${flavor.stderr.trim()}`);
+  const userData = path.join(dir, 'user-data');
+  await writeFile(userData, '#cloud-config\nruncmd:\n  - echo hello from the lab\n');
+  const started = performance.now();
+  await Promise.all(
+    machines.map(async (_, i) => {
+      const name = `lab-vm-${String(i + 1).padStart(3, '0')}`;
+      const booted = await runBmctl(['boot', '--flavor', 'lab-small', '--image', 'lab-image', '--user-data', userData, '--wait', '--timeout', '300', name], env, 330_000);
+      process.stdout.write(booted.stdout);
+      if (booted.code !== 0) throw new Error(`boot ${name}: ${(booted.stdout + booted.stderr).trim()}`);
+    }),
+  );
+  say(`${count} instance(s) ACTIVE in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  for (const m of machines) {
+    const onDisk = await sha256OfFilePrefix(m.disk, Number(image.virtualSize));
+    if (onDisk !== image.rawSha256) throw new Error(`${m.o.name}: the disk holds ${onDisk}, not the image's ${image.rawSha256}`);
+  }
+  say('every disk holds the image bytes');
   conn.close();
+  const instances = await runBmctl(['instance', 'list'], env);
+  process.stdout.write(instances.stdout + instances.stderr);
 
   const list = await runBmctl(['node', 'list'], env);
   process.stdout.write(list.stdout + list.stderr);

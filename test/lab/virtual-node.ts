@@ -42,6 +42,8 @@ export class VirtualNode {
   #waiters: ((boot: RamdiskBoot) => void)[] = [];
   /** The last boot's failure, for the lab to report. */
   lastBootError: string | null = null;
+  /** false: the NIC never network-boots (a cable pulled, PXE off in the firmware); tests use it. */
+  networkBoot = true;
 
   constructor(options: VirtualNodeOptions) {
     this.o = options;
@@ -52,7 +54,13 @@ export class VirtualNode {
     await mkdir(this.o.dir, { recursive: true });
     await writeFile(this.disk, '');
     await truncate(this.disk, this.o.diskBytes);
+    await this.startBmc();
+  }
+
+  /** Starts the BMC (again), on `port` when given: a BMC that was unreachable comes back where it was. */
+  async startBmc(port?: number): Promise<void> {
     this.bmc = await startVirtualBmc({
+      ...(port !== undefined ? { port } : {}),
       name: this.o.name,
       users: [{ name: 'admin', password: this.o.bmcPassword, privilege: 4 }],
       power: 'off',
@@ -64,6 +72,11 @@ export class VirtualNode {
         });
       },
     });
+  }
+
+  /** The BMC stops answering (a dead BMC, a cut management network). */
+  async stopBmc(): Promise<void> {
+    await this.bmc.close();
   }
 
   /** Resolves when the node runs the deploy ramdisk (now, or after its next network boot). */
@@ -80,6 +93,10 @@ export class VirtualNode {
     }
     if (change.bootDevice !== 'pxe') {
       this.o.say(`${this.o.name}: powered on (${change.cause}), booting from its disk`);
+      return;
+    }
+    if (!this.networkBoot) {
+      this.o.say(`${this.o.name}: powered on (${change.cause}), but network boot is off: nothing boots`);
       return;
     }
     const script = await this.#fetch(`${this.o.bootUrl}/boot/${this.o.mac}.ipxe`);

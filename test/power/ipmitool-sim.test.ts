@@ -94,14 +94,15 @@ describe('power and manage through the API and bmctl', () => {
     expect((await nodes.getNode({ id: node.uuid })).lastError).toBe('');
   });
 
-  it('refuses bad verbs and targets, and nodes with a driver this controller lacks', async () => {
+  it('refuses bad verbs and targets, and a verb the node\'s state does not allow, naming the state', async () => {
     const nodes = conn.client(NodeService);
     await expect(nodes.setPowerState({ id: 'sim-node', target: 'explode' })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/^target: /) });
     await expect(nodes.provision({ id: 'sim-node', verb: 'deploy' })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
-    const enrolled = await nodes.getNode({ id: 'sim-node' });
-    await expect(nodes.provision({ id: enrolled.uuid, verb: 'provide' })).rejects.toMatchObject({ code: status.UNIMPLEMENTED });
     const other = await nodes.createNode({ pmAddress: sim.address, pmPort: sim.port, pmUser: 'u', pmPassword: 'p', powerDriver: 'fake', cpus: 1, memoryMb: 1, localGb: 1, cpuArch: 'x86_64', mac: '52:54:00:a1:00:03' });
-    await expect(nodes.getPowerState({ id: other.uuid })).rejects.toMatchObject({ code: status.UNIMPLEMENTED, details: expect.stringMatching(/does not have/) });
+    await expect(nodes.provision({ id: other.uuid, verb: 'provide' })).rejects.toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringMatching(/is enroll: cannot provide \(possible: manage\)/) });
+    expect((await nodes.getNode({ id: other.uuid })).provisionState).toBe('enroll');
+    // The fake driver is registered like the real ones: its node answers without a BMC.
+    expect(await nodes.getPowerState({ id: other.uuid })).toMatchObject({ powerState: 'off' });
   });
 
   it('never logs the BMC password', () => {

@@ -1,0 +1,130 @@
+/**
+ * The steps every agent flow shares: arm a token for this boot, network-boot
+ * the node into the ramdisk through its BMC, wait for the agent to call back,
+ * and at the end power it off or boot it from its disk. Each wait has a
+ * deadline and ends early when the task is stopped.
+ */
+import { BmError, TimeoutError } from '../errors.ts';
+import type { AgentTokenStore } from '../agents/tokens.ts';
+import { connectAgent, type AgentConnection } from '../deploy/agent-client.ts';
+import type { PowerControl, PowerState } from '../drivers/power/types.ts';
+import type { BmcAccess } from './bmc-access.ts';
+import type { TaskContext } from './task.ts';
+
+export interface AgentBootOptions {
+  /** How long a booted node may take to call back (wait-callback). */
+  readonly callbackTimeoutMs: number;
+  /** How long an agent token lives (covers the whole operation). */
+  readonly tokenTtlMs: number;
+  /** How long to wait for the BMC to report the power state asked for. */
+  readonly settleTimeoutMs: number;
+  readonly pollMs: number;
+}
+
+export interface AgentSession {
+  readonly address: string;
+  readonly token: string;
+  connect(): AgentConnection;
+}
+
+const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+  });
+
+export class AgentBoot {
+  readonly #bmc: BmcAccess;
+  readonly #tokens: AgentTokenStore;
+  readonly #opts: AgentBootOptions;
+
+  constructor(bmc: BmcAccess, tokens: AgentTokenStore, opts: AgentBootOptions) {
+    this.#bmc = bmc;
+    this.#tokens = tokens;
+    this.#opts = opts;
+  }
+
+  async #settle(ctx: TaskContext, control: PowerControl, want: PowerState): Promise<PowerState> {
+    const deadline = Date.now() + this.#opts.settleTimeoutMs;
+    for (;;) {
+      const state = await control.getPowerState();
+      if (state === want) return state;
+      if (Date.now() >= deadline) throw new TimeoutError(`node ${ctx.node().uuid}: asked for power ${want}, the BMC still reports ${state} after ${this.#opts.settleTimeoutMs / 1000} s`, { node: ctx.node().uuid });
+      ctx.signal.throwIfAborted();
+      await sleep(this.#opts.pollMs, ctx.signal);
+    }
+  }
+
+  /** Arms a token, sets a one-time PXE boot and powers the node on (or cycles it). Returns when the BMC did so. */
+  async bootRamdisk(ctx: TaskContext, purpose: string): Promise<Date> {
+    const node = ctx.node();
+    await this.#tokens.issue(node.uuid, this.#opts.tokenTtlMs);
+    // Heartbeats older than this belong to an earlier boot.
+    const since = new Date();
+    await this.#bmc.with(node, async (control) => {
+      await control.setBootDevice('pxe', { persistent: false, uefi: true });
+      const was = await control.getPowerState();
+      await control.setPowerState(was === 'on' ? 'reboot' : 'on');
+      await this.#settle(ctx, control, 'on');
+    });
+    await ctx.record({ powerState: 'on' });
+    ctx.publish('power.changed', { target: 'on', purpose, bootDevice: 'pxe' });
+    return since;
+  }
+
+  /** Waits for the agent of this boot to heartbeat; its address and the token to call it with. */
+  async waitForAgent(ctx: TaskContext, since: Date): Promise<AgentSession> {
+    const deadline = Date.now() + this.#opts.callbackTimeoutMs;
+    for (;;) {
+      ctx.signal.throwIfAborted();
+      const node = await ctx.refresh();
+      if (node.agentAddress && node.agentSeenAt && node.agentSeenAt.getTime() >= since.getTime()) {
+        const token = await this.#tokens.reveal(node.uuid);
+        if (!token) throw new BmError('failed-precondition', `node ${node.uuid}: the agent called back but its token expired; retry the operation`, { node: node.uuid });
+        const address = node.agentAddress;
+        return { address, token, connect: () => connectAgent(address, token) };
+      }
+      if (Date.now() >= deadline) {
+        throw new TimeoutError(`node ${node.uuid}: the deploy agent did not call back within ${Math.round(this.#opts.callbackTimeoutMs / 1000)} s (check that the node PXE-boots on the provisioning network and reaches the controller)`, { node: node.uuid });
+      }
+      await sleep(this.#opts.pollMs, ctx.signal);
+    }
+  }
+
+  /** Powers the node off and forgets this boot's token. */
+  async powerOff(ctx: TaskContext): Promise<void> {
+    const node = ctx.node();
+    await this.#bmc.with(node, async (control) => {
+      if ((await control.getPowerState()) === 'off') return;
+      await control.setPowerState('off');
+      await this.#settle(ctx, control, 'off');
+    });
+    await this.#tokens.revoke(node.uuid);
+    await ctx.record({ powerState: 'off' });
+    ctx.publish('power.changed', { target: 'off' });
+  }
+
+  /** Makes the disk the boot device from now on and power-cycles the node into it. */
+  async bootFromDisk(ctx: TaskContext): Promise<void> {
+    const node = ctx.node();
+    await this.#tokens.revoke(node.uuid);
+    await this.#bmc.with(node, async (control) => {
+      await control.setBootDevice('disk', { persistent: true, uefi: true });
+      const was = await control.getPowerState();
+      await control.setPowerState(was === 'on' ? 'reboot' : 'on');
+      await this.#settle(ctx, control, 'on');
+    });
+    await ctx.record({ powerState: 'on' });
+    ctx.publish('power.changed', { target: 'on', bootDevice: 'disk' });
+  }
+
+  /** The agent's connection for one step, closed after it. */
+  async withAgent<T>(session: AgentSession, work: (agent: AgentConnection) => Promise<T>): Promise<T> {
+    const agent = session.connect();
+    try {
+      return await work(agent);
+    } finally {
+      agent.close();
+    }
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * The deploy flow, run as a task on a claimed node (already `deploying` and
+ * reserved by the scheduler's claim): PXE-boot the ramdisk, wait for the
+ * agent, stream the image from the node's checkpoint, write the config drive,
+ * boot from disk. Progress goes to the instance row and to NATS; a failure
+ * leaves the node in deploy-failed and the instance in ERROR with the reason.
+ */
+import type { Logger } from 'pino';
+import type { DeployCheckpoints } from '../deploy-checkpoint.ts';
+import { deployImage } from '../../deploy/deploy.ts';
+import { expectedDigestOf } from '../../deploy/digest.ts';
+import type { ImageCatalog } from '../../images/catalog.ts';
+import { openImageSource } from '../../images/open.ts';
+import { metaDataJson, networkDataJson } from '../../instances/cloud-init.ts';
+import type { InstanceStore } from '../../instances/store.ts';
+import type { InstanceRecord } from '../../instances/types.ts';
+import type { AgentBoot } from '../agent-boot.ts';
+import type { TaskContext, TaskWork } from '../task.ts';
+
+export interface DeployDeps {
+  readonly boot: AgentBoot;
+  readonly images: ImageCatalog;
+  readonly instances: InstanceStore;
+  readonly checkpoints: DeployCheckpoints;
+  readonly log: Logger;
+}
+
+/** Progress lands in the instance row at most this often (every event still goes to NATS). */
+const PROGRESS_STEP = 5;
+
+function hostOf(address: string): string {
+  const m = /^\[([^\]]+)\]:\d+$/.exec(address) ?? /^([^:]+):\d+$/.exec(address);
+  return m?.[1] ?? address;
+}
+
+export function deployWork(deps: DeployDeps, instance: InstanceRecord): TaskWork {
+  return async (ctx: TaskContext) => {
+    try {
+      await runDeploy(deps, instance, ctx);
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      await deps.instances.update(instance.uuid, { state: 'ERROR', lastError: reason });
+      throw err;
+    }
+  };
+}
+
+async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskContext): Promise<void> {
+  const image = await deps.images.get(instance.imageUuid);
+  const since = await deps.boot.bootRamdisk(ctx, 'deploy');
+  await ctx.advance('wait');
+  const agent = await deps.boot.waitForAgent(ctx, since);
+  await ctx.advance('resume', {}, `agent at ${agent.address} called back`);
+  const node = ctx.node();
+
+  // The image write: from the node's checkpoint (a broken stream or an earlier controller's progress).
+  const opened = await openImageSource(await deps.images.blobs.openRandomAccess(image.sha256), image.diskFormat === 'qcow2' ? 'qcow2' : 'raw');
+  let shown = -PROGRESS_STEP;
+  try {
+    const resumeOffset = await deps.checkpoints.begin(node.uuid, image.rawSha256);
+    const result = await deployImage({
+      nodeUuid: node.uuid,
+      agentAddress: agent.address,
+      agentToken: agent.token,
+      source: opened.source,
+      expected: expectedDigestOf(image),
+      resumeOffset,
+      signal: ctx.signal,
+      checkpoint: async (offset) => {
+        await deps.checkpoints.record(node.uuid, image.rawSha256, offset);
+        const percent = image.virtualSize > 0 ? Math.min(99, Math.floor((offset / image.virtualSize) * 100)) : 99;
+        ctx.publish('deploy.progress', { instance: instance.uuid, percent: String(percent), committed: String(offset), total: String(image.virtualSize) });
+        if (percent >= shown + PROGRESS_STEP) {
+          shown = percent;
+          await deps.instances.update(instance.uuid, { progress: percent });
+        }
+      },
+      onRetry: (attempt, offset, error) => deps.log.warn({ node: node.uuid, attempt, offset, err: error }, 'image stream broke; resuming from the checkpoint'),
+    });
+    await deps.checkpoints.clear(node.uuid);
+    ctx.publish('deploy.written', { instance: instance.uuid, sha256: result.sha256, digest: result.digestMethod, attempts: String(result.attempts) });
+  } finally {
+    await opened.close();
+  }
+
+  // cloud-init's config drive, after the image so the drive never overlaps it.
+  const cloudNode = { uuid: node.uuid, group: node.group, macs: node.macs };
+  await deps.boot.withAgent(agent, (a) =>
+    a.client.writeConfigDrive({
+      metaDataJson: metaDataJson(instance, cloudNode),
+      userData: instance.userData ?? new Uint8Array(),
+      networkDataJson: networkDataJson(instance, cloudNode),
+      imageSize: BigInt(image.virtualSize),
+    }),
+  );
+
+  await deps.boot.bootFromDisk(ctx);
+  const address = instance.network.mode === 'static' ? (instance.network.address ?? null) : hostOf(agent.address);
+  await ctx.advance('done', { targetProvisionState: null, lastError: null });
+  await deps.instances.update(instance.uuid, { state: 'ACTIVE', progress: 100, lastError: null, address });
+  ctx.publish('instance.active', { instance: instance.uuid });
+}

@@ -1,0 +1,167 @@
+/**
+ * The provision verbs and instance flows, each a task (task.ts): manage
+ * (verify the BMC), provide (clean, then available), inspect, deploy (on a
+ * node the scheduler claimed), undeploy (power off, erase, back to the
+ * pool). API handlers call these; none of them talks to a driver directly.
+ */
+import type { Logger } from 'pino';
+import { BmError, NotFoundError, ValidationError } from '../errors.ts';
+import type { ImageCatalog } from '../images/catalog.ts';
+import type { InstanceStore } from '../instances/store.ts';
+import type { InstanceRecord } from '../instances/types.ts';
+import type { NodeStore } from '../nodes/store.ts';
+import type { NodeRecord } from '../nodes/types.ts';
+import type { AgentBoot } from './agent-boot.ts';
+import type { BmcAccess } from './bmc-access.ts';
+import type { DeployCheckpoints } from './deploy-checkpoint.ts';
+import { cleanSteps, type EraseMode } from './flows/clean.ts';
+import { deployWork } from './flows/deploy.ts';
+import { inspectSteps } from './flows/inspect.ts';
+import type { TaskContext, TaskManager } from './task.ts';
+
+export interface ProvisionerDeps {
+  readonly store: NodeStore;
+  readonly tasks: TaskManager;
+  readonly bmc: BmcAccess;
+  readonly boot: AgentBoot;
+  readonly images: ImageCatalog;
+  readonly instances: InstanceStore;
+  readonly checkpoints: DeployCheckpoints;
+  readonly eraseMode: EraseMode;
+  readonly groups: readonly string[];
+  readonly log: Logger;
+}
+
+export const PROVISION_VERBS = ['manage', 'provide', 'inspect'] as const;
+
+/** Where a task interrupted by a controller's death ends, and what the operator does next. */
+const INTERRUPTED: Readonly<Record<string, string>> = {
+  verifying: 'manage it again',
+  inspecting: 'inspect it again',
+  'inspect-wait': 'inspect it again',
+  deploying: 'delete the instance and boot again',
+  'wait-callback': 'delete the instance and boot again',
+  cleaning: 'provide it again',
+  deleting: 'provide it again',
+};
+
+export class Provisioner {
+  readonly #d: ProvisionerDeps;
+
+  constructor(deps: ProvisionerDeps) {
+    this.#d = deps;
+  }
+
+  async provision(id: string, verb: string): Promise<NodeRecord> {
+    if (!(PROVISION_VERBS as readonly string[]).includes(verb)) throw new ValidationError('verb', `must be one of ${PROVISION_VERBS.join(', ')}`);
+    if (id.length === 0 || id.length > 255) throw new ValidationError('id', 'must be a node uuid or name');
+    if (verb === 'manage') return this.#d.tasks.start(id, 'manage', (ctx) => this.#verify(ctx));
+    if (verb === 'provide') return this.#d.tasks.start(id, 'provide', (ctx) => this.#clean(ctx), { lastError: null });
+    return this.#d.tasks.start(id, 'inspect', (ctx) => this.#inspect(ctx), { lastError: null });
+  }
+
+  async #verify(ctx: TaskContext): Promise<void> {
+    let state: string;
+    try {
+      state = await this.#d.bmc.with(ctx.node(), (c) => c.getPowerState());
+    } catch (err) {
+      throw new BmError('unavailable', `verification failed: ${err instanceof Error ? err.message : String(err)}`, { node: ctx.node().uuid });
+    }
+    if (state !== ctx.node().powerState) await ctx.record({ powerState: state });
+    await ctx.advance('done', { lastError: null });
+  }
+
+  /** Cleaning, from provide or after an undeploy; a failure also puts the node in maintenance (the state table says so). */
+  async #clean(ctx: TaskContext): Promise<void> {
+    try {
+      await cleanSteps(this.#d.boot, ctx, this.#d.eraseMode);
+    } catch (err) {
+      await ctx.record({ maintenance: true, maintenanceReason: `cleaning failed: ${err instanceof Error ? err.message : String(err)}` }).catch(() => undefined);
+      throw err;
+    }
+    await ctx.advance('done', { lastError: null });
+  }
+
+  async #inspect(ctx: TaskContext): Promise<void> {
+    await inspectSteps(this.#d.boot, this.#d.store, ctx);
+    await ctx.advance('done', { lastError: null });
+  }
+
+  /** Starts the deploy on a node the scheduler claimed for the instance (it holds the reservation). */
+  deploy(node: NodeRecord, instance: InstanceRecord): void {
+    this.#d.tasks.adopt(node, deployWork({ boot: this.#d.boot, images: this.#d.images, instances: this.#d.instances, checkpoints: this.#d.checkpoints, log: this.#d.log }, instance));
+  }
+
+  /** Tears the instance down: a running deploy is cancelled first; the node powers off, erases its disk and returns to the pool. */
+  async undeploy(instance: InstanceRecord): Promise<void> {
+    if (!instance.nodeUuid) {
+      await this.#d.instances.remove(instance.uuid);
+      return;
+    }
+    let node = await this.#d.store.findNode(instance.nodeUuid);
+    if (!node || node.instanceUuid !== instance.uuid) {
+      // The node was freed already (an earlier delete reached cleaning): only the row is left.
+      await this.#d.instances.remove(instance.uuid);
+      return;
+    }
+    if (node.provisionState === 'deploying' || node.provisionState === 'wait-callback') {
+      if (!(await this.#d.tasks.cancel(node.uuid, `instance ${instance.uuid} was deleted while building`))) {
+        throw new BmError('failed-precondition', `instance ${instance.uuid} is building on controller ${node.reservation ?? 'unknown'}; delete it again once its node is deploy-failed or active`, { instance: instance.uuid, node: node.uuid });
+      }
+      node = (await this.#d.store.findNode(node.uuid)) ?? node;
+    }
+    await this.#d.instances.update(instance.uuid, { state: 'DELETING' });
+    try {
+      await this.#d.tasks.start(node.uuid, 'undeploy', async (ctx) => {
+        await this.#d.boot.powerOff(ctx);
+        // The tenant's machine is gone once it is off; erasing is the fleet's business.
+        await ctx.advance('done', { instanceUuid: null, targetProvisionState: null });
+        await this.#d.instances.remove(instance.uuid);
+        ctx.publish('instance.deleted', { instance: instance.uuid });
+        await this.#clean(ctx);
+      });
+    } catch (err) {
+      await this.#d.instances.update(instance.uuid, { state: 'ERROR', lastError: `delete failed: ${err instanceof Error ? err.message : String(err)}` });
+      throw err;
+    }
+  }
+
+  /**
+   * At start: a task that was running when a controller stopped or died left its node in a
+   * transient state. Reservations under this controller's id are released, and those nodes end
+   * in their failed state with a way back. (Resuming them instead is the takeover's job.)
+   */
+  async recover(controllerId: string): Promise<number> {
+    let recovered = 0;
+    for (const [state, wayBack] of Object.entries(INTERRUPTED)) {
+      let marker: string | null = null;
+      do {
+        const page = await this.#d.store.listNodes({ provisionState: state }, 500, marker);
+        for (const node of page.items) {
+          if (!this.#d.groups.includes(node.group)) continue;
+          if (node.reservation !== null && node.reservation !== controllerId) continue;
+          if (node.reservation === controllerId) await this.#d.store.release(node.uuid, controllerId);
+          try {
+            await this.#d.tasks.start(node.uuid, 'fail', async () => undefined, { lastError: `interrupted: a controller stopped while the node was ${state}; ${wayBack}` });
+            if (node.instanceUuid) await this.#d.instances.update(node.instanceUuid, { state: 'ERROR', lastError: `interrupted while ${state}; ${wayBack}` });
+            recovered++;
+          } catch (err) {
+            this.#d.log.warn({ err, node: node.uuid }, 'could not recover an interrupted node');
+          }
+        }
+        marker = page.nextMarker;
+      } while (marker);
+    }
+    await this.#d.tasks.drain();
+    return recovered;
+  }
+
+  /** An instance's node, for power verbs. */
+  async nodeOf(instance: InstanceRecord): Promise<NodeRecord> {
+    if (!instance.nodeUuid) throw new BmError('failed-precondition', `instance ${instance.uuid} has no node yet`, { instance: instance.uuid });
+    const node = await this.#d.store.findNode(instance.nodeUuid);
+    if (!node) throw new NotFoundError('node', instance.nodeUuid);
+    return node;
+  }
+}
+

@@ -1,0 +1,211 @@
+/**
+ * Lock, transition, work: one construct (after Ironic's task manager). A task
+ * takes the node's reservation, applies a transition checked against the
+ * state table (written with the row version), runs its work while holding
+ * the reservation, in the background when the work outlives the API call,
+ * and releases it at the end, even on error. Work that throws ends the node
+ * in the failed state its current state leads to, with last_error.
+ */
+import type { Logger } from 'pino';
+import { BmError, ConflictError, NotFoundError } from '../errors.ts';
+import type { EventBus } from '../events/bus.ts';
+import type { NodeStore, StateFields } from '../nodes/store.ts';
+import type { NodeRecord } from '../nodes/types.ts';
+import { NodeLockedError } from './reservation.ts';
+import { nextState, TRANSITIONS, type ProvisionEvent } from './states.ts';
+
+export interface TaskContext {
+  /** Aborted when the controller stops: work checkpoints and returns. */
+  readonly signal: AbortSignal;
+  /** The node as this task last wrote or read it. */
+  node(): NodeRecord;
+  /** Applies `event` from the node's current state (checked), with extra fields; published on NATS. */
+  advance(event: ProvisionEvent, fields?: StateFields, message?: string): Promise<NodeRecord>;
+  /** Observed fields (power, last_error) without a transition. */
+  record(fields: StateFields): Promise<void>;
+  /** Re-reads the node (e.g. to see an agent's heartbeat). */
+  refresh(): Promise<NodeRecord>;
+  publish(type: string, details?: Readonly<Record<string, string>>, message?: string): void;
+}
+
+export type TaskWork = (ctx: TaskContext) => Promise<void>;
+
+/** Thrown by work that was stopped because the controller is stopping; the node keeps its state for the next owner. */
+export class TaskInterruptedError extends BmError {
+  constructor(nodeUuid: string) {
+    super('unavailable', `node ${nodeUuid}: task interrupted by a controller stop; it resumes when the node is taken over`, { node: nodeUuid });
+  }
+}
+
+/** Why a cancelled task failed: the node ends in its failed state with this as last_error. */
+export class TaskCancelledError extends BmError {
+  constructor(nodeUuid: string, reason: string) {
+    super('failed-precondition', `cancelled: ${reason}`, { node: nodeUuid });
+  }
+}
+
+export interface TaskManagerOptions {
+  readonly controllerId: string;
+  /** How long start() waits for another task's reservation before failing with NodeLockedError. */
+  readonly lockWaitMs?: number;
+}
+
+export class TaskManager {
+  readonly #store: NodeStore;
+  readonly #events: EventBus;
+  readonly #log: Logger;
+  readonly #opts: TaskManagerOptions;
+  readonly #running = new Map<string, { readonly done: Promise<void>; readonly cancel: AbortController }>();
+  readonly #stop = new AbortController();
+
+  constructor(store: NodeStore, events: EventBus, opts: TaskManagerOptions, log: Logger) {
+    this.#store = store;
+    this.#events = events;
+    this.#opts = opts;
+    this.#log = log;
+  }
+
+  get controllerId(): string {
+    return this.#opts.controllerId;
+  }
+
+  async #reserve(nodeUuid: string): Promise<void> {
+    const deadline = Date.now() + (this.#opts.lockWaitMs ?? 0);
+    while (!(await this.#store.reserve(nodeUuid, this.#opts.controllerId))) {
+      if (Date.now() >= deadline) {
+        const node = await this.#store.findNode(nodeUuid);
+        if (!node) throw new NotFoundError('node', nodeUuid);
+        throw new NodeLockedError(nodeUuid, node.reservation);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /**
+   * Reserves the node, applies `event`, and runs `work` in the background under the reservation.
+   * Resolves with the node after the first transition; a transition the state table refuses is
+   * a FAILED_PRECONDITION naming the current state, and leaves the node untouched.
+   */
+  async start(id: string, event: ProvisionEvent, work: TaskWork, fields: StateFields = {}): Promise<NodeRecord> {
+    const found = await this.#store.findNode(id);
+    if (!found) throw new NotFoundError('node', id);
+    // Checked before locking too, so a wrong verb is refused even while another task runs.
+    nextState(found.uuid, found.provisionState, event);
+    await this.#reserve(found.uuid);
+    let node: NodeRecord;
+    try {
+      const current = await this.#store.findNode(found.uuid);
+      if (!current) throw new NotFoundError('node', found.uuid);
+      node = await this.#transition(current, event, fields);
+    } catch (err) {
+      await this.#store.release(found.uuid, this.#opts.controllerId);
+      throw err;
+    }
+    this.adopt(node, work);
+    return node;
+  }
+
+  /** Runs `work` on a node this controller has already reserved and moved (the scheduler's claim does both in one UPDATE). */
+  adopt(node: NodeRecord, work: TaskWork): void {
+    const cancel = new AbortController();
+    const done = this.#run(node, work, cancel.signal).finally(() => this.#running.delete(node.uuid));
+    this.#running.set(node.uuid, { done, cancel });
+  }
+
+  /** Stops this controller's task on the node (it fails with `reason`) and waits until it let go. False when none runs here. */
+  async cancel(nodeUuid: string, reason: string): Promise<boolean> {
+    const task = this.#running.get(nodeUuid);
+    if (!task) return false;
+    task.cancel.abort(new TaskCancelledError(nodeUuid, reason));
+    await task.done;
+    return true;
+  }
+
+  async #transition(node: NodeRecord, event: ProvisionEvent, fields: StateFields, message?: string): Promise<NodeRecord> {
+    const to = nextState(node.uuid, node.provisionState, event);
+    let current = node;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const updated = await this.#store.transition(current.uuid, current.provisionState, to, fields, current.version);
+      if (updated) {
+        this.#events.publish({
+          nodeUuid: updated.uuid,
+          type: 'provision.changed',
+          provisionState: to,
+          powerState: updated.powerState,
+          ...(message ? { message } : fields.lastError ? { message: fields.lastError } : {}),
+          details: { event, from: current.provisionState },
+        });
+        return updated;
+      }
+      // The version moved under us: an observation (power sync, a heartbeat) or another writer.
+      // Continue only if the node is still where we left it and still ours.
+      const reread = await this.#store.findNode(current.uuid);
+      if (!reread) throw new NotFoundError('node', current.uuid);
+      if (reread.provisionState !== current.provisionState || (reread.reservation !== null && reread.reservation !== this.#opts.controllerId)) {
+        throw new ConflictError(`node ${current.uuid} changed meanwhile (now ${reread.provisionState}, reserved by ${reread.reservation ?? 'nobody'}); ${event} not applied`, { node: current.uuid });
+      }
+      current = reread;
+    }
+    throw new ConflictError(`node ${node.uuid} kept changing; ${event} not applied`, { node: node.uuid });
+  }
+
+  async #run(initial: NodeRecord, work: TaskWork, cancelled: AbortSignal): Promise<void> {
+    let node = initial;
+    const ctx: TaskContext = {
+      signal: AbortSignal.any([this.#stop.signal, cancelled]),
+      node: () => node,
+      advance: async (event, fields = {}, message) => {
+        node = await this.#transition(node, event, fields, message);
+        return node;
+      },
+      record: async (fields) => {
+        await this.#store.recordState(node.uuid, fields);
+        node = (await this.#store.findNode(node.uuid)) ?? node;
+      },
+      refresh: async () => {
+        node = (await this.#store.findNode(node.uuid)) ?? node;
+        return node;
+      },
+      publish: (type, details = {}, message) => this.#events.publish({ nodeUuid: node.uuid, type, provisionState: node.provisionState, powerState: node.powerState, details, ...(message ? { message } : {}) }),
+    };
+    try {
+      await work(ctx);
+    } catch (err) {
+      if (this.#stop.signal.aborted) {
+        this.#log.warn({ node: node.uuid, state: node.provisionState }, 'task interrupted by stop; the node keeps its state');
+      } else {
+        await this.#fail(ctx, node, cancelled.aborted ? cancelled.reason : err);
+      }
+    } finally {
+      await this.#store.release(node.uuid, this.#opts.controllerId).catch((err: unknown) => this.#log.error({ err, node: node.uuid }, 'could not release the reservation'));
+    }
+  }
+
+  async #fail(ctx: TaskContext, node: NodeRecord, err: unknown): Promise<void> {
+    const reason = err instanceof Error ? err.message : String(err);
+    this.#log.warn({ node: node.uuid, state: node.provisionState, reason }, 'task failed');
+    try {
+      const current = await ctx.refresh();
+      if (TRANSITIONS.some((t) => t.from === current.provisionState && t.event === 'fail')) await ctx.advance('fail', { lastError: reason });
+      else await ctx.record({ lastError: reason });
+    } catch (recordErr) {
+      this.#log.error({ err: recordErr, node: node.uuid }, 'could not record a failed task');
+    }
+  }
+
+  /** True while a task of this controller runs on the node. */
+  busy(nodeUuid: string): boolean {
+    return this.#running.has(nodeUuid);
+  }
+
+  /** Stops every task (they keep their nodes' states, for a takeover) and waits for them to let go. */
+  async stop(): Promise<void> {
+    this.#stop.abort();
+    await Promise.allSettled([...this.#running.values()].map((t) => t.done));
+  }
+
+  /** Waits for the running tasks to end on their own. */
+  async drain(): Promise<void> {
+    await Promise.allSettled([...this.#running.values()].map((t) => t.done));
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * The tenant's verbs: boot (validate, schedule, start the deploy), delete,
+ * reboot and power. Scoped by the caller's project: a member reaches only
+ * its project's instances; an admin reaches all.
+ */
+import type { Caller } from '../auth/caller.ts';
+import type { PowerConductor } from '../conductor/power.ts';
+import type { Provisioner } from '../conductor/provisioner.ts';
+import { BmError, ValidationError } from '../errors.ts';
+import type { FlavorCatalog } from '../flavors/catalog.ts';
+import type { ImageCatalog } from '../images/catalog.ts';
+import type { NodeStore } from '../nodes/store.ts';
+import { uuidv7 } from '../nodes/uuid.ts';
+import type { Scheduler } from '../scheduler/scheduler.ts';
+import type { InstanceStore } from './store.ts';
+import type { InstanceRecord } from './types.ts';
+import { checkInstanceName, checkNetwork, checkSshKeys, checkUserData } from './validate.ts';
+
+export interface BootRequest {
+  readonly name: string;
+  readonly flavor: string;
+  readonly image: string;
+  readonly userData: Uint8Array;
+  readonly sshKeys: readonly string[];
+  readonly network?: { mode: string; address: string; netmask: string; gateway: string; dns: readonly string[] };
+}
+
+const GIB = 1024 ** 3;
+
+export class InstanceManager {
+  readonly #store: InstanceStore;
+  readonly #nodes: NodeStore;
+  readonly #flavors: FlavorCatalog;
+  readonly #images: ImageCatalog;
+  readonly #scheduler: Scheduler;
+  readonly #provisioner: Provisioner;
+  readonly #power: PowerConductor;
+  readonly #controllerId: string;
+
+  constructor(deps: { store: InstanceStore; nodes: NodeStore; flavors: FlavorCatalog; images: ImageCatalog; scheduler: Scheduler; provisioner: Provisioner; power: PowerConductor; controllerId: string }) {
+    this.#store = deps.store;
+    this.#nodes = deps.nodes;
+    this.#flavors = deps.flavors;
+    this.#images = deps.images;
+    this.#scheduler = deps.scheduler;
+    this.#provisioner = deps.provisioner;
+    this.#power = deps.power;
+    this.#controllerId = deps.controllerId;
+  }
+
+  static scope(caller: Caller): string | null {
+    return caller.role === 'admin' ? null : caller.project;
+  }
+
+  async boot(caller: Caller, req: BootRequest): Promise<InstanceRecord> {
+    const name = checkInstanceName(req.name);
+    const userData = checkUserData(req.userData);
+    const sshKeys = checkSshKeys(req.sshKeys);
+    const network = checkNetwork(req.network);
+    if (req.flavor === '') throw new ValidationError('flavor', 'is required');
+    if (req.image === '') throw new ValidationError('image', 'is required');
+    const flavor = await this.#flavors.get(req.flavor);
+    const image = await this.#images.get(req.image);
+    if (image.status !== 'active') throw new BmError('failed-precondition', `image ${image.name} is ${image.status}, not active`, { image: image.uuid });
+    if (image.diskFormat !== 'raw' && image.diskFormat !== 'qcow2') throw new ValidationError('image', `image ${image.name} is ${image.diskFormat}: only raw and qcow2 images are deployed (aki/ari are kernels and ramdisks)`);
+    if (image.virtualSize > flavor.diskGb * GIB) throw new ValidationError('image', `image ${image.name} needs ${Math.ceil(image.virtualSize / GIB)} GiB of disk; flavor ${flavor.name} gives ${flavor.diskGb} GiB`);
+
+    const instance = await this.#store.create({
+      uuid: uuidv7(),
+      name,
+      project: caller.project,
+      flavorUuid: flavor.uuid,
+      imageUuid: image.uuid,
+      nodeUuid: null,
+      state: 'BUILD',
+      progress: 0,
+      lastError: null,
+      userData,
+      sshKeys,
+      network,
+      address: null,
+    });
+    let nodeUuid: string;
+    try {
+      nodeUuid = (await this.#scheduler.claim(flavor, instance.uuid, this.#controllerId)).nodeUuid;
+    } catch (err) {
+      // Nothing was built: the tenant sees "no valid node" and no instance is left behind.
+      await this.#store.remove(instance.uuid);
+      throw err;
+    }
+    await this.#store.update(instance.uuid, { nodeUuid });
+    const node = await this.#nodes.findNode(nodeUuid);
+    if (!node) throw new BmError('internal', `node ${nodeUuid} vanished right after it was claimed`);
+    const placed = { ...instance, nodeUuid };
+    this.#provisioner.deploy(node, placed);
+    return placed;
+  }
+
+  get(caller: Caller, id: string): Promise<InstanceRecord> {
+    return this.#store.get(id, InstanceManager.scope(caller));
+  }
+
+  list(caller: Caller, project: string): Promise<InstanceRecord[]> {
+    if (caller.role === 'admin') return this.#store.list(project === '' ? null : project);
+    if (project !== '' && project !== caller.project) throw new BmError('permission-denied', 'a member token lists its own project only', { project: caller.project });
+    return this.#store.list(caller.project);
+  }
+
+  async delete(caller: Caller, id: string): Promise<InstanceRecord> {
+    const instance = await this.get(caller, id);
+    if (instance.state === 'DELETING') return instance;
+    await this.#provisioner.undeploy(instance);
+    return (await this.#store.find(instance.uuid, null)) ?? { ...instance, state: 'DELETING' };
+  }
+
+  async reboot(caller: Caller, id: string, hard: boolean): Promise<InstanceRecord> {
+    const instance = await this.#active(caller, id);
+    const node = await this.#provisioner.nodeOf(instance);
+    if (hard) await this.#power.setPowerState(node.uuid, 'reboot');
+    else {
+      // ACPI first, so the OS shuts down cleanly; then on again.
+      await this.#power.setPowerState(node.uuid, 'soft-off');
+      await this.#power.setPowerState(node.uuid, 'on');
+    }
+    return instance;
+  }
+
+  async setPower(caller: Caller, id: string, target: string): Promise<InstanceRecord> {
+    if (target !== 'on' && target !== 'off') throw new ValidationError('target', 'must be on or off');
+    const instance = await this.#active(caller, id);
+    const node = await this.#provisioner.nodeOf(instance);
+    await this.#power.setPowerState(node.uuid, target);
+    return instance;
+  }
+
+  async #active(caller: Caller, id: string): Promise<InstanceRecord> {
+    const instance = await this.get(caller, id);
+    if (instance.state !== 'ACTIVE') throw new BmError('failed-precondition', `instance ${instance.uuid} is ${instance.state}; power verbs need ACTIVE`, { instance: instance.uuid });
+    return instance;
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * Instance rows in MySQL. A project scope, when given, is part of every
+ * query's WHERE: a member can never read or change another project's rows,
+ * whatever id it sends.
+ */
+import { and, asc, eq, type SQL } from 'drizzle-orm';
+import type { Database } from '../../db/connect.ts';
+import { instances, type InstanceRow } from '../../db/schema.ts';
+import { NotFoundError } from '../errors.ts';
+import { isUuid } from '../nodes/uuid.ts';
+import type { InstanceNetwork, InstanceRecord, InstanceState } from './types.ts';
+
+function toRecord(row: InstanceRow): InstanceRecord {
+  return {
+    uuid: row.uuid,
+    name: row.name,
+    project: row.project,
+    flavorUuid: row.flavorUuid,
+    imageUuid: row.imageUuid,
+    nodeUuid: row.nodeUuid,
+    state: row.state as InstanceState,
+    progress: row.progress,
+    lastError: row.lastError,
+    userData: row.userData,
+    sshKeys: row.sshKeys ?? [],
+    network: (row.network as unknown as InstanceNetwork) ?? { mode: 'dhcp' },
+    address: row.address,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+}
+
+export interface InstanceFields {
+  readonly state?: InstanceState;
+  readonly progress?: number;
+  readonly lastError?: string | null;
+  readonly nodeUuid?: string | null;
+  readonly address?: string | null;
+}
+
+export class InstanceStore {
+  readonly #db: Database;
+
+  constructor(db: Database) {
+    this.#db = db;
+  }
+
+  async create(record: Omit<InstanceRecord, 'createdAt' | 'updatedAt'>): Promise<InstanceRecord> {
+    const now = new Date();
+    const row = { ...record, sshKeys: [...record.sshKeys], network: { ...record.network } as Record<string, unknown>, createdAt: now, updatedAt: now };
+    await this.#db.insert(instances).values(row);
+    return { ...record, createdAt: now, updatedAt: now };
+  }
+
+  /** By UUID, or by name within the project; null project: any project (admin). */
+  async find(id: string, project: string | null): Promise<InstanceRecord | null> {
+    if (id.length === 0 || id.length > 255) return null;
+    const where: SQL[] = [isUuid(id) ? eq(instances.uuid, id) : eq(instances.name, id)];
+    if (project !== null) where.push(eq(instances.project, project));
+    const rows = await this.#db.select().from(instances).where(and(...where)).orderBy(asc(instances.createdAt)).limit(1);
+    return rows[0] ? toRecord(rows[0]) : null;
+  }
+
+  async get(id: string, project: string | null): Promise<InstanceRecord> {
+    const found = await this.find(id, project);
+    // Another project's instance is "not found", not "forbidden": a member learns nothing of it.
+    if (!found) throw new NotFoundError('instance', id.slice(0, 255));
+    return found;
+  }
+
+  async list(project: string | null): Promise<InstanceRecord[]> {
+    const rows = await this.#db
+      .select()
+      .from(instances)
+      .where(project !== null ? eq(instances.project, project) : undefined)
+      .orderBy(asc(instances.createdAt), asc(instances.uuid));
+    return rows.map(toRecord);
+  }
+
+  async update(uuid: string, fields: InstanceFields): Promise<void> {
+    if (Object.keys(fields).length === 0) return;
+    await this.#db.update(instances).set({ ...fields, updatedAt: new Date() }).where(eq(instances.uuid, uuid));
+  }
+
+  async remove(uuid: string): Promise<void> {
+    await this.#db.delete(instances).where(eq(instances.uuid, uuid));
+  }
+}
