@@ -5,6 +5,8 @@
  */
 import { z } from 'zod';
 import { bootConfigSchema } from '../boot/config.ts';
+import { DEFAULT_GROUP } from '../nodes/defaults.ts';
+import { groupName } from '../nodes/validate.ts';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port');
 
@@ -53,7 +55,7 @@ export const configSchema = z
       .object({
         /** Stable identity in the controllers table; defaults to hostname + listen port. */
         id: z.string().regex(/^[A-Za-z0-9._-]{0,64}$/, 'expected up to 64 letters, digits, ".", "_" or "-"').default(''),
-        groups: stringList.default(['default']),
+        groups: stringList.default([DEFAULT_GROUP]),
         heartbeat_interval_ms: positiveInt.default(5000),
       })
       .strict()
@@ -78,7 +80,7 @@ export const configSchema = z
       .object({
         /** Unknown machines that boot the ramdisk may enroll themselves (in `enroll`, never further). */
         enabled: bool.default(false),
-        group: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, '1-64 letters, digits, ".", "_" or "-"').default('default'),
+        group: groupName.default(DEFAULT_GROUP),
         rate_per_second: z.coerce.number().positive().default(5),
         burst: positiveInt.default(20),
       })

@@ -20,7 +20,9 @@ const name = z
   .max(255, 'at most 255 characters')
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_" and "-" only, starting with a letter or digit')
   .refine((v) => !isUuid(v), 'must not look like a UUID (names and UUIDs share one namespace)');
-const group = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, '1-64 letters, digits, ".", "_" or "-"');
+/** A conductor group's name, wherever one is given (node, config). */
+export const groupName = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, '1-64 letters, digits, ".", "_" or "-"');
+const group = groupName;
 const cpus = z.number().int().min(1, 'must be at least 1').max(4096, 'at most 4096');
 const memoryMb = z.number().int().min(1, 'must be at least 1').max(64 * 1024 * 1024, 'at most 67108864 (64 TiB)');
 const localGb = z.number().int().min(1, 'must be at least 1').max(1_000_000, 'at most 1000000 (1 PB)');
