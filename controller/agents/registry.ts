@@ -8,7 +8,7 @@ import { AlreadyExistsError, BmError, NotFoundError, ValidationError } from '../
 import type { EventBus } from '../events/bus.ts';
 import { normalizeMac } from '../nodes/mac.ts';
 import type { NodeStore } from '../nodes/store.ts';
-import { CPU_ARCHES } from '../nodes/validate.ts';
+import { CPU_ARCHES, MAX_PORTS_PER_NODE } from '../nodes/validate.ts';
 import type { NodeRecord } from '../nodes/types.ts';
 import { isUuid, uuidv7 } from '../nodes/uuid.ts';
 import { DEFAULT_PM_PORT, DEFAULT_POWER_DRIVER } from '../nodes/defaults.ts';
@@ -47,7 +47,7 @@ export class RateLimitedError extends BmError {
   }
 }
 
-const MAX_MACS = 64;
+const MAX_MACS = MAX_PORTS_PER_NODE;
 
 export class AgentRegistry {
   readonly #store: NodeStore;

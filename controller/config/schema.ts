@@ -34,7 +34,10 @@ export const configSchema = z
         listen: hostPort.default('0.0.0.0:6385'),
         /** Hashes of the admin bearer tokens; the tokens themselves are never stored. */
         tokens: z.preprocess((v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v), z.array(tokenHash)).default([]),
+        /** The largest message any call takes: image upload chunks (bmctl sends 1 MiB). */
         max_message_bytes: positiveInt.default(8 * 1024 * 1024),
+        /** The largest request message of every other call, checked before it is decoded. */
+        max_request_bytes: positiveInt.default(512 * 1024),
       })
       .strict()
       .prefault({}),

@@ -24,8 +24,11 @@ import { eventHandlers } from '../api/event-service.ts';
 import { healthHandlers, HealthState } from '../api/health-service.ts';
 import { nodeHandlers } from '../api/node-service.ts';
 import { portHandlers } from '../api/port-service.ts';
+import { describeDatabaseError } from '../api/database-error.ts';
 import { statusMapper } from '../api/status.ts';
+import { requestLimits } from '../api/limits.ts';
 import { adminAuth } from '../auth/interceptor.ts';
+import { RefusalLog } from '../auth/refusal-log.ts';
 import { TokenSet } from '../auth/tokens.ts';
 import { Membership } from '../cluster/membership.ts';
 import type { Config } from '../config/schema.ts';
@@ -59,7 +62,7 @@ async function checkSchema(handle: DbHandle, url: string): Promise<void> {
   try {
     await handle.db.execute(sql`SELECT 1 FROM nodes LIMIT 1`);
   } catch (err) {
-    throw new BmError('failed-precondition', `database ${redactDatabaseUrl(url)} is not ready (${err instanceof Error ? err.message : String(err)}); run \`bmctl db sync\` first`);
+    throw new BmError('failed-precondition', `database ${redactDatabaseUrl(url)} is not ready (${describeDatabaseError(err)}); run \`bmctl db sync\` first`);
   }
 }
 
@@ -87,12 +90,15 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     await blobs.sweepTemp();
     const catalog = new ImageCatalog(handle.db, blobs, { maxUploadBytes: config.images.max_upload_gb * 1024 ** 3 });
 
+    const refusals = new RefusalLog(log);
+    cleanup.unshift(async () => refusals.flush());
     const server = new grpc.Server({
       'grpc.max_receive_message_length': config.api.max_message_bytes,
       'grpc.max_send_message_length': config.api.max_message_bytes,
+      // Agents authenticate with their per-operation token inside the registry, not with admin tokens.
+      interceptors: [adminAuth(tokens, refusals, [AGENT_REGISTRY_PREFIX])],
     });
-    // Agents authenticate with their per-operation token inside the registry, not with admin tokens.
-    const serve: ServeOptions = { interceptors: [adminAuth(tokens, [AGENT_REGISTRY_PREFIX])], toStatus: statusMapper(log) };
+    const serve: ServeOptions = { toStatus: statusMapper(log, refusals), maxRequestBytes: requestLimits(config.api) };
     const registry = new AgentRegistry(store, new MysqlAgentTokens(handle.db), bus, {
       enabled: config.discovery.enabled,
       group: config.discovery.group,
