@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { bootConfigSchema } from '../boot/config.ts';
 import { DEFAULT_GROUP } from '../nodes/defaults.ts';
 import { groupName } from '../nodes/validate.ts';
+import { DEFAULT_SUBJECT_PREFIX, SUBJECT_PREFIX_PATTERN } from '../events/subjects.ts';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port');
 
@@ -51,6 +52,8 @@ export const configSchema = z
     nats: z
       .object({
         url: z.string().regex(/^nats:\/\//, 'expected a nats:// URL').default('nats://127.0.0.1:4222'),
+        /** First token(s) of every subject; controllers of one cluster share it, other clusters on the same NATS use their own. */
+        prefix: z.string().regex(SUBJECT_PREFIX_PATTERN, 'expected NATS subject tokens (letters, digits, "_" or "-") joined by "."').default(DEFAULT_SUBJECT_PREFIX),
       })
       .strict()
       .prefault({}),

@@ -34,6 +34,7 @@ import { Membership } from '../cluster/membership.ts';
 import type { Config } from '../config/schema.ts';
 import { BmError } from '../errors.ts';
 import { NatsEventBus } from '../events/nats-bus.ts';
+import { Subjects } from '../events/subjects.ts';
 import { Enrollment } from '../nodes/enrollment.ts';
 import { PowerConductor } from '../conductor/power.ts';
 import { powerFactory } from '../conductor/power-factory.ts';
@@ -80,7 +81,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
   const cleanup: (() => Promise<void>)[] = [() => handle.close()];
   try {
     await checkSchema(handle, config.database.url);
-    const bus = await NatsEventBus.connect(config.nats.url, id);
+    const bus = await NatsEventBus.connect(config.nats.url, id, { subjects: new Subjects(config.nats.prefix) });
     cleanup.unshift(() => bus.close());
     const store = new MysqlNodeStore(handle.db);
     const enrollment = new Enrollment(store, bus, secrets);
@@ -159,7 +160,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     await membership.join();
     cleanup.unshift(() => membership.leave());
 
-    log.info({ id, api: `${host}:${apiPort}`, database: redactDatabaseUrl(config.database.url), nats: config.nats.url, groups: config.controller.groups }, 'controller started');
+    log.info({ id, api: `${host}:${apiPort}`, database: redactDatabaseUrl(config.database.url), nats: config.nats.url, natsPrefix: config.nats.prefix, groups: config.controller.groups }, 'controller started');
     return {
       id,
       apiPort,

@@ -50,7 +50,7 @@ beforeAll(async () => {
   const p = parseDatabaseUrl(ctl.databaseUrl);
   db = await mysql.createConnection({ host: p.host, port: p.port, user: p.user, password: p.password, database: p.database });
   nc = await natsConnect({ servers: natsUrl });
-  sub = nc.subscribe('bm.events.node.*');
+  sub = nc.subscribe(`${ctl.natsPrefix}.events.node.*`);
   void (async () => {
     for await (const m of sub) natsEvents.push(fromBinary(EventSchema, m.data));
   })();
@@ -164,7 +164,7 @@ describe('enrollment API', () => {
     expect((await ports.listPorts({ nodeId: other.uuid })).ports.length).toBe(1);
   });
 
-  it('publishes every create, update and delete on bm.events.node.<uuid>', async () => {
+  it('publishes every create, update and delete on <prefix>.events.node.<uuid>', async () => {
     const nodes = conn.client(NodeService);
     const ports = conn.client(PortService);
     const node = await nodes.createNode(nodeRequest());
