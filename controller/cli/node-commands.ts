@@ -7,6 +7,7 @@ import { POWER_DRIVERS } from '../nodes/validate.ts';
 import { withApi } from './connection.ts';
 import { CliUsageError } from './errors.ts';
 import type { Globals } from './options.ts';
+import { PM_PASSWORD_ENV, pmPasswordFrom } from './secret-input.ts';
 import { registerNodePowerCommands } from './node-power-commands.ts';
 
 export const NODE_HEADERS = ['UUID', 'Name', 'CPUs', 'Memory_MB', 'Disk_GB', 'MAC', 'PM_Address', 'PM_User', 'Provision_State', 'Power', 'Maintenance'] as const;
@@ -41,7 +42,8 @@ export function registerNodeCommands(program: Command, globals: Globals): void {
     .requiredOption('--pm-address <host>', 'BMC address')
     .option('--pm-port <port>', 'BMC UDP port', int('pm-port'), DEFAULT_PM_PORT)
     .requiredOption('--pm-user <user>', 'BMC user')
-    .option('--pm-password <password>', 'BMC password (or BM_PM_PASSWORD; avoid it in shell history)')
+    .option('--pm-password-stdin', `read the BMC password from stdin (asked without echo on a terminal); or set ${PM_PASSWORD_ENV}`)
+    .option('--pm-password <password>', `BMC password on the command line: visible to every user in ps; prefer ${PM_PASSWORD_ENV}`)
     .requiredOption('--cpus <n>', 'CPU count', int('cpus'))
     .requiredOption('--memory-mb <mb>', 'RAM in MiB', int('memory-mb'))
     .requiredOption('--disk-gb <gb>', 'local disk in GiB', int('disk-gb'))
@@ -51,10 +53,9 @@ export function registerNodeCommands(program: Command, globals: Globals): void {
     .option('--group <group>', 'L2 group (conductor group)', DEFAULT_GROUP)
     .option('--driver <driver>', `power driver: ${POWER_DRIVERS.join(', ')}`, DEFAULT_POWER_DRIVER)
     .option('--property <key=value>', 'extra property (repeatable)', properties, {})
-    .action(async (o: { pmAddress: string; pmPort: number; pmUser: string; pmPassword?: string; cpus: number; memoryMb: number; diskGb: number; arch: string; mac: string; name?: string; group: string; driver: string; property: Record<string, string> }) => {
+    .action(async (o: { pmAddress: string; pmPort: number; pmUser: string; pmPassword?: string; pmPasswordStdin?: boolean; cpus: number; memoryMb: number; diskGb: number; arch: string; mac: string; name?: string; group: string; driver: string; property: Record<string, string> }) => {
       const g = globals();
-      const password = o.pmPassword ?? process.env.BM_PM_PASSWORD;
-      if (!password) throw new CliUsageError('a BMC password is required: --pm-password or BM_PM_PASSWORD');
+      const password = (await pmPasswordFrom(o, true))!;
       const created = await withApi(g, (conn) =>
         conn.client(NodeService).createNode({
           pmAddress: o.pmAddress,
@@ -128,11 +129,15 @@ export function registerNodeCommands(program: Command, globals: Globals): void {
     .option('--pm-address <host>')
     .option('--pm-port <port>', '', int('pm-port'))
     .option('--pm-user <user>')
-    .option('--pm-password <password>')
+    .option('--pm-password-stdin', `change the BMC password to one read from stdin (asked without echo on a terminal); ${PM_PASSWORD_ENV} set in the environment changes it too`)
+    .option('--pm-password <password>', `BMC password on the command line: visible to every user in ps; prefer ${PM_PASSWORD_ENV}`)
     .option('--driver <driver>', `power driver: ${POWER_DRIVERS.join(', ')}`)
     .option('--property <key=value>', 'replace properties (repeatable)', properties)
-    .action(async (id: string, o: { driver?: string; name?: string; group?: string; cpus?: number; memoryMb?: number; diskGb?: number; arch?: string; pmAddress?: string; pmPort?: number; pmUser?: string; pmPassword?: string; property?: Record<string, string> }) => {
+    .action(async (id: string, o: { driver?: string; name?: string; group?: string; cpus?: number; memoryMb?: number; diskGb?: number; arch?: string; pmAddress?: string; pmPort?: number; pmUser?: string; pmPassword?: string; pmPasswordStdin?: boolean; property?: Record<string, string> }) => {
       const g = globals();
+      const pmPassword = await pmPasswordFrom(o, false);
+      // Said aloud, since a variable left over from an earlier create would change the password silently.
+      if (pmPassword !== undefined && !o.pmPasswordStdin && o.pmPassword === undefined) process.stderr.write(`bmctl: changing the BMC password to the value of ${PM_PASSWORD_ENV}\n`);
       const n = await withApi(g, (conn) =>
         conn.client(NodeService).updateNode({
           id,
@@ -145,7 +150,7 @@ export function registerNodeCommands(program: Command, globals: Globals): void {
           pmAddress: o.pmAddress,
           pmPort: o.pmPort,
           pmUser: o.pmUser,
-          pmPassword: o.pmPassword,
+          pmPassword,
           powerDriver: o.driver,
           properties: o.property ?? {},
         }),
