@@ -13,6 +13,7 @@ import mysql from 'mysql2/promise';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { NodeService, type CreateNodeRequest, type CreateNodeRequestSchema } from '../../proto/gen/bm/v1/node_pb.js';
 import { PortService } from '../../proto/gen/bm/v1/port_pb.js';
+import { ImageService } from '../../proto/gen/bm/v1/image_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
 import { parseDatabaseUrl } from '../../db/connect.ts';
 import { dropDatabase } from '../../db/migrate.ts';
@@ -96,6 +97,9 @@ describe('what the API refuses', () => {
     await expect(nodes.updateNode({ id: node.uuid, pmUser: 'a\u0000' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^pm_user: /) });
     await expect(nodes.updateNode({ id: node.uuid, maintenance: true, maintenanceReason: 'bad\u0000DIMM' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^maintenance_reason: /) });
     await expect(nodes.getNode({ id: 'no\u0000de' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    const images = conn.client(ImageService);
+    await expect(images.createImage([{ part: { case: 'meta', value: { name: 'ctl-img', diskFormat: 'raw', properties: { os: 'linux\u0000' } } } }])).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^properties: .*control characters/) });
+    await expect(images.getImage({ id: 'img\u001b' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^id: /) });
     // The refused value was stored nowhere.
     expect((await nodes.getNode({ id: node.uuid })).pmUser).toBe('admin');
   });
