@@ -14,6 +14,7 @@ export type AgentErrorCode =
   | 'unsupported'
   | 'unauthenticated'
   | 'busy'
+  | 'superseded'
   | 'internal';
 
 export type AgentErrorContext = Readonly<Record<string, string | number | boolean | undefined>>;
@@ -103,5 +104,16 @@ export class AgentAuthError extends AgentError {
 export class AgentBusyError extends AgentError {
   constructor(running: string, wanted: string) {
     super('busy', `cannot ${wanted}: ${running} is running`, { running, wanted });
+  }
+}
+
+/**
+ * A running operation was stopped because a new one of the same kind took
+ * over (a resumed WriteImage whose old stream's peer is gone). It is the abort
+ * reason of the old operation, so whatever it was awaiting rejects with it.
+ */
+export class OperationSupersededError extends AgentError {
+  constructor(operation: string) {
+    super('superseded', `superseded by a new ${operation}`, { operation });
   }
 }

@@ -3,7 +3,7 @@
  * which disk is the target, what is known about its contents, and the one
  * operation that may hold the disk at a time.
  */
-import { AgentBusyError } from '../errors.ts';
+import { AgentBusyError, OperationSupersededError } from '../errors.ts';
 import { selectRootDisk, type RootDeviceHints } from '../disk/root-device.ts';
 import type { DigestMethod } from '../disk/writer.ts';
 import { readDisks } from '../inventory/disks.ts';
@@ -86,7 +86,7 @@ export class AgentContext {
     if (running && running.name !== name) throw new AgentBusyError(running.name, name);
     if (running) {
       this.config.log('superseding a running operation', { operation: name });
-      running.abort.abort(new Error(`superseded by a new ${name}`));
+      running.abort.abort(new OperationSupersededError(name));
       await running.done;
     }
     if (this.#running) throw new AgentBusyError(this.#running.name, name);

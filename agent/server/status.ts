@@ -16,18 +16,19 @@ const STATUS_FOR: Readonly<Record<AgentErrorCode, status>> = {
   unsupported: status.UNIMPLEMENTED,
   unauthenticated: status.UNAUTHENTICATED,
   busy: status.ABORTED,
+  superseded: status.ABORTED,
   internal: status.INTERNAL,
 };
 
 export function agentStatusMapper(log: (message: string, fields?: Readonly<Record<string, unknown>>) => void): (err: unknown, ctx: CallContext) => StatusError {
   return (err, ctx) => {
     if (err instanceof AgentError) {
-      if (err.code !== 'unauthenticated') log('call failed', { method: ctx.path, code: err.code, error: err.message });
+      // A superseded operation was already logged where the new one took over.
+      if (err.code !== 'unauthenticated' && err.code !== 'superseded') log('call failed', { method: ctx.path, code: err.code, error: err.message });
       return { code: STATUS_FOR[err.code], details: err.message };
     }
     if (ctx.signal.aborted) return { code: status.CANCELLED, details: 'call cancelled' };
     if (err instanceof Error && err.name === 'AbortError') return { code: status.ABORTED, details: err.message };
-    if (err instanceof Error && /superseded/.test(err.message)) return { code: status.ABORTED, details: err.message };
     log('call failed with an unexpected error', { method: ctx.path, error: err instanceof Error ? err.message : String(err) });
     return { code: status.INTERNAL, details: 'internal error' };
   };

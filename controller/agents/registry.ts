@@ -8,9 +8,10 @@ import { AlreadyExistsError, BmError, NotFoundError, ValidationError } from '../
 import type { EventBus } from '../events/bus.ts';
 import { normalizeMac } from '../nodes/mac.ts';
 import type { NodeStore } from '../nodes/store.ts';
-import { CPU_ARCHES } from '../nodes/validate.ts';
+import { CPU_ARCHES, MAX_PORTS_PER_NODE } from '../nodes/validate.ts';
 import type { NodeRecord } from '../nodes/types.ts';
-import { uuidv7 } from '../nodes/uuid.ts';
+import { isUuid, uuidv7 } from '../nodes/uuid.ts';
+import { DEFAULT_PM_PORT, DEFAULT_POWER_DRIVER } from '../nodes/defaults.ts';
 import { UnauthenticatedError } from '../auth/interceptor.ts';
 import { TokenBucket } from './rate-limit.ts';
 import type { AgentTokenStore } from './tokens.ts';
@@ -46,7 +47,7 @@ export class RateLimitedError extends BmError {
   }
 }
 
-const MAX_MACS = 64;
+const MAX_MACS = MAX_PORTS_PER_NODE;
 
 export class AgentRegistry {
   readonly #store: NodeStore;
@@ -90,7 +91,7 @@ export class AgentRegistry {
   }
 
   async heartbeat(nodeUuid: string, agentAddress: string, token: string | undefined): Promise<AgentAction> {
-    if (!/^[0-9a-f-]{36}$/.test(nodeUuid)) throw new ValidationError('node_uuid', 'must be a node uuid');
+    if (!isUuid(nodeUuid)) throw new ValidationError('node_uuid', 'must be a node uuid');
     if (!/^[A-Za-z0-9.:\[\]-]{1,255}$/.test(agentAddress) || !/:\d{1,5}$/.test(agentAddress)) throw new ValidationError('agent_address', 'must be host:port');
     const node = await this.#store.findNode(nodeUuid);
     // Unknown node and wrong token look the same from outside.
@@ -123,10 +124,10 @@ export class AgentRegistry {
         cpuArch,
         // The BMC is unknown until an operator sets it; `manage` says so until then.
         pmAddress: '',
-        pmPort: 623,
+        pmPort: DEFAULT_PM_PORT,
         pmUser: '',
         pmPasswordEnc: null,
-        powerDriver: 'ipmi',
+        powerDriver: DEFAULT_POWER_DRIVER,
         properties: {
           discovered: 'true',
           cpu_model: clip(inventory.cpu?.model ?? '', 255),

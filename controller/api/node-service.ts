@@ -7,6 +7,8 @@ import type { NodeStore } from '../nodes/store.ts';
 import type { PowerDriverName } from '../nodes/validate.ts';
 import type { PowerConductor } from '../conductor/power.ts';
 import type { Provisioner } from '../conductor/provisioner.ts';
+import { DEFAULT_GROUP, DEFAULT_PM_PORT, DEFAULT_POWER_DRIVER } from '../nodes/defaults.ts';
+import { isUuid } from '../nodes/uuid.ts';
 import { nodeMessage } from './convert.ts';
 import { pageLimit, pageMarker } from './paging.ts';
 
@@ -15,17 +17,17 @@ export function nodeHandlers(enrollment: Enrollment, store: NodeStore, power: Po
     async createNode(req) {
       const node = await enrollment.createNode({
         name: req.name === '' ? null : req.name,
-        group: req.group === '' ? 'default' : req.group,
+        group: req.group === '' ? DEFAULT_GROUP : req.group,
         cpus: req.cpus,
         memoryMb: req.memoryMb,
         localGb: req.localGb,
         cpuArch: req.cpuArch,
         pmAddress: req.pmAddress,
-        pmPort: req.pmPort === 0 ? 623 : req.pmPort,
+        pmPort: req.pmPort === 0 ? DEFAULT_PM_PORT : req.pmPort,
         pmUser: req.pmUser,
         pmPassword: req.pmPassword,
         mac: req.mac,
-        powerDriver: (req.powerDriver === '' ? 'ipmi' : req.powerDriver) as PowerDriverName,
+        powerDriver: (req.powerDriver === '' ? DEFAULT_POWER_DRIVER : req.powerDriver) as PowerDriverName,
         properties: req.properties,
         resourceClass: req.resourceClass,
       });
@@ -39,7 +41,7 @@ export function nodeHandlers(enrollment: Enrollment, store: NodeStore, power: Po
       if (req.associated === 'true') associated = true;
       else if (req.associated === 'false') associated = false;
       else if (req.associated !== '') {
-        if (!/^[0-9a-f-]{36}$/.test(req.associated)) throw new ValidationError('associated', 'must be true, false or an instance uuid');
+        if (!isUuid(req.associated)) throw new ValidationError('associated', 'must be true, false or an instance uuid');
         associated = req.associated;
       }
       if (req.provisionState.length > 32) throw new ValidationError('provision_state', 'at most 32 characters');

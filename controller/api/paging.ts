@@ -1,4 +1,5 @@
 import { ValidationError } from '../errors.ts';
+import { isUuid } from '../nodes/uuid.ts';
 
 export const DEFAULT_PAGE = 100;
 export const MAX_PAGE = 1000;
@@ -11,6 +12,6 @@ export function pageLimit(limit: number): number {
 
 export function pageMarker(marker: string): string | null {
   if (marker === '') return null;
-  if (!/^[0-9a-f-]{36}$/.test(marker)) throw new ValidationError('marker', 'must be the uuid of the last item of the previous page');
+  if (!isUuid(marker)) throw new ValidationError('marker', 'must be the uuid of the last item of the previous page');
   return marker;
 }

@@ -3,10 +3,15 @@
  * message meant for operators; anything else is logged and answered with a
  * bare INTERNAL, since its message may hold internals.
  */
-import { status } from '@grpc/grpc-js';
+import { Metadata, status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { CallContext, StatusError } from '../../proto/rpc/index.ts';
+import type { RefusalLog } from '../auth/refusal-log.ts';
 import { BmError, type ErrorCode } from '../errors.ts';
+import { describeDatabaseError, isDatabaseError, isDatabaseUnreachable } from './database-error.ts';
+
+/** Trailer naming what failed behind the controller, for clients that word their message by it. */
+export const CAUSE_HEADER = 'bm-cause';
 
 const codes: Record<ErrorCode, status> = {
   'invalid-argument': status.INVALID_ARGUMENT,
@@ -23,13 +28,21 @@ const codes: Record<ErrorCode, status> = {
   internal: status.INTERNAL,
 };
 
-export function statusMapper(log: Logger): (err: unknown, ctx: CallContext) => StatusError {
+export function statusMapper(log: Logger, refusals: RefusalLog): (err: unknown, ctx: CallContext) => StatusError {
   return (err, ctx) => {
     if (err instanceof BmError) {
       if (err.code === 'internal') log.error({ err, method: ctx.path }, 'internal error');
       else if (err.code !== 'unauthenticated') log.debug({ code: err.code, method: ctx.path, context: err.context }, err.message);
-      else log.info({ method: ctx.path, peer: ctx.peer }, 'refused unauthenticated call');
+      else refusals.refused(ctx.path, ctx.peer);
       return { code: codes[err.code], details: err.code === 'internal' ? 'internal error' : err.message };
+    }
+    if (isDatabaseError(err)) {
+      // The full error (query included) goes to the log; the caller gets the database's one-line reason.
+      log.error({ err, method: ctx.path }, 'database error');
+      const metadata = new Metadata();
+      // Tells a client that the controller answered and its database did not (UNAVAILABLE alone reads as "controller down").
+      metadata.set(CAUSE_HEADER, 'database');
+      return { code: isDatabaseUnreachable(err) ? status.UNAVAILABLE : status.INTERNAL, details: `database error: ${describeDatabaseError(err)}`, metadata };
     }
     log.error({ err, method: ctx.path }, 'unexpected error');
     return { code: status.INTERNAL, details: 'internal error' };

@@ -5,6 +5,7 @@
  * expansions or extra kernel arguments.
  */
 import { ValidationError } from '../errors.ts';
+import { isUuid } from '../nodes/uuid.ts';
 
 export type BootPurpose = 'deploy' | 'clean' | 'inspect' | 'discovery';
 
@@ -32,6 +33,11 @@ function safe(value: string, pattern: RegExp, field: string): string {
   return value;
 }
 
+function checkedUuid(value: string): string {
+  if (!isUuid(value)) throw new ValidationError('nodeUuid', 'must be a node uuid');
+  return value;
+}
+
 export function renderIpxeScript(plan: BootScriptPlan): string {
   if (plan.kind === 'local-disk') {
     // BIOS: hand the first disk to the firmware; UEFI: leave iPXE so the firmware boots the next entry.
@@ -51,7 +57,7 @@ export function renderIpxeScript(plan: BootScriptPlan): string {
     'initrd=initrd',
     `bm.controller=${safe(plan.controllerUrl, SAFE_URL, 'controllerUrl')}`,
     `bm.purpose=${plan.purpose}`,
-    ...(plan.nodeUuid ? [`bm.node=${safe(plan.nodeUuid, /^[0-9a-f-]{36}$/, 'nodeUuid')}`] : []),
+    ...(plan.nodeUuid ? [`bm.node=${checkedUuid(plan.nodeUuid)}`] : []),
     ...(plan.agentToken ? [`bm.token=${safe(plan.agentToken, /^[A-Za-z0-9_-]{16,128}$/, 'agentToken')}`] : []),
     ...plan.kernelArgs.map((a, i) => safe(a, SAFE_ARG, `kernelArgs[${i}]`)),
   ];

@@ -2,9 +2,9 @@
 import type { Command } from 'commander';
 import { hashToken, newToken } from '../auth/tokens.ts';
 import { printJson } from './output.ts';
-import type { GlobalOptions } from './main.ts';
+import type { Globals } from './options.ts';
 
-export function registerAdminCommands(program: Command, globals: () => GlobalOptions): void {
+export function registerAdminCommands(program: Command, globals: Globals): void {
   program
     .command('db')
     .description('database schema')

@@ -1,5 +1,6 @@
 /** bmctl's one way to the controller: the gRPC API, never the database or NATS. */
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
+import { apiUrl } from './options.ts';
 
 export interface ApiOptions {
   readonly url?: string;
@@ -7,7 +8,16 @@ export interface ApiOptions {
 }
 
 export function apiConnection(opts: ApiOptions): RpcConnection {
-  const url = opts.url ?? process.env.BM_URL ?? '127.0.0.1:6385';
   const token = opts.token ?? process.env.BM_TOKEN;
-  return connect(url.replace(/^(grpc|http):\/\//, ''), token ? { metadata: { authorization: `Bearer ${token}` } } : {});
+  return connect(apiUrl(opts).replace(/^(grpc|http):\/\//, ''), token ? { metadata: { authorization: `Bearer ${token}` } } : {});
+}
+
+/** Opens the API connection, runs `fn` on it, and closes it however `fn` ends. */
+export async function withApi<T>(opts: ApiOptions, fn: (conn: RpcConnection) => Promise<T>): Promise<T> {
+  const conn = apiConnection(opts);
+  try {
+    return await fn(conn);
+  } finally {
+    conn.close();
+  }
 }

@@ -1,9 +1,9 @@
 /** bmctl flavor ...: the seed's `nova flavor-create` and `nova flavor-key`. */
 import type { Command } from 'commander';
 import { FlavorSchema, FlavorService, type Flavor } from '../../proto/gen/bm/v1/flavor_pb.js';
-import { apiConnection } from './connection.ts';
+import { withApi } from './connection.ts';
 import { CliUsageError } from './errors.ts';
-import type { GlobalOptions } from './main.ts';
+import type { GlobalOptions } from './options.ts';
 import { messageJson, printDeleted, printJson, printMessage, table } from './output.ts';
 
 function whole(name: string): (v: string) => number {
@@ -34,12 +34,9 @@ export function registerFlavorCommands(program: Command, globals: () => GlobalOp
     .option('--resource-class <rc>', 'the resource_class key: only nodes of this class fit', '')
     .action(async (name: string, o: { ram: number; disk: number; cpus: number; arch: string; resourceClass: string }) => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
+      await withApi(g, async (conn) => {
         printMessage(g.json, FlavorSchema, await conn.client(FlavorService).createFlavor({ name, ramMb: o.ram, diskGb: o.disk, cpus: o.cpus, cpuArch: o.arch, resourceClass: o.resourceClass }));
-      } finally {
-        conn.close();
-      }
+      });
     });
 
   flavor
@@ -47,8 +44,7 @@ export function registerFlavorCommands(program: Command, globals: () => GlobalOp
     .description('set K=V ... or unset K ...: cpu_arch, resource_class, capabilities:NAME, baremetal:deploy_kernel_id, baremetal:deploy_ramdisk_id')
     .action(async (name: string, action: string, pairs: string[]) => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
+      await withApi(g, async (conn) => {
         const flavors = conn.client(FlavorService);
         let updated: Flavor;
         if (action === 'set') {
@@ -63,9 +59,7 @@ export function registerFlavorCommands(program: Command, globals: () => GlobalOp
           updated = await flavors.unsetFlavorKeys({ id: name, keys: pairs });
         } else throw new CliUsageError(`flavor key takes set or unset, not "${action}"`);
         printMessage(g.json, FlavorSchema, updated);
-      } finally {
-        conn.close();
-      }
+      });
     });
 
   flavor
@@ -73,14 +67,11 @@ export function registerFlavorCommands(program: Command, globals: () => GlobalOp
     .description('list flavors')
     .action(async () => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
+      await withApi(g, async (conn) => {
         const { flavors } = await conn.client(FlavorService).listFlavors({});
         if (g.json) printJson(flavors.map((f) => messageJson(FlavorSchema, f)));
         else process.stdout.write(table(['UUID', 'Name', 'RAM_MB', 'Disk_GB', 'CPUs', 'Keys'], flavors.map(flavorRow)) + '\n');
-      } finally {
-        conn.close();
-      }
+      });
     });
 
   flavor
@@ -88,12 +79,9 @@ export function registerFlavorCommands(program: Command, globals: () => GlobalOp
     .description('show one flavor by uuid or name')
     .action(async (id: string) => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
+      await withApi(g, async (conn) => {
         printMessage(g.json, FlavorSchema, await conn.client(FlavorService).getFlavor({ id }));
-      } finally {
-        conn.close();
-      }
+      });
     });
 
   flavor
@@ -101,12 +89,9 @@ export function registerFlavorCommands(program: Command, globals: () => GlobalOp
     .description('delete a flavor (refused while an instance uses it)')
     .action(async (id: string) => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
+      await withApi(g, async (conn) => {
         await conn.client(FlavorService).deleteFlavor({ id });
         printDeleted(g.json, 'flavor', id);
-      } finally {
-        conn.close();
-      }
+      });
     });
 }

@@ -6,10 +6,10 @@ import { SingleBar, Presets } from 'cli-progress';
 import { ImageSchema, ImageService, type Image } from '../../proto/gen/bm/v1/image_pb.js';
 import type { CreateImageRequestSchema } from '../../proto/gen/bm/v1/image_pb.js';
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import { apiConnection } from './connection.ts';
+import { withApi } from './connection.ts';
 import { CliUsageError } from './errors.ts';
 import { details, messageJson, printDeleted, printJson, printMessage, table } from './output.ts';
-import type { GlobalOptions } from './main.ts';
+import type { Globals } from './options.ts';
 
 const CHUNK = 1024 * 1024;
 
@@ -17,7 +17,7 @@ function imageRow(i: Image): string[] {
   return [i.uuid, i.name, i.diskFormat, i.status, String(i.size), String(i.virtualSize), i.sha256];
 }
 
-export function registerImageCommands(program: Command, globals: () => GlobalOptions): void {
+export function registerImageCommands(program: Command, globals: Globals): void {
   const image = program.command('image').description('images: upload, list, delete');
 
   image
@@ -53,15 +53,13 @@ export function registerImageCommands(program: Command, globals: () => GlobalOpt
           yield { part: { case: 'chunk', value: chunk as Buffer } };
         }
       }
-      const conn = apiConnection(g);
       try {
-        const created = await conn.client(ImageService).createImage(requests());
+        const created = await withApi(g, (conn) => conn.client(ImageService).createImage(requests()));
         bar?.stop();
         if (g.json) printJson(messageJson(ImageSchema, created));
         else process.stdout.write(`${details(messageJson(ImageSchema, created) as Record<string, unknown>)}\nsha256: ${created.sha256}\n`);
       } finally {
         bar?.stop();
-        conn.close();
       }
     });
 
@@ -70,18 +68,15 @@ export function registerImageCommands(program: Command, globals: () => GlobalOpt
     .description('list images')
     .action(async () => {
       const g = globals();
-      const conn = apiConnection(g);
       const all: Image[] = [];
-      try {
+      await withApi(g, async (conn) => {
         let marker = '';
         do {
           const page = await conn.client(ImageService).listImages({ limit: 1000, marker });
           all.push(...page.images);
           marker = page.nextMarker;
         } while (marker !== '');
-      } finally {
-        conn.close();
-      }
+      });
       if (g.json) printJson(all.map((i) => messageJson(ImageSchema, i)));
       else process.stdout.write(table(['UUID', 'Name', 'Format', 'Status', 'Size', 'Virtual_Size', 'SHA256'], all.map(imageRow)) + '\n');
     });
@@ -91,13 +86,7 @@ export function registerImageCommands(program: Command, globals: () => GlobalOpt
     .description('show one image by uuid or name')
     .action(async (id: string) => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
-        const i = await conn.client(ImageService).getImage({ id });
-        printMessage(g.json, ImageSchema, i);
-      } finally {
-        conn.close();
-      }
+      printMessage(g.json, ImageSchema, await withApi(g, (conn) => conn.client(ImageService).getImage({ id })));
     });
 
   image
@@ -105,12 +94,7 @@ export function registerImageCommands(program: Command, globals: () => GlobalOpt
     .description('delete an image (refused while another image uses it as kernel or ramdisk)')
     .action(async (id: string) => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
-        await conn.client(ImageService).deleteImage({ id });
-        printDeleted(g.json, 'image', id);
-      } finally {
-        conn.close();
-      }
+      await withApi(g, (conn) => conn.client(ImageService).deleteImage({ id }));
+      printDeleted(g.json, 'image', id);
     });
 }

@@ -9,9 +9,9 @@ import { Presets, SingleBar } from 'cli-progress';
 import { EventService } from '../../proto/gen/bm/v1/event_pb.js';
 import { InstanceSchema, InstanceService, type Instance } from '../../proto/gen/bm/v1/instance_pb.js';
 import type { RpcConnection } from '../../proto/rpc/index.ts';
-import { apiConnection } from './connection.ts';
+import { withApi } from './connection.ts';
 import { CliUsageError } from './errors.ts';
-import type { GlobalOptions } from './main.ts';
+import type { GlobalOptions } from './options.ts';
 import { messageJson, printJson, printMessage, table } from './output.ts';
 
 const FINAL = new Set(['ACTIVE', 'ERROR']);
@@ -95,8 +95,7 @@ export function registerInstanceCommands(program: Command, globals: () => Global
         if (!address || !prefix) throw new CliUsageError(`--static takes ADDRESS/PREFIX,GATEWAY[,DNS...], got "${o.static}"`);
         network = { mode: 'static', address, netmask: prefix, gateway, dns };
       }
-      const conn = apiConnection(g);
-      try {
+      await withApi(g, async (conn) => {
         const created = await conn.client(InstanceService).createInstance({ name, flavor: o.flavor, image: o.image, userData, sshKeys, ...(network ? { network } : {}) });
         if (!o.wait) {
           printMessage(g.json, InstanceSchema, created);
@@ -107,9 +106,7 @@ export function registerInstanceCommands(program: Command, globals: () => Global
         if (g.json) printJson(messageJson(InstanceSchema, final));
         else process.stdout.write(`${final.uuid} ${final.name} ${final.state}${final.address ? ` address=${final.address}` : ''}${final.lastError ? ` last_error="${final.lastError}"` : ''}\n`);
         if (final.state !== 'ACTIVE') process.exitCode = 1;
-      } finally {
-        conn.close();
-      }
+      });
     });
 
   const instance = program.command('instance').description('instances: list, show, delete, reboot, power');
@@ -120,14 +117,11 @@ export function registerInstanceCommands(program: Command, globals: () => Global
     .option('--project <p>', 'admin: only this project')
     .action(async (o: { project?: string }) => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
+      await withApi(g, async (conn) => {
         const { instances } = await conn.client(InstanceService).listInstances({ project: o.project ?? '' });
         if (g.json) printJson(instances.map((i) => messageJson(InstanceSchema, i)));
         else process.stdout.write(table(HEADERS, instances.map(instanceRow)) + '\n');
-      } finally {
-        conn.close();
-      }
+      });
     });
 
   instance
@@ -135,12 +129,9 @@ export function registerInstanceCommands(program: Command, globals: () => Global
     .description('show one instance by uuid or name')
     .action(async (id: string) => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
+      await withApi(g, async (conn) => {
         printMessage(g.json, InstanceSchema, await conn.client(InstanceService).getInstance({ id }));
-      } finally {
-        conn.close();
-      }
+      });
     });
 
   instance
@@ -150,8 +141,7 @@ export function registerInstanceCommands(program: Command, globals: () => Global
     .option('--timeout <s>', 'give up waiting after this many seconds', '1800')
     .action(async (id: string, o: { wait: boolean; timeout: string }) => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
+      await withApi(g, async (conn) => {
         const instances = conn.client(InstanceService);
         let current: Instance | null = await instances.deleteInstance({ id });
         const deadline = Date.now() + Number(o.timeout) * 1000;
@@ -162,9 +152,7 @@ export function registerInstanceCommands(program: Command, globals: () => Global
         if (g.json) printJson(current ? messageJson(InstanceSchema, current) : { deleted: id });
         else process.stdout.write(current ? `${current.uuid} ${current.state}${current.lastError ? ` last_error="${current.lastError}"` : ''}\n` : `deleted instance ${id}\n`);
         if (current?.state === 'ERROR') process.exitCode = 1;
-      } finally {
-        conn.close();
-      }
+      });
     });
 
   instance
@@ -173,12 +161,9 @@ export function registerInstanceCommands(program: Command, globals: () => Global
     .option('--hard', 'power cycle through the BMC', false)
     .action(async (id: string, o: { hard: boolean }) => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
+      await withApi(g, async (conn) => {
         printMessage(g.json, InstanceSchema, await conn.client(InstanceService).rebootInstance({ id, hard: o.hard }, { timeoutMs: 300_000 }));
-      } finally {
-        conn.close();
-      }
+      });
     });
 
   for (const target of ['on', 'off'] as const) {
@@ -187,12 +172,9 @@ export function registerInstanceCommands(program: Command, globals: () => Global
       .description(`power the instance's machine ${target}`)
       .action(async (id: string) => {
         const g = globals();
-        const conn = apiConnection(g);
-        try {
+        await withApi(g, async (conn) => {
           printMessage(g.json, InstanceSchema, await conn.client(InstanceService).setInstancePower({ id, target }, { timeoutMs: 120_000 }));
-        } finally {
-          conn.close();
-        }
+        });
       });
   }
 }

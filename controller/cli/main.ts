@@ -10,18 +10,13 @@ import { registerImageCommands } from './image-commands.ts';
 import { registerInstanceCommands } from './instance-commands.ts';
 import { registerNodeCommands } from './node-commands.ts';
 import { registerPortCommands } from './port-commands.ts';
+import { apiUrl, DEFAULT_API_URL, type GlobalOptions } from './options.ts';
 import { registerWatchCommand } from './watch-command.ts';
-
-export interface GlobalOptions {
-  readonly url?: string;
-  readonly token?: string;
-  readonly json: boolean;
-}
 
 export function buildProgram(): Command {
   const program = new Command('bmctl')
     .description('bare-metal controller CLI')
-    .option('--url <host:port>', 'controller API (default: BM_URL or 127.0.0.1:6385)')
+    .option('--url <host:port>', `controller API (default: BM_URL or ${DEFAULT_API_URL})`)
     .option('--token <token>', 'bearer token (default: BM_TOKEN)')
     .option('--json', 'machine-readable output', false)
     .exitOverride()
@@ -59,7 +54,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    process.stderr.write(`bmctl: error: ${describeError(err, program.opts<GlobalOptions>().url ?? process.env.BM_URL ?? '127.0.0.1:6385')}\n`);
+    process.stderr.write(`bmctl: error: ${describeError(err, apiUrl(program.opts<GlobalOptions>()))}\n`);
     return 1;
   }
 }

@@ -2,9 +2,12 @@
 import type { Command } from 'commander';
 import { NodeSchema, NodeService, type Node } from '../../proto/gen/bm/v1/node_pb.js';
 import { messageJson, printDeleted, printJson, printMessage, table } from './output.ts';
-import { apiConnection } from './connection.ts';
+import { DEFAULT_GROUP, DEFAULT_PM_PORT, DEFAULT_POWER_DRIVER } from '../nodes/defaults.ts';
+import { POWER_DRIVERS } from '../nodes/validate.ts';
+import { withApi } from './connection.ts';
 import { CliUsageError } from './errors.ts';
-import type { GlobalOptions } from './main.ts';
+import type { Globals } from './options.ts';
+import { PM_PASSWORD_ENV, pmPasswordFrom } from './secret-input.ts';
 import { registerNodePowerCommands } from './node-power-commands.ts';
 
 export const NODE_HEADERS = ['UUID', 'Name', 'CPUs', 'Memory_MB', 'Disk_GB', 'MAC', 'PM_Address', 'PM_User', 'Provision_State', 'Power', 'Maintenance'] as const;
@@ -29,7 +32,7 @@ function properties(v: string, prev: Record<string, string>): Record<string, str
   return { ...prev, [v.slice(0, eq)]: v.slice(eq + 1) };
 }
 
-export function registerNodeCommands(program: Command, globals: () => GlobalOptions): void {
+export function registerNodeCommands(program: Command, globals: Globals): void {
   const node = program.command('node').description('enroll, list and change nodes');
   registerNodePowerCommands(node, globals);
 
@@ -37,26 +40,25 @@ export function registerNodeCommands(program: Command, globals: () => GlobalOpti
     .command('create')
     .description('enroll a node with its BMC credentials and first MAC')
     .requiredOption('--pm-address <host>', 'BMC address')
-    .option('--pm-port <port>', 'BMC UDP port', int('pm-port'), 623)
+    .option('--pm-port <port>', 'BMC UDP port', int('pm-port'), DEFAULT_PM_PORT)
     .requiredOption('--pm-user <user>', 'BMC user')
-    .option('--pm-password <password>', 'BMC password (or BM_PM_PASSWORD; avoid it in shell history)')
+    .option('--pm-password-stdin', `read the BMC password from stdin (asked without echo on a terminal); or set ${PM_PASSWORD_ENV}`)
+    .option('--pm-password <password>', `BMC password on the command line: visible to every user in ps; prefer ${PM_PASSWORD_ENV}`)
     .requiredOption('--cpus <n>', 'CPU count', int('cpus'))
     .requiredOption('--memory-mb <mb>', 'RAM in MiB', int('memory-mb'))
     .requiredOption('--disk-gb <gb>', 'local disk in GiB', int('disk-gb'))
     .option('--arch <arch>', 'CPU architecture', 'x86_64')
     .requiredOption('--mac <mac>', 'MAC of the PXE interface')
     .option('--name <name>', 'a unique name')
-    .option('--group <group>', 'L2 group (conductor group)', 'default')
-    .option('--driver <driver>', 'power driver: ipmi, ipmitool', 'ipmi')
+    .option('--group <group>', 'L2 group (conductor group)', DEFAULT_GROUP)
+    .option('--driver <driver>', `power driver: ${POWER_DRIVERS.join(', ')}`, DEFAULT_POWER_DRIVER)
     .option('--property <key=value>', 'extra property (repeatable)', properties, {})
     .option('--resource-class <rc>', 'matched against a flavor\'s resource_class', '')
-    .action(async (o: { pmAddress: string; pmPort: number; pmUser: string; pmPassword?: string; cpus: number; memoryMb: number; diskGb: number; arch: string; mac: string; name?: string; group: string; driver: string; property: Record<string, string>; resourceClass: string }) => {
+    .action(async (o: { pmAddress: string; pmPort: number; pmUser: string; pmPassword?: string; pmPasswordStdin?: boolean; cpus: number; memoryMb: number; diskGb: number; arch: string; mac: string; name?: string; group: string; driver: string; property: Record<string, string>; resourceClass: string }) => {
       const g = globals();
-      const password = o.pmPassword ?? process.env.BM_PM_PASSWORD;
-      if (!password) throw new CliUsageError('a BMC password is required: --pm-password or BM_PM_PASSWORD');
-      const conn = apiConnection(g);
-      try {
-        const created = await conn.client(NodeService).createNode({
+      const password = (await pmPasswordFrom(o, true))!;
+      const created = await withApi(g, (conn) =>
+        conn.client(NodeService).createNode({
           pmAddress: o.pmAddress,
           pmPort: o.pmPort,
           pmUser: o.pmUser,
@@ -71,11 +73,9 @@ export function registerNodeCommands(program: Command, globals: () => GlobalOpti
           powerDriver: o.driver,
           properties: o.property,
           resourceClass: o.resourceClass,
-        });
-        printMessage(g.json, NodeSchema, created);
-      } finally {
-        conn.close();
-      }
+        }),
+      );
+      printMessage(g.json, NodeSchema, created);
     });
 
   node
@@ -89,10 +89,9 @@ export function registerNodeCommands(program: Command, globals: () => GlobalOpti
     .action(async (o: { state?: string; group?: string; maintenance?: string; associated?: string; limit?: number }) => {
       const g = globals();
       if (o.maintenance !== undefined && o.maintenance !== 'true' && o.maintenance !== 'false') throw new CliUsageError('--maintenance takes true or false');
-      const conn = apiConnection(g);
-      const client = conn.client(NodeService);
       const all: Node[] = [];
-      try {
+      await withApi(g, async (conn) => {
+        const client = conn.client(NodeService);
         let marker = '';
         do {
           const want = o.limit === undefined ? 1000 : Math.min(1000, o.limit - all.length);
@@ -107,9 +106,7 @@ export function registerNodeCommands(program: Command, globals: () => GlobalOpti
           all.push(...page.nodes);
           marker = page.nextMarker;
         } while (marker !== '' && (o.limit === undefined || all.length < o.limit));
-      } finally {
-        conn.close();
-      }
+      });
       if (g.json) printJson(all.map((n) => messageJson(NodeSchema, n)));
       else process.stdout.write(table(NODE_HEADERS, all.map(nodeRow)) + '\n');
     });
@@ -119,13 +116,7 @@ export function registerNodeCommands(program: Command, globals: () => GlobalOpti
     .description('show one node by uuid or name')
     .action(async (id: string) => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
-        const n = await conn.client(NodeService).getNode({ id });
-        printMessage(g.json, NodeSchema, n);
-      } finally {
-        conn.close();
-      }
+      printMessage(g.json, NodeSchema, await withApi(g, (conn) => conn.client(NodeService).getNode({ id })));
     });
 
   node
@@ -140,14 +131,17 @@ export function registerNodeCommands(program: Command, globals: () => GlobalOpti
     .option('--pm-address <host>')
     .option('--pm-port <port>', '', int('pm-port'))
     .option('--pm-user <user>')
-    .option('--pm-password <password>')
-    .option('--driver <driver>', 'power driver: ipmi, ipmitool')
+    .option('--pm-password-stdin', `change the BMC password to one read from stdin (asked without echo on a terminal); ${PM_PASSWORD_ENV} set in the environment changes it too`)
+    .option('--pm-password <password>', `BMC password on the command line: visible to every user in ps; prefer ${PM_PASSWORD_ENV}`)
+    .option('--driver <driver>', `power driver: ${POWER_DRIVERS.join(', ')}`)
     .option('--property <key=value>', 'replace properties (repeatable)', properties)
-    .action(async (id: string, o: { driver?: string; name?: string; group?: string; cpus?: number; memoryMb?: number; diskGb?: number; arch?: string; pmAddress?: string; pmPort?: number; pmUser?: string; pmPassword?: string; property?: Record<string, string> }) => {
+    .action(async (id: string, o: { driver?: string; name?: string; group?: string; cpus?: number; memoryMb?: number; diskGb?: number; arch?: string; pmAddress?: string; pmPort?: number; pmUser?: string; pmPassword?: string; pmPasswordStdin?: boolean; property?: Record<string, string> }) => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
-        const n = await conn.client(NodeService).updateNode({
+      const pmPassword = await pmPasswordFrom(o, false);
+      // Said aloud, since a variable left over from an earlier create would change the password silently.
+      if (pmPassword !== undefined && !o.pmPasswordStdin && o.pmPassword === undefined) process.stderr.write(`bmctl: changing the BMC password to the value of ${PM_PASSWORD_ENV}\n`);
+      const n = await withApi(g, (conn) =>
+        conn.client(NodeService).updateNode({
           id,
           name: o.name,
           group: o.group,
@@ -158,14 +152,12 @@ export function registerNodeCommands(program: Command, globals: () => GlobalOpti
           pmAddress: o.pmAddress,
           pmPort: o.pmPort,
           pmUser: o.pmUser,
-          pmPassword: o.pmPassword,
+          pmPassword,
           powerDriver: o.driver,
           properties: o.property ?? {},
-        });
-        printMessage(g.json, NodeSchema, n);
-      } finally {
-        conn.close();
-      }
+        }),
+      );
+      printMessage(g.json, NodeSchema, n);
     });
 
   node
@@ -173,12 +165,7 @@ export function registerNodeCommands(program: Command, globals: () => GlobalOpti
     .description('delete a node (refused while it is deploying or active)')
     .action(async (id: string) => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
-        await conn.client(NodeService).deleteNode({ id });
-        printDeleted(g.json, 'node', id);
-      } finally {
-        conn.close();
-      }
+      await withApi(g, (conn) => conn.client(NodeService).deleteNode({ id }));
+      printDeleted(g.json, 'node', id);
     });
 }

@@ -1,29 +1,27 @@
 /** bmctl node power|bootdev|manage|provide|inspect|maintenance-on|maintenance-off. */
 import type { Command } from 'commander';
 import { NodeSchema, NodeService, type Node } from '../../proto/gen/bm/v1/node_pb.js';
-import { apiConnection } from './connection.ts';
+import { FAILED_STATES, isTransientState } from '../conductor/states.ts';
+import { withApi } from './connection.ts';
 import { CliUsageError } from './errors.ts';
 import { messageJson, printJson } from './output.ts';
-import type { GlobalOptions } from './main.ts';
+import type { GlobalOptions, Globals } from './options.ts';
 
 const POWER_VERBS: Readonly<Record<string, string>> = { on: 'on', off: 'off', cycle: 'reboot', reboot: 'reboot', 'soft-off': 'soft-off' };
-/** States a verb passes through on its way; --wait waits until the node leaves them. */
-const TRANSIENT = new Set(['verifying', 'inspecting', 'inspect-wait', 'cleaning', 'deploying', 'wait-callback', 'deleting']);
 
 function printNodeState(g: GlobalOptions, n: Node): void {
   if (g.json) printJson(messageJson(NodeSchema, n));
   else process.stdout.write(`${n.uuid} ${n.name ? `(${n.name}) ` : ''}provision_state=${n.provisionState} power=${n.powerState}${n.lastError ? ` last_error="${n.lastError}"` : ''}\n`);
 }
 
-export function registerNodePowerCommands(node: Command, globals: () => GlobalOptions): void {
+export function registerNodePowerCommands(node: Command, globals: Globals): void {
   node
     .command('power <action> <id>')
     .description('power on|off|cycle|soft-off|status a node through its BMC')
     .option('--wait', 'return once the node reached the state (the default for on/off/cycle)')
     .action(async (action: string, id: string) => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
+      await withApi(g, async (conn) => {
         const nodes = conn.client(NodeService);
         if (action === 'status') {
           const r = await nodes.getPowerState({ id });
@@ -36,9 +34,7 @@ export function registerNodePowerCommands(node: Command, globals: () => GlobalOp
         const n = await nodes.setPowerState({ id, target }, { timeoutMs: 120_000 });
         printNodeState(g, n);
         if (n.lastError && n.powerState !== (target === 'on' || target === 'reboot' ? 'on' : 'off')) process.exitCode = 1;
-      } finally {
-        conn.close();
-      }
+      });
     });
 
   node
@@ -48,14 +44,9 @@ export function registerNodePowerCommands(node: Command, globals: () => GlobalOp
     .option('--uefi', 'EFI boot (default: legacy BIOS)', false)
     .action(async (id: string, device: string, o: { persistent: boolean; uefi: boolean }) => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
-        const r = await conn.client(NodeService).setBootDevice({ id, device, persistent: o.persistent, uefi: o.uefi });
-        if (g.json) printJson({ id, device: r.device, persistent: r.persistent, uefi: r.uefi });
-        else process.stdout.write(`boot device: ${r.device}${r.persistent ? ' (persistent)' : ' (next boot)'}${r.uefi ? ' uefi' : ''}\n`);
-      } finally {
-        conn.close();
-      }
+      const r = await withApi(g, (conn) => conn.client(NodeService).setBootDevice({ id, device, persistent: o.persistent, uefi: o.uefi }));
+      if (g.json) printJson({ id, device: r.device, persistent: r.persistent, uefi: r.uefi });
+      else process.stdout.write(`boot device: ${r.device}${r.persistent ? ' (persistent)' : ' (next boot)'}${r.uefi ? ' uefi' : ''}\n`);
     });
 
   for (const verb of ['manage', 'provide', 'inspect'] as const) {
@@ -66,20 +57,18 @@ export function registerNodePowerCommands(node: Command, globals: () => GlobalOp
       .option('--timeout <s>', 'give up waiting after this many seconds', '300')
       .action(async (id: string, o: { wait: boolean; timeout: string }) => {
         const g = globals();
-        const conn = apiConnection(g);
-        try {
+        const n = await withApi(g, async (conn) => {
           const nodes = conn.client(NodeService);
           let n = await nodes.provision({ id, verb });
           const deadline = Date.now() + Number(o.timeout) * 1000;
-          while (o.wait && TRANSIENT.has(n.provisionState) && Date.now() < deadline) {
+          while (o.wait && isTransientState(n.provisionState) && Date.now() < deadline) {
             await new Promise((r) => setTimeout(r, 250));
             n = await nodes.getNode({ id: n.uuid });
           }
-          printNodeState(g, n);
-          if (n.provisionState.endsWith('-failed')) process.exitCode = 1;
-        } finally {
-          conn.close();
-        }
+          return n;
+        });
+        printNodeState(g, n);
+        if ((FAILED_STATES as readonly string[]).includes(n.provisionState)) process.exitCode = 1;
       });
   }
 
@@ -89,12 +78,7 @@ export function registerNodePowerCommands(node: Command, globals: () => GlobalOp
     .option('--reason <text>', 'why, for the next operator', '')
     .action(async (id: string, o: { reason: string }) => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
-        printNodeState(g, await conn.client(NodeService).updateNode({ id, maintenance: true, maintenanceReason: o.reason }));
-      } finally {
-        conn.close();
-      }
+      printNodeState(g, await withApi(g, (conn) => conn.client(NodeService).updateNode({ id, maintenance: true, maintenanceReason: o.reason })));
     });
 
   node
@@ -102,11 +86,6 @@ export function registerNodePowerCommands(node: Command, globals: () => GlobalOp
     .description('take a node out of maintenance')
     .action(async (id: string) => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
-        printNodeState(g, await conn.client(NodeService).updateNode({ id, maintenance: false }));
-      } finally {
-        conn.close();
-      }
+      printNodeState(g, await withApi(g, (conn) => conn.client(NodeService).updateNode({ id, maintenance: false })));
     });
 }

@@ -1,11 +1,11 @@
 /** bmctl port ...: the seed's baremetal-interface-add/-list/-remove. */
 import type { Command } from 'commander';
 import { PortSchema, PortService, type Port } from '../../proto/gen/bm/v1/port_pb.js';
-import { apiConnection } from './connection.ts';
+import { withApi } from './connection.ts';
 import { messageJson, printDeleted, printJson, table } from './output.ts';
-import type { GlobalOptions } from './main.ts';
+import type { Globals } from './options.ts';
 
-export function registerPortCommands(program: Command, globals: () => GlobalOptions): void {
+export function registerPortCommands(program: Command, globals: Globals): void {
   const port = program.command('port').description('network interfaces (MACs) of nodes');
 
   port
@@ -13,14 +13,9 @@ export function registerPortCommands(program: Command, globals: () => GlobalOpti
     .description('add a MAC to a node')
     .action(async (node: string, mac: string) => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
-        const p = await conn.client(PortService).createPort({ nodeId: node, mac });
-        if (g.json) printJson(messageJson(PortSchema, p));
-        else process.stdout.write(table(['UUID', 'Node', 'MAC'], [[p.uuid, p.nodeUuid, p.mac]]) + '\n');
-      } finally {
-        conn.close();
-      }
+      const p = await withApi(g, (conn) => conn.client(PortService).createPort({ nodeId: node, mac }));
+      if (g.json) printJson(messageJson(PortSchema, p));
+      else process.stdout.write(table(['UUID', 'Node', 'MAC'], [[p.uuid, p.nodeUuid, p.mac]]) + '\n');
     });
 
   port
@@ -29,18 +24,15 @@ export function registerPortCommands(program: Command, globals: () => GlobalOpti
     .option('--node <node>', 'only this node\'s ports')
     .action(async (o: { node?: string }) => {
       const g = globals();
-      const conn = apiConnection(g);
       const all: Port[] = [];
-      try {
+      await withApi(g, async (conn) => {
         let marker = '';
         do {
           const page = await conn.client(PortService).listPorts({ nodeId: o.node ?? '', limit: 1000, marker });
           all.push(...page.ports);
           marker = page.nextMarker;
         } while (marker !== '');
-      } finally {
-        conn.close();
-      }
+      });
       if (g.json) printJson(all.map((p) => messageJson(PortSchema, p)));
       else process.stdout.write(table(['UUID', 'Node', 'MAC'], all.map((p) => [p.uuid, p.nodeUuid, p.mac])) + '\n');
     });
@@ -50,12 +42,7 @@ export function registerPortCommands(program: Command, globals: () => GlobalOpti
     .description('delete a port by uuid or MAC')
     .action(async (id: string) => {
       const g = globals();
-      const conn = apiConnection(g);
-      try {
-        await conn.client(PortService).deletePort({ id });
-        printDeleted(g.json, 'port', id);
-      } finally {
-        conn.close();
-      }
+      await withApi(g, (conn) => conn.client(PortService).deletePort({ id }));
+      printDeleted(g.json, 'port', id);
     });
 }

@@ -2,9 +2,9 @@
 import { and, eq, inArray, isNotNull, isNull, ne, notInArray, sql } from 'drizzle-orm';
 import type { Database } from '../../db/connect.ts';
 import { nodes } from '../../db/schema.ts';
-import type { SecretBox } from '../secrets/secret-box.ts';
+import { SecretDecryptError, type SecretBox } from '../secrets/secret-box.ts';
 import type { PowerState } from '../drivers/power/types.ts';
-import type { PowerSyncStore, SyncCandidate } from './power-sync.ts';
+import type { PowerSyncStore, SweepEntry } from './power-sync.ts';
 
 /** Provision states the sync loop leaves alone: credentials not (yet) verified. */
 export const SYNC_EXCLUDED_STATES: readonly string[] = ['enroll', 'verifying'];
@@ -20,7 +20,7 @@ export class MysqlPowerSyncStore implements PowerSyncStore {
     this.#groups = groups;
   }
 
-  async candidates(): Promise<SyncCandidate[]> {
+  async candidates(): Promise<SweepEntry[]> {
     const rows = await this.#db
       .select({
         uuid: nodes.uuid,
@@ -33,6 +33,7 @@ export class MysqlPowerSyncStore implements PowerSyncStore {
         port: nodes.pmPort,
         username: nodes.pmUser,
         sealed: nodes.pmPasswordEnc,
+        lastError: nodes.lastError,
       })
       .from(nodes)
       .where(
@@ -46,16 +47,25 @@ export class MysqlPowerSyncStore implements PowerSyncStore {
           isNull(nodes.reservation),
         ),
       );
-    const out: SyncCandidate[] = [];
+    const out: SweepEntry[] = [];
     for (const r of rows) {
       if (!r.sealed) continue;
+      let password: string;
+      try {
+        password = this.#secrets.decrypt(r.sealed, r.uuid);
+      } catch (err) {
+        // One row that cannot be opened must not take the others' sweep with it.
+        const passwordError = err instanceof SecretDecryptError ? err.reason : err instanceof Error ? err.message : String(err);
+        out.push({ uuid: r.uuid, provisionState: r.provisionState, failures: r.failures, lastError: r.lastError, passwordError });
+        continue;
+      }
       out.push({
         uuid: r.uuid,
         provisionState: r.provisionState,
         powerState: r.powerState,
         maintenance: r.maintenance,
         failures: r.failures,
-        target: { nodeUuid: r.uuid, driver: r.driver, address: r.address, port: r.port, username: r.username, password: this.#secrets.decrypt(r.sealed, r.uuid) },
+        target: { nodeUuid: r.uuid, driver: r.driver, address: r.address, port: r.port, username: r.username, password },
       });
     }
     return out;

@@ -3,7 +3,7 @@ import { Registry } from 'prom-client';
 import { pino } from 'pino';
 import type { EventBus, NodeEvent } from '../events/bus.ts';
 import type { BmcTarget, PowerControl, PowerState, PowerTarget } from '../drivers/power/types.ts';
-import { PowerSync, type PowerSyncStore, type SyncCandidate } from './power-sync.ts';
+import { PowerSync, type PowerSyncStore, type SyncCandidate, type UnreadableCandidate } from './power-sync.ts';
 
 /** Fake BMCs keyed by address: a state, or 'dead' for one that never answers. */
 function fakeFleet(bmcs: Map<string, PowerState | 'dead'>) {
@@ -128,5 +128,51 @@ describe('power sync loop', () => {
     const text = await registry.metrics();
     expect(text).toMatch(/bm_power_sync_calls_total 2/);
     expect(text).toMatch(/bm_power_sync_failures_total 1/);
+  });
+
+  it('skips a node whose password cannot be decrypted with last_error, once, and polls the others', async () => {
+    const bmcs = new Map<string, PowerState | 'dead'>([['bmc-1', 'off'], ['bmc-3', 'off']]);
+    const { store: inner, rows } = memoryStore([node(1, 'on'), node(3, 'on')]);
+    const sealed: { -readonly [K in keyof UnreadableCandidate]: UnreadableCandidate[K] } = { uuid: 'node-2', provisionState: 'manageable', failures: 0, lastError: null, passwordError: 'encrypted with a different key' };
+    const recorded: string[] = [];
+    const store: PowerSyncStore = {
+      ...inner,
+      async candidates() {
+        return [...(await inner.candidates()), sealed];
+      },
+      async recordFailures(uuid, failures, lastError) {
+        if (uuid === 'node-2') {
+          recorded.push(String(lastError));
+          sealed.lastError = lastError;
+          return;
+        }
+        await inner.recordFailures(uuid, failures, lastError);
+      },
+    };
+    const events = bus();
+    const sync = new PowerSync(store, fakeFleet(bmcs).factory, events, opts, new Registry(), pino({ level: 'silent' }));
+    const first = await sync.sweep();
+    expect(first).toMatchObject({ nodes: 3, changed: 2, unreadable: 1, failed: 0 });
+    expect(rows.get('node-1')!.powerState).toBe('off');
+    expect(rows.get('node-3')!.powerState).toBe('off');
+    expect(recorded).toEqual(['cannot decrypt the BMC password: encrypted with a different key']);
+    await sync.sweep();
+    // Recorded and announced once, not every interval.
+    expect(recorded).toHaveLength(1);
+    expect(events.events.filter((e) => e.nodeUuid === 'node-2').map((e) => e.message)).toEqual(['cannot decrypt the BMC password: encrypted with a different key']);
+  });
+
+  it('lets one node whose enforce call fails fail alone', async () => {
+    const bmcs = new Map<string, PowerState | 'dead'>([['bmc-1', 'off'], ['bmc-2', 'off']]);
+    const fleet = fakeFleet(bmcs);
+    const factory = (t: BmcTarget): PowerControl => ({
+      ...fleet.factory(t),
+      setPowerState: async () => {
+        if (t.address === 'bmc-1') throw new Error('BMC bmc-1 refused the command');
+      },
+    });
+    const { store } = memoryStore([node(1, 'on'), node(2, 'on')]);
+    const sync = new PowerSync(store, factory, bus(), { ...opts, enforce: true }, new Registry(), pino({ level: 'silent' }));
+    expect(await sync.sweep()).toMatchObject({ nodes: 2, enforced: 1, failed: 1 });
   });
 });

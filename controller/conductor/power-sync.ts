@@ -20,9 +20,29 @@ export interface SyncCandidate {
   readonly target: BmcTarget;
 }
 
+/**
+ * A node whose sealed BMC password cannot be opened (the key was rotated, the
+ * row restored from another cluster). It fails alone: it gets last_error and
+ * is skipped, and the sweep polls every other node.
+ */
+export interface UnreadableCandidate {
+  readonly uuid: string;
+  readonly provisionState: string;
+  readonly failures: number;
+  readonly lastError: string | null;
+  /** Why the password could not be decrypted; never the password. */
+  readonly passwordError: string;
+}
+
+export type SweepEntry = SyncCandidate | UnreadableCandidate;
+
+function isUnreadable(entry: SweepEntry): entry is UnreadableCandidate {
+  return 'passwordError' in entry;
+}
+
 export interface PowerSyncStore {
   /** Nodes this controller syncs: in its groups, with BMC credentials, not reserved. */
-  candidates(): Promise<SyncCandidate[]>;
+  candidates(): Promise<readonly SweepEntry[]>;
   recordPower(uuid: string, state: PowerState): Promise<void>;
   /** Sets the consecutive-failure count and, when given, last_error. */
   recordFailures(uuid: string, failures: number, lastError: string | null): Promise<void>;
@@ -43,6 +63,8 @@ export interface SweepReport {
   readonly enforced: number;
   readonly failed: number;
   readonly flagged: number;
+  /** Nodes skipped because their BMC password cannot be decrypted. */
+  readonly unreadable: number;
   readonly durationMs: number;
 }
 
@@ -104,12 +126,16 @@ export class PowerSync {
   async #sweep(): Promise<SweepReport> {
     const started = performance.now();
     const nodes = await this.#store.candidates();
-    const totals = { changed: 0, enforced: 0, failed: 0, flagged: 0 };
+    const totals = { changed: 0, enforced: 0, failed: 0, flagged: 0, unreadable: 0 };
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < nodes.length) {
         const node = nodes[next++]!;
-        const outcome = await this.#syncOne(node);
+        // One node's trouble (its store write, its enforce call) is its own; the sweep goes on.
+        const outcome = await (isUnreadable(node) ? this.#skipUnreadable(node) : this.#syncOne(node)).catch((err: unknown) => {
+          this.#log.warn({ err, node: node.uuid }, 'power sync of one node failed');
+          return 'failed' as const;
+        });
         if (outcome !== 'same') totals[outcome]++;
       }
     };
@@ -119,6 +145,17 @@ export class PowerSync {
     const report = { nodes: nodes.length, ...totals, durationMs: Math.round(durationMs) };
     this.#log.debug(report, 'power sync sweep done');
     return report;
+  }
+
+  async #skipUnreadable(node: UnreadableCandidate): Promise<'unreadable'> {
+    const lastError = `cannot decrypt the BMC password: ${node.passwordError}`;
+    // Said once, not every interval: the node stays skipped until an operator sets its password again.
+    if (node.lastError !== lastError) {
+      await this.#store.recordFailures(node.uuid, node.failures, lastError);
+      this.#log.warn({ node: node.uuid, reason: node.passwordError }, 'power sync skips a node whose BMC password cannot be decrypted');
+      this.#events.publish({ nodeUuid: node.uuid, type: 'power.sync-failing', provisionState: node.provisionState, message: lastError });
+    }
+    return 'unreadable';
   }
 
   async #syncOne(node: SyncCandidate): Promise<'same' | 'changed' | 'enforced' | 'failed' | 'flagged'> {

@@ -52,6 +52,19 @@ export const TRANSITIONS: readonly Transition[] = [
 /** States whose event `fail` records last_error (each has a way back in TRANSITIONS). */
 export const FAILED_STATES: readonly ProvisionState[] = ['verify-failed', 'inspect-failed', 'deploy-failed', 'clean-failed'];
 
+/** Events the conductor reports as its work progresses; a verb is what an operator asks for. */
+export const CONDUCTOR_EVENTS: readonly ProvisionEvent[] = ['done', 'fail', 'wait', 'resume'];
+
+/**
+ * States the conductor leaves by itself (each has an edge on a conductor
+ * event): a node in one is still working, so `bmctl ... --wait` waits on them.
+ */
+export const TRANSIENT_STATES: ReadonlySet<ProvisionState> = new Set(TRANSITIONS.filter((t) => CONDUCTOR_EVENTS.includes(t.event)).map((t) => t.from));
+
+export function isTransientState(state: string): boolean {
+  return (TRANSIENT_STATES as ReadonlySet<string>).has(state);
+}
+
 export class InvalidTransitionError extends BmError {
   constructor(nodeUuid: string, from: string, event: string) {
     const allowed = TRANSITIONS.filter((t) => t.from === from).map((t) => t.event);

@@ -5,6 +5,9 @@
  */
 import { z } from 'zod';
 import { bootConfigSchema } from '../boot/config.ts';
+import { DEFAULT_GROUP } from '../nodes/defaults.ts';
+import { groupName } from '../nodes/validate.ts';
+import { DEFAULT_SUBJECT_PREFIX, SUBJECT_PREFIX_PATTERN } from '../events/subjects.ts';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port');
 
@@ -32,7 +35,10 @@ export const configSchema = z
         listen: hostPort.default('0.0.0.0:6385'),
         /** Hashes of the admin bearer tokens; the tokens themselves are never stored. */
         tokens: z.preprocess((v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v), z.array(tokenHash)).default([]),
+        /** The largest message any call takes: image upload chunks (bmctl sends 1 MiB). */
         max_message_bytes: positiveInt.default(8 * 1024 * 1024),
+        /** The largest request message of every other call, checked before it is decoded. */
+        max_request_bytes: positiveInt.default(512 * 1024),
       })
       .strict()
       .prefault({}),
@@ -46,6 +52,8 @@ export const configSchema = z
     nats: z
       .object({
         url: z.string().regex(/^nats:\/\//, 'expected a nats:// URL').default('nats://127.0.0.1:4222'),
+        /** First token(s) of every subject; controllers of one cluster share it, other clusters on the same NATS use their own. */
+        prefix: z.string().regex(SUBJECT_PREFIX_PATTERN, 'expected NATS subject tokens (letters, digits, "_" or "-") joined by "."').default(DEFAULT_SUBJECT_PREFIX),
       })
       .strict()
       .prefault({}),
@@ -53,7 +61,7 @@ export const configSchema = z
       .object({
         /** Stable identity in the controllers table; defaults to hostname + listen port. */
         id: z.string().regex(/^[A-Za-z0-9._-]{0,64}$/, 'expected up to 64 letters, digits, ".", "_" or "-"').default(''),
-        groups: stringList.default(['default']),
+        groups: stringList.default([DEFAULT_GROUP]),
         heartbeat_interval_ms: positiveInt.default(5000),
       })
       .strict()
@@ -78,7 +86,7 @@ export const configSchema = z
       .object({
         /** Unknown machines that boot the ramdisk may enroll themselves (in `enroll`, never further). */
         enabled: bool.default(false),
-        group: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, '1-64 letters, digits, ".", "_" or "-"').default('default'),
+        group: groupName.default(DEFAULT_GROUP),
         rate_per_second: z.coerce.number().positive().default(5),
         burst: positiveInt.default(20),
       })

@@ -1,7 +1,7 @@
 /**
  * The seam for node events: the conductor and API publish, EventService.Watch
  * and other controllers subscribe. NATS is the real bus; subjects follow
- * DESIGN.md (`bm.events.node.<uuid>`).
+ * DESIGN.md (`<prefix>.events.node.<uuid>`, see subjects.ts).
  */
 import type { Event } from '../../proto/gen/bm/v1/event_pb.js';
 
@@ -27,8 +27,4 @@ export interface EventBus {
   /** Resolves once everything published so far has reached the server. */
   flush(): Promise<void>;
   close(): Promise<void>;
-}
-
-export function nodeSubject(nodeUuid: string | null): string {
-  return nodeUuid === null ? 'bm.events.node.*' : `bm.events.node.${nodeUuid}`;
 }

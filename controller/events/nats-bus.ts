@@ -10,7 +10,8 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { EventSchema, type Event } from '../../proto/gen/bm/v1/event_pb.js';
 import { BmError } from '../errors.ts';
 import { uuidv7 } from '../nodes/uuid.ts';
-import { nodeSubject, type EventBus, type EventSubscription, type NodeEvent } from './bus.ts';
+import type { EventBus, EventSubscription, NodeEvent } from './bus.ts';
+import { Subjects } from './subjects.ts';
 
 export class EventBusError extends BmError {
   constructor(message: string, context: Record<string, string> = {}, cause?: unknown) {
@@ -21,16 +22,18 @@ export class EventBusError extends BmError {
 export class NatsEventBus implements EventBus {
   readonly #nc: NatsConnection;
   readonly #controllerId: string;
+  readonly #subjects: Subjects;
 
-  private constructor(nc: NatsConnection, controllerId: string) {
+  private constructor(nc: NatsConnection, controllerId: string, subjects: Subjects) {
     this.#nc = nc;
     this.#controllerId = controllerId;
+    this.#subjects = subjects;
   }
 
-  static async connect(url: string, controllerId: string, name = `bm-controller ${controllerId}`): Promise<NatsEventBus> {
+  static async connect(url: string, controllerId: string, options: { readonly subjects?: Subjects; readonly name?: string } = {}): Promise<NatsEventBus> {
     try {
-      const nc = await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 500, timeout: 5000 });
-      return new NatsEventBus(nc, controllerId);
+      const nc = await connect({ servers: url, name: options.name ?? `bm-controller ${controllerId}`, maxReconnectAttempts: -1, reconnectTimeWait: 500, timeout: 5000 });
+      return new NatsEventBus(nc, controllerId, options.subjects ?? new Subjects());
     } catch (err) {
       throw new EventBusError(`cannot connect to NATS at ${url}: ${err instanceof Error ? err.message : String(err)}`, { url }, err);
     }
@@ -52,11 +55,11 @@ export class NatsEventBus implements EventBus {
       controllerId: this.#controllerId,
       time: timestampFromDate(new Date()),
     });
-    this.#nc.publish(nodeSubject(event.nodeUuid), toBinary(EventSchema, message));
+    this.#nc.publish(this.#subjects.nodeEvents(event.nodeUuid), toBinary(EventSchema, message));
   }
 
   subscribe(nodeUuid: string | null): EventSubscription {
-    const sub = this.#nc.subscribe(nodeSubject(nodeUuid));
+    const sub = this.#nc.subscribe(this.#subjects.nodeEvents(nodeUuid));
     async function* decode(): AsyncGenerator<Event> {
       for await (const msg of sub) {
         try {

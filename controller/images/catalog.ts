@@ -10,6 +10,7 @@ import type { Database } from '../../db/connect.ts';
 import { images, type ImageRow } from '../../db/schema.ts';
 import { AlreadyExistsError, BmError, NotFoundError, ValidationError } from '../errors.ts';
 import { isUuid, uuidv7 } from '../nodes/uuid.ts';
+import { hasControlCharacter } from '../nodes/validate.ts';
 import type { BlobStore } from './blob-store.ts';
 import { rawContentSha256 } from './digest.ts';
 import { inspectImage } from './inspect.ts';
@@ -89,6 +90,7 @@ export class ImageCatalog {
     if (entries.length > 64) throw new ValidationError('properties', 'at most 64 properties');
     for (const [key, value] of entries) {
       if (key.length > 64 || value.length > 1024) throw new ValidationError('properties', `property ${key.slice(0, 64)}: keys at most 64, values at most 1024 characters`);
+      if (hasControlCharacter(key) || hasControlCharacter(value)) throw new ValidationError('properties', 'keys and values must not contain NUL or other control characters');
       const wanted = IMAGE_REFERENCES[key];
       if (wanted) {
         const ref = await this.find(value);
@@ -165,6 +167,7 @@ export class ImageCatalog {
   async get(id: string): Promise<ImageRecord> {
     if (id.length === 0) throw new ValidationError('id', 'is required');
     if (id.length > 255) throw new ValidationError('id', 'at most 255 characters');
+    if (hasControlCharacter(id)) throw new ValidationError('id', 'must not contain NUL or other control characters');
     const image = await this.find(id);
     if (!image) throw new NotFoundError('image', id);
     return image;

@@ -3,14 +3,14 @@
  * storage and the event for every change, in that order, so an event is only
  * published for what was committed.
  */
-import { BmError, NotFoundError, ValidationError } from '../errors.ts';
+import { BmError, NotFoundError, TooManyPortsError, ValidationError } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { normalizeMac } from './mac.ts';
 import type { NodeChanges, NodeStore } from './store.ts';
 import { UNDELETABLE_STATES, type NodeRecord, type PortRecord } from './types.ts';
 import { uuidv7 } from './uuid.ts';
-import { validateCreate, validateId, validatePatch, type NodeCreateInput, type NodePatch } from './validate.ts';
+import { MAX_PORTS_PER_NODE, validateCreate, validateId, validatePatch, type NodeCreateInput, type NodePatch } from './validate.ts';
 
 export class Enrollment {
   readonly #store: NodeStore;
@@ -83,7 +83,9 @@ export class Enrollment {
   async addPort(nodeId: string, macInput: string): Promise<PortRecord> {
     const node = await this.getNode(nodeId);
     const mac = normalizeMac(macInput);
-    const port = await this.#store.createPort({ uuid: uuidv7(), nodeUuid: node.uuid, mac });
+    // Checked here for every store; the MySQL store checks again under the node's row lock, so racing adds cannot pass it.
+    if (node.macs.length >= MAX_PORTS_PER_NODE) throw new TooManyPortsError(node.uuid, MAX_PORTS_PER_NODE);
+    const port = await this.#store.createPort({ uuid: uuidv7(), nodeUuid: node.uuid, mac }, MAX_PORTS_PER_NODE);
     this.#events.publish({ nodeUuid: node.uuid, type: 'port.created', details: { port: port.uuid, mac } });
     return port;
   }

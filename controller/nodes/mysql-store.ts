@@ -6,7 +6,7 @@
 import { and, asc, eq, gt, inArray, isNotNull, isNull, notInArray, sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../../db/connect.ts';
 import { nodes, ports, type NodeRow, type PortRow } from '../../db/schema.ts';
-import { AlreadyExistsError, BmError, ConflictError, NotFoundError } from '../errors.ts';
+import { AlreadyExistsError, BmError, ConflictError, NotFoundError, TooManyPortsError } from '../errors.ts';
 import type { NewNode, NodeChanges, NodeStore, StateFields } from './store.ts';
 import type { NodeFilter, NodeRecord, Page, PortRecord } from './types.ts';
 import { isUuid } from './uuid.ts';
@@ -217,9 +217,18 @@ export class MysqlNodeStore implements NodeStore {
     throw new ConflictError(`node ${uuid} is locked by controller ${now.reservation}; retry when its current task ends`, { node: uuid });
   }
 
-  async createPort(port: { uuid: string; nodeUuid: string; mac: string }): Promise<PortRecord> {
+  async createPort(port: { uuid: string; nodeUuid: string; mac: string }, maxPorts?: number): Promise<PortRecord> {
     try {
-      await this.#db.insert(ports).values({ uuid: port.uuid, nodeUuid: port.nodeUuid, address: port.mac });
+      await this.#db.transaction(async (tx) => {
+        if (maxPorts !== undefined) {
+          // The node's row lock serialises port adds to one node, so two racing adds cannot both see room for one more.
+          const locked = await tx.select({ uuid: nodes.uuid }).from(nodes).where(eq(nodes.uuid, port.nodeUuid)).for('update');
+          if (locked.length === 0) throw new NotFoundError('node', port.nodeUuid);
+          const [count] = await tx.select({ n: sql<number>`COUNT(*)` }).from(ports).where(eq(ports.nodeUuid, port.nodeUuid));
+          if (Number(count?.n ?? 0) >= maxPorts) throw new TooManyPortsError(port.nodeUuid, maxPorts);
+        }
+        await tx.insert(ports).values({ uuid: port.uuid, nodeUuid: port.nodeUuid, address: port.mac });
+      });
     } catch (err) {
       if (duplicateKey(err) === 'ports_address_uq') return this.#conflictForMac(port.mac);
       if (mysqlError(err)?.code === 'ER_NO_REFERENCED_ROW_2') throw new NotFoundError('node', port.nodeUuid);

@@ -33,7 +33,8 @@ export interface NodeStore {
   updateNode(uuid: string, changes: NodeChanges, expectedVersion: number | null): Promise<NodeRecord>;
   /** Deletes unless the node is in one of `refusedStates` or reserved; returns the deleted record. */
   deleteNode(uuid: string, refusedStates: readonly string[]): Promise<NodeRecord>;
-  createPort(port: { uuid: string; nodeUuid: string; mac: string }): Promise<PortRecord>;
+  /** Refuses with TooManyPortsError when the node already has `maxPorts` ports (checked atomically where the store can). */
+  createPort(port: { uuid: string; nodeUuid: string; mac: string }, maxPorts?: number): Promise<PortRecord>;
   /** By UUID or MAC. */
   findPort(id: string): Promise<PortRecord | null>;
   listPorts(nodeUuid: string | null, limit: number, marker: string | null): Promise<Page<PortRecord>>;

@@ -3,6 +3,7 @@
  * in errors are the API's (proto) names, so `bmctl` and API users see the
  * field they typed. Limits follow what real hardware and IPMI allow.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { ValidationError } from '../errors.ts';
 import { isUuid } from './uuid.ts';
@@ -12,15 +13,40 @@ export const CPU_ARCHES = ['x86_64', 'aarch64', 'ppc64le', 's390x', 'riscv64'] a
 export const POWER_DRIVERS = ['ipmi', 'ipmitool', 'fake'] as const;
 export type PowerDriverName = (typeof POWER_DRIVERS)[number];
 
+/** More ports than any real machine has NICs; each one costs every node read a row. */
+export const MAX_PORTS_PER_NODE = 64;
+
 const hostname = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-const ipv6 = /^[0-9A-Fa-f:.]{2,45}$/;
+
+/**
+ * A DNS name (RFC 1123) or an IPv4/IPv6 address as node:net parses it. A
+ * dotted name whose last label is all digits is a mistyped IPv4 address
+ * (`10.0.0.256`), not a name: no top-level domain is numeric.
+ */
+export function isHostOrAddress(value: string): boolean {
+  if (isIP(value) !== 0) return true;
+  return hostname.test(value) && !/^\d+$/.test(value.slice(value.lastIndexOf('.') + 1));
+}
+
+/** C0 controls (NUL included), DEL and C1 controls: nothing an operator types means them, and they corrupt logs and tables. */
+const controlCharacter = /[\u0000-\u001f\u007f-\u009f]/;
+
+export function hasControlCharacter(value: string): boolean {
+  return controlCharacter.test(value);
+}
+
+const NO_CONTROL = 'must not contain NUL or other control characters';
+/** Any free-form string an operator sends. */
+const text = (): z.ZodString => z.string().regex(/^[^\u0000-\u001f\u007f-\u009f]*$/, NO_CONTROL);
 
 const name = z
   .string()
   .max(255, 'at most 255 characters')
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_" and "-" only, starting with a letter or digit')
   .refine((v) => !isUuid(v), 'must not look like a UUID (names and UUIDs share one namespace)');
-const group = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, '1-64 letters, digits, ".", "_" or "-"');
+/** A conductor group's name, wherever one is given (node, config). */
+export const groupName = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, '1-64 letters, digits, ".", "_" or "-"');
+const group = groupName;
 const cpus = z.number().int().min(1, 'must be at least 1').max(4096, 'at most 4096');
 const memoryMb = z.number().int().min(1, 'must be at least 1').max(64 * 1024 * 1024, 'at most 67108864 (64 TiB)');
 const localGb = z.number().int().min(1, 'must be at least 1').max(1_000_000, 'at most 1000000 (1 PB)');
@@ -29,16 +55,16 @@ const pmAddress = z
   .string()
   .min(1, 'is required')
   .max(253, 'at most 253 characters')
-  .refine((v) => hostname.test(v) || (v.includes(':') && ipv6.test(v)), 'must be a host name or an IP address');
+  .refine(isHostOrAddress, 'must be a host name, an IPv4 address or an IPv6 address');
 const pmPort = z.number().int().min(1).max(65535, 'must be 1-65535');
 // IPMI 2.0 limits user names to 16 bytes and passwords to 20 (Set User Password, section 22.30).
-const pmUser = z.string().min(1, 'is required').refine((v) => Buffer.byteLength(v) <= 16, 'at most 16 bytes (IPMI user name limit)');
-const pmPassword = z.string().min(1, 'is required').refine((v) => Buffer.byteLength(v) <= 20, 'at most 20 bytes (IPMI 2.0 password limit)');
+const pmUser = text().min(1, 'is required').refine((v) => Buffer.byteLength(v) <= 16, 'at most 16 bytes (IPMI user name limit)');
+const pmPassword = text().min(1, 'is required').refine((v) => Buffer.byteLength(v) <= 20, 'at most 20 bytes (IPMI 2.0 password limit)');
 const powerDriver = z.enum(POWER_DRIVERS, { error: `must be one of ${POWER_DRIVERS.join(', ')}` });
 const properties = z
-  .record(z.string().max(64, 'property keys are at most 64 characters'), z.string().max(1024, 'property values are at most 1024 characters'))
+  .record(text().max(64, 'property keys are at most 64 characters'), text().max(1024, 'property values are at most 1024 characters'))
   .refine((v) => Object.keys(v).length <= 64, 'at most 64 properties');
-const reason = z.string().max(1024, 'at most 1024 characters');
+const reason = text().max(1024, 'at most 1024 characters');
 const resourceClass = z.string().regex(/^[A-Za-z0-9_.-]{0,80}$/, 'at most 80 letters, digits, "_", "." or "-"');
 
 export interface NodeCreateInput extends NodeSpec {
@@ -127,5 +153,6 @@ export function validatePatch(patch: NodePatch): NodePatch {
 export function validateId(id: string, field = 'id'): string {
   if (id.length === 0) throw new ValidationError(field, 'is required');
   if (id.length > 255) throw new ValidationError(field, 'at most 255 characters');
+  if (hasControlCharacter(id)) throw new ValidationError(field, NO_CONTROL);
   return id;
 }

@@ -13,8 +13,11 @@ const TAG_BYTES = 16;
 const KEY_ID_BYTES = 4;
 
 export class SecretDecryptError extends BmError {
+  /** Why, without the framing: "encrypted with a different key (...)". */
+  readonly reason: string;
   constructor(reason: string, context: Record<string, string> = {}) {
     super('internal', `stored secret cannot be decrypted: ${reason}`, context);
+    this.reason = reason;
   }
 }
 

@@ -24,13 +24,17 @@ import { eventHandlers } from '../api/event-service.ts';
 import { healthHandlers, HealthState } from '../api/health-service.ts';
 import { nodeHandlers } from '../api/node-service.ts';
 import { portHandlers } from '../api/port-service.ts';
+import { describeDatabaseError } from '../api/database-error.ts';
 import { statusMapper } from '../api/status.ts';
-import { adminAuth } from '../auth/interceptor.ts';
+import { requestLimits } from '../api/limits.ts';
+import { adminAuth, callerAuth } from '../auth/interceptor.ts';
+import { RefusalLog } from '../auth/refusal-log.ts';
 import { TokenSet } from '../auth/tokens.ts';
 import { Membership } from '../cluster/membership.ts';
 import type { Config } from '../config/schema.ts';
 import { BmError } from '../errors.ts';
 import { NatsEventBus } from '../events/nats-bus.ts';
+import { Subjects } from '../events/subjects.ts';
 import { Enrollment } from '../nodes/enrollment.ts';
 import { PowerConductor } from '../conductor/power.ts';
 import { powerFactory } from '../drivers/power/factory.ts';
@@ -73,7 +77,7 @@ async function checkSchema(handle: DbHandle, url: string): Promise<void> {
   try {
     await handle.db.execute(sql`SELECT 1 FROM nodes LIMIT 1`);
   } catch (err) {
-    throw new BmError('failed-precondition', `database ${redactDatabaseUrl(url)} is not ready (${err instanceof Error ? err.message : String(err)}); run \`bmctl db sync\` first`);
+    throw new BmError('failed-precondition', `database ${redactDatabaseUrl(url)} is not ready (${describeDatabaseError(err)}); run \`bmctl db sync\` first`);
   }
 }
 
@@ -91,7 +95,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
   const cleanup: (() => Promise<void>)[] = [() => handle.close()];
   try {
     await checkSchema(handle, config.database.url);
-    const bus = await NatsEventBus.connect(config.nats.url, id);
+    const bus = await NatsEventBus.connect(config.nats.url, id, { subjects: new Subjects(config.nats.prefix) });
     cleanup.unshift(() => bus.close());
     const store = new MysqlNodeStore(handle.db);
     const enrollment = new Enrollment(store, bus, secrets);
@@ -101,12 +105,16 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     await blobs.sweepTemp();
     const catalog = new ImageCatalog(handle.db, blobs, { maxUploadBytes: config.images.max_upload_gb * 1024 ** 3 });
 
+    const refusals = new RefusalLog(log);
+    cleanup.unshift(async () => refusals.flush());
     const server = new grpc.Server({
       'grpc.max_receive_message_length': config.api.max_message_bytes,
       'grpc.max_send_message_length': config.api.max_message_bytes,
+      // Agents authenticate with their per-operation token inside the registry, not with admin tokens.
+      interceptors: [adminAuth(tokens, refusals, [AGENT_REGISTRY_PREFIX])],
     });
     // Agents authenticate with their per-operation token inside the registry, not with admin tokens.
-    const serve: ServeOptions = { interceptors: [adminAuth(tokens, [AGENT_REGISTRY_PREFIX])], toStatus: statusMapper(log) };
+    const serve: ServeOptions = { interceptors: [callerAuth([AGENT_REGISTRY_PREFIX])], toStatus: statusMapper(log, refusals), maxRequestBytes: requestLimits(config.api) };
     const registry = new AgentRegistry(store, new MysqlAgentTokens(handle.db, secrets), bus, {
       enabled: config.discovery.enabled,
       group: config.discovery.group,
@@ -199,7 +207,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     await membership.join();
     cleanup.unshift(() => membership.leave());
 
-    log.info({ id, api: `${host}:${apiPort}`, database: redactDatabaseUrl(config.database.url), nats: config.nats.url, groups: config.controller.groups }, 'controller started');
+    log.info({ id, api: `${host}:${apiPort}`, database: redactDatabaseUrl(config.database.url), nats: config.nats.url, natsPrefix: config.nats.prefix, groups: config.controller.groups }, 'controller started');
     return {
       id,
       apiPort,

@@ -1,5 +1,5 @@
 /** The grpc-js adapter's public face. */
-export { addService, bindServer, shutdownServer, type ServeOptions, type ServerInterceptor, type StatusError } from './server.ts';
+export { addService, bindServer, RequestTooLargeError, shutdownServer, type ServeOptions, type ServerInterceptor, type StatusError } from './server.ts';
 export { connect, isServiceError, type ConnectOptions, type RpcConnection } from './client.ts';
 export type { CallContext, CallOptions, ServiceClient, ServiceHandlers, TypedService } from './types.ts';
 export { status, Metadata, Server } from '@grpc/grpc-js';

@@ -22,6 +22,36 @@ export interface ServeOptions {
   readonly interceptors?: readonly ServerInterceptor[];
   /** Maps a thrown error to a status. The default hides the message: unknown errors may carry internals. */
   readonly toStatus?: (err: unknown, ctx: CallContext) => StatusError;
+  /**
+   * The largest request message a method takes, checked on the raw bytes
+   * before they are decoded (undefined: only the server's own limit).
+   */
+  readonly maxRequestBytes?: (method: DescMethod) => number | undefined;
+}
+
+/** A request message larger than its method takes; it was never decoded. */
+export class RequestTooLargeError extends Error {
+  readonly size: number;
+  readonly limit: number;
+  constructor(path: string, size: number, limit: number) {
+    super(`request message of ${size} bytes is larger than ${path} takes (at most ${limit} bytes)`);
+    this.name = 'RequestTooLargeError';
+    this.size = size;
+    this.limit = limit;
+  }
+}
+
+/** What the deserializer hands on instead of a message that is over the limit. */
+class OversizedRequest {
+  readonly size: number;
+  constructor(size: number) {
+    this.size = size;
+  }
+}
+
+function checkedRequest(message: unknown, path: string, limit: number | undefined): unknown {
+  if (message instanceof OversizedRequest) throw new RequestTooLargeError(path, message.size, limit ?? 0);
+  return message;
 }
 
 function defaultToStatus(): StatusError {
@@ -36,8 +66,8 @@ function contextFor(call: AnyCall, method: DescMethod): CallContext {
   return { path: methodPath(method), method, metadata: call.metadata, peer: call.getPeer(), signal: controller.signal };
 }
 
-async function* readAll<T>(stream: AsyncIterable<unknown>): AsyncIterable<T> {
-  for await (const message of stream) yield message as T;
+async function* readAll<T>(stream: AsyncIterable<unknown>, path: string, limit: number | undefined): AsyncIterable<T> {
+  for await (const message of stream) yield checkedRequest(message, path, limit) as T;
 }
 
 /** Writes with backpressure; resolves false when the call was cancelled first. */
@@ -68,6 +98,7 @@ export function addService<S extends TypedService>(server: grpc.Server, service:
     for (const interceptor of interceptors) await interceptor(ctx);
   };
   const asServiceError = (err: unknown, ctx: CallContext): Partial<grpc.ServiceError> => {
+    if (err instanceof RequestTooLargeError) return { code: grpc.status.RESOURCE_EXHAUSTED, details: err.message, metadata: new grpc.Metadata() };
     const status = toStatus(err, ctx);
     return { code: status.code, details: status.details, metadata: status.metadata ?? new grpc.Metadata() };
   };
@@ -76,12 +107,14 @@ export function addService<S extends TypedService>(server: grpc.Server, service:
     const method = service.method[key]!;
     const handler = (handlers as Record<string, unknown>)[key] as unknown as (input: unknown, ctx: CallContext) => unknown;
     const path = methodPath(method);
+    const limit = options.maxRequestBytes?.(method);
+    const decode = deserializer(method.input);
     definition[method.name] = {
       path,
       requestStream: method.methodKind === 'client_streaming' || method.methodKind === 'bidi_streaming',
       responseStream: method.methodKind === 'server_streaming' || method.methodKind === 'bidi_streaming',
       requestSerialize: serializer(method.input) as (value: unknown) => Buffer,
-      requestDeserialize: deserializer(method.input),
+      requestDeserialize: limit === undefined ? decode : (bytes: Buffer) => (bytes.length > limit ? new OversizedRequest(bytes.length) : decode(bytes)),
       responseSerialize: serializer(method.output) as (value: unknown) => Buffer,
       responseDeserialize: deserializer(method.output),
       originalName: key,
@@ -93,7 +126,7 @@ export function addService<S extends TypedService>(server: grpc.Server, service:
           const ctx = contextFor(call, method);
           (async () => {
             await intercept(ctx);
-            return await (handler(call.request, ctx) as Promise<unknown>);
+            return await (handler(checkedRequest(call.request, path, limit), ctx) as Promise<unknown>);
           })().then(
             (response) => callback(null, response),
             (err: unknown) => callback(asServiceError(err, ctx)),
@@ -105,7 +138,7 @@ export function addService<S extends TypedService>(server: grpc.Server, service:
           const ctx = contextFor(call, method);
           (async () => {
             await intercept(ctx);
-            return await (handler(readAll(call), ctx) as Promise<unknown>);
+            return await (handler(readAll(call, path, limit), ctx) as Promise<unknown>);
           })().then(
             (response) => callback(null, response),
             (err: unknown) => callback(asServiceError(err, ctx)),
@@ -117,7 +150,7 @@ export function addService<S extends TypedService>(server: grpc.Server, service:
           const ctx = contextFor(call, method);
           (async () => {
             await intercept(ctx);
-            await writeAll(call, handler(call.request, ctx) as AsyncIterable<unknown>, ctx.signal);
+            await writeAll(call, handler(checkedRequest(call.request, path, limit), ctx) as AsyncIterable<unknown>, ctx.signal);
           })().then(
             () => call.end(),
             (err: unknown) => call.emit('error', asServiceError(err, ctx)),
@@ -129,7 +162,7 @@ export function addService<S extends TypedService>(server: grpc.Server, service:
           const ctx = contextFor(call, method);
           (async () => {
             await intercept(ctx);
-            await writeAll(call, handler(readAll(call), ctx) as AsyncIterable<unknown>, ctx.signal);
+            await writeAll(call, handler(readAll(call, path, limit), ctx) as AsyncIterable<unknown>, ctx.signal);
           })().then(
             () => call.end(),
             (err: unknown) => call.emit('error', asServiceError(err, ctx)),

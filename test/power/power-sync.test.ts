@@ -2,7 +2,11 @@
  * The power-state sync loop in a real controller process, against real BMC
  * simulators (ipmi_sim) through the real ipmitool, with one BMC unreachable.
  */
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import mysql from 'mysql2/promise';
+import { parseDatabaseUrl } from '../../db/connect.ts';
+import { SecretBox } from '../../controller/secrets/secret-box.ts';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
 import { startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
@@ -51,5 +55,31 @@ describe('power sync against ipmi_sim', () => {
     const flagged = await nodes.getNode({ id: dead.uuid });
     expect(flagged.lastError).toMatch(/^power sync failing: BMC 127\.0\.0\.1:9 .*did not answer/);
     expect(flagged.powerState).toBe('unknown');
+  });
+
+  it('skips a node whose BMC password cannot be decrypted, with last_error, and keeps polling the others', async () => {
+    const nodes = conn.client(NodeService);
+    await sims[1]!.setChassisPower(false);
+    const make = (sim: IpmiSim, mac: string) => nodes.createNode({ pmAddress: sim.address, pmPort: sim.port, pmUser: sim.user, pmPassword: sim.password, powerDriver: 'ipmitool', cpus: 1, memoryMb: 1, localGb: 1, cpuArch: 'x86_64', mac });
+    const good = await make(sims[1]!, '52:54:00:b0:01:01');
+    const sealed = await make(sims[2]!, '52:54:00:b0:01:02');
+    for (const n of [good, sealed]) await nodes.provision({ id: n.uuid, verb: 'manage' });
+    await expect.poll(async () => Promise.all([good, sealed].map(async (n) => (await nodes.getNode({ id: n.uuid })).provisionState)), { timeout: 20_000, interval: 500 }).toEqual(['manageable', 'manageable']);
+    await expect.poll(async () => (await nodes.getNode({ id: good.uuid })).powerState, { timeout: 20_000, interval: 500 }).toBe('off');
+
+    // The row now holds a password sealed with another cluster's key, as after a restore from elsewhere.
+    const p = parseDatabaseUrl(ctl.databaseUrl);
+    const db = await mysql.createConnection({ host: p.host, port: p.port, user: p.user, password: p.password, database: p.database });
+    try {
+      await db.query('UPDATE nodes SET pm_password_enc = ? WHERE uuid = ?', [new SecretBox(randomBytes(32)).encrypt(sims[2]!.password, sealed.uuid), sealed.uuid]);
+    } finally {
+      await db.end();
+    }
+    await expect.poll(async () => (await nodes.getNode({ id: sealed.uuid })).lastError, { timeout: 20_000, interval: 500 }).toBe('cannot decrypt the BMC password: encrypted with a different key (do all controllers share secrets.key_file?)');
+    // The sweep goes on for everyone else: a change at another machine is still recorded.
+    await sims[1]!.setChassisPower(true);
+    await expect.poll(async () => (await nodes.getNode({ id: good.uuid })).powerState, { timeout: 20_000, interval: 500 }).toBe('on');
+    expect(ctl.logs()).not.toContain('power sync sweep failed');
+    expect((await nodes.getNode({ id: sealed.uuid })).powerSyncFailures).toBe(0);
   });
 });

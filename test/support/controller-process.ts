@@ -61,6 +61,8 @@ export interface ControllerProcess {
   readonly url: string;
   readonly token: string;
   readonly databaseUrl: string;
+  /** The NATS subject prefix of this run: its events are `<natsPrefix>.events.node.<uuid>`. */
+  readonly natsPrefix: string;
   readonly dir: string;
   readonly pid: number;
   /** Everything the process wrote to stdout and stderr so far. */
@@ -73,6 +75,12 @@ export interface StartOptions {
   readonly extraToml?: string;
   readonly env?: Readonly<Record<string, string>>;
   readonly logLevel?: string;
+  /** Defaults to a prefix of its own, so parallel runs on one NATS never see each other's events. */
+  readonly natsPrefix?: string;
+}
+
+export function testNatsPrefix(): string {
+  return `bm_test_${randomBytes(4).toString('hex')}`;
 }
 
 function waitForExit(child: ChildProcess, ms: number): Promise<number | null> {
@@ -92,6 +100,7 @@ export async function startControllerProcess(options: StartOptions = {}): Promis
   const dir = await mkdtemp(path.join(os.tmpdir(), 'bm-ctl-'));
   const databaseUrl = options.databaseUrl ?? testDatabaseUrl();
   const token = newToken();
+  const natsPrefix = options.natsPrefix ?? testNatsPrefix();
   await syncDatabase(databaseUrl);
   const apiPort = await freePort();
   const config = [
@@ -102,6 +111,7 @@ export async function startControllerProcess(options: StartOptions = {}): Promis
     `url = "${databaseUrl}"`,
     '[nats]',
     `url = "${natsUrl}"`,
+    `prefix = "${natsPrefix}"`,
     '[secrets]',
     `key_file = "${path.join(dir, 'secret.key')}"`,
     '[images]',
@@ -137,6 +147,7 @@ export async function startControllerProcess(options: StartOptions = {}): Promis
     url,
     token,
     databaseUrl,
+    natsPrefix,
     dir,
     pid: child.pid!,
     logs: () => output,

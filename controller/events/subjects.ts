@@ -1,0 +1,26 @@
+/**
+ * Every NATS subject the controller uses, built from one configurable prefix
+ * (`[nats] prefix`, default `bm`), so two clusters, or a lab and a test run,
+ * can share one NATS server without seeing each other's traffic. Build a new
+ * subject here, never as a literal elsewhere.
+ */
+import { ValidationError } from '../errors.ts';
+
+export const DEFAULT_SUBJECT_PREFIX = 'bm';
+
+/** One or more NATS subject tokens: no wildcards, no whitespace, no empty token. */
+export const SUBJECT_PREFIX_PATTERN = /^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){0,3}$/;
+
+export class Subjects {
+  readonly prefix: string;
+
+  constructor(prefix: string = DEFAULT_SUBJECT_PREFIX) {
+    if (!SUBJECT_PREFIX_PATTERN.test(prefix)) throw new ValidationError('nats.prefix', 'expected NATS subject tokens (letters, digits, "_" or "-") joined by "."');
+    this.prefix = prefix;
+  }
+
+  /** `<prefix>.events.node.<uuid>`; every node's events (a wildcard) for null. */
+  nodeEvents(nodeUuid: string | null): string {
+    return `${this.prefix}.events.node.${nodeUuid ?? '*'}`;
+  }
+}
