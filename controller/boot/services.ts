@@ -55,7 +55,7 @@ export async function startBootServices(config: BootConfig, deps: BootServiceDep
     boot: { httpPort: config.http_port, biosFile: config.ipxe_bios, efiFile: config.ipxe_efi },
   });
   const tftp = new TftpServer({
-    source: deps.files ?? new IpxeOverlayFileSource(new DirectoryFileSource(config.tftp_root), config.ipxe_source_dir, [config.ipxe_bios, config.ipxe_efi]),
+    source: deps.files ?? (await IpxeOverlayFileSource.create(new DirectoryFileSource(config.tftp_root), config.ipxe_source_dir, [config.ipxe_bios, config.ipxe_efi])),
     address: config.bind_address,
     port: config.tftp_port,
     maxBlockSize: config.tftp_max_block_size,
