@@ -7,13 +7,21 @@
 import { createInterface } from 'node:readline';
 import { DirectoryFileSource } from '../../controller/boot/tftp/file-source.ts';
 import { TftpServer } from '../../controller/boot/tftp/server.ts';
+import { IpxeOverlayFileSource } from '../../controller/boot/tftp/ipxe-file-source.ts';
 import type { NodeBootState } from '../../controller/boot/boot-plan.ts';
 import { DirectoryBlobSource } from '../../controller/boot/http/blob-source.ts';
 import { HttpBootServer } from '../../controller/boot/http/server.ts';
 import { startDhcpFromRunnerConfig, type RunnerDhcpConfig } from './runner-dhcp.ts';
 
 export interface RunnerConfig {
-  readonly tftp?: { readonly root: string; readonly address?: string; readonly port?: number; readonly timeoutMs?: number };
+  readonly tftp?: {
+    readonly root: string;
+    readonly address?: string;
+    readonly port?: number;
+    readonly timeoutMs?: number;
+    /** Serve these iPXE names from this directory (links resolved at start), as the controller does. */
+    readonly ipxe?: { readonly dir: string; readonly names: readonly string[] };
+  };
   readonly dhcp?: RunnerDhcpConfig;
   readonly http?: {
     readonly root: string;
@@ -35,7 +43,9 @@ const ready: Record<string, unknown> = {};
 
 if (config.tftp) {
   const server = new TftpServer({
-    source: new DirectoryFileSource(config.tftp.root),
+    source: config.tftp.ipxe
+      ? await IpxeOverlayFileSource.create(new DirectoryFileSource(config.tftp.root), config.tftp.ipxe.dir, config.tftp.ipxe.names)
+      : new DirectoryFileSource(config.tftp.root),
     address: config.tftp.address ?? '0.0.0.0',
     port: config.tftp.port ?? 69,
     ...(config.tftp.timeoutMs ? { timeoutMs: config.tftp.timeoutMs } : {}),
