@@ -27,6 +27,11 @@ export interface TftpServerOptions {
   readonly maxTransfers?: number;
 }
 
+/** dgram's address lookup for IPv4 literals only, answered at once (see the transfer sockets). */
+function literalLookup(address: string, _options: unknown, callback: (err: Error | null, address: string, family: number) => void): void {
+  callback(null, address, 4);
+}
+
 export class TftpServer {
   readonly stats: TftpStats = emptyTftpStats();
   private readonly opts: Required<TftpServerOptions>;
@@ -146,17 +151,17 @@ export class TftpServer {
       maxBlockSize: this.opts.maxBlockSize,
       maxWindowSize: this.opts.maxWindowSize,
     });
-    const socket = createSocket('udp4');
+    // Not connected: a connected socket makes the kernel drop (and ICMP) a
+    // packet from a foreign TID, where RFC 1350 wants ERROR 5 sent to it.
+    // The lookup is answered synchronously, since every peer is an address
+    // literal: the default defers each send by a tick, which lock-step feels.
+    const socket = createSocket({ type: 'udp4', lookup: literalLookup });
     try {
       await new Promise<void>((resolve, reject) => {
         socket.once('error', reject);
         socket.bind({ port: 0, address: this.opts.address }, () => {
-          // Connected to the client's TID: the kernel filters foreign senders and
-          // sends skip the address lookup, which is most of a lock-step round trip.
-          socket.connect(rinfo.port, rinfo.address, () => {
-            socket.off('error', reject);
-            resolve();
-          });
+          socket.off('error', reject);
+          resolve();
         });
       });
     } catch {
