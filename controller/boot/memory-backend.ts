@@ -118,6 +118,11 @@ export class MemoryBootBackend implements BootBackend {
     }
   }
 
+  async holdsLease(ip: string): Promise<boolean> {
+    const lease = this.byIp.get(ip);
+    return lease !== undefined && lease.expiresAt > this.now();
+  }
+
   async declineLease(mac: string, ip: string): Promise<void> {
     await this.releaseLease(mac, ip);
     this.declined.set(ip, this.now() + DECLINE_QUARANTINE_MS);

@@ -9,6 +9,8 @@ import type { BootConfig } from './config.ts';
 import { DhcpServer } from './dhcp/server.ts';
 import { DirectoryBlobSource, type BlobSource } from './http/blob-source.ts';
 import { HttpBootServer } from './http/server.ts';
+import { LeaseGate, NetworkGate, parseCidr, type BootClientGate, type LeaseHolders } from './http/client-gate.ts';
+import { intToIp, ipToInt } from './dhcp/options.ts';
 import { DirectoryFileSource, type TftpFileSource } from './tftp/file-source.ts';
 import { IpxeOverlayFileSource } from './tftp/ipxe-file-source.ts';
 import { TftpServer } from './tftp/server.ts';
@@ -24,6 +26,8 @@ export interface BootServiceDeps {
   readonly blobs?: BlobSource;
   /** Overrides config.discovery (the controller also honours [discovery] enabled). */
   readonly discovery?: boolean;
+  /** Who may fetch kernels and ramdisks; default from the config (see bootClientGate). */
+  readonly clients?: BootClientGate;
   /** Prometheus registry served at /metrics on the HTTP boot port; the boot counters join it. */
   readonly metrics?: Registry;
 }
@@ -35,6 +39,26 @@ export interface BootServices {
   /** What was bound (null: DHCP off). */
   readonly ports: { readonly dhcp: number | null; readonly proxy: number | null; readonly tftp: number; readonly http: number };
   close(): Promise<void>;
+}
+
+/**
+ * Full mode: lease holders. Proxy/off: the configured provisioning networks,
+ * by default the server address's own network.
+ */
+export function bootClientGate(config: BootConfig, leases: LeaseHolders): BootClientGate {
+  if (config.mode === 'full') return new LeaseGate(leases);
+  const networks = config.provisioning_networks ?? [`${intToIp((ipToInt(config.server_address) & ipToInt(config.netmask)) >>> 0)}/${prefixLength(config.netmask)}`];
+  return new NetworkGate(networks.map((n) => parseCidr(n)!));
+}
+
+function prefixLength(netmask: string): number {
+  let n = ipToInt(netmask);
+  let bits = 0;
+  while (n & 0x80000000) {
+    bits++;
+    n = (n << 1) >>> 0;
+  }
+  return bits;
 }
 
 export async function startBootServices(config: BootConfig, deps: BootServiceDeps): Promise<BootServices> {
@@ -64,6 +88,7 @@ export async function startBootServices(config: BootConfig, deps: BootServiceDep
   const httpBase = `http://${config.server_address}:${config.http_port}`;
   const http = new HttpBootServer({
     states: deps.states,
+    clients: deps.clients ?? bootClientGate(config, deps.backend),
     blobs: deps.blobs ?? new DirectoryBlobSource(config.http_root),
     plan: {
       httpBase,

@@ -258,6 +258,11 @@ export class MysqlBootBackend implements BootBackend {
     if (this.#knownBound.get(ipToInt(ip))?.mac === mac) this.#rememberBound(ipToInt(ip), NOBODY, until.getTime());
   }
 
+  async holdsLease(ip: string): Promise<boolean> {
+    const [rows] = await this.#pool.query<mysql.RowDataPacket[]>("SELECT 1 FROM dhcp_leases WHERE ip = ? AND state = 'bound' AND expires_at > ?", [ipToInt(ip), new Date(this.#now())]);
+    return rows.length > 0;
+  }
+
   /** Live leases (for `bmctl`, tests and the benchmark's "every ACK is in MySQL" check). */
   async leases(): Promise<Lease[]> {
     const [rows] = await this.#pool.query<mysql.RowDataPacket[]>("SELECT ip, mac, expires_at FROM dhcp_leases WHERE state = 'bound' AND expires_at > ?", [new Date(this.#now())]);

@@ -11,6 +11,8 @@ import { IpxeOverlayFileSource } from '../../controller/boot/tftp/ipxe-file-sour
 import type { NodeBootState } from '../../controller/boot/boot-plan.ts';
 import { DirectoryBlobSource } from '../../controller/boot/http/blob-source.ts';
 import { HttpBootServer } from '../../controller/boot/http/server.ts';
+import { LeaseGate, NetworkGate, parseCidr } from '../../controller/boot/http/client-gate.ts';
+import type { BootBackend } from '../../controller/boot/backend.ts';
 import { startDhcpFromRunnerConfig, type RunnerDhcpConfig } from './runner-dhcp.ts';
 
 export interface RunnerConfig {
@@ -32,6 +34,8 @@ export interface RunnerConfig {
     readonly discovery: boolean;
     readonly kernelArgs?: readonly string[];
     readonly states: readonly (NodeBootState & { readonly mac: string })[];
+    /** Who may fetch /images/: lease holders of the runner's DHCP when it is in full mode, else these networks. */
+    readonly provisioningNetworks?: readonly string[];
   };
 }
 
@@ -54,8 +58,10 @@ if (config.tftp) {
   closers.push(() => server.close());
   statsOf.tftp = () => server.stats;
 }
+let leaseHolders: BootBackend | null = null;
 if (config.dhcp) {
   const started = await startDhcpFromRunnerConfig(config.dhcp);
+  if (config.dhcp.mode === 'full') leaseHolders = started.backend;
   ready.dhcp = started.addresses;
   closers.push(started.close);
   statsOf.dhcp = started.stats;
@@ -67,6 +73,7 @@ if (config.http) {
   const server = new HttpBootServer({
     states: { bootStateFor: async (mac) => states.get(mac) ?? null },
     blobs: new DirectoryBlobSource(h.root),
+    clients: leaseHolders ? new LeaseGate(leaseHolders) : new NetworkGate((h.provisioningNetworks ?? []).map((n) => parseCidr(n)!)),
     plan: { httpBase: h.httpBase, controllerUrl: h.httpBase, defaultKernel: 'deploy/vmlinuz', defaultRamdisk: 'deploy/initrd', discovery: h.discovery, kernelArgs: h.kernelArgs ?? ['console=ttyS0'] },
     address: h.address ?? '0.0.0.0',
     port: h.port,

@@ -10,14 +10,17 @@ import { pipeline } from 'node:stream/promises';
 import { BmError } from '../../errors.ts';
 import { normalizeMac } from '../../nodes/mac.ts';
 import { planBoot, type BootPlanConfig, type BootStateSource } from '../boot-plan.ts';
-import { PathOutsideRootError } from '../errors.ts';
+import { NotBootBlobError, PathOutsideRootError } from '../errors.ts';
 import { renderIpxeScript } from '../ipxe-script.ts';
 import type { BlobSource } from './blob-source.ts';
+import { clientIpv4, type BootClientGate } from './client-gate.ts';
 import { parseRange } from './range.ts';
 
 export interface HttpBootOptions {
   readonly states: BootStateSource;
   readonly blobs: BlobSource;
+  /** Who may fetch /images/ (kernels and ramdisks): no default, so the port is never public by omission. */
+  readonly clients: BootClientGate;
   readonly plan: BootPlanConfig;
   readonly address?: string;
   /** 6386 by default; 0 picks a free port (tests). */
@@ -30,13 +33,15 @@ export interface HttpBootStats {
   scripts: number;
   notFound: number;
   refused: number;
+  /** /images/ requests from an address that is no provisioning client. */
+  strangers: number;
   blobs: number;
   ranges: number;
   errors: number;
 }
 
 export class HttpBootServer {
-  readonly stats: HttpBootStats = { scripts: 0, notFound: 0, refused: 0, blobs: 0, ranges: 0, errors: 0 };
+  readonly stats: HttpBootStats = { scripts: 0, notFound: 0, refused: 0, strangers: 0, blobs: 0, ranges: 0, errors: 0 };
   private readonly o: HttpBootOptions;
   private server: Server | null = null;
 
@@ -116,6 +121,11 @@ export class HttpBootServer {
   }
 
   private async serveBlob(encoded: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const client = clientIpv4(req.socket.remoteAddress);
+    if (client === null || !(await this.o.clients.allows(client))) {
+      this.stats.strangers++;
+      return this.plain(res, 403, 'boot images are served to provisioning clients only\n');
+    }
     let name: string;
     try {
       // Decoded once, then checked: %2e%2e and %2f cannot smuggle a `..` past the check.
@@ -130,6 +140,10 @@ export class HttpBootServer {
       if (err instanceof PathOutsideRootError) {
         this.stats.refused++;
         return this.plain(res, 403, 'outside the served root\n');
+      }
+      if (err instanceof NotBootBlobError) {
+        this.stats.refused++;
+        return this.plain(res, 403, 'only kernels and ramdisks are served here\n');
       }
       if (err instanceof BmError && err.code === 'not-found') {
         this.stats.notFound++;
