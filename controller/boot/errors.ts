@@ -34,3 +34,12 @@ export class NotBootBlobError extends BmError {
     super('permission-denied', `image "${name}" is ${format}: only kernels and ramdisks (aki, ari) are served for boot`, { name, format });
   }
 }
+
+/** A boot setting that is missing or contradicts another; names the `[boot]` key to fix. */
+export class BootConfigError extends BmError {
+  readonly key: string;
+  constructor(key: string, message: string) {
+    super('invalid-argument', `[boot] ${key}: ${message}`, { key });
+    this.key = key;
+  }
+}

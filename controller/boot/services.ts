@@ -16,6 +16,7 @@ import { IpxeOverlayFileSource } from './tftp/ipxe-file-source.ts';
 import { TftpServer } from './tftp/server.ts';
 import { registerStatsMetrics } from './metrics.ts';
 import type { Registry } from 'prom-client';
+import type { Logger } from 'pino';
 
 export interface BootServiceDeps {
   readonly backend: BootBackend;
@@ -26,6 +27,8 @@ export interface BootServiceDeps {
   readonly blobs?: BlobSource;
   /** Overrides config.discovery (the controller also honours [discovery] enabled). */
   readonly discovery?: boolean;
+  /** The controller's logger for DHCP, TFTP and HTTP boot; silent when absent. */
+  readonly log?: Logger;
   /** Who may fetch kernels and ramdisks; default from the config (see bootClientGate). */
   readonly clients?: BootClientGate;
   /** Prometheus registry served at /metrics on the HTTP boot port; the boot counters join it. */
@@ -77,6 +80,7 @@ export async function startBootServices(config: BootConfig, deps: BootServiceDep
     leaseTimeSec: config.lease_time_s,
     discovery,
     boot: { httpPort: config.http_port, biosFile: config.ipxe_bios, efiFile: config.ipxe_efi },
+    ...(deps.log ? { log: deps.log } : {}),
   });
   const tftp = new TftpServer({
     source: deps.files ?? (await IpxeOverlayFileSource.create(new DirectoryFileSource(config.tftp_root), config.ipxe_source_dir, [config.ipxe_bios, config.ipxe_efi])),
@@ -84,6 +88,7 @@ export async function startBootServices(config: BootConfig, deps: BootServiceDep
     port: config.tftp_port,
     maxBlockSize: config.tftp_max_block_size,
     maxWindowSize: config.tftp_max_window,
+    ...(deps.log ? { log: deps.log } : {}),
   });
   const httpBase = `http://${config.server_address}:${config.http_port}`;
   const http = new HttpBootServer({
@@ -101,6 +106,7 @@ export async function startBootServices(config: BootConfig, deps: BootServiceDep
     address: config.bind_address,
     port: config.http_port,
     ...(deps.metrics ? { metrics: deps.metrics } : {}),
+    ...(deps.log ? { log: deps.log } : {}),
   });
   if (deps.metrics) {
     registerStatsMetrics(deps.metrics, { dhcp: () => ({ ...dhcp.stats }), tftp: () => ({ ...tftp.stats }), http_boot: () => ({ ...http.stats }) });
