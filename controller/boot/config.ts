@@ -7,10 +7,15 @@
  */
 import { z } from 'zod';
 import { intToIp, ipToInt, isIpv4 } from './dhcp/options.ts';
+import { parseCidr } from './http/client-gate.ts';
 
 const ipv4 = z.string().refine(isIpv4, 'expected a dotted IPv4 address');
 const bool = z.preprocess((v) => (v === 'true' || v === '1' ? true : v === 'false' || v === '0' ? false : v), z.boolean());
 const ipList = z.preprocess((v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter((s) => s.length > 0) : v), z.array(ipv4));
+const cidrList = z.preprocess(
+  (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter((s) => s.length > 0) : v),
+  z.array(z.string().refine((c) => parseCidr(c) !== null, 'expected an IPv4 network such as 10.20.0.0/24')),
+);
 const port = z.coerce.number().int().min(1).max(65535);
 const netmask = ipv4.refine((m) => {
   const n = ipToInt(m);
@@ -52,6 +57,13 @@ export const bootConfigSchema = z
      * line; default http://<server_address>:<the API's port>.
      */
     api_url: z.string().regex(/^https?:\/\/[A-Za-z0-9.:\-[\]]+\/?$/, 'expected http://host:port').optional(),
+    /**
+     * In DHCP mode proxy or off (we hold no leases): the networks whose
+     * addresses may fetch kernels and ramdisks from the HTTP boot port, as
+     * "a.b.c.d/n". Default: the server address's own network (netmask).
+     * In full mode only addresses holding a lease may.
+     */
+    provisioning_networks: cidrList.optional(),
     http_port: port.default(6386),
     http_root: z.string().min(1).default('/var/lib/bm/http'),
     deploy_kernel: z.string().min(1).default('deploy/vmlinuz'),

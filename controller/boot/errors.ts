@@ -27,3 +27,19 @@ export class LeaseConflictError extends BmError {
     super('conflict', `address ${ip} is leased to ${holder}, not ${mac}`, { ip, mac, holder });
   }
 }
+
+/** A blob the boot port does not serve: only kernels and ramdisks travel there (tenant images go over the authenticated block stream). */
+export class NotBootBlobError extends BmError {
+  constructor(name: string, format: string) {
+    super('permission-denied', `image "${name}" is ${format}: only kernels and ramdisks (aki, ari) are served for boot`, { name, format });
+  }
+}
+
+/** A boot setting that is missing or contradicts another; names the `[boot]` key to fix. */
+export class BootConfigError extends BmError {
+  readonly key: string;
+  constructor(key: string, message: string) {
+    super('invalid-argument', `[boot] ${key}: ${message}`, { key });
+    this.key = key;
+  }
+}

@@ -33,4 +33,15 @@ describe('in-memory boot backend', () => {
     await b.declineLease('x', '10.0.0.10');
     expect(await b.allocateLease({ mac: 'd', pool, requestedIp: '10.0.0.10', holdMs: 1000 })).toBe('10.0.0.12');
   });
+
+  it("gives a NAKed client's next DISCOVER a different address", async () => {
+    const b = new MemoryBootBackend();
+    const offered = await b.allocateLease({ mac: 'a', pool, requestedIp: null, holdMs: 60_000 });
+    // Another client takes it directly (INIT-REBOOT), so a's REQUEST conflicts.
+    await b.commitLease({ mac: 'b', ip: offered!, expiresAt: Date.now() + 1e6 });
+    await expect(b.commitLease({ mac: 'a', ip: offered!, expiresAt: Date.now() + 1e6 })).rejects.toBeInstanceOf(LeaseConflictError);
+    const next = await b.allocateLease({ mac: 'a', pool, requestedIp: null, holdMs: 60_000 });
+    expect(next).not.toBeNull();
+    expect(next).not.toBe(offered);
+  });
 });

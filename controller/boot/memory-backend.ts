@@ -76,7 +76,7 @@ export class MemoryBootBackend implements BootBackend {
     if (current && inPool(current.ip)) return hold(current.ip);
     const held = this.holdOf.get(req.mac);
     const heldEntry = held === undefined ? undefined : this.holds.get(held);
-    if (held !== undefined && heldEntry?.mac === req.mac && heldEntry.until > t && inPool(held)) return hold(held);
+    if (held !== undefined && heldEntry?.mac === req.mac && heldEntry.until > t && inPool(held) && this.usableBy(held, req.mac, req.pool, t)) return hold(held);
     if (req.requestedIp && inPool(req.requestedIp) && this.usableBy(req.requestedIp, req.mac, req.pool, t)) return hold(req.requestedIp);
     const key = `${req.pool.start}-${req.pool.end}`;
     const size = end - start + 1;
@@ -95,7 +95,12 @@ export class MemoryBootBackend implements BootBackend {
   async commitLease(lease: Lease): Promise<Lease> {
     const t = this.now();
     const held = this.byIp.get(lease.ip);
-    if (held && held.mac !== lease.mac && held.expiresAt > t) throw new LeaseConflictError(lease.ip, lease.mac, held.mac);
+    if (held && held.mac !== lease.mac && held.expiresAt > t) {
+      // The NAKed client's next DISCOVER must get another address.
+      if (this.holds.get(lease.ip)?.mac === lease.mac) this.holds.delete(lease.ip);
+      if (this.holdOf.get(lease.mac) === lease.ip) this.holdOf.delete(lease.mac);
+      throw new LeaseConflictError(lease.ip, lease.mac, held.mac);
+    }
     const previous = this.byMac.get(lease.mac);
     if (previous !== undefined && previous !== lease.ip) this.byIp.delete(previous);
     this.byIp.set(lease.ip, lease);
@@ -111,6 +116,11 @@ export class MemoryBootBackend implements BootBackend {
       this.byIp.delete(ip);
       this.byMac.delete(mac);
     }
+  }
+
+  async holdsLease(ip: string): Promise<boolean> {
+    const lease = this.byIp.get(ip);
+    return lease !== undefined && lease.expiresAt > this.now();
   }
 
   async declineLease(mac: string, ip: string): Promise<void> {

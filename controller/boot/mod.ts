@@ -5,7 +5,7 @@
 export type { AddressPool, AllocateRequest, BootBackend, BootNode, Lease } from './backend.ts';
 export { MemoryBootBackend } from './memory-backend.ts';
 export { bootConfigSchema, type BootConfig } from './config.ts';
-export { LeaseConflictError, MalformedPacketError, PathOutsideRootError } from './errors.ts';
+export { LeaseConflictError, MalformedPacketError, NotBootBlobError, PathOutsideRootError } from './errors.ts';
 export { planBoot, type BootPlanConfig, type BootProvisionState, type BootStateSource, type NodeBootState } from './boot-plan.ts';
 export { renderIpxeScript, type BootPurpose, type BootScriptPlan } from './ipxe-script.ts';
 export { DhcpServer, type DhcpMode, type DhcpRange, type DhcpServerOptions, type DhcpStats } from './dhcp/server.ts';
@@ -15,4 +15,5 @@ export { DirectoryFileSource, type TftpFile, type TftpFileSource } from './tftp/
 export { HttpBootServer, type HttpBootOptions, type HttpBootStats } from './http/server.ts';
 export { DirectoryBlobSource, type BlobSource, type ServedBlob } from './http/blob-source.ts';
 export { IpxeOverlayFileSource } from './tftp/ipxe-file-source.ts';
-export { startBootServices, type BootServiceDeps, type BootServices } from './services.ts';
+export { bootClientGate, startBootServices, type BootServiceDeps, type BootServices } from './services.ts';
+export { LeaseGate, NetworkGate, parseCidr, type BootClientGate, type LeaseHolders } from './http/client-gate.ts';

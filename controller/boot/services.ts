@@ -9,11 +9,14 @@ import type { BootConfig } from './config.ts';
 import { DhcpServer } from './dhcp/server.ts';
 import { DirectoryBlobSource, type BlobSource } from './http/blob-source.ts';
 import { HttpBootServer } from './http/server.ts';
+import { LeaseGate, NetworkGate, parseCidr, type BootClientGate, type LeaseHolders } from './http/client-gate.ts';
+import { intToIp, ipToInt } from './dhcp/options.ts';
 import { DirectoryFileSource, type TftpFileSource } from './tftp/file-source.ts';
 import { IpxeOverlayFileSource } from './tftp/ipxe-file-source.ts';
 import { TftpServer } from './tftp/server.ts';
 import { registerStatsMetrics } from './metrics.ts';
 import type { Registry } from 'prom-client';
+import type { Logger } from 'pino';
 
 export interface BootServiceDeps {
   readonly backend: BootBackend;
@@ -24,6 +27,10 @@ export interface BootServiceDeps {
   readonly blobs?: BlobSource;
   /** Overrides config.discovery (the controller also honours [discovery] enabled). */
   readonly discovery?: boolean;
+  /** The controller's logger for DHCP, TFTP and HTTP boot; silent when absent. */
+  readonly log?: Logger;
+  /** Who may fetch kernels and ramdisks; default from the config (see bootClientGate). */
+  readonly clients?: BootClientGate;
   /** Prometheus registry served at /metrics on the HTTP boot port; the boot counters join it. */
   readonly metrics?: Registry;
 }
@@ -35,6 +42,26 @@ export interface BootServices {
   /** What was bound (null: DHCP off). */
   readonly ports: { readonly dhcp: number | null; readonly proxy: number | null; readonly tftp: number; readonly http: number };
   close(): Promise<void>;
+}
+
+/**
+ * Full mode: lease holders. Proxy/off: the configured provisioning networks,
+ * by default the server address's own network.
+ */
+export function bootClientGate(config: BootConfig, leases: LeaseHolders): BootClientGate {
+  if (config.mode === 'full') return new LeaseGate(leases);
+  const networks = config.provisioning_networks ?? [`${intToIp((ipToInt(config.server_address) & ipToInt(config.netmask)) >>> 0)}/${prefixLength(config.netmask)}`];
+  return new NetworkGate(networks.map((n) => parseCidr(n)!));
+}
+
+function prefixLength(netmask: string): number {
+  let n = ipToInt(netmask);
+  let bits = 0;
+  while (n & 0x80000000) {
+    bits++;
+    n = (n << 1) >>> 0;
+  }
+  return bits;
 }
 
 export async function startBootServices(config: BootConfig, deps: BootServiceDeps): Promise<BootServices> {
@@ -53,17 +80,20 @@ export async function startBootServices(config: BootConfig, deps: BootServiceDep
     leaseTimeSec: config.lease_time_s,
     discovery,
     boot: { httpPort: config.http_port, biosFile: config.ipxe_bios, efiFile: config.ipxe_efi },
+    ...(deps.log ? { log: deps.log } : {}),
   });
   const tftp = new TftpServer({
-    source: deps.files ?? new IpxeOverlayFileSource(new DirectoryFileSource(config.tftp_root), config.ipxe_source_dir, [config.ipxe_bios, config.ipxe_efi]),
+    source: deps.files ?? (await IpxeOverlayFileSource.create(new DirectoryFileSource(config.tftp_root), config.ipxe_source_dir, [config.ipxe_bios, config.ipxe_efi])),
     address: config.bind_address,
     port: config.tftp_port,
     maxBlockSize: config.tftp_max_block_size,
     maxWindowSize: config.tftp_max_window,
+    ...(deps.log ? { log: deps.log } : {}),
   });
   const httpBase = `http://${config.server_address}:${config.http_port}`;
   const http = new HttpBootServer({
     states: deps.states,
+    clients: deps.clients ?? bootClientGate(config, deps.backend),
     blobs: deps.blobs ?? new DirectoryBlobSource(config.http_root),
     plan: {
       httpBase,
@@ -76,6 +106,7 @@ export async function startBootServices(config: BootConfig, deps: BootServiceDep
     address: config.bind_address,
     port: config.http_port,
     ...(deps.metrics ? { metrics: deps.metrics } : {}),
+    ...(deps.log ? { log: deps.log } : {}),
   });
   if (deps.metrics) {
     registerStatsMetrics(deps.metrics, { dhcp: () => ({ ...dhcp.stats }), tftp: () => ({ ...tftp.stats }), http_boot: () => ({ ...http.stats }) });

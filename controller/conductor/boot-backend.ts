@@ -27,6 +27,16 @@ const CANDIDATE_TTL_MS = 1000;
  */
 const LOOKUP_TTL_MS = 2000;
 const LOOKUP_CACHE_MAX = 20_000;
+/**
+ * Bound leases this controller has seen (its own commits, and other MACs'
+ * leases met at a conflict or a check) are kept in memory until they expire,
+ * so a window scan that raced a commit cannot offer that address again. Past
+ * this many entries the map is cleared: it only saves reads, the database
+ * stays the arbiter.
+ */
+const KNOWN_BOUND_MAX = 100_000;
+/** How long a conflict's holder is remembered when its row's expiry is unknown. */
+const CONFLICT_MEMORY_MS = 60_000;
 
 // A claim on an existing row only succeeds when the row is ours or expired.
 // SET runs left to right: state and expiry are decided on the old mac before
@@ -51,6 +61,8 @@ export class MysqlBootBackend implements BootBackend {
   /** MACs whose allocation saw a bound lease on another address: commitLease must delete it. */
   readonly #staleLease = new Set<string>();
   readonly #lookups = new Map<string, { node: BootNode | null; at: number }>();
+  /** address -> the MAC it is bound to, until its expiry (see KNOWN_BOUND_MAX). */
+  readonly #knownBound = new Map<number, { mac: string; until: number }>();
 
   constructor(pool: mysql.Pool, now: () => number = Date.now) {
     this.#pool = pool;
@@ -92,7 +104,8 @@ export class MysqlBootBackend implements BootBackend {
     const end = ipToInt(req.pool.end);
     const excluded = new Set(req.pool.exclude.map(ipToInt));
     const now = this.#now();
-    const usable = (ip: number): boolean => ip >= start && ip <= end && !excluded.has(ip) && this.#heldBy(ip, now) in { none: 1, [req.mac]: 1 };
+    const usable = (ip: number): boolean =>
+      ip >= start && ip <= end && !excluded.has(ip) && this.#heldBy(ip, now) in { none: 1, [req.mac]: 1 } && this.#boundTo(ip, now) in { none: 1, [req.mac]: 1 };
     const hold = (ip: number): string => {
       const previous = this.#holdOf.get(req.mac);
       if (previous !== undefined && previous !== ip) this.#holds.delete(previous);
@@ -106,7 +119,10 @@ export class MysqlBootBackend implements BootBackend {
     if (current !== undefined && usable(current)) return hold(current);
     if (current !== undefined) this.#staleLease.add(req.mac);
     const held = this.#holdOf.get(req.mac);
-    if (held !== undefined && usable(held) && this.#holds.get(held)!.until > now) return hold(held);
+    if (held !== undefined && usable(held) && this.#holds.get(held)!.until > now) {
+      hold(held);
+      if (await this.#stillFree(held, req.mac, now)) return intToIp(held);
+    }
 
     if (req.requestedIp !== null) {
       const wanted = ipToInt(req.requestedIp);
@@ -120,7 +136,10 @@ export class MysqlBootBackend implements BootBackend {
       if (now - this.#candidatesAt > CANDIDATE_TTL_MS) this.#candidates = [];
       while (this.#nextCandidate < this.#candidates.length) {
         const ip = this.#candidates[this.#nextCandidate++]!;
-        if (usable(ip)) return hold(ip);
+        if (!usable(ip)) continue;
+        // The hold is taken before the check, so no concurrent DISCOVER picks it meanwhile.
+        hold(ip);
+        if (await this.#stillFree(ip, req.mac, now)) return intToIp(ip);
       }
       if (!(await this.#refill(start, end, usable, now))) return null;
     }
@@ -154,6 +173,41 @@ export class MysqlBootBackend implements BootBackend {
     return false;
   }
 
+  /**
+   * The check that keeps an offer from naming an address bound to another
+   * MAC: the scan that found it may be up to CANDIDATE_TTL_MS old, and another
+   * controller may have committed it since. One primary-key read. When it is
+   * taken, our hold goes and the holder is remembered.
+   */
+  async #stillFree(ip: number, mac: string, now: number): Promise<boolean> {
+    const [rows] = await this.#pool.query<mysql.RowDataPacket[]>('SELECT mac, expires_at FROM dhcp_leases WHERE ip = ? AND expires_at > ?', [ip, new Date(now)]);
+    const row = rows[0];
+    if (row === undefined || row.mac === mac) return true;
+    this.#rememberBound(ip, row.mac as string, (row.expires_at as Date).getTime());
+    this.#dropHold(ip, mac);
+    return false;
+  }
+
+  #rememberBound(ip: number, mac: string, until: number): void {
+    if (this.#knownBound.size >= KNOWN_BOUND_MAX) this.#knownBound.clear();
+    this.#knownBound.set(ip, { mac, until });
+  }
+
+  #boundTo(ip: number, now: number): string {
+    const b = this.#knownBound.get(ip);
+    if (!b) return 'none';
+    if (b.until <= now) {
+      this.#knownBound.delete(ip);
+      return 'none';
+    }
+    return b.mac;
+  }
+
+  #dropHold(ip: number, mac: string): void {
+    if (this.#holds.get(ip)?.mac === mac) this.#holds.delete(ip);
+    if (this.#holdOf.get(mac) === ip) this.#holdOf.delete(mac);
+  }
+
   #heldBy(ip: number, now: number): string {
     const h = this.#holds.get(ip);
     if (!h) return 'none';
@@ -168,9 +222,16 @@ export class MysqlBootBackend implements BootBackend {
   async commitLease(lease: Lease): Promise<Lease> {
     const ip = ipToInt(lease.ip);
     if (!(await this.#claim(ip, lease.mac, 'bound', lease.expiresAt))) {
-      const [rows] = await this.#pool.query<mysql.RowDataPacket[]>('SELECT mac FROM dhcp_leases WHERE ip = ?', [ip]);
-      throw new LeaseConflictError(lease.ip, lease.mac, (rows[0]?.mac as string | undefined) ?? 'another client');
+      const [rows] = await this.#pool.query<mysql.RowDataPacket[]>('SELECT mac, expires_at FROM dhcp_leases WHERE ip = ?', [ip]);
+      const holder = (rows[0]?.mac as string | undefined) ?? 'another client';
+      // The NAKed client's next DISCOVER must get another address, not this one again.
+      const until = (rows[0]?.expires_at as Date | undefined)?.getTime() ?? this.#now() + CONFLICT_MEMORY_MS;
+      this.#rememberBound(ip, holder, until);
+      this.#dropHold(ip, lease.mac);
+      throw new LeaseConflictError(lease.ip, lease.mac, holder);
     }
+    // Known before the hold goes: a scan that raced this commit must not find the address free.
+    this.#rememberBound(ip, lease.mac, lease.expiresAt);
     // One lease per MAC: its other rows (an earlier address) go. Skipped, to
     // save a second durable write, when this commits our own offer and the
     // offer found no other lease of this MAC.
@@ -188,11 +249,18 @@ export class MysqlBootBackend implements BootBackend {
 
   async releaseLease(mac: string, ip: string): Promise<void> {
     await this.#pool.query('UPDATE dhcp_leases SET expires_at = ? WHERE ip = ? AND mac = ?', [new Date(this.#now() - 1), ipToInt(ip), mac]);
+    if (this.#knownBound.get(ipToInt(ip))?.mac === mac) this.#knownBound.delete(ipToInt(ip));
   }
 
   async declineLease(mac: string, ip: string): Promise<void> {
     const until = new Date(this.#now() + DECLINE_QUARANTINE_MS);
     await this.#pool.query("UPDATE dhcp_leases SET mac = ?, state = 'declined', expires_at = ? WHERE ip = ? AND mac = ?", [NOBODY, until, ipToInt(ip), mac]);
+    if (this.#knownBound.get(ipToInt(ip))?.mac === mac) this.#rememberBound(ipToInt(ip), NOBODY, until.getTime());
+  }
+
+  async holdsLease(ip: string): Promise<boolean> {
+    const [rows] = await this.#pool.query<mysql.RowDataPacket[]>("SELECT 1 FROM dhcp_leases WHERE ip = ? AND state = 'bound' AND expires_at > ?", [ipToInt(ip), new Date(this.#now())]);
+    return rows.length > 0;
   }
 
   /** Live leases (for `bmctl`, tests and the benchmark's "every ACK is in MySQL" check). */

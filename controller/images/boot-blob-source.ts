@@ -1,11 +1,13 @@
 /**
  * Kernels and ramdisks for HTTP boot, from the image store: `/images/<id>`
- * where id is an aki/ari image's uuid or name. Names that are no image fall
+ * where id is an aki/ari image's uuid or name (a tenant's raw or qcow2 image
+ * is refused: it travels only over the authenticated block stream). Names that are no image fall
  * through to a directory (the configured deploy kernel/ramdisk files), which
  * stays confined to its root.
  */
 import { PassThrough } from 'node:stream';
 import type { BlobSource, ServedBlob } from '../boot/http/blob-source.ts';
+import { NotBootBlobError } from '../boot/errors.ts';
 import type { ImageCatalog } from './catalog.ts';
 
 export class CatalogBlobSource implements BlobSource {
@@ -20,6 +22,7 @@ export class CatalogBlobSource implements BlobSource {
   async open(name: string): Promise<ServedBlob> {
     const image = name.includes('/') ? null : await this.#catalog.find(name);
     if (!image || image.status !== 'active' || !image.sha256) return this.#fallback.open(name);
+    if (image.diskFormat !== 'aki' && image.diskFormat !== 'ari') throw new NotBootBlobError(name, image.diskFormat);
     const blobs = this.#catalog.blobs;
     const sha256 = image.sha256;
     return {

@@ -198,6 +198,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
         blobs: new CatalogBlobSource(catalog, new DirectoryBlobSource(boot.http_root)),
         discovery: boot.discovery || config.discovery.enabled,
         metrics,
+        log,
       });
       cleanup.unshift(() => services.close());
       log.info({ mode: boot.mode, ...services.ports }, 'boot services started');

@@ -14,19 +14,18 @@
  * best rate with at most 1 % drops, and ours/Kea. Also a "PXE storm": 1,000
  * PXE clients (vendor class PXEClient, arch 0) at once, time until all ACKed.
  */
-import { execFile, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { dropDatabase, syncDatabase } from '../../db/migrate.ts';
 import { createLan, nsExec, nsSpawn, stopChild, waitForLine, type Lan, type Leaf } from '../boot/netns.ts';
 import { requirePeer } from '../boot/peers.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
+import { dropKeaDatabase, keaConfig, keaMysqlReady, startKea, startOurs, type BenchSubnet } from './dhcp-servers.ts';
 
-const run = promisify(execFile);
-const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-const RANGE = { start: '10.98.1.0', end: '10.98.255.254' };
+const SUBNET: BenchSubnet = { server: '10.98.0.1', cidr: '10.98.0.0/16', netmask: '255.255.0.0', start: '10.98.1.0', end: '10.98.255.254' };
+const RANGE = { start: SUBNET.start, end: SUBNET.end };
 
 interface Step {
   readonly offered: number;
@@ -79,20 +78,9 @@ async function storm(cli: Leaf): Promise<{ ms: number; acked: number }> {
   return { ms: Math.round(ms), acked: parsePerfdhcp(stdout).recvAck };
 }
 
-async function keaMysqlReady(db: string): Promise<string | null> {
-  try {
-    const admin = '/usr/sbin/kea-admin';
-    await run('mysql', ['-uroot', '-h127.0.0.1', '-e', `CREATE DATABASE ${db}`]);
-    await run(admin, ['db-init', 'mysql', '-u', 'root', '-p', '', '-h', '127.0.0.1', '-n', db]);
-    return null;
-  } catch (err) {
-    return err instanceof Error ? err.message.split('\n').slice(0, 3).join(' ') : String(err);
-  }
-}
-
 export default async function dhcpBench(ctx: BenchContext): Promise<BenchReport> {
   requirePeer('/usr/sbin/perfdhcp');
-  const kea = requirePeer('/usr/sbin/kea-dhcp4');
+  requirePeer('/usr/sbin/kea-dhcp4');
   const dnsmasq = requirePeer('/usr/sbin/dnsmasq');
   const seconds = Math.max(2, Math.round(6 * ctx.scale));
   // Fine steps where lease stores that fsync every commit saturate.
@@ -111,60 +99,23 @@ export default async function dhcpBench(ctx: BenchContext): Promise<BenchReport>
     lan = await createLan();
     const srv = await lan.addLeaf('srv', '10.98.0.1/16');
     const cli = await lan.addLeaf('cli', '10.98.0.2/16');
-    const keaConfig = (leaseDb: Record<string, unknown>): string =>
-      JSON.stringify({
-        Dhcp4: {
-          'interfaces-config': { interfaces: ['eth0'], 'dhcp-socket-type': 'udp' },
-          'lease-database': leaseDb,
-          'valid-lifetime': 3600,
-          subnet4: [{ id: 1, subnet: '10.98.0.0/16', pools: [{ pool: `${RANGE.start} - ${RANGE.end}` }] }],
-          'multi-threading': { 'enable-multi-threading': true, 'thread-pool-size': 2, 'packet-queue-size': 256 },
-          'control-socket': undefined,
-          loggers: [{ name: 'kea-dhcp4', severity: 'WARN', output_options: [{ output: 'stdout' }] }],
-        },
-      });
-    const keaEnv = { KEA_PIDFILE_DIR: dir, KEA_LOCKFILE_DIR: dir, KEA_LFC_EXECUTABLE: '/bin/true' };
-    const startKea = async (file: string): Promise<ChildProcess> => {
-      const child = nsSpawn(srv.ns, 'env', [...Object.entries(keaEnv).map(([k, v]) => `${k}=${v}`), kea, '-c', file]);
-      await new Promise((r) => setTimeout(r, 1500));
-      if (child.exitCode !== null) throw new Error('kea-dhcp4 exited at start');
-      return child;
-    };
-    const startOurs = async (mysqlDb: string | null): Promise<ChildProcess> => {
-      const child = nsSpawn(srv.ns, process.execPath, [
-        path.join(repo, 'test/boot/boot-runner.ts'),
-        JSON.stringify({
-          dhcp: {
-            mode: 'full',
-            serverAddress: '10.98.0.1',
-            range: { ...RANGE, netmask: '255.255.0.0', router: null, dns: [] },
-            discovery: true,
-            ...(mysqlDb ? { mysql: { socketPath: '/run/mysqld/mysqld.sock', user: 'root', database: mysqlDb, connectionLimit: 16 } } : {}),
-          },
-        }),
-      ]);
-      await waitForLine(child, /"ready"/);
-      return child;
-    };
     const servers: { name: string; start: () => Promise<ChildProcess> }[] = [
       {
         name: 'ours-mysql',
         start: async () => {
           await syncDatabase(`mysql://root@127.0.0.1:3306/${oursDb}`);
           oursDbCreated = true;
-          return startOurs(oursDb);
+          return startOurs(srv.ns, SUBNET, oursDb);
         },
       },
       {
         name: 'ours-memory',
-        start: () => startOurs(null),
+        start: () => startOurs(srv.ns, SUBNET, null),
       },
       {
         name: 'kea-memfile',
         start: async () => {
-          const file = path.join(dir, 'kea-memfile.json');
-          await writeFile(file, keaConfig({ type: 'memfile', persist: false, 'lfc-interval': 0 }));
-          return startKea(file);
+          return startKea(srv.ns, dir, path.join(dir, 'kea-memfile.json'), keaConfig(SUBNET, { type: 'memfile', persist: false, 'lfc-interval': 0 }));
         },
       },
       {
@@ -173,9 +124,7 @@ export default async function dhcpBench(ctx: BenchContext): Promise<BenchReport>
           const why = await keaMysqlReady(keaDb);
           if (why) throw new Error(`Kea MySQL lease backend not set up: ${why}`);
           keaDbCreated = true;
-          const file = path.join(dir, 'kea-mysql.json');
-          await writeFile(file, keaConfig({ type: 'mysql', name: keaDb, host: 'localhost', user: 'root', password: '' }));
-          return startKea(file);
+          return startKea(srv.ns, dir, path.join(dir, 'kea-mysql.json'), keaConfig(SUBNET, { type: 'mysql', name: keaDb, host: 'localhost', user: 'root', password: '' }));
         },
       },
       {
@@ -238,7 +187,7 @@ export default async function dhcpBench(ctx: BenchContext): Promise<BenchReport>
     await stopChild(server);
     await lan?.destroy();
     if (oursDbCreated) await dropDatabase(`mysql://root@127.0.0.1:3306/${oursDb}`).catch(() => undefined);
-    if (keaDbCreated) await run('mysql', ['-uroot', '-h127.0.0.1', '-e', `DROP DATABASE IF EXISTS ${keaDb}`]).catch(() => undefined);
+    if (keaDbCreated) await dropKeaDatabase(keaDb);
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -7,13 +7,23 @@
 import { createInterface } from 'node:readline';
 import { DirectoryFileSource } from '../../controller/boot/tftp/file-source.ts';
 import { TftpServer } from '../../controller/boot/tftp/server.ts';
+import { IpxeOverlayFileSource } from '../../controller/boot/tftp/ipxe-file-source.ts';
 import type { NodeBootState } from '../../controller/boot/boot-plan.ts';
 import { DirectoryBlobSource } from '../../controller/boot/http/blob-source.ts';
 import { HttpBootServer } from '../../controller/boot/http/server.ts';
+import { LeaseGate, NetworkGate, parseCidr } from '../../controller/boot/http/client-gate.ts';
+import type { BootBackend } from '../../controller/boot/backend.ts';
 import { startDhcpFromRunnerConfig, type RunnerDhcpConfig } from './runner-dhcp.ts';
 
 export interface RunnerConfig {
-  readonly tftp?: { readonly root: string; readonly address?: string; readonly port?: number; readonly timeoutMs?: number };
+  readonly tftp?: {
+    readonly root: string;
+    readonly address?: string;
+    readonly port?: number;
+    readonly timeoutMs?: number;
+    /** Serve these iPXE names from this directory (links resolved at start), as the controller does. */
+    readonly ipxe?: { readonly dir: string; readonly names: readonly string[] };
+  };
   readonly dhcp?: RunnerDhcpConfig;
   readonly http?: {
     readonly root: string;
@@ -24,6 +34,8 @@ export interface RunnerConfig {
     readonly discovery: boolean;
     readonly kernelArgs?: readonly string[];
     readonly states: readonly (NodeBootState & { readonly mac: string })[];
+    /** Who may fetch /images/: lease holders of the runner's DHCP when it is in full mode, else these networks. */
+    readonly provisioningNetworks?: readonly string[];
   };
 }
 
@@ -35,7 +47,9 @@ const ready: Record<string, unknown> = {};
 
 if (config.tftp) {
   const server = new TftpServer({
-    source: new DirectoryFileSource(config.tftp.root),
+    source: config.tftp.ipxe
+      ? await IpxeOverlayFileSource.create(new DirectoryFileSource(config.tftp.root), config.tftp.ipxe.dir, config.tftp.ipxe.names)
+      : new DirectoryFileSource(config.tftp.root),
     address: config.tftp.address ?? '0.0.0.0',
     port: config.tftp.port ?? 69,
     ...(config.tftp.timeoutMs ? { timeoutMs: config.tftp.timeoutMs } : {}),
@@ -44,8 +58,10 @@ if (config.tftp) {
   closers.push(() => server.close());
   statsOf.tftp = () => server.stats;
 }
+let leaseHolders: BootBackend | null = null;
 if (config.dhcp) {
   const started = await startDhcpFromRunnerConfig(config.dhcp);
+  if (config.dhcp.mode === 'full') leaseHolders = started.backend;
   ready.dhcp = started.addresses;
   closers.push(started.close);
   statsOf.dhcp = started.stats;
@@ -57,6 +73,7 @@ if (config.http) {
   const server = new HttpBootServer({
     states: { bootStateFor: async (mac) => states.get(mac) ?? null },
     blobs: new DirectoryBlobSource(h.root),
+    clients: leaseHolders ? new LeaseGate(leaseHolders) : new NetworkGate((h.provisioningNetworks ?? []).map((n) => parseCidr(n)!)),
     plan: { httpBase: h.httpBase, controllerUrl: h.httpBase, defaultKernel: 'deploy/vmlinuz', defaultRamdisk: 'deploy/initrd', discovery: h.discovery, kernelArgs: h.kernelArgs ?? ['console=ttyS0'] },
     address: h.address ?? '0.0.0.0',
     port: h.port,

@@ -71,6 +71,15 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** GET with curl from a chosen loopback source address (the lease gate looks at it). */
+async function curlFrom(source: string, url: string, extra: string[] = []): Promise<{ status: number; body: Buffer }> {
+  const out = path.join(dir, `curl-${Math.random().toString(36).slice(2)}`);
+  const { stdout } = await run('curl', ['-sS', '--interface', source, '-o', out, '-w', '%{http_code}', ...extra, url]);
+  const body = await readFile(out).catch(() => Buffer.alloc(0));
+  await rm(out, { force: true });
+  return { status: Number(stdout), body };
+}
+
 async function enroll(mac: string): Promise<string> {
   const node = await admin.client(NodeService).createNode({ pmAddress: '192.0.2.10', pmUser: 'admin', pmPassword: 'boot-test-secret', cpus: 2, memoryMb: 2048, localGb: 20, cpuArch: 'x86_64', mac });
   return node.uuid;
@@ -131,20 +140,44 @@ describe('controller with [boot] configured', () => {
     expect(ctl.logs()).not.toContain('boot-test-secret');
   });
 
-  it('streams kernels from the image store and from http_root, with ranges', async () => {
+  it('streams kernels from the image store and from http_root, with ranges, to the leased address only', async () => {
     const file = path.join(dir, 'kernel.aki');
     const aki = Buffer.from('an uploaded kernel image '.repeat(4096));
     await writeFile(file, aki);
     const made = await runBmctl(['--url', ctl.url, '--token', ctl.token, 'image', 'create', file, '--name', 'deploy-kernel', '--disk-format', 'aki', '--json']);
     expect(made.code).toBe(0);
-    const full = await fetch(`http://127.0.0.1:${httpPort}/images/deploy-kernel`);
-    expect(Buffer.from(await full.arrayBuffer()).equals(aki)).toBe(true);
-    const part = await fetch(`http://127.0.0.1:${httpPort}/images/deploy-kernel`, { headers: { range: 'bytes=100-199' } });
+    // The first test's DORA leased 127.0.0.100: loopback lets us fetch from that address.
+    const leased = '127.0.0.100';
+    const full = await curlFrom(leased, `http://127.0.0.1:${httpPort}/images/deploy-kernel`);
+    expect(full.status).toBe(200);
+    expect(full.body.equals(aki)).toBe(true);
+    const part = await curlFrom(leased, `http://127.0.0.1:${httpPort}/images/deploy-kernel`, ['-r', '100-199']);
     expect(part.status).toBe(206);
-    expect(Buffer.from(await part.arrayBuffer()).equals(aki.subarray(100, 200))).toBe(true);
-    const fromRoot = await fetch(`http://127.0.0.1:${httpPort}/images/deploy/vmlinuz`);
-    expect(Buffer.from(await fromRoot.arrayBuffer()).equals(kernelBytes)).toBe(true);
-    expect((await fetch(`http://127.0.0.1:${httpPort}/images/..%2f..%2fetc%2fpasswd`)).status).toBeGreaterThanOrEqual(400);
+    expect(part.body.equals(aki.subarray(100, 200))).toBe(true);
+    const fromRoot = await curlFrom(leased, `http://127.0.0.1:${httpPort}/images/deploy/vmlinuz`);
+    expect(fromRoot.body.equals(kernelBytes)).toBe(true);
+    expect((await curlFrom(leased, `http://127.0.0.1:${httpPort}/images/..%2f..%2fetc%2fpasswd`)).status).toBeGreaterThanOrEqual(400);
+    // A stranger (no lease) gets nothing, not even a kernel.
+    const stranger = await curlFrom('127.0.0.1', `http://127.0.0.1:${httpPort}/images/deploy-kernel`);
+    expect(stranger.status).toBe(403);
+    expect(stranger.body.includes(aki.subarray(0, 25))).toBe(false);
+  });
+
+  it("refuses a tenant's raw and qcow2 images on the boot port, even to a leased address", async () => {
+    const raw = path.join(dir, 'tenant.raw');
+    const tenantBytes = Buffer.alloc(1024 * 1024, 'tenant-secret-disk ');
+    await writeFile(raw, tenantBytes);
+    const qcow2 = path.join(dir, 'tenant.qcow2');
+    await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
+    for (const [name, file, format] of [['tenant-raw', raw, 'raw'], ['tenant-qcow2', qcow2, 'qcow2']] as const) {
+      const made = await runBmctl(['--url', ctl.url, '--token', ctl.token, 'image', 'create', file, '--name', name, '--disk-format', format, '--json']);
+      expect(made.code, made.stderr).toBe(0);
+      const got = await curlFrom('127.0.0.100', `http://127.0.0.1:${httpPort}/images/${name}`);
+      expect(got.status, name).toBe(403);
+      expect(got.body.includes(Buffer.from('tenant-secret-disk'))).toBe(false);
+      const uuid = (JSON.parse(made.stdout) as { uuid: string }).uuid;
+      expect((await curlFrom('127.0.0.100', `http://127.0.0.1:${httpPort}/images/${uuid}`)).status, uuid).toBe(403);
+    }
   });
 
   it('serves Prometheus metrics on the HTTP boot port, the boot counters among them', async () => {

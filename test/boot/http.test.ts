@@ -13,6 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeBootState } from '../../controller/boot/boot-plan.ts';
 import { DirectoryBlobSource } from '../../controller/boot/http/blob-source.ts';
 import { HttpBootServer } from '../../controller/boot/http/server.ts';
+import { LeaseGate } from '../../controller/boot/http/client-gate.ts';
+import { MemoryBootBackend } from '../../controller/boot/memory-backend.ts';
 
 const run = promisify(execFile);
 const DEPLOYING = '52:54:00:dd:00:01';
@@ -23,6 +25,8 @@ let server: HttpBootServer;
 let discoveryServer: HttpBootServer;
 let base: string;
 let discoveryBase: string;
+// curl connects from 127.0.0.1, which holds a lease; 127.0.0.9 is a stranger until it gets one.
+const leases = new MemoryBootBackend();
 const kernel = randomBytes(1_000_003);
 
 async function curl(args: string[]): Promise<{ status: number; body: Buffer; headers: string }> {
@@ -50,9 +54,11 @@ beforeAll(async () => {
     },
   };
   const plan = { httpBase: 'http://127.0.0.1:6386', controllerUrl: 'http://127.0.0.1:6385', defaultKernel: 'deploy/vmlinuz', defaultRamdisk: 'deploy/initrd', discovery: false, kernelArgs: ['console=ttyS0'] };
-  server = new HttpBootServer({ states, blobs: new DirectoryBlobSource(root), plan, address: '127.0.0.1', port: 0 });
+  await leases.commitLease({ mac: '52:54:00:dd:00:10', ip: '127.0.0.1', expiresAt: Date.now() + 3600_000 });
+  const clients = new LeaseGate(leases);
+  server = new HttpBootServer({ states, blobs: new DirectoryBlobSource(root), clients, plan, address: '0.0.0.0', port: 0 });
   base = `http://127.0.0.1:${(await server.start()).port}`;
-  discoveryServer = new HttpBootServer({ states, blobs: new DirectoryBlobSource(root), plan: { ...plan, discovery: true }, address: '127.0.0.1', port: 0 });
+  discoveryServer = new HttpBootServer({ states, blobs: new DirectoryBlobSource(root), clients, plan: { ...plan, discovery: true }, address: '127.0.0.1', port: 0 });
   discoveryBase = `http://127.0.0.1:${(await discoveryServer.start()).port}`;
 });
 
@@ -110,6 +116,18 @@ describe('HTTP boot server', () => {
     expect((await curl([`${base}/images/%2e%2e/secret`])).status).toBe(403);
     expect((await curl([`${base}/images/missing`])).status).toBe(404);
     expect((await curl(['-X', 'POST', `${base}/images/deploy/vmlinuz`])).status).toBe(405);
+  });
+
+  it('serves kernels only to an address holding a lease', async () => {
+    const stranger = await curl(['--interface', '127.0.0.9', `${base}/images/deploy/vmlinuz`]);
+    expect(stranger.status).toBe(403);
+    expect(stranger.body.length).toBeLessThan(200);
+    expect(server.stats.strangers).toBeGreaterThanOrEqual(1);
+    // A refusal is not remembered: once the address is leased, it may fetch at once.
+    await leases.commitLease({ mac: '52:54:00:dd:00:19', ip: '127.0.0.9', expiresAt: Date.now() + 3600_000 });
+    const leased = await curl(['--interface', '127.0.0.9', `${base}/images/deploy/vmlinuz`]);
+    expect(leased.status).toBe(200);
+    expect(leased.body.equals(kernel)).toBe(true);
   });
 
   it('streams a 512 MiB image without holding it in memory', async () => {

@@ -18,6 +18,8 @@ export const PEER_PACKAGES = {
   '/usr/lib/ipxe/ipxe.efi': 'ipxe',
   '/usr/lib/ipxe/qemu/pxe-virtio.rom': 'ipxe-qemu',
   '/usr/sbin/ip': 'iproute2',
+  '/usr/share/OVMF/OVMF_CODE.fd': 'ovmf',
+  '/usr/share/OVMF/OVMF_VARS.fd': 'ovmf',
 } as const;
 
 export type PeerPath = keyof typeof PEER_PACKAGES;

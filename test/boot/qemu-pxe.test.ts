@@ -91,6 +91,8 @@ async function bootVm(mode: 'full' | 'proxy'): Promise<{ text: string; stats: Re
       httpBase: 'http://10.99.0.1:6386',
       discovery: false,
       states: [{ mac: VM_MAC, nodeUuid: NODE, provisionState: 'deploying', agentToken: 'agent_token_0123456789', deployKernel: null, deployRamdisk: null }],
+      // Proxy mode: dnsmasq leases the addresses, so the segment is the rule.
+      provisioningNetworks: ['10.99.0.0/24'],
     },
   });
   const log = path.join(dir, 'serial.log');

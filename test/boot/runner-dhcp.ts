@@ -25,7 +25,7 @@ export interface RunnerDhcpConfig {
   readonly mysql?: { readonly socketPath: string; readonly database: string; readonly user: string; readonly connectionLimit?: number };
 }
 
-export async function startDhcpFromRunnerConfig(c: RunnerDhcpConfig): Promise<{ addresses: unknown; close: () => Promise<void>; stats: () => Promise<unknown> }> {
+export async function startDhcpFromRunnerConfig(c: RunnerDhcpConfig): Promise<{ addresses: unknown; backend: BootBackend; close: () => Promise<void>; stats: () => Promise<unknown> }> {
   const memory = new MemoryBootBackend();
   for (const n of c.nodes ?? []) memory.addNode(n);
   const pool = c.mysql
@@ -46,6 +46,7 @@ export async function startDhcpFromRunnerConfig(c: RunnerDhcpConfig): Promise<{ 
   const addresses = await server.start();
   return {
     addresses,
+    backend,
     close: async () => {
       await server.close();
       await pool?.end();

@@ -172,6 +172,38 @@ describe('TFTP server retransmission', () => {
     socket.close();
   });
 
+  it('answers a packet from a foreign port with ERROR 5 and goes on with the transfer untouched', async () => {
+    const client = await rawClient();
+    const stranger = await rawClient();
+    client.socket.send(encodeRequest('rrq', 'exact.bin'), port, '127.0.0.1');
+    const first = await client.next(1000);
+    expect(first && parsePacket(first.data)).toMatchObject({ kind: 'data', block: 1 });
+    const tid = first!.port;
+    const foreignBefore = server.stats.foreignTid;
+    // RFC 1350 section 4: the stray packet's source gets "unknown transfer ID"; the client sees nothing.
+    stranger.socket.send(encodeAck(1), tid, '127.0.0.1');
+    const error = await stranger.next(1000);
+    expect(error && parsePacket(error.data)).toMatchObject({ kind: 'error', code: 5 });
+    expect(error!.port).toBe(tid);
+    expect(server.stats.foreignTid).toBe(foreignBefore + 1);
+    const received: Buffer[] = [(parsePacket(first!.data) as { data: Uint8Array }).data as Buffer];
+    for (let block = 1; ; block++) {
+      client.socket.send(encodeAck(block), tid, '127.0.0.1');
+      if (received.reduce((n, b) => n + b.length, 0) === files['exact.bin']!.length && received.at(-1)!.length === 0) break;
+      let packet = null;
+      // A retransmission of the previous block (300 ms timer on a busy machine) is skipped.
+      do {
+        const next = await client.next(1000);
+        packet = next && parsePacket(next.data);
+      } while (packet?.kind === 'data' && packet.block === block);
+      expect(packet).toMatchObject({ kind: 'data', block: block + 1 });
+      received.push(Buffer.from((packet as { data: Uint8Array }).data));
+    }
+    expect(Buffer.concat(received).equals(files['exact.bin']!)).toBe(true);
+    client.socket.close();
+    stranger.socket.close();
+  });
+
   it('refuses write requests with an access violation', async () => {
     const { socket, next } = await rawClient();
     socket.send(encodeRequest('wrq', 'upload.bin'), port, '127.0.0.1');

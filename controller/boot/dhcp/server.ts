@@ -11,7 +11,9 @@
  */
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import type { AddressPool, BootBackend } from '../backend.ts';
-import { LeaseConflictError } from '../errors.ts';
+import type { Logger } from 'pino';
+import { BootConfigError, LeaseConflictError } from '../errors.ts';
+import { errorText, LogLimiter, silentLogger } from '../log-limiter.ts';
 import { chooseBootFile, describeClient, type BootFileConfig } from './boot-file.ts';
 import { BOOTREQUEST, macOf, parseDhcp, type DhcpPacket } from './packet.ts';
 import { ipToInt, MessageType, Opt, readIp } from './options.ts';
@@ -47,6 +49,8 @@ export interface DhcpServerOptions {
   readonly boot: Omit<BootFileConfig, 'serverAddress'>;
   /** Bound on requests being handled at once; beyond it, requests are dropped and counted. */
   readonly maxInFlight?: number;
+  /** The controller's logger; silent by default. Lines carry the MAC and the transaction id. */
+  readonly log?: Logger;
 }
 
 export interface DhcpStats {
@@ -95,6 +99,11 @@ async function bindSocket(address: string, port: number): Promise<Socket> {
   return socket;
 }
 
+/** Transaction ids as DHCP tools print them (dhcpdump, Kea): 0x-prefixed hex. */
+function xidText(xid: number): string {
+  return `0x${xid.toString(16).padStart(8, '0')}`;
+}
+
 export class DhcpServer {
   readonly stats: DhcpStats = emptyStats();
   private readonly o: DhcpServerOptions;
@@ -105,13 +114,16 @@ export class DhcpServer {
   private inFlight = 0;
   private readonly pool: AddressPool | null;
   private readonly net: NetworkParams | null;
+  private readonly log: Logger;
+  private readonly limiter = new LogLimiter();
 
   constructor(options: DhcpServerOptions) {
     this.o = options;
+    this.log = (options.log ?? silentLogger).child({ component: 'dhcp' });
     const server = options.serverPort ?? 67;
     this.ports = { server, client: options.clientPort ?? 68, proxy: options.proxyPort === undefined ? 4011 : options.proxyPort, relay: options.relayPort ?? server };
     const r = options.range;
-    if (options.mode === 'full' && !r) throw new Error('DHCP full mode needs a range');
+    if (options.mode === 'full' && !r) throw new BootConfigError('range_start', 'DHCP mode "full" needs range_start and range_end');
     this.pool = r ? { start: r.start, end: r.end, exclude: [options.serverAddress, ...(r.router ? [r.router] : [])] } : null;
     this.net = r ? { netmask: r.netmask, router: r.router, dns: r.dns, leaseTimeSec: options.leaseTimeSec ?? 3600 } : null;
   }
@@ -166,13 +178,23 @@ export class DhcpServer {
     }
     if (this.inFlight >= (this.o.maxInFlight ?? 2048)) {
       this.stats.overload++;
+      const admitted = this.limiter.admit('overload');
+      if (admitted) this.log.warn({ inFlight: this.inFlight, suppressed: admitted.suppressed }, 'DHCP overloaded: request dropped');
       return;
     }
     this.inFlight++;
     const handled = this.o.mode === 'proxy' ? this.handleProxy(packet, rinfo, viaProxyPort) : this.handleFull(packet);
     handled
-      .catch(() => {
+      .catch((err: unknown) => {
         this.stats.backendErrors++;
+        // The backend broke (not "no such MAC"): the operator needs to see why, but a storm must not flood the log.
+        const admitted = this.limiter.admit('backend');
+        if (admitted) {
+          this.log.error(
+            { mac: macOf(packet), xid: xidText(packet.xid), type: packet.options.get(Opt.messageType)?.[0], err: errorText(err), ...(admitted.suppressed > 0 ? { suppressed: admitted.suppressed } : {}) },
+            'DHCP exchange failed in the lease backend',
+          );
+        }
       })
       .finally(() => {
         this.inFlight--;
@@ -211,6 +233,7 @@ export class DhcpServer {
     const node = await this.o.backend.lookup(mac);
     if (node === null && !this.o.discovery) {
       this.stats.unknownMac++;
+      this.log.debug({ mac, xid: xidText(p.xid) }, 'unknown MAC, not answered');
       return;
     }
     const client = describeClient(p);
@@ -221,6 +244,8 @@ export class DhcpServer {
         if (ip === null) ip = await this.o.backend.allocateLease({ mac, pool, requestedIp: readIp(p.options.get(Opt.requestedIp)), holdMs: this.o.offerHoldMs ?? 30_000 });
         if (ip === null) {
           this.stats.poolExhausted++;
+          const admitted = this.limiter.admit('exhausted');
+          if (admitted) this.log.warn({ mac, xid: xidText(p.xid), range: `${pool.start}-${pool.end}`, suppressed: admitted.suppressed }, 'address pool exhausted, DISCOVER not answered');
           return;
         }
         this.stats.offers++;
@@ -250,11 +275,13 @@ export class DhcpServer {
           await this.o.backend.commitLease({ mac, ip, expiresAt: Date.now() + net.leaseTimeSec * 1000 });
         } catch (err) {
           if (!(err instanceof LeaseConflictError)) throw err;
+          this.log.debug({ mac, xid: xidText(p.xid), ip }, 'REQUEST lost to another client: NAK');
           this.stats.naks++;
           this.reply(p, buildNak(p, serverId, 'address leased to another client'), true);
           return;
         }
         this.stats.acks++;
+        this.log.debug({ mac, xid: xidText(p.xid), ip }, 'lease committed: ACK');
         this.reply(p, buildAddressReply(p, 'ack', serverId, ip, net, target));
         return;
       }
@@ -288,6 +315,7 @@ export class DhcpServer {
     const node = await this.o.backend.lookup(client.mac);
     if (node === null && !this.o.discovery) {
       this.stats.unknownMac++;
+      this.log.debug({ mac: client.mac, xid: xidText(p.xid) }, 'unknown MAC, not answered');
       return;
     }
     const target = chooseBootFile(client, this.bootConfig());

@@ -10,44 +10,58 @@ import { pipeline } from 'node:stream/promises';
 import { BmError } from '../../errors.ts';
 import { normalizeMac } from '../../nodes/mac.ts';
 import { planBoot, type BootPlanConfig, type BootStateSource } from '../boot-plan.ts';
-import { PathOutsideRootError } from '../errors.ts';
+import { NotBootBlobError, PathOutsideRootError } from '../errors.ts';
 import { renderIpxeScript } from '../ipxe-script.ts';
 import type { BlobSource } from './blob-source.ts';
+import { clientIpv4, type BootClientGate } from './client-gate.ts';
 import { parseRange } from './range.ts';
+import type { Logger } from 'pino';
+import { errorText, LogLimiter, silentLogger } from '../log-limiter.ts';
 
 export interface HttpBootOptions {
   readonly states: BootStateSource;
   readonly blobs: BlobSource;
+  /** Who may fetch /images/ (kernels and ramdisks): no default, so the port is never public by omission. */
+  readonly clients: BootClientGate;
   readonly plan: BootPlanConfig;
   readonly address?: string;
   /** 6386 by default; 0 picks a free port (tests). */
   readonly port?: number;
   /** Served at /metrics (Prometheus text format) when given. */
   readonly metrics?: { readonly contentType: string; metrics(): Promise<string> };
+  /** The controller's logger; silent by default. Never given a script body (it holds a token). */
+  readonly log?: Logger;
 }
 
 export interface HttpBootStats {
   scripts: number;
   notFound: number;
   refused: number;
+  /** /images/ requests from an address that is no provisioning client. */
+  strangers: number;
   blobs: number;
   ranges: number;
   errors: number;
 }
 
 export class HttpBootServer {
-  readonly stats: HttpBootStats = { scripts: 0, notFound: 0, refused: 0, blobs: 0, ranges: 0, errors: 0 };
+  readonly stats: HttpBootStats = { scripts: 0, notFound: 0, refused: 0, strangers: 0, blobs: 0, ranges: 0, errors: 0 };
   private readonly o: HttpBootOptions;
   private server: Server | null = null;
+  private readonly log: Logger;
+  private readonly limiter = new LogLimiter();
 
   constructor(options: HttpBootOptions) {
     this.o = options;
+    this.log = (options.log ?? silentLogger).child({ component: 'http-boot' });
   }
 
   async start(): Promise<{ address: string; port: number }> {
     const server = createServer((req, res) => {
-      this.handle(req, res).catch(() => {
+      this.handle(req, res).catch((err: unknown) => {
         this.stats.errors++;
+        const admitted = this.limiter.admit('error');
+        if (admitted) this.log.error({ client: req.socket.remoteAddress, path: (req.url ?? '').split('?')[0], err: errorText(err), suppressed: admitted.suppressed }, 'HTTP boot request failed');
         if (!res.headersSent) this.plain(res, 500, 'internal error\n');
         else res.destroy();
       });
@@ -111,11 +125,19 @@ export class HttpBootServer {
     }
     const body = renderIpxeScript(plan);
     this.stats.scripts++;
+    this.log.info({ mac, client: req.socket.remoteAddress, boot: plan.kind === 'local-disk' ? 'local-disk' : plan.purpose }, 'iPXE script served');
     res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
     res.end(req.method === 'HEAD' ? undefined : body);
   }
 
   private async serveBlob(encoded: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const client = clientIpv4(req.socket.remoteAddress);
+    if (client === null || !(await this.o.clients.allows(client))) {
+      this.stats.strangers++;
+      const admitted = this.limiter.admit('stranger');
+      if (admitted) this.log.warn({ client: req.socket.remoteAddress, path: `/images/${encoded}`, rule: this.o.clients.rule, suppressed: admitted.suppressed }, 'boot image refused to a non-provisioning address');
+      return this.plain(res, 403, 'boot images are served to provisioning clients only\n');
+    }
     let name: string;
     try {
       // Decoded once, then checked: %2e%2e and %2f cannot smuggle a `..` past the check.
@@ -130,6 +152,10 @@ export class HttpBootServer {
       if (err instanceof PathOutsideRootError) {
         this.stats.refused++;
         return this.plain(res, 403, 'outside the served root\n');
+      }
+      if (err instanceof NotBootBlobError) {
+        this.stats.refused++;
+        return this.plain(res, 403, 'only kernels and ramdisks are served here\n');
       }
       if (err instanceof BmError && err.code === 'not-found') {
         this.stats.notFound++;

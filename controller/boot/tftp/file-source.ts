@@ -25,13 +25,17 @@ export class DirectoryFileSource implements TftpFileSource {
   }
 
   async open(name: string): Promise<TftpFile> {
-    const real = await resolveInsideRoot(this.root, name);
-    const handle = await open(real, 'r');
-    const info = await handle.stat();
-    return {
-      size: info.size,
-      read: async (into, length, position) => (await handle.read(into, 0, length, position)).bytesRead,
-      close: () => handle.close(),
-    };
+    return openRegularFile(await resolveInsideRoot(this.root, name));
   }
+}
+
+/** Opens a file already known to be allowed (confined, or resolved from a trusted directory). */
+export async function openRegularFile(real: string): Promise<TftpFile> {
+  const handle = await open(real, 'r');
+  const info = await handle.stat();
+  return {
+    size: info.size,
+    read: async (into, length, position) => (await handle.read(into, 0, length, position)).bytesRead,
+    close: () => handle.close(),
+  };
 }

@@ -2,22 +2,51 @@
  * Serves the iPXE binaries (by their configured names) straight from
  * Debian's `ipxe` package directory and everything else from the TFTP root,
  * so nothing has to be copied into the root at install time.
+ *
+ * Debian ships `/usr/lib/ipxe/ipxe.efi` as a link to `/boot/ipxe.efi`. That
+ * directory is the operator's (a package's) and trusted: its links are
+ * resolved once, at start, to the files they name. Links inside `tftp_root`
+ * get no such trust: the root source refuses any that lead out of it.
  */
+import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { DirectoryFileSource, type TftpFile, type TftpFileSource } from './file-source.ts';
+import { checkRelativeName } from '../paths.ts';
+import { openRegularFile, type TftpFile, type TftpFileSource } from './file-source.ts';
 
 export class IpxeOverlayFileSource implements TftpFileSource {
   private readonly root: TftpFileSource;
-  private readonly ipxe: TftpFileSource;
-  private readonly names: ReadonlySet<string>;
+  /** Served name -> the real path resolved at start. */
+  private readonly binaries: ReadonlyMap<string, string>;
 
-  constructor(root: TftpFileSource, ipxeDir: string, ipxeNames: readonly string[]) {
+  private constructor(root: TftpFileSource, binaries: ReadonlyMap<string, string>) {
     this.root = root;
-    this.ipxe = new DirectoryFileSource(ipxeDir);
-    this.names = new Set(ipxeNames.map((n) => path.posix.basename(n)));
+    this.binaries = binaries;
+  }
+
+  /**
+   * Resolves each iPXE name inside `ipxeDir` now. A name missing there is
+   * looked up in the root instead (an operator may place the binaries there).
+   */
+  static async create(root: TftpFileSource, ipxeDir: string, ipxeNames: readonly string[]): Promise<IpxeOverlayFileSource> {
+    const binaries = new Map<string, string>();
+    for (const configured of ipxeNames) {
+      const name = path.posix.basename(configured);
+      checkRelativeName(name, ipxeDir);
+      const real = await realpath(path.join(ipxeDir, name)).catch(() => null);
+      if (real === null) continue;
+      const info = await stat(real).catch(() => null);
+      if (info?.isFile()) binaries.set(name, real);
+    }
+    return new IpxeOverlayFileSource(root, binaries);
+  }
+
+  /** The names served from the iPXE directory and the files they resolved to. */
+  resolved(): ReadonlyMap<string, string> {
+    return this.binaries;
   }
 
   open(name: string): Promise<TftpFile> {
-    return this.names.has(name) ? this.ipxe.open(name) : this.root.open(name);
+    const real = this.binaries.get(name);
+    return real === undefined ? this.root.open(name) : openRegularFile(real);
   }
 }

@@ -11,6 +11,8 @@ import { negotiate } from './options.ts';
 import { encodeError, parsePacket, TftpErrorCode } from './packet.ts';
 import { emptyTftpStats, type TftpStats } from './stats.ts';
 import { ReadTransfer } from './transfer.ts';
+import type { Logger } from 'pino';
+import { LogLimiter, silentLogger } from '../log-limiter.ts';
 
 export interface TftpServerOptions {
   readonly source: TftpFileSource;
@@ -25,11 +27,20 @@ export interface TftpServerOptions {
   readonly maxRetries?: number;
   /** Concurrency bound: requests beyond it get "busy". */
   readonly maxTransfers?: number;
+  /** The controller's logger; silent by default. */
+  readonly log?: Logger;
+}
+
+/** dgram's address lookup for IPv4 literals only, answered at once (see the transfer sockets). */
+function literalLookup(address: string, _options: unknown, callback: (err: Error | null, address: string, family: number) => void): void {
+  callback(null, address, 4);
 }
 
 export class TftpServer {
   readonly stats: TftpStats = emptyTftpStats();
-  private readonly opts: Required<TftpServerOptions>;
+  private readonly opts: Required<Omit<TftpServerOptions, 'log'>>;
+  private readonly log: Logger;
+  private readonly limiter = new LogLimiter();
   private socket: Socket | null = null;
   /** Transfers by client address:port; null while the file opens. */
   private readonly active = new Map<string, ReadTransfer | null>();
@@ -45,6 +56,7 @@ export class TftpServer {
       maxTransfers: 1024,
       ...options,
     };
+    this.log = (options.log ?? silentLogger).child({ component: 'tftp' });
   }
 
   get activeTransfers(): number {
@@ -112,6 +124,8 @@ export class TftpServer {
     // A retransmitted RRQ while its transfer runs: the transfer's own timer recovers.
     if (this.active.has(key)) return;
     if (this.active.size >= this.opts.maxTransfers) {
+      const admitted = this.limiter.admit('busy');
+      if (admitted) this.log.warn({ client: key, file: packet.filename, active: this.active.size, suppressed: admitted.suppressed }, 'TFTP busy: request refused');
       this.replyError(rinfo, TftpErrorCode.notDefined, 'server busy');
       return;
     }
@@ -129,9 +143,12 @@ export class TftpServer {
       this.active.delete(key);
       if (err instanceof PathOutsideRootError) {
         this.stats.refused++;
+        const admitted = this.limiter.admit('refused');
+        if (admitted) this.log.warn({ client: key, file: packet.filename, suppressed: admitted.suppressed }, 'TFTP path outside the root refused');
         this.replyError(rinfo, TftpErrorCode.accessViolation, 'access outside the root refused');
       } else {
         this.stats.notFound++;
+        this.log.debug({ client: key, file: packet.filename }, 'TFTP file not found');
         const code = err instanceof BmError && err.code === 'not-found' ? TftpErrorCode.fileNotFound : TftpErrorCode.notDefined;
         this.replyError(rinfo, code, code === TftpErrorCode.fileNotFound ? 'file not found' : 'cannot read file');
       }
@@ -146,17 +163,17 @@ export class TftpServer {
       maxBlockSize: this.opts.maxBlockSize,
       maxWindowSize: this.opts.maxWindowSize,
     });
-    const socket = createSocket('udp4');
+    // Not connected: a connected socket makes the kernel drop (and ICMP) a
+    // packet from a foreign TID, where RFC 1350 wants ERROR 5 sent to it.
+    // The lookup is answered synchronously, since every peer is an address
+    // literal: the default defers each send by a tick, which lock-step feels.
+    const socket = createSocket({ type: 'udp4', lookup: literalLookup });
     try {
       await new Promise<void>((resolve, reject) => {
         socket.once('error', reject);
         socket.bind({ port: 0, address: this.opts.address }, () => {
-          // Connected to the client's TID: the kernel filters foreign senders and
-          // sends skip the address lookup, which is most of a lock-step round trip.
-          socket.connect(rinfo.port, rinfo.address, () => {
-            socket.off('error', reject);
-            resolve();
-          });
+          socket.off('error', reject);
+          resolve();
         });
       });
     } catch {
@@ -176,8 +193,14 @@ export class TftpServer {
       stats: this.stats,
       onEnd: (ok) => {
         this.active.delete(key);
-        if (ok) this.stats.transfersCompleted++;
-        else this.stats.transfersFailed++;
+        if (ok) {
+          this.stats.transfersCompleted++;
+          this.log.debug({ client: key, file: packet.filename, bytes: file.size }, 'TFTP transfer done');
+          return;
+        }
+        this.stats.transfersFailed++;
+        const admitted = this.limiter.admit('failed');
+        if (admitted) this.log.warn({ client: key, file: packet.filename, suppressed: admitted.suppressed }, 'TFTP transfer failed (client gone, timed out or sent an error)');
       },
     });
     this.active.set(key, transfer);

@@ -74,8 +74,7 @@ export class ReadTransfer {
   private send(packet: Uint8Array | readonly Uint8Array[]): void {
     if (this.ended) return;
     try {
-      // The socket is connected to the client: no per-send address lookup.
-      this.p.socket.send(packet as Uint8Array);
+      this.p.socket.send(packet as Uint8Array, this.p.peerPort, this.p.peerAddress);
     } catch {
       this.end(false);
     }
@@ -116,8 +115,7 @@ export class ReadTransfer {
   private onMessage(msg: Buffer, rinfo: RemoteInfo): void {
     if (this.ended) return;
     if (rinfo.address !== this.p.peerAddress || rinfo.port !== this.p.peerPort) {
-      // RFC 1350: a packet from a foreign TID gets an error and does not disturb the transfer.
-      // (The socket is connected, so the kernel already filters most of these.)
+      // RFC 1350 section 4: a packet from a foreign TID gets ERROR 5 and does not disturb the transfer.
       this.p.stats.foreignTid++;
       try {
         this.p.socket.send(encodeError(TftpErrorCode.unknownTransferId, 'unknown transfer id'), rinfo.port, rinfo.address);
