@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { deflateRawSync } from 'node:zlib';
+import { deflateRawSync, zstdCompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { collect } from '../collect.testutil.ts';
 import { rawContentSha256 } from '../digest.ts';
@@ -18,12 +18,13 @@ function pattern(seed: number, length = CLUSTER): Uint8Array {
 }
 
 /** An image with every kind of cluster: data, a zero-filled data cluster, zero flag, compressed, holes. */
-function mixedImage(): ReturnType<typeof buildQcow2> {
+function mixedImage(compression: 'deflate' | 'zstd' = 'deflate'): ReturnType<typeof buildQcow2> {
   const zeroData = new Uint8Array(CLUSTER);
   const halfZero = pattern(9);
   halfZero.fill(0, 8192, CLUSTER);
   return buildQcow2({
     virtualSize: 20 * CLUSTER + 1024, // a partial last cluster
+    compression,
     clusters: [
       { cluster: 0, kind: 'data', bytes: pattern(1) },
       { cluster: 1, kind: 'data', bytes: pattern(2) },
@@ -109,6 +110,63 @@ describe('qcow2 reader', () => {
       dataClusters: 5,
       compressedClusters: 2,
       zeroClusters: 1,
+    });
+  });
+
+  describe('zstd compression (compression_type 1)', () => {
+    /** Host offset of the (zstd-compressed) cluster 4's descriptor in the mixed image's L2 table. */
+    const entryOf = (built: ReturnType<typeof buildQcow2>, index: number): number => (built.l2Offsets.get(0) ?? 0) + index * 8;
+    /** Appends `data` at the end of the image (sector aligned) and points cluster 4 at it. */
+    function withCluster4(data: Uint8Array): { bytes: Uint8Array; raw: Uint8Array } {
+      const built = mixedImage('zstd');
+      const at = built.bytes.length;
+      const bytes = new Uint8Array(at + Math.ceil((data.length + 100) / 512) * 512);
+      bytes.set(built.bytes);
+      bytes.set(data, at);
+      bytes.fill(0xee, at + data.length); // bytes after the frames, as the sector count allows
+      const additional = BigInt(Math.ceil(bytes.length / 512) - 1 - at / 512);
+      new DataView(bytes.buffer).setBigUint64(entryOf(built, 4), (1n << 62n) | (additional << 54n) | BigInt(at));
+      return { bytes, raw: built.raw };
+    }
+    async function read(bytes: Uint8Array): Promise<Uint8Array> {
+      return (await collect(await Qcow2Image.open(new BytesReader(bytes)))).bytes;
+    }
+
+    it('reads the mixed image compressed with zstd', async () => {
+      const built = mixedImage('zstd');
+      const image = await Qcow2Image.open(new BytesReader(built.bytes));
+      expect(image.header.compressionType).toBe(1);
+      expect(Buffer.from((await collect(image)).bytes).equals(Buffer.from(built.raw))).toBe(true);
+    });
+
+    it('reads a cluster stored as several frames, and a skippable frame, ignoring the bytes after the last', async () => {
+      const content = pattern(4);
+      const frames = Buffer.concat([
+        zstdCompressSync(content.subarray(0, 1000)),
+        Uint8Array.from([0x50, 0x2a, 0x4d, 0x18, 2, 0, 0, 0, 7, 7]),
+        zstdCompressSync(content.subarray(1000)),
+      ]);
+      const { bytes, raw } = withCluster4(frames);
+      raw.set(content, 4 * CLUSTER);
+      expect(Buffer.from(await read(bytes)).equals(Buffer.from(raw))).toBe(true);
+    });
+
+    it('refuses a frame that decompresses to more than a cluster (a zstd bomb), or to less', async () => {
+      const bomb = withCluster4(zstdCompressSync(new Uint8Array(16 * CLUSTER)));
+      await expect(read(bomb.bytes)).rejects.toMatchObject({ field: 'compressed_cluster', message: expect.stringMatching(/guest cluster 4 .* does not decompress \(zstd\) to one cluster/) });
+      const short = withCluster4(zstdCompressSync(new Uint8Array(CLUSTER / 2)));
+      await expect(read(short.bytes)).rejects.toMatchObject({ field: 'compressed_cluster', message: expect.stringMatching(/guest cluster 4\b.*zstd/) });
+    });
+
+    it('refuses garbage and a truncated frame', async () => {
+      await expect(read(withCluster4(new Uint8Array(2000).fill(0x42)).bytes)).rejects.toBeInstanceOf(Qcow2FormatError);
+      const frame = zstdCompressSync(pattern(4));
+      const built = mixedImage('zstd');
+      const view = new DataView(built.bytes.buffer);
+      const entry = view.getBigUint64(entryOf(built, 4));
+      view.setBigUint64(entryOf(built, 4), entry & ~(0xffn << 54n)); // one sector of a frame that needs more
+      expect(frame.length).toBeGreaterThan(512);
+      await expect(read(built.bytes)).rejects.toMatchObject({ field: 'compressed_cluster', message: expect.stringMatching(/runs past the compressed data/) });
     });
   });
 

@@ -3,7 +3,8 @@
  * reads each L2 table once, and turns guest clusters into extents: holes and
  * zero clusters become (merged) zero extents, data clusters that are
  * contiguous in the file are read together (up to the chunk size), and
- * compressed clusters are inflated into exactly one cluster each.
+ * compressed clusters (deflate or zstd) are decompressed into exactly one
+ * cluster each.
  *
  * Every offset taken from the file is checked before anything is streamed:
  * open() maps the image's metadata (header, L1 and refcount tables, refcount
@@ -12,7 +13,6 @@
  * twice and the walk reads at most the file's size in metadata). Inflating
  * can never produce more than a cluster.
  */
-import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
 import {
   checkChunkSize,
   checkFromOffset,
@@ -26,6 +26,7 @@ import {
 } from '../extents.ts';
 import type { RandomAccessReader } from '../random-access.ts';
 import { hex, Qcow2FormatError } from '../errors.ts';
+import { decompressCluster } from './decompress.ts';
 import { assertReadable, MAX_CLUSTER_BITS, parseQcow2Header, type Qcow2Header } from './header.ts';
 import { decodeL1Entry, decodeL2Entry, type L2Entry } from './l2.ts';
 import { planLayout, type Qcow2Layout } from './layout.ts';
@@ -296,27 +297,8 @@ export class Qcow2Image implements ImageSource {
   }
 
   async #inflate(op: Extract<Op, { kind: 'compressed' }>): Promise<Uint8Array> {
-    const clusterSize = this.layout.clusterSize;
     // The last sector named by the descriptor may extend past the end of the file.
     const compressed = await this.#reader.read(op.host, op.compressedSize);
-    let out: Buffer;
-    try {
-      // Z_SYNC_FLUSH: the stream may be followed by the next cluster's bytes,
-      // and inflating must stop once a cluster is produced; maxOutputLength
-      // makes a zip bomb fail instead of allocating.
-      out = inflateRawSync(compressed, { maxOutputLength: clusterSize, finishFlush: zlibConstants.Z_SYNC_FLUSH });
-    } catch (err) {
-      throw new Qcow2FormatError('compressed_cluster', `guest cluster ${op.cluster} at ${hex(op.host)} does not inflate to one cluster: ${(err as Error).message}`, {
-        cluster: op.cluster,
-        value: hex(op.host),
-      });
-    }
-    if (out.length !== clusterSize) {
-      throw new Qcow2FormatError('compressed_cluster', `guest cluster ${op.cluster} at ${hex(op.host)} inflates to ${out.length} bytes, not ${clusterSize}`, {
-        cluster: op.cluster,
-        value: hex(op.host),
-      });
-    }
-    return out;
+    return decompressCluster(this.layout.header.compressionType, compressed, this.layout.clusterSize, { cluster: op.cluster, host: op.host });
   }
 }
