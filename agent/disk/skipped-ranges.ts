@@ -38,6 +38,24 @@ export class SkippedRanges {
     return this.#starts.length;
   }
 
+  /**
+   * The recorded ranges clipped to [start, end), as flat [start, end) pairs
+   * (what a hashing worker is sent). Ranges are sorted and disjoint, so a
+   * binary search finds the first one.
+   */
+  flatWithin(start: number, end: number): number[] {
+    let low = 0;
+    let high = this.#ends.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if (this.#ends[mid]! <= start) low = mid + 1;
+      else high = mid;
+    }
+    const flat: number[] = [];
+    for (let i = low; i < this.#starts.length && this.#starts[i]! < end; i++) flat.push(Math.max(start, this.#starts[i]!), Math.min(end, this.#ends[i]!));
+    return flat;
+  }
+
   *ranges(): Generator<ByteRange> {
     for (let i = 0; i < this.#starts.length; i++) yield { start: this.#starts[i]!, end: this.#ends[i]! };
   }

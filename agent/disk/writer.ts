@@ -46,10 +46,25 @@
  * `digest: 'as-written'` hashes the frames as they pass (zero runs
  * included), which saves the read but trusts the write
  * path; it is refused for a resumed writer.
+ *
+ * Where the hashing runs: on the hash pool's worker threads (hash-pool.ts),
+ * so the main thread only receives and writes. The block digest read back
+ * is taken while the image streams: each commit hands the 4 MiB blocks
+ * wholly before it to the workers, which read them from the target and hash
+ * them (block-read-back.ts); finish() adds the last blocks after the final
+ * fdatasync. Frames never touch a committed block again, so this reads what
+ * a read after the last fdatasync would, without a pass over the image at
+ * the end. As written, frames are copied into reused shared-memory blocks
+ * that the workers hash (parallel-block-hasher.ts). A plain sha256 cannot be
+ * split into blocks; read back, one worker hashes it in order after the last
+ * fdatasync. `hashPool: null` hashes on the main thread instead.
  */
 import { createImageHasher, DigestAlgorithm, type ImageHasher } from '../../proto/digest/block-sha256.ts';
 import { AgentError, DiskTooSmallError, FrameError, TargetIoError } from '../errors.ts';
+import { BlockReadBack } from './block-read-back.ts';
 import { digestOfTarget } from './hash.ts';
+import { sharedHashPool, type HashPool } from './hash-pool.ts';
+import { ParallelBlockHasher } from './parallel-block-hasher.ts';
 import { SkippedRanges } from './skipped-ranges.ts';
 import { openTarget, writeFully, writeZeros, type Target } from './target.ts';
 
@@ -80,6 +95,11 @@ export interface ImageWriterOptions {
   readonly maxWritesInFlight?: number;
   /** Called after each fdatasync with the new committed offset (the gRPC layer acknowledges it). */
   readonly onCommit?: (committedOffset: number) => void | Promise<void>;
+  /**
+   * Worker threads that hash (default: the process's pool). null hashes on
+   * the main thread, as the writer did before the pool existed.
+   */
+  readonly hashPool?: HashPool | null;
 }
 
 export interface WriteResult {
@@ -110,6 +130,11 @@ export class ImageWriter {
   readonly #zeroChunkBytes: number;
   readonly #onCommit: ((committedOffset: number) => void | Promise<void>) | undefined;
   readonly #asWritten: ImageHasher | undefined;
+  /** The as-written block digest, hashed by the pool's workers. */
+  readonly #asWrittenParallel: ParallelBlockHasher | undefined;
+  /** The read-back block digest, read and hashed by the pool's workers as commits land. */
+  readonly #readBack: BlockReadBack | undefined;
+  readonly #pool: HashPool | undefined;
   readonly #ownsTarget: boolean;
   readonly #maxWritesInFlight: number;
   /** Frame writes started and not yet awaited; each settles without rejecting (see #issue). */
@@ -159,7 +184,11 @@ export class ImageWriter {
     this.#fsyncIntervalBytes = interval;
     this.#zeroChunkBytes = options.zeroChunkBytes ?? 1024 * 1024;
     this.#onCommit = options.onCommit;
-    this.#asWritten = digestMethod === 'as-written' ? createImageHasher(this.digestAlgorithm) : undefined;
+    this.#pool = options.hashPool === null ? undefined : (options.hashPool ?? sharedHashPool());
+    const blocksInPool = this.#pool !== undefined && this.digestAlgorithm === DigestAlgorithm.blocks;
+    this.#asWrittenParallel = digestMethod === 'as-written' && blocksInPool && this.#pool ? new ParallelBlockHasher(this.#pool) : undefined;
+    this.#asWritten = digestMethod === 'as-written' && this.#asWrittenParallel === undefined ? createImageHasher(this.digestAlgorithm) : undefined;
+    this.#readBack = digestMethod === 'read-back' && blocksInPool && this.#pool ? new BlockReadBack(this.#pool, target.path, options.imageSize, this.#skipped) : undefined;
     this.#ownsTarget = ownsTarget;
     this.#maxWritesInFlight = Math.max(1, Math.floor(options.maxWritesInFlight ?? 4));
     this.#knownZeroFrom = options.knownZeroFrom;
@@ -197,6 +226,7 @@ export class ImageWriter {
       if (data) {
         this.#issue(writeFully(this.target.handle, data, offset));
         this.#asWritten?.update(data);
+        if (this.#asWrittenParallel) await this.#asWrittenParallel.update(data);
         this.#wrote(length);
       } else {
         // Only the part of the run before knownZeroFrom needs writing.
@@ -207,6 +237,7 @@ export class ImageWriter {
         this.#zeroBytesSkipped += length - toWrite;
         if (toWrite < length) this.#skipped.add(offset + toWrite, offset + length);
         this.#asWritten?.zeros(length);
+        if (this.#asWrittenParallel) await this.#asWrittenParallel.zeros(length);
       }
       this.#lastFrameOffset = offset;
       this.#nextOffset = offset + length;
@@ -238,9 +269,7 @@ export class ImageWriter {
       this.#throwIfSyncFailed();
       await this.#sync(this.#nextOffset);
       this.#finished = true;
-      const sha256 = this.#asWritten
-        ? this.#asWritten.digest()
-        : await digestOfTarget(this.target.handle, this.imageSize, { algorithm: this.digestAlgorithm, zeroRanges: this.#skipped.ranges(), ...(options.signal ? { signal: options.signal } : {}) });
+      const sha256 = await this.#digest(options.signal);
       return { sha256, digestMethod: this.digestMethod, digestAlgorithm: this.digestAlgorithm, committedOffset: this.#committedOffset, bytesWritten: this.#bytesWritten, zeroBytesSkipped: this.#zeroBytesSkipped };
     } finally {
       this.#busy = false;
@@ -248,8 +277,17 @@ export class ImageWriter {
     }
   }
 
+  async #digest(signal: AbortSignal | undefined): Promise<string> {
+    if (this.#asWritten) return this.#asWritten.digest();
+    if (this.#asWrittenParallel) return this.#asWrittenParallel.digest();
+    if (this.#readBack) return this.#readBack.digest(signal);
+    if (this.#pool) return this.#pool.fileSha256(this.target.path, this.imageSize, this.#skipped.flatWithin(0, this.imageSize), signal);
+    return digestOfTarget(this.target.handle, this.imageSize, { algorithm: this.digestAlgorithm, zeroRanges: this.#skipped.ranges(), ...(signal ? { signal } : {}) });
+  }
+
   /** Closes the target if this writer opened it. Uncommitted bytes are left as they are. */
   async close(): Promise<void> {
+    if (!this.#finished) this.#readBack?.abandon();
     await Promise.all(this.#writesInFlight.splice(0));
     await this.#pendingSync;
     if (this.#ownsTarget) await this.target.handle.close().catch(() => undefined);
@@ -335,6 +373,7 @@ export class ImageWriter {
     await this.target.handle.datasync();
     if (upTo > this.#committedOffset) {
       this.#committedOffset = upTo;
+      this.#readBack?.committed(upTo);
       await this.#onCommit?.(upTo);
     }
   }

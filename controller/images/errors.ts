@@ -23,7 +23,7 @@ export class Qcow2FormatError extends ImageFormatError {
   }
 }
 
-/** A well-formed image that uses a feature we refuse to deploy (backing file, encryption, zstd...). */
+/** A well-formed image that uses a feature we refuse to deploy (backing file, encryption, an unknown codec...). */
 export class UnsupportedImageError extends UnsupportedError {
   readonly format: string;
   readonly feature: string;

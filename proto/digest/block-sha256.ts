@@ -53,6 +53,20 @@ function feedZeros(hash: Hash, length: number): void {
 }
 
 /** The sha256 of one full block of zeros, computed once. */
+export function zeroBlockSha256(): Buffer {
+  return zeroBlock();
+}
+
+/**
+ * The block digest from the blocks' own digests, in order: what a hasher
+ * that hashed the blocks elsewhere (worker threads) reports.
+ */
+export function combineBlockDigests(blockDigests: Iterable<Uint8Array>): string {
+  const outer = createHash('sha256');
+  for (const digest of blockDigests) outer.update(digest);
+  return outer.digest('hex');
+}
+
 function zeroBlock(): Buffer {
   if (!zeroBlockDigest) {
     const hash = createHash('sha256');

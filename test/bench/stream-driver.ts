@@ -2,7 +2,8 @@
  * The controller side of the stream benchmark, run as its own process so
  * its peak RSS is the controller's alone: deploys one image to one or more
  * agents at once (deployImage, as the conductor calls it) and prints one JSON
- * line with the timings. Input: a JSON object as argv[2].
+ * line with the timings and the CPU time the deploys took (process.cpuUsage(),
+ * all threads). Input: a JSON object as argv[2].
  */
 import { readFile } from 'node:fs/promises';
 import { deployImage } from '../../controller/deploy/deploy.ts';
@@ -26,6 +27,7 @@ interface DriverInput {
 const input = JSON.parse(process.argv[2] ?? '{}') as DriverInput;
 const tuning: StreamTuning = { ...DEFAULT_TUNING, ...input.tuning, ...(input.chunkBytes ? { chunkBytes: input.chunkBytes } : {}) };
 const started = performance.now();
+const cpuBefore = process.cpuUsage();
 const streams = await Promise.all(
   input.agents.map(async (address, i) => {
     const image = await openImageFile(input.image, input.format, { chunkSize: tuning.chunkBytes });
@@ -48,9 +50,11 @@ const streams = await Promise.all(
   }),
 );
 const seconds = (performance.now() - started) / 1000;
+const cpu = process.cpuUsage(cpuBefore);
+const cpuSeconds = (cpu.user + cpu.system) / 1e6;
 // VmHWM, not getrusage's maxrss: Linux carries ru_maxrss across exec, so a child of a
 // large parent would report the parent's size.
 const status = await readFile('/proc/self/status', 'utf8').catch(() => '');
 const hwm = /VmHWM:\s+(\d+) kB/.exec(status);
 const maxRssMiB = hwm ? Number(hwm[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
-process.stdout.write(`${JSON.stringify({ seconds, streams, maxRssMiB })}\n`);
+process.stdout.write(`${JSON.stringify({ seconds, cpuSeconds, streams, maxRssMiB })}\n`);

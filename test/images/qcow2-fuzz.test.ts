@@ -66,6 +66,7 @@ beforeAll(async () => {
   await makeSeed('v3-512', ['-o', 'cluster_size=512'], WRITES);
   await makeSeed('v3-64k-compressed', ['-o', 'compat=1.1'], WRITES);
   await makeSeed('v3-extl2', ['-o', 'extended_l2=on'], WRITES);
+  await makeSeed('v3-64k-compressed-zstd', ['-o', 'compat=1.1,compression_type=zstd'], WRITES);
 }, 60_000);
 
 afterAll(async () => {

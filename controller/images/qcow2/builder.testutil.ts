@@ -3,7 +3,7 @@
  * reader: header at cluster 0, L1 at cluster 1, an empty refcount table at
  * cluster 2, then L2 tables, then data. Not a general writer: tests only.
  */
-import { deflateRawSync } from 'node:zlib';
+import { deflateRawSync, zstdCompressSync } from 'node:zlib';
 
 export type BuiltCluster =
   | { readonly cluster: number; readonly kind: 'data'; readonly bytes: Uint8Array }
@@ -15,6 +15,8 @@ export interface BuildOptions {
   readonly version?: 2 | 3;
   readonly virtualSize: number;
   readonly clusters?: readonly BuiltCluster[];
+  /** How compressed clusters are compressed (default deflate); zstd sets compression_type 1 (v3 only). */
+  readonly compression?: 'deflate' | 'zstd';
 }
 
 export interface BuiltImage {
@@ -62,7 +64,7 @@ export function buildQcow2(options: BuildOptions): BuiltImage {
     } else {
       const full = new Uint8Array(clusterSize);
       full.set(c.bytes.subarray(0, clusterSize));
-      const compressed = deflateRawSync(full);
+      const compressed = options.compression === 'zstd' ? zstdCompressSync(full) : deflateRawSync(full);
       // Start mid-sector on purpose, to exercise the sector-count arithmetic.
       const offset = next + 100;
       chunks.push({ offset, bytes: compressed });
@@ -87,6 +89,11 @@ export function buildQcow2(options: BuildOptions): BuiltImage {
   if (version === 3) {
     view.setUint32(96, 4);
     view.setUint32(100, 104);
+    if (options.compression === 'zstd') {
+      view.setBigUint64(72, 1n << 3n);
+      view.setUint32(100, 112);
+      view.setUint8(104, 1);
+    }
   }
   for (const [l1Index, offset] of l2Offsets) view.setBigUint64(l1Offset + l1Index * 8, BigInt(offset) | (1n << 63n));
   for (const [cluster, value] of l2Values) {

@@ -124,15 +124,17 @@ describe('qcow2 header', () => {
     expect(() => parseQcow2Header(v3().slice(0, 90))).toThrow(/version 3 header needs 104/);
   });
 
-  it('refuses zstd compression as unsupported', () => {
-    const header = parseQcow2Header(
+  it('reads zstd compression (type 1) and refuses unknown compression types', () => {
+    const withType = (type: number): Uint8Array =>
       v3((view) => {
         view.setBigUint64(72, 1n << 3n);
-        view.setUint8(104, 1);
-      }),
-    );
-    expect(header.compressionType).toBe(1);
-    expect(() => assertReadable(header)).toThrow(/compression_type: zstd compression/);
+        view.setUint8(104, type);
+      });
+    const zstd = parseQcow2Header(withType(1));
+    expect(zstd.compressionType).toBe(1);
+    expect(() => assertReadable(zstd)).not.toThrow();
+    const unknown = parseQcow2Header(withType(2));
+    expect(() => assertReadable(unknown)).toThrow(/compression_type: compression type 2 \(only 0, zlib\/deflate, and 1, zstd, are supported\)/);
   });
 
   it('refuses a compression type without its feature bit, and the bit without a type', () => {

@@ -2,7 +2,8 @@
  * The qcow2 header (QEMU docs/interop/qcow2.txt, "Header" and "Header
  * extensions"): a pure parse of the first cluster's bytes. Parsing checks the
  * header is well formed; `assertReadable` then refuses what we will not
- * deploy (backing files, encryption, external data, zstd, unknown features).
+ * deploy (backing files, encryption, external data, unknown compression
+ * types, unknown features).
  * The split lets an operator tool describe an unsupported image instead of
  * only refusing it.
  */
@@ -299,9 +300,10 @@ export function assertReadable(header: Qcow2Header): void {
     const name = header.externalDataFile === undefined ? 'name not recorded' : JSON.stringify(header.externalDataFile);
     throw new UnsupportedImageError('qcow2', 'external_data_file', `image keeps its data in an external file (${name})`, { dataFile: header.externalDataFile });
   }
-  if (header.compressionType !== 0) {
-    const name = header.compressionType === 1 ? 'zstd' : `type ${header.compressionType}`;
-    throw new UnsupportedImageError('qcow2', 'compression_type', `${name} compression (only zlib/deflate is supported)`, { value: header.compressionType });
+  if (header.compressionType !== 0 && header.compressionType !== 1) {
+    throw new UnsupportedImageError('qcow2', 'compression_type', `compression type ${header.compressionType} (only 0, zlib/deflate, and 1, zstd, are supported)`, {
+      value: header.compressionType,
+    });
   }
   const unknown = header.incompatibleFeatures & ~KNOWN_INCOMPATIBLE;
   if (unknown !== 0n) {

@@ -1,7 +1,7 @@
 /**
  * What the upload path calls before accepting a qcow2 image: it parses the
  * header, refuses what a deploy could not read (backing files, encryption,
- * external data, zstd, unknown features), checks the L1 table's bounds, and
+ * external data, unknown compression types or features), checks the L1 table's bounds, and
  * walks every L2 table checking each entry's offsets, so a hostile or
  * unsupported image is refused at upload time rather than halfway through a
  * deploy. It reads metadata only (at most the file's size, usually a few

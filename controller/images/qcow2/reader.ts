@@ -3,15 +3,16 @@
  * reads each L2 table once, and turns guest clusters into extents: holes and
  * zero clusters become (merged) zero extents, data clusters that are
  * contiguous in the file are read together (up to the chunk size), and
- * compressed clusters are inflated into exactly one cluster each.
+ * compressed clusters (deflate or zstd) are decompressed into exactly one
+ * cluster each.
  *
- * Every offset taken from the file is checked before it is used: L2 tables
- * and data must lie after the header cluster and inside the file, an L2
- * table may not be the L1 table or be used twice (so the walk reads at most
- * the file's size in metadata), and inflating can never produce more than a
- * cluster.
+ * Every offset taken from the file is checked before anything is streamed:
+ * open() maps the image's metadata (header, L1 and refcount tables, refcount
+ * blocks, L2 tables) and reads every L2 table once, refusing any entry that
+ * points outside the file or into metadata (so an L2 table is never used
+ * twice and the walk reads at most the file's size in metadata). Inflating
+ * can never produce more than a cluster.
  */
-import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
 import {
   checkChunkSize,
   checkFromOffset,
@@ -25,9 +26,12 @@ import {
 } from '../extents.ts';
 import type { RandomAccessReader } from '../random-access.ts';
 import { hex, Qcow2FormatError } from '../errors.ts';
+import { decompressCluster } from './decompress.ts';
 import { assertReadable, MAX_CLUSTER_BITS, parseQcow2Header, type Qcow2Header } from './header.ts';
 import { decodeL1Entry, decodeL2Entry, type L2Entry } from './l2.ts';
 import { planLayout, type Qcow2Layout } from './layout.ts';
+import type { MetadataMap } from './metadata-map.ts';
+import { checkL2TableBounds, scanMetadata } from './metadata-scan.ts';
 
 export interface Qcow2ImageOptions {
   /** Largest data extent and largest single read (default 1 MiB). */
@@ -78,9 +82,11 @@ export class Qcow2Image implements ImageSource {
   readonly #chunkSize: number;
   readonly #zeroBlock: number;
   readonly #detectZeros: boolean;
+  readonly #metadata: MetadataMap;
 
-  private constructor(reader: RandomAccessReader, layout: Qcow2Layout, l1: DataView, options: Qcow2ImageOptions) {
+  private constructor(reader: RandomAccessReader, layout: Qcow2Layout, l1: DataView, metadata: MetadataMap, options: Qcow2ImageOptions) {
     this.#reader = reader;
+    this.#metadata = metadata;
     this.layout = layout;
     this.virtualSize = layout.header.virtualSize;
     this.#l1 = l1;
@@ -90,7 +96,11 @@ export class Qcow2Image implements ImageSource {
     checkChunkSize(this.#chunkSize, this.#zeroBlock);
   }
 
-  /** Parses and checks the header and reads the active L1 table; refuses unsupported images. */
+  /**
+   * Parses and checks the header, reads the active L1 table and checks every
+   * table entry (reading each L2 table once); refuses unsupported images and
+   * any entry that points outside the file or into the image's metadata.
+   */
   static async open(reader: RandomAccessReader, options: Qcow2ImageOptions = {}): Promise<Qcow2Image> {
     const header = await readQcow2Header(reader);
     assertReadable(header);
@@ -99,7 +109,18 @@ export class Qcow2Image implements ImageSource {
     if (l1Bytes.length !== layout.l1Entries * 8) {
       throw new Qcow2FormatError('l1_table_offset', `L1 table truncated: read ${l1Bytes.length} of ${layout.l1Entries * 8} bytes`, { value: hex(header.l1TableOffset) });
     }
-    return new Qcow2Image(reader, layout, new DataView(l1Bytes.buffer, l1Bytes.byteOffset, l1Bytes.byteLength), options);
+    const l1 = new DataView(l1Bytes.buffer, l1Bytes.byteOffset, l1Bytes.byteLength);
+    const image = new Qcow2Image(reader, layout, l1, await scanMetadata(reader, layout, l1), options);
+    await image.#checkEntries();
+    return image;
+  }
+
+  /** Decodes every L2 entry once, so a bad one is refused before the first extent is yielded. */
+  async #checkEntries(): Promise<void> {
+    for await (const visit of this.l2Tables()) {
+      if (visit.table === undefined) continue;
+      for (let index = 0; index < visit.clusters; index++) this.entry(visit.table, index, visit.firstCluster + index);
+    }
   }
 
   get header(): Qcow2Header {
@@ -111,9 +132,7 @@ export class Qcow2Image implements ImageSource {
    * table after checking where it points. Shared by extents() and inspect.
    */
   async *l2Tables(fromL1 = 0): AsyncGenerator<L2TableVisit> {
-    const { clusterSize, l2Entries, l1Entries, guestClusters, fileSize, header } = this.layout;
-    const l1End = header.l1TableOffset + header.l1Size * 8;
-    const seen = new Set<number>();
+    const { clusterSize, l2Entries, l1Entries, guestClusters } = this.layout;
     for (let l1Index = fromL1; l1Index < l1Entries; l1Index++) {
       const firstCluster = l1Index * l2Entries;
       const clusters = Math.min(l2Entries, guestClusters - firstCluster);
@@ -122,30 +141,28 @@ export class Qcow2Image implements ImageSource {
         yield { l1Index, firstCluster, clusters, tableOffset, table: undefined };
         continue;
       }
-      const context = { index: l1Index, value: hex(tableOffset) };
-      if (tableOffset < clusterSize) throw new Qcow2FormatError('l1_entry', `L1 entry ${l1Index} points into the header cluster`, context);
-      if (tableOffset + clusterSize > fileSize) throw new Qcow2FormatError('l1_entry', `L1 entry ${l1Index} points at ${hex(tableOffset)}, past the end of the ${fileSize}-byte file`, context);
-      if (tableOffset < l1End && tableOffset + clusterSize > header.l1TableOffset) {
-        throw new Qcow2FormatError('l1_entry', `L1 entry ${l1Index} points into the L1 table itself`, context);
-      }
-      if (seen.has(tableOffset)) throw new Qcow2FormatError('l1_entry', `L1 entry ${l1Index} reuses the L2 table at ${hex(tableOffset)}`, context);
-      seen.add(tableOffset);
+      // Overlaps were refused when the metadata was mapped at open.
+      checkL2TableBounds(this.layout, l1Index, tableOffset);
       const bytes = await this.#reader.read(tableOffset, clusterSize);
       yield { l1Index, firstCluster, clusters, tableOffset, table: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
     }
   }
 
-  /** Decodes one entry and checks the host offsets it names against the file. */
+  /** Decodes one entry and checks the host range it names against the file and its metadata. */
   entry(table: DataView, index: number, cluster: number): L2Entry {
     const entry = decodeL2Entry(table, index, this.layout.header);
     if (entry.kind === 'unallocated' || entry.kind === 'zero') return entry;
-    const { clusterSize, fileSize } = this.layout;
+    const { clusterSize, fileSize, l2Entries } = this.layout;
+    const l1Index = Math.floor(cluster / l2Entries);
+    const name = `L2 entry ${index} of L1 entry ${l1Index} (guest cluster ${cluster})`;
     if (entry.hostOffset < clusterSize || entry.hostOffset >= fileSize) {
-      throw new Qcow2FormatError('l2_entry', `guest cluster ${cluster} maps to ${hex(entry.hostOffset)}, outside the data area of the ${fileSize}-byte file`, {
+      throw new Qcow2FormatError('l2_entry', `${name} maps to ${hex(entry.hostOffset)}, outside the data area of the ${fileSize}-byte file`, {
         cluster,
         value: hex(entry.hostOffset),
       });
     }
+    const end = entry.hostOffset + (entry.kind === 'compressed' ? entry.compressedSize : clusterSize);
+    this.#metadata.checkData(entry.hostOffset, end, name, { cluster, l1Index, index });
     return entry;
   }
 
@@ -280,27 +297,8 @@ export class Qcow2Image implements ImageSource {
   }
 
   async #inflate(op: Extract<Op, { kind: 'compressed' }>): Promise<Uint8Array> {
-    const clusterSize = this.layout.clusterSize;
     // The last sector named by the descriptor may extend past the end of the file.
     const compressed = await this.#reader.read(op.host, op.compressedSize);
-    let out: Buffer;
-    try {
-      // Z_SYNC_FLUSH: the stream may be followed by the next cluster's bytes,
-      // and inflating must stop once a cluster is produced; maxOutputLength
-      // makes a zip bomb fail instead of allocating.
-      out = inflateRawSync(compressed, { maxOutputLength: clusterSize, finishFlush: zlibConstants.Z_SYNC_FLUSH });
-    } catch (err) {
-      throw new Qcow2FormatError('compressed_cluster', `guest cluster ${op.cluster} at ${hex(op.host)} does not inflate to one cluster: ${(err as Error).message}`, {
-        cluster: op.cluster,
-        value: hex(op.host),
-      });
-    }
-    if (out.length !== clusterSize) {
-      throw new Qcow2FormatError('compressed_cluster', `guest cluster ${op.cluster} at ${hex(op.host)} inflates to ${out.length} bytes, not ${clusterSize}`, {
-        cluster: op.cluster,
-        value: hex(op.host),
-      });
-    }
-    return out;
+    return decompressCluster(this.layout.header.compressionType, compressed, this.layout.clusterSize, { cluster: op.cluster, host: op.host });
   }
 }

@@ -1,0 +1,82 @@
+/**
+ * The agent bundle (scripts/build-agent.sh, one file as in the ramdisk)
+ * hashes on worker threads: a deploy to it verifies with the block digest,
+ * read back (the default) and as written, and the agent process gains the
+ * worker's thread. A worker started from a module path would fail here,
+ * since the bundle has no modules beside it.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deployImage } from '../../controller/deploy/deploy.ts';
+import { openImageFile } from '../../controller/images/open.ts';
+import { BlockSha256, DigestAlgorithm } from '../../proto/digest/block-sha256.ts';
+import { repoRoot, startAgentProcess, type AgentProcess } from './agent-process.ts';
+
+const run = promisify(execFile);
+const MIB = 1024 * 1024;
+const TOKEN = `bma_${randomBytes(24).toString('base64url')}`;
+
+let dir: string;
+let bundle: string;
+let imagePath: string;
+let image: Buffer;
+const agents: AgentProcess[] = [];
+
+async function threadsOf(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/Threads:\s+(\d+)/.exec(status)?.[1] ?? 0);
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'bm-bundle-hash-'));
+  bundle = join(dir, 'agent.js');
+  await run(join(repoRoot, 'scripts/build-agent.sh'), [bundle]);
+  // 18 MiB: four whole 4 MiB blocks, one of them a hole, and a short last block.
+  image = randomBytes(18 * MIB);
+  image.fill(0, 4 * MIB, 8 * MIB);
+  imagePath = join(dir, 'image.raw');
+  await writeFile(imagePath, image);
+}, 60_000);
+
+afterAll(async () => {
+  await Promise.all(agents.splice(0).map((agent) => agent.stop()));
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('the agent bundle hashes on worker threads', () => {
+  it.each(['read-back', 'as-written'] as const)('verifies a deploy with the block digest, %s', async (digest) => {
+    const disk = join(dir, `${digest}.disk`);
+    await writeFile(disk, '');
+    await truncate(disk, image.length);
+    const agent = await startAgentProcess({ token: TOKEN, target: disk, targetZeroed: true, script: bundle, extraArgs: ['--digest', digest] });
+    agents.push(agent);
+    const threadsIdle = await threadsOf(agent.pid);
+    const expected = new BlockSha256();
+    expected.update(image);
+    const hex = expected.digest();
+    const opened = await openImageFile(imagePath, 'raw');
+    try {
+      const result = await deployImage({
+        nodeUuid: `bundle-${digest}`,
+        agentAddress: agent.address,
+        agentToken: TOKEN,
+        source: opened.source,
+        expected: { algorithm: DigestAlgorithm.blocks, hex },
+        checkpoint: async () => undefined,
+        attempts: 1,
+      });
+      expect(result.digestMethod).toBe(digest);
+    } finally {
+      await opened.close();
+    }
+    expect((await readFile(disk)).equals(image)).toBe(true);
+    // The hashing worker is a thread of the agent process, started for this deploy.
+    expect(await threadsOf(agent.pid)).toBeGreaterThan(threadsIdle);
+    expect(agent.output()).not.toMatch(/hashing failed|worker stopped/);
+  }, 60_000);
+});
