@@ -26,7 +26,7 @@ describe('iPXE script renderer', () => {
       [
         '#!ipxe',
         'echo Booting the deploy ramdisk for node 0f0e0d0c-0b0a-4908-8706-050403020100',
-        'kernel --name kernel http://10.0.0.1:6386/images/deploy/vmlinuz initrd=initrd bm.controller=http://10.0.0.1:6386 bm.purpose=deploy bm.node=0f0e0d0c-0b0a-4908-8706-050403020100 bm.token=tok_abcdefghijklmnop console=ttyS0 || goto retry',
+        'kernel --name kernel http://10.0.0.1:6386/images/deploy/vmlinuz initrd=initrd bm.controller=http://10.0.0.1:6386 bm.purpose=deploy bm.node=0f0e0d0c-0b0a-4908-8706-050403020100 bm.token=tok_abcdefghijklmnop console=ttyS0 BOOTIF=01-${netX/mac:hexhyp} || goto retry',
         'initrd --name initrd http://10.0.0.1:6386/images/deploy/initrd || goto retry',
         'boot || goto retry',
         ':retry',

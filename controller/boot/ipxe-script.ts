@@ -60,6 +60,8 @@ export function renderIpxeScript(plan: BootScriptPlan): string {
     ...(plan.nodeUuid ? [`bm.node=${checkedUuid(plan.nodeUuid)}`] : []),
     ...(plan.agentToken ? [`bm.token=${safe(plan.agentToken, /^[A-Za-z0-9_-]{16,128}$/, 'agentToken')}`] : []),
     ...plan.kernelArgs.map((a, i) => safe(a, SAFE_ARG, `kernelArgs[${i}]`)),
+    // The NIC iPXE booted from, as pxelinux writes it: the ramdisk takes DHCP on that one (iPXE expands it).
+    'BOOTIF=01-${netX/mac:hexhyp}',
   ];
   return [
     '#!ipxe',
