@@ -15,7 +15,7 @@ import type { AgentBoot } from './agent-boot.ts';
 import type { BmcAccess } from './bmc-access.ts';
 import type { DeployCheckpoints } from './deploy-checkpoint.ts';
 import { cleanSteps, type EraseMode } from './flows/clean.ts';
-import { deployWork } from './flows/deploy.ts';
+import { deployFailed, deployWork } from './flows/deploy.ts';
 import { inspectSteps } from './flows/inspect.ts';
 import type { TaskContext, TaskManager } from './task.ts';
 
@@ -89,7 +89,8 @@ export class Provisioner {
 
   /** Starts the deploy on a node the scheduler claimed for the instance (it holds the reservation). */
   deploy(node: NodeRecord, instance: InstanceRecord): void {
-    this.#d.tasks.adopt(node, deployWork({ boot: this.#d.boot, images: this.#d.images, instances: this.#d.instances, checkpoints: this.#d.checkpoints, log: this.#d.log }, instance));
+    const deps = { boot: this.#d.boot, images: this.#d.images, instances: this.#d.instances, checkpoints: this.#d.checkpoints, log: this.#d.log };
+    this.#d.tasks.adopt(node, deployWork(deps, instance), deployFailed(deps, instance));
   }
 
   /** Tears the instance down: a running deploy is cancelled first; the node powers off, erases its disk and returns to the pool. */
@@ -111,17 +112,24 @@ export class Provisioner {
       node = (await this.#d.store.findNode(node.uuid)) ?? node;
     }
     await this.#d.instances.update(instance.uuid, { state: 'DELETING' });
+    const deleteFailed = async (reason: string): Promise<void> => this.#d.instances.update(instance.uuid, { state: 'ERROR', lastError: `delete failed: ${reason}` });
     try {
-      await this.#d.tasks.start(node.uuid, 'undeploy', async (ctx) => {
-        await this.#d.boot.powerOff(ctx);
-        // The tenant's machine is gone once it is off; erasing is the fleet's business.
-        await ctx.advance('done', { instanceUuid: null, targetProvisionState: null });
-        await this.#d.instances.remove(instance.uuid);
-        ctx.publish('instance.deleted', { instance: instance.uuid });
-        await this.#clean(ctx);
-      });
+      await this.#d.tasks.start(
+        node.uuid,
+        'undeploy',
+        async (ctx) => {
+          await this.#d.boot.powerOff(ctx);
+          // The tenant's machine is gone once it is off; erasing is the fleet's business.
+          await ctx.advance('done', { instanceUuid: null, targetProvisionState: null });
+          await this.#d.instances.remove(instance.uuid);
+          ctx.publish('instance.deleted', { instance: instance.uuid });
+          await this.#clean(ctx);
+        },
+        {},
+        deleteFailed,
+      );
     } catch (err) {
-      await this.#d.instances.update(instance.uuid, { state: 'ERROR', lastError: `delete failed: ${err instanceof Error ? err.message : String(err)}` });
+      await deleteFailed(err instanceof Error ? err.message : String(err));
       throw err;
     }
   }

@@ -30,6 +30,9 @@ export interface TaskContext {
 
 export type TaskWork = (ctx: TaskContext) => Promise<void>;
 
+/** Told after a failed task's node reached its failed state (an instance then shows ERROR, never before its node). */
+export type AfterFailure = (reason: string) => Promise<void>;
+
 /** Thrown by work that was stopped because the controller is stopping; the node keeps its state for the next owner. */
 export class TaskInterruptedError extends BmError {
   constructor(nodeUuid: string) {
@@ -46,7 +49,7 @@ export class TaskCancelledError extends BmError {
 
 export interface TaskManagerOptions {
   readonly controllerId: string;
-  /** How long start() waits for another task's reservation before failing with NodeLockedError. */
+  /** How long start() waits for another task's reservation before failing with NodeLockedError (default 5 s). */
   readonly lockWaitMs?: number;
 }
 
@@ -70,7 +73,9 @@ export class TaskManager {
   }
 
   async #reserve(nodeUuid: string): Promise<void> {
-    const deadline = Date.now() + (this.#opts.lockWaitMs ?? 0);
+    // A task that just reached its last state still releases the lock a moment later: a verb right
+    // after it (manage --wait, then provide) waits that moment out instead of failing.
+    const deadline = Date.now() + (this.#opts.lockWaitMs ?? 5000);
     while (!(await this.#store.reserve(nodeUuid, this.#opts.controllerId))) {
       if (Date.now() >= deadline) {
         const node = await this.#store.findNode(nodeUuid);
@@ -86,7 +91,7 @@ export class TaskManager {
    * Resolves with the node after the first transition; a transition the state table refuses is
    * a FAILED_PRECONDITION naming the current state, and leaves the node untouched.
    */
-  async start(id: string, event: ProvisionEvent, work: TaskWork, fields: StateFields = {}): Promise<NodeRecord> {
+  async start(id: string, event: ProvisionEvent, work: TaskWork, fields: StateFields = {}, afterFailure?: AfterFailure): Promise<NodeRecord> {
     const found = await this.#store.findNode(id);
     if (!found) throw new NotFoundError('node', id);
     // Checked before locking too, so a wrong verb is refused even while another task runs.
@@ -101,14 +106,14 @@ export class TaskManager {
       await this.#store.release(found.uuid, this.#opts.controllerId);
       throw err;
     }
-    this.adopt(node, work);
+    this.adopt(node, work, afterFailure);
     return node;
   }
 
   /** Runs `work` on a node this controller has already reserved and moved (the scheduler's claim does both in one UPDATE). */
-  adopt(node: NodeRecord, work: TaskWork): void {
+  adopt(node: NodeRecord, work: TaskWork, afterFailure?: AfterFailure): void {
     const cancel = new AbortController();
-    const done = this.#run(node, work, cancel.signal).finally(() => this.#running.delete(node.uuid));
+    const done = this.#run(node, work, cancel.signal, afterFailure).finally(() => this.#running.delete(node.uuid));
     this.#running.set(node.uuid, { done, cancel });
   }
 
@@ -149,7 +154,7 @@ export class TaskManager {
     throw new ConflictError(`node ${node.uuid} kept changing; ${event} not applied`, { node: node.uuid });
   }
 
-  async #run(initial: NodeRecord, work: TaskWork, cancelled: AbortSignal): Promise<void> {
+  async #run(initial: NodeRecord, work: TaskWork, cancelled: AbortSignal, afterFailure?: AfterFailure): Promise<void> {
     let node = initial;
     const ctx: TaskContext = {
       signal: AbortSignal.any([this.#stop.signal, cancelled]),
@@ -174,14 +179,15 @@ export class TaskManager {
       if (this.#stop.signal.aborted) {
         this.#log.warn({ node: node.uuid, state: node.provisionState }, 'task interrupted by stop; the node keeps its state');
       } else {
-        await this.#fail(ctx, node, cancelled.aborted ? cancelled.reason : err);
+        const reason = await this.#fail(ctx, node, cancelled.aborted ? cancelled.reason : err);
+        await afterFailure?.(reason).catch((hookErr: unknown) => this.#log.error({ err: hookErr, node: node.uuid }, 'after-failure step failed'));
       }
     } finally {
       await this.#store.release(node.uuid, this.#opts.controllerId).catch((err: unknown) => this.#log.error({ err, node: node.uuid }, 'could not release the reservation'));
     }
   }
 
-  async #fail(ctx: TaskContext, node: NodeRecord, err: unknown): Promise<void> {
+  async #fail(ctx: TaskContext, node: NodeRecord, err: unknown): Promise<string> {
     const reason = err instanceof Error ? err.message : String(err);
     this.#log.warn({ node: node.uuid, state: node.provisionState, reason }, 'task failed');
     try {
@@ -191,6 +197,7 @@ export class TaskManager {
     } catch (recordErr) {
       this.#log.error({ err: recordErr, node: node.uuid }, 'could not record a failed task');
     }
+    return reason;
   }
 
   /** True while a task of this controller runs on the node. */

@@ -15,7 +15,7 @@ import { metaDataJson, networkDataJson } from '../../instances/cloud-init.ts';
 import type { InstanceStore } from '../../instances/store.ts';
 import type { InstanceRecord } from '../../instances/types.ts';
 import type { AgentBoot } from '../agent-boot.ts';
-import type { TaskContext, TaskWork } from '../task.ts';
+import type { AfterFailure, TaskContext, TaskWork } from '../task.ts';
 
 export interface DeployDeps {
   readonly boot: AgentBoot;
@@ -34,15 +34,12 @@ function hostOf(address: string): string {
 }
 
 export function deployWork(deps: DeployDeps, instance: InstanceRecord): TaskWork {
-  return async (ctx: TaskContext) => {
-    try {
-      await runDeploy(deps, instance, ctx);
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      await deps.instances.update(instance.uuid, { state: 'ERROR', lastError: reason });
-      throw err;
-    }
-  };
+  return (ctx: TaskContext) => runDeploy(deps, instance, ctx);
+}
+
+/** Run once the node is deploy-failed, so whoever sees the instance in ERROR finds its node failed too. */
+export function deployFailed(deps: DeployDeps, instance: InstanceRecord): AfterFailure {
+  return (reason) => deps.instances.update(instance.uuid, { state: 'ERROR', lastError: reason });
 }
 
 async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskContext): Promise<void> {
