@@ -188,6 +188,22 @@ export const instances = mysqlTable(
   (t) => [index('instances_project_idx').on(t.project), index('instances_node_idx').on(t.nodeUuid), index('instances_flavor_idx').on(t.flavorUuid)],
 );
 
+/** Project tokens made through the API (bm.toml's own tokens are the fleet's admins). Only digests are kept. */
+export const apiTokens = mysqlTable(
+  'api_tokens',
+  {
+    // sha256 of the token, hex; the first 12 digits are the id operators see.
+    hash: char('hash', { length: 64 }).primaryKey(),
+    project: varchar('project', { length: 64 }).notNull(),
+    // admin (the fleet) or member (its project's instances).
+    role: varchar('role', { length: 8 }).notNull(),
+    description: varchar('description', { length: 255 }).notNull().default(''),
+    createdAt: createdAt(),
+  },
+  (t) => [index('api_tokens_project_idx').on(t.project)],
+);
+
+export type ApiTokenRow = typeof apiTokens.$inferSelect;
 export type FlavorRow = typeof flavors.$inferSelect;
 export type InstanceRow = typeof instances.$inferSelect;
 export type NodeRow = typeof nodes.$inferSelect;

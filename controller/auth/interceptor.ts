@@ -10,10 +10,10 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { CallContext, ServerInterceptor } from '../../proto/rpc/index.ts';
-import { ADMIN_CALLER, setCaller } from './caller.ts';
+import { setCaller } from './caller.ts';
+import type { TokenDirectory } from './directory.ts';
 import { BmError } from '../errors.ts';
 import type { RefusalLog } from './refusal-log.ts';
-import type { TokenSet } from './tokens.ts';
 
 export class UnauthenticatedError extends BmError {
   constructor() {
@@ -35,7 +35,7 @@ export function bearerToken(ctx: CallContext): string | undefined {
   return bearerTokenOf(ctx.metadata);
 }
 
-export function adminAuth(tokens: TokenSet, refusals: RefusalLog, extraPublic: readonly string[] = []): grpc.ServerInterceptor {
+export function adminAuth(tokens: TokenDirectory, refusals: RefusalLog, extraPublic: readonly string[] = []): grpc.ServerInterceptor {
   const open = [...PUBLIC_PREFIXES, ...extraPublic];
   return (method, call) =>
     new grpc.ServerInterceptingCall(call, {
@@ -43,13 +43,17 @@ export function adminAuth(tokens: TokenSet, refusals: RefusalLog, extraPublic: r
         next({
           onReceiveMetadata(metadata, forward) {
             const token = open.some((p) => method.path.startsWith(p)) ? null : bearerTokenOf(metadata);
-            if (token === null || (token !== undefined && tokens.verify(token))) {
-              forward(metadata);
-              return;
-            }
-            refusals.refused(method.path, call.getPeer());
-            // Not forwarding the headers keeps the handler from asking for the body: it stays unread.
-            call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: new UnauthenticatedError().message, metadata: new grpc.Metadata() });
+            const refuse = (): void => {
+              refusals.refused(method.path, call.getPeer());
+              // Not forwarding the headers keeps the handler from asking for the body: it stays unread.
+              call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: new UnauthenticatedError().message, metadata: new grpc.Metadata() });
+            };
+            if (token === null) return forward(metadata);
+            if (token === undefined) return refuse();
+            tokens.resolve(token).then(
+              (caller) => (caller ? forward(metadata) : refuse()),
+              () => call.sendStatus({ code: grpc.status.UNAVAILABLE, details: 'cannot check the token now (database unavailable); retry', metadata: new grpc.Metadata() }),
+            );
           },
         });
       },
@@ -57,14 +61,40 @@ export function adminAuth(tokens: TokenSet, refusals: RefusalLog, extraPublic: r
 }
 
 /**
- * Who the (already authenticated) caller is, for the handlers: runs in the
- * adapter, after adminAuth let the call's headers through. Every token of
- * bm.toml is an admin's.
+ * What a member token may call: its project's instances, and reading the
+ * flavors and images it boots. Everything else (nodes, ports, BMC details,
+ * uploads, tokens, fleet events) is the fleet's, for admins.
  */
-export function callerAuth(extraPublic: readonly string[] = []): ServerInterceptor {
+const MEMBER_METHODS: ReadonlySet<string> = new Set([
+  '/bm.v1.InstanceService/CreateInstance',
+  '/bm.v1.InstanceService/GetInstance',
+  '/bm.v1.InstanceService/ListInstances',
+  '/bm.v1.InstanceService/DeleteInstance',
+  '/bm.v1.InstanceService/RebootInstance',
+  '/bm.v1.InstanceService/SetInstancePower',
+  '/bm.v1.FlavorService/GetFlavor',
+  '/bm.v1.FlavorService/ListFlavors',
+  '/bm.v1.ImageService/GetImage',
+  '/bm.v1.ImageService/ListImages',
+  // Scoped in the handler to the nodes of the member's own instances.
+  '/bm.v1.EventService/Watch',
+]);
+
+/**
+ * Who the (already authenticated) caller is, for the handlers, and the one
+ * place roles are enforced: runs in the adapter, after adminAuth let the
+ * call's headers through.
+ */
+export function callerAuth(tokens: TokenDirectory, extraPublic: readonly string[] = []): ServerInterceptor {
   const open = [...PUBLIC_PREFIXES, ...extraPublic];
-  return (ctx) => {
+  return async (ctx) => {
     if (open.some((p) => ctx.path.startsWith(p))) return;
-    setCaller(ctx, ADMIN_CALLER);
+    const token = bearerToken(ctx);
+    const caller = token === undefined ? null : await tokens.resolve(token);
+    if (!caller) throw new UnauthenticatedError();
+    if (caller.role !== 'admin' && !MEMBER_METHODS.has(ctx.path)) {
+      throw new BmError('permission-denied', `${ctx.path.slice(ctx.path.lastIndexOf('/') + 1)} needs an admin token (this token is a member of project ${caller.project})`, { project: caller.project });
+    }
+    setCaller(ctx, caller);
   };
 }

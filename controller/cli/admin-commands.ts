@@ -1,7 +1,9 @@
 /** bmctl db sync, controller start, token create: the commands that run on a controller host. */
 import type { Command } from 'commander';
 import { hashToken, newToken } from '../auth/tokens.ts';
-import { printJson } from './output.ts';
+import { ApiTokenSchema, TokenService } from '../../proto/gen/bm/v1/token_pb.js';
+import { withApi } from './connection.ts';
+import { messageJson, printDeleted, printJson, table } from './output.ts';
 import type { Globals } from './options.ts';
 
 export function registerAdminCommands(program: Command, globals: Globals): void {
@@ -42,15 +44,41 @@ export function registerAdminCommands(program: Command, globals: Globals): void 
       });
     });
 
-  program
-    .command('token')
-    .description('API tokens')
+  const token = program.command('token').description('API tokens: bm.toml admin tokens, and project tokens kept by the controller');
+  token
     .command('create')
-    .description('make a new admin token; put its hash in api.tokens, give the token to the user')
-    .action(() => {
-      const token = newToken();
-      const hash = hashToken(token);
-      if (globals().json) printJson({ token, hash });
-      else process.stdout.write(`token: ${token}\nconfig line: tokens = ["${hash}"]\n`);
+    .description('without --project/--role: a new admin token for bm.toml (api.tokens gets its hash); with them: a project token made through the API (needs an admin token)')
+    .option('--project <p>', 'the project the token acts for')
+    .option('--role <role>', 'admin (the fleet) or member (its project\'s instances only)')
+    .option('--description <text>', 'who or what it is for', '')
+    .action(async (o: { project?: string; role?: string; description: string }) => {
+      const g = globals();
+      if (o.project === undefined && o.role === undefined) {
+        const made = newToken();
+        const hash = hashToken(made);
+        if (g.json) printJson({ token: made, hash });
+        else process.stdout.write(`token: ${made}\nconfig line: tokens = ["${hash}"]\n`);
+        return;
+      }
+      const made = await withApi(g, (conn) => conn.client(TokenService).createToken({ project: o.project ?? '', role: o.role ?? 'member', description: o.description }));
+      if (g.json) printJson({ token: made.token, ...(made.info ? (messageJson(ApiTokenSchema, made.info) as object) : {}) });
+      else process.stdout.write(`token: ${made.token}\nid: ${made.info?.id} project: ${made.info?.project} role: ${made.info?.role}\n(shown once; the controller keeps only its digest)\n`);
+    });
+  token
+    .command('list')
+    .description('list project tokens (never the tokens themselves)')
+    .action(async () => {
+      const g = globals();
+      const { tokens } = await withApi(g, (conn) => conn.client(TokenService).listTokens({}));
+      if (g.json) printJson(tokens.map((t) => messageJson(ApiTokenSchema, t)));
+      else process.stdout.write(table(['ID', 'Project', 'Role', 'Description'], tokens.map((t) => [t.id, t.project, t.role, t.description])) + '\n');
+    });
+  token
+    .command('delete <id>')
+    .description('revoke a project token by its id (from token list)')
+    .action(async (id: string) => {
+      const g = globals();
+      await withApi(g, (conn) => conn.client(TokenService).deleteToken({ id }));
+      printDeleted(g.json, 'token', id);
     });
 }

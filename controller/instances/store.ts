@@ -82,6 +82,11 @@ export class InstanceStore {
     await this.#db.update(instances).set({ ...fields, updatedAt: new Date() }).where(eq(instances.uuid, uuid));
   }
 
+  async projectHasNode(project: string, nodeUuid: string): Promise<boolean> {
+    const rows = await this.#db.select({ uuid: instances.uuid }).from(instances).where(and(eq(instances.project, project), eq(instances.nodeUuid, nodeUuid))).limit(1);
+    return rows.length > 0;
+  }
+
   async remove(uuid: string): Promise<void> {
     await this.#db.delete(instances).where(eq(instances.uuid, uuid));
   }

@@ -66,6 +66,9 @@ import { FlavorCatalog } from '../flavors/catalog.ts';
 import { InstanceManager } from '../instances/manager.ts';
 import { InstanceStore } from '../instances/store.ts';
 import { Scheduler } from '../scheduler/scheduler.ts';
+import { TokenDirectory } from '../auth/directory.ts';
+import { tokenHandlers } from '../api/token-service.ts';
+import { TokenService } from '../../proto/gen/bm/v1/token_pb.js';
 
 export interface RunningController {
   readonly id: string;
@@ -105,16 +108,17 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     await blobs.sweepTemp();
     const catalog = new ImageCatalog(handle.db, blobs, { maxUploadBytes: config.images.max_upload_gb * 1024 ** 3 });
 
+    const directory = new TokenDirectory(tokens, handle.db);
     const refusals = new RefusalLog(log);
     cleanup.unshift(async () => refusals.flush());
     const server = new grpc.Server({
       'grpc.max_receive_message_length': config.api.max_message_bytes,
       'grpc.max_send_message_length': config.api.max_message_bytes,
       // Agents authenticate with their per-operation token inside the registry, not with admin tokens.
-      interceptors: [adminAuth(tokens, refusals, [AGENT_REGISTRY_PREFIX])],
+      interceptors: [adminAuth(directory, refusals, [AGENT_REGISTRY_PREFIX])],
     });
     // Agents authenticate with their per-operation token inside the registry, not with admin tokens.
-    const serve: ServeOptions = { interceptors: [callerAuth([AGENT_REGISTRY_PREFIX])], toStatus: statusMapper(log, refusals), maxRequestBytes: requestLimits(config.api) };
+    const serve: ServeOptions = { interceptors: [callerAuth(directory, [AGENT_REGISTRY_PREFIX])], toStatus: statusMapper(log, refusals), maxRequestBytes: requestLimits(config.api) };
     const registry = new AgentRegistry(store, new MysqlAgentTokens(handle.db, secrets), bus, {
       enabled: config.discovery.enabled,
       group: config.discovery.group,
@@ -182,7 +186,8 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     addService(server, FlavorService, flavorHandlers(flavors), serve);
     addService(server, InstanceService, instanceHandlers(instances, store), serve);
     addService(server, PortService, portHandlers(enrollment, store), serve);
-    addService(server, EventService, eventHandlers(bus), serve);
+    addService(server, EventService, eventHandlers(bus, instanceStore.projectHasNode.bind(instanceStore)), serve);
+    addService(server, TokenService, tokenHandlers(directory), serve);
     addService(server, ImageService, imageHandlers(catalog), serve);
     addService(server, AgentRegistryService, agentRegistryHandlers(registry), serve);
     const apiPort = await bindServer(server, `${host}:${portText}`);
