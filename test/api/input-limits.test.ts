@@ -125,6 +125,13 @@ describe('what the API refuses', () => {
     const refused = await rawUnary(ctl.url, '/bm.v1.NodeService/CreateNode', garbage, 'bm_not-a-valid-token');
     expect(refused).toEqual({ code: grpc.status.UNAUTHENTICATED, details: 'a valid bearer token is required' });
     expect((await rawUnary(ctl.url, '/bm.v1.NodeService/ListNodes', garbage)).code).toBe(grpc.status.UNAUTHENTICATED);
+    // The one call with a large limit, image upload, refuses a stranger's chunk the same way.
+    const stranger = connect(ctl.url, { metadata: { authorization: 'Bearer bm_stranger' } });
+    try {
+      await expect(stranger.client(ImageService).createImage([{ part: { case: 'meta', value: { name: 'stranger', diskFormat: 'raw' } } }, { part: { case: 'chunk', value: new Uint8Array(4 * 1024 * 1024) } }])).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+    } finally {
+      stranger.close();
+    }
     const before = ctl.logs().split('\n').filter((l) => l.includes('refused unauthenticated call')).length;
     const probe = connect(ctl.url, { metadata: { authorization: 'Bearer wrong' } });
     try {
@@ -160,7 +167,7 @@ describe('what the API refuses', () => {
       const r = await runBmctl(['node', 'list'], { BM_URL: ctl.url, BM_TOKEN: ctl.token });
       expect(r.code).toBe(1);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
-      expect(r.stderr.trim()).toMatch(/^bmctl: error: the controller's database error: Table '[^']+\.ports' doesn't exist \(ER_NO_SUCH_TABLE\) \(INTERNAL\)$/);
+      expect(r.stderr.trim()).toMatch(/^bmctl: error: database error: Table '[^']+\.ports' doesn't exist \(ER_NO_SUCH_TABLE\) \(INTERNAL\)$/);
       expect(r.stderr).not.toMatch(/Failed query|select|params/i);
     } finally {
       await db.query('RENAME TABLE ports_gone TO ports');

@@ -130,7 +130,7 @@ try {
 
   say('enrolling them (bmctl node create) and verifying their BMCs (bmctl node manage)');
   for (const [i, m] of machines.entries()) {
-    const created = await runBmctl(['node', 'create', '--name', m.o.name, '--pm-address', m.bmc.address, '--pm-port', String(m.bmc.port), '--pm-user', 'admin', '--pm-password', m.o.bmcPassword, '--cpus', String(8 * (1 + (i % 4))), '--memory-mb', '16384', '--disk-gb', '1', '--arch', 'x86_64', '--mac', m.o.mac], env);
+    const created = await runBmctl(['node', 'create', '--name', m.o.name, '--pm-address', m.bmc.address, '--pm-port', String(m.bmc.port), '--pm-user', 'admin', '--cpus', String(8 * (1 + (i % 4))), '--memory-mb', '16384', '--disk-gb', '1', '--arch', 'x86_64', '--mac', m.o.mac], { ...env, BM_PM_PASSWORD: m.o.bmcPassword });
     if (created.code !== 0) throw new Error(`node create ${m.o.name}: ${created.stderr.trim()}`);
   }
   await Promise.all(
