@@ -23,7 +23,7 @@ export class BmcAccess {
   async open(node: NodeRecord): Promise<PowerControl> {
     if (!node.pmAddress) throw new BmError('failed-precondition', `node ${node.uuid} has no BMC address; set it with \`bmctl node update ${node.uuid} --pm-address ...\``, { node: node.uuid });
     const sealed = await this.#store.sealedPassword(node.uuid);
-    if (!sealed || sealed.length === 0) throw new BmError('failed-precondition', `node ${node.uuid} has no BMC password; set it with \`bmctl node update ${node.uuid} --pm-password ...\``, { node: node.uuid });
+    if (!sealed || sealed.length === 0) throw new BmError('failed-precondition', `node ${node.uuid} has no BMC password; set it with \`BM_PM_PASSWORD=... bmctl node update ${node.uuid}\` (or --pm-password-stdin)`, { node: node.uuid });
     let password: string;
     try {
       password = this.#secrets.decrypt(sealed, node.uuid);
