@@ -17,6 +17,7 @@ import { TftpServer } from './tftp/server.ts';
 import { registerStatsMetrics } from './metrics.ts';
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
+import type { MetadataSource } from './http/metadata.ts';
 
 export interface BootServiceDeps {
   readonly backend: BootBackend;
@@ -33,6 +34,8 @@ export interface BootServiceDeps {
   readonly clients?: BootClientGate;
   /** Prometheus registry served at /metrics on the HTTP boot port; the boot counters join it. */
   readonly metrics?: Registry;
+  /** The metadata service's documents, by source address. */
+  readonly metadata?: MetadataSource;
 }
 
 export interface BootServices {
@@ -107,6 +110,7 @@ export async function startBootServices(config: BootConfig, deps: BootServiceDep
     port: config.http_port,
     ...(deps.metrics ? { metrics: deps.metrics } : {}),
     ...(deps.log ? { log: deps.log } : {}),
+    ...(deps.metadata ? { metadata: deps.metadata } : {}),
   });
   if (deps.metrics) {
     registerStatsMetrics(deps.metrics, { dhcp: () => ({ ...dhcp.stats }), tftp: () => ({ ...tftp.stats }), http_boot: () => ({ ...http.stats }) });

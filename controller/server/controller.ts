@@ -66,6 +66,7 @@ import { FlavorCatalog } from '../flavors/catalog.ts';
 import { InstanceManager } from '../instances/manager.ts';
 import { InstanceStore } from '../instances/store.ts';
 import { Scheduler } from '../scheduler/scheduler.ts';
+import { MysqlMetadataSource } from '../conductor/metadata-source.ts';
 import { TokenDirectory } from '../auth/directory.ts';
 import { tokenHandlers } from '../api/token-service.ts';
 import { TokenService } from '../../proto/gen/bm/v1/token_pb.js';
@@ -198,6 +199,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       const boot = config.boot;
       const services = await startBootServices(boot, {
         backend: new MysqlBootBackend(handle.pool),
+        metadata: new MysqlMetadataSource(handle.db, instanceStore, store),
         states: new MysqlBootStateSource(store, agentTokens, handle.db),
         controllerUrl: boot.api_url ?? `http://${boot.server_address}:${apiPort}`,
         blobs: new CatalogBlobSource(catalog, new DirectoryBlobSource(boot.http_root)),

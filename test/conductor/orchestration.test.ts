@@ -10,6 +10,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -94,6 +95,19 @@ const isoFile = async (iso: string, file: string): Promise<string> => (await run
 
 let httpPort = 0;
 
+/** GET on the boot port from a given loopback source address (the metadata service keys on it). */
+function httpGet(pathname: string, localAddress: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port: httpPort, path: pathname, localAddress }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+  });
+}
+
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'bm-orch-'));
   await mkdir(path.join(dir, 'http/deploy'), { recursive: true });
@@ -147,9 +161,9 @@ describe('the conductor drives instances', () => {
     await writeFile(userData, '#cloud-config\nruncmd: [echo orchestration-marker]\n');
     const keyFile = path.join(dir, 'key.pub');
     await writeFile(keyFile, 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOrchestrationTestKeyOnly0000000000000000 test@lab\n');
-    const booted = await runBmctl(['boot', '--flavor', 'orch-1', '--image', 'orch-image', '--user-data', userData, '--key-file', keyFile, '--static', '10.0.0.5/24,10.0.0.1,10.0.0.2', '--wait', '--timeout', '60', 'vm1'], env, 90_000);
+    const booted = await runBmctl(['boot', '--flavor', 'orch-1', '--image', 'orch-image', '--user-data', userData, '--key-file', keyFile, '--static', '127.0.0.55/8,127.0.0.1,127.0.0.53', '--wait', '--timeout', '60', 'vm1'], env, 90_000);
     expect(booted.code, `${booted.stdout}${booted.stderr}\n${log.join('\n')}`).toBe(0);
-    expect(booted.stdout).toMatch(/vm1 ACTIVE address=10\.0\.0\.5/);
+    expect(booted.stdout).toMatch(/vm1 ACTIVE address=127\.0\.0\.55/);
     const vm = await instance('vm1');
     expect(vm).toMatchObject({ state: 'ACTIVE', progress: 100, nodeProvisionState: 'active', powerState: 'on' });
     expect(await sha256OfFilePrefix(m.disk, IMAGE_BYTES)).toBe(imageSha);
@@ -159,8 +173,20 @@ describe('the conductor drives instances', () => {
     expect(meta).toMatchObject({ uuid: vm.uuid, hostname: 'vm1', public_keys: { 'key-0': expect.stringContaining('ssh-ed25519 ') } });
     const net = JSON.parse(await isoFile(iso, '/openstack/latest/network_data.json')) as { links: { ethernet_mac_address: string }[]; networks: Record<string, unknown>[]; services: unknown[] };
     expect(net.links[0]?.ethernet_mac_address).toBe(m.o.mac);
-    expect(net.networks[0]).toMatchObject({ type: 'ipv4', ip_address: '10.0.0.5', netmask: '255.255.255.0' });
-    expect(net.services).toEqual([{ type: 'dns', address: '10.0.0.2' }]);
+    expect(net.networks[0]).toMatchObject({ type: 'ipv4', ip_address: '127.0.0.55', netmask: '255.0.0.0' });
+    expect(net.services).toEqual([{ type: 'dns', address: '127.0.0.53' }]);
+    // The metadata service answers the instance's own address, and nobody else.
+    const fromVm = await httpGet('/openstack/latest/meta_data.json', '127.0.0.55');
+    expect(fromVm.status).toBe(200);
+    expect(JSON.parse(fromVm.body)).toMatchObject({ uuid: vm.uuid, hostname: 'vm1' });
+    expect((await httpGet('/openstack/latest/user_data', '127.0.0.55')).body).toContain('orchestration-marker');
+    expect((await httpGet('/latest/meta-data/instance-id', '127.0.0.55')).body).toBe(vm.uuid);
+    expect((await httpGet('/latest/meta-data/public-keys/0/openssh-key', '127.0.0.55')).body).toMatch(/^ssh-ed25519 /);
+    for (const stranger of ['127.0.0.66', '127.0.0.1']) {
+      const refused = await httpGet('/openstack/latest/meta_data.json', stranger);
+      expect(refused.status).toBe(404);
+      expect(refused.body).not.toContain(vm.uuid);
+    }
     // The machine now boots from its disk, as the BMC was told.
     expect(log.some((l) => /orch-1: powered on \(cycle\), booting from its disk/.test(l))).toBe(true);
 

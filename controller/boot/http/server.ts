@@ -14,6 +14,7 @@ import { NotBootBlobError, PathOutsideRootError } from '../errors.ts';
 import { renderIpxeScript } from '../ipxe-script.ts';
 import type { BlobSource } from './blob-source.ts';
 import { clientIpv4, type BootClientGate } from './client-gate.ts';
+import { answerMetadata, isMetadataPath, type MetadataSource } from './metadata.ts';
 import { parseRange } from './range.ts';
 import type { Logger } from 'pino';
 import { errorText, LogLimiter, silentLogger } from '../log-limiter.ts';
@@ -31,6 +32,8 @@ export interface HttpBootOptions {
   readonly metrics?: { readonly contentType: string; metrics(): Promise<string> };
   /** The controller's logger; silent by default. Never given a script body (it holds a token). */
   readonly log?: Logger;
+  /** Serves the metadata service (OpenStack and EC2 paths) when given. */
+  readonly metadata?: MetadataSource;
 }
 
 export interface HttpBootStats {
@@ -100,6 +103,14 @@ export class HttpBootServer {
     const script = /^\/boot\/([^/]+)\.ipxe$/.exec(rawPath);
     if (script) return this.serveScript(script[1]!, req, res);
     if (rawPath.startsWith('/images/')) return this.serveBlob(rawPath.slice('/images/'.length), req, res);
+    if (this.o.metadata && isMetadataPath(rawPath)) {
+      const client = clientIpv4(req.socket.remoteAddress);
+      const answer = answerMetadata(rawPath, client ? await this.o.metadata.documentsFor(client) : null);
+      if (answer.status === 404) this.stats.notFound++;
+      res.writeHead(answer.status, { 'content-type': answer.contentType, 'content-length': Buffer.byteLength(answer.body), 'cache-control': 'no-store' });
+      res.end(req.method === 'HEAD' ? undefined : answer.body);
+      return;
+    }
     if (rawPath === '/metrics' && this.o.metrics) {
       const body = await this.o.metrics.metrics();
       res.writeHead(200, { 'content-type': this.o.metrics.contentType, 'content-length': Buffer.byteLength(body) });
