@@ -12,7 +12,7 @@ import { isUuid } from '../nodes/uuid.ts';
 import { nodeMessage } from './convert.ts';
 import { pageLimit, pageMarker } from './paging.ts';
 
-export function nodeHandlers(enrollment: Enrollment, store: NodeStore, power: PowerConductor, provisioner: Provisioner): ServiceHandlers<typeof NodeService> {
+export function nodeHandlers(enrollment: Enrollment, store: NodeStore, power: PowerConductor, provisioner: Provisioner, diagnose: (id: string) => Promise<Record<string, unknown>>): ServiceHandlers<typeof NodeService> {
   return {
     async createNode(req) {
       const node = await enrollment.createNode({
@@ -100,6 +100,9 @@ export function nodeHandlers(enrollment: Enrollment, store: NodeStore, power: Po
     },
     async provision(req) {
       return nodeMessage(await provisioner.provision(req.id, req.verb));
+    },
+    async diagnose(req) {
+      return { reportJson: JSON.stringify(await diagnose(req.id)) };
     },
   };
 }

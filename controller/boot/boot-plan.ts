@@ -19,7 +19,8 @@ export interface NodeBootState {
 
 export interface BootStateSource {
   /** The enrolled node owning this MAC, or null when the MAC is unknown. */
-  bootStateFor(mac: string): Promise<NodeBootState | null>;
+  /** `peek`: only look (diagnose): no armed token is handed out; agentToken is then a placeholder when one would be. */
+  bootStateFor(mac: string, options?: { readonly peek?: boolean }): Promise<NodeBootState | null>;
 }
 
 export interface BootPlanConfig {

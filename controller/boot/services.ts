@@ -4,7 +4,7 @@
  * backends, content sources); defaults serve directories from the config.
  */
 import type { BootBackend } from './backend.ts';
-import type { BootStateSource } from './boot-plan.ts';
+import type { BootPlanConfig, BootStateSource } from './boot-plan.ts';
 import type { BootConfig } from './config.ts';
 import { DhcpServer } from './dhcp/server.ts';
 import { DirectoryBlobSource, type BlobSource } from './http/blob-source.ts';
@@ -36,6 +36,18 @@ export interface BootServiceDeps {
   readonly metrics?: Registry;
   /** The metadata service's documents, by source address. */
   readonly metadata?: MetadataSource;
+}
+
+/** What iPXE scripts are made from (also what `node diagnose` renders them with). */
+export function bootPlanConfig(config: BootConfig, controllerUrl: string, discovery: boolean): BootPlanConfig {
+  return {
+    httpBase: `http://${config.server_address}:${config.http_port}`,
+    controllerUrl,
+    defaultKernel: config.deploy_kernel,
+    defaultRamdisk: config.deploy_ramdisk,
+    discovery,
+    kernelArgs: config.kernel_args,
+  };
 }
 
 export interface BootServices {
@@ -93,19 +105,11 @@ export async function startBootServices(config: BootConfig, deps: BootServiceDep
     maxWindowSize: config.tftp_max_window,
     ...(deps.log ? { log: deps.log } : {}),
   });
-  const httpBase = `http://${config.server_address}:${config.http_port}`;
   const http = new HttpBootServer({
     states: deps.states,
     clients: deps.clients ?? bootClientGate(config, deps.backend),
     blobs: deps.blobs ?? new DirectoryBlobSource(config.http_root),
-    plan: {
-      httpBase,
-      controllerUrl: deps.controllerUrl,
-      defaultKernel: config.deploy_kernel,
-      defaultRamdisk: config.deploy_ramdisk,
-      discovery,
-      kernelArgs: config.kernel_args,
-    },
+    plan: bootPlanConfig(config, deps.controllerUrl, discovery),
     address: config.bind_address,
     port: config.http_port,
     ...(deps.metrics ? { metrics: deps.metrics } : {}),

@@ -9,6 +9,7 @@ import { CliUsageError } from './errors.ts';
 import type { Globals } from './options.ts';
 import { PM_PASSWORD_ENV, pmPasswordFrom } from './secret-input.ts';
 import { registerNodePowerCommands } from './node-power-commands.ts';
+import { registerNodeDiagnoseCommand } from './node-diagnose-command.ts';
 
 export const NODE_HEADERS = ['UUID', 'Name', 'CPUs', 'Memory_MB', 'Disk_GB', 'MAC', 'PM_Address', 'PM_User', 'Provision_State', 'Power', 'Maintenance'] as const;
 
@@ -35,6 +36,7 @@ function properties(v: string, prev: Record<string, string>): Record<string, str
 export function registerNodeCommands(program: Command, globals: Globals): void {
   const node = program.command('node').description('enroll, list and change nodes');
   registerNodePowerCommands(node, globals);
+  registerNodeDiagnoseCommand(node, globals);
 
   node
     .command('create')

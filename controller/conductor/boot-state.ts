@@ -48,7 +48,7 @@ export class MysqlBootStateSource implements BootStateSource {
     return { kernel: row?.specs?.[FLAVOR_KEYS.deployKernel] ?? null, ramdisk: row?.specs?.[FLAVOR_KEYS.deployRamdisk] ?? null };
   }
 
-  async bootStateFor(mac: string): Promise<NodeBootState | null> {
+  async bootStateFor(mac: string, options: { readonly peek?: boolean } = {}): Promise<NodeBootState | null> {
     const port = await this.#store.findPort(mac);
     if (!port) return null;
     const node = await this.#store.findNode(port.nodeUuid);
@@ -59,7 +59,7 @@ export class MysqlBootStateSource implements BootStateSource {
     return {
       nodeUuid: node.uuid,
       provisionState: state,
-      agentToken: needsAgent ? await this.#tokens.deliver(node.uuid) : null,
+      agentToken: !needsAgent ? null : options.peek ? 'token-withheld-for-peek' : await this.#tokens.deliver(node.uuid),
       deployKernel: images.kernel,
       deployRamdisk: images.ramdisk,
     };

@@ -47,7 +47,7 @@ import { IpmitoolDriver } from '../drivers/power/ipmitool/driver.ts';
 import { MysqlNodeStore } from '../nodes/mysql-store.ts';
 import { loadSecretKey } from '../secrets/key-file.ts';
 import { SecretBox } from '../secrets/secret-box.ts';
-import { startBootServices } from '../boot/services.ts';
+import { bootPlanConfig, startBootServices } from '../boot/services.ts';
 import { DirectoryBlobSource } from '../boot/http/blob-source.ts';
 import { MysqlBootBackend } from '../conductor/boot-backend.ts';
 import { MysqlBootStateSource } from '../conductor/boot-state.ts';
@@ -67,6 +67,8 @@ import { InstanceManager } from '../instances/manager.ts';
 import { InstanceStore } from '../instances/store.ts';
 import { Scheduler } from '../scheduler/scheduler.ts';
 import { MysqlMetadataSource } from '../conductor/metadata-source.ts';
+import { diagnoseNode, type DiagnoseDeps } from '../conductor/diagnose.ts';
+import { RecentEvents } from '../events/recent.ts';
 import { TokenDirectory } from '../auth/directory.ts';
 import { tokenHandlers } from '../api/token-service.ts';
 import { TokenService } from '../../proto/gen/bm/v1/token_pb.js';
@@ -183,7 +185,14 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     if (recovered > 0) log.warn({ recovered }, 'nodes left mid-task by a stopped controller were moved to their failed states');
     const flavors = new FlavorCatalog(handle.db, catalog);
     const instances = new InstanceManager({ store: instanceStore, nodes: store, flavors, images: catalog, scheduler: new Scheduler(handle.db), provisioner, power, controllerId: id });
-    addService(server, NodeService, nodeHandlers(enrollment, store, power, provisioner), serve);
+    const recent = new RecentEvents();
+    recent.start(bus);
+    cleanup.unshift(async () => recent.stop());
+    // Set once boot services run (their script config needs the bound API port).
+    let bootView: DiagnoseDeps['boot'];
+    const diagnose = (nodeId: string): Promise<Record<string, unknown>> =>
+      diagnoseNode({ db: handle.db, nodes: store, instances: instanceStore, events: recent, controllerId: id, ...(bootView ? { boot: bootView } : {}) }, nodeId);
+    addService(server, NodeService, nodeHandlers(enrollment, store, power, provisioner, diagnose), serve);
     addService(server, FlavorService, flavorHandlers(flavors), serve);
     addService(server, InstanceService, instanceHandlers(instances, store), serve);
     addService(server, PortService, portHandlers(enrollment, store), serve);
@@ -197,13 +206,17 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     // DHCP mode "off" still serves TFTP and HTTP boot, for segments whose own DHCP points here.
     if (config.boot) {
       const boot = config.boot;
+      const states = new MysqlBootStateSource(store, agentTokens, handle.db);
+      const controllerUrl = boot.api_url ?? `http://${boot.server_address}:${apiPort}`;
+      const discovery = boot.discovery || config.discovery.enabled;
+      bootView = { states, plan: bootPlanConfig(boot, controllerUrl, discovery) };
       const services = await startBootServices(boot, {
         backend: new MysqlBootBackend(handle.pool),
         metadata: new MysqlMetadataSource(handle.db, instanceStore, store),
-        states: new MysqlBootStateSource(store, agentTokens, handle.db),
-        controllerUrl: boot.api_url ?? `http://${boot.server_address}:${apiPort}`,
+        states,
+        controllerUrl,
         blobs: new CatalogBlobSource(catalog, new DirectoryBlobSource(boot.http_root)),
-        discovery: boot.discovery || config.discovery.enabled,
+        discovery,
         metrics,
         log,
       });

@@ -239,6 +239,16 @@ describe('the conductor drives instances', () => {
     expect(vm.state).toBe('ERROR');
     expect(vm.lastError).toMatch(/did not call back within 4 s/);
     expect(vm.nodeProvisionState).toBe('deploy-failed');
+    // What an operator attaches to the bug report: the reason, the instance, the events; the password masked.
+    const diag = await runBmctl(['node', 'diagnose', 'orch-3'], env);
+    expect(diag.code, diag.stderr).toBe(0);
+    const report = JSON.parse(diag.stdout) as { node: { lastError: string; bmc: { password: string } }; instance: { state: string }; recentEvents: { type: string; provisionState: string }[]; ports: string[] };
+    expect(report.node.lastError).toMatch(/did not call back/);
+    expect(report.node.bmc.password).toBe('********');
+    expect(report.instance.state).toBe('ERROR');
+    expect(report.ports).toEqual([m.o.mac]);
+    expect(report.recentEvents.map((e) => e.provisionState)).toEqual(expect.arrayContaining(['wait-callback', 'deploy-failed']));
+    expect(diag.stdout).not.toContain(m.o.bmcPassword);
     m.networkBoot = true;
     const deleted = await runBmctl(['instance', 'delete', 'vm3', '--wait', '--timeout', '60'], env, 90_000);
     expect(deleted.code, `${deleted.stdout}${deleted.stderr}`).toBe(0);

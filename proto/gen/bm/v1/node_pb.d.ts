@@ -595,6 +595,24 @@ export declare type ProvisionRequest = Message<"bm.v1.ProvisionRequest"> & {
 export declare const ProvisionRequestSchema: GenMessage<ProvisionRequest>;
 
 /**
+ * @generated from message bm.v1.DiagnoseResponse
+ */
+export declare type DiagnoseResponse = Message<"bm.v1.DiagnoseResponse"> & {
+  /**
+   * One JSON document: node, instance, owner, ports, leases, boot script, recent events.
+   *
+   * @generated from field: string report_json = 1;
+   */
+  reportJson: string;
+};
+
+/**
+ * Describes the message bm.v1.DiagnoseResponse.
+ * Use `create(DiagnoseResponseSchema)` to create a new message.
+ */
+export declare const DiagnoseResponseSchema: GenMessage<DiagnoseResponse>;
+
+/**
  * @generated from service bm.v1.NodeService
  */
 export declare const NodeService: GenService<{
@@ -679,6 +697,16 @@ export declare const NodeService: GenService<{
     methodKind: "unary";
     input: typeof ProvisionRequestSchema;
     output: typeof NodeSchema;
+  },
+  /**
+   * Everything a bug report needs about one node, secrets masked.
+   *
+   * @generated from rpc bm.v1.NodeService.Diagnose
+   */
+  diagnose: {
+    methodKind: "unary";
+    input: typeof GetNodeRequestSchema;
+    output: typeof DiagnoseResponseSchema;
   },
 }>;
 
