@@ -48,7 +48,7 @@ async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | nul
 
 const nodeState = async (id: string): Promise<string> => (await api.client(NodeService).getNode({ id })).provisionState;
 
-async function machine(i: number): Promise<VirtualNode> {
+async function machine(i: number, verbs: readonly string[] = ['manage', 'provide']): Promise<VirtualNode> {
   const name = `orch-${i}`;
   const m = new VirtualNode({ name, mac: `52:54:00:0c:00:${String(i).padStart(2, '0')}`, bmcPassword: `orch-${i}-secret`, diskBytes: 64 * MIB, dir: path.join(dir, name), bootUrl: `http://127.0.0.1:${httpPort}`, say: (msg) => log.push(msg) });
   await m.start();
@@ -57,11 +57,11 @@ async function machine(i: number): Promise<VirtualNode> {
   expect(created.code, created.stderr).toBe(0);
   const flavor = await runBmctl(['flavor', 'create', `orch-${i}`, '--ram', '4096', '--disk', '1', '--cpus', '2', '--resource-class', `rc-${i}`], env);
   expect(flavor.code, flavor.stderr).toBe(0);
-  for (const verb of ['manage', 'provide']) {
+  for (const verb of verbs) {
     const r = await runBmctl(['node', verb, name, '--wait', '--timeout', '60'], env, 90_000);
     expect(r.code, `${verb}: ${r.stdout}${r.stderr}\n${log.join('\n')}`).toBe(0);
   }
-  expect(await nodeState(name)).toBe('available');
+  expect(await nodeState(name)).toBe(verbs.includes('provide') ? 'available' : 'manageable');
   return m;
 }
 
@@ -118,6 +118,8 @@ beforeAll(async () => {
   ctl = await startControllerProcess({
     logLevel: 'info',
     extraToml: [
+      '[discovery]',
+      'enabled = true',
       '[conductor]',
       'callback_timeout_s = 4',
       'poll_ms = 100',
@@ -280,5 +282,33 @@ describe('the conductor drives instances', () => {
     const deleted = await runBmctl(['instance', 'delete', 'vm4', '--wait', '--timeout', '60'], env, 90_000);
     expect(deleted.code, `${deleted.stdout}${deleted.stderr}`).toBe(0);
     await waitFor('orch-4 available', 30_000, async () => ((await nodeState('orch-4')) === 'available' ? true : null));
+  }, 120_000);
+
+  it('inspects a node: its agent\'s inventory replaces what the operator typed', async () => {
+    await machine(5, ['manage']);
+    const before = await api.client(NodeService).getNode({ id: 'orch-5' });
+    expect(before).toMatchObject({ cpus: 4, memoryMb: 8192, localGb: 1 });
+    const inspected = await runBmctl(['node', 'inspect', 'orch-5', '--wait', '--timeout', '60'], env, 90_000);
+    expect(inspected.code, `${inspected.stdout}${inspected.stderr}\n${log.join('\n')}`).toBe(0);
+    const after = await api.client(NodeService).getNode({ id: 'orch-5' });
+    // The virtual machine's agent reads a QEMU machine's /proc and /sys: 2 CPUs, 3919 MiB, a 20 GiB vda.
+    expect(after).toMatchObject({ provisionState: 'manageable', cpus: 2, memoryMb: 3919, localGb: 20, cpuArch: 'x86_64', powerState: 'off' });
+  }, 120_000);
+
+  it('enrolls an unknown machine that network-boots with discovery on, from its own inventory', async () => {
+    const mac = '52:54:00:0c:00:99';
+    const m = new VirtualNode({ name: 'stranger', mac, bmcPassword: 'stranger-secret', diskBytes: 64 * MIB, dir: path.join(dir, 'stranger'), bootUrl: `http://127.0.0.1:${httpPort}`, say: (msg) => log.push(msg) });
+    await m.start();
+    machines.push(m);
+    // Someone powers it on at the rack (here: its BMC, which the controller does not know).
+    const ipmi = ['-I', 'lanplus', '-H', m.bmc.address, '-p', String(m.bmc.port), '-U', 'admin', '-E', '-C', '3'];
+    await run('ipmitool', [...ipmi, 'chassis', 'bootdev', 'pxe'], { env: { ...process.env, IPMI_PASSWORD: 'stranger-secret' } });
+    await run('ipmitool', [...ipmi, 'power', 'on'], { env: { ...process.env, IPMI_PASSWORD: 'stranger-secret' } });
+    const node = await waitFor('the stranger to enroll itself', 60_000, async () => {
+      const { nodes } = await api.client(NodeService).listNodes({ provisionState: 'enroll' });
+      return nodes.find((n) => n.macs.includes(mac)) ?? null;
+    });
+    expect(node).toMatchObject({ cpus: 2, memoryMb: 3919, localGb: 20, cpuArch: 'x86_64', pmAddress: '' });
+    expect(node.properties.discovered).toBe('true');
   }, 120_000);
 });
