@@ -1,0 +1,104 @@
+/**
+ * The task construct and the provision verbs' BMC steps, on the in-memory
+ * node store and the fake power driver: fast, no database, no BMC.
+ */
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../boot/log-limiter.ts';
+import { FakeBmcWorld, FakePowerDriver } from '../drivers/power/fake/driver.ts';
+import { powerFactory } from '../drivers/power/factory.ts';
+import { MemoryEventBus } from '../events/memory-bus.ts';
+import { InMemoryNodeStore } from '../nodes/memory-store.ts';
+import { uuidv7 } from '../nodes/uuid.ts';
+import { SecretBox } from '../secrets/secret-box.ts';
+import { BmcAccess } from './bmc-access.ts';
+import { TaskManager } from './task.ts';
+
+const secrets = new SecretBox(randomBytes(32));
+
+async function setup(state = 'enroll') {
+  const store = new InMemoryNodeStore();
+  const bus = new MemoryEventBus();
+  const world = new FakeBmcWorld();
+  const bmc = new BmcAccess(store, secrets, powerFactory({ fake: (t) => new FakePowerDriver(t, world) }));
+  const tasks = new TaskManager(store, bus, { controllerId: 'ctl-a', lockWaitMs: 300 }, silentLogger);
+  const uuid = uuidv7();
+  await store.createNode({ uuid, name: 'n1', group: 'default', cpus: 1, memoryMb: 1, localGb: 1, cpuArch: 'x86_64', pmAddress: 'bmc-1', pmPort: 623, pmUser: 'u', pmPasswordEnc: secrets.encrypt('pw', uuid), powerDriver: 'fake', properties: {} }, [{ uuid: uuidv7(), mac: '52:54:00:00:00:01' }]);
+  if (state !== 'enroll') await store.transition(uuid, 'enroll', state, {}, null);
+  return { store, bus, world, bmc, tasks, uuid };
+}
+
+describe('TaskManager', () => {
+  it('locks, transitions, runs the work holding the lock, and releases it', async () => {
+    const { store, bus, tasks, uuid } = await setup();
+    let heldDuringWork: string | null = null;
+    const node = await tasks.start(uuid, 'manage', async (ctx) => {
+      heldDuringWork = (await store.findNode(uuid))!.reservation;
+      await ctx.advance('done');
+    });
+    expect(node.provisionState).toBe('verifying');
+    await tasks.drain();
+    expect(heldDuringWork).toBe('ctl-a');
+    const after = (await store.findNode(uuid))!;
+    expect(after).toMatchObject({ provisionState: 'manageable', reservation: null });
+    expect(bus.published.filter((e) => e.type === 'provision.changed').map((e) => e.provisionState)).toEqual(['verifying', 'manageable']);
+  });
+
+  it('refuses a verb the state table does not allow, naming the state, and leaves the node alone', async () => {
+    const { store, tasks, uuid } = await setup();
+    const before = (await store.findNode(uuid))!;
+    await expect(tasks.start(uuid, 'provide', async () => undefined)).rejects.toThrow(/is enroll: cannot provide \(possible: manage\)/);
+    const after = (await store.findNode(uuid))!;
+    expect(after).toMatchObject({ provisionState: 'enroll', reservation: null, version: before.version });
+  });
+
+  it('ends failed work in the failed state with last_error, and releases the lock even then', async () => {
+    const { store, tasks, uuid } = await setup();
+    const reasons: string[] = [];
+    await tasks.start(
+      uuid,
+      'manage',
+      async () => {
+        throw new Error('BMC said no');
+      },
+      {},
+      async (reason) => void reasons.push(reason),
+    );
+    await tasks.drain();
+    expect(await store.findNode(uuid)).toMatchObject({ provisionState: 'verify-failed', lastError: 'BMC said no', reservation: null });
+    expect(reasons).toEqual(['BMC said no']);
+  });
+
+  it('waits for another task\'s lock only briefly, then says who holds it', async () => {
+    const { store, tasks, uuid } = await setup('manageable');
+    await store.reserve(uuid, 'ctl-b');
+    await expect(tasks.start(uuid, 'manage', async () => undefined)).rejects.toThrow(/locked by controller ctl-b/);
+    expect((await store.findNode(uuid))!.provisionState).toBe('manageable');
+  });
+
+  it('cancels a running task: it fails with the reason and lets go', async () => {
+    const { store, tasks, uuid } = await setup('available');
+    await tasks.start(uuid, 'deploy', (ctx) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))));
+    expect(tasks.busy(uuid)).toBe(true);
+    expect(await tasks.cancel(uuid, 'instance deleted')).toBe(true);
+    expect(await store.findNode(uuid)).toMatchObject({ provisionState: 'deploy-failed', lastError: 'cancelled: instance deleted', reservation: null });
+  });
+
+  it('on stop, interrupts work but keeps the node\'s state for whoever takes it over', async () => {
+    const { store, tasks, uuid } = await setup('available');
+    await tasks.start(uuid, 'deploy', (ctx) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('aborted')))));
+    await tasks.stop();
+    expect(await store.findNode(uuid)).toMatchObject({ provisionState: 'deploying', reservation: null });
+  });
+});
+
+describe('BmcAccess with the fake driver', () => {
+  it('opens the node\'s BMC with its decrypted password, and says so when it cannot decrypt', async () => {
+    const { store, world, bmc, uuid } = await setup();
+    const node = (await store.findNode(uuid))!;
+    expect(await bmc.with(node, (c) => c.getPowerState())).toBe('off');
+    expect(world.machine('bmc-1').calls).toEqual(['power status']);
+    await store.updateNode(uuid, { pmPasswordEnc: new SecretBox(randomBytes(32)).encrypt('pw', uuid) }, null);
+    await expect(bmc.with((await store.findNode(uuid))!, (c) => c.getPowerState())).rejects.toThrow(/cannot decrypt the BMC password/);
+  });
+});
