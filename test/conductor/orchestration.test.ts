@@ -58,7 +58,7 @@ async function machine(i: number, verbs: readonly string[] = ['manage', 'provide
   const flavor = await runBmctl(['flavor', 'create', `orch-${i}`, '--ram', '4096', '--disk', '1', '--cpus', '2', '--resource-class', `rc-${i}`], env);
   expect(flavor.code, flavor.stderr).toBe(0);
   for (const verb of verbs) {
-    const r = await runBmctl(['node', verb, name, '--wait', '--timeout', '60'], env, 90_000);
+    const r = await runBmctl(['node', verb, name, '--wait', '--timeout', '120'], env, 150_000);
     expect(r.code, `${verb}: ${r.stdout}${r.stderr}\n${log.join('\n')}`).toBe(0);
   }
   expect(await nodeState(name)).toBe(verbs.includes('provide') ? 'available' : 'manageable');
@@ -147,7 +147,7 @@ beforeAll(async () => {
   imageSha = await sha256OfFilePrefix(raw, IMAGE_BYTES);
   const up = await runBmctl(['image', 'create', raw, '--name', 'orch-image', '--disk-format', 'raw'], env, 60_000);
   expect(up.code, up.stderr).toBe(0);
-}, 120_000);
+}, 240_000);
 
 afterAll(async () => {
   api?.close();
@@ -163,7 +163,7 @@ describe('the conductor drives instances', () => {
     await writeFile(userData, '#cloud-config\nruncmd: [echo orchestration-marker]\n');
     const keyFile = path.join(dir, 'key.pub');
     await writeFile(keyFile, 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOrchestrationTestKeyOnly0000000000000000 test@lab\n');
-    const booted = await runBmctl(['boot', '--flavor', 'orch-1', '--image', 'orch-image', '--user-data', userData, '--key-file', keyFile, '--static', '127.0.0.55/8,127.0.0.1,127.0.0.53', '--wait', '--timeout', '60', 'vm1'], env, 90_000);
+    const booted = await runBmctl(['boot', '--flavor', 'orch-1', '--image', 'orch-image', '--user-data', userData, '--key-file', keyFile, '--static', '127.0.0.55/8,127.0.0.1,127.0.0.53', '--wait', '--timeout', '120', 'vm1'], env, 150_000);
     expect(booted.code, `${booted.stdout}${booted.stderr}\n${log.join('\n')}`).toBe(0);
     expect(booted.stdout).toMatch(/vm1 ACTIVE address=127\.0\.0\.55/);
     const vm = await instance('vm1');
@@ -192,9 +192,9 @@ describe('the conductor drives instances', () => {
     // The machine now boots from its disk, as the BMC was told.
     expect(log.some((l) => /orch-1: powered on \(cycle\), booting from its disk/.test(l))).toBe(true);
 
-    const deleted = await runBmctl(['instance', 'delete', 'vm1', '--wait', '--timeout', '60'], env, 90_000);
+    const deleted = await runBmctl(['instance', 'delete', 'vm1', '--wait', '--timeout', '120'], env, 150_000);
     expect(deleted.code, `${deleted.stdout}${deleted.stderr}`).toBe(0);
-    await waitFor('the node back in the pool', 30_000, async () => ((await nodeState('orch-1')) === 'available' ? true : null));
+    await waitFor('the node back in the pool', 90_000, async () => ((await nodeState('orch-1')) === 'available' ? true : null));
     await expect(instance(vm.uuid)).rejects.toMatchObject({ code: status.NOT_FOUND });
     // Cleaning erased the metadata regions: the image's first MiB reads as zeros now.
     const handle = await open(m.disk, 'r');
@@ -204,7 +204,7 @@ describe('the conductor drives instances', () => {
     expect(head.equals(Buffer.alloc(MIB))).toBe(true);
     const node = await api.client(NodeService).getNode({ id: 'orch-1' });
     expect(node.instanceUuid).toBe('');
-  }, 120_000);
+  }, 240_000);
 
   it('says which filter removed the candidates when no node fits', async () => {
     await runBmctl(['flavor', 'create', 'orch-huge', '--ram', '999999', '--disk', '1', '--cpus', '2'], env);
@@ -218,7 +218,7 @@ describe('the conductor drives instances', () => {
     const m = await machine(2);
     const port = m.bmc.port;
     await m.stopBmc();
-    const booted = await runBmctl(['boot', '--flavor', 'orch-2', '--image', 'orch-image', '--wait', '--timeout', '60', 'vm2'], env, 90_000);
+    const booted = await runBmctl(['boot', '--flavor', 'orch-2', '--image', 'orch-image', '--wait', '--timeout', '120', 'vm2'], env, 150_000);
     expect(booted.code).toBe(1);
     const vm = await instance('vm2');
     expect(vm.state).toBe('ERROR');
@@ -227,15 +227,15 @@ describe('the conductor drives instances', () => {
     expect(booted.stdout).toMatch(/vm2 ERROR/);
     // Way back: the BMC answers again; deleting the instance cleans the node into the pool.
     await m.startBmc(port);
-    const deleted = await runBmctl(['instance', 'delete', 'vm2', '--wait', '--timeout', '60'], env, 90_000);
+    const deleted = await runBmctl(['instance', 'delete', 'vm2', '--wait', '--timeout', '120'], env, 150_000);
     expect(deleted.code, `${deleted.stdout}${deleted.stderr}`).toBe(0);
-    await waitFor('orch-2 available', 30_000, async () => ((await nodeState('orch-2')) === 'available' ? true : null));
-  }, 120_000);
+    await waitFor('orch-2 available', 90_000, async () => ((await nodeState('orch-2')) === 'available' ? true : null));
+  }, 240_000);
 
   it('ends in deploy-failed when the agent never calls back, and recovers through delete', async () => {
     const m = await machine(3);
     m.networkBoot = false;
-    const booted = await runBmctl(['boot', '--flavor', 'orch-3', '--image', 'orch-image', '--wait', '--timeout', '60', 'vm3'], env, 90_000);
+    const booted = await runBmctl(['boot', '--flavor', 'orch-3', '--image', 'orch-image', '--wait', '--timeout', '120', 'vm3'], env, 150_000);
     expect(booted.code).toBe(1);
     const vm = await instance('vm3');
     expect(vm.state).toBe('ERROR');
@@ -252,10 +252,10 @@ describe('the conductor drives instances', () => {
     expect(report.recentEvents.map((e) => e.provisionState)).toEqual(expect.arrayContaining(['wait-callback', 'deploy-failed']));
     expect(diag.stdout).not.toContain(m.o.bmcPassword);
     m.networkBoot = true;
-    const deleted = await runBmctl(['instance', 'delete', 'vm3', '--wait', '--timeout', '60'], env, 90_000);
+    const deleted = await runBmctl(['instance', 'delete', 'vm3', '--wait', '--timeout', '120'], env, 150_000);
     expect(deleted.code, `${deleted.stdout}${deleted.stderr}`).toBe(0);
-    await waitFor('orch-3 available', 30_000, async () => ((await nodeState('orch-3')) === 'available' ? true : null));
-  }, 120_000);
+    await waitFor('orch-3 available', 90_000, async () => ((await nodeState('orch-3')) === 'available' ? true : null));
+  }, 240_000);
 
   it('ends in deploy-failed naming both digests when the written bytes do not match the image', async () => {
     await machine(4);
@@ -273,27 +273,27 @@ describe('the conductor drives instances', () => {
       await handle.write(byte, 0, 1, 5);
       await handle.close();
     }
-    const booted = await runBmctl(['boot', '--flavor', 'orch-4', '--image', 'orch-image', '--wait', '--timeout', '60', 'vm4'], env, 90_000);
+    const booted = await runBmctl(['boot', '--flavor', 'orch-4', '--image', 'orch-image', '--wait', '--timeout', '120', 'vm4'], env, 150_000);
     expect(booted.code).toBe(1);
     const vm = await instance('vm4');
     expect(vm.state).toBe('ERROR');
     expect(vm.lastError).toMatch(/[0-9a-f]{64}.*[0-9a-f]{64}/);
     expect(vm.nodeProvisionState).toBe('deploy-failed');
-    const deleted = await runBmctl(['instance', 'delete', 'vm4', '--wait', '--timeout', '60'], env, 90_000);
+    const deleted = await runBmctl(['instance', 'delete', 'vm4', '--wait', '--timeout', '120'], env, 150_000);
     expect(deleted.code, `${deleted.stdout}${deleted.stderr}`).toBe(0);
-    await waitFor('orch-4 available', 30_000, async () => ((await nodeState('orch-4')) === 'available' ? true : null));
-  }, 120_000);
+    await waitFor('orch-4 available', 90_000, async () => ((await nodeState('orch-4')) === 'available' ? true : null));
+  }, 240_000);
 
   it('inspects a node: its agent\'s inventory replaces what the operator typed', async () => {
     await machine(5, ['manage']);
     const before = await api.client(NodeService).getNode({ id: 'orch-5' });
     expect(before).toMatchObject({ cpus: 4, memoryMb: 8192, localGb: 1 });
-    const inspected = await runBmctl(['node', 'inspect', 'orch-5', '--wait', '--timeout', '60'], env, 90_000);
+    const inspected = await runBmctl(['node', 'inspect', 'orch-5', '--wait', '--timeout', '120'], env, 150_000);
     expect(inspected.code, `${inspected.stdout}${inspected.stderr}\n${log.join('\n')}`).toBe(0);
     const after = await api.client(NodeService).getNode({ id: 'orch-5' });
     // The virtual machine's agent reads a QEMU machine's /proc and /sys: 2 CPUs, 3919 MiB, a 20 GiB vda.
     expect(after).toMatchObject({ provisionState: 'manageable', cpus: 2, memoryMb: 3919, localGb: 20, cpuArch: 'x86_64', powerState: 'off' });
-  }, 120_000);
+  }, 240_000);
 
   it('enrolls an unknown machine that network-boots with discovery on, from its own inventory', async () => {
     const mac = '52:54:00:0c:00:99';
@@ -310,5 +310,5 @@ describe('the conductor drives instances', () => {
     });
     expect(node).toMatchObject({ cpus: 2, memoryMb: 3919, localGb: 20, cpuArch: 'x86_64', pmAddress: '' });
     expect(node.properties.discovered).toBe('true');
-  }, 120_000);
+  }, 240_000);
 });
