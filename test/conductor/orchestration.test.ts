@@ -311,4 +311,47 @@ describe('the conductor drives instances', () => {
     expect(node).toMatchObject({ cpus: 2, memoryMb: 3919, localGb: 20, cpuArch: 'x86_64', pmAddress: '' });
     expect(node.properties.discovered).toBe('true');
   }, 240_000);
+
+  it('reboots an instance hard and soft, and powers it off and on', async () => {
+    const m = await machine(6);
+    const booted = await runBmctl(['boot', '--flavor', 'orch-6', '--image', 'orch-image', '--wait', '--timeout', '120', 'vm6'], env, 150_000);
+    expect(booted.code, `${booted.stdout}${booted.stderr}`).toBe(0);
+    const before = log.filter((l) => l.startsWith('orch-6:')).length;
+    expect((await runBmctl(['instance', 'reboot', 'vm6', '--hard'], env, 60_000)).code).toBe(0);
+    expect((await runBmctl(['instance', 'power-off', 'vm6'], env, 60_000)).code).toBe(0);
+    expect((await instance('vm6')).powerState).toBe('off');
+    expect((await runBmctl(['instance', 'power-on', 'vm6'], env, 60_000)).code).toBe(0);
+    expect((await runBmctl(['instance', 'reboot', 'vm6'], env, 90_000)).code).toBe(0);
+    expect((await instance('vm6')).powerState).toBe('on');
+    // Every one of them reached the machine's BMC, and it booted from its disk each time.
+    const after = log.filter((l) => l.startsWith('orch-6:')).slice(before);
+    expect(after.filter((l) => /booting from its disk/.test(l)).length).toBeGreaterThanOrEqual(3);
+    expect(after.some((l) => /powered off/.test(l))).toBe(true);
+    expect(m.bmc.port).toBeGreaterThan(0);
+  }, 240_000);
+
+  it('comes back from inspect-failed and clean-failed through their ways back', async () => {
+    const m = await machine(7, ['manage']);
+    m.networkBoot = false;
+    expect((await runBmctl(['node', 'inspect', 'orch-7', '--wait', '--timeout', '120'], env, 150_000)).code).toBe(1);
+    expect(await nodeState('orch-7')).toBe('inspect-failed');
+    m.networkBoot = true;
+    expect((await runBmctl(['node', 'inspect', 'orch-7', '--wait', '--timeout', '120'], env, 150_000)).code).toBe(0);
+    expect(await nodeState('orch-7')).toBe('manageable');
+
+    m.networkBoot = false;
+    expect((await runBmctl(['node', 'provide', 'orch-7', '--wait', '--timeout', '120'], env, 150_000)).code).toBe(1);
+    const failed = await api.client(NodeService).getNode({ id: 'orch-7' });
+    expect(failed).toMatchObject({ provisionState: 'clean-failed', maintenance: true });
+    expect(failed.maintenanceReason).toMatch(/cleaning failed: .*did not call back/);
+    // The scheduler never picks a node in maintenance.
+    m.networkBoot = true;
+    expect((await runBmctl(['node', 'maintenance-off', 'orch-7'], env)).code).toBe(0);
+    expect((await runBmctl(['node', 'provide', 'orch-7', '--wait', '--timeout', '120'], env, 150_000)).code).toBe(0);
+    expect(await nodeState('orch-7')).toBe('available');
+    expect((await runBmctl(['node', 'maintenance-on', 'orch-7', '--reason', 'fan noise'], env)).code).toBe(0);
+    expect((await runBmctl(['flavor', 'create', 'orch-7b', '--ram', '1', '--disk', '1', '--cpus', '1', '--resource-class', 'rc-7'], env)).code).toBe(0);
+    const refused = await api.client(InstanceService).createInstance({ name: 'vm7', flavor: 'orch-7b', image: 'orch-image' }).catch((e: unknown) => e);
+    expect(refused).toMatchObject({ code: status.RESOURCE_EXHAUSTED, details: expect.stringMatching(/in maintenance/) });
+  }, 300_000);
 });
