@@ -70,7 +70,10 @@ async function identify(conn: RpcConnection, options: RegistrationOptions, timeo
     const found = await registry.lookup({ macs }, { timeoutMs });
     return { nodeUuid: found.nodeUuid, action: found.action, via: 'lookup' };
   } catch (error) {
-    if (!isServiceError(error) || error.code !== status.NOT_FOUND) throw error;
+    // An unknown machine is told UNAUTHENTICATED, exactly as a wrong token (older controllers said
+    // NOT_FOUND), so try to register: an enrolled machine is refused there the same way.
+    const maybeUnknown = isServiceError(error) && (error.code === status.NOT_FOUND || error.code === status.UNAUTHENTICATED);
+    if (!maybeUnknown) throw error;
   }
   // Register needs no token (a machine never seen has none); the controller ignores one sent along.
   const registered = await registry.register({ inventory }, { timeoutMs });

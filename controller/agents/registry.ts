@@ -4,8 +4,9 @@
  * their own inventory (Register, only with discovery switched on).
  */
 import type { Inventory } from '../../proto/gen/bm/agent/v1/inventory_pb.js';
-import { AlreadyExistsError, BmError, NotFoundError, ValidationError } from '../errors.ts';
+import { BmError, ValidationError } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
+import { isIP } from 'node:net';
 import { normalizeMac } from '../nodes/mac.ts';
 import type { NodeStore } from '../nodes/store.ts';
 import { CPU_ARCHES, MAX_PORTS_PER_NODE } from '../nodes/validate.ts';
@@ -48,6 +49,20 @@ export class RateLimitedError extends BmError {
 }
 
 const MAX_MACS = MAX_PORTS_PER_NODE;
+/** A Lookup names the booting machine's NICs: a handful, looked up in one query. */
+export const MAX_LOOKUP_MACS = 8;
+
+/** Where a node's MACs hold bound DHCP leases (none when another server leases). */
+export type LeasedAddresses = (macs: readonly string[]) => Promise<string[]>;
+
+/** The host part of a peer string from grpc-js ("1.2.3.4:5", "[::1]:5", "ipv4:1.2.3.4:5"). */
+export function peerHost(peer: string): string {
+  const bare = peer.replace(/^ipv[46]:/, '');
+  const v6 = /^\[([^\]]+)\]:\d+$/.exec(bare);
+  if (v6) return v6[1]!.replace(/^::ffff:/, '');
+  const v4 = /^([^:]+):\d+$/.exec(bare);
+  return v4 ? v4[1]! : bare;
+}
 
 export class AgentRegistry {
   readonly #store: NodeStore;
@@ -56,7 +71,10 @@ export class AgentRegistry {
   readonly #discovery: DiscoveryOptions;
   readonly #bucket: TokenBucket;
 
-  constructor(store: NodeStore, tokens: AgentTokenStore, events: EventBus, discovery: DiscoveryOptions) {
+  readonly #leased: LeasedAddresses;
+
+  constructor(store: NodeStore, tokens: AgentTokenStore, events: EventBus, discovery: DiscoveryOptions, leased: LeasedAddresses = async () => []) {
+    this.#leased = leased;
     this.#store = store;
     this.#tokens = tokens;
     this.#events = events;
@@ -64,39 +82,49 @@ export class AgentRegistry {
     this.#bucket = new TokenBucket(discovery.ratePerSecond, discovery.burst);
   }
 
-  #macs(input: readonly string[]): string[] {
+  #macs(input: readonly string[], max = MAX_MACS): string[] {
     if (input.length === 0) throw new ValidationError('macs', 'at least one MAC is required');
-    if (input.length > MAX_MACS) throw new ValidationError('macs', `at most ${MAX_MACS}`);
+    if (input.length > max) throw new ValidationError('macs', `at most ${max}`);
     return [...new Set(input.map((m) => normalizeMac(m, 'macs')))];
   }
 
   async #nodeForMacs(macs: readonly string[]): Promise<NodeRecord | null> {
-    for (const mac of macs) {
-      const port = await this.#store.findPort(mac);
-      if (port) return this.#store.findNode(port.nodeUuid);
-    }
-    return null;
+    return this.#store.findNodeByMacs(macs);
   }
 
   async #authorize(node: NodeRecord, token: string | undefined): Promise<void> {
     if (token === undefined || !(await this.#tokens.verify(node.uuid, token))) throw new UnauthenticatedError();
   }
 
-  /** NOT_FOUND tells an unknown machine to Register; a known one must show its node's token. */
+  /**
+   * A known machine must show its node's token. An unknown MAC gets the same UNAUTHENTICATED as a
+   * wrong token, so nobody learns which MACs are enrolled; an agent without a token then Registers.
+   */
   async lookup(macInput: readonly string[], token: string | undefined): Promise<{ node: NodeRecord; action: AgentAction }> {
-    const node = await this.#nodeForMacs(this.#macs(macInput));
-    if (!node) throw new NotFoundError('node with MACs', macInput.slice(0, 4).join(','));
+    const node = await this.#nodeForMacs(this.#macs(macInput, MAX_LOOKUP_MACS));
+    if (!node) throw new UnauthenticatedError();
     await this.#authorize(node, token);
     return { node, action: actionFor(node.provisionState) };
   }
 
-  async heartbeat(nodeUuid: string, agentAddress: string, token: string | undefined): Promise<AgentAction> {
+  /**
+   * The controller streams images to the address a heartbeat names, so it must be the agent's own:
+   * an IP literal that is the heartbeat's source address or a bound lease of one of the node's MACs,
+   * with a port 1-65535. Anything else is refused and nothing is stored.
+   */
+  async heartbeat(nodeUuid: string, agentAddress: string, token: string | undefined, peer = ''): Promise<AgentAction> {
     if (!isUuid(nodeUuid)) throw new ValidationError('node_uuid', 'must be a node uuid');
-    if (!/^[A-Za-z0-9.:\[\]-]{1,255}$/.test(agentAddress) || !/:\d{1,5}$/.test(agentAddress)) throw new ValidationError('agent_address', 'must be host:port');
+    const m = /^(?:\[([0-9A-Fa-f:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):(\d{1,5})$/.exec(agentAddress);
+    const host = m?.[1] ?? m?.[2] ?? '';
+    const port = Number(m?.[3] ?? 0);
+    if (!m || !isIP(host) || port < 1 || port > 65535) throw new ValidationError('agent_address', 'must be IP:port (an IPv4 address, or [IPv6]), port 1-65535');
     const node = await this.#store.findNode(nodeUuid);
     // Unknown node and wrong token look the same from outside.
     if (!node) throw new UnauthenticatedError();
     await this.#authorize(node, token);
+    if (host !== peerHost(peer) && !(await this.#leased(node.macs)).includes(host)) {
+      throw new BmError('permission-denied', `agent_address ${host} is neither where this heartbeat came from nor a lease of this node`, { node: node.uuid });
+    }
     await this.#store.recordAgent(node.uuid, agentAddress, new Date());
     return actionFor(node.provisionState);
   }
@@ -107,7 +135,8 @@ export class AgentRegistry {
     if (!this.#bucket.take()) throw new RateLimitedError();
     if (!inventory) throw new ValidationError('inventory', 'is required');
     const macs = this.#macs(inventory.nics.map((n) => n.mac));
-    if (await this.#nodeForMacs(macs)) throw new AlreadyExistsError('this machine is already enrolled (one of its MACs belongs to a node)');
+    // An enrolled machine needs its node's token; saying "already enrolled" would tell a stranger which MACs are.
+    if (await this.#nodeForMacs(macs)) throw new UnauthenticatedError();
     const arch = inventory.cpu?.arch ?? '';
     const cpuArch = (CPU_ARCHES as readonly string[]).includes(arch) ? arch : 'x86_64';
     const largestDisk = inventory.disks.reduce((max, d) => (d.sizeBytes > max ? d.sizeBytes : max), 0n);

@@ -20,7 +20,7 @@ export function agentRegistryHandlers(registry: AgentRegistry): ServiceHandlers<
       return { nodeUuid: node.uuid };
     },
     async heartbeat(req, ctx) {
-      return { action: await registry.heartbeat(req.nodeUuid, req.agentAddress, bearerToken(ctx)) };
+      return { action: await registry.heartbeat(req.nodeUuid, req.agentAddress, bearerToken(ctx), ctx.peer) };
     },
   };
 }

@@ -263,6 +263,13 @@ export class MysqlBootBackend implements BootBackend {
     return rows.length > 0;
   }
 
+  /** The addresses bound to any of these MACs now (an agent may only advertise one of them, or its source address). */
+  async leasedAddresses(macs: readonly string[]): Promise<string[]> {
+    if (macs.length === 0) return [];
+    const [rows] = await this.#pool.query<mysql.RowDataPacket[]>("SELECT ip FROM dhcp_leases WHERE mac IN (?) AND state = 'bound' AND expires_at > ?", [[...macs], new Date(this.#now())]);
+    return rows.map((r) => intToIp(r.ip as number));
+  }
+
   /** Live leases (for `bmctl`, tests and the benchmark's "every ACK is in MySQL" check). */
   async leases(): Promise<Lease[]> {
     const [rows] = await this.#pool.query<mysql.RowDataPacket[]>("SELECT ip, mac, expires_at FROM dhcp_leases WHERE state = 'bound' AND expires_at > ?", [new Date(this.#now())]);

@@ -114,6 +114,11 @@ export class InMemoryNodeStore implements NodeStore {
     return this.#ports.get(id) ?? [...this.#ports.values()].find((p) => p.mac === id) ?? null;
   }
 
+  async findNodeByMacs(macs: readonly string[]): Promise<NodeRecord | null> {
+    const port = [...this.#ports.values()].find((p) => macs.includes(p.mac));
+    return port ? this.findNode(port.nodeUuid) : null;
+  }
+
   async listPorts(nodeUuid: string | null, limit: number, marker: string | null): Promise<Page<PortRecord>> {
     const all = [...this.#ports.values()].filter((p) => (nodeUuid ? p.nodeUuid === nodeUuid : true) && (marker ? p.uuid > marker : true)).sort((a, b) => (a.uuid < b.uuid ? -1 : 1));
     const items = all.slice(0, limit);

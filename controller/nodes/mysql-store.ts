@@ -248,6 +248,12 @@ export class MysqlNodeStore implements NodeStore {
     return rows[0] ? toPort(rows[0]) : null;
   }
 
+  async findNodeByMacs(macs: readonly string[]): Promise<NodeRecord | null> {
+    if (macs.length === 0) return null;
+    const rows = await this.#db.select({ nodeUuid: ports.nodeUuid }).from(ports).where(inArray(ports.address, [...macs])).limit(1);
+    return rows[0] ? this.findNode(rows[0].nodeUuid) : null;
+  }
+
   async listPorts(nodeUuid: string | null, limit: number, marker: string | null): Promise<Page<PortRecord>> {
     const where: SQL[] = [];
     if (nodeUuid) where.push(eq(ports.nodeUuid, nodeUuid));

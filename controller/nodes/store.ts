@@ -37,6 +37,8 @@ export interface NodeStore {
   createPort(port: { uuid: string; nodeUuid: string; mac: string }, maxPorts?: number): Promise<PortRecord>;
   /** By UUID or MAC. */
   findPort(id: string): Promise<PortRecord | null>;
+  /** The node owning any of these MACs, in one query. */
+  findNodeByMacs(macs: readonly string[]): Promise<NodeRecord | null>;
   listPorts(nodeUuid: string | null, limit: number, marker: string | null): Promise<Page<PortRecord>>;
   deletePort(uuid: string): Promise<void>;
   countNodes(): Promise<number>;

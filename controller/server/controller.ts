@@ -122,12 +122,19 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     });
     // Agents authenticate with their per-operation token inside the registry, not with admin tokens.
     const serve: ServeOptions = { interceptors: [callerAuth(directory, [AGENT_REGISTRY_PREFIX])], toStatus: statusMapper(log, refusals), maxRequestBytes: requestLimits(config.api) };
-    const registry = new AgentRegistry(store, new MysqlAgentTokens(handle.db, secrets), bus, {
-      enabled: config.discovery.enabled,
-      group: config.discovery.group,
-      ratePerSecond: config.discovery.rate_per_second,
-      burst: config.discovery.burst,
-    });
+    const leases = new MysqlBootBackend(handle.pool);
+    const registry = new AgentRegistry(
+      store,
+      new MysqlAgentTokens(handle.db, secrets),
+      bus,
+      {
+        enabled: config.discovery.enabled,
+        group: config.discovery.group,
+        ratePerSecond: config.discovery.rate_per_second,
+        burst: config.discovery.burst,
+      },
+      (macs) => leases.leasedAddresses(macs),
+    );
     addService(server, Health, healthHandlers(health), serve);
     const metrics = new Registry();
     // One IPMI session pool for the process: sessions are reused per BMC and
@@ -211,7 +218,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       const discovery = boot.discovery || config.discovery.enabled;
       bootView = { states, plan: bootPlanConfig(boot, controllerUrl, discovery) };
       const services = await startBootServices(boot, {
-        backend: new MysqlBootBackend(handle.pool),
+        backend: leases,
         metadata: new MysqlMetadataSource(handle.db, instanceStore, store),
         states,
         controllerUrl,

@@ -57,9 +57,9 @@ describe('agent registry', () => {
     expect(node.pmPasswordSet).toBe(false);
   });
 
-  it('refuses to register a machine one of whose MACs is already enrolled', async () => {
+  it('refuses to register a machine one of whose MACs is already enrolled, without saying it is', async () => {
     const agent = connect(on.url).client(AgentRegistry);
-    await expect(agent.register({ inventory: inventory(['52:54:00:d0:00:09', '52:54:00:d0:00:02']) })).rejects.toMatchObject({ code: status.ALREADY_EXISTS });
+    await expect(agent.register({ inventory: inventory(['52:54:00:d0:00:09', '52:54:00:d0:00:02']) })).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
   });
 
   it('rate-limits registration', async () => {
@@ -92,12 +92,23 @@ describe('agent registry', () => {
     expect(found).toMatchObject({ nodeUuid: node.uuid, provisionState: 'enroll', action: 'wait' });
     await expect(forged.lookup({ macs: ['52:54:00:d3:00:01'] })).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
     await expect(none.lookup({ macs: ['52:54:00:d3:00:01'] })).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
-    await expect(none.lookup({ macs: ['52:54:00:ff:ff:fe'] })).rejects.toMatchObject({ code: status.NOT_FOUND });
+    // An unknown MAC gets exactly what a wrong token gets: nobody learns which MACs are enrolled.
+    const unknown = await none.lookup({ macs: ['52:54:00:ff:ff:fe'] }).catch((e: { code: number; details: string }) => e);
+    const wrong = await forged.lookup({ macs: ['52:54:00:d3:00:01'] }).catch((e: { code: number; details: string }) => e);
+    expect(unknown).toMatchObject({ code: status.UNAUTHENTICATED, details: (wrong as { details: string }).details });
+    // A Lookup names a handful of MACs, not a fleet's worth.
+    await expect(withToken.lookup({ macs: Array.from({ length: 9 }, (_, i) => `52:54:00:d3:01:0${i}`) })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/at most 8/) });
     // The admin token is not an agent token.
     await expect(connect(on.url, { metadata: { authorization: `Bearer ${on.token}` } }).client(AgentRegistry).lookup({ macs: ['52:54:00:d3:00:01'] })).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
 
     expect((await withToken.heartbeat({ nodeUuid: node.uuid, agentAddress: '127.0.0.1:9999' })).action).toBe('wait');
     await expect(forged.heartbeat({ nodeUuid: node.uuid, agentAddress: '127.0.0.1:9999' })).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
+    // The address a deploy will stream to must be the agent's own: where the heartbeat came from (or its lease).
+    for (const foreign of ['169.254.169.254:80', 'evil.example.com:99', '127.0.0.1:99999', '10.1.2.3:9999']) {
+      await expect(withToken.heartbeat({ nodeUuid: node.uuid, agentAddress: foreign })).rejects.toMatchObject({ code: expect.toBeOneOf([status.INVALID_ARGUMENT, status.PERMISSION_DENIED]) });
+    }
+    const [row] = (await db.pool.query<import('mysql2/promise').RowDataPacket[]>('SELECT agent_address FROM nodes WHERE uuid = ?', [node.uuid]))[0];
+    expect(row?.agent_address).toBe('127.0.0.1:9999');
 
     await tokens.revoke(node.uuid);
     await expect(withToken.lookup({ macs: ['52:54:00:d3:00:01'] })).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
