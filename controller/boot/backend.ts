@@ -59,6 +59,6 @@ export interface BootBackend {
   releaseLease(mac: string, ip: string): Promise<void>;
   /** DHCPDECLINE: the address is in use by someone else on the wire; keep it out of the pool for a while. */
   declineLease(mac: string, ip: string): Promise<void>;
-  /** True when a live, bound lease names `ip` (who may fetch boot kernels and ramdisks). */
-  holdsLease(ip: string): Promise<boolean>;
+  /** True when a live, bound lease names `ip` (who may fetch boot kernels and ramdisks); with `mac`, that MAC's lease. */
+  holdsLease(ip: string, mac?: string): Promise<boolean>;
 }

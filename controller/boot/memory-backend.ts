@@ -118,9 +118,9 @@ export class MemoryBootBackend implements BootBackend {
     }
   }
 
-  async holdsLease(ip: string): Promise<boolean> {
+  async holdsLease(ip: string, mac?: string): Promise<boolean> {
     const lease = this.byIp.get(ip);
-    return lease !== undefined && lease.expiresAt > this.now();
+    return lease !== undefined && lease.expiresAt > this.now() && (mac === undefined || lease.mac === mac);
   }
 
   async declineLease(mac: string, ip: string): Promise<void> {

@@ -258,8 +258,11 @@ export class MysqlBootBackend implements BootBackend {
     if (this.#knownBound.get(ipToInt(ip))?.mac === mac) this.#rememberBound(ipToInt(ip), NOBODY, until.getTime());
   }
 
-  async holdsLease(ip: string): Promise<boolean> {
-    const [rows] = await this.#pool.query<mysql.RowDataPacket[]>("SELECT 1 FROM dhcp_leases WHERE ip = ? AND state = 'bound' AND expires_at > ?", [ipToInt(ip), new Date(this.#now())]);
+  async holdsLease(ip: string, mac?: string): Promise<boolean> {
+    const [rows] = await this.#pool.query<mysql.RowDataPacket[]>(
+      `SELECT 1 FROM dhcp_leases WHERE ip = ? AND state = 'bound' AND expires_at > ?${mac === undefined ? '' : ' AND mac = ?'}`,
+      [ipToInt(ip), new Date(this.#now()), ...(mac === undefined ? [] : [mac])],
+    );
     return rows.length > 0;
   }
 

@@ -8,6 +8,7 @@
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import http from 'node:http';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
@@ -85,6 +86,19 @@ async function enroll(mac: string): Promise<string> {
   return node.uuid;
 }
 
+/** GET from a given loopback source address (the boot port checks who asks). */
+function get(url: string, localAddress: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { localAddress }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+  });
+}
+
 async function waitForState(id: string, state: string): Promise<void> {
   const deadline = Date.now() + 15_000;
   for (;;) {
@@ -121,7 +135,15 @@ describe('controller with [boot] configured', () => {
     await waitForState(uuid, 'manageable');
     // provide: the conductor arms a token, sets PXE, powers on, and waits for the agent (cleaning).
     await admin.client(NodeService).provision({ id: uuid, verb: 'provide' });
-    const script = await (await fetch(url)).text();
+    // The machine takes its lease; only that address gets the script with the token.
+    const to = { address: '127.0.0.1', port: dhcpPort };
+    const offer = await relay.exchange(to, mac, MessageType.discover, [], 3000);
+    const ack = await relay.exchange(to, mac, MessageType.request, requestFor(offer!.yiaddr, '127.0.0.1'), 3000);
+    const leased = ack!.yiaddr;
+    const stranger = await get(url, '127.0.0.1');
+    expect(stranger.status).toBe(403);
+    expect(stranger.body).not.toContain('bm.token');
+    const script = (await get(url, leased)).body;
     expect(script).toMatch(/^#!ipxe/);
     expect(script).toContain(`bm.node=${uuid}`);
     expect(script).toContain('bm.purpose=clean');
@@ -132,7 +154,7 @@ describe('controller with [boot] configured', () => {
     const agent = connect(ctl.url, { metadata: { authorization: `Bearer ${token}` } }).client(AgentRegistry);
     expect(await agent.lookup({ macs: [mac] })).toMatchObject({ nodeUuid: uuid });
     // A second fetch (a stranger, or a retry) gets a script without a token, and the first one keeps working.
-    const second = await (await fetch(url)).text();
+    const second = (await get(url, leased)).body;
     expect(second).not.toMatch(/bm\.token=/);
     expect(await agent.lookup({ macs: [mac] })).toMatchObject({ nodeUuid: uuid });
     // Neither the token nor the BMC password is in the controller's log.
@@ -185,7 +207,7 @@ describe('controller with [boot] configured', () => {
     expect(res.status).toBe(200);
     const text = await res.text();
     // The first test's DORA: one ACK, and at least the unknown MAC ignored.
-    expect(text).toMatch(/^bm_dhcp_events\{kind="acks"\} 1$/m);
+    expect(text).toMatch(/^bm_dhcp_events\{kind="acks"\} 2$/m); // the relay test's lease and the provided node's
     expect(text).toMatch(/^bm_dhcp_events\{kind="unknownMac"\} [1-9]/m);
     expect(text).toMatch(/^bm_http_boot_events\{kind="scripts"\} [1-9]/m);
     expect(text).toContain('bm_power_sync_calls_total');

@@ -55,6 +55,7 @@ beforeAll(async () => {
   };
   const plan = { httpBase: 'http://127.0.0.1:6386', controllerUrl: 'http://127.0.0.1:6385', defaultKernel: 'deploy/vmlinuz', defaultRamdisk: 'deploy/initrd', discovery: false, kernelArgs: ['console=ttyS0'] };
   await leases.commitLease({ mac: '52:54:00:dd:00:10', ip: '127.0.0.1', expiresAt: Date.now() + 3600_000 });
+  await leases.commitLease({ mac: DEPLOYING, ip: '127.0.0.2', expiresAt: Date.now() + 3600_000 });
   const clients = new LeaseGate(leases);
   server = new HttpBootServer({ states, blobs: new DirectoryBlobSource(root), clients, plan, address: '0.0.0.0', port: 0 });
   base = `http://127.0.0.1:${(await server.start()).port}`;
@@ -69,14 +70,18 @@ afterAll(async () => {
 });
 
 describe('HTTP boot server', () => {
-  it('serves the deploy script of a deploying node, with controller URL, uuid and token', async () => {
-    const r = await curl([`${base}/boot/${DEPLOYING}.ipxe`]);
+  it('serves the deploy script of a deploying node, with controller URL, uuid and token, to that node\'s leased address only', async () => {
+    // Another leased machine (127.0.0.1 holds a different MAC's lease) gets no script, let alone the token.
+    const stranger = await curl([`${base}/boot/${DEPLOYING}.ipxe`]);
+    expect(stranger.status).toBe(403);
+    expect(stranger.body.toString()).not.toContain('bm.token');
+    const r = await curl(['--interface', '127.0.0.2', `${base}/boot/${DEPLOYING}.ipxe`]);
     expect(r.status).toBe(200);
     const s = r.body.toString();
     expect(s.startsWith('#!ipxe\n')).toBe(true);
     expect(s).toContain('kernel --name kernel http://127.0.0.1:6386/images/deploy/vmlinuz initrd=initrd bm.controller=http://127.0.0.1:6385 bm.purpose=deploy bm.node=0f0e0d0c-0b0a-4908-8706-050403020100 bm.token=token_0123456789abcdef');
     // iPXE may ask with ${mac:hexhyp}: the hyphen spelling works too.
-    expect((await curl([`${base}/boot/52-54-00-dd-00-01.ipxe`])).status).toBe(200);
+    expect((await curl(['--interface', '127.0.0.2', `${base}/boot/52-54-00-dd-00-01.ipxe`])).status).toBe(200);
   });
 
   it('boots an active node from its disk, 404s unknown MACs unless discovery is on', async () => {

@@ -13,14 +13,16 @@ import { ipToInt, isIpv4 } from '../dhcp/options.ts';
 export interface BootClientGate {
   /** Whether `address` (IPv4, dotted) may fetch boot blobs. */
   allows(address: string): Promise<boolean>;
+  /** Whether `address` may be the machine with `mac` (to get a script carrying its agent token). */
+  allowsFor(address: string, mac: string): Promise<boolean>;
   /** For logs and refusals: what this gate requires. */
   readonly rule: string;
 }
 
 /** What the lease gate needs of the lease store. */
 export interface LeaseHolders {
-  /** True when a live, bound lease names `ip`. */
-  holdsLease(ip: string): Promise<boolean>;
+  /** True when a live, bound lease names `ip` (with `mac`: that MAC's lease). */
+  holdsLease(ip: string, mac?: string): Promise<boolean>;
 }
 
 const LEASE_ANSWER_TTL_MS = 5000;
@@ -46,6 +48,11 @@ export class LeaseGate implements BootClientGate {
     if (this.#recent.size >= LEASE_ANSWER_MAX) this.#recent.clear();
     this.#recent.set(address, now);
     return true;
+  }
+
+  /** Never cached: a token goes only to the address that holds this very MAC's lease now. */
+  allowsFor(address: string, mac: string): Promise<boolean> {
+    return this.#leases.holdsLease(address, mac);
   }
 }
 
@@ -79,6 +86,11 @@ export class NetworkGate implements BootClientGate {
     if (!isIpv4(address)) return false;
     const n = ipToInt(address);
     return this.#networks.some((net) => ((n & net.mask) >>> 0) === net.base);
+  }
+
+  /** Another server leases here: the provisioning network is all we can check (the token is still delivered once). */
+  allowsFor(address: string): Promise<boolean> {
+    return this.allows(address);
   }
 }
 

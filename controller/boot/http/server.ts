@@ -129,7 +129,19 @@ export class HttpBootServer {
       this.stats.notFound++;
       return this.plain(res, 404, 'not a MAC address\n');
     }
-    const plan = planBoot(await this.o.states.bootStateFor(mac), this.o.plan);
+    // A script that would carry the node's agent token goes only to the machine itself: look first
+    // (without handing the token out), check the caller, and only then fetch it for real.
+    const peeked = await this.o.states.bootStateFor(mac, { peek: true });
+    if (peeked?.agentToken) {
+      const client = clientIpv4(req.socket.remoteAddress);
+      if (!client || !(await this.o.clients.allowsFor(client, mac))) {
+        this.stats.strangers++;
+        const admitted = this.limiter.admit('script-stranger');
+        if (admitted) this.log.warn({ mac, client: req.socket.remoteAddress, rule: this.o.clients.rule, suppressed: admitted.suppressed }, 'boot script with an agent token refused to an address that is not this machine');
+        return this.plain(res, 403, 'this boot script is served to the machine itself only\n');
+      }
+    }
+    const plan = planBoot(peeked?.agentToken ? await this.o.states.bootStateFor(mac) : peeked, this.o.plan);
     if (plan === null) {
       this.stats.notFound++;
       return this.plain(res, 404, 'nothing to boot for this MAC\n');
