@@ -22,7 +22,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
@@ -131,9 +131,10 @@ export interface BuildOptions {
 
 export async function buildRamdisk(options: BuildOptions): Promise<RamdiskManifest> {
   for (const [tool, pkg] of [['apt-get', 'apt'], ['dpkg-deb', 'dpkg'], ['ldd', 'libc-bin'], ['strip', 'binutils'], ['gzip', 'gzip']] as const) await requireTool(tool, pkg);
-  const work = path.join(options.outDir, '.work');
-  await rm(work, { recursive: true, force: true });
-  await mkdir(work, { recursive: true });
+  // A work folder of its own, and outputs renamed into place: two builds at once (parallel
+  // test files on a clean clone) never see each other's half-written files.
+  await mkdir(options.outDir, { recursive: true });
+  const work = await mkdtemp(path.join(options.outDir, '.work-'));
   try {
     const kernelPackage = await resolveKernelPackage(options.kernelPackage, options.cacheDir);
     options.log(`kernel package ${kernelPackage}, busybox-static (cache ${options.cacheDir})`);
@@ -210,9 +211,8 @@ export async function buildRamdisk(options: BuildOptions): Promise<RamdiskManife
       addFile(entries, file, await readFile(source), info.mode & 0o111 ? 0o755 : 0o644);
     }
 
-    await mkdir(options.outDir, { recursive: true });
-    const initrd = path.join(options.outDir, 'initrd');
-    const kernel = path.join(options.outDir, 'vmlinuz');
+    const initrd = path.join(work, 'initrd.out');
+    const kernel = path.join(work, 'vmlinuz.out');
     const list = [...entries.values()];
     const uncompressedBytes = await writeGzipCpio(list, options.sourceDateEpoch, initrd);
     await copyFile(vmlinuz, kernel);
@@ -224,7 +224,10 @@ export async function buildRamdisk(options: BuildOptions): Promise<RamdiskManife
       initrd: { bytes: (await stat(initrd)).size, uncompressedBytes, sha256: await sha256File(initrd), files: list.length },
       sourceDateEpoch: options.sourceDateEpoch,
     };
-    await writeFile(path.join(options.outDir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+    await writeFile(path.join(work, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+    await rename(kernel, path.join(options.outDir, 'vmlinuz'));
+    await rename(initrd, path.join(options.outDir, 'initrd'));
+    await rename(path.join(work, 'manifest.json'), path.join(options.outDir, 'manifest.json'));
     return manifest;
   } finally {
     await rm(work, { recursive: true, force: true });
