@@ -27,7 +27,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { cpioChunks, type CpioEntry } from './cpio.ts';
-import { extractDeb, fetchDeb, resolveKernelPackage } from './debs.ts';
+import { extractDeb, fetchDeb, PackageError, resolveKernelPackage } from './debs.ts';
 import { loadOrder, modinfoDepends, moduleName, ModuleError } from './modules.ts';
 
 const run = promisify(execFile);
@@ -136,10 +136,22 @@ export async function buildRamdisk(options: BuildOptions): Promise<RamdiskManife
   await mkdir(options.outDir, { recursive: true });
   const work = await mkdtemp(path.join(options.outDir, '.work-'));
   try {
-    const kernelPackage = await resolveKernelPackage(options.kernelPackage, options.cacheDir);
+    const fetchAll = async (): Promise<{ kernelPackage: string; kernelDeb: string; busyboxDeb: string }> => {
+      const kernelPackage = await resolveKernelPackage(options.kernelPackage, options.cacheDir);
+      return { kernelPackage, kernelDeb: await fetchDeb(options.cacheDir, kernelPackage), busyboxDeb: await fetchDeb(options.cacheDir, 'busybox-static') };
+    };
+    let fetched: Awaited<ReturnType<typeof fetchAll>>;
+    try {
+      fetched = await fetchAll();
+    } catch (error) {
+      // A machine whose package lists were never fetched (or were cleaned, as in container images): once, as root.
+      if (!(error instanceof PackageError) || process.getuid?.() !== 0) throw error;
+      options.log(`${error.message}; running apt-get update and trying again`);
+      await run('apt-get', ['update', '-qq']);
+      fetched = await fetchAll();
+    }
+    const { kernelPackage, kernelDeb, busyboxDeb } = fetched;
     options.log(`kernel package ${kernelPackage}, busybox-static (cache ${options.cacheDir})`);
-    const kernelDeb = await fetchDeb(options.cacheDir, kernelPackage);
-    const busyboxDeb = await fetchDeb(options.cacheDir, 'busybox-static');
     await extractDeb(kernelDeb, path.join(work, 'kernel'));
     await extractDeb(busyboxDeb, path.join(work, 'busybox'));
 
