@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { cpioChunks, type CpioEntry } from './cpio.ts';
 import { extractDeb, fetchDeb, PackageError, resolveKernelPackage } from './debs.ts';
-import { loadOrder, modinfoDepends, moduleName, ModuleError } from './modules.ts';
+import { selectModules } from './module-tree.ts';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -61,14 +61,6 @@ async function requireTool(tool: string, pkg: string): Promise<void> {
 
 async function sha256File(file: string): Promise<string> {
   return createHash('sha256').update(await readFile(file)).digest('hex');
-}
-
-/** Every .ko under lib/modules/<version>/kernel, by module name. */
-async function indexModules(moduleRoot: string): Promise<Map<string, string>> {
-  const files = new Map<string, string>();
-  const entries = await readdir(path.join(moduleRoot, 'kernel'), { recursive: true });
-  for (const entry of entries.sort()) if (/\.ko$/.test(entry)) files.set(moduleName(entry), `kernel/${entry}`);
-  return files;
 }
 
 /** The shared libraries `ldd` lists for a binary, as absolute paths (the loader included). */
@@ -172,34 +164,12 @@ export async function buildRamdisk(options: BuildOptions): Promise<RamdiskManife
     entries.set('bin/sh', { kind: 'symlink', path: 'bin/sh', target: 'busybox' });
 
     // Modules: the wanted list minus what this kernel has built in, plus dependencies.
-    const builtin = new Set((await readFile(path.join(moduleRoot, 'modules.builtin'), 'utf8')).split('\n').filter(Boolean).map(moduleName));
     const wanted = (await readFile(path.join(here, 'modules.txt'), 'utf8'))
       .split('\n')
       .map((l) => l.replace(/#.*/, '').trim())
-      .filter((l) => l !== '' && !builtin.has(moduleName(l)));
-    const files = await indexModules(moduleRoot);
-    const depsCache = new Map<string, string[]>();
-    const contents = new Map<string, Buffer>();
-    const readModule = async (name: string): Promise<Buffer> => {
-      let data = contents.get(name);
-      if (!data) {
-        data = await readFile(path.join(moduleRoot, files.get(name)!));
-        contents.set(name, data);
-      }
-      return data;
-    };
-    // loadOrder is synchronous: read the closure's modules first, breadth-first.
-    const queue = [...wanted.map(moduleName)];
-    while (queue.length > 0) {
-      const name = queue.shift()!;
-      if (depsCache.has(name) || builtin.has(name)) continue;
-      if (!files.has(name)) throw new ModuleError(name, `not in ${kernelPackage} and not built in`);
-      const deps = modinfoDepends(await readModule(name)).filter((d) => !builtin.has(d));
-      depsCache.set(name, deps);
-      queue.push(...deps);
-    }
-    const order = loadOrder(wanted, files, (name) => depsCache.get(name) ?? []);
-    for (const name of order) addFile(entries, `lib/modules/${kernelVersion}/${files.get(name)!}`, await readModule(name), 0o644);
+      .filter((l) => l !== '');
+    const { order, files, contents } = await selectModules(moduleRoot, wanted);
+    for (const name of order) addFile(entries, `lib/modules/${kernelVersion}/${files.get(name)!}`, contents.get(name)!, 0o644);
     addFile(entries, 'etc/bm/modules', Buffer.from(order.map((n) => `${files.get(n)!}\n`).join('')), 0o644);
 
     // Node: the project's own binary, stripped of its debug info (126 MB -> 108 MB), and what ldd lists.

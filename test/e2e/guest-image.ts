@@ -20,7 +20,7 @@ import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { cpioArchive, type CpioEntry } from '../../ramdisk/cpio.ts';
 import { extractDeb, fetchDeb, resolveKernelPackage } from '../../ramdisk/debs.ts';
-import { loadOrder, modinfoDepends, moduleName } from '../../ramdisk/modules.ts';
+import { selectModules } from '../../ramdisk/module-tree.ts';
 import { requireBinary } from '../support/ipmi-sim.ts';
 
 const run = promisify(execFile);
@@ -65,18 +65,7 @@ async function tinyInitramfs(work: string, cacheDir: string): Promise<{ vmlinuz:
   await extractDeb(await fetchDeb(cacheDir, 'busybox-static'), path.join(work, 'busybox'));
   const version = (await readdir(path.join(work, 'kernel/lib/modules')))[0]!;
   const moduleRoot = path.join(work, 'kernel/lib/modules', version);
-  const files = new Map<string, string>();
-  for (const f of (await readdir(path.join(moduleRoot, 'kernel'), { recursive: true })).sort()) if (f.endsWith('.ko')) files.set(moduleName(f), `kernel/${f}`);
-  const depends = new Map<string, string[]>();
-  const queue = ['virtio_pci', 'virtio_blk', 'loop', 'isofs'];
-  while (queue.length > 0) {
-    const name = queue.shift()!;
-    if (depends.has(name)) continue;
-    const deps = modinfoDepends(await readFile(path.join(moduleRoot, files.get(name)!)));
-    depends.set(name, deps);
-    queue.push(...deps);
-  }
-  const order = loadOrder(['virtio_pci', 'virtio_blk', 'loop', 'isofs'], files, (n) => depends.get(n) ?? []);
+  const { order, files, contents } = await selectModules(moduleRoot, ['virtio_pci', 'virtio_blk', 'loop', 'isofs']);
   const entries: CpioEntry[] = [
     { kind: 'dir', path: 'bin', mode: 0o755 },
     { kind: 'dir', path: 'sbin', mode: 0o755 },
@@ -96,7 +85,7 @@ async function tinyInitramfs(work: string, cacheDir: string): Promise<{ vmlinuz:
     const rel = `lib/modules/${version}/${files.get(name)!}`;
     const parts = rel.split('/');
     for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
-    entries.push({ kind: 'file', path: rel, mode: 0o644, data: await readFile(path.join(moduleRoot, files.get(name)!)) });
+    entries.push({ kind: 'file', path: rel, mode: 0o644, data: contents.get(name)! });
   }
   for (const d of dirs) entries.push({ kind: 'dir', path: d, mode: 0o755 });
   return { vmlinuz: path.join(work, 'kernel/boot', `vmlinuz-${version}`), initrd: gzipSync(cpioArchive(entries, 0)) };

@@ -12,17 +12,7 @@
  */
 import net from 'node:net';
 import { parseArgs } from 'node:util';
-
-export function splice(a: net.Socket, b: net.Socket): void {
-  a.pipe(b);
-  b.pipe(a);
-  const end = (): void => {
-    a.destroy();
-    b.destroy();
-  };
-  a.once('error', end).once('close', end);
-  b.once('error', end).once('close', end);
-}
+import { splice } from './splice.ts';
 
 function hostPort(text: string): { host: string; port: number } {
   const at = text.lastIndexOf(':');

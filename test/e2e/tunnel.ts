@@ -10,25 +10,11 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stopChild, waitForLine } from '../boot/netns.ts';
+import { splice } from './splice.ts';
 
 const relayScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'ns-relay.ts');
 
 const open = new Set<net.Socket>();
-
-function splice(a: net.Socket, b: net.Socket): void {
-  for (const s of [a, b]) {
-    open.add(s);
-    s.once('close', () => open.delete(s));
-  }
-  a.pipe(b);
-  b.pipe(a);
-  const end = (): void => {
-    a.destroy();
-    b.destroy();
-  };
-  a.once('error', end).once('close', end);
-  b.once('error', end).once('close', end);
-}
 
 function listening(server: net.Server, ...args: unknown[]): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -57,7 +43,7 @@ export async function startTunnel(ns: string, dir: string, forwards: readonly Fo
   const args: string[] = [];
   for (const [i, f] of forwards.entries()) {
     const socketPath = path.join(dir, `fwd${i}.sock`);
-    const server = net.createServer((client) => splice(client, net.connect(f.port, f.host)));
+    const server = net.createServer((client) => splice(client, net.connect(f.port, f.host), open));
     await listening(server, socketPath);
     servers.push(server);
     args.push('--forward', `${f.inside}=${socketPath}`);
@@ -78,7 +64,7 @@ export async function startTunnel(ns: string, dir: string, forwards: readonly Fo
       const server = net.createServer((client) => {
         const upstream = net.connect(dialSocket);
         upstream.write(`${host}:${port}\n`);
-        splice(client, upstream);
+        splice(client, upstream, open);
       });
       await listening(server, 0, '127.0.0.1');
       servers.push(server);
