@@ -22,13 +22,13 @@
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { cpioChunks, type CpioEntry } from './cpio.ts';
-import { extractDeb, fetchDeb, resolveKernelPackage } from './debs.ts';
-import { loadOrder, modinfoDepends, moduleName, ModuleError } from './modules.ts';
+import { extractDeb, fetchDeb, PackageError, resolveKernelPackage } from './debs.ts';
+import { selectModules } from './module-tree.ts';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -61,14 +61,6 @@ async function requireTool(tool: string, pkg: string): Promise<void> {
 
 async function sha256File(file: string): Promise<string> {
   return createHash('sha256').update(await readFile(file)).digest('hex');
-}
-
-/** Every .ko under lib/modules/<version>/kernel, by module name. */
-async function indexModules(moduleRoot: string): Promise<Map<string, string>> {
-  const files = new Map<string, string>();
-  const entries = await readdir(path.join(moduleRoot, 'kernel'), { recursive: true });
-  for (const entry of entries.sort()) if (/\.ko$/.test(entry)) files.set(moduleName(entry), `kernel/${entry}`);
-  return files;
 }
 
 /** The shared libraries `ldd` lists for a binary, as absolute paths (the loader included). */
@@ -131,14 +123,27 @@ export interface BuildOptions {
 
 export async function buildRamdisk(options: BuildOptions): Promise<RamdiskManifest> {
   for (const [tool, pkg] of [['apt-get', 'apt'], ['dpkg-deb', 'dpkg'], ['ldd', 'libc-bin'], ['strip', 'binutils'], ['gzip', 'gzip']] as const) await requireTool(tool, pkg);
-  const work = path.join(options.outDir, '.work');
-  await rm(work, { recursive: true, force: true });
-  await mkdir(work, { recursive: true });
+  // A work folder of its own, and outputs renamed into place: two builds at once (parallel
+  // test files on a clean clone) never see each other's half-written files.
+  await mkdir(options.outDir, { recursive: true });
+  const work = await mkdtemp(path.join(options.outDir, '.work-'));
   try {
-    const kernelPackage = await resolveKernelPackage(options.kernelPackage, options.cacheDir);
+    const fetchAll = async (): Promise<{ kernelPackage: string; kernelDeb: string; busyboxDeb: string }> => {
+      const kernelPackage = await resolveKernelPackage(options.kernelPackage, options.cacheDir);
+      return { kernelPackage, kernelDeb: await fetchDeb(options.cacheDir, kernelPackage), busyboxDeb: await fetchDeb(options.cacheDir, 'busybox-static') };
+    };
+    let fetched: Awaited<ReturnType<typeof fetchAll>>;
+    try {
+      fetched = await fetchAll();
+    } catch (error) {
+      // A machine whose package lists were never fetched (or were cleaned, as in container images): once, as root.
+      if (!(error instanceof PackageError) || process.getuid?.() !== 0) throw error;
+      options.log(`${error.message}; running apt-get update and trying again`);
+      await run('apt-get', ['update', '-qq']);
+      fetched = await fetchAll();
+    }
+    const { kernelPackage, kernelDeb, busyboxDeb } = fetched;
     options.log(`kernel package ${kernelPackage}, busybox-static (cache ${options.cacheDir})`);
-    const kernelDeb = await fetchDeb(options.cacheDir, kernelPackage);
-    const busyboxDeb = await fetchDeb(options.cacheDir, 'busybox-static');
     await extractDeb(kernelDeb, path.join(work, 'kernel'));
     await extractDeb(busyboxDeb, path.join(work, 'busybox'));
 
@@ -159,34 +164,12 @@ export async function buildRamdisk(options: BuildOptions): Promise<RamdiskManife
     entries.set('bin/sh', { kind: 'symlink', path: 'bin/sh', target: 'busybox' });
 
     // Modules: the wanted list minus what this kernel has built in, plus dependencies.
-    const builtin = new Set((await readFile(path.join(moduleRoot, 'modules.builtin'), 'utf8')).split('\n').filter(Boolean).map(moduleName));
     const wanted = (await readFile(path.join(here, 'modules.txt'), 'utf8'))
       .split('\n')
       .map((l) => l.replace(/#.*/, '').trim())
-      .filter((l) => l !== '' && !builtin.has(moduleName(l)));
-    const files = await indexModules(moduleRoot);
-    const depsCache = new Map<string, string[]>();
-    const contents = new Map<string, Buffer>();
-    const readModule = async (name: string): Promise<Buffer> => {
-      let data = contents.get(name);
-      if (!data) {
-        data = await readFile(path.join(moduleRoot, files.get(name)!));
-        contents.set(name, data);
-      }
-      return data;
-    };
-    // loadOrder is synchronous: read the closure's modules first, breadth-first.
-    const queue = [...wanted.map(moduleName)];
-    while (queue.length > 0) {
-      const name = queue.shift()!;
-      if (depsCache.has(name) || builtin.has(name)) continue;
-      if (!files.has(name)) throw new ModuleError(name, `not in ${kernelPackage} and not built in`);
-      const deps = modinfoDepends(await readModule(name)).filter((d) => !builtin.has(d));
-      depsCache.set(name, deps);
-      queue.push(...deps);
-    }
-    const order = loadOrder(wanted, files, (name) => depsCache.get(name) ?? []);
-    for (const name of order) addFile(entries, `lib/modules/${kernelVersion}/${files.get(name)!}`, await readModule(name), 0o644);
+      .filter((l) => l !== '');
+    const { order, files, contents } = await selectModules(moduleRoot, wanted);
+    for (const name of order) addFile(entries, `lib/modules/${kernelVersion}/${files.get(name)!}`, contents.get(name)!, 0o644);
     addFile(entries, 'etc/bm/modules', Buffer.from(order.map((n) => `${files.get(n)!}\n`).join('')), 0o644);
 
     // Node: the project's own binary, stripped of its debug info (126 MB -> 108 MB), and what ldd lists.
@@ -210,9 +193,8 @@ export async function buildRamdisk(options: BuildOptions): Promise<RamdiskManife
       addFile(entries, file, await readFile(source), info.mode & 0o111 ? 0o755 : 0o644);
     }
 
-    await mkdir(options.outDir, { recursive: true });
-    const initrd = path.join(options.outDir, 'initrd');
-    const kernel = path.join(options.outDir, 'vmlinuz');
+    const initrd = path.join(work, 'initrd.out');
+    const kernel = path.join(work, 'vmlinuz.out');
     const list = [...entries.values()];
     const uncompressedBytes = await writeGzipCpio(list, options.sourceDateEpoch, initrd);
     await copyFile(vmlinuz, kernel);
@@ -224,7 +206,10 @@ export async function buildRamdisk(options: BuildOptions): Promise<RamdiskManife
       initrd: { bytes: (await stat(initrd)).size, uncompressedBytes, sha256: await sha256File(initrd), files: list.length },
       sourceDateEpoch: options.sourceDateEpoch,
     };
-    await writeFile(path.join(options.outDir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+    await writeFile(path.join(work, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+    await rename(kernel, path.join(options.outDir, 'vmlinuz'));
+    await rename(initrd, path.join(options.outDir, 'initrd'));
+    await rename(path.join(work, 'manifest.json'), path.join(options.outDir, 'manifest.json'));
     return manifest;
   } finally {
     await rm(work, { recursive: true, force: true });

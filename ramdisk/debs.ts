@@ -6,7 +6,7 @@
  * archive's current versions.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
@@ -60,14 +60,21 @@ export async function fetchDeb(cacheDir: string, name: string): Promise<string> 
   const cached = await cachedDeb(cacheDir, name);
   if (cached) return cached;
   await mkdir(cacheDir, { recursive: true });
+  // Downloaded aside and renamed in, so a build running beside this one never takes a half-written file.
+  const staging = await mkdtemp(path.join(cacheDir, '.download-'));
   try {
-    await run('apt-get', ['download', name], { cwd: cacheDir, maxBuffer: 16 * 1024 * 1024 });
-  } catch (error) {
-    throw new PackageError(name, `apt-get download failed: ${stderrOf(error)}`, { cause: error });
+    try {
+      await run('apt-get', ['download', name], { cwd: staging, maxBuffer: 16 * 1024 * 1024 });
+    } catch (error) {
+      throw new PackageError(name, `apt-get download failed: ${stderrOf(error)}`, { cause: error });
+    }
+    const downloaded = await cachedDeb(staging, name);
+    if (!downloaded) throw new PackageError(name, `apt-get download left no ${name}_*.deb`);
+    await rename(downloaded, path.join(cacheDir, path.basename(downloaded)));
+  } finally {
+    await rm(staging, { recursive: true, force: true });
   }
-  const downloaded = await cachedDeb(cacheDir, name);
-  if (!downloaded) throw new PackageError(name, `apt-get download left no ${name}_*.deb in ${cacheDir}`);
-  return downloaded;
+  return (await cachedDeb(cacheDir, name))!;
 }
 
 export async function extractDeb(deb: string, into: string): Promise<void> {
