@@ -68,7 +68,7 @@ export const bootConfigSchema = z
     http_root: z.string().min(1).default('/var/lib/bm/http'),
     deploy_kernel: z.string().min(1).default('deploy/vmlinuz'),
     deploy_ramdisk: z.string().min(1).default('deploy/initrd'),
-    kernel_args: z.preprocess((v) => (typeof v === 'string' ? v.split(' ').filter((s) => s.length > 0) : v), z.array(z.string())).default(['console=ttyS0']),
+    kernel_args: z.preprocess((v) => (typeof v === 'string' ? v.split(' ').filter((s) => s.length > 0) : v), z.array(z.string())).default(['console=ttyS0', 'quiet']),
   })
   .strict()
   .superRefine((c, ctx) => {
