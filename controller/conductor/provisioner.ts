@@ -135,22 +135,23 @@ export class Provisioner {
   }
 
   /**
-   * At start: a task that was running when a controller stopped or died left its node in a
-   * transient state. Reservations under this controller's id are released, and those nodes end
-   * in their failed state with a way back. (Resuming them instead is the takeover's job.)
+   * A task that was running when a controller stopped or died left its node in a transient state.
+   * At start, and then periodically: reservations under this controller's id that no task of ours
+   * holds are released, those of controllers whose heartbeat lapsed are broken, and such nodes end
+   * in their failed state with a way back in last_error. (Resuming them instead is the takeover's job.)
    */
-  async recover(controllerId: string): Promise<number> {
+  async recover(controllerId: string, breakDead: (nodeUuid: string) => Promise<boolean>): Promise<number> {
     let recovered = 0;
     for (const [state, wayBack] of Object.entries(INTERRUPTED)) {
       let marker: string | null = null;
       do {
         const page = await this.#d.store.listNodes({ provisionState: state }, 500, marker);
         for (const node of page.items) {
-          if (!this.#d.groups.includes(node.group)) continue;
-          if (node.reservation !== null && node.reservation !== controllerId) continue;
+          if (!this.#d.groups.includes(node.group) || this.#d.tasks.busy(node.uuid)) continue;
           if (node.reservation === controllerId) await this.#d.store.release(node.uuid, controllerId);
+          else if (node.reservation !== null && !(await breakDead(node.uuid))) continue;
           try {
-            await this.#d.tasks.start(node.uuid, 'fail', async () => undefined, { lastError: `interrupted: a controller stopped while the node was ${state}; ${wayBack}` });
+            await this.#d.tasks.start(node.uuid, 'fail', async () => undefined, { lastError: `interrupted: its controller (${node.reservation ?? 'none'}) stopped while the node was ${state}; ${wayBack}` });
             if (node.instanceUuid) await this.#d.instances.update(node.instanceUuid, { state: 'ERROR', lastError: `interrupted while ${state}; ${wayBack}` });
             recovered++;
           } catch (err) {
@@ -160,7 +161,6 @@ export class Provisioner {
         marker = page.nextMarker;
       } while (marker);
     }
-    await this.#d.tasks.drain();
     return recovered;
   }
 

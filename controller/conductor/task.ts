@@ -51,6 +51,8 @@ export interface TaskManagerOptions {
   readonly controllerId: string;
   /** How long start() waits for another task's reservation before failing with NodeLockedError (default 5 s). */
   readonly lockWaitMs?: number;
+  /** Breaks a reservation whose controller is dead; true when it did (dead-reservations.ts). */
+  readonly breakDead?: (nodeUuid: string) => Promise<boolean>;
 }
 
 export class TaskManager {
@@ -76,7 +78,15 @@ export class TaskManager {
     // A task that just reached its last state still releases the lock a moment later: a verb right
     // after it (manage --wait, then provide) waits that moment out instead of failing.
     const deadline = Date.now() + (this.#opts.lockWaitMs ?? 5000);
+    let checkedHolder = false;
     while (!(await this.#store.reserve(nodeUuid, this.#opts.controllerId))) {
+      if (!checkedHolder && this.#opts.breakDead) {
+        checkedHolder = true;
+        if (await this.#opts.breakDead(nodeUuid)) {
+          this.#log.warn({ node: nodeUuid }, 'broke the reservation of a controller whose heartbeat lapsed');
+          continue;
+        }
+      }
       if (Date.now() >= deadline) {
         const node = await this.#store.findNode(nodeUuid);
         if (!node) throw new NotFoundError('node', nodeUuid);

@@ -63,6 +63,8 @@ export const configSchema = z
         id: z.string().regex(/^[A-Za-z0-9._-]{0,64}$/, 'expected up to 64 letters, digits, ".", "_" or "-"').default(''),
         groups: stringList.default([DEFAULT_GROUP]),
         heartbeat_interval_ms: positiveInt.default(5000),
+        /** A controller whose heartbeat is older than this is dead: its reservations are broken (Ironic: 60 s). */
+        dead_after_s: positiveInt.default(30),
       })
       .strict()
       .prefault({}),

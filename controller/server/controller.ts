@@ -61,6 +61,7 @@ import { BmcAccess } from '../conductor/bmc-access.ts';
 import { MysqlDeployCheckpoints } from '../conductor/deploy-checkpoint.ts';
 import { Provisioner } from '../conductor/provisioner.ts';
 import { TaskManager } from '../conductor/task.ts';
+import { DeadReservations } from '../conductor/dead-reservations.ts';
 import { FakeBmcWorld, FakePowerDriver } from '../drivers/power/fake/driver.ts';
 import { FlavorCatalog } from '../flavors/catalog.ts';
 import { InstanceManager } from '../instances/manager.ts';
@@ -166,7 +167,9 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       log,
     );
     const agentTokens = new MysqlAgentTokens(handle.db, secrets);
-    const tasks = new TaskManager(store, bus, { controllerId: id }, log);
+    const deadReservations = new DeadReservations(handle.db, config.controller.dead_after_s * 1000, id);
+    const breakDead = (nodeUuid: string): Promise<boolean> => deadReservations.breakIfDead(nodeUuid);
+    const tasks = new TaskManager(store, bus, { controllerId: id, breakDead }, log);
     // Stop order: tasks let go of their nodes (keeping their states) before the database closes.
     cleanup.unshift(() => tasks.stop());
     const bmc = new BmcAccess(store, secrets, drivers);
@@ -188,8 +191,15 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       groups: config.controller.groups,
       log,
     });
-    const recovered = await provisioner.recover(id);
-    if (recovered > 0) log.warn({ recovered }, 'nodes left mid-task by a stopped controller were moved to their failed states');
+    const recover = async (): Promise<void> => {
+      const recovered = await provisioner.recover(id, breakDead);
+      if (recovered > 0) log.warn({ recovered }, 'nodes left mid-task by a stopped controller were moved to their failed states');
+    };
+    await recover();
+    // Dead peers' nodes are found on this interval too, not only at our own start.
+    const recovery = setInterval(() => void recover().catch((err: unknown) => log.warn({ err }, 'recovery sweep failed')), config.controller.dead_after_s * 1000);
+    recovery.unref();
+    cleanup.unshift(async () => clearInterval(recovery));
     const flavors = new FlavorCatalog(handle.db, catalog);
     const instances = new InstanceManager({ store: instanceStore, nodes: store, flavors, images: catalog, scheduler: new Scheduler(handle.db), provisioner, power, controllerId: id });
     const recent = new RecentEvents();

@@ -1,0 +1,109 @@
+/**
+ * No reservation outlives its controller: a controller killed (-9) in the
+ * middle of cleaning leaves its node reserved; a controller of the same
+ * cluster breaks that reservation once the dead one's heartbeat lapses,
+ * ends the node in clean-failed with a way back, and the way back works.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
+import { connect } from '../../proto/rpc/index.ts';
+import { freePort, runBmctl, startControllerProcess, testDatabaseUrl, type ControllerProcess } from '../support/controller-process.ts';
+import { freeUdpPort } from '../support/udp-port.ts';
+import { VirtualNode } from '../lab/virtual-node.ts';
+
+const MIB = 1024 * 1024;
+let dir: string;
+let a: ControllerProcess | undefined;
+let b: ControllerProcess | undefined;
+let m: VirtualNode | undefined;
+const log: string[] = [];
+
+async function bootToml(id: string, httpPort: number, tftpPort: number): Promise<string> {
+  return [
+    '[controller]',
+    `id = "${id}"`,
+    'heartbeat_interval_ms = 500',
+    'dead_after_s = 3',
+    '[conductor]',
+    'callback_timeout_s = 600',
+    'poll_ms = 200',
+    '[boot]',
+    'server_address = "127.0.0.1"',
+    'bind_address = "127.0.0.1"',
+    'mode = "off"',
+    `tftp_port = ${tftpPort}`,
+    `http_port = ${httpPort}`,
+    `tftp_root = "${path.join(dir, 'tftp')}"`,
+    `http_root = "${path.join(dir, 'http')}"`,
+  ].join('\n');
+}
+
+async function nodeOf(ctl: ControllerProcess) {
+  const conn = connect(ctl.url, { metadata: { authorization: `Bearer ${ctl.token}` } });
+  try {
+    return await conn.client(NodeService).getNode({ id: 'restart-1' });
+  } finally {
+    conn.close();
+  }
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'bm-restart-'));
+  await mkdir(path.join(dir, 'http/deploy'), { recursive: true });
+  await mkdir(path.join(dir, 'tftp'), { recursive: true });
+  await writeFile(path.join(dir, 'http/deploy/vmlinuz'), 'kernel\n');
+  await writeFile(path.join(dir, 'http/deploy/initrd'), 'ramdisk\n');
+});
+
+afterAll(async () => {
+  await m?.stop().catch(() => undefined);
+  await b?.stop({ keepDatabase: true });
+  await a?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('a controller killed mid-task', () => {
+  it('leaves no reservation behind: a peer breaks it once the heartbeat lapses, and the way back works', async () => {
+    const env = { BM_SECRETS_KEY: randomBytes(32).toString('base64') };
+    const httpPort = await freePort();
+    const tftpPort = await freeUdpPort();
+    const databaseUrl = testDatabaseUrl('bm_restart');
+    a = await startControllerProcess({ databaseUrl, env, logLevel: 'warn', extraToml: await bootToml('ctl-a', httpPort, tftpPort) });
+    const cli = (ctl: ControllerProcess) => ({ BM_URL: ctl.url, BM_TOKEN: ctl.token });
+    m = new VirtualNode({ name: 'restart-1', mac: '52:54:00:0e:00:01', bmcPassword: 'restart-secret', diskBytes: 16 * MIB, dir: path.join(dir, 'm'), bootUrl: `http://127.0.0.1:${httpPort}`, say: (msg) => log.push(msg) });
+    await m.start();
+    expect((await runBmctl(['node', 'create', '--name', 'restart-1', '--pm-address', m.bmc.address, '--pm-port', String(m.bmc.port), '--pm-user', 'admin', '--cpus', '1', '--memory-mb', '1024', '--disk-gb', '1', '--mac', m.o.mac], { ...cli(a), BM_PM_PASSWORD: 'restart-secret' })).code).toBe(0);
+    expect((await runBmctl(['node', 'manage', 'restart-1', '--wait', '--timeout', '60'], cli(a), 90_000)).code).toBe(0);
+
+    // Cleaning starts, and waits for an agent that will not come (the machine does not network-boot).
+    m.networkBoot = false;
+    expect((await runBmctl(['node', 'provide', 'restart-1'], cli(a))).code).toBe(0);
+    expect(await nodeOf(a)).toMatchObject({ provisionState: 'cleaning' });
+    process.kill(a.pid, 'SIGKILL');
+    await a.stop({ keepDatabase: true });
+    a = undefined;
+
+    // A peer of the same cluster (same database and key, the dead one's boot ports).
+    b = await startControllerProcess({ databaseUrl, env, logLevel: 'warn', extraToml: await bootToml('ctl-b', httpPort, tftpPort) });
+    const deadline = Date.now() + 30_000;
+    let node = await nodeOf(b);
+    while (node.provisionState !== 'clean-failed' && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+      node = await nodeOf(b);
+    }
+    expect(node.provisionState).toBe('clean-failed');
+    expect(node.lastError).toMatch(/interrupted: its controller \(ctl-a\) stopped while the node was cleaning; provide it again/);
+
+    // The way back: the machine network-boots again, and provide cleans it into the pool through the peer.
+    m.networkBoot = true;
+    const provided = await runBmctl(['node', 'provide', 'restart-1', '--wait', '--timeout', '90'], cli(b), 120_000);
+    expect(provided.code, `${provided.stdout}${provided.stderr}\n${log.join('\n')}`).toBe(0);
+    expect((await nodeOf(b)).provisionState).toBe('available');
+    // And nothing holds it: it can be taken out of the pool and deleted.
+    expect((await runBmctl(['node', 'delete', 'restart-1'], cli(b))).code).toBe(0);
+  }, 180_000);
+});
