@@ -29,6 +29,11 @@ export function callerOf(ctx: CallContext): Caller {
   return caller;
 }
 
+/** The caller when the call had one (audit lines), else null. */
+export function callerIfAny(ctx: CallContext): Caller | null {
+  return callers.get(ctx) ?? null;
+}
+
 export function requireAdmin(ctx: CallContext, what: string): Caller {
   const caller = callerOf(ctx);
   if (caller.role !== 'admin') throw new BmError('permission-denied', `${what} needs an admin token`, { project: caller.project });

@@ -61,6 +61,7 @@ import { BmcAccess } from '../conductor/bmc-access.ts';
 import { MysqlDeployCheckpoints } from '../conductor/deploy-checkpoint.ts';
 import { Provisioner } from '../conductor/provisioner.ts';
 import { TaskManager } from '../conductor/task.ts';
+import { apiObserver } from '../api/observe.ts';
 import { DeadReservations } from '../conductor/dead-reservations.ts';
 import { FakeBmcWorld, FakePowerDriver } from '../drivers/power/fake/driver.ts';
 import { FlavorCatalog } from '../flavors/catalog.ts';
@@ -122,7 +123,13 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       interceptors: [adminAuth(directory, refusals, [AGENT_REGISTRY_PREFIX])],
     });
     // Agents authenticate with their per-operation token inside the registry, not with admin tokens.
-    const serve: ServeOptions = { interceptors: [callerAuth(directory, [AGENT_REGISTRY_PREFIX])], toStatus: statusMapper(log, refusals), maxRequestBytes: requestLimits(config.api) };
+    const metrics = new Registry();
+    const serve: ServeOptions = {
+      interceptors: [callerAuth(directory, [AGENT_REGISTRY_PREFIX])],
+      toStatus: statusMapper(log, refusals),
+      maxRequestBytes: requestLimits(config.api),
+      onCallEnd: apiObserver(log, metrics),
+    };
     const leases = new MysqlBootBackend(handle.pool);
     const registry = new AgentRegistry(
       store,
@@ -137,7 +144,6 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       (macs) => leases.leasedAddresses(macs),
     );
     addService(server, Health, healthHandlers(health), serve);
-    const metrics = new Registry();
     // One IPMI session pool for the process: sessions are reused per BMC and
     // closed on the BMCs at stop (after the loops below that use them).
     const ipmiSessions = new SessionPool();

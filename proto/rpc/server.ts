@@ -27,6 +27,8 @@ export interface ServeOptions {
    * before they are decoded (undefined: only the server's own limit).
    */
   readonly maxRequestBytes?: (method: DescMethod) => number | undefined;
+  /** Told once per call when it ends: its status code and duration (audit lines, metrics). `request` is the unary/server-stream request. */
+  readonly onCallEnd?: (ctx: CallContext, code: grpc.status, ms: number, request: unknown) => void;
 }
 
 /** A request message larger than its method takes; it was never decoded. */
@@ -102,6 +104,13 @@ export function addService<S extends TypedService>(server: grpc.Server, service:
     const status = toStatus(err, ctx);
     return { code: status.code, details: status.details, metadata: status.metadata ?? new grpc.Metadata() };
   };
+  const ended = (ctx: CallContext, started: number, code: grpc.status | undefined, request: unknown): void => {
+    try {
+      options.onCallEnd?.(ctx, code ?? grpc.status.UNKNOWN, performance.now() - started, request);
+    } catch {
+      // An audit or metrics hook never breaks a call.
+    }
+  };
 
   for (const key of Object.keys(service.method)) {
     const method = service.method[key]!;
@@ -124,48 +133,80 @@ export function addService<S extends TypedService>(server: grpc.Server, service:
       case 'unary':
         implementation[method.name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
           const ctx = contextFor(call, method);
+          const started = performance.now();
           (async () => {
             await intercept(ctx);
             return await (handler(checkedRequest(call.request, path, limit), ctx) as Promise<unknown>);
           })().then(
-            (response) => callback(null, response),
-            (err: unknown) => callback(asServiceError(err, ctx)),
+            (response) => {
+              callback(null, response);
+              ended(ctx, started, grpc.status.OK, call.request);
+            },
+            (err: unknown) => {
+              const failure = asServiceError(err, ctx);
+              callback(failure);
+              ended(ctx, started, failure.code, call.request);
+            },
           );
         }) as grpc.handleUnaryCall<unknown, unknown>;
         break;
       case 'client_streaming':
         implementation[method.name] = ((call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
           const ctx = contextFor(call, method);
+          const started = performance.now();
           (async () => {
             await intercept(ctx);
             return await (handler(readAll(call, path, limit), ctx) as Promise<unknown>);
           })().then(
-            (response) => callback(null, response),
-            (err: unknown) => callback(asServiceError(err, ctx)),
+            (response) => {
+              callback(null, response);
+              ended(ctx, started, grpc.status.OK, null);
+            },
+            (err: unknown) => {
+              const failure = asServiceError(err, ctx);
+              callback(failure);
+              ended(ctx, started, failure.code, null);
+            },
           );
         }) as grpc.handleClientStreamingCall<unknown, unknown>;
         break;
       case 'server_streaming':
         implementation[method.name] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {
           const ctx = contextFor(call, method);
+          const started = performance.now();
           (async () => {
             await intercept(ctx);
             await writeAll(call, handler(checkedRequest(call.request, path, limit), ctx) as AsyncIterable<unknown>, ctx.signal);
           })().then(
-            () => call.end(),
-            (err: unknown) => call.emit('error', asServiceError(err, ctx)),
+            () => {
+              call.end();
+              ended(ctx, started, grpc.status.OK, null);
+            },
+            (err: unknown) => {
+              const failure = asServiceError(err, ctx);
+              call.emit('error', failure);
+              ended(ctx, started, failure.code, null);
+            },
           );
         }) as grpc.handleServerStreamingCall<unknown, unknown>;
         break;
       case 'bidi_streaming':
         implementation[method.name] = ((call: grpc.ServerDuplexStream<unknown, unknown>) => {
           const ctx = contextFor(call, method);
+          const started = performance.now();
           (async () => {
             await intercept(ctx);
             await writeAll(call, handler(readAll(call, path, limit), ctx) as AsyncIterable<unknown>, ctx.signal);
           })().then(
-            () => call.end(),
-            (err: unknown) => call.emit('error', asServiceError(err, ctx)),
+            () => {
+              call.end();
+              ended(ctx, started, grpc.status.OK, null);
+            },
+            (err: unknown) => {
+              const failure = asServiceError(err, ctx);
+              call.emit('error', failure);
+              ended(ctx, started, failure.code, null);
+            },
           );
         }) as grpc.handleBidiStreamingCall<unknown, unknown>;
         break;
