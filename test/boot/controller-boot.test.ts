@@ -118,6 +118,13 @@ describe('controller with [boot] configured', () => {
     // A second fetch issues a new token; the first one stops working.
     await fetch(url);
     await expect(agent.lookup({ macs: [mac] })).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
+    // The boot servers log through the controller's logger: who fetched which node's script, never its token.
+    const served = ctl
+      .logs()
+      .split('\n')
+      .filter((l) => l.includes('iPXE script served'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(served).toContainEqual(expect.objectContaining({ component: 'http-boot', mac, boot: 'deploy' }));
     // Neither the token's hash nor the BMC password is in the controller's log.
     expect(ctl.logs()).not.toContain(token!);
     expect(ctl.logs()).not.toContain('boot-test-secret');
