@@ -64,6 +64,17 @@ describe('offers under contention (MySQL leases, two controllers)', () => {
   });
 });
 
+describe('addresses a MAC left', () => {
+  it('are offered to others again once the MAC moved to another address', async () => {
+    const a = new MysqlBootBackend(openPool(2));
+    await a.commitLease({ mac: mac(21), ip: '10.61.2.10', expiresAt: Date.now() + HOUR });
+    // The same MAC commits another address (an INIT-REBOOT): its first lease goes.
+    await a.commitLease({ mac: mac(21), ip: '10.61.2.11', expiresAt: Date.now() + HOUR });
+    const only = { start: '10.61.2.10', end: '10.61.2.10', exclude: [] };
+    expect(await a.allocateLease({ mac: mac(22), pool: only, requestedIp: null, holdMs: 30_000 })).toBe('10.61.2.10');
+  });
+});
+
 describe('PXE storm through a relay to two controllers', () => {
   it('leases every client, each address once, every lease committed in MySQL', async () => {
     const clients = 300;
