@@ -5,7 +5,7 @@
 export type { AddressPool, AllocateRequest, BootBackend, BootNode, Lease } from './backend.ts';
 export { MemoryBootBackend } from './memory-backend.ts';
 export { bootConfigSchema, type BootConfig } from './config.ts';
-export { LeaseConflictError, MalformedPacketError, NotBootBlobError, PathOutsideRootError } from './errors.ts';
+export { BootConfigError, LeaseConflictError, MalformedPacketError, NotBootBlobError, PathOutsideRootError } from './errors.ts';
 export { planBoot, type BootPlanConfig, type BootProvisionState, type BootStateSource, type NodeBootState } from './boot-plan.ts';
 export { renderIpxeScript, type BootPurpose, type BootScriptPlan } from './ipxe-script.ts';
 export { DhcpServer, type DhcpMode, type DhcpRange, type DhcpServerOptions, type DhcpStats } from './dhcp/server.ts';

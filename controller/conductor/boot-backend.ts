@@ -63,6 +63,8 @@ export class MysqlBootBackend implements BootBackend {
   readonly #lookups = new Map<string, { node: BootNode | null; at: number }>();
   /** address -> the MAC it is bound to, until its expiry (see KNOWN_BOUND_MAX). */
   readonly #knownBound = new Map<number, { mac: string; until: number }>();
+  /** MAC -> its address in #knownBound: one lease per MAC, so a new binding voids the old one. */
+  readonly #knownBoundOf = new Map<string, number>();
 
   constructor(pool: mysql.Pool, now: () => number = Date.now) {
     this.#pool = pool;
@@ -189,7 +191,16 @@ export class MysqlBootBackend implements BootBackend {
   }
 
   #rememberBound(ip: number, mac: string, until: number): void {
-    if (this.#knownBound.size >= KNOWN_BOUND_MAX) this.#knownBound.clear();
+    if (this.#knownBound.size >= KNOWN_BOUND_MAX) {
+      this.#knownBound.clear();
+      this.#knownBoundOf.clear();
+    }
+    // Declined addresses are all parked under NOBODY: not one lease per MAC.
+    if (mac !== NOBODY) {
+      const previous = this.#knownBoundOf.get(mac);
+      if (previous !== undefined && previous !== ip && this.#knownBound.get(previous)?.mac === mac) this.#knownBound.delete(previous);
+      this.#knownBoundOf.set(mac, ip);
+    }
     this.#knownBound.set(ip, { mac, until });
   }
 

@@ -183,6 +183,13 @@ describe('controller with [boot] configured', () => {
     const stranger = await curlFrom('127.0.0.1', `http://127.0.0.1:${httpPort}/images/deploy-kernel`);
     expect(stranger.status).toBe(403);
     expect(stranger.body.includes(aki.subarray(0, 25))).toBe(false);
+    // The boot servers log through the controller's logger: the refusal is there, with the rule.
+    const refusals = ctl
+      .logs()
+      .split('\n')
+      .filter((l) => l.includes('boot image refused to a non-provisioning address'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(refusals).toContainEqual(expect.objectContaining({ component: 'http-boot', path: '/images/deploy-kernel', rule: 'holds a DHCP lease from this controller group' }));
   });
 
   it("refuses a tenant's raw and qcow2 images on the boot port, even to a leased address", async () => {

@@ -14,6 +14,7 @@ import type { AddressPool, BootBackend } from '../backend.ts';
 import type { Logger } from 'pino';
 import { BootConfigError, LeaseConflictError } from '../errors.ts';
 import { errorText, LogLimiter, silentLogger } from '../log-limiter.ts';
+import { Admission } from './admission.ts';
 import { chooseBootFile, describeClient, type BootFileConfig } from './boot-file.ts';
 import { BOOTREQUEST, macOf, parseDhcp, type DhcpPacket } from './packet.ts';
 import { ipToInt, MessageType, Opt, readIp } from './options.ts';
@@ -47,8 +48,12 @@ export interface DhcpServerOptions {
   readonly offerHoldMs?: number;
   readonly discovery: boolean;
   readonly boot: Omit<BootFileConfig, 'serverAddress'>;
-  /** Bound on requests being handled at once; beyond it, requests are dropped and counted. */
+  /** Exchanges handled at once (default 32, about twice the lease store's pool); the rest queue (see admission.ts). */
   readonly maxInFlight?: number;
+  /** Exchanges queued beyond maxInFlight before new ones are shed (default 2048). */
+  readonly maxQueued?: number;
+  /** Once the oldest queued DISCOVER waited this long, the newest go first (default 250 ms; see admission.ts). */
+  readonly targetQueueDelayMs?: number;
   /** The controller's logger; silent by default. Lines carry the MAC and the transaction id. */
   readonly log?: Logger;
 }
@@ -111,7 +116,7 @@ export class DhcpServer {
   private readonly sockets: Socket[] = [];
   private sender: Socket | null = null;
   private proxySocket: Socket | null = null;
-  private inFlight = 0;
+  private readonly admission: Admission;
   private readonly pool: AddressPool | null;
   private readonly net: NetworkParams | null;
   private readonly log: Logger;
@@ -120,6 +125,11 @@ export class DhcpServer {
   constructor(options: DhcpServerOptions) {
     this.o = options;
     this.log = (options.log ?? silentLogger).child({ component: 'dhcp' });
+    this.admission = new Admission({ concurrency: options.maxInFlight ?? 32, maxQueued: options.maxQueued ?? 2048, targetDelayMs: options.targetQueueDelayMs ?? 250, maxWaitMs: 3000 }, () => {
+      this.stats.overload++;
+      const admitted = this.limiter.admit('overload');
+      if (admitted) this.log.warn({ running: this.admission.running, queued: this.admission.queued, suppressed: admitted.suppressed }, 'DHCP overloaded: exchange shed before the lease store');
+    });
     const server = options.serverPort ?? 67;
     this.ports = { server, client: options.clientPort ?? 68, proxy: options.proxyPort === undefined ? 4011 : options.proxyPort, relay: options.relayPort ?? server };
     const r = options.range;
@@ -176,29 +186,24 @@ export class DhcpServer {
       this.stats.ignored++;
       return;
     }
-    if (this.inFlight >= (this.o.maxInFlight ?? 2048)) {
-      this.stats.overload++;
-      const admitted = this.limiter.admit('overload');
-      if (admitted) this.log.warn({ inFlight: this.inFlight, suppressed: admitted.suppressed }, 'DHCP overloaded: request dropped');
-      return;
-    }
-    this.inFlight++;
+    // A REQUEST completes an exchange; under overload it goes before new DISCOVERs.
+    const isRequest = packet.options.get(Opt.messageType)?.[0] === MessageType.request;
+    this.admission.submit(isRequest, () => this.handle(packet, rinfo, viaProxyPort));
+  }
+
+  private handle(packet: DhcpPacket, rinfo: RemoteInfo, viaProxyPort: boolean): Promise<void> {
     const handled = this.o.mode === 'proxy' ? this.handleProxy(packet, rinfo, viaProxyPort) : this.handleFull(packet);
-    handled
-      .catch((err: unknown) => {
-        this.stats.backendErrors++;
-        // The backend broke (not "no such MAC"): the operator needs to see why, but a storm must not flood the log.
-        const admitted = this.limiter.admit('backend');
-        if (admitted) {
-          this.log.error(
-            { mac: macOf(packet), xid: xidText(packet.xid), type: packet.options.get(Opt.messageType)?.[0], err: errorText(err), ...(admitted.suppressed > 0 ? { suppressed: admitted.suppressed } : {}) },
-            'DHCP exchange failed in the lease backend',
-          );
-        }
-      })
-      .finally(() => {
-        this.inFlight--;
-      });
+    return handled.catch((err: unknown) => {
+      this.stats.backendErrors++;
+      // The backend broke (not "no such MAC"): the operator needs to see why, but a storm must not flood the log.
+      const admitted = this.limiter.admit('backend');
+      if (admitted) {
+        this.log.error(
+          { mac: macOf(packet), xid: xidText(packet.xid), type: packet.options.get(Opt.messageType)?.[0], err: errorText(err), ...(admitted.suppressed > 0 ? { suppressed: admitted.suppressed } : {}) },
+          'DHCP exchange failed in the lease backend',
+        );
+      }
+    });
   }
 
   private send(bytes: Uint8Array, address: string, port: number, via: Socket | null = this.sender): void {
