@@ -45,7 +45,7 @@ export function apiObserver(log: Logger, registry: Registry): (ctx: CallContext,
       {
         audit: 'api',
         who: caller ? { project: caller.project, role: caller.role } : { agent: ctx.path.startsWith('/bm.v1.AgentRegistry/') },
-        token: token ? createHash('sha256').update(token, 'utf8').digest('hex').slice(0, 12) : undefined,
+        tokenId: token ? createHash('sha256').update(token, 'utf8').digest('hex').slice(0, 12) : undefined,
         peer: ctx.peer,
         method,
         target: targetOf(request),

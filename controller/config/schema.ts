@@ -129,6 +129,13 @@ export const configSchema = z
       .prefault({}),
     /** Network boot (DHCP, TFTP, HTTP iPXE); absent means this controller serves none of it. */
     boot: bootConfigSchema.optional(),
+    metrics: z
+      .object({
+        /** Prometheus /metrics, with or without [boot]; "" turns this port off (the boot port still serves it). */
+        listen: z.union([z.literal(''), hostPort]).default('127.0.0.1:6387'),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

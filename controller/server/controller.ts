@@ -62,6 +62,7 @@ import { MysqlDeployCheckpoints } from '../conductor/deploy-checkpoint.ts';
 import { Provisioner } from '../conductor/provisioner.ts';
 import { TaskManager } from '../conductor/task.ts';
 import { apiObserver } from '../api/observe.ts';
+import { startMetricsServer } from './metrics-server.ts';
 import { DeadReservations } from '../conductor/dead-reservations.ts';
 import { FakeBmcWorld, FakePowerDriver } from '../drivers/power/fake/driver.ts';
 import { FlavorCatalog } from '../flavors/catalog.ts';
@@ -245,6 +246,14 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       });
       cleanup.unshift(() => services.close());
       log.info({ mode: boot.mode, ...services.ports }, 'boot services started');
+    }
+
+    if (config.metrics.listen !== '') {
+      const metricsServer = await startMetricsServer(config.metrics.listen, metrics, log);
+      if (metricsServer) {
+        cleanup.unshift(() => metricsServer.close());
+        log.info({ port: metricsServer.port }, 'metrics served');
+      }
     }
 
     const membership = new Membership(handle.db, { id, apiAddress: `${host}:${apiPort}`, groups: config.controller.groups, intervalMs: config.controller.heartbeat_interval_ms }, log);
