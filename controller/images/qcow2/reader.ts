@@ -177,9 +177,9 @@ export class Qcow2Image implements ImageSource {
     if (entry.kind === 'unallocated' || entry.kind === 'zero') return entry;
     const { clusterSize, fileSize, l2Entries } = this.layout;
     const l1Index = Math.floor(cluster / l2Entries);
-    const name = `L2 entry ${index} of L1 entry ${l1Index} (guest cluster ${cluster})`;
+    const name = (): string => `L2 entry ${index} of L1 entry ${l1Index} (guest cluster ${cluster})`;
     if (entry.hostOffset < clusterSize || entry.hostOffset >= fileSize) {
-      throw new Qcow2FormatError('l2_entry', `${name} maps to ${hex(entry.hostOffset)}, outside the data area of the ${fileSize}-byte file`, {
+      throw new Qcow2FormatError('l2_entry', `${name()} maps to ${hex(entry.hostOffset)}, outside the data area of the ${fileSize}-byte file`, {
         cluster,
         value: hex(entry.hostOffset),
       });
