@@ -46,6 +46,8 @@ interface Reply {
 }
 
 export const MAX_HASH_WORKERS = 8;
+/** The workers' thread name, as `ps -L` and /proc/<pid>/task/<tid>/comm show it. */
+export const HASH_THREAD_NAME = 'bm-hash';
 /** Tasks handed to one worker at once: one running, one ready to start. */
 const PER_WORKER = 2;
 /** A plain sha256 read back in pieces of this size, checking for abandonment between them. */
@@ -160,7 +162,7 @@ export class HashPool {
   #start(slot: Slot): Worker {
     // Small heaps: a worker holds one read buffer and hashes; the bytes live in
     // the file or in shared memory, never on its own heap.
-    const worker = new Worker(HASH_WORKER_SOURCE, { eval: true, resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 } });
+    const worker = new Worker(HASH_WORKER_SOURCE, { eval: true, name: HASH_THREAD_NAME, resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 } });
     worker.unref();
     worker.on('message', (reply: Reply) => {
       const queued = slot.running.get(reply.id);

@@ -75,6 +75,12 @@ export interface ImageFrame {
   readonly offset: number;
   readonly data?: Uint8Array;
   readonly zeroLength?: number;
+  /**
+   * Called once the writer no longer reads `data` (its write has finished and
+   * write() has returned), so the caller may reuse the buffer. Not called for
+   * a frame the writer refused.
+   */
+  readonly onDone?: () => void;
 }
 
 export interface ImageWriterOptions {
@@ -224,9 +230,19 @@ export class ImageWriter {
     try {
       this.#highWaterOffset = Math.max(this.#highWaterOffset, offset + length);
       if (data) {
-        this.#issue(writeFully(this.target.handle, data, offset));
-        this.#asWritten?.update(data);
-        if (this.#asWrittenParallel) await this.#asWrittenParallel.update(data);
+        // Both the write and this call (the as-written hashers read data) must be done with the bytes.
+        let users = frame.onDone ? 2 : 0;
+        const doneWith = (): void => {
+          if (--users === 0) frame.onDone?.();
+        };
+        const written = writeFully(this.target.handle, data, offset);
+        this.#issue(frame.onDone ? written.finally(doneWith) : written);
+        try {
+          this.#asWritten?.update(data);
+          if (this.#asWrittenParallel) await this.#asWrittenParallel.update(data);
+        } finally {
+          if (frame.onDone) doneWith();
+        }
         this.#wrote(length);
       } else {
         // Only the part of the run before knownZeroFrom needs writing.

@@ -18,6 +18,7 @@ import { DigestAlgorithm, isDigestAlgorithm } from '../../proto/digest/block-sha
 import { AgentError, FrameError } from '../errors.ts';
 import { openImageWriter, type DigestMethod, type ImageWriter } from '../disk/writer.ts';
 import { MAX_COMMIT_INTERVAL, MIN_COMMIT_INTERVAL, type AgentContext } from './context.ts';
+import { installPooledDecoder, releaseFrameBuffer } from './pooled-decoder.ts';
 import { safeNumber } from './convert.ts';
 import { AsyncQueue, anySignal, nextOrAbort } from './queue.ts';
 
@@ -72,7 +73,9 @@ async function writeStream(ctx: AgentContext, requests: AsyncIterable<WireFrame>
     while (frame) {
       const offset = safeNumber('offset', frame.offset);
       const zeroLength = safeNumber('zero_length', frame.zeroLength);
-      await writer.write({ offset, ...(frame.data.length > 0 ? { data: frame.data } : {}), ...(zeroLength > 0 ? { zeroLength } : {}) });
+      const data = frame.data;
+      // The frame's bytes live in a pooled receive buffer (pooled-decoder.ts): back to the pool once written.
+      await writer.write({ offset, ...(data.length > 0 ? { data, onDone: () => releaseFrameBuffer(data) } : {}), ...(zeroLength > 0 ? { zeroLength } : {}) });
       const next: IteratorResult<WireFrame> = await nextOrAbort(iterator, signal);
       frame = next.done ? undefined : next.value;
     }
@@ -91,6 +94,7 @@ async function writeStream(ctx: AgentContext, requests: AsyncIterable<WireFrame>
 }
 
 export function writeImageHandler(ctx: AgentContext): (requests: AsyncIterable<WireFrame>, call: CallContext) => AsyncIterable<Ack> {
+  installPooledDecoder();
   return async function* writeImage(requests, call) {
     const acks = new AsyncQueue<Ack>();
     const work = ctx.superseding('write-image', (signal) => writeStream(ctx, requests, anySignal(signal, call.signal), acks));

@@ -34,22 +34,39 @@ function writeVarint(buffer: Buffer, position: number, value: number): number {
   return position;
 }
 
-/** The protobuf encoding of a data frame at `offset` (a safe integer). */
-export function encodeDataFrame(offset: number, data: Uint8Array): Buffer {
+/**
+ * The protobuf encoding of a data frame at `offset` (a safe integer). With
+ * `headroom` (bytes before `data` in its buffer that the caller owns, see
+ * DataExtent) the header is written there and the frame is a view of the
+ * caller's buffer: no copy of the payload. Without, one copy.
+ */
+export function encodeDataFrame(offset: number, data: Uint8Array, headroom = 0): Buffer {
   const offsetBytes = offset === 0 ? 0 : 1 + varintLength(offset);
   const dataBytes = data.length === 0 ? 0 : 1 + varintLength(data.length) + data.length;
+  const headerBytes = offsetBytes + dataBytes - data.length;
+  if (data.length > 0 && headroom >= headerBytes && data.byteOffset >= headerBytes) {
+    const frame = Buffer.from(data.buffer, data.byteOffset - headerBytes, headerBytes + data.length);
+    writeHeader(frame, offset, data.length);
+    return frame;
+  }
   const buffer = Buffer.allocUnsafe(offsetBytes + dataBytes);
+  const position = writeHeader(buffer, offset, data.length);
+  if (data.length > 0) buffer.set(data, position);
+  return buffer;
+}
+
+/** Writes the tags and varints of a data frame at the start of `buffer`; returns where the payload goes. */
+function writeHeader(buffer: Buffer, offset: number, dataLength: number): number {
   let position = 0;
   if (offset !== 0) {
     buffer[position++] = TAG_OFFSET;
     position = writeVarint(buffer, position, offset);
   }
-  if (data.length > 0) {
+  if (dataLength > 0) {
     buffer[position++] = TAG_DATA;
-    position = writeVarint(buffer, position, data.length);
-    buffer.set(data, position);
+    position = writeVarint(buffer, position, dataLength);
   }
-  return buffer;
+  return position;
 }
 
 /** A frame to send: already-encoded bytes (data frames) or a message for toBinary. */

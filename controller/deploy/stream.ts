@@ -7,6 +7,11 @@
  * written image is compared with the image's raw digest before anything else
  * happens to the node.
  *
+ * A data extent goes to grpc-js as a view of the image source's (pooled)
+ * buffer with the frame header written in the spare bytes in front of it,
+ * and goes back to the source's pool once grpc-js has copied it into its
+ * own message: grpc-js's copy is the only one on the way to the socket.
+ *
  * Two bounds keep a stream honest (tuning.ts): data handed to grpc-js but
  * not yet on the socket (the controller's memory per stream), and data sent
  * but not yet acknowledged as committed (what a broken stream sends again).
@@ -94,7 +99,7 @@ export async function streamImage(agent: AgentConnection, source: ImageSource, o
     changed.wake();
   };
 
-  const send = async (frame: OutgoingFrame, dataBytes: number, end: number): Promise<void> => {
+  const send = async (frame: OutgoingFrame, dataBytes: number, end: number, release?: () => void): Promise<void> => {
     // Do not run further ahead of the last commit than maxUncommittedBytes.
     while (dataBytes > 0 && dataSent + dataBytes - dataCommitted > tuning.maxUncommittedBytes && !finished && callError === undefined) await changed.wait();
     if (callError !== undefined || finished) throw callError ?? new DeployStreamError(`node ${options.nodeUuid}: the agent ended the stream early`, { node: options.nodeUuid });
@@ -104,6 +109,9 @@ export async function streamImage(agent: AgentConnection, source: ImageSource, o
     progress.dataBytesSent += dataBytes;
     progress.frames++;
     call.write(frame, () => {
+      // grpc-js has copied the frame into its own message buffer by now: the
+      // image source may reuse ours.
+      release?.();
       buffered -= dataBytes;
       changed.wake();
     });
@@ -118,7 +126,7 @@ export async function streamImage(agent: AgentConnection, source: ImageSource, o
     while (!accepted && callError === undefined && !finished) await changed.wait();
     for await (const extent of source.extents(options.resumeOffset)) {
       if (extent.kind === 'data') {
-        await send({ encoded: encodeDataFrame(extent.offset, extent.data) }, extent.data.length, extent.offset + extent.data.length);
+        await send({ encoded: encodeDataFrame(extent.offset, extent.data, extent.headroom ?? 0) }, extent.data.length, extent.offset + extent.data.length, extent.release);
       } else {
         await send({ message: { offset: BigInt(extent.offset), zeroLength: BigInt(extent.length) } }, 0, extent.offset + extent.length);
       }

@@ -6,12 +6,28 @@
  * streams only the blocks that hold data and a hole costs nothing however
  * large it is.
  */
+import type { PooledChunk } from './chunk-pool.ts';
 
 export interface DataExtent {
   readonly kind: 'data';
   readonly offset: number;
-  /** Owned by the consumer: a source never reuses or mutates it after yielding. */
+  /**
+   * Owned by the consumer: a source never reuses or mutates it after
+   * yielding, unless the extent has `release` and the consumer called it.
+   */
   readonly data: Uint8Array;
+  /**
+   * Bytes right before `data`, in the same buffer, that the consumer may
+   * overwrite while it holds the extent (a frame header, so the payload
+   * needs no copy). 0 or absent: none.
+   */
+  readonly headroom?: number;
+  /**
+   * Hands `data` (and its headroom) back to the source's buffer pool. Call it
+   * once nothing reads `data` any more, or never: unreleased buffers are left
+   * to the GC.
+   */
+  readonly release?: () => void;
 }
 
 export interface ZeroExtent {
@@ -93,27 +109,40 @@ function rangeIsZero(view: Buffer, start: number, end: number, bytes: Uint8Array
  * the split is the same whichever chunk a byte arrives in. Data extents are
  * views into `data`, so the caller must hand over a buffer it won't reuse.
  */
-export function* splitZeroBlocks(offset: number, data: Uint8Array, block: number = DEFAULT_ZERO_BLOCK): Generator<Extent> {
+export function* splitZeroBlocks(offset: number, data: Uint8Array, block: number = DEFAULT_ZERO_BLOCK, pooled?: Pooled): Generator<Extent> {
   let runStart = 0;
   let runIsZero: boolean | undefined;
   let pos = 0;
   const view = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const dataExtent = (start: number, end: number): DataExtent => {
+    const extent = { kind: 'data' as const, offset: offset + start, data: data.subarray(start, end) };
+    if (pooled === undefined) return extent;
+    // Before the first run lies the chunk's headroom; before any other data
+    // run lies a zero run, whose bytes nobody reads once it is a length (and
+    // the headroom too when that zero run starts the chunk).
+    const headroom = start - zeroRunStart + (zeroRunStart === 0 ? pooled.headroom : 0);
+    return { ...extent, headroom, release: pooled.chunk.retain() };
+  };
+  let zeroRunStart = 0;
   while (pos < data.length) {
     const blockEnd = Math.min(data.length, pos + block - ((offset + pos) % block));
     const zero = rangeIsZero(view, pos, blockEnd, data);
     if (runIsZero !== undefined && zero !== runIsZero) {
-      yield runIsZero
-        ? { kind: 'zero', offset: offset + runStart, length: pos - runStart }
-        : { kind: 'data', offset: offset + runStart, data: data.subarray(runStart, pos) };
+      if (runIsZero) zeroRunStart = runStart;
+      yield runIsZero ? { kind: 'zero', offset: offset + runStart, length: pos - runStart } : dataExtent(runStart, pos);
       runStart = pos;
     }
     runIsZero = zero;
     pos = blockEnd;
   }
   if (runIsZero === undefined) return;
-  yield runIsZero
-    ? { kind: 'zero', offset: offset + runStart, length: data.length - runStart }
-    : { kind: 'data', offset: offset + runStart, data: data.subarray(runStart) };
+  yield runIsZero ? { kind: 'zero', offset: offset + runStart, length: data.length - runStart } : dataExtent(runStart, data.length);
+}
+
+/** A pooled chunk the data came from, and how many spare bytes precede the data in it. */
+export interface Pooled {
+  readonly chunk: PooledChunk;
+  readonly headroom: number;
 }
 
 /**
@@ -146,8 +175,10 @@ export async function* mergeZeros(source: Iterable<Extent> | AsyncIterable<Exten
 }
 
 /** Cuts one data buffer into extents of at most `chunkSize` bytes (views, no copies). */
-export function* chunkData(offset: number, data: Uint8Array, chunkSize: number): Generator<DataExtent> {
+export function* chunkData(offset: number, data: Uint8Array, chunkSize: number, pooled?: Pooled): Generator<DataExtent> {
   for (let pos = 0; pos < data.length; pos += chunkSize) {
-    yield { kind: 'data', offset: offset + pos, data: data.subarray(pos, Math.min(data.length, pos + chunkSize)) };
+    const extent = { kind: 'data' as const, offset: offset + pos, data: data.subarray(pos, Math.min(data.length, pos + chunkSize)) };
+    // Only the first piece has spare bytes in front: the others follow data still in use.
+    yield pooled === undefined ? extent : { ...extent, headroom: pos === 0 ? pooled.headroom : 0, release: pooled.chunk.retain() };
   }
 }

@@ -15,6 +15,12 @@ export interface RandomAccessReader {
    * returned buffer is the caller's to keep.
    */
   read(position: number, length: number): Promise<Uint8Array>;
+  /**
+   * Reads into `target` (a pooled buffer) instead of allocating: up to
+   * target.length bytes at `position`; returns how many, fewer only at the
+   * end of the file.
+   */
+  readInto?(position: number, target: Uint8Array): Promise<number>;
 }
 
 export interface ClosableRandomAccessReader extends RandomAccessReader {
@@ -39,6 +45,12 @@ export class BytesReader implements RandomAccessReader {
   read(position: number, length: number): Promise<Uint8Array> {
     const n = clampLength(this.size, position, length);
     return Promise.resolve(this.#bytes.slice(position, position + n));
+  }
+
+  readInto(position: number, target: Uint8Array): Promise<number> {
+    const n = clampLength(this.size, position, target.length);
+    target.set(this.#bytes.subarray(position, position + n));
+    return Promise.resolve(n);
   }
 }
 
@@ -65,15 +77,21 @@ export class FileHandleReader implements ClosableRandomAccessReader {
   async read(position: number, length: number): Promise<Uint8Array> {
     const n = clampLength(this.size, position, length);
     const buf = Buffer.allocUnsafe(n);
+    const filled = await this.readInto(position, buf);
+    return filled === n ? buf : buf.subarray(0, filled);
+  }
+
+  async readInto(position: number, target: Uint8Array): Promise<number> {
+    const n = clampLength(this.size, position, target.length);
     let filled = 0;
     // A positioned read may return short (signals, large reads); loop until
     // done or the file ends under us (truncated while open).
     while (filled < n) {
-      const { bytesRead } = await this.#handle.read(buf, filled, n - filled, position + filled);
+      const { bytesRead } = await this.#handle.read(target, filled, n - filled, position + filled);
       if (bytesRead === 0) break;
       filled += bytesRead;
     }
-    return filled === n ? buf : buf.subarray(0, filled);
+    return filled;
   }
 
   close(): Promise<void> {

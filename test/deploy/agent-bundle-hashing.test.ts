@@ -1,19 +1,20 @@
 /**
  * The agent bundle (scripts/build-agent.sh, one file as in the ramdisk)
  * hashes on worker threads: a deploy to it verifies with the block digest,
- * read back (the default) and as written, and the agent process gains the
- * worker's thread. A worker started from a module path would fail here,
+ * read back (the default) and as written, and the agent process has the
+ * worker's thread, by its name. A worker started from a module path would fail here,
  * since the bundle has no modules beside it.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deployImage } from '../../controller/deploy/deploy.ts';
 import { openImageFile } from '../../controller/images/open.ts';
+import { HASH_THREAD_NAME } from '../../agent/disk/hash-pool.ts';
 import { BlockSha256, DigestAlgorithm } from '../../proto/digest/block-sha256.ts';
 import { repoRoot, startAgentProcess, type AgentProcess } from './agent-process.ts';
 
@@ -27,9 +28,9 @@ let imagePath: string;
 let image: Buffer;
 const agents: AgentProcess[] = [];
 
-async function threadsOf(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/Threads:\s+(\d+)/.exec(status)?.[1] ?? 0);
+async function threadNames(pid: number): Promise<string[]> {
+  const tasks = await readdir(`/proc/${pid}/task`);
+  return Promise.all(tasks.map(async (task) => (await readFile(`/proc/${pid}/task/${task}/comm`, 'utf8').catch(() => '')).trim()));
 }
 
 beforeAll(async () => {
@@ -55,7 +56,8 @@ describe('the agent bundle hashes on worker threads', () => {
     await truncate(disk, image.length);
     const agent = await startAgentProcess({ token: TOKEN, target: disk, targetZeroed: true, script: bundle, extraArgs: ['--digest', digest] });
     agents.push(agent);
-    const threadsIdle = await threadsOf(agent.pid);
+    // Workers start on first use, not with the agent.
+    expect(await threadNames(agent.pid)).not.toContain(HASH_THREAD_NAME);
     const expected = new BlockSha256();
     expected.update(image);
     const hex = expected.digest();
@@ -76,7 +78,7 @@ describe('the agent bundle hashes on worker threads', () => {
     }
     expect((await readFile(disk)).equals(image)).toBe(true);
     // The hashing worker is a thread of the agent process, started for this deploy.
-    expect(await threadsOf(agent.pid)).toBeGreaterThan(threadsIdle);
+    expect(await threadNames(agent.pid)).toContain(HASH_THREAD_NAME);
     expect(agent.output()).not.toMatch(/hashing failed|worker stopped/);
   }, 60_000);
 });

@@ -8,23 +8,47 @@
  * such images to zeros.
  *
  * Pure: regions go in as byte ranges, overlaps come out as typed errors.
+ * A region is a few numbers and its words are made only for an error: an
+ * image with 512-byte clusters has an L2 table per 32 KiB of disk, hundreds
+ * of thousands of them.
  */
 import { hex, Qcow2FormatError } from '../errors.ts';
 
-/** What a region is, for the message: "the L1 table", "the L2 table of L1 entry 3". */
+export type RegionKind = 'header' | 'l1-table' | 'refcount-table' | 'refcount-block' | 'l2-table';
+
 export interface MetadataRegion {
   readonly start: number;
   readonly end: number;
+  readonly kind: RegionKind;
+  /** The refcount table entry or L1 entry that points at this region (refcount blocks and L2 tables). */
+  readonly index: number;
+}
+
+/** The words for a region: what it is, and (for the one that points wrongly) the entry and error field. */
+interface RegionWords {
   readonly what: string;
-  /** The error field when this region is the one that was pointed wrongly. */
+  readonly entry: string;
   readonly field: string;
-  /** The entry that pointed here, for the error message and context ("L1 entry 3"). */
-  readonly entry: string | undefined;
   readonly context: Readonly<Record<string, string | number>>;
 }
 
+function words(region: MetadataRegion): RegionWords {
+  switch (region.kind) {
+    case 'header':
+      return { what: 'the header cluster', entry: 'the header', field: 'header', context: {} };
+    case 'l1-table':
+      return { what: 'the L1 table', entry: 'the L1 table (l1_table_offset)', field: 'l1_table_offset', context: {} };
+    case 'refcount-table':
+      return { what: 'the refcount table', entry: 'the refcount table (refcount_table_offset)', field: 'refcount_table_offset', context: {} };
+    case 'refcount-block':
+      return { what: `the refcount block of refcount table entry ${region.index}`, entry: `refcount table entry ${region.index}`, field: 'refcount_table_entry', context: { index: region.index } };
+    case 'l2-table':
+      return { what: `the L2 table of L1 entry ${region.index}`, entry: `L1 entry ${region.index}`, field: 'l1_entry', context: { index: region.index } };
+  }
+}
+
 export class MetadataMap {
-  /** Sorted by start and non-overlapping once sealed. */
+  /** In insertion order until sealed, then sorted by start and non-overlapping. */
   #regions: MetadataRegion[] = [];
   #sealed = false;
 
@@ -40,19 +64,20 @@ export class MetadataMap {
 
   /** Checks no two regions overlap; afterwards `find` may be used. */
   seal(): void {
-    // A stable sort keeps insertion order among equal starts, so the region
-    // added first is the one "pointed into".
-    const order = this.#regions.map((region, rank) => ({ region, rank }));
-    order.sort((a, b) => a.region.start - b.region.start || a.rank - b.rank);
-    let widest: { region: MetadataRegion; rank: number } | undefined;
+    const regions = this.#regions;
+    // Ties in start keep insertion order, so the region added first is the one "pointed into".
+    const order = Array.from(regions.keys()).sort((a, b) => (regions[a] as MetadataRegion).start - (regions[b] as MetadataRegion).start || a - b);
+    let widest: number | undefined;
     for (const current of order) {
-      if (widest !== undefined && current.region.start < widest.region.end) {
-        const [owner, pointer] = widest.rank < current.rank ? [widest.region, current.region] : [current.region, widest.region];
-        throw overlapError(pointer, owner, pointer.start);
+      const region = regions[current] as MetadataRegion;
+      if (widest !== undefined && region.start < (regions[widest] as MetadataRegion).end) {
+        const [owner, pointer] = widest < current ? [regions[widest] as MetadataRegion, region] : [region, regions[widest] as MetadataRegion];
+        const said = words(pointer);
+        throw overlapError(said.entry, said.field, said.context, owner, pointer.start);
       }
-      if (widest === undefined || current.region.end > widest.region.end) widest = current;
+      if (widest === undefined || region.end > (regions[widest] as MetadataRegion).end) widest = current;
     }
-    this.#regions = order.map((entry) => entry.region);
+    this.#regions = order.map((index) => regions[index] as MetadataRegion);
     this.#sealed = true;
   }
 
@@ -72,11 +97,14 @@ export class MetadataMap {
     return candidate !== undefined && candidate.start < end ? candidate : undefined;
   }
 
-  /** Refuses a guest data range that overlaps metadata, naming the entry that points there. */
-  checkData(start: number, end: number, entry: string, context: Readonly<Record<string, string | number>>): void {
+  /**
+   * Refuses a guest data range that overlaps metadata; `entry` names the L2
+   * entry that points there (called only for the error).
+   */
+  checkData(start: number, end: number, entry: () => string, context: Readonly<Record<string, string | number>>): void {
     const owner = this.find(start, end);
     if (owner === undefined) return;
-    throw overlapError({ start, end, what: 'guest data', field: 'l2_entry', entry, context }, owner, start);
+    throw overlapError(entry(), 'l2_entry', context, owner, start);
   }
 
   get size(): number {
@@ -84,11 +112,11 @@ export class MetadataMap {
   }
 }
 
-function overlapError(pointer: MetadataRegion, owner: MetadataRegion, at: number): Qcow2FormatError {
-  const who = pointer.entry ?? pointer.what;
-  return new Qcow2FormatError(pointer.field, `${who} points at ${hex(at)}, into ${owner.what} [${hex(owner.start)}, ${hex(owner.end)})`, {
-    ...pointer.context,
+function overlapError(who: string, field: string, context: Readonly<Record<string, string | number>>, owner: MetadataRegion, at: number): Qcow2FormatError {
+  const what = words(owner).what;
+  return new Qcow2FormatError(field, `${who} points at ${hex(at)}, into ${what} [${hex(owner.start)}, ${hex(owner.end)})`, {
+    ...context,
     value: hex(at),
-    overlaps: owner.what,
+    overlaps: what,
   });
 }

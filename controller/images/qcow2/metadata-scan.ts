@@ -34,31 +34,16 @@ export async function scanMetadata(reader: RandomAccessReader, layout: Qcow2Layo
     map.add(region);
     fixed.add(region);
   };
-  add({ start: 0, end: clusterSize, what: 'the header cluster', field: 'header', entry: undefined, context: {} });
-  add({
-    // The whole clusters the table occupies: QEMU allocates them to it.
-    start: header.l1TableOffset,
-    end: Math.ceil((header.l1TableOffset + header.l1Size * 8) / clusterSize) * clusterSize,
-    what: 'the L1 table',
-    field: 'l1_table_offset',
-    entry: 'the L1 table (l1_table_offset)',
-    context: {},
-  });
+  add({ start: 0, end: clusterSize, kind: 'header', index: 0 });
+  // The whole clusters the L1 table occupies: QEMU allocates them to it.
+  add({ start: header.l1TableOffset, end: Math.ceil((header.l1TableOffset + header.l1Size * 8) / clusterSize) * clusterSize, kind: 'l1-table', index: 0 });
   const refcountTableBytes = header.refcountTableClusters * clusterSize;
   if (refcountTableBytes > MAX_REFCOUNT_TABLE_BYTES) {
     throw new Qcow2FormatError('refcount_table_clusters', `${header.refcountTableClusters} clusters exceed the ${MAX_REFCOUNT_TABLE_BYTES}-byte refcount table limit`, {
       value: header.refcountTableClusters,
     });
   }
-  add({
-    start: header.refcountTableOffset,
-    end: header.refcountTableOffset + refcountTableBytes,
-    what: 'the refcount table',
-    field: 'refcount_table_offset',
-    entry: 'the refcount table (refcount_table_offset)',
-    context: {},
-  });
-
+  add({ start: header.refcountTableOffset, end: header.refcountTableOffset + refcountTableBytes, kind: 'refcount-table', index: 0 });
   // The header's own tables must not overlap before any of them is read.
   fixed.seal();
 
@@ -73,7 +58,7 @@ export async function scanMetadata(reader: RandomAccessReader, layout: Qcow2Layo
       const context = { index, value: hex(offset) };
       if (offset % clusterSize !== 0) throw new Qcow2FormatError('refcount_table_entry', `${entry} points at ${hex(offset)}, not aligned to the ${clusterSize}-byte cluster size`, context);
       if (offset >= fileSize) throw new Qcow2FormatError('refcount_table_entry', `${entry} points at ${hex(offset)}, past the end of the ${fileSize}-byte file`, context);
-      map.add({ start: offset, end: offset + clusterSize, what: `the refcount block of ${entry}`, field: 'refcount_table_entry', entry, context });
+      map.add({ start: offset, end: offset + clusterSize, kind: 'refcount-block', index });
     }
   }
 
@@ -81,8 +66,7 @@ export async function scanMetadata(reader: RandomAccessReader, layout: Qcow2Layo
     const tableOffset = decodeL1Entry(l1, l1Index, clusterSize);
     if (tableOffset === 0) continue;
     checkL2TableBounds(layout, l1Index, tableOffset);
-    const entry = `L1 entry ${l1Index}`;
-    map.add({ start: tableOffset, end: tableOffset + clusterSize, what: `the L2 table of ${entry}`, field: 'l1_entry', entry, context: { index: l1Index } });
+    map.add({ start: tableOffset, end: tableOffset + clusterSize, kind: 'l2-table', index: l1Index });
   }
   map.seal();
   return map;

@@ -3,8 +3,9 @@
  * reads each L2 table once, and turns guest clusters into extents: holes and
  * zero clusters become (merged) zero extents, data clusters that are
  * contiguous in the file are read together (up to the chunk size), and
- * compressed clusters (deflate or zstd) are decompressed into exactly one
- * cluster each.
+ * runs of compressed clusters (deflate or zstd) are decompressed together,
+ * each into exactly one cluster. Data is read and decompressed into pooled
+ * chunks (../chunk-pool.ts) that the consumer hands back.
  *
  * Every offset taken from the file is checked before anything is streamed:
  * open() maps the image's metadata (header, L1 and refcount tables, refcount
@@ -24,6 +25,7 @@ import {
   type Extent,
   type ImageSource,
 } from '../extents.ts';
+import { ChunkPool, FRAME_HEADROOM, type PooledChunk } from '../chunk-pool.ts';
 import type { RandomAccessReader } from '../random-access.ts';
 import { hex, Qcow2FormatError } from '../errors.ts';
 import { decompressCluster } from './decompress.ts';
@@ -56,15 +58,28 @@ type Op =
   | { readonly kind: 'zero'; readonly offset: number; readonly length: number }
   | { readonly kind: 'read'; readonly offset: number; readonly host: number; readonly length: number }
   | {
+      /** Guest-contiguous compressed clusters, decompressed together into one chunk. */
       readonly kind: 'compressed';
       readonly offset: number;
-      readonly host: number;
-      readonly compressedSize: number;
-      /** Which part of the inflated cluster the disk needs. */
-      readonly skip: number;
       readonly length: number;
-      readonly cluster: number;
+      readonly clusters: readonly CompressedPiece[];
     };
+
+interface CompressedPiece {
+  readonly offset: number;
+  readonly host: number;
+  readonly compressedSize: number;
+  /** Which part of the decompressed cluster the disk needs. */
+  readonly skip: number;
+  readonly length: number;
+  readonly cluster: number;
+}
+
+/** Bytes of one op, in a pooled chunk when the reader can read into one. */
+interface OpData {
+  readonly data: Uint8Array;
+  readonly chunk: PooledChunk | undefined;
+}
 
 export async function readQcow2Header(reader: RandomAccessReader): Promise<Qcow2Header> {
   // The header's extensions can use the whole first cluster, whose size we
@@ -83,6 +98,7 @@ export class Qcow2Image implements ImageSource {
   readonly #zeroBlock: number;
   readonly #detectZeros: boolean;
   readonly #metadata: MetadataMap;
+  readonly #pool: ChunkPool;
 
   private constructor(reader: RandomAccessReader, layout: Qcow2Layout, l1: DataView, metadata: MetadataMap, options: Qcow2ImageOptions) {
     this.#reader = reader;
@@ -94,6 +110,13 @@ export class Qcow2Image implements ImageSource {
     this.#zeroBlock = options.zeroBlock ?? DEFAULT_ZERO_BLOCK;
     this.#detectZeros = options.detectZeros ?? true;
     checkChunkSize(this.#chunkSize, this.#zeroBlock);
+    // A compressed cluster is decompressed whole, so a chunk holds at least one cluster.
+    this.#pool = new ChunkPool(Math.max(this.#chunkSize, layout.clusterSize));
+  }
+
+  /** Chunk buffers allocated so far (the rest were reused). */
+  get buffersAllocated(): number {
+    return this.#pool.allocated;
   }
 
   /**
@@ -154,9 +177,9 @@ export class Qcow2Image implements ImageSource {
     if (entry.kind === 'unallocated' || entry.kind === 'zero') return entry;
     const { clusterSize, fileSize, l2Entries } = this.layout;
     const l1Index = Math.floor(cluster / l2Entries);
-    const name = `L2 entry ${index} of L1 entry ${l1Index} (guest cluster ${cluster})`;
+    const name = (): string => `L2 entry ${index} of L1 entry ${l1Index} (guest cluster ${cluster})`;
     if (entry.hostOffset < clusterSize || entry.hostOffset >= fileSize) {
-      throw new Qcow2FormatError('l2_entry', `${name} maps to ${hex(entry.hostOffset)}, outside the data area of the ${fileSize}-byte file`, {
+      throw new Qcow2FormatError('l2_entry', `${name()} maps to ${hex(entry.hostOffset)}, outside the data area of the ${fileSize}-byte file`, {
         cluster,
         value: hex(entry.hostOffset),
       });
@@ -178,11 +201,13 @@ export class Qcow2Image implements ImageSource {
     const chunkSize = this.#chunkSize;
     const ops: Op[] = [];
     // The run being built: guest-contiguous pieces of one kind, and for reads host-contiguous too.
-    let run: { kind: 'zero' | 'read'; offset: number; host: number; length: number } | undefined;
+    let run: { kind: 'zero' | 'read'; offset: number; host: number; length: number } | { kind: 'compressed'; offset: number; length: number; clusters: CompressedPiece[] } | undefined;
 
     const flush = (): void => {
       if (run === undefined) return;
-      if (run.kind === 'zero') {
+      if (run.kind === 'compressed') {
+        ops.push({ kind: 'compressed', offset: run.offset, length: run.length, clusters: run.clusters });
+      } else if (run.kind === 'zero') {
         ops.push({ kind: 'zero', offset: run.offset, length: run.length });
       } else {
         for (let pos = 0; pos < run.length; pos += chunkSize) {
@@ -198,6 +223,15 @@ export class Qcow2Image implements ImageSource {
       }
       flush();
       run = { kind: 'zero', offset: start, host: 0, length: end - start };
+    };
+    const addCompressed = (piece: CompressedPiece): void => {
+      if (run?.kind === 'compressed' && run.offset + run.length === piece.offset && run.length + piece.length <= Math.max(chunkSize, clusterSize)) {
+        run.length += piece.length;
+        run.clusters.push(piece);
+        return;
+      }
+      flush();
+      run = { kind: 'compressed', offset: piece.offset, length: piece.length, clusters: [piece] };
     };
     const addRead = (start: number, end: number, host: number): void => {
       if (run?.kind === 'read' && run.host + run.length === host && run.length + (end - start) <= chunkSize) {
@@ -232,8 +266,7 @@ export class Qcow2Image implements ImageSource {
             addRead(start, end, entry.hostOffset + (start - guest));
             break;
           case 'compressed':
-            flush();
-            ops.push({ kind: 'compressed', offset: start, host: entry.hostOffset, compressedSize: entry.compressedSize, skip: start - guest, length: end - start, cluster });
+            addCompressed({ offset: start, host: entry.hostOffset, compressedSize: entry.compressedSize, skip: start - guest, length: end - start, cluster });
             break;
           case 'subclusters':
             for (let sub = 0; sub < 32; sub++) {
@@ -258,11 +291,11 @@ export class Qcow2Image implements ImageSource {
   async *#execute(ops: readonly Op[]): AsyncGenerator<Extent> {
     // One read ahead: the next chunk is on its way while the consumer handles
     // this one, which keeps the disk busy at the cost of one more chunk of memory.
-    let ahead: { index: number; data: Promise<Uint8Array> } | undefined;
-    const fetch = (index: number): Promise<Uint8Array> | undefined => {
+    let ahead: { index: number; data: Promise<OpData> } | undefined;
+    const fetch = (index: number): Promise<OpData> | undefined => {
       const op = ops[index];
       if (op === undefined || op.kind === 'zero') return undefined;
-      const promise = op.kind === 'read' ? this.#readData(op.host, op.length) : this.#inflate(op).then((cluster) => cluster.subarray(op.skip, op.skip + op.length));
+      const promise = op.kind === 'read' ? this.#readData(op.host, op.length) : this.#decompress(op);
       // Failures surface when the op is reached; until then keep them from being "unhandled".
       promise.catch(() => {});
       return promise;
@@ -281,24 +314,71 @@ export class Qcow2Image implements ImageSource {
       const nextData = fetch(next);
       if (nextData !== undefined) ahead = { index: next, data: nextData };
       if (pending === undefined) continue;
-      const data = await pending;
-      if (this.#detectZeros) yield* splitZeroBlocks(op.offset, data, this.#zeroBlock);
-      else yield* chunkData(op.offset, data, this.#chunkSize);
+      const { data, chunk } = await pending;
+      try {
+        // Only a run of compressed clusters larger than the chunk size (2 MiB clusters) takes more than one piece.
+        for (let pos = 0; pos < data.length; pos += this.#chunkSize) {
+          const piece = data.subarray(pos, Math.min(data.length, pos + this.#chunkSize));
+          const pooled = chunk === undefined ? undefined : { chunk, headroom: pos === 0 ? FRAME_HEADROOM : 0 };
+          if (this.#detectZeros) yield* splitZeroBlocks(op.offset + pos, piece, this.#zeroBlock, pooled);
+          else yield* chunkData(op.offset + pos, piece, this.#chunkSize, pooled);
+        }
+      } finally {
+        // The extents cut from the chunk hold their own references.
+        chunk?.release();
+      }
     }
   }
 
   /** Reads guest data; bytes past the end of the file read as zeros, as they do in QEMU. */
-  async #readData(host: number, length: number): Promise<Uint8Array> {
-    const bytes = await this.#reader.read(host, length);
-    if (bytes.length === length) return bytes;
-    const padded = new Uint8Array(length);
-    padded.set(bytes);
-    return padded;
+  async #readData(host: number, length: number): Promise<OpData> {
+    if (this.#reader.readInto === undefined) {
+      const bytes = await this.#reader.read(host, length);
+      if (bytes.length === length) return { data: bytes, chunk: undefined };
+      const padded = new Uint8Array(length);
+      padded.set(bytes);
+      return { data: padded, chunk: undefined };
+    }
+    const chunk = this.#pool.acquire();
+    const data = chunk.data(length);
+    const got = await this.#reader.readInto(host, data);
+    if (got < length) data.fill(0, got);
+    return { data, chunk };
   }
 
-  async #inflate(op: Extract<Op, { kind: 'compressed' }>): Promise<Uint8Array> {
-    // The last sector named by the descriptor may extend past the end of the file.
-    const compressed = await this.#reader.read(op.host, op.compressedSize);
-    return decompressCluster(this.layout.header.compressionType, compressed, this.layout.clusterSize, { cluster: op.cluster, host: op.host });
+  /**
+   * Decompresses a run of compressed clusters into one pooled chunk. Their
+   * compressed bytes usually lie back to back in the file (qemu-img writes
+   * them so): then one read fetches them all; scattered ones (possible in a
+   * hand-made image) are read one by one, so a hostile layout cannot make a
+   * read larger than two chunks.
+   */
+  async #decompress(op: Extract<Op, { kind: 'compressed' }>): Promise<OpData> {
+    const { clusterSize, header } = this.layout;
+    let spanStart = Number.POSITIVE_INFINITY;
+    let spanEnd = 0;
+    let ordered = true;
+    let previousEnd = 0;
+    for (const piece of op.clusters) {
+      if (piece.host < previousEnd) ordered = false;
+      previousEnd = piece.host + piece.compressedSize;
+      spanStart = Math.min(spanStart, piece.host);
+      spanEnd = Math.max(spanEnd, piece.host + piece.compressedSize);
+    }
+    const span = ordered && spanEnd - spanStart <= 2 * this.#chunkSize ? await this.#reader.read(spanStart, spanEnd - spanStart) : undefined;
+    const chunk = this.#pool.acquire();
+    const data = chunk.data(op.length);
+    try {
+      for (const piece of op.clusters) {
+        // The last sector named by a descriptor may extend past the end of the file.
+        const compressed = span ? span.subarray(piece.host - spanStart, piece.host - spanStart + piece.compressedSize) : await this.#reader.read(piece.host, piece.compressedSize);
+        const cluster = decompressCluster(header.compressionType, compressed, clusterSize, { cluster: piece.cluster, host: piece.host });
+        data.set(cluster.subarray(piece.skip, piece.skip + piece.length), piece.offset - op.offset);
+      }
+    } catch (error) {
+      chunk.release();
+      throw error;
+    }
+    return { data, chunk };
   }
 }

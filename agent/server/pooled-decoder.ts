@@ -1,0 +1,124 @@
+/**
+ * Reused buffers for the image frames the agent receives. grpc-js gathers
+ * each message into a fresh buffer (its stream decoder concatenates the
+ * HTTP/2 chunks), so a deploy allocated a 1 MiB ArrayBuffer per frame: about
+ * 1 GiB of external memory per GiB streamed, which is what starts V8's major
+ * GCs (measured with --trace-gc: 35-47 mark-compacts per 512 MiB, for a
+ * 10 MiB heap). This replaces the decoder's `write` with one that gathers
+ * large messages into pooled buffers; the image writer hands a frame's
+ * buffer back (`releaseFrameBuffer`) once its write has finished, and the
+ * next frame reuses it. A message nobody releases (any other call) is left
+ * to the GC, as before.
+ *
+ * It reaches into grpc-js (build/src/stream-decoder.js, pinned in
+ * package-lock.json) the way proto/rpc/receive-window.ts does; the decoder's
+ * contract is small (gRPC's length-prefixed framing: a flag byte, a 32-bit
+ * big-endian length, the message), and pooled-decoder.test.ts checks it
+ * against the original on the same input cut at random places.
+ */
+import { StreamDecoder } from '@grpc/grpc-js/build/src/stream-decoder.js';
+
+const PREFIX = 5;
+/** Messages below this are small and rare (acknowledgements, start frames): plain allocations. */
+const POOLED_MIN_BYTES = 64 * 1024;
+/** Free buffers kept per size; a deploy's frames are one size (the chunk size), with writes in flight. */
+const MAX_FREE_PER_SIZE = 12;
+
+const free = new Map<number, Buffer[]>();
+/** Buffers handed out by the decoder and not yet back: only these may be released. */
+const lent = new WeakSet<ArrayBufferLike>();
+
+function acquire(size: number): Buffer {
+  if (size < POOLED_MIN_BYTES) return Buffer.allocUnsafe(size);
+  const buffer = free.get(size)?.pop() ?? Buffer.allocUnsafeSlow(size);
+  lent.add(buffer.buffer);
+  return buffer;
+}
+
+/**
+ * Gives back the pooled buffer under `bytes` (a view into a received
+ * message): call it once nothing reads those bytes any more. Anything else
+ * (a buffer the decoder did not lend, one already given back) is ignored.
+ */
+export function releaseFrameBuffer(bytes: Uint8Array): void {
+  const backing = bytes.buffer;
+  if (!lent.has(backing)) return;
+  lent.delete(backing);
+  const size = backing.byteLength;
+  const list = free.get(size) ?? [];
+  if (list.length < MAX_FREE_PER_SIZE) list.push(Buffer.from(backing as ArrayBuffer, 0, size));
+  free.set(size, list);
+}
+
+interface DecoderState {
+  readonly prefix: Buffer;
+  prefixFilled: number;
+  message: Buffer | undefined;
+  messageFilled: number;
+}
+
+const states = new WeakMap<object, DecoderState>();
+
+/** The decoder's write: framed messages (prefix included, as grpc-js expects them) completed by `data`. */
+/** What the replaced write reads of grpc-js's decoder: its limit, set by its constructor. */
+interface DecoderFields {
+  readonly maxReadMessageLength: number;
+  /** grpc-js's own state: 0 (NO_DATA) between messages. */
+  readonly readState: number;
+}
+
+let originalWrite: ((this: unknown, data: Buffer) => Buffer[]) | undefined;
+
+function pooledWrite(this: DecoderFields, data: Buffer): Buffer[] {
+  let state = states.get(this);
+  // A decoder that was mid-message when this was installed finishes that message its own way.
+  if (state === undefined && this.readState !== 0 && originalWrite) return originalWrite.call(this, data);
+  if (state === undefined) states.set(this, (state = { prefix: Buffer.alloc(PREFIX), prefixFilled: 0, message: undefined, messageFilled: 0 }));
+  const messages: Buffer[] = [];
+  let at = 0;
+  while (at < data.length) {
+    if (state.message === undefined) {
+      const take = Math.min(PREFIX - state.prefixFilled, data.length - at);
+      data.copy(state.prefix, state.prefixFilled, at, at + take);
+      state.prefixFilled += take;
+      at += take;
+      if (state.prefixFilled < PREFIX) break;
+      const size = state.prefix.readUInt32BE(1);
+      if (this.maxReadMessageLength !== -1 && size > this.maxReadMessageLength) {
+        throw new Error(`Received message larger than max (${size} vs ${this.maxReadMessageLength})`);
+      }
+      state.prefixFilled = 0;
+      const message = acquire(PREFIX + size);
+      state.prefix.copy(message, 0);
+      if (size === 0) {
+        messages.push(message);
+        continue;
+      }
+      state.message = message;
+      state.messageFilled = PREFIX;
+      continue;
+    }
+    const take = Math.min(state.message.length - state.messageFilled, data.length - at);
+    data.copy(state.message, state.messageFilled, at, at + take);
+    state.messageFilled += take;
+    at += take;
+    if (state.messageFilled === state.message.length) {
+      messages.push(state.message);
+      state.message = undefined;
+    }
+  }
+  return messages;
+}
+
+let installed = false;
+
+/** Makes every grpc-js stream decoder in this process gather large messages into pooled buffers. */
+export function installPooledDecoder(): void {
+  if (installed) return;
+  if (typeof StreamDecoder !== 'function' || typeof StreamDecoder.prototype.write !== 'function') {
+    throw new Error('grpc-js internals changed (StreamDecoder.prototype.write is missing); agent/server/pooled-decoder.ts needs updating');
+  }
+  originalWrite = StreamDecoder.prototype.write as (this: unknown, data: Buffer) => Buffer[];
+  StreamDecoder.prototype.write = pooledWrite as unknown as typeof StreamDecoder.prototype.write;
+  installed = true;
+}

@@ -1,0 +1,86 @@
+/**
+ * Reusable read buffers for image sources, so a deploy stream does not
+ * allocate (and V8 does not collect) a fresh 1 MiB buffer per frame: on the
+ * controller a third of the stream's CPU was major GCs of those buffers.
+ *
+ * Each buffer has `FRAME_HEADROOM` spare bytes in front of the image bytes:
+ * the deploy stream writes the frame's protobuf header there, so a data
+ * frame goes to grpc-js without a copy of its payload (controller/deploy/
+ * frame-codec.ts).
+ *
+ * A chunk is shared by the extents cut from it (data runs between zero
+ * runs); it returns to the pool when the source and every such extent have
+ * released it. A consumer that never releases (a digest, a test) simply
+ * leaves the buffer to the GC: the pool then allocates, as before.
+ */
+
+/** Room for a data frame's header: two tags, an offset varint (≤ 8 bytes below 2^53) and a length varint (≤ 5). */
+export const FRAME_HEADROOM = 32;
+
+export class ChunkPool {
+  readonly chunkSize: number;
+  readonly #free: Uint8Array[] = [];
+  readonly #maxFree: number;
+  #allocated = 0;
+
+  constructor(chunkSize: number, maxFree = 16) {
+    this.chunkSize = chunkSize;
+    this.#maxFree = maxFree;
+  }
+
+  /** Buffers allocated over the pool's life (a measure of reuse for tests). */
+  get allocated(): number {
+    return this.#allocated;
+  }
+
+  /** A chunk with `refs` holders; its `bytes` has FRAME_HEADROOM spare bytes, then chunkSize for data. */
+  acquire(): PooledChunk {
+    const buffer = this.#free.pop() ?? this.#allocate();
+    return new PooledChunk(this, buffer);
+  }
+
+  /** Called by PooledChunk when its last holder let go. */
+  recycle(buffer: Uint8Array): void {
+    if (this.#free.length < this.#maxFree) this.#free.push(buffer);
+  }
+
+  #allocate(): Uint8Array {
+    this.#allocated++;
+    // allocUnsafeSlow: a buffer of its own, never a slice of Node's shared pool.
+    return Buffer.allocUnsafeSlow(FRAME_HEADROOM + this.chunkSize);
+  }
+}
+
+export class PooledChunk {
+  readonly #pool: ChunkPool;
+  readonly buffer: Uint8Array;
+  /** Where image bytes start in `buffer`. */
+  readonly dataStart = FRAME_HEADROOM;
+  #refs = 1;
+
+  constructor(pool: ChunkPool, buffer: Uint8Array) {
+    this.#pool = pool;
+    this.buffer = buffer;
+  }
+
+  /** The data area: `length` bytes after the headroom. */
+  data(length: number): Uint8Array {
+    return this.buffer.subarray(FRAME_HEADROOM, FRAME_HEADROOM + length);
+  }
+
+  /** One more holder (an extent cut from this chunk). */
+  retain(): () => void {
+    this.#refs++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.release();
+    };
+  }
+
+  release(): void {
+    if (--this.#refs === 0) this.#pool.recycle(this.buffer);
+    if (this.#refs < 0) throw new Error('pooled chunk released more often than retained');
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The agent's replacement for grpc-js's stream decoder write
+ * (agent/server/pooled-decoder.ts): the same messages out of the same bytes
+ * however the HTTP/2 chunks cut them, the same refusal of an oversized
+ * message, and a released buffer reused by the next message of its size.
+ */
+import { randomBytes } from 'node:crypto';
+import { StreamDecoder } from '@grpc/grpc-js/build/src/stream-decoder.js';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+
+// Captured before the replacement is installed (the import below installs nothing by itself).
+const originalWrite = StreamDecoder.prototype.write;
+const { installPooledDecoder, releaseFrameBuffer } = await import('../../agent/server/pooled-decoder.ts');
+
+function frame(message: Buffer): Buffer {
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(message.length, 1);
+  return Buffer.concat([prefix, message]);
+}
+
+function decodeWith(write: (this: StreamDecoder, data: Buffer) => Buffer[], decoder: StreamDecoder, stream: Buffer, cuts: readonly number[]): Buffer[] {
+  const out: Buffer[] = [];
+  let at = 0;
+  for (const cut of [...cuts, stream.length]) {
+    const end = Math.min(stream.length, Math.max(at, cut));
+    out.push(...write.call(decoder, stream.subarray(at, end)));
+    at = end;
+  }
+  return out;
+}
+
+describe('pooled stream decoder', () => {
+  installPooledDecoder();
+  const pooledWrite = StreamDecoder.prototype.write;
+
+  it('is installed in place of grpc-js own write', () => {
+    expect(pooledWrite).not.toBe(originalWrite);
+  });
+
+  it('yields the same framed messages as grpc-js for any messages cut anywhere (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 60_000, max: 300_000 })), { minLength: 1, maxLength: 8 }),
+        fc.array(fc.nat(2_000_000), { maxLength: 30 }),
+        (sizes, rawCuts) => {
+          const stream = Buffer.concat(sizes.map((size) => frame(randomBytes(size))));
+          const cuts = [...rawCuts].sort((a, b) => a - b);
+          const expected = decodeWith(originalWrite, new StreamDecoder(-1), stream, cuts);
+          const actual = decodeWith(pooledWrite, new StreamDecoder(-1), stream, cuts);
+          expect(actual.length).toBe(sizes.length);
+          expect(actual.map((b) => b.toString('hex'))).toEqual(expected.map((b) => b.toString('hex')));
+          for (const message of actual) releaseFrameBuffer(message.subarray(5));
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it('refuses a message over the limit as grpc-js does', () => {
+    const stream = frame(randomBytes(2000));
+    expect(() => pooledWrite.call(new StreamDecoder(1000), stream)).toThrow('Received message larger than max (2000 vs 1000)');
+  });
+
+  it('reuses a released buffer for the next message of its size, never one still held', () => {
+    const decoder = new StreamDecoder(-1);
+    const size = 1024 * 1024 + 17;
+    const [first] = decoder.write(frame(randomBytes(size)));
+    const [second] = decoder.write(frame(randomBytes(size)));
+    expect(first?.buffer).not.toBe(second?.buffer);
+    // A view of the payload (what a decoded frame's data is) gives the whole message back;
+    // releasing it twice, or something the decoder never lent, adds nothing more.
+    releaseFrameBuffer((first as Buffer).subarray(5 + 100, 5 + 200));
+    releaseFrameBuffer((first as Buffer).subarray(5));
+    releaseFrameBuffer(randomBytes(size));
+    const [third] = decoder.write(frame(randomBytes(size)));
+    expect(third?.buffer).toBe(first?.buffer);
+    const [fourth] = decoder.write(frame(randomBytes(size)));
+    expect(fourth?.buffer).not.toBe(third?.buffer);
+    expect(fourth?.buffer).not.toBe(second?.buffer);
+  });
+});
