@@ -66,7 +66,7 @@ export class AgentBoot {
       const was = await control.getPowerState();
       await control.setPowerState(was === 'on' ? 'reboot' : 'on');
       await this.#settle(ctx, control, 'on');
-    });
+    }, `bootdev pxe + power on (${purpose})`);
     await ctx.record({ powerState: 'on' });
     ctx.publish('power.changed', { target: 'on', purpose, bootDevice: 'pxe' });
     return since;
@@ -98,7 +98,7 @@ export class AgentBoot {
       if ((await control.getPowerState()) === 'off') return;
       await control.setPowerState('off');
       await this.#settle(ctx, control, 'off');
-    });
+    }, 'power off');
     await this.#tokens.revoke(node.uuid);
     await ctx.record({ powerState: 'off' });
     ctx.publish('power.changed', { target: 'off' });
@@ -113,7 +113,7 @@ export class AgentBoot {
       const was = await control.getPowerState();
       await control.setPowerState(was === 'on' ? 'reboot' : 'on');
       await this.#settle(ctx, control, 'on');
-    });
+    }, 'bootdev disk + power cycle');
     await ctx.record({ powerState: 'on' });
     ctx.publish('power.changed', { target: 'on', bootDevice: 'disk' });
   }

@@ -3,21 +3,41 @@
  * decrypted here, handed to the driver and never kept. Each way this can fail
  * before a packet is sent is a typed error naming the node and the fix.
  */
+import type { Logger } from 'pino';
+import { Histogram, type Registry } from 'prom-client';
 import { BmError } from '../errors.ts';
 import type { PowerControl, PowerControlFactory } from '../drivers/power/types.ts';
 import type { NodeStore } from '../nodes/store.ts';
 import type { NodeRecord } from '../nodes/types.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 
+/** Where BMC actions are counted and audited; absent in unit tests. */
+export interface BmcObserver {
+  done(node: NodeRecord, action: string, result: string, ms: number): void;
+}
+
+/** Audit lines at info and a duration histogram by driver and result. */
+export function bmcObserver(log: Logger, registry: Registry): BmcObserver {
+  const seconds = new Histogram({ name: 'bm_bmc_action_seconds', help: 'BMC actions of the conductor by driver and result', labelNames: ['driver', 'result'], buckets: [0.01, 0.05, 0.2, 1, 5, 20, 60], registers: [registry] });
+  return {
+    done(node, action, result, ms) {
+      seconds.observe({ driver: node.powerDriver, result: result === 'ok' ? 'ok' : 'error' }, ms / 1000);
+      log.info({ audit: 'bmc', node: node.uuid, action, driver: node.powerDriver, bmc: `${node.pmAddress}:${node.pmPort}`, result, ms: Math.round(ms) }, 'bmc action');
+    },
+  };
+}
+
 export class BmcAccess {
   readonly #store: NodeStore;
   readonly #secrets: SecretBox;
   readonly #factory: PowerControlFactory;
+  readonly #observer: BmcObserver | null;
 
-  constructor(store: NodeStore, secrets: SecretBox, factory: PowerControlFactory) {
+  constructor(store: NodeStore, secrets: SecretBox, factory: PowerControlFactory, observer: BmcObserver | null = null) {
     this.#store = store;
     this.#secrets = secrets;
     this.#factory = factory;
+    this.#observer = observer;
   }
 
   async open(node: NodeRecord): Promise<PowerControl> {
@@ -33,12 +53,22 @@ export class BmcAccess {
     return this.#factory({ nodeUuid: node.uuid, driver: node.powerDriver, address: node.pmAddress, port: node.pmPort, username: node.pmUser, password });
   }
 
-  async with<T>(node: NodeRecord, work: (control: PowerControl) => Promise<T>): Promise<T> {
-    const control = await this.open(node);
+  /** Runs `work` on the node's BMC; with `action`, the run is audited and counted under that name. */
+  async with<T>(node: NodeRecord, work: (control: PowerControl) => Promise<T>, action?: string): Promise<T> {
+    const started = performance.now();
+    let result = 'ok';
     try {
-      return await work(control);
+      const control = await this.open(node);
+      try {
+        return await work(control);
+      } finally {
+        await control.close().catch(() => undefined);
+      }
+    } catch (err) {
+      result = err instanceof Error ? err.name : 'error';
+      throw err;
     } finally {
-      await control.close().catch(() => undefined);
+      if (action) this.#observer?.done(node, action, result, performance.now() - started);
     }
   }
 }

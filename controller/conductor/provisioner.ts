@@ -63,7 +63,7 @@ export class Provisioner {
   async #verify(ctx: TaskContext): Promise<void> {
     let state: string;
     try {
-      state = await this.#d.bmc.with(ctx.node(), (c) => c.getPowerState());
+      state = await this.#d.bmc.with(ctx.node(), (c) => c.getPowerState(), 'verify (power status)');
     } catch (err) {
       throw new BmError('unavailable', `verification failed: ${err instanceof Error ? err.message : String(err)}`, { node: ctx.node().uuid });
     }

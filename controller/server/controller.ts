@@ -57,7 +57,7 @@ import { InstanceService } from '../../proto/gen/bm/v1/instance_pb.js';
 import { flavorHandlers } from '../api/flavor-service.ts';
 import { instanceHandlers } from '../api/instance-service.ts';
 import { AgentBoot } from '../conductor/agent-boot.ts';
-import { BmcAccess } from '../conductor/bmc-access.ts';
+import { BmcAccess, bmcObserver } from '../conductor/bmc-access.ts';
 import { MysqlDeployCheckpoints } from '../conductor/deploy-checkpoint.ts';
 import { Provisioner } from '../conductor/provisioner.ts';
 import { TaskManager } from '../conductor/task.ts';
@@ -179,7 +179,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     const tasks = new TaskManager(store, bus, { controllerId: id, breakDead }, log);
     // Stop order: tasks let go of their nodes (keeping their states) before the database closes.
     cleanup.unshift(() => tasks.stop());
-    const bmc = new BmcAccess(store, secrets, drivers);
+    const bmc = new BmcAccess(store, secrets, drivers, bmcObserver(log, metrics));
     const instanceStore = new InstanceStore(handle.db);
     const provisioner = new Provisioner({
       store,

@@ -189,6 +189,10 @@ describe('the conductor drives instances', () => {
       expect(refused.status).toBe(404);
       expect(refused.body).not.toContain(vm.uuid);
     }
+    // Every BMC action of the deploy left an audit line in the controller's log, without the password.
+    expect(ctl.logs()).toMatch(/"audit":"bmc","node":"[0-9a-f-]{36}","action":"bootdev pxe \+ power on \(deploy\)","driver":"ipmi"/);
+    expect(ctl.logs()).toMatch(/"action":"bootdev disk \+ power cycle","driver":"ipmi","bmc":"127\.0\.0\.1:\d+","result":"ok"/);
+    expect(ctl.logs()).not.toContain(m.o.bmcPassword);
     // The machine now boots from its disk, as the BMC was told.
     expect(log.some((l) => /orch-1: powered on \(cycle\), booting from its disk/.test(l))).toBe(true);
 
