@@ -1,6 +1,8 @@
 /** bmctl db sync, controller start, token create: the commands that run on a controller host. */
 import type { Command } from 'commander';
 import { hashToken, newToken } from '../auth/tokens.ts';
+import { timestampDate } from '@bufbuild/protobuf/wkt';
+import { ClusterService, ControllerInfoSchema } from '../../proto/gen/bm/v1/cluster_pb.js';
 import { ApiTokenSchema, TokenService } from '../../proto/gen/bm/v1/token_pb.js';
 import { withApi } from './connection.ts';
 import { messageJson, printDeleted, printJson, table } from './output.ts';
@@ -22,9 +24,20 @@ export function registerAdminCommands(program: Command, globals: Globals): void 
       else process.stdout.write(`database ${result.database} at ${redactDatabaseUrl(config.database.url)}: ${result.created ? 'created, ' : ''}${result.applied} migration(s) applied\n`);
     });
 
-  program
-    .command('controller')
-    .description('the controller process')
+  const controller = program.command('controller').description('the controller process, and the cluster of them');
+  controller
+    .command('list')
+    .description('members of the cluster: their groups, last heartbeat, alive or not, and the nodes the hash ring gives each')
+    .action(async () => {
+      const g = globals();
+      const r = await withApi(g, (conn) => conn.client(ClusterService).listControllers({}));
+      if (g.json) printJson(r.controllers.map((c) => messageJson(ControllerInfoSchema, c)));
+      else {
+        const age = (c: (typeof r.controllers)[number]): string => (c.heartbeatAt ? `${((Date.now() - timestampDate(c.heartbeatAt).getTime()) / 1000).toFixed(1)} s ago` : '');
+        process.stdout.write(table(['ID', 'Hostname', 'API', 'Groups', 'Last_Heartbeat', 'Alive', 'Owned_Nodes'], r.controllers.map((c) => [c.id, c.hostname, c.apiAddress, c.groups.join(','), age(c), c.alive ? 'yes' : 'no', String(c.ownedNodes)])) + '\n');
+      }
+    });
+  controller
     .command('start')
     .description('serve the API until SIGTERM/SIGINT')
     .option('--config <file>', 'bm.toml (default: BM_CONFIG)')

@@ -6,6 +6,7 @@
 import type { Event } from '../../proto/gen/bm/v1/event_pb.js';
 
 export interface NodeEvent {
+  /** '' for an event about the publishing controller itself (controller.joined, controller.dead, ...). */
   readonly nodeUuid: string;
   /** node.created, node.updated, node.deleted, port.created, port.deleted, ... */
   readonly type: string;
@@ -22,7 +23,7 @@ export interface EventSubscription extends AsyncIterable<Event> {
 
 export interface EventBus {
   publish(event: NodeEvent): void;
-  /** Events of one node, or of every node when nodeUuid is null. */
+  /** Events of one node, or every event of the cluster (nodes' and controllers') when nodeUuid is null. */
   subscribe(nodeUuid: string | null): EventSubscription;
   /** Resolves once everything published so far has reached the server. */
   flush(): Promise<void>;

@@ -55,11 +55,22 @@ export class NatsEventBus implements EventBus {
       controllerId: this.#controllerId,
       time: timestampFromDate(new Date()),
     });
-    this.#nc.publish(this.#subjects.nodeEvents(event.nodeUuid), toBinary(EventSchema, message));
+    // An event without a node is about this controller (joined, left, found a peer dead).
+    const subject = event.nodeUuid === '' ? this.#subjects.controllerEvents(this.#controllerId) : this.#subjects.nodeEvents(event.nodeUuid);
+    this.#nc.publish(subject, toBinary(EventSchema, message));
+  }
+
+  /** Raw bytes on a subject of this cluster (heartbeats). */
+  publishRaw(subject: string, data: Uint8Array): void {
+    this.#nc.publish(subject, data);
+  }
+
+  get subjects(): Subjects {
+    return this.#subjects;
   }
 
   subscribe(nodeUuid: string | null): EventSubscription {
-    const sub = this.#nc.subscribe(this.#subjects.nodeEvents(nodeUuid));
+    const sub = this.#nc.subscribe(nodeUuid === null ? this.#subjects.allEvents() : this.#subjects.nodeEvents(nodeUuid));
     async function* decode(): AsyncGenerator<Event> {
       for await (const msg of sub) {
         try {

@@ -19,6 +19,21 @@ export class Subjects {
     this.prefix = prefix;
   }
 
+  /** Every event of this cluster, nodes' and controllers' (a watch without a node filter). */
+  allEvents(): string {
+    return `${this.prefix}.events.>`;
+  }
+
+  /** `<prefix>.events.controller.<id>`: a controller joined, left or was found dead. */
+  controllerEvents(controllerId: string): string {
+    return `${this.prefix}.events.controller.${controllerId}`;
+  }
+
+  /** `<prefix>.controllers.<id>.heartbeat` (DESIGN.md, NATS subjects). */
+  controllerHeartbeat(controllerId: string): string {
+    return `${this.prefix}.controllers.${controllerId}.heartbeat`;
+  }
+
   /** `<prefix>.events.node.<uuid>`; every node's events (a wildcard) for null. */
   nodeEvents(nodeUuid: string | null): string {
     return `${this.prefix}.events.node.${nodeUuid ?? '*'}`;

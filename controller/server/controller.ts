@@ -75,6 +75,8 @@ import { RecentEvents } from '../events/recent.ts';
 import { TokenDirectory } from '../auth/directory.ts';
 import { tokenHandlers } from '../api/token-service.ts';
 import { TokenService } from '../../proto/gen/bm/v1/token_pb.js';
+import { ClusterService } from '../../proto/gen/bm/v1/cluster_pb.js';
+import { clusterHandlers } from '../api/cluster-service.ts';
 
 export interface RunningController {
   readonly id: string;
@@ -222,6 +224,9 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     addService(server, PortService, portHandlers(enrollment, store), serve);
     addService(server, EventService, eventHandlers(bus, instanceStore.projectHasNode.bind(instanceStore)), serve);
     addService(server, TokenService, tokenHandlers(directory), serve);
+    // Membership joins once the API is bound (its row names the bound address); the handler reads it then.
+    const clusterView: { membership: Membership | null } = { membership: null };
+    addService(server, ClusterService, clusterHandlers(clusterView, store, id), serve);
     addService(server, ImageService, imageHandlers(catalog), serve);
     addService(server, AgentRegistryService, agentRegistryHandlers(registry), serve);
     const apiPort = await bindServer(server, `${host}:${portText}`);
@@ -256,7 +261,13 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       }
     }
 
-    const membership = new Membership(handle.db, { id, apiAddress: `${host}:${apiPort}`, groups: config.controller.groups, intervalMs: config.controller.heartbeat_interval_ms }, log);
+    const membership = new Membership(
+      handle.db,
+      { id, apiAddress: `${host}:${apiPort}`, groups: config.controller.groups, intervalMs: config.controller.heartbeat_interval_ms, deadAfterMs: config.controller.dead_after_s * 1000 },
+      log,
+      { events: bus, heartbeat: (controllerId, payload) => bus.publishRaw(bus.subjects.controllerHeartbeat(controllerId), payload) },
+    );
+    clusterView.membership = membership;
     await membership.join();
     cleanup.unshift(() => membership.leave());
 

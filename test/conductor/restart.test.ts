@@ -9,6 +9,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EventService } from '../../proto/gen/bm/v1/event_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect } from '../../proto/rpc/index.ts';
 import { freePort, runBmctl, startControllerProcess, testDatabaseUrl, type ControllerProcess } from '../support/controller-process.ts';
@@ -83,12 +84,20 @@ describe('a controller killed mid-task', () => {
     m.networkBoot = false;
     expect((await runBmctl(['node', 'provide', 'restart-1'], cli(a))).code).toBe(0);
     expect(await nodeOf(a)).toMatchObject({ provisionState: 'cleaning' });
+    const before = await runBmctl(['--json', 'controller', 'list'], cli(a));
+    expect(JSON.parse(before.stdout)).toEqual([expect.objectContaining({ id: 'ctl-a', alive: true, ownedNodes: 1, groups: ['default'] })]);
     process.kill(a.pid, 'SIGKILL');
     await a.stop({ keepDatabase: true });
     a = undefined;
 
     // A peer of the same cluster (same database and key, the dead one's boot ports).
     b = await startControllerProcess({ databaseUrl, env, logLevel: 'warn', extraToml: await bootToml('ctl-b', httpPort, tftpPort) });
+    const watcher = connect(b.url, { metadata: { authorization: `Bearer ${b.token}` } });
+    const seen: { type: string; details: Record<string, string> }[] = [];
+    const abort = new AbortController();
+    const watching = (async () => {
+      for await (const e of watcher.client(EventService).watch({ nodeUuid: '' }, { signal: abort.signal })) seen.push({ type: e.type, details: { ...e.details } });
+    })().catch(() => undefined);
     const deadline = Date.now() + 30_000;
     let node = await nodeOf(b);
     while (node.provisionState !== 'clean-failed' && Date.now() < deadline) {
@@ -97,6 +106,15 @@ describe('a controller killed mid-task', () => {
     }
     expect(node.provisionState).toBe('clean-failed');
     expect(node.lastError).toMatch(/interrupted: its controller \(ctl-a\) stopped while the node was cleaning; provide it again/);
+    // The death was announced once, and the list shows the one live member owning the node.
+    const announced = Date.now() + 10_000;
+    while (!seen.some((e) => e.type === 'controller.dead') && Date.now() < announced) await new Promise((r) => setTimeout(r, 200));
+    abort.abort();
+    watcher.close();
+    await watching;
+    expect(seen.filter((e) => e.type === 'controller.dead')).toEqual([{ type: 'controller.dead', details: expect.objectContaining({ controller: 'ctl-a' }) }]);
+    const after = await runBmctl(['--json', 'controller', 'list'], cli(b));
+    expect(JSON.parse(after.stdout)).toEqual([expect.objectContaining({ id: 'ctl-b', alive: true, ownedNodes: 1 })]);
 
     // The way back: the machine network-boots again, and provide cleans it into the pool through the peer.
     m.networkBoot = true;
