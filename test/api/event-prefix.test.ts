@@ -44,10 +44,11 @@ describe('NATS subject prefix', () => {
     const subA = nc.subscribe(`${a.natsPrefix}.>`);
     const subB = nc.subscribe(`${b.natsPrefix}.>`);
     void (async () => {
-      for await (const m of subA) rawA.push(`${m.subject} ${fromBinary(EventSchema, m.data).nodeUuid}`);
+      // Heartbeats (JSON) share the prefix; only events are Event messages.
+      for await (const m of subA) if (m.subject.includes('.events.node.')) rawA.push(`${m.subject} ${fromBinary(EventSchema, m.data).nodeUuid}`);
     })();
     void (async () => {
-      for await (const m of subB) rawB.push(`${m.subject} ${fromBinary(EventSchema, m.data).nodeUuid}`);
+      for await (const m of subB) rawB.push(m.subject.includes('.events.node.') ? `${m.subject} ${fromBinary(EventSchema, m.data).nodeUuid}` : m.subject);
     })();
     await nc.flush();
 
@@ -71,7 +72,7 @@ describe('NATS subject prefix', () => {
       expect(watched).not.toContain(uuidB);
       expect(rawA.join('\n')).not.toContain(uuidB);
       expect(rawB.join('\n')).not.toContain(lastA);
-      expect(rawB.every((l) => l.startsWith(`${b.natsPrefix}.events.node.`))).toBe(true);
+      expect(rawB.every((l) => l.startsWith(`${b.natsPrefix}.events.node.`) || l.startsWith(`${b.natsPrefix}.controllers.`))).toBe(true);
     } finally {
       watch.kill('SIGINT');
       subA.unsubscribe();
