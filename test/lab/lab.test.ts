@@ -7,11 +7,11 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
 import { describe, expect, it } from 'vitest';
-import { repoRoot, testDatabaseUrl } from '../support/controller-process.ts';
+import { repoRoot, uniqueDatabaseUrl } from '../../controller/lab/index.ts';
 
 function runLab(args: readonly string[], env: Readonly<Record<string, string>>): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(repoRoot, 'test/lab/lab.ts'), ...args], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [path.join(repoRoot, 'controller/lab/lab.ts'), ...args], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -25,7 +25,7 @@ function runLab(args: readonly string[], env: Readonly<Record<string, string>>):
 
 describe('the virtual lab', () => {
   it('enrolls, cleans and boots an instance on each machine through bmctl, then stops cleanly with --once', async () => {
-    const url = testDatabaseUrl('bm_labtest');
+    const url = uniqueDatabaseUrl('bm_labtest');
     const { code, out } = await runLab(['--once', '--nodes', '2'], { BM_LAB_DATABASE_URL: url });
     expect(code, out).toBe(0);
     expect(out).toMatch(/lab-node-001: network boot: clean ramdisk running/);

@@ -10,10 +10,11 @@
  */
 import { cp, mkdir, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { startAgentProcess, fixtureRoot, type AgentProcess } from '../deploy/agent-process.ts';
-import { startVirtualBmc, type VirtualBmcServer } from '../vbmc/server.ts';
-import { freePort } from '../support/controller-process.ts';
-import type { PowerChange } from '../vbmc/virtual-bmc.ts';
+import { startAgentProcess, type AgentProcess } from './agent-process.ts';
+import { machineRoot } from './paths.ts';
+import { startVirtualBmc, type VirtualBmcServer } from './vbmc/server.ts';
+import { freePort } from './controller-process.ts';
+import type { PowerChange } from './vbmc/virtual-bmc.ts';
 
 export interface VirtualNodeOptions {
   readonly name: string;
@@ -117,8 +118,8 @@ export class VirtualNode {
     const cmdline = kernel[2]!;
     const arg = (name: string): string => new RegExp(`(?:^| )${name}=(\\S+)`).exec(cmdline)?.[1] ?? '';
     const root = path.join(this.o.dir, 'root');
-    // A ramdisk's view of this machine: the fixture's /proc and /sys with this node's MAC and command line.
-    await cp(fixtureRoot('qemu-uefi-virtio'), root, { recursive: true, force: true });
+    // A ramdisk's view of this machine: the lab machine's /proc and /sys with this node's MAC and command line.
+    await cp(machineRoot, root, { recursive: true, force: true });
     await writeFile(path.join(root, 'sys/class/net/enp1s0/address'), `${this.o.mac}\n`);
     await writeFile(path.join(root, 'proc/cmdline'), `${cmdline}\n`);
     const port = await freePort();

@@ -1,14 +1,11 @@
 /**
- * Starts the deploy agent as a child process on loopback, writing to a file,
- * for the deploy tests and the stream benchmark. stop() and kill() end only
- * this child, by its PID.
+ * Starts the deploy agent as a child process on loopback, writing to a file:
+ * what a virtual machine of the lab runs as its ramdisk, and what the deploy
+ * tests and the stream benchmark talk to. stop() and kill() end only this
+ * child, by its PID.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const fixtureRoot = (name: string): string => path.join(repoRoot, 'test/agent/fixtures', name);
+import { agentMainPath, machineRoot } from './paths.ts';
 
 export interface AgentProcessOptions {
   readonly token: string;
@@ -50,13 +47,13 @@ function exited(child: ChildProcess): Promise<void> {
 export async function startAgentProcess(options: AgentProcessOptions): Promise<AgentProcess> {
   const args = [
     ...(options.nodeArgs ?? []),
-    options.script ?? path.join(repoRoot, 'agent/main.ts'),
+    options.script ?? agentMainPath,
     '--listen',
     '127.0.0.1',
     '--port',
     String(options.port ?? 0),
     '--root',
-    options.root ?? fixtureRoot('qemu-uefi-virtio'),
+    options.root ?? machineRoot,
     '--target',
     options.target,
     ...(options.controller ? ['--controller', options.controller] : options.register ? [] : ['--no-register']),

@@ -19,11 +19,11 @@ import { parseArgs, promisify } from 'node:util';
 import { ImageService } from '../../proto/gen/bm/v1/image_pb.js';
 import { connect } from '../../proto/rpc/index.ts';
 import { dropDatabase } from '../../db/migrate.ts';
-import type { ImageFormat } from '../../controller/images/extents.ts';
-import { freePort, runBmctl, startControllerProcess } from '../support/controller-process.ts';
-import { freeUdpPort } from '../support/udp-port.ts';
+import type { ImageFormat } from '../images/extents.ts';
+import { freePort, runBmctl, startControllerProcess } from './controller-process.ts';
+import { freeUdpPort } from './udp-port.ts';
 import { VirtualNode } from './virtual-node.ts';
-import { sha256OfFilePrefix } from '../support/file-sha.ts';
+import { sha256OfFilePrefix } from './file-sha.ts';
 
 const run = promisify(execFile);
 const MIB = 1024 * 1024;
