@@ -25,6 +25,10 @@ export interface VirtualNodeOptions {
   /** http://host:port of the controller's HTTP boot server. */
   readonly bootUrl: string;
   readonly say: (message: string) => void;
+  /** The agent as the ramdisk carries it (the esbuild bundle); absent: agent/main.ts from the sources. */
+  readonly agentScript?: string;
+  /** Node's compile cache for the agent: a machine's second ramdisk boot starts faster, as a cached ramdisk would. */
+  readonly agentCompileCache?: string;
 }
 
 export interface RamdiskBoot {
@@ -130,6 +134,8 @@ export class VirtualNode {
       root,
       port,
       register: true,
+      ...(this.o.agentScript ? { script: this.o.agentScript } : {}),
+      ...(this.o.agentCompileCache ? { env: { NODE_COMPILE_CACHE: this.o.agentCompileCache } } : {}),
       // Advertised to the controller, which dials it: loopback, like the listen address.
       extraArgs: ['--advertise', `127.0.0.1:${port}`, '--heartbeat-interval', '2', '--reboot-command', 'true', '--poweroff-command', 'true'],
     });
