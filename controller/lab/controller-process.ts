@@ -165,10 +165,14 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs the real bmctl as a child process. */
+/**
+ * Runs the real bmctl as a child process. It never sees this user's saved
+ * defaults (a lab of theirs): what it talks to is what `env` says.
+ */
 export function runBmctl(args: readonly string[], env: Readonly<Record<string, string>> = {}, timeoutMs = 30_000): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bmctlPath, ...args], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const hermetic = { XDG_CONFIG_HOME: path.join(os.tmpdir(), 'bm-no-saved-defaults') };
+    const child = spawn(process.execPath, [bmctlPath, ...args], { cwd: repoRoot, env: { ...process.env, ...hermetic, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
