@@ -5,7 +5,9 @@
  * the API only: upload an image, enroll, manage, provide, create a flavor,
  * boot one instance per machine with live progress. It leaves bmctl pointed
  * at the lab (saved defaults). `down` stops what `up` started, by the PIDs
- * it recorded, and removes the saved defaults.
+ * it recorded, and removes the saved defaults. It imports the lab's files
+ * one by one rather than controller/lab/index.ts: that face also carries the
+ * process starters, which load the database driver bmctl has no use for.
  */
 import { spawn } from 'node:child_process';
 import { mkdir, open, readFile } from 'node:fs/promises';
@@ -16,8 +18,7 @@ import type { Instance } from '../../proto/gen/bm/v1/instance_pb.js';
 import { InstanceService } from '../../proto/gen/bm/v1/instance_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
-import { LAB_MAX_NODES } from '../lab/fleet.ts';
-import { isLabProcess, labStateDir, logFile, readLabState, stateFile, type LabState } from '../lab/lab-state.ts';
+import { isLabProcess, LAB_MAX_NODES, labStateDir, logFile, readLabState, stateFile, type LabState } from '../lab/lab-state.ts';
 import { bootAll, createFlavor, enroll, instanceName, provisionAll, uploadImage, type ProgressListener } from '../lab/operator.ts';
 import { repoRoot } from '../lab/paths.ts';
 import { sha256OfFilePrefix } from '../lab/file-sha.ts';

@@ -14,13 +14,13 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { ImageFormat } from '../images/extents.ts';
 import { freePort, startControllerProcess, type ControllerProcess } from './controller-process.ts';
+import { LAB_MAX_NODES } from './lab-state.ts';
 import { repoRoot } from './paths.ts';
 import { freeUdpPort } from './udp-port.ts';
 import { VirtualNode } from './virtual-node.ts';
 
 const run = promisify(execFile);
 const MIB = 1024 * 1024;
-export const LAB_MAX_NODES = 200;
 
 /** What an operator knows of a lab machine: its BMC, its MAC and the hardware on its label. */
 export interface LabMachine {

@@ -10,6 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import type { LabImage, LabMachine } from './fleet.ts';
 
+/** A lab's size limit: each machine is a BMC socket and, while in its ramdisk, an agent process on this one host. */
+export const LAB_MAX_NODES = 200;
+
 export interface LabState {
   /** The lab process; its process group holds the controller and the agents. */
   readonly pid: number;

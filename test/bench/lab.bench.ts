@@ -12,9 +12,7 @@ import path from 'node:path';
 import { InstanceService } from '../../proto/gen/bm/v1/instance_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect } from '../../proto/rpc/index.ts';
-import { startLabFleet, type LabFleet } from '../../controller/lab/fleet.ts';
-import { bootAll, createFlavor, enroll, provisionAll, uploadImage } from '../../controller/lab/operator.ts';
-import { uniqueDatabaseUrl, uniqueNatsPrefix } from '../../controller/lab/index.ts';
+import { bootAll, createFlavor, enroll, provisionAll, startLabFleet, uniqueDatabaseUrl, uniqueNatsPrefix, uploadImage, type LabFleet } from '../../controller/lab/index.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
 
 const FULL = 50;
