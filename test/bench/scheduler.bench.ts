@@ -13,7 +13,8 @@ import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
-import { parseDatabaseUrl } from '../../db/connect.ts';
+import { openDatabase, parseDatabaseUrl } from '../../db/connect.ts';
+import { Scheduler } from '../../controller/scheduler/scheduler.ts';
 import { dropDatabase, syncDatabase } from '../../db/migrate.ts';
 import { uuidv7 } from '../../controller/nodes/uuid.ts';
 import { FlavorService } from '../../proto/gen/bm/v1/flavor_pb.js';
@@ -128,7 +129,7 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
       await truncate(image, 1024 * 1024);
       const created = await runBmctl(['image', 'create', image, '--name', 'sched-image', '--disk-format', 'raw'], { BM_URL: a.url, BM_TOKEN: a.token });
       if (created.code !== 0) throw new Error(`image create: ${created.stderr}`);
-      await apiA.client(FlavorService).createFlavor({ name: 'sched', ramMb: 4096, diskGb: 1, cpus: 2 });
+      const flavor = await apiA.client(FlavorService).createFlavor({ name: 'sched', ramMb: 4096, diskGb: 1, cpus: 2 });
 
       ctx.log(`${boots} concurrent boots through two controllers`);
       const cpuBefore = (await cpuSeconds(a.pid)) + (await cpuSeconds(b.pid));
@@ -146,9 +147,30 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
       );
       const [[doubleInstances]] = await sql.query<mysql.RowDataPacket[]>('SELECT COUNT(*) AS n FROM (SELECT node_uuid FROM instances WHERE node_uuid IS NOT NULL GROUP BY node_uuid HAVING COUNT(*) > 1) d');
       const [[mismatched]] = await sql.query<mysql.RowDataPacket[]>('SELECT COUNT(*) AS n FROM instances i LEFT JOIN nodes n ON n.uuid = i.node_uuid AND n.instance_uuid = i.uuid WHERE n.uuid IS NULL');
-      const doubleBookings = Number(doubleNodes!.n) + Number(doubleInstances!.n) + Number(mismatched!.n);
+      let doubleBookings = Number(doubleNodes!.n) + Number(doubleInstances!.n) + Number(mismatched!.n);
+
+      // Where the boot path's time goes: the scheduler's claims alone, two schedulers with a controller's pool each, on the nodes still free.
+      ctx.log(`${boots} claims straight through two Scheduler instances`);
+      const handles = [await openDatabase(a.databaseUrl, { connectionLimit: POOL }), await openDatabase(a.databaseUrl, { connectionLimit: POOL })];
+      let schedulerOnlyPerS: number;
+      let schedulerOnlyClaimed: number;
+      try {
+        const schedulers = handles.map((h) => new Scheduler(h.db));
+        await Promise.all(handles.map((h) => h.pool.query('SELECT 1')));
+        const record = { uuid: flavor.uuid, name: flavor.name, ramMb: flavor.ramMb, diskGb: flavor.diskGb, cpus: flavor.cpus, extraSpecs: {}, createdAt: new Date() };
+        const t2 = performance.now();
+        const direct = await Promise.allSettled(Array.from({ length: boots }, (_, i) => schedulers[i % 2]!.claim(record, uuidv7(), `bench-scheduler-${i % 2}`)));
+        schedulerOnlyPerS = direct.filter((r) => r.status === 'fulfilled').length / ((performance.now() - t2) / 1000);
+        schedulerOnlyClaimed = direct.filter((r) => r.status === 'fulfilled').length;
+      } finally {
+        await Promise.all(handles.map((h) => h.close()));
+      }
+      const [[doubleAfter]] = await sql.query<mysql.RowDataPacket[]>(
+        'SELECT COUNT(*) AS n FROM (SELECT instance_uuid FROM nodes WHERE instance_uuid IS NOT NULL GROUP BY instance_uuid HAVING COUNT(*) > 1) d',
+      );
 
       ctx.log('the peer: raw conditional UPDATEs on the same MariaDB');
+      doubleBookings += Number(doubleAfter!.n);
       const raw = await rawClaims(nodeCount, boots);
       const claimsPerS = claimed / bootS;
       return {
@@ -163,6 +185,9 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
           boot_storm_s: Math.round(bootS * 100) / 100,
           claims_per_s: Math.round(claimsPerS),
           controllers_cpu_s_during_storm: Math.round(controllersCpuS * 10) / 10,
+          scheduler_only_claims_per_s: Math.round(schedulerOnlyPerS),
+          scheduler_only_claimed: schedulerOnlyClaimed,
+          scheduler_only_vs_raw: Math.round((schedulerOnlyPerS / raw.perSecond) * 100) / 100,
           raw_conditional_updates_per_s: Math.round(raw.perSecond),
           raw_claimed: raw.claimed,
           double_bookings: doubleBookings,
