@@ -24,6 +24,8 @@ export interface AgentProcessOptions {
   readonly controller?: string;
   /** Register with the controller named on the kernel command line (--cmdline). */
   readonly register?: boolean;
+  /** How long the agent may take to listen (default 15 s). */
+  readonly listenTimeoutMs?: number;
 }
 
 export interface AgentProcess {
@@ -65,7 +67,12 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
   let log = '';
   child.stderr?.setEncoding('utf8');
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`agent did not listen within 15 s:\n${log}`)), 15_000);
+    const listenMs = options.listenTimeoutMs ?? 15_000;
+    const timer = setTimeout(() => {
+      // Not ours to leave running: a late listener would be an agent nobody stops.
+      child.kill('SIGKILL');
+      reject(new Error(`agent did not listen within ${listenMs / 1000} s:\n${log}`));
+    }, listenMs);
     child.stderr?.on('data', (text: string) => {
       log += text;
       const match = /"msg":"listening"[^\n]*"port":(\d+)/.exec(log);

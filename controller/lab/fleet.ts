@@ -10,11 +10,13 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { ImageFormat } from '../images/extents.ts';
 import { freePort, startControllerProcess, type ControllerProcess } from './controller-process.ts';
 import { LAB_MAX_NODES } from './lab-state.ts';
+import { StartLimiter } from './start-limiter.ts';
 import { repoRoot } from './paths.ts';
 import { freeUdpPort } from './udp-port.ts';
 import { VirtualNode } from './virtual-node.ts';
@@ -152,6 +154,7 @@ export async function startLabFleet(o: LabFleetOptions): Promise<LabFleet> {
     const image = await makeImage(o.dir, o.say);
     const agentScript = await bundleAgent(o.dir, o.say);
     o.say(`starting ${o.nodes} virtual machine(s), each with its own virtual BMC on 127.0.0.1`);
+    const starts = new StartLimiter(2 * os.availableParallelism());
     for (let i = 1; i <= o.nodes; i++) {
       const hex = i.toString(16).padStart(4, '0');
       const name = `lab-node-${String(i).padStart(3, '0')}`;
@@ -164,6 +167,7 @@ export async function startLabFleet(o: LabFleetOptions): Promise<LabFleet> {
         dir: path.join(o.dir, 'machines', name),
         bootUrl: `http://127.0.0.1:${httpPort}`,
         say: o.say,
+        starts,
         ...(agentScript ? { agentScript, agentCompileCache: path.join(o.dir, 'agent/compile-cache') } : {}),
       });
       await machine.start();

@@ -55,7 +55,10 @@ export default async function labBench(ctx: BenchContext): Promise<BenchReport> 
       dir: path.join(os.tmpdir(), `bm-labbench-${process.pid}`),
       databaseUrl: uniqueDatabaseUrl('bm_labbench'),
       natsPrefix: uniqueNatsPrefix(),
-      say: () => undefined,
+      // A machine's own trouble (a ramdisk that would not start) is worth a line; its routine boots are not.
+      say: (m) => {
+        if (/failed|did not|retrying/.test(m)) ctx.log(m);
+      },
     });
     const ctl = fleet.controller;
     const conn = connect(ctl.url, { metadata: { authorization: `Bearer ${ctl.token}` } });
