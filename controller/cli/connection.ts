@@ -1,6 +1,6 @@
 /** bmctl's one way to the controller: the gRPC API, never the database or NATS. */
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
-import { apiUrl } from './options.ts';
+import { apiTarget } from './options.ts';
 
 export interface ApiOptions {
   readonly url?: string;
@@ -8,8 +8,8 @@ export interface ApiOptions {
 }
 
 export function apiConnection(opts: ApiOptions): RpcConnection {
-  const token = opts.token ?? process.env.BM_TOKEN;
-  return connect(apiUrl(opts).replace(/^(grpc|http):\/\//, ''), token ? { metadata: { authorization: `Bearer ${token}` } } : {});
+  const { url, token } = apiTarget(opts);
+  return connect(url.replace(/^(grpc|http):\/\//, ''), token ? { metadata: { authorization: `Bearer ${token}` } } : {});
 }
 
 /** Opens the API connection, runs `fn` on it, and closes it however `fn` ends. */

@@ -8,6 +8,7 @@ import { describeError } from './errors.ts';
 import { registerFlavorCommands } from './flavor-commands.ts';
 import { registerImageCommands } from './image-commands.ts';
 import { registerInstanceCommands } from './instance-commands.ts';
+import { registerLabCommands } from './lab-commands.ts';
 import { registerNodeCommands } from './node-commands.ts';
 import { registerPortCommands } from './port-commands.ts';
 import { apiUrl, DEFAULT_API_URL, type GlobalOptions } from './options.ts';
@@ -16,11 +17,17 @@ import { registerWatchCommand } from './watch-command.ts';
 export function buildProgram(): Command {
   const program = new Command('bmctl')
     .description('bare-metal controller CLI')
-    .option('--url <host:port>', `controller API (default: BM_URL or ${DEFAULT_API_URL})`)
-    .option('--token <token>', 'bearer token (default: BM_TOKEN)')
+    .option('--url <host:port>', `controller API (default: BM_URL, else the saved defaults, else ${DEFAULT_API_URL})`)
+    .option('--token <token>', 'bearer token (default: BM_TOKEN, else the saved defaults)')
     .option('--json', 'machine-readable output', false)
     .exitOverride()
-    .showSuggestionAfterError(true);
+    .showSuggestionAfterError(true)
+    .addHelpText(
+      'after',
+      '\nSaved defaults: `bmctl lab up` saves its controller\'s address and token in $XDG_CONFIG_HOME/bmctl/env.json\n' +
+        '(~/.config/bmctl/env.json); bmctl uses them only when none of --url, --token, BM_URL and BM_TOKEN is set.\n' +
+        '`bmctl lab down` removes them.',
+    );
   const globals = (): GlobalOptions => program.opts<GlobalOptions>();
   registerAdminCommands(program, globals);
   registerNodeCommands(program, globals);
@@ -29,6 +36,7 @@ export function buildProgram(): Command {
   registerFlavorCommands(program, globals);
   registerInstanceCommands(program, globals);
   registerWatchCommand(program, globals);
+  registerLabCommands(program);
   // Every subcommand accepts the global options after it too (`bmctl node list --json`).
   const addGlobals = (cmd: Command): void => {
     for (const sub of cmd.commands) {

@@ -2,6 +2,8 @@
  * The options every bmctl command takes (before or after its name). Command
  * files read them through a getter, so they never import the program back.
  */
+import { readSavedDefaults } from './saved-defaults.ts';
+
 export interface GlobalOptions {
   readonly url?: string;
   readonly token?: string;
@@ -13,6 +15,21 @@ export type Globals = () => GlobalOptions;
 /** The API address bmctl uses when neither --url nor BM_URL says otherwise (DESIGN.md: TCP 6385). */
 export const DEFAULT_API_URL = '127.0.0.1:6385';
 
-export function apiUrl(opts: { readonly url?: string }): string {
-  return opts.url ?? process.env.BM_URL ?? DEFAULT_API_URL;
+/**
+ * Where bmctl talks and with which token: flags, then BM_URL/BM_TOKEN; only
+ * when none of the four is set, the saved defaults (`bmctl lab up`), so a
+ * saved lab token never goes to an address given by hand.
+ */
+export function apiTarget(opts: { readonly url?: string; readonly token?: string }, env: Readonly<Record<string, string | undefined>> = process.env): { url: string; token?: string } {
+  const url = opts.url ?? env.BM_URL;
+  const token = opts.token ?? env.BM_TOKEN;
+  if (url === undefined && token === undefined) {
+    const saved = readSavedDefaults(env);
+    if (saved) return saved;
+  }
+  return token === undefined ? { url: url ?? DEFAULT_API_URL } : { url: url ?? DEFAULT_API_URL, token };
+}
+
+export function apiUrl(opts: { readonly url?: string; readonly token?: string }): string {
+  return apiTarget(opts).url;
 }

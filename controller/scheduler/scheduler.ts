@@ -13,9 +13,20 @@ import type { FlavorRecord } from '../flavors/catalog.ts';
 import { capabilitiesMatch, FLAVOR_KEYS, requiredCapabilities } from '../flavors/keys.ts';
 import { NoValidNodeError } from './errors.ts';
 
-/** How many best-fit candidates one query brings; claims race over them before asking again. */
-const WINDOW = 32;
-const MAX_ROUNDS = 8;
+/**
+ * Claims waiting in this process for one flavor are served together: one
+ * window query brings enough best-fit candidates for all of them, and each
+ * tries distinct ones, so a boot storm does not send every boot racing for
+ * the same few rows (which, with the old per-boot window of 32, also ran out
+ * of rounds and answered "no valid node" while nodes were free).
+ */
+const MAX_BATCH = 256;
+/** Candidates per waiting claim in one window: slack for rows another controller takes from the same window meanwhile. */
+const CANDIDATES_PER_CLAIM = 4;
+/** Extra candidates in every window, however few claims wait. */
+const SPARE = 32;
+/** How many candidates one claim may lose to other controllers before it gives up. */
+const MAX_LOSSES = 32;
 
 export interface Claim {
   readonly nodeUuid: string;
@@ -29,6 +40,19 @@ interface Candidate {
   readonly cpus: number;
   readonly localGb: number;
   readonly properties: Record<string, string>;
+}
+
+interface PendingClaim {
+  readonly instanceUuid: string;
+  readonly controllerId: string;
+  losses: number;
+  readonly resolve: (claim: Claim) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+interface FlavorQueue {
+  readonly flavor: FlavorRecord;
+  readonly waiting: PendingClaim[];
 }
 
 /** Shuffles nodes of the same size among themselves: concurrent boots then spread over equals instead of all racing for one row. */
@@ -50,51 +74,110 @@ function spreadEquals(candidates: readonly Candidate[]): Candidate[] {
   return out;
 }
 
+/** A node no one has: available, not in maintenance, no instance, no task. */
+const FREE = and(eq(nodes.provisionState, 'available'), eq(nodes.maintenance, false), isNull(nodes.instanceUuid), isNull(nodes.reservation));
+
 export class Scheduler {
   readonly #db: Database;
+  /** Claims waiting, per flavor (and its keys as they were asked for), while a round for that flavor runs. */
+  readonly #queues = new Map<string, FlavorQueue>();
 
   constructor(db: Database) {
     this.#db = db;
   }
 
   /** Claims a node for the instance: it is then `deploying`, reserved by `controllerId`, and holds `instanceUuid`. */
-  async claim(flavor: FlavorRecord, instanceUuid: string, controllerId: string): Promise<Claim> {
+  claim(flavor: FlavorRecord, instanceUuid: string, controllerId: string): Promise<Claim> {
+    const key = `${flavor.uuid}/${flavor.cpus}/${flavor.ramMb}/${flavor.diskGb}/${JSON.stringify(flavor.extraSpecs)}`;
+    return new Promise<Claim>((resolve, reject) => {
+      const queue = this.#queues.get(key);
+      const pending = { instanceUuid, controllerId, losses: 0, resolve, reject };
+      if (queue) {
+        queue.waiting.push(pending);
+        return;
+      }
+      const created = { flavor, waiting: [pending] };
+      this.#queues.set(key, created);
+      void this.#drain(key, created);
+    });
+  }
+
+  async #drain(key: string, queue: FlavorQueue): Promise<void> {
+    try {
+      while (queue.waiting.length > 0) {
+        const batch = queue.waiting.splice(0, MAX_BATCH);
+        try {
+          queue.waiting.unshift(...(await this.#round(queue.flavor, batch)));
+        } catch (err) {
+          // A settled claim ignores this; the others fail with the database's error.
+          for (const c of batch) c.reject(err);
+        }
+      }
+    } finally {
+      this.#queues.delete(key);
+    }
+  }
+
+  /** One window for the batch; each claim tries distinct candidates from it. Returns the claims to try again with a fresh window. */
+  async #round(flavor: FlavorRecord, batch: readonly PendingClaim[]): Promise<PendingClaim[]> {
     const arch = flavor.extraSpecs[FLAVOR_KEYS.cpuArch] ?? 'x86_64';
     const resourceClass = flavor.extraSpecs[FLAVOR_KEYS.resourceClass] ?? '';
     const capabilities = requiredCapabilities(flavor.extraSpecs);
-    const deploying = nextState('(scheduler)', 'available', 'deploy');
-    const free = and(eq(nodes.provisionState, 'available'), eq(nodes.maintenance, false), isNull(nodes.instanceUuid), isNull(nodes.reservation));
-    for (let round = 0; round < MAX_ROUNDS; round++) {
-      const rows = await this.#db
-        .select({ uuid: nodes.uuid, memoryMb: nodes.memoryMb, cpus: nodes.cpus, localGb: nodes.localGb, properties: nodes.properties })
-        .from(nodes)
-        .where(
-          and(
-            free,
-            eq(nodes.cpuArch, arch),
-            gte(nodes.cpus, flavor.cpus),
-            gte(nodes.memoryMb, flavor.ramMb),
-            gte(nodes.localGb, flavor.diskGb),
-            ...(resourceClass !== '' ? [eq(nodes.resourceClass, resourceClass)] : []),
-          ),
-        )
-        .orderBy(asc(nodes.memoryMb), asc(nodes.cpus), asc(nodes.localGb))
-        .limit(WINDOW);
-      const fits = spreadEquals(rows.map((r) => ({ ...r, properties: r.properties ?? {} }))).filter((c) => capabilitiesMatch(capabilities, c.properties));
-      if (fits.length === 0) break;
-      for (const candidate of fits) {
-        const [result] = await this.#db
-          .update(nodes)
-          .set({ instanceUuid, provisionState: deploying, targetProvisionState: 'active', reservation: controllerId, lastError: null, version: sql`${nodes.version} + 1`, updatedAt: sql`CURRENT_TIMESTAMP(3)` })
-          .where(and(eq(nodes.uuid, candidate.uuid), free));
-        if (result.affectedRows === 1) {
-          const [row] = await this.#db.select({ version: nodes.version }).from(nodes).where(eq(nodes.uuid, candidate.uuid));
-          return { nodeUuid: candidate.uuid, version: row?.version ?? 0 };
-        }
-      }
-      // Every candidate of this window went to other boots meanwhile: look again.
+    const rows = await this.#db
+      .select({ uuid: nodes.uuid, memoryMb: nodes.memoryMb, cpus: nodes.cpus, localGb: nodes.localGb, properties: nodes.properties })
+      .from(nodes)
+      .where(
+        and(
+          FREE,
+          eq(nodes.cpuArch, arch),
+          gte(nodes.cpus, flavor.cpus),
+          gte(nodes.memoryMb, flavor.ramMb),
+          gte(nodes.localGb, flavor.diskGb),
+          ...(resourceClass !== '' ? [eq(nodes.resourceClass, resourceClass)] : []),
+        ),
+      )
+      .orderBy(asc(nodes.memoryMb), asc(nodes.cpus), asc(nodes.localGb))
+      .limit(batch.length * CANDIDATES_PER_CLAIM + SPARE);
+    const fits = spreadEquals(rows.map((r) => ({ ...r, properties: r.properties ?? {} }))).filter((c) => capabilitiesMatch(capabilities, c.properties));
+    if (fits.length === 0) {
+      const noFit = new NoValidNodeError(await this.#explain(flavor, arch, resourceClass, capabilities));
+      for (const c of batch) c.reject(noFit);
+      return [];
     }
-    throw new NoValidNodeError(await this.#explain(flavor, arch, resourceClass, capabilities));
+    let next = 0;
+    const again: PendingClaim[] = [];
+    await Promise.all(
+      batch.map(async (c) => {
+        // Each claim settles on its own: one failing UPDATE must not fail a sibling that has already won its node.
+        try {
+          while (next < fits.length) {
+            const candidate = fits[next++]!;
+            const claim = await this.#tryClaim(candidate.uuid, c);
+            if (claim) return c.resolve(claim);
+            if (++c.losses >= MAX_LOSSES) {
+              return c.reject(new NoValidNodeError(`no valid node: ${MAX_LOSSES} candidates went to other boots meanwhile; try again`));
+            }
+          }
+          // The window ran out before this claim won (its siblings took the rest): a fresh window decides.
+          again.push(c);
+        } catch (err) {
+          c.reject(err);
+        }
+      }),
+    );
+    return again;
+  }
+
+  /** The claim itself: one conditional UPDATE, so two boots (on any controllers) never both get the node. */
+  async #tryClaim(nodeUuid: string, c: PendingClaim): Promise<Claim | null> {
+    const deploying = nextState('(scheduler)', 'available', 'deploy');
+    const [result] = await this.#db
+      .update(nodes)
+      .set({ instanceUuid: c.instanceUuid, provisionState: deploying, targetProvisionState: 'active', reservation: c.controllerId, lastError: null, version: sql`${nodes.version} + 1`, updatedAt: sql`CURRENT_TIMESTAMP(3)` })
+      .where(and(eq(nodes.uuid, nodeUuid), FREE));
+    if (result.affectedRows !== 1) return null;
+    const [row] = await this.#db.select({ version: nodes.version }).from(nodes).where(eq(nodes.uuid, nodeUuid));
+    return { nodeUuid, version: row?.version ?? 0 };
   }
 
   /** Why nothing fits: each free node counted once, under the first filter it fails. */

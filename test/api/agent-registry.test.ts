@@ -9,7 +9,7 @@ import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
 import { openDatabase, type DbHandle } from '../../db/connect.ts';
 import { MysqlAgentTokens } from '../../controller/agents/tokens.ts';
-import { startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
+import { startControllerProcess, type ControllerProcess } from '../../controller/lab/index.ts';
 
 let on: ControllerProcess;
 let off: ControllerProcess;

@@ -14,7 +14,7 @@ import { Health, HealthCheckResponse_ServingStatus } from '../../proto/gen/grpc/
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { CreateNodeRequestSchema } from '../../proto/gen/bm/v1/node_pb.js';
-import { natsUrl, startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
+import { natsUrl, startControllerProcess, type ControllerProcess } from '../../controller/lab/index.ts';
 import { parseDatabaseUrl } from '../../db/connect.ts';
 
 const PASSWORD = 'Pw-9f8e7d6c5b4a';

@@ -10,14 +10,14 @@ import { connect as natsConnect, type NatsConnection } from '@nats-io/transport-
 import { EventSchema } from '../../proto/gen/bm/v1/event_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect } from '../../proto/rpc/index.ts';
-import { bmctlPath, natsUrl, repoRoot, startControllerProcess, testNatsPrefix, type ControllerProcess } from '../support/controller-process.ts';
+import { bmctlPath, natsUrl, repoRoot, startControllerProcess, uniqueNatsPrefix, type ControllerProcess } from '../../controller/lab/index.ts';
 
 let a: ControllerProcess;
 let b: ControllerProcess;
 let nc: NatsConnection;
 
 beforeAll(async () => {
-  [a, b] = await Promise.all([startControllerProcess({ natsPrefix: `${testNatsPrefix()}.a`, logLevel: 'warn' }), startControllerProcess({ natsPrefix: testNatsPrefix(), logLevel: 'warn' })]);
+  [a, b] = await Promise.all([startControllerProcess({ natsPrefix: `${uniqueNatsPrefix()}.a`, logLevel: 'warn' }), startControllerProcess({ natsPrefix: uniqueNatsPrefix(), logLevel: 'warn' })]);
   nc = await natsConnect({ servers: natsUrl });
 });
 

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
 import { ImageService } from '../../proto/gen/bm/v1/image_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
-import { runBmctl, startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
+import { runBmctl, startControllerProcess, type ControllerProcess } from '../../controller/lab/index.ts';
 
 const run = promisify(execFile);
 let ctl: ControllerProcess;

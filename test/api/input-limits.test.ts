@@ -19,7 +19,7 @@ import { parseDatabaseUrl } from '../../db/connect.ts';
 import { dropDatabase } from '../../db/migrate.ts';
 import { hashToken, newToken } from '../../controller/auth/tokens.ts';
 import { MAX_PORTS_PER_NODE } from '../../controller/nodes/validate.ts';
-import { freePort, runBmctl, startControllerProcess, testDatabaseUrl, type ControllerProcess } from '../support/controller-process.ts';
+import { freePort, runBmctl, startControllerProcess, uniqueDatabaseUrl, type ControllerProcess } from '../../controller/lab/index.ts';
 
 const PASSWORD = 'Lim-Pw-4c3b2a';
 let ctl: ControllerProcess;
@@ -178,7 +178,7 @@ describe('what the API refuses', () => {
 
   it('says in one line why a controller cannot start on a database without its schema', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'bm-limits-'));
-    const databaseUrl = testDatabaseUrl('bm_test_empty');
+    const databaseUrl = uniqueDatabaseUrl('bm_test_empty');
     const p = parseDatabaseUrl(databaseUrl);
     const admin = await mysql.createConnection({ host: p.host, port: p.port, user: p.user, password: p.password });
     try {

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
-import { freePort, startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
+import { type ControllerProcess, freePort, startControllerProcess } from '../../controller/lab/index.ts';
 
 let ctl: ControllerProcess;
 let api: RpcConnection;

@@ -16,7 +16,7 @@ import { InstanceService } from '../../proto/gen/bm/v1/instance_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { TokenService } from '../../proto/gen/bm/v1/token_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
-import { runBmctl, startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
+import { type ControllerProcess, runBmctl, startControllerProcess } from '../../controller/lab/index.ts';
 
 let dir: string;
 let ctl: ControllerProcess;

@@ -11,7 +11,7 @@ import { connect } from '../../proto/rpc/index.ts';
 import { parseDatabaseUrl } from '../../db/connect.ts';
 import { dropDatabase, syncDatabase } from '../../db/migrate.ts';
 import { uuidv7 } from '../../controller/nodes/uuid.ts';
-import { startControllerProcess, testDatabaseUrl } from '../support/controller-process.ts';
+import { startControllerProcess, uniqueDatabaseUrl } from '../../controller/lab/index.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
 
 const CONCURRENCY = 32;
@@ -31,7 +31,7 @@ async function pool<T>(count: number, concurrency: number, work: (i: number) => 
 }
 
 async function rawPeer(count: number): Promise<{ insertS: number; selectS: number }> {
-  const url = testDatabaseUrl('bm_bench_raw');
+  const url = uniqueDatabaseUrl('bm_bench_raw');
   await syncDatabase(url);
   const p = parseDatabaseUrl(url);
   const conns = mysql.createPool({ host: p.host, port: p.port, user: p.user, database: p.database, connectionLimit: CONCURRENCY });

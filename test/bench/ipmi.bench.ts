@@ -17,7 +17,7 @@ import { SessionPool } from '../../controller/drivers/power/ipmi/pool.ts';
 import { IpmitoolDriver } from '../../controller/drivers/power/ipmitool/driver.ts';
 import { requireBinary } from '../support/ipmi-sim.ts';
 import { goal, peakRssMiB, type BenchContext, type BenchReport } from './harness.ts';
-import { freeUdpPort } from '../support/udp-port.ts';
+import { freeUdpPort } from '../../controller/lab/index.ts';
 
 
 async function measure(ctx: BenchContext, name: string, driver: PowerControl, calls: number): Promise<{ callsPerSecond: number; meanMs: number; p99Ms: number }> {

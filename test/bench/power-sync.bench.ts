@@ -28,7 +28,7 @@ import { openDatabase } from '../../db/connect.ts';
 import { dropDatabase, syncDatabase } from '../../db/migrate.ts';
 import { MysqlPowerSyncStore } from '../../controller/conductor/power-sync-store.ts';
 import { SecretBox } from '../../controller/secrets/secret-box.ts';
-import { testDatabaseUrl } from '../support/controller-process.ts';
+import { uniqueDatabaseUrl } from '../../controller/lab/index.ts';
 import { goal, peakRssMiB, type BenchContext, type BenchReport } from './harness.ts';
 
 const CONCURRENCY = 64;
@@ -74,7 +74,7 @@ interface FleetChild {
 }
 
 async function startFleetProcess(count: number): Promise<FleetChild> {
-  const script = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../vbmc/fleet-process.ts');
+  const script = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../controller/lab/vbmc/fleet-process.ts');
   const child = fork(script, [String(count), PREFIX], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   const ports = await new Promise<number[]>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('the BMC fleet did not start within 120 s')), 120_000);
@@ -108,7 +108,7 @@ function candidates(ports: readonly number[], driver: string, count: number): Sy
 
 /** A cold sweep through the controller's MySQL store: node rows with sealed passwords, as enrollment writes them. */
 async function mysqlSweep(ctx: BenchContext, ports: readonly number[], count: number, options: ConstructorParameters<typeof PowerSync>[3]): Promise<{ seconds: number; correct: number; failed: number }> {
-  const url = testDatabaseUrl('bm_psbench');
+  const url = uniqueDatabaseUrl('bm_psbench');
   await syncDatabase(url);
   const handle = await openDatabase(url, { connectionLimit: 16 });
   const pool = new SessionPool();

@@ -35,9 +35,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { rawContentSha256, type RawDigest } from '../../controller/images/digest.ts';
 import { openImageFile } from '../../controller/images/open.ts';
-import { startAgentProcess, type AgentProcess } from '../deploy/agent-process.ts';
+import { startAgentProcess, type AgentProcess, sha256OfFilePrefix } from '../../controller/lab/index.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
-import { sha256OfFilePrefix } from '../support/file-sha.ts';
 
 const run = promisify(execFile);
 const MIB = 1024 * 1024;

@@ -17,10 +17,9 @@ import { AgentRegistry } from '../../proto/gen/bm/v1/agent_registry_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
 import { openDatabase, type DbHandle } from '../../db/connect.ts';
-import { freePort, runBmctl, startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
+import { freePort, runBmctl, startControllerProcess, type ControllerProcess, freeUdpPort } from '../../controller/lab/index.ts';
 import { MessageType, requestFor, startRelay, type Relay } from './dhcp-relay.ts';
 import { requirePeer } from './peers.ts';
-import { freeUdpPort } from '../support/udp-port.ts';
 
 const run = promisify(execFile);
 

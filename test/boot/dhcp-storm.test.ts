@@ -12,11 +12,10 @@ import { LeaseConflictError } from '../../controller/boot/errors.ts';
 import { DhcpServer } from '../../controller/boot/dhcp/server.ts';
 import { MysqlBootBackend } from '../../controller/conductor/boot-backend.ts';
 import { dropDatabase, syncDatabase } from '../../db/migrate.ts';
-import { testDatabaseUrl } from '../support/controller-process.ts';
-import { freeUdpPort } from '../support/udp-port.ts';
+import { uniqueDatabaseUrl, freeUdpPort } from '../../controller/lab/index.ts';
 import { runStorm } from './storm-client.ts';
 
-const url = testDatabaseUrl('bm_storm');
+const url = uniqueDatabaseUrl('bm_storm');
 const pools: mysql.Pool[] = [];
 const openPool = (limit = 8): mysql.Pool => {
   const pool = mysql.createPool({ uri: url, connectionLimit: limit });

@@ -14,7 +14,7 @@ import { createLan, ip, nsExec, nsSpawn, stopChild, type Lan, type Leaf } from '
 import { requirePeer } from './peers.ts';
 import mysql from 'mysql2/promise';
 import { dropDatabase, syncDatabase } from '../../db/migrate.ts';
-import { testDatabaseUrl } from '../support/controller-process.ts';
+import { uniqueDatabaseUrl } from '../../controller/lab/index.ts';
 
 
 const KNOWN = '52:54:00:aa:00:01';
@@ -25,7 +25,7 @@ let lan: Lan;
 let client: Leaf;
 let srvNs: string;
 let runner: Runner | null = null;
-const databaseUrl = testDatabaseUrl('bm_dhcp');
+const databaseUrl = uniqueDatabaseUrl('bm_dhcp');
 const database = new URL(databaseUrl).pathname.slice(1);
 let socketPath = '';
 

@@ -1,6 +1,6 @@
 /** The real bmctl, spawned as an operator would run it, against a real controller. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runBmctl, startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
+import { runBmctl, startControllerProcess, type ControllerProcess } from '../../controller/lab/index.ts';
 
 const PASSWORD = 'cli-Secret-77';
 let ctl: ControllerProcess;
@@ -82,7 +82,7 @@ describe('bmctl against a real controller', () => {
 
   it('prints live events with bmctl watch', async () => {
     const { spawn } = await import('node:child_process');
-    const { bmctlPath } = await import('../support/controller-process.ts');
+    const { bmctlPath } = await import('../../controller/lab/index.ts');
     const child = spawn(process.execPath, [bmctlPath, 'watch'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));

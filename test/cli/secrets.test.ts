@@ -11,7 +11,7 @@ import mysql from 'mysql2/promise';
 import { parseDatabaseUrl } from '../../db/connect.ts';
 import { loadSecretKey } from '../../controller/secrets/key-file.ts';
 import { SecretBox } from '../../controller/secrets/secret-box.ts';
-import { bmctlPath, repoRoot, runBmctl, startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
+import { bmctlPath, repoRoot, runBmctl, startControllerProcess, type ControllerProcess } from '../../controller/lab/index.ts';
 
 let ctl: ControllerProcess;
 let db: mysql.Connection;

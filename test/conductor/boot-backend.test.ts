@@ -4,9 +4,9 @@ import { openDatabase, type DbHandle } from '../../db/connect.ts';
 import { dropDatabase, syncDatabase } from '../../db/migrate.ts';
 import { MysqlBootBackend } from '../../controller/conductor/boot-backend.ts';
 import { LeaseConflictError } from '../../controller/boot/errors.ts';
-import { testDatabaseUrl } from '../support/controller-process.ts';
+import { uniqueDatabaseUrl } from '../../controller/lab/index.ts';
 
-const url = testDatabaseUrl('bm_leases');
+const url = uniqueDatabaseUrl('bm_leases');
 let a: DbHandle;
 let b: DbHandle;
 let clock = Date.parse('2026-11-25T00:00:00Z');

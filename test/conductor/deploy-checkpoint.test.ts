@@ -3,9 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type DbHandle } from '../../db/connect.ts';
 import { dropDatabase, syncDatabase } from '../../db/migrate.ts';
 import { MysqlDeployCheckpoints } from '../../controller/conductor/deploy-checkpoint.ts';
-import { testDatabaseUrl } from '../support/controller-process.ts';
+import { uniqueDatabaseUrl } from '../../controller/lab/index.ts';
 
-const url = testDatabaseUrl('bm_ckpt');
+const url = uniqueDatabaseUrl('bm_ckpt');
 let a: DbHandle;
 let b: DbHandle;
 const NODE = '01a20000-0000-7000-8000-000000000001';

@@ -19,10 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InstanceService, type Instance } from '../../proto/gen/bm/v1/instance_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
-import { freePort, runBmctl, startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
-import { freeUdpPort } from '../support/udp-port.ts';
-import { sha256OfFilePrefix } from '../support/file-sha.ts';
-import { VirtualNode } from '../lab/virtual-node.ts';
+import { freePort, runBmctl, startControllerProcess, type ControllerProcess, freeUdpPort, sha256OfFilePrefix, VirtualNode } from '../../controller/lab/index.ts';
 
 const run = promisify(execFile);
 const MIB = 1024 * 1024;

@@ -12,9 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventService } from '../../proto/gen/bm/v1/event_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect } from '../../proto/rpc/index.ts';
-import { freePort, runBmctl, startControllerProcess, testDatabaseUrl, type ControllerProcess } from '../support/controller-process.ts';
-import { freeUdpPort } from '../support/udp-port.ts';
-import { VirtualNode } from '../lab/virtual-node.ts';
+import { type ControllerProcess, VirtualNode, freePort, freeUdpPort, runBmctl, startControllerProcess, uniqueDatabaseUrl } from '../../controller/lab/index.ts';
 
 const MIB = 1024 * 1024;
 let dir: string;
@@ -72,7 +70,7 @@ describe('a controller killed mid-task', () => {
     const env = { BM_SECRETS_KEY: randomBytes(32).toString('base64') };
     const httpPort = await freePort();
     const tftpPort = await freeUdpPort();
-    const databaseUrl = testDatabaseUrl('bm_restart');
+    const databaseUrl = uniqueDatabaseUrl('bm_restart');
     a = await startControllerProcess({ databaseUrl, env, logLevel: 'warn', extraToml: await bootToml('ctl-a', httpPort, tftpPort) });
     const cli = (ctl: ControllerProcess) => ({ BM_URL: ctl.url, BM_TOKEN: ctl.token });
     m = new VirtualNode({ name: 'restart-1', mac: '52:54:00:0e:00:01', bmcPassword: 'restart-secret', diskBytes: 16 * MIB, dir: path.join(dir, 'm'), bootUrl: `http://127.0.0.1:${httpPort}`, say: (msg) => log.push(msg) });

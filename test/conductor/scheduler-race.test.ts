@@ -14,7 +14,7 @@ import { openDatabase, type DbHandle } from '../../db/connect.ts';
 import { InstanceService } from '../../proto/gen/bm/v1/instance_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
-import { runBmctl, startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
+import { runBmctl, startControllerProcess, type ControllerProcess } from '../../controller/lab/index.ts';
 
 const NODES = 100;
 const BOOTS = 200;

@@ -2,9 +2,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import mysql from 'mysql2/promise';
 import { parseDatabaseUrl } from '../../db/connect.ts';
 import { dropDatabase, syncDatabase } from '../../db/migrate.ts';
-import { runBmctl, testDatabaseUrl } from '../support/controller-process.ts';
+import { runBmctl, uniqueDatabaseUrl } from '../../controller/lab/index.ts';
 
-const url = testDatabaseUrl('bm_sync');
+const url = uniqueDatabaseUrl('bm_sync');
 afterAll(async () => {
   await dropDatabase(url);
 });

@@ -16,7 +16,7 @@ import { deployImage } from '../../controller/deploy/deploy.ts';
 import { openImageFile } from '../../controller/images/open.ts';
 import { HASH_THREAD_NAME } from '../../agent/disk/hash-pool.ts';
 import { BlockSha256, DigestAlgorithm } from '../../proto/digest/block-sha256.ts';
-import { repoRoot, startAgentProcess, type AgentProcess } from './agent-process.ts';
+import { repoRoot, startAgentProcess, type AgentProcess } from '../../controller/lab/index.ts';
 
 const run = promisify(execFile);
 const MIB = 1024 * 1024;

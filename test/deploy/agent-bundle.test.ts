@@ -17,8 +17,8 @@ import { openDatabase, type DbHandle } from '../../db/connect.ts';
 import { nodes } from '../../db/schema.ts';
 import { MysqlAgentTokens } from '../../controller/agents/tokens.ts';
 import { connectAgent } from '../../controller/deploy/agent-client.ts';
-import { startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
-import { fixtureRoot, repoRoot, startAgentProcess, type AgentProcess } from './agent-process.ts';
+import { startControllerProcess, type ControllerProcess, repoRoot, startAgentProcess, type AgentProcess } from '../../controller/lab/index.ts';
+import { fixtureRoot } from '../support/agent-fixtures.ts';
 
 const run = promisify(execFile);
 

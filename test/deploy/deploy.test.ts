@@ -24,7 +24,7 @@ import { DEFAULT_TUNING, type StreamTuning } from '../../controller/deploy/tunin
 import { rawContentSha256 } from '../../controller/images/digest.ts';
 import type { Extent, ImageSource } from '../../controller/images/extents.ts';
 import { openImageFile, type OpenedImage } from '../../controller/images/open.ts';
-import { startAgentProcess, type AgentProcess } from './agent-process.ts';
+import { startAgentProcess, type AgentProcess } from '../../controller/lab/index.ts';
 
 const run = promisify(execFile);
 const MIB = 1024 * 1024;

@@ -9,7 +9,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { RamdiskManifest } from '../../ramdisk/build.ts';
-import { repoRoot } from '../support/controller-process.ts';
+import { repoRoot } from '../../controller/lab/index.ts';
 
 const run = promisify(execFile);
 export const ramdiskOut = path.join(repoRoot, 'ramdisk/out');

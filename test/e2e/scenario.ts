@@ -14,12 +14,12 @@ import { ImageService, type Image } from '../../proto/gen/bm/v1/image_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
 import type { RamdiskManifest } from '../../ramdisk/build.ts';
-import { repoRoot, runBmctl } from '../support/controller-process.ts';
 import type { DriveContext, Phase } from './drive-deploy.ts';
 import { ensureRamdisk, ramdiskCache } from './ensure-ramdisk.ts';
 import { buildGuestImage } from './guest-image.ts';
 import { pcapOf, serialLogOf, startQemuBmc, type MachineSpec, type QemuBmc } from './qemu-machine.ts';
 import { lastAgentTokenOnWire, startTestbed, type Testbed } from './testbed.ts';
+import { repoRoot, runBmctl } from '../../controller/lab/index.ts';
 
 const run = promisify(execFile);
 

@@ -17,8 +17,8 @@ import { dropDatabase, syncDatabase } from '../../db/migrate.ts';
 import { Health, HealthCheckResponse_ServingStatus } from '../../proto/gen/grpc/health/v1/health_pb.js';
 import { connect } from '../../proto/rpc/index.ts';
 import { ip, stopChild } from '../boot/netns.ts';
-import { bmctlPath, natsUrl, repoRoot, testDatabaseUrl } from '../support/controller-process.ts';
 import { startTunnel, type Tunnel } from './tunnel.ts';
+import { bmctlPath, natsUrl, repoRoot, uniqueDatabaseUrl } from '../../controller/lab/index.ts';
 
 export const SERVER_ADDRESS = '10.99.0.1';
 export const API_PORT = 6385;
@@ -53,7 +53,7 @@ export async function startTestbed(options: TestbedOptions): Promise<Testbed> {
   const id = randomBytes(3).toString('hex');
   const ns = `bme2e${id}`;
   const dir = await mkdtemp(path.join(os.tmpdir(), 'bm-e2e-'));
-  const databaseUrl = testDatabaseUrl('bm_e2e');
+  const databaseUrl = uniqueDatabaseUrl('bm_e2e');
   const adminToken = newToken();
   let controller: ChildProcess | null = null;
   let tunnel: Tunnel | null = null;

@@ -7,9 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
-import { runBmctl, startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
-import { startVirtualBmc, type VirtualBmcServer } from '../vbmc/server.ts';
-import type { PowerChange } from '../vbmc/virtual-bmc.ts';
+import { runBmctl, startControllerProcess, type ControllerProcess, startVirtualBmc, type VirtualBmcServer, type PowerChange } from '../../controller/lab/index.ts';
 
 const PASSWORD = 'native-cli-pw-7';
 let bmc: VirtualBmcServer;

@@ -7,8 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
-import { startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
-import { startFleet, type VirtualFleet } from '../vbmc/server.ts';
+import { startControllerProcess, type ControllerProcess, startFleet, type VirtualFleet } from '../../controller/lab/index.ts';
 
 const BMCS = 300;
 const SILENT = 20;

@@ -8,7 +8,7 @@ import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
 import { IpmitoolDriver } from '../../controller/drivers/power/ipmitool/driver.ts';
 import { BmcAuthError, BmcTimeoutError } from '../../controller/drivers/power/errors.ts';
-import { runBmctl, startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
+import { runBmctl, startControllerProcess, type ControllerProcess } from '../../controller/lab/index.ts';
 import { requireBinary, startIpmiSim, type IpmiSim } from '../support/ipmi-sim.ts';
 
 let sim: IpmiSim;

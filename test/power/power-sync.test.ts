@@ -9,7 +9,7 @@ import { parseDatabaseUrl } from '../../db/connect.ts';
 import { SecretBox } from '../../controller/secrets/secret-box.ts';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
-import { startControllerProcess, type ControllerProcess } from '../support/controller-process.ts';
+import { startControllerProcess, type ControllerProcess } from '../../controller/lab/index.ts';
 import { requireBinary, startIpmiSim, type IpmiSim } from '../support/ipmi-sim.ts';
 
 let sims: IpmiSim[] = [];

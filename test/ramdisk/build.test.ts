@@ -13,8 +13,8 @@ import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildRamdisk } from '../../ramdisk/build.ts';
-import { repoRoot } from '../support/controller-process.ts';
 import { requireBinary } from '../support/ipmi-sim.ts';
+import { repoRoot } from '../../controller/lab/index.ts';
 
 const run = promisify(execFile);
 const dirs: string[] = [];

@@ -7,7 +7,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { freeUdpPort } from './udp-port.ts';
+import { freeUdpPort } from '../../controller/lab/index.ts';
 
 export interface IpmiSim {
   readonly address: string;

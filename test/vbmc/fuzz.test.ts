@@ -16,7 +16,7 @@ import { PAYLOAD_IPMI, decodeEnvelope, encodeV20, openPayload } from '../../cont
 import { SessionPool } from '../../controller/drivers/power/ipmi/pool.ts';
 import { decodeOpenSessionRequest, decodeOpenSessionResponse, decodeRakp1, decodeRakp2, decodeRakp3, decodeRakp4 } from '../../controller/drivers/power/ipmi/rakp.ts';
 import { BmcTimeoutError } from '../../controller/drivers/power/errors.ts';
-import { VirtualBmc } from './virtual-bmc.ts';
+import { VirtualBmc } from '../../controller/lab/index.ts';
 
 const RUNS = 2000;
 

@@ -7,8 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IpmiDriver } from '../../controller/drivers/power/ipmi/driver.ts';
 import { SessionPool } from '../../controller/drivers/power/ipmi/pool.ts';
 import { requireBinary } from '../support/ipmi-sim.ts';
-import { startVirtualBmc, type VirtualBmcServer } from './server.ts';
-import type { PowerChange } from './virtual-bmc.ts';
+import { startVirtualBmc, type VirtualBmcServer, type PowerChange } from '../../controller/lab/index.ts';
 
 let server: VirtualBmcServer;
 const changes: PowerChange[] = [];

@@ -9,8 +9,7 @@ import { IpmiDriver } from '../../controller/drivers/power/ipmi/driver.ts';
 import { SessionPool } from '../../controller/drivers/power/ipmi/pool.ts';
 import { GET_BOOT_OPTIONS } from '../../controller/drivers/power/ipmi/commands.ts';
 import { BmcAuthError, BmcCommandError } from '../../controller/drivers/power/errors.ts';
-import { startVirtualBmc, type VirtualBmcServer } from './server.ts';
-import { VirtualBmc } from './virtual-bmc.ts';
+import { startVirtualBmc, type VirtualBmcServer, VirtualBmc } from '../../controller/lab/index.ts';
 
 const cleanup: (() => Promise<void>)[] = [];
 

@@ -1,6 +1,6 @@
 /**
  * Starts a real controller process (`bmctl controller start`) on its own
- * database, with a fresh admin token, for tests, benchmarks and the lab.
+ * database, with a fresh admin token, for the lab, the tests and the benchmarks.
  * Everything it makes (database, temp dir, process) goes away in stop().
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -9,11 +9,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { syncDatabase, dropDatabase } from '../../db/migrate.ts';
-import { hashToken, newToken } from '../../controller/auth/tokens.ts';
+import { hashToken, newToken } from '../auth/tokens.ts';
 import { Health, HealthCheckResponse_ServingStatus } from '../../proto/gen/grpc/health/v1/health_pb.js';
 import { connect } from '../../proto/rpc/index.ts';
+import { bmctlPath, repoRoot } from './paths.ts';
 
 /** A port the kernel just handed out, so parallel test files do not collide. */
 export function freePort(): Promise<number> {
@@ -47,13 +47,12 @@ async function waitServing(url: string, child: ChildProcess, output: () => strin
   }
 }
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const bmctlPath = path.join(repoRoot, 'controller/cli/main.ts');
 
 const baseDbUrl = process.env.BM_TEST_DATABASE_URL ?? 'mysql://root@127.0.0.1:3306/';
 export const natsUrl = process.env.BM_NATS_URL ?? 'nats://127.0.0.1:4222';
 
-export function testDatabaseUrl(prefix = 'bm_test'): string {
+/** A database name no other run uses (tests, benchmarks and labs run side by side on one server). */
+export function uniqueDatabaseUrl(prefix = 'bm_test'): string {
   return `${baseDbUrl.replace(/\/[^/]*$/, '/')}${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
 }
 
@@ -79,7 +78,7 @@ export interface StartOptions {
   readonly natsPrefix?: string;
 }
 
-export function testNatsPrefix(): string {
+export function uniqueNatsPrefix(): string {
   return `bm_test_${randomBytes(4).toString('hex')}`;
 }
 
@@ -98,9 +97,9 @@ function waitForExit(child: ChildProcess, ms: number): Promise<number | null> {
 
 export async function startControllerProcess(options: StartOptions = {}): Promise<ControllerProcess> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'bm-ctl-'));
-  const databaseUrl = options.databaseUrl ?? testDatabaseUrl();
+  const databaseUrl = options.databaseUrl ?? uniqueDatabaseUrl();
   const token = newToken();
-  const natsPrefix = options.natsPrefix ?? testNatsPrefix();
+  const natsPrefix = options.natsPrefix ?? uniqueNatsPrefix();
   await syncDatabase(databaseUrl);
   const apiPort = await freePort();
   const config = [
@@ -166,10 +165,14 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs the real bmctl as a child process. */
+/**
+ * Runs the real bmctl as a child process. It never sees this user's saved
+ * defaults (a lab of theirs): what it talks to is what `env` says.
+ */
 export function runBmctl(args: readonly string[], env: Readonly<Record<string, string>> = {}, timeoutMs = 30_000): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bmctlPath, ...args], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const hermetic = { XDG_CONFIG_HOME: path.join(os.tmpdir(), 'bm-no-saved-defaults') };
+    const child = spawn(process.execPath, [bmctlPath, ...args], { cwd: repoRoot, env: { ...process.env, ...hermetic, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

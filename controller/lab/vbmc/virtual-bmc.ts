@@ -25,11 +25,11 @@ import {
   SET_SESSION_PRIVILEGE,
   type BootFlags,
   type CommandId,
-} from '../../controller/drivers/power/ipmi/commands.ts';
-import { deriveKeys, rakp2Code, rakp3Code, rakp4Icv, sameBytes, sessionIntegrityKey, suiteById, userKey, type CipherSuite, type RakpExchange, type SessionKeys } from '../../controller/drivers/power/ipmi/crypto.ts';
-import { IpmiDecodeError } from '../../controller/drivers/power/ipmi/errors.ts';
-import { decodeRequest, encodeResponse, type IpmiRequest } from '../../controller/drivers/power/ipmi/message.ts';
-import { PAYLOAD_IPMI, PAYLOAD_OPEN_SESSION_REQUEST, PAYLOAD_OPEN_SESSION_RESPONSE, PAYLOAD_RAKP1, PAYLOAD_RAKP2, PAYLOAD_RAKP3, PAYLOAD_RAKP4, decodeEnvelope, encodeV15, encodeV20, openPayload, type V20Envelope } from '../../controller/drivers/power/ipmi/packet.ts';
+} from '../../drivers/power/ipmi/commands.ts';
+import { deriveKeys, rakp2Code, rakp3Code, rakp4Icv, sameBytes, sessionIntegrityKey, suiteById, userKey, type CipherSuite, type RakpExchange, type SessionKeys } from '../../drivers/power/ipmi/crypto.ts';
+import { IpmiDecodeError } from '../../drivers/power/ipmi/errors.ts';
+import { decodeRequest, encodeResponse, type IpmiRequest } from '../../drivers/power/ipmi/message.ts';
+import { PAYLOAD_IPMI, PAYLOAD_OPEN_SESSION_REQUEST, PAYLOAD_OPEN_SESSION_RESPONSE, PAYLOAD_RAKP1, PAYLOAD_RAKP2, PAYLOAD_RAKP3, PAYLOAD_RAKP4, decodeEnvelope, encodeV15, encodeV20, openPayload, type V20Envelope } from '../../drivers/power/ipmi/packet.ts';
 import {
   RAKP_INVALID_AUTH_ALG,
   RAKP_INVALID_INTEGRITY,
@@ -45,8 +45,8 @@ import {
   encodeOpenSessionResponse,
   encodeRakp2,
   encodeRakp4,
-} from '../../controller/drivers/power/ipmi/rakp.ts';
-import { SequenceWindow } from '../../controller/drivers/power/ipmi/window.ts';
+} from '../../drivers/power/ipmi/rakp.ts';
+import { SequenceWindow } from '../../drivers/power/ipmi/window.ts';
 import { Chassis, is, type PowerChange, type Reply } from './chassis.ts';
 
 export type { PowerCause, PowerChange } from './chassis.ts';

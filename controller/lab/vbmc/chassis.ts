@@ -17,8 +17,8 @@ import {
   decodeBootFlags,
   type BootFlags,
   type CommandId,
-} from '../../controller/drivers/power/ipmi/commands.ts';
-import type { IpmiRequest } from '../../controller/drivers/power/ipmi/message.ts';
+} from '../../drivers/power/ipmi/commands.ts';
+import type { IpmiRequest } from '../../drivers/power/ipmi/message.ts';
 
 export type PowerCause = 'on' | 'off' | 'cycle' | 'reset' | 'soft-off' | 'external';
 

@@ -1,7 +1,7 @@
 /**
  * A fleet of virtual BMCs in a process of its own, so a benchmark can measure
  * the controller side alone. Started with an IPC channel:
- *   node test/vbmc/fleet-process.ts COUNT PASSWORD_PREFIX
+ *   node controller/lab/vbmc/fleet-process.ts COUNT PASSWORD_PREFIX
  * It answers {type:'ready', ports} once every BMC listens, then takes
  * {type:'set-power', index, power}, {type:'silent', index} and {type:'stats'}
  * messages, and exits when the parent goes away.

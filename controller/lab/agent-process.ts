@@ -1,14 +1,11 @@
 /**
- * Starts the deploy agent as a child process on loopback, writing to a file,
- * for the deploy tests and the stream benchmark. stop() and kill() end only
- * this child, by its PID.
+ * Starts the deploy agent as a child process on loopback, writing to a file:
+ * what a virtual machine of the lab runs as its ramdisk, and what the deploy
+ * tests and the stream benchmark talk to. stop() and kill() end only this
+ * child, by its PID.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const fixtureRoot = (name: string): string => path.join(repoRoot, 'test/agent/fixtures', name);
+import { agentMainPath, machineRoot } from './paths.ts';
 
 export interface AgentProcessOptions {
   readonly token: string;
@@ -27,6 +24,8 @@ export interface AgentProcessOptions {
   readonly controller?: string;
   /** Register with the controller named on the kernel command line (--cmdline). */
   readonly register?: boolean;
+  /** How long the agent may take to listen (default 15 s). */
+  readonly listenTimeoutMs?: number;
 }
 
 export interface AgentProcess {
@@ -50,13 +49,13 @@ function exited(child: ChildProcess): Promise<void> {
 export async function startAgentProcess(options: AgentProcessOptions): Promise<AgentProcess> {
   const args = [
     ...(options.nodeArgs ?? []),
-    options.script ?? path.join(repoRoot, 'agent/main.ts'),
+    options.script ?? agentMainPath,
     '--listen',
     '127.0.0.1',
     '--port',
     String(options.port ?? 0),
     '--root',
-    options.root ?? fixtureRoot('qemu-uefi-virtio'),
+    options.root ?? machineRoot,
     '--target',
     options.target,
     ...(options.controller ? ['--controller', options.controller] : options.register ? [] : ['--no-register']),
@@ -68,7 +67,12 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
   let log = '';
   child.stderr?.setEncoding('utf8');
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`agent did not listen within 15 s:\n${log}`)), 15_000);
+    const listenMs = options.listenTimeoutMs ?? 15_000;
+    const timer = setTimeout(() => {
+      // Not ours to leave running: a late listener would be an agent nobody stops.
+      child.kill('SIGKILL');
+      reject(new Error(`agent did not listen within ${listenMs / 1000} s:\n${log}`));
+    }, listenMs);
     child.stderr?.on('data', (text: string) => {
       log += text;
       const match = /"msg":"listening"[^\n]*"port":(\d+)/.exec(log);

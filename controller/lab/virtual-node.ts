@@ -10,10 +10,12 @@
  */
 import { cp, mkdir, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { startAgentProcess, fixtureRoot, type AgentProcess } from '../deploy/agent-process.ts';
-import { startVirtualBmc, type VirtualBmcServer } from '../vbmc/server.ts';
-import { freePort } from '../support/controller-process.ts';
-import type { PowerChange } from '../vbmc/virtual-bmc.ts';
+import { startAgentProcess, type AgentProcess } from './agent-process.ts';
+import { machineRoot } from './paths.ts';
+import type { StartLimiter } from './start-limiter.ts';
+import { startVirtualBmc, type VirtualBmcServer } from './vbmc/server.ts';
+import { freePort } from './controller-process.ts';
+import type { PowerChange } from './vbmc/virtual-bmc.ts';
 
 export interface VirtualNodeOptions {
   readonly name: string;
@@ -24,7 +26,17 @@ export interface VirtualNodeOptions {
   /** http://host:port of the controller's HTTP boot server. */
   readonly bootUrl: string;
   readonly say: (message: string) => void;
+  /** The agent as the ramdisk carries it (the esbuild bundle); absent: agent/main.ts from the sources. */
+  readonly agentScript?: string;
+  /** Node's compile cache for the agent: a machine's second ramdisk boot starts faster, as a cached ramdisk would. */
+  readonly agentCompileCache?: string;
+  /** Shared by a lab's machines: bounds how many start their ramdisk at once. */
+  readonly starts?: StartLimiter;
 }
+
+/** Ramdisk start attempts per network boot (iPXE's `goto retry`), each within AGENT_LISTEN_MS. */
+const BOOT_ATTEMPTS = 3;
+const AGENT_LISTEN_MS = 60_000;
 
 export interface RamdiskBoot {
   readonly nodeUuid: string;
@@ -117,25 +129,42 @@ export class VirtualNode {
     const cmdline = kernel[2]!;
     const arg = (name: string): string => new RegExp(`(?:^| )${name}=(\\S+)`).exec(cmdline)?.[1] ?? '';
     const root = path.join(this.o.dir, 'root');
-    // A ramdisk's view of this machine: the fixture's /proc and /sys with this node's MAC and command line.
-    await cp(fixtureRoot('qemu-uefi-virtio'), root, { recursive: true, force: true });
+    // A ramdisk's view of this machine: the lab machine's /proc and /sys with this node's MAC and command line.
+    await cp(machineRoot, root, { recursive: true, force: true });
     await writeFile(path.join(root, 'sys/class/net/enp1s0/address'), `${this.o.mac}\n`);
     await writeFile(path.join(root, 'proc/cmdline'), `${cmdline}\n`);
-    const port = await freePort();
-    this.#agent = await startAgentProcess({
-      token: '',
-      target: this.disk,
-      targetZeroed: true,
-      root,
-      port,
-      register: true,
-      // Advertised to the controller, which dials it: loopback, like the listen address.
-      extraArgs: ['--advertise', `127.0.0.1:${port}`, '--heartbeat-interval', '2', '--reboot-command', 'true', '--poweroff-command', 'true'],
-    });
+    this.#agent = await this.#startAgent(root);
     const boot = { nodeUuid: arg('bm.node'), token: arg('bm.token'), agent: this.#agent };
     this.#ramdisk = boot;
     this.o.say(`${this.o.name}: network boot: ${arg('bm.purpose')} ramdisk running, agent on ${this.#agent.address}`);
     for (const w of this.#waiters.splice(0)) w(boot);
+  }
+
+  async #startAgent(root: string): Promise<AgentProcess> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const start = async (): Promise<AgentProcess> => {
+          const port = await freePort();
+          return startAgentProcess({
+            token: '',
+            target: this.disk,
+            targetZeroed: true,
+            root,
+            port,
+            register: true,
+            listenTimeoutMs: AGENT_LISTEN_MS,
+            ...(this.o.agentScript ? { script: this.o.agentScript } : {}),
+            ...(this.o.agentCompileCache ? { env: { NODE_COMPILE_CACHE: this.o.agentCompileCache } } : {}),
+            // Advertised to the controller, which dials it: loopback, like the listen address.
+            extraArgs: ['--advertise', `127.0.0.1:${port}`, '--heartbeat-interval', '2', '--reboot-command', 'true', '--poweroff-command', 'true'],
+          });
+        };
+        return await (this.o.starts ? this.o.starts.run(start) : start());
+      } catch (err) {
+        if (attempt >= BOOT_ATTEMPTS) throw err;
+        this.o.say(`${this.o.name}: ramdisk did not start (${err instanceof Error ? err.message.split('\n')[0] : String(err)}); retrying as iPXE would`);
+      }
+    }
   }
 
   async #fetch(url: string): Promise<string | null> {

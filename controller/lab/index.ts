@@ -1,0 +1,26 @@
+/**
+ * The virtual fleet of `bmctl lab`: virtual BMCs (IPMI 2.0 over UDP), virtual
+ * machines whose network boot runs the real agent, and the starters for the
+ * controller and agent processes. Tests and benchmarks import it from here.
+ */
+export { bmctlPath, machineRoot, repoRoot } from './paths.ts';
+export { startAgentProcess, type AgentProcess, type AgentProcessOptions } from './agent-process.ts';
+export {
+  freePort,
+  natsUrl,
+  runBmctl,
+  startControllerProcess,
+  uniqueDatabaseUrl,
+  uniqueNatsPrefix,
+  type CliResult,
+  type ControllerProcess,
+  type StartOptions,
+} from './controller-process.ts';
+export { freeUdpPort } from './udp-port.ts';
+export { sha256OfFilePrefix } from './file-sha.ts';
+export { VirtualNode, type RamdiskBoot, type VirtualNodeOptions } from './virtual-node.ts';
+export { VirtualBmc, type PowerCause, type PowerChange, type VirtualBmcOptions, type VirtualBmcStats, type VirtualBmcUser } from './vbmc/virtual-bmc.ts';
+export { startFleet, startVirtualBmc, type VirtualBmcServer, type VirtualFleet } from './vbmc/server.ts';
+export { startLabFleet, type LabFleet, type LabFleetOptions, type LabImage, type LabMachine } from './fleet.ts';
+export { bootAll, createFlavor, enroll, instanceName, LabStepError, LAB_FLAVOR, LAB_IMAGE, provisionAll, uploadImage, type BootOutcome, type ProgressListener } from './operator.ts';
+export { LAB_MAX_NODES, labStateDir, readLabState, type LabState } from './lab-state.ts';

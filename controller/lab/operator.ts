@@ -1,0 +1,106 @@
+/**
+ * What an operator does to a fresh lab, and only through the controller's
+ * gRPC API (DESIGN.md: the CLI never reads the database): upload an image,
+ * enroll the machines, verify their BMCs (manage), clean them into the pool
+ * (provide), create a flavor, boot instances and follow them to ACTIVE. The
+ * controller drives every deploy; nothing of a deploy happens here.
+ */
+import { createReadStream } from 'node:fs';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import { FlavorService } from '../../proto/gen/bm/v1/flavor_pb.js';
+import { ImageService, type CreateImageRequestSchema, type Image } from '../../proto/gen/bm/v1/image_pb.js';
+import { InstanceService, type Instance } from '../../proto/gen/bm/v1/instance_pb.js';
+import { NodeService, type Node } from '../../proto/gen/bm/v1/node_pb.js';
+import type { RpcConnection } from '../../proto/rpc/index.ts';
+import { isTransientState } from '../conductor/states.ts';
+import { BmError } from '../errors.ts';
+import type { LabImage, LabMachine } from './fleet.ts';
+
+const CHUNK = 1024 * 1024;
+export const LAB_IMAGE = 'lab-image';
+export const LAB_FLAVOR = 'lab-small';
+
+/** A step of the lab that did not end where it should: which one, on what, and why. */
+export class LabStepError extends BmError {
+  constructor(step: string, subject: string, detail: string) {
+    super('failed-precondition', `${step} ${subject}: ${detail}`, { step, subject });
+  }
+}
+
+export const instanceName = (i: number): string => `lab-vm-${String(i + 1).padStart(3, '0')}`;
+
+export async function uploadImage(conn: RpcConnection, image: LabImage, name = LAB_IMAGE): Promise<Image> {
+  async function* requests(): AsyncIterable<MessageInitShape<typeof CreateImageRequestSchema>> {
+    yield { part: { case: 'meta', value: { name, diskFormat: image.format } } };
+    for await (const chunk of createReadStream(image.file, { highWaterMark: CHUNK })) yield { part: { case: 'chunk', value: chunk as Buffer } };
+  }
+  return conn.client(ImageService).createImage(requests(), { timeoutMs: 300_000 });
+}
+
+export async function enroll(conn: RpcConnection, machines: readonly LabMachine[]): Promise<Node[]> {
+  const nodes = conn.client(NodeService);
+  const out: Node[] = [];
+  for (const m of machines) {
+    out.push(
+      await nodes.createNode({ name: m.name, pmAddress: m.bmcAddress, pmPort: m.bmcPort, pmUser: m.bmcUser, pmPassword: m.bmcPassword, cpus: m.cpus, memoryMb: m.memoryMb, localGb: m.diskGb, cpuArch: 'x86_64', mac: m.mac }),
+    );
+  }
+  return out;
+}
+
+/** Runs a provision verb on every node at once and waits until each leaves the transient states in `want`. */
+export async function provisionAll(conn: RpcConnection, names: readonly string[], verb: 'manage' | 'provide', want: string, timeoutMs: number): Promise<void> {
+  const nodes = conn.client(NodeService);
+  await Promise.all(
+    names.map(async (id) => {
+      let n = await nodes.provision({ id, verb });
+      const deadline = Date.now() + timeoutMs;
+      while (isTransientState(n.provisionState) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 250));
+        n = await nodes.getNode({ id: n.uuid });
+      }
+      if (n.provisionState !== want) throw new LabStepError(`node ${verb}`, id, `ended in ${n.provisionState}${n.lastError ? `: ${n.lastError}` : ''}`);
+    }),
+  );
+}
+
+export async function createFlavor(conn: RpcConnection): Promise<void> {
+  await conn.client(FlavorService).createFlavor({ name: LAB_FLAVOR, ramMb: 16384, diskGb: 1, cpus: 8 });
+}
+
+export interface BootOutcome {
+  readonly instance: Instance;
+  /** From the boot call to ACTIVE (or ERROR), as this client saw it. */
+  readonly ms: number;
+}
+
+export type ProgressListener = (instances: readonly Instance[]) => void;
+
+/**
+ * Boots the named instances at once and follows them until each is ACTIVE or
+ * ERROR: the API's instance list, polled, drives `onProgress` (state and
+ * deploy %) and the per-instance times.
+ */
+export async function bootAll(
+  conn: RpcConnection,
+  names: readonly string[],
+  o: { readonly userData?: Uint8Array; readonly timeoutMs: number; readonly pollMs?: number; readonly onProgress?: ProgressListener },
+): Promise<BootOutcome[]> {
+  const api = conn.client(InstanceService);
+  const started = performance.now();
+  const created = await Promise.all(names.map((name) => api.createInstance({ name, flavor: LAB_FLAVOR, image: LAB_IMAGE, userData: o.userData ?? new Uint8Array() })));
+  const mine = new Set(created.map((i) => i.uuid));
+  const done = new Map<string, BootOutcome>();
+  const deadline = started + o.timeoutMs;
+  while (done.size < created.length) {
+    const { instances } = await api.listInstances({});
+    const current = instances.filter((i) => mine.has(i.uuid));
+    const now = performance.now();
+    for (const i of current) if ((i.state === 'ACTIVE' || i.state === 'ERROR') && !done.has(i.uuid)) done.set(i.uuid, { instance: i, ms: now - started });
+    o.onProgress?.(current);
+    if (done.size === created.length) break;
+    if (now > deadline) throw new LabStepError('boot', `${created.length - done.size} instance(s)`, `not ACTIVE within ${o.timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, o.pollMs ?? 250));
+  }
+  return created.map((c) => done.get(c.uuid)!);
+}

@@ -1,0 +1,140 @@
+/**
+ * The lab at fleet scale: 50 virtual machines (BENCH_SCALE scales the count),
+ * enrolled, verified and cleaned through the API, then 50 instances booted at
+ * once. The peer is one instance booted alone on the same lab in the same
+ * run: a deploy that waits on nothing but itself. Figures: the time from the
+ * first boot call to all ACTIVE against the single time, p50/p95 per
+ * instance, and the controller's peak RSS (VmHWM) and CPU time.
+ */
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { InstanceService } from '../../proto/gen/bm/v1/instance_pb.js';
+import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
+import { connect } from '../../proto/rpc/index.ts';
+import { bootAll, createFlavor, enroll, provisionAll, startLabFleet, uniqueDatabaseUrl, uniqueNatsPrefix, uploadImage, type LabFleet } from '../../controller/lab/index.ts';
+import { goal, type BenchContext, type BenchReport } from './harness.ts';
+
+const FULL = 50;
+
+async function procStatusKiB(pid: number, field: string): Promise<number | null> {
+  const text = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text);
+  return m ? Number(m[1]) : null;
+}
+
+/**
+ * CPU seconds from /proc/<pid>/stat: its own user + system time (fields 14,
+ * 15), or that of its children it has reaped (16, 17): for this process, the
+ * virtual machines' agents that have ended.
+ */
+async function cpuSeconds(pid: number | 'self', of: 'own' | 'reaped-children' = 'own'): Promise<number | null> {
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  if (fields.length < 15) return null;
+  const at = of === 'own' ? 11 : 13;
+  // USER_HZ is 100 on Linux.
+  return (Number(fields[at]) + Number(fields[at + 1])) / 100;
+}
+
+const delta = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : Math.round((b - a) * 10) / 10);
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+const round1 = (ms: number): number => Math.round(ms / 100) / 10;
+
+export default async function labBench(ctx: BenchContext): Promise<BenchReport> {
+  const count = Math.max(2, Math.round(FULL * ctx.scale));
+  let fleet: LabFleet | null = null;
+  try {
+    ctx.log(`starting a lab of ${count} machines`);
+    fleet = await startLabFleet({
+      nodes: count,
+      dir: path.join(os.tmpdir(), `bm-labbench-${process.pid}`),
+      databaseUrl: uniqueDatabaseUrl('bm_labbench'),
+      natsPrefix: uniqueNatsPrefix(),
+      // A machine's own trouble (a ramdisk that would not start) is worth a line; its routine boots are not.
+      say: (m) => {
+        if (/failed|did not|retrying/.test(m)) ctx.log(m);
+      },
+    });
+    const ctl = fleet.controller;
+    const conn = connect(ctl.url, { metadata: { authorization: `Bearer ${ctl.token}` } });
+    try {
+      await uploadImage(conn, fleet.image);
+      const machines = fleet.describe();
+      await enroll(conn, machines);
+      const names = machines.map((m) => m.name);
+      const t0 = performance.now();
+      await provisionAll(conn, names, 'manage', 'manageable', 120_000);
+      const manageS = (performance.now() - t0) / 1000;
+      const t1 = performance.now();
+      await provisionAll(conn, names, 'provide', 'available', 600_000);
+      const provideS = (performance.now() - t1) / 1000;
+      await createFlavor(conn);
+      ctx.log(`managed in ${manageS.toFixed(1)} s, cleaned in ${provideS.toFixed(1)} s; one instance alone`);
+
+      const [single] = await bootAll(conn, ['bench-single'], { timeoutMs: 300_000, pollMs: 50 });
+      if (single!.instance.state !== 'ACTIVE') throw new Error(`the single instance ended in ${single!.instance.state}: ${single!.instance.lastError}`);
+      // Back to the pool, so the batch has every machine.
+      await conn.client(InstanceService).deleteInstance({ id: single!.instance.uuid });
+      const nodes = conn.client(NodeService);
+      for (const deadline = Date.now() + 300_000; ; ) {
+        const n = await nodes.getNode({ id: single!.instance.nodeUuid });
+        if (n.provisionState === 'available' && n.instanceUuid === '') break;
+        if (Date.now() > deadline) throw new Error(`the single instance's node is ${n.provisionState}, not available again`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+
+      ctx.log(`${count} instances at once`);
+      const peakBeforeKiB = await procStatusKiB(ctl.pid, 'VmHWM');
+      const cpuBefore = await cpuSeconds(ctl.pid);
+      const agentsBefore = await cpuSeconds('self', 'reaped-children');
+      const batch = await bootAll(
+        conn,
+        machines.map((_, i) => `bench-${String(i + 1).padStart(3, '0')}`),
+        { timeoutMs: 900_000, pollMs: 50 },
+      );
+      const cpuAfter = await cpuSeconds(ctl.pid);
+      // The agents end when their machine boots from disk; by the last ACTIVE all but a few are reaped.
+      await new Promise((r) => setTimeout(r, 1000));
+      const agentsAfter = await cpuSeconds('self', 'reaped-children');
+      const failed = batch.filter((b) => b.instance.state !== 'ACTIVE');
+      const times = batch.map((b) => b.ms).sort((a, b) => a - b);
+      const allMs = times[times.length - 1]!;
+      const peakKiB = await procStatusKiB(ctl.pid, 'VmHWM');
+      const peakMiB = peakKiB === null ? null : Math.round(peakKiB / 102.4) / 10;
+      const ratio = failed.length === 0 ? allMs / single!.ms : null;
+      return {
+        results: {
+          machines: count,
+          manage_all_s: round1(manageS * 1000),
+          provide_all_s: round1(provideS * 1000),
+          single_instance_s: round1(single!.ms),
+          all_active_s: round1(allMs),
+          all_vs_single: ratio === null ? null : Math.round(ratio * 100) / 100,
+          per_instance_p50_s: round1(percentile(times, 50)),
+          per_instance_p95_s: round1(percentile(times, 95)),
+          failed: failed.length,
+          controller_peak_rss_mib: peakMiB,
+          // The peak before the batch (start-up, upload, enroll, cleaning, the single deploy): what the 50 streams added is the difference.
+          controller_peak_rss_before_batch_mib: peakBeforeKiB === null ? null : Math.round(peakBeforeKiB / 102.4) / 10,
+          controller_cpu_s_during_batch: delta(cpuBefore, cpuAfter),
+          // Each virtual machine's ramdisk is a Node process on this machine's shared cores, where a real one has its own CPU.
+          lab_agents_cpu_s_during_batch: delta(agentsBefore, agentsAfter),
+          cores: os.cpus().length,
+        },
+        goals: [
+          goal(`${count} at once vs one alone (time to all ACTIVE)`, ratio, '<=', 3, failed.length > 0 ? `${failed.length} instance(s) ended in ERROR` : undefined),
+          goal('controller peak RSS (MiB)', peakMiB, '<=', 512, peakMiB === null ? `no /proc/${ctl.pid}/status` : undefined),
+        ],
+      };
+    } finally {
+      conn.close();
+    }
+  } finally {
+    await fleet?.stop();
+  }
+}
