@@ -9,10 +9,12 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EventService } from '../../proto/gen/bm/v1/event_pb.js';
+import { fromBinary } from '@bufbuild/protobuf';
+import { connect as connectNats } from '@nats-io/transport-node';
+import { EventSchema } from '../../proto/gen/bm/v1/event_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect } from '../../proto/rpc/index.ts';
-import { type ControllerProcess, VirtualNode, freePort, freeUdpPort, runBmctl, startControllerProcess, uniqueDatabaseUrl } from '../../controller/lab/index.ts';
+import { type ControllerProcess, VirtualNode, freePort, freeUdpPort, natsUrl, runBmctl, startControllerProcess, uniqueDatabaseUrl, uniqueNatsPrefix } from '../../controller/lab/index.ts';
 
 const MIB = 1024 * 1024;
 let dir: string;
@@ -71,7 +73,9 @@ describe('a controller killed mid-task', () => {
     const httpPort = await freePort();
     const tftpPort = await freeUdpPort();
     const databaseUrl = uniqueDatabaseUrl('bm_restart');
-    a = await startControllerProcess({ databaseUrl, env, logLevel: 'warn', extraToml: await bootToml('ctl-a', httpPort, tftpPort) });
+    // One cluster: one database, one secret key, one NATS prefix.
+    const natsPrefix = uniqueNatsPrefix();
+    a = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: await bootToml('ctl-a', httpPort, tftpPort) });
     const cli = (ctl: ControllerProcess) => ({ BM_URL: ctl.url, BM_TOKEN: ctl.token });
     m = new VirtualNode({ name: 'restart-1', mac: '52:54:00:0e:00:01', bmcPassword: 'restart-secret', diskBytes: 16 * MIB, dir: path.join(dir, 'm'), bootUrl: `http://127.0.0.1:${httpPort}`, say: (msg) => log.push(msg) });
     await m.start();
@@ -84,18 +88,23 @@ describe('a controller killed mid-task', () => {
     expect(await nodeOf(a)).toMatchObject({ provisionState: 'cleaning' });
     const before = await runBmctl(['--json', 'controller', 'list'], cli(a));
     expect(JSON.parse(before.stdout)).toEqual([expect.objectContaining({ id: 'ctl-a', alive: true, ownedNodes: 1, groups: ['default'] })]);
+    // Controller events of the cluster, from before the kill: the death must be announced exactly once.
+    const nc = await connectNats({ servers: natsUrl });
+    const seen: { type: string; details: Record<string, string> }[] = [];
+    const sub = nc.subscribe(`${natsPrefix}.events.controller.>`);
+    const watching = (async () => {
+      for await (const msg of sub) {
+        const e = fromBinary(EventSchema, msg.data);
+        seen.push({ type: e.type, details: { ...e.details } });
+      }
+    })();
+    await nc.flush();
     process.kill(a.pid, 'SIGKILL');
     await a.stop({ keepDatabase: true });
     a = undefined;
 
     // A peer of the same cluster (same database and key, the dead one's boot ports).
-    b = await startControllerProcess({ databaseUrl, env, logLevel: 'warn', extraToml: await bootToml('ctl-b', httpPort, tftpPort) });
-    const watcher = connect(b.url, { metadata: { authorization: `Bearer ${b.token}` } });
-    const seen: { type: string; details: Record<string, string> }[] = [];
-    const abort = new AbortController();
-    const watching = (async () => {
-      for await (const e of watcher.client(EventService).watch({ nodeUuid: '' }, { signal: abort.signal })) seen.push({ type: e.type, details: { ...e.details } });
-    })().catch(() => undefined);
+    b = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: await bootToml('ctl-b', httpPort, tftpPort) });
     const deadline = Date.now() + 30_000;
     let node = await nodeOf(b);
     while (node.provisionState !== 'clean-failed' && Date.now() < deadline) {
@@ -107,10 +116,12 @@ describe('a controller killed mid-task', () => {
     // The death was announced once, and the list shows the one live member owning the node.
     const announced = Date.now() + 10_000;
     while (!seen.some((e) => e.type === 'controller.dead') && Date.now() < announced) await new Promise((r) => setTimeout(r, 200));
-    abort.abort();
-    watcher.close();
+    await new Promise((r) => setTimeout(r, 1000));
+    sub.unsubscribe();
     await watching;
+    await nc.close();
     expect(seen.filter((e) => e.type === 'controller.dead')).toEqual([{ type: 'controller.dead', details: expect.objectContaining({ controller: 'ctl-a' }) }]);
+    expect(seen.some((e) => e.type === 'controller.joined' && e.details.controller === 'ctl-b')).toBe(true);
     const after = await runBmctl(['--json', 'controller', 'list'], cli(b));
     expect(JSON.parse(after.stdout)).toEqual([expect.objectContaining({ id: 'ctl-b', alive: true, ownedNodes: 1 })]);
 
