@@ -1,11 +1,14 @@
 /**
  * The deploy chain on a QEMU machine under TCG (test/e2e), timed phase by
  * phase from the IPMI power-on: iPXE's DHCP, the ramdisk's kernel and
- * initrd over HTTP, the ramdisk's own DHCP, the agent's callback (its
- * heartbeat in MySQL), the image written (64 MiB whole-disk image, qcow2),
- * and the image booted from disk after the power cycle. Also the
- * ramdisk's size (gzip and unpacked) and the agent's memory inside the VM,
- * as the init prints it on the serial console.
+ * initrd over HTTP, the ramdisk's own DHCP, the agent's callback, the image
+ * written (64 MiB whole-disk image, qcow2), and the image booted from disk
+ * after the power cycle. The deploy is `bmctl boot --wait` on a node made
+ * available by `node manage` and `node provide`; power-on, callback, image
+ * written and power cycle are the controller's events (bmctl watch), the
+ * rest the serial console's lines. Also the ramdisk's size (gzip and
+ * unpacked) and the agent's memory inside the VM, as the init prints it on
+ * the serial console.
  *
  * The peer: the same kernel and initramfs booted directly by QEMU
  * (-kernel/-initrd, QEMU's user-mode DHCP), no firmware, no PXE, no
@@ -17,11 +20,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stopChild } from '../boot/netns.ts';
 import { requirePeer } from '../boot/peers.ts';
-import { driveDeploy, type Phase } from '../e2e/drive-deploy.ts';
+import { driveDeploy } from '../e2e/drive-deploy.ts';
 import { ensureRamdisk } from '../e2e/ensure-ramdisk.ts';
 import { GUEST_MARKER } from '../e2e/guest-image.ts';
-import type { QemuBmc } from '../e2e/qemu-machine.ts';
-import { driveContextFor, enrollWithBmc, newMachine, serialLength, serialText, setUpE2e, waitForSerial, watchSerial, type E2e } from '../e2e/scenario.ts';
+import { enrollWithBmc, newMachine, provide, serialLength, serialText, setUpE2e, waitForSerial, watchSerial, type E2e, type EnrolledMachine } from '../e2e/scenario.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
 
 const MIB = 1024 * 1024;
@@ -102,25 +104,21 @@ export default async function e2eBench(ctx: BenchContext): Promise<BenchReport> 
   Object.assign(results, await directBoot(ramdisk.kernelFile, ramdisk.initrdFile, ctx.log));
 
   let e: E2e | null = null;
-  let bmc: QemuBmc | null = null;
+  let node: EnrolledMachine | null = null;
   try {
     e = await setUpE2e({ discovery: false });
     const machine = await newMachine(e.bed, 'bench-node', '52:54:00:be:0c:01', 1024 * MIB, 1024, 1);
-    const enrolled = await enrollWithBmc(e, machine);
-    bmc = enrolled.bmc;
-    const phases: Partial<Record<Phase, number>> = {};
-    const watch = watchSerial(machine, RAMDISK_LINES, 0);
-    const drive = driveContextFor(e, machine, enrolled.nodeUuid, (p) => void (phases[p] = performance.now()));
-    try {
-      await driveDeploy(drive, { image: e.guestImage, format: 'qcow2', userData: '#cloud-config\n', metaData: { uuid: enrolled.nodeUuid } });
-    } finally {
-      watch.stop();
-    }
-    const atReboot = await serialLength(machine);
-    await waitForSerial(machine, new RegExp(`${GUEST_MARKER}-DONE`), 180_000, atReboot);
+    node = await enrollWithBmc(e, machine);
+    const provideStarted = performance.now();
+    await provide(e, machine);
+    results.provide_s = s(performance.now() - provideStarted);
+    const atBoot = await serialLength(machine);
+    const watch = watchSerial(machine, RAMDISK_LINES, atBoot);
+    const { phases } = await driveDeploy(e, node.events, { name: 'bench-vm', flavor: e.flavor, image: 'e2e-guest', userData: '#cloud-config\n' }).finally(() => watch.stop());
+    const guest = await waitForSerial(machine, new RegExp(`${GUEST_MARKER}-DONE`), 300_000, atBoot);
     const booted = performance.now();
-    const ramdiskText = (await serialText(machine)).slice(0, atReboot);
-    const on = phases['power-on']!;
+    const ramdiskText = guest.slice(0, guest.indexOf(`${GUEST_MARKER} on `));
+    const on = phases['power-on'];
     const since = (t: number | undefined): number | null => (t === undefined ? null : s(t - on));
     Object.assign(results, {
       power_on_to_ipxe_dhcp_s: since(watch.seen.ipxeDhcp),
@@ -131,9 +129,9 @@ export default async function e2eBench(ctx: BenchContext): Promise<BenchReport> 
       power_on_to_agent_started_s: since(watch.seen.agentStarted),
       power_on_to_agent_callback_s: since(phases['agent-callback']),
       power_on_to_image_written_s: since(phases['image-written']),
-      image_write_s: phases['image-written'] !== undefined && phases['agent-callback'] !== undefined ? s(phases['image-written'] - phases['agent-callback']) : null,
+      image_write_s: s(phases['image-written'] - phases['agent-callback']),
       image_bytes: Number(e.guestImage.virtualSize),
-      power_cycle_to_image_booted_s: phases.rebooted !== undefined ? s(booted - phases.rebooted) : null,
+      power_cycle_to_image_booted_s: s(booted - phases.rebooted),
       power_on_to_image_booted_s: s(booted - on),
       guest_uptime_at_init_s: uptimeOf(ramdiskText, RAMDISK_LINES.initStarted),
       guest_uptime_at_modules_loaded_s: uptimeOf(ramdiskText, RAMDISK_LINES.modulesLoaded),
@@ -147,7 +145,7 @@ export default async function e2eBench(ctx: BenchContext): Promise<BenchReport> 
     results.pxe_vs_direct_agent_listening_ratio = direct && pxeListening ? Math.round((pxeListening / direct) * 100) / 100 : null;
     ctx.log(`power on -> agent callback ${results.power_on_to_agent_callback_s} s, -> image booted ${results.power_on_to_image_booted_s} s`);
   } finally {
-    await bmc?.stop();
+    await node?.stop();
     await e?.close();
   }
   return {

@@ -1,13 +1,17 @@
 /**
- * The whole chain on a QEMU machine, with real processes only: the machine
- * PXE boots (SeaBIOS, the iPXE ROM) through the controller's DHCP, HTTP iPXE
- * script and the deploy ramdisk (uploaded as aki/ari images and set as the
- * default deploy kernel and ramdisk); the agent in it looks itself up; the
- * image streams onto the machine's disk with a config drive; the native IPMI
- * driver sets boot-from-disk through ipmi_sim and power-cycles it; the image
- * boots and prints its marker and the user data on the serial console. Then
- * a delete erases the disk's metadata. An unknown machine, with discovery
- * on, registers itself with the inventory QEMU gave it.
+ * The whole chain on a QEMU machine, with real processes only, driven the
+ * way an operator and a tenant do it: bmctl only. The machine is enrolled
+ * with its BMC (OpenIPMI's ipmi_sim, powering QEMU), `node manage` verifies
+ * it through the native IPMI driver, `node provide` has the conductor
+ * PXE-boot it (SeaBIOS, the iPXE ROM, the controller's DHCP and iPXE script)
+ * into the deploy ramdisk (uploaded as aki/ari images and the default
+ * deploy kernel and ramdisk) whose agent erases the disk; `bmctl boot
+ * --wait` has the conductor boot it into the ramdisk again, stream the image
+ * with a config drive, set boot-from-disk through ipmi_sim and power-cycle
+ * it: the image boots and prints its marker and the user data on the serial
+ * console. `bmctl instance delete --wait` erases the disk's metadata and the
+ * node is available again. An unknown machine, with discovery on,
+ * registers itself with the inventory QEMU gave it.
  * Any failed step fails with the machine's serial log and the controller's log.
  */
 import { randomBytes } from 'node:crypto';
@@ -17,8 +21,8 @@ import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { stopChild } from '../boot/netns.ts';
 import { driveDeploy, driveUndeploy } from './drive-deploy.ts';
 import { GUEST_MARKER } from './guest-image.ts';
-import { startUnmanagedMachine, type QemuBmc } from './qemu-machine.ts';
-import { driveContextFor, enrollWithBmc, newMachine, serialLength, serialText, setUpE2e, step, waitForSerial, type E2e } from './scenario.ts';
+import { startUnmanagedMachine } from './qemu-machine.ts';
+import { enrollWithBmc, newMachine, provide, serialLength, serialText, setUpE2e, step, waitForSerial, type E2e, type EnrolledMachine } from './scenario.ts';
 
 const MIB = 1024 * 1024;
 let e: E2e;
@@ -32,34 +36,46 @@ afterAll(async () => {
 }, 60_000);
 
 describe('a QEMU machine, end to end', () => {
-  it('PXE boots the ramdisk, gets the image and config drive, boots the image with its user data, and is erased on delete', { timeout: 600_000 }, async () => {
+  it('is provided, boots an instance with its user data through bmctl boot, and is erased and available again after bmctl instance delete', { timeout: 1_800_000 }, async () => {
     const machine = await newMachine(e.bed, 'e2e-node1', '52:54:00:e2:e0:01', 1024 * MIB, 1024, 1);
-    let bmc: QemuBmc | null = null;
+    let node: EnrolledMachine | null = null;
     try {
-      const enrolled = await step(e, machine, 'enroll and manage (the native IPMI driver verifies ipmi_sim)', () => enrollWithBmc(e, machine));
-      bmc = enrolled.bmc;
-      const nodeUuid = enrolled.nodeUuid;
-      const ctx = driveContextFor(e, machine, nodeUuid);
+      node = await step(e, machine, 'enroll and manage (the native IPMI driver verifies ipmi_sim)', () => enrollWithBmc(e, machine));
+      const { nodeUuid, events, bmc } = node;
+      await step(e, machine, 'node provide (cleaning through the PXE-booted agent)', () => provide(e, machine));
+      expect(events.find((x) => x.type === 'clean.erased')).toBeDefined();
+
       const userData = `#cloud-config\n# e2e user data ${randomBytes(8).toString('hex')}\n`;
-      await step(e, machine, 'deploy', () => driveDeploy(ctx, { image: e.guestImage, format: 'qcow2', userData, metaData: { uuid: nodeUuid, hostname: machine.name, name: machine.name } }));
-      const atReboot = await serialLength(machine);
-      const booted = await step(e, machine, 'the image boots from disk', () => waitForSerial(machine, new RegExp(`${GUEST_MARKER}-DONE`), 180_000, atReboot));
-      expect(booted).toContain(GUEST_MARKER);
-      expect(booted).toMatch(/config-2 found at \d+ MiB/);
-      expect(booted).toContain(userData.trim());
-      expect(booted).toMatch(new RegExp(`"uuid": ?"${nodeUuid}"`));
-      // The BMC saw the boot devices the deploy asked for: network first, then the disk.
-      expect((await bmc.powerLog()).match(/boot \w+/g)).toEqual(['boot pxe', 'boot default']);
-      const ramdiskBoot = (await serialText(machine)).slice(0, atReboot);
+      const atBoot = await serialLength(machine);
+      const { instance } = await step(e, machine, 'bmctl boot --wait', () => driveDeploy(e, events, { name: 'e2e-vm1', flavor: e.flavor, image: 'e2e-guest', userData }));
+      expect(instance.nodeUuid).toBe(nodeUuid);
+      expect(instance.address).toMatch(/^10\.99\.0\.\d+$/);
+      const booted = await step(e, machine, 'the image boots from disk', () => waitForSerial(machine, new RegExp(`${GUEST_MARKER}-DONE`), 300_000, atBoot));
+      const cut = booted.indexOf(`${GUEST_MARKER} on `);
+      expect(cut).toBeGreaterThan(0);
+      const guest = booted.slice(cut);
+      expect(guest).toMatch(/config-2 found at \d+ MiB/);
+      expect(guest).toContain(userData.trim());
+      // meta_data.json names the instance.
+      expect(guest).toMatch(new RegExp(`"uuid": ?"${instance.uuid}"`));
+      // The BMC saw the boot devices the conductor asked for: network for cleaning and for the deploy, then the disk.
+      expect((await bmc.powerLog()).match(/boot \w+/g)).toEqual(['boot pxe', 'boot pxe', 'boot default']);
+      const ramdiskBoot = booted.slice(0, cut);
       expect(ramdiskBoot).toMatch(/ramdisk: \[[\d.]+\] DHCP lease 10\.99\.0\.\d+\/24 on eth0/);
       // The iPXE script named the NIC it booted from, and the init took DHCP on that one.
       expect(ramdiskBoot).toMatch(/ramdisk: \[[\d.]+\] DHCP on eth0 \(BOOTIF 52:54:00:e2:e0:01\)/);
-      expect(ramdiskBoot).not.toMatch(/bm\.token=/);
+      // The agent token travels in the iPXE script and /proc/cmdline, never onto the console.
+      expect(await serialText(machine)).not.toMatch(/bm\.token=/);
 
       const atDelete = await serialLength(machine);
-      await step(e, machine, 'delete (erase the disk metadata)', () => driveUndeploy(ctx));
-      expect((await e.api.client(NodeService).getNode({ id: nodeUuid })).provisionState).toBe('available');
+      await step(e, machine, 'bmctl instance delete --wait (erase the disk metadata)', () => driveUndeploy(e, events, 'e2e-vm1'));
+      const shown = JSON.parse(await e.bmctl(['--json', 'node', 'show', machine.name])) as { provisionState: string; instanceUuid: string; powerState: string };
+      expect(shown.provisionState).toBe('available');
+      expect(shown.instanceUuid).toBe('');
+      expect(shown.powerState).toBe('off');
+      expect(JSON.parse(await e.bmctl(['--json', 'instance', 'list']))).toEqual([]);
       expect(await serialText(machine, atDelete)).toMatch(/ramdisk: \[[\d.]+\] starting the agent/);
+      expect((await bmc.powerLog()).match(/boot \w+/g)).toEqual(['boot pxe', 'boot pxe', 'boot default', 'boot pxe']);
       // Erased: the MBR (boot code and partition table) reads as zeros.
       const head = Buffer.alloc(512);
       const disk = await open(machine.disk, 'r');
@@ -67,7 +83,7 @@ describe('a QEMU machine, end to end', () => {
       await disk.close();
       expect(head.every((b) => b === 0)).toBe(true);
     } finally {
-      await bmc?.stop();
+      await node?.stop();
     }
   });
 

@@ -6,9 +6,6 @@
  * "set boot" said (../../../shared/PEERS.md has how that program is called).
  * Every power-on appends a line "<epoch s> power on, boot <device>" to
  * power.log; the serial console of every boot goes to one serial.log.
- * QEMU dumps the NIC's traffic (filter-dump) to a pcap file, which is how
- * the test sees the iPXE script the VM fetched, token included, the way the
- * lab's virtual machines read theirs.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
@@ -23,13 +20,13 @@ export interface MachineSpec {
   readonly tap: string;
   /** A raw disk file (sparse). */
   readonly disk: string;
+  readonly diskBytes: number;
   readonly memoryMb: number;
   readonly cpus: number;
   readonly dir: string;
 }
 
 export const serialLogOf = (m: MachineSpec): string => path.join(m.dir, 'serial.log');
-export const pcapOf = (m: MachineSpec): string => path.join(m.dir, 'nic.pcap');
 
 /** QEMU's arguments; `bootOrder` n = network first, c = disk. */
 export function qemuArgs(m: MachineSpec, bootOrder: 'n' | 'c'): string[] {
@@ -40,7 +37,6 @@ export function qemuArgs(m: MachineSpec, bootOrder: 'n' | 'c'): string[] {
     '-boot', `order=${bootOrder}`,
     '-netdev', `tap,id=n0,ifname=${m.tap},script=no,downscript=no`,
     '-device', `virtio-net-pci,netdev=n0,mac=${m.mac}`,
-    '-object', `filter-dump,id=dump0,netdev=n0,file=${pcapOf(m)}`,
     '-drive', `file=${m.disk},if=virtio,format=raw,cache=unsafe`,
   ];
 }

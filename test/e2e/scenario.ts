@@ -1,35 +1,38 @@
 /**
  * What the e2e test and the e2e benchmark share: a testbed with the deploy
- * ramdisk installed as the default (scripts/install-ramdisk.sh) and the
- * guest image uploaded, machines with their disks and BMCs, the drive
- * context for drive-deploy.ts, and reading the serial console.
+ * ramdisk installed as the default (scripts/install-ramdisk.sh), the guest
+ * image uploaded and a flavor the machines fit, machines with their disks
+ * and BMCs brought to `available` the operator's way (node create, manage,
+ * provide), their events, and reading the serial console.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { openDatabase, type DbHandle } from '../../db/connect.ts';
 import { ImageService, type Image } from '../../proto/gen/bm/v1/image_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
 import type { RamdiskManifest } from '../../ramdisk/build.ts';
-import type { DriveContext, Phase } from './drive-deploy.ts';
+import { repoRoot, runBmctl } from '../../controller/lab/index.ts';
 import { ensureRamdisk, ramdiskCache } from './ensure-ramdisk.ts';
 import { buildGuestImage } from './guest-image.ts';
-import { pcapOf, serialLogOf, startQemuBmc, type MachineSpec, type QemuBmc } from './qemu-machine.ts';
-import { lastAgentTokenOnWire, startTestbed, type Testbed } from './testbed.ts';
-import { repoRoot, runBmctl } from '../../controller/lab/index.ts';
+import { NodeEvents } from './node-events.ts';
+import { serialLogOf, startQemuBmc, type MachineSpec, type QemuBmc } from './qemu-machine.ts';
+import { startTestbed, type Testbed } from './testbed.ts';
 
 const run = promisify(execFile);
 
 export interface E2e {
   readonly bed: Testbed;
   readonly api: RpcConnection;
-  readonly db: DbHandle;
   readonly env: Readonly<Record<string, string>>;
   readonly ramdisk: RamdiskManifest;
   readonly guestImage: Image;
+  /** A flavor every machine newMachine() makes with 1 CPU and 1024 MiB fits. */
+  readonly flavor: string;
+  /** A scratch directory (user data files). */
+  readonly dir: string;
   bmctl(args: readonly string[], timeoutMs?: number): Promise<string>;
   close(): Promise<void>;
 }
@@ -38,19 +41,16 @@ export async function setUpE2e(options: { readonly discovery: boolean }): Promis
   const ramdisk = await ensureRamdisk();
   const bed = await startTestbed({ discovery: options.discovery, deployKernel: 'e2e-deploy-kernel', deployRamdisk: 'e2e-deploy-ramdisk' });
   let api: RpcConnection | null = null;
-  let db: DbHandle | null = null;
   const close = async (): Promise<void> => {
     api?.close();
-    await db?.close();
     await bed.close();
   };
   try {
     const env = { BM_URL: bed.apiUrl, BM_TOKEN: bed.adminToken };
     api = connect(bed.apiUrl, { metadata: { authorization: `Bearer ${bed.adminToken}` } });
-    db = await openDatabase(bed.databaseUrl, { connectionLimit: 2 });
     const bmctl = async (args: readonly string[], timeoutMs = 120_000): Promise<string> => {
       const r = await runBmctl(args, env, timeoutMs);
-      if (r.code !== 0) throw new Error(`bmctl ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
+      if (r.code !== 0) throw new Error(`bmctl ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}${r.stdout.trim() ? `\n${r.stdout.trim().slice(-3000)}` : ''}`);
       return r.stdout;
     };
     // The README's way to make the build the default deploy kernel and ramdisk.
@@ -60,7 +60,9 @@ export async function setUpE2e(options: { readonly discovery: boolean }): Promis
     const guest = await buildGuestImage(bed.dir, ramdiskCache);
     await bmctl(['image', 'create', guest.qcow2, '--name', 'e2e-guest', '--disk-format', 'qcow2']);
     const guestImage = await api.client(ImageService).getImage({ id: 'e2e-guest' });
-    return { bed, api, db, env, ramdisk, guestImage, bmctl, close };
+    const flavor = 'e2e-small';
+    await bmctl(['flavor', 'create', flavor, '--ram', '1024', '--disk', '1', '--cpus', '1', '--arch', 'x86_64']);
+    return { bed, api, env, ramdisk, guestImage, flavor, dir: bed.dir, bmctl, close };
   } catch (error) {
     await close();
     throw error;
@@ -74,35 +76,48 @@ export async function newMachine(bed: Testbed, name: string, mac: string, diskBy
   const handle = await open(disk, 'w');
   await handle.truncate(diskBytes);
   await handle.close();
-  return { name, mac, tap: await bed.addTap(), disk, memoryMb, cpus, dir };
+  return { name, mac, tap: await bed.addTap(), disk, diskBytes, memoryMb, cpus, dir };
 }
 
-/** Enrolls the machine with its ipmi_sim BMC and verifies the BMC (manage). */
-export async function enrollWithBmc(e: E2e, machine: MachineSpec): Promise<{ bmc: QemuBmc; nodeUuid: string }> {
+export interface EnrolledMachine {
+  readonly bmc: QemuBmc;
+  readonly nodeUuid: string;
+  /** The node's events from its enrollment on (bmctl watch). */
+  readonly events: NodeEvents;
+  stop(): Promise<void>;
+}
+
+/** Enrolls the machine with its ipmi_sim BMC, starts watching its events, and verifies the BMC (manage). */
+export async function enrollWithBmc(e: E2e, machine: MachineSpec): Promise<EnrolledMachine> {
   const bmc = await startQemuBmc(e.bed.ns, machine, `e2e-${randomBytes(6).toString('hex')}`);
+  let events: NodeEvents | null = null;
   try {
-    await e.bmctl(['node', 'create', '--name', machine.name, '--pm-address', bmc.address, '--pm-port', String(bmc.port), '--pm-user', bmc.user, '--pm-password', bmc.password, '--cpus', String(machine.cpus), '--memory-mb', String(machine.memoryMb), '--disk-gb', '1', '--arch', 'x86_64', '--mac', machine.mac]);
+    await e.bmctl(['node', 'create', '--name', machine.name, '--pm-address', bmc.address, '--pm-port', String(bmc.port), '--pm-user', bmc.user, '--pm-password', bmc.password, '--cpus', String(machine.cpus), '--memory-mb', String(machine.memoryMb), '--disk-gb', String(Math.floor(machine.diskBytes / 2 ** 30)), '--arch', 'x86_64', '--mac', machine.mac]);
+    // An update that changes nothing publishes node.updated: how the watch shows it is live.
+    events = await NodeEvents.start(e.env, machine.name, () => e.bmctl(['node', 'update', machine.name, '--cpus', String(machine.cpus)]));
     await e.bmctl(['node', 'manage', machine.name, '--wait', '--timeout', '60'], 90_000);
-    return { bmc, nodeUuid: (await e.api.client(NodeService).getNode({ id: machine.name })).uuid };
+    const nodeUuid = (await e.api.client(NodeService).getNode({ id: machine.name })).uuid;
+    const watching = events;
+    return {
+      bmc,
+      nodeUuid,
+      events: watching,
+      async stop() {
+        await watching.stop();
+        await bmc.stop();
+      },
+    };
   } catch (error) {
+    await events?.stop();
     await bmc.stop();
     throw error;
   }
 }
 
-export function driveContextFor(e: E2e, machine: MachineSpec, nodeUuid: string, onPhase?: (phase: Phase) => void): DriveContext {
-  return {
-    api: e.api,
-    db: e.db,
-    nodeUuid,
-    imageStore: path.join(e.bed.dir, 'images'),
-    agentToken: () => lastAgentTokenOnWire(pcapOf(machine)),
-    reach: (address: string) => {
-      const at = address.lastIndexOf(':');
-      return e.bed.tunnel.reach(address.slice(0, at), Number(address.slice(at + 1)));
-    },
-    ...(onPhase ? { onPhase } : {}),
-  };
+/** `node provide --wait`: the conductor PXE-boots the ramdisk, the agent erases, power off, available. */
+export async function provide(e: E2e, machine: MachineSpec): Promise<void> {
+  const out = JSON.parse(await e.bmctl(['--json', 'node', 'provide', machine.name, '--wait', '--timeout', '900'], 960_000)) as { provisionState: string; lastError: string };
+  if (out.provisionState !== 'available') throw new Error(`node provide left ${machine.name} ${out.provisionState}: ${out.lastError}`);
 }
 
 /** The serial console so far, from byte `from` on, with the line's CR LF made LF. */

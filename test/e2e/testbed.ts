@@ -9,7 +9,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { hashToken, newToken } from '../../controller/auth/tokens.ts';
@@ -18,7 +18,7 @@ import { Health, HealthCheckResponse_ServingStatus } from '../../proto/gen/grpc/
 import { connect } from '../../proto/rpc/index.ts';
 import { ip, stopChild } from '../boot/netns.ts';
 import { startTunnel, type Tunnel } from './tunnel.ts';
-import { bmctlPath, natsUrl, repoRoot, uniqueDatabaseUrl } from '../../controller/lab/index.ts';
+import { bmctlPath, natsUrl, repoRoot, uniqueDatabaseUrl, uniqueNatsPrefix } from '../../controller/lab/index.ts';
 
 export const SERVER_ADDRESS = '10.99.0.1';
 export const API_PORT = 6385;
@@ -90,6 +90,8 @@ export async function startTestbed(options: TestbedOptions): Promise<Testbed> {
       `url = "${insideDb}"`,
       '[nats]',
       'url = "nats://127.0.0.1:4222"',
+      // Our own subjects: other tests on this NATS publish events too.
+      `prefix = "${uniqueNatsPrefix()}"`,
       '[secrets]',
       `key_file = "${path.join(dir, 'secret.key')}"`,
       '[images]',
@@ -98,6 +100,10 @@ export async function startTestbed(options: TestbedOptions): Promise<Testbed> {
       'level = "debug"',
       '[discovery]',
       `enabled = ${options.discovery}`,
+      '[conductor]',
+      // TCG is slow and the machine shared: a PXE boot into the agent takes about a minute, give it ten.
+      'callback_timeout_s = 600',
+      'poll_ms = 200',
       '[power]',
       'call_timeout_s = 5',
       'settle_timeout_s = 30',
@@ -156,16 +162,4 @@ export async function startTestbed(options: TestbedOptions): Promise<Testbed> {
     await cleanup();
     throw error;
   }
-}
-
-/**
- * The agent token of the last ramdisk script the machine fetched, read from
- * the NIC's traffic dump (QEMU filter-dump). The controller keeps only its
- * hash; the conductor that will drive deploys knows it because it issues
- * it. Never printed.
- */
-export async function lastAgentTokenOnWire(pcap: string): Promise<string | null> {
-  const bytes = await readFile(pcap).catch(() => Buffer.alloc(0));
-  const matches = [...bytes.toString('latin1').matchAll(/bm\.token=([A-Za-z0-9_-]{16,128})/g)];
-  return matches.at(-1)?.[1] ?? null;
 }
