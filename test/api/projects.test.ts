@@ -76,6 +76,8 @@ describe('project tokens', () => {
     for (const call of [() => b.getInstance({ id: vm.uuid }), () => b.deleteInstance({ id: vm.uuid }), () => b.rebootInstance({ id: vm.uuid, hard: true }), () => b.setInstancePower({ id: vm.uuid, target: 'off' }), () => b.getInstance({ id: 'alpha-vm' })]) {
       await expect(call()).rejects.toMatchObject({ code: status.NOT_FOUND });
     }
+    // A flavor in use cannot be deleted.
+    await expect(admin.client(FlavorService).deleteFlavor({ id: 'proj' })).rejects.toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringMatching(/used by 2 instance/) });
     // The admin sees both.
     expect((await admin.client(InstanceService).listInstances({})).instances.map((i) => i.name).sort()).toEqual(['alpha-vm', 'beta-vm']);
     expect((await admin.client(InstanceService).listInstances({ project: 'beta' })).instances.map((i) => i.name)).toEqual(['beta-vm']);
