@@ -53,6 +53,9 @@ export class MysqlAgentTokens implements AgentTokenStore {
         agentTokenExpiresAt: new Date(this.#now() + ttlMs),
         agentTokenSealed: this.#secrets ? this.#secrets.encrypt(token, boundTo(nodeUuid)) : null,
         agentTokenDelivered: false,
+        // Whatever agent called before belongs to an earlier boot: only this boot's agent may fill these in.
+        agentAddress: null,
+        agentSeenAt: null,
       })
       .where(eq(nodes.uuid, nodeUuid));
     return token;

@@ -8,6 +8,7 @@ import { BmError, TimeoutError } from '../errors.ts';
 import type { AgentTokenStore } from '../agents/tokens.ts';
 import { connectAgent, type AgentConnection } from '../deploy/agent-client.ts';
 import type { PowerControl, PowerState } from '../drivers/power/types.ts';
+import type { NodeRecord } from '../nodes/types.ts';
 import type { BmcAccess } from './bmc-access.ts';
 import type { TaskContext } from './task.ts';
 
@@ -89,6 +90,25 @@ export class AgentBoot {
       }
       await sleep(this.#opts.pollMs, ctx.signal);
     }
+  }
+
+  /** The agent of this boot as the node row knows it (a takeover mid-stream): its address and the armed token. */
+  async liveAgent(ctx: TaskContext): Promise<AgentSession> {
+    const node = await ctx.refresh();
+    const token = await this.#tokens.reveal(node.uuid);
+    if (!node.agentAddress || !token) throw new BmError('failed-precondition', `node ${node.uuid}: no live agent to continue with (no address or token)`, { node: node.uuid });
+    const address = node.agentAddress;
+    return { address, token, connect: () => connectAgent(address, token) };
+  }
+
+  /** Whether this operation's agent is known: a token armed for it, and a heartbeat since. */
+  async hasAgent(node: NodeRecord): Promise<boolean> {
+    return node.agentAddress !== null && node.agentSeenAt !== null && (await this.#tokens.reveal(node.uuid)) !== null;
+  }
+
+  /** Whether a token is armed (the node was powered into the ramdisk for this operation). */
+  async armed(nodeUuid: string): Promise<boolean> {
+    return (await this.#tokens.reveal(nodeUuid)) !== null;
   }
 
   /** Powers the node off and forgets this boot's token. */

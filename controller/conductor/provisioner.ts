@@ -15,7 +15,7 @@ import type { AgentBoot } from './agent-boot.ts';
 import type { BmcAccess } from './bmc-access.ts';
 import type { DeployCheckpoints } from './deploy-checkpoint.ts';
 import { cleanSteps, type EraseMode } from './flows/clean.ts';
-import { deployFailed, deployWork } from './flows/deploy.ts';
+import { deployFailed, deployWork, type DeployEntry } from './flows/deploy.ts';
 import { inspectSteps } from './flows/inspect.ts';
 import type { TaskContext, TaskManager } from './task.ts';
 
@@ -140,7 +140,7 @@ export class Provisioner {
    * holds are released, those of controllers whose heartbeat lapsed are broken, and such nodes end
    * in their failed state with a way back in last_error. (Resuming them instead is the takeover's job.)
    */
-  async recover(controllerId: string, breakDead: (nodeUuid: string) => Promise<boolean>): Promise<number> {
+  async recover(controllerId: string, breakDead: (nodeUuid: string) => Promise<boolean>, owns: (node: NodeRecord) => Promise<boolean> = async () => true): Promise<number> {
     let recovered = 0;
     for (const [state, wayBack] of Object.entries(INTERRUPTED)) {
       let marker: string | null = null;
@@ -148,8 +148,14 @@ export class Provisioner {
         const page = await this.#d.store.listNodes({ provisionState: state }, 500, marker);
         for (const node of page.items) {
           if (!this.#d.groups.includes(node.group) || this.#d.tasks.busy(node.uuid)) continue;
+          // Of the group's live controllers, the hash ring's owner of the node picks it up.
+          if (node.reservation !== controllerId && !(await owns(node))) continue;
           if (node.reservation === controllerId) await this.#d.store.release(node.uuid, controllerId);
           else if (node.reservation !== null && !(await breakDead(node.uuid))) continue;
+          if (await this.#resumeDeploy(node)) {
+            recovered++;
+            continue;
+          }
           try {
             await this.#d.tasks.start(node.uuid, 'fail', async () => undefined, { lastError: `interrupted: its controller (${node.reservation ?? 'none'}) stopped while the node was ${state}; ${wayBack}` });
             if (node.instanceUuid) await this.#d.instances.update(node.instanceUuid, { state: 'ERROR', lastError: `interrupted while ${state}; ${wayBack}` });
@@ -162,6 +168,26 @@ export class Provisioner {
       } while (marker);
     }
     return recovered;
+  }
+
+  /**
+   * A deploy whose controller went away continues here instead of failing: streaming to the agent it
+   * left (from the node's checkpoint), waiting for the agent of the boot it started, or from the top.
+   */
+  async #resumeDeploy(node: NodeRecord): Promise<boolean> {
+    if ((node.provisionState !== 'deploying' && node.provisionState !== 'wait-callback') || !node.instanceUuid) return false;
+    const instance = await this.#d.instances.find(node.instanceUuid, null);
+    if (!instance || instance.state !== 'BUILD') return false;
+    const entry: DeployEntry = node.provisionState === 'wait-callback' ? 'wait' : (await this.#d.boot.hasAgent(node)) ? 'stream' : (await this.#d.boot.armed(node.uuid)) ? 'wait' : 'start';
+    const deps = { boot: this.#d.boot, images: this.#d.images, instances: this.#d.instances, checkpoints: this.#d.checkpoints, log: this.#d.log };
+    try {
+      await this.#d.tasks.takeOver(node.uuid, deployWork(deps, instance, entry), deployFailed(deps, instance));
+    } catch (err) {
+      this.#d.log.warn({ err, node: node.uuid }, 'could not take over a deploy');
+      return false;
+    }
+    this.#d.log.warn({ node: node.uuid, instance: instance.uuid, state: node.provisionState, entry, from: node.reservation }, 'took over a deploy left by a stopped controller');
+    return true;
   }
 
   /** An instance's node, for power verbs. */

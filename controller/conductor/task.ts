@@ -120,6 +120,21 @@ export class TaskManager {
     return node;
   }
 
+  /**
+   * Takes over a node left mid-task (its controller stopped or died): reserves it (breaking a dead
+   * holder's reservation) and runs `work` from the state it is in, without a transition.
+   */
+  async takeOver(nodeUuid: string, work: TaskWork, afterFailure?: AfterFailure): Promise<NodeRecord> {
+    await this.#reserve(nodeUuid);
+    const node = await this.#store.findNode(nodeUuid);
+    if (!node) {
+      await this.#store.release(nodeUuid, this.#opts.controllerId);
+      throw new NotFoundError('node', nodeUuid);
+    }
+    this.adopt(node, work, afterFailure);
+    return node;
+  }
+
   /** Runs `work` on a node this controller has already reserved and moved (the scheduler's claim does both in one UPDATE). */
   adopt(node: NodeRecord, work: TaskWork, afterFailure?: AfterFailure): void {
     const cancel = new AbortController();

@@ -69,6 +69,8 @@ import { FlavorCatalog } from '../flavors/catalog.ts';
 import { InstanceManager } from '../instances/manager.ts';
 import { InstanceStore } from '../instances/store.ts';
 import { Scheduler } from '../scheduler/scheduler.ts';
+import { HashRing } from '../cluster/hash-ring.ts';
+import type { NodeRecord } from '../nodes/types.ts';
 import { MysqlMetadataSource } from '../conductor/metadata-source.ts';
 import { diagnoseNode, type DiagnoseDeps } from '../conductor/diagnose.ts';
 import { RecentEvents } from '../events/recent.ts';
@@ -200,9 +202,22 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       groups: config.controller.groups,
       log,
     });
+    // Membership joins once the API is bound (its row names the bound address); the handler reads it then.
+    const clusterView: { membership: Membership | null } = { membership: null };
     const recover = async (): Promise<void> => {
-      const recovered = await provisioner.recover(id, breakDead);
-      if (recovered > 0) log.warn({ recovered }, 'nodes left mid-task by a stopped controller were moved to their failed states');
+      // One ring per group per sweep, over the members alive now (before this controller joined: only itself).
+      const members = clusterView.membership ? (await clusterView.membership.members()).filter((m) => m.alive) : [];
+      const rings = new Map<string, HashRing>();
+      const owns = async (node: NodeRecord): Promise<boolean> => {
+        let ring = rings.get(node.group);
+        if (!ring) {
+          ring = new HashRing([id, ...members.filter((m) => m.groups.includes(node.group)).map((m) => m.id)]);
+          rings.set(node.group, ring);
+        }
+        return ring.owner(node.uuid) === id;
+      };
+      const recovered = await provisioner.recover(id, breakDead, owns);
+      if (recovered > 0) log.warn({ recovered }, 'nodes left mid-task by a stopped controller were taken over (deploys resume) or moved to their failed states');
     };
     await recover();
     // Dead peers' nodes are found on this interval too, not only at our own start.
@@ -224,8 +239,6 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     addService(server, PortService, portHandlers(enrollment, store), serve);
     addService(server, EventService, eventHandlers(bus, instanceStore.projectHasNode.bind(instanceStore)), serve);
     addService(server, TokenService, tokenHandlers(directory), serve);
-    // Membership joins once the API is bound (its row names the bound address); the handler reads it then.
-    const clusterView: { membership: Membership | null } = { membership: null };
     addService(server, ClusterService, clusterHandlers(clusterView, store, id), serve);
     addService(server, ImageService, imageHandlers(catalog), serve);
     addService(server, AgentRegistryService, agentRegistryHandlers(registry), serve);

@@ -14,7 +14,7 @@ import { openImageSource } from '../../images/open.ts';
 import { metaDataJson, networkDataJson } from '../../instances/cloud-init.ts';
 import type { InstanceStore } from '../../instances/store.ts';
 import type { InstanceRecord } from '../../instances/types.ts';
-import type { AgentBoot } from '../agent-boot.ts';
+import type { AgentBoot, AgentSession } from '../agent-boot.ts';
 import type { AfterFailure, TaskContext, TaskWork } from '../task.ts';
 
 export interface DeployDeps {
@@ -33,8 +33,11 @@ function hostOf(address: string): string {
   return m?.[1] ?? address;
 }
 
-export function deployWork(deps: DeployDeps, instance: InstanceRecord): TaskWork {
-  return (ctx: TaskContext) => runDeploy(deps, instance, ctx);
+/** Where a deploy (re)starts: from the top, waiting for an agent already booted, or streaming to a live agent. */
+export type DeployEntry = 'start' | 'wait' | 'stream';
+
+export function deployWork(deps: DeployDeps, instance: InstanceRecord, entry: DeployEntry = 'start'): TaskWork {
+  return (ctx: TaskContext) => runDeploy(deps, instance, ctx, entry);
 }
 
 /** Run once the node is deploy-failed, so whoever sees the instance in ERROR finds its node failed too. */
@@ -42,12 +45,20 @@ export function deployFailed(deps: DeployDeps, instance: InstanceRecord): AfterF
   return (reason) => deps.instances.update(instance.uuid, { state: 'ERROR', lastError: reason });
 }
 
-async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskContext): Promise<void> {
+async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskContext, entry: DeployEntry): Promise<void> {
   const image = await deps.images.get(instance.imageUuid);
-  const since = await deps.boot.bootRamdisk(ctx, 'deploy');
-  await ctx.advance('wait');
-  const agent = await deps.boot.waitForAgent(ctx, since);
-  await ctx.advance('resume', {}, `agent at ${agent.address} called back`);
+  let agent: AgentSession;
+  if (entry === 'start') {
+    const since = await deps.boot.bootRamdisk(ctx, 'deploy');
+    await ctx.advance('wait');
+    agent = await deps.boot.waitForAgent(ctx, since);
+  } else if (entry === 'wait') {
+    // Taken over while the machine boots: its armed token is in the row, its agent calls back to any controller.
+    agent = await deps.boot.waitForAgent(ctx, new Date(0));
+  } else {
+    agent = await deps.boot.liveAgent(ctx);
+  }
+  if (ctx.node().provisionState === 'wait-callback') await ctx.advance('resume', {}, `agent at ${agent.address} called back`);
   const node = ctx.node();
 
   // The image write: from the node's checkpoint (a broken stream or an earlier controller's progress).
@@ -55,6 +66,7 @@ async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskCo
   let shown = -PROGRESS_STEP;
   try {
     const resumeOffset = await deps.checkpoints.begin(node.uuid, image.rawSha256);
+    if (resumeOffset > 0) ctx.publish('deploy.resumed', { instance: instance.uuid, from: String(resumeOffset), entry });
     const result = await deployImage({
       nodeUuid: node.uuid,
       agentAddress: agent.address,

@@ -1,0 +1,126 @@
+/**
+ * A dead controller's deploy finishes anyway: two controllers of one cluster
+ * (one database, NATS prefix, secret key and image store); the one streaming
+ * an image is killed with SIGKILL mid-stream; the other breaks its
+ * reservation once its heartbeat lapses and continues the stream from the
+ * node's checkpoint to the agent that is still running, to ACTIVE, with the
+ * image's bytes on the disk.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InstanceService } from '../../proto/gen/bm/v1/instance_pb.js';
+import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
+import { type ControllerProcess, VirtualNode, freePort, freeUdpPort, runBmctl, sha256OfFilePrefix, startControllerProcess, uniqueDatabaseUrl, uniqueNatsPrefix } from '../../controller/lab/index.ts';
+
+const MIB = 1024 * 1024;
+const IMAGE_BYTES = 512 * MIB;
+let dir: string;
+let a: ControllerProcess | undefined;
+let b: ControllerProcess | undefined;
+let m: VirtualNode | undefined;
+const conns: RpcConnection[] = [];
+const log: string[] = [];
+
+function toml(id: string, httpPort: number, tftpPort: number): string {
+  return [
+    '[controller]',
+    `id = "${id}"`,
+    'heartbeat_interval_ms = 500',
+    'dead_after_s = 3',
+    '[conductor]',
+    'callback_timeout_s = 120',
+    'poll_ms = 200',
+    '[boot]',
+    'server_address = "127.0.0.1"',
+    'bind_address = "127.0.0.1"',
+    'mode = "off"',
+    `tftp_port = ${tftpPort}`,
+    `http_port = ${httpPort}`,
+    `tftp_root = "${path.join(dir, 'tftp')}"`,
+    `http_root = "${path.join(dir, 'http')}"`,
+  ].join('\n');
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'bm-takeover-'));
+  await mkdir(path.join(dir, 'http/deploy'), { recursive: true });
+  await mkdir(path.join(dir, 'tftp'), { recursive: true });
+  await mkdir(path.join(dir, 'images'), { recursive: true });
+  await writeFile(path.join(dir, 'http/deploy/vmlinuz'), 'kernel\n');
+  await writeFile(path.join(dir, 'http/deploy/initrd'), 'ramdisk\n');
+});
+
+afterAll(async () => {
+  for (const c of conns) c.close();
+  await m?.stop().catch(() => undefined);
+  await b?.stop({ keepDatabase: true });
+  await a?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('takeover', () => {
+  it('finishes the deploy of a controller killed mid-stream, from the checkpoint', async () => {
+    // One cluster: database, NATS prefix, secret key and image store shared (as with a NATS object store or NFS).
+    const env = { BM_SECRETS_KEY: randomBytes(32).toString('base64'), BM_IMAGES_STORE_PATH: path.join(dir, 'images') };
+    const databaseUrl = uniqueDatabaseUrl('bm_takeover');
+    const natsPrefix = uniqueNatsPrefix();
+    const httpA = await freePort();
+    a = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: toml('ctl-a', httpA, await freeUdpPort()) });
+    b = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: toml('ctl-b', await freePort(), await freeUdpPort()) });
+    const cliA = { BM_URL: a.url, BM_TOKEN: a.token };
+
+    const raw = path.join(dir, 'image.raw');
+    const handle = await open(raw, 'w');
+    await handle.truncate(IMAGE_BYTES);
+    for (let mib = 0; mib < IMAGE_BYTES / MIB; mib += 2) await handle.write(randomBytes(MIB), 0, MIB, mib * MIB);
+    await handle.close();
+    const imageSha = await sha256OfFilePrefix(raw, IMAGE_BYTES);
+    expect((await runBmctl(['image', 'create', raw, '--name', 'big', '--disk-format', 'raw'], cliA, 180_000)).code).toBe(0);
+
+    m = new VirtualNode({ name: 'tk-1', mac: '52:54:00:0f:00:01', bmcPassword: 'takeover-secret', diskBytes: IMAGE_BYTES + 128 * MIB, dir: path.join(dir, 'm'), bootUrl: `http://127.0.0.1:${httpA}`, say: (msg) => log.push(msg) });
+    await m.start();
+    expect((await runBmctl(['node', 'create', '--name', 'tk-1', '--pm-address', m.bmc.address, '--pm-port', String(m.bmc.port), '--pm-user', 'admin', '--cpus', '2', '--memory-mb', '2048', '--disk-gb', '1', '--mac', m.o.mac], { ...cliA, BM_PM_PASSWORD: 'takeover-secret' })).code).toBe(0);
+    for (const verb of ['manage', 'provide']) {
+      const r = await runBmctl(['node', verb, 'tk-1', '--wait', '--timeout', '120'], cliA, 150_000);
+      expect(r.code, `${r.stdout}${r.stderr}\n${log.join('\n')}`).toBe(0);
+    }
+    expect((await runBmctl(['flavor', 'create', 'tk', '--ram', '1024', '--disk', '1', '--cpus', '1'], cliA)).code).toBe(0);
+
+    const apiA = connect(a.url, { metadata: { authorization: `Bearer ${a.token}` } });
+    const apiB = connect(b.url, { metadata: { authorization: `Bearer ${b.token}` } });
+    conns.push(apiA, apiB);
+    const vm = await apiA.client(InstanceService).createInstance({ name: 'tk-vm', flavor: 'tk', image: 'big' });
+    // Kill the streaming controller once a checkpoint is in, well before the end.
+    const killBy = Date.now() + 120_000;
+    let progress = 0;
+    while (Date.now() < killBy) {
+      progress = (await apiB.client(InstanceService).getInstance({ id: vm.uuid })).progress;
+      if (progress >= 10) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(progress).toBeGreaterThanOrEqual(10);
+    expect(progress).toBeLessThan(100);
+    process.kill(a.pid, 'SIGKILL');
+    await a.stop({ keepDatabase: true });
+    a = undefined;
+
+    // The peer takes it over and finishes it.
+    const doneBy = Date.now() + 150_000;
+    let current = await apiB.client(InstanceService).getInstance({ id: vm.uuid });
+    while (current.state === 'BUILD' && Date.now() < doneBy) {
+      await new Promise((r) => setTimeout(r, 250));
+      current = await apiB.client(InstanceService).getInstance({ id: vm.uuid });
+    }
+    expect(current, `${b.logs().slice(-4000)}\n${log.join('\n')}`).toMatchObject({ state: 'ACTIVE', nodeProvisionState: 'active' });
+    expect(await sha256OfFilePrefix(m.disk, IMAGE_BYTES)).toBe(imageSha);
+    // It continued from a checkpoint, not from zero: at most one commit interval was sent again.
+    const diag = await runBmctl(['node', 'diagnose', 'tk-1'], { BM_URL: b.url, BM_TOKEN: b.token });
+    const resumed = (JSON.parse(diag.stdout) as { recentEvents: { type: string; details: Record<string, string> }[] }).recentEvents.find((e) => e.type === 'deploy.resumed');
+    expect(resumed?.details.entry).toBe('stream');
+    expect(Number(resumed?.details.from)).toBeGreaterThan(0);
+    expect(b.logs()).toMatch(/took over a deploy left by a stopped controller/);
+  }, 420_000);
+});
