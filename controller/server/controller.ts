@@ -221,9 +221,23 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     };
     await recover();
     // Dead peers' nodes are found on this interval too, not only at our own start.
-    const recovery = setInterval(() => void recover().catch((err: unknown) => log.warn({ err }, 'recovery sweep failed')), config.controller.dead_after_s * 1000);
+    let sweeping: Promise<void> | null = null;
+    const sweep = (): void => {
+      sweeping ??= recover()
+        .catch((err: unknown) => log.warn({ err }, 'recovery sweep failed'))
+        .finally(() => (sweeping = null));
+    };
+    const recovery = setInterval(sweep, config.controller.dead_after_s * 1000);
     recovery.unref();
     cleanup.unshift(async () => clearInterval(recovery));
+    // A peer that leaves (a rolling restart) or is found dead hands its nodes over now, not at the next interval.
+    const peerEvents = bus.subscribe(null);
+    cleanup.unshift(async () => peerEvents.close());
+    void (async () => {
+      for await (const e of peerEvents) {
+        if ((e.type === 'controller.left' || e.type === 'controller.dead') && e.details.controller !== id) setTimeout(sweep, 200).unref();
+      }
+    })().catch(() => undefined);
     const flavors = new FlavorCatalog(handle.db, catalog);
     const instances = new InstanceManager({ store: instanceStore, nodes: store, flavors, images: catalog, scheduler: new Scheduler(handle.db), provisioner, power, controllerId: id });
     const recent = new RecentEvents();
@@ -282,7 +296,11 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     );
     clusterView.membership = membership;
     await membership.join();
-    cleanup.unshift(() => membership.leave());
+    // Tasks let go of their nodes first, then the leave is announced: a peer taking a node over never meets a task still running here.
+    cleanup.unshift(async () => {
+      await tasks.stop();
+      await membership.leave();
+    });
 
     log.info({ id, api: `${host}:${apiPort}`, database: redactDatabaseUrl(config.database.url), nats: config.nats.url, natsPrefix: config.nats.prefix, groups: config.controller.groups }, 'controller started');
     return {

@@ -23,6 +23,9 @@ let b: ControllerProcess | undefined;
 let m: VirtualNode | undefined;
 const conns: RpcConnection[] = [];
 const log: string[] = [];
+/** What the second case needs of the first: the cluster's shared settings, the image's digest. */
+const clusterOf = new Map<string, { databaseUrl: string; natsPrefix: string; key: string }>();
+const imageShaOf = new Map<string, string>();
 
 function toml(id: string, httpPort: number, tftpPort: number): string {
   return [
@@ -67,6 +70,7 @@ describe('takeover', () => {
     const env = { BM_SECRETS_KEY: randomBytes(32).toString('base64'), BM_IMAGES_STORE_PATH: path.join(dir, 'images') };
     const databaseUrl = uniqueDatabaseUrl('bm_takeover');
     const natsPrefix = uniqueNatsPrefix();
+    clusterOf.set('shared', { databaseUrl, natsPrefix, key: env.BM_SECRETS_KEY });
     const httpA = await freePort();
     a = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: toml('ctl-a', httpA, await freeUdpPort()) });
     b = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: toml('ctl-b', await freePort(), await freeUdpPort()) });
@@ -78,6 +82,7 @@ describe('takeover', () => {
     for (let mib = 0; mib < IMAGE_BYTES / MIB; mib += 2) await handle.write(randomBytes(MIB), 0, MIB, mib * MIB);
     await handle.close();
     const imageSha = await sha256OfFilePrefix(raw, IMAGE_BYTES);
+    imageShaOf.set('big', imageSha);
     expect((await runBmctl(['image', 'create', raw, '--name', 'big', '--disk-format', 'raw'], cliA, 180_000)).code).toBe(0);
 
     m = new VirtualNode({ name: 'tk-1', mac: '52:54:00:0f:00:01', bmcPassword: 'takeover-secret', diskBytes: IMAGE_BYTES + 128 * MIB, dir: path.join(dir, 'm'), bootUrl: `http://127.0.0.1:${httpA}`, say: (msg) => log.push(msg) });
@@ -122,5 +127,49 @@ describe('takeover', () => {
     expect(resumed?.details.entry).toBe('stream');
     expect(Number(resumed?.details.from)).toBeGreaterThan(0);
     expect(b.logs()).toMatch(/took over a deploy left by a stopped controller/);
+  }, 420_000);
+
+  it('fails no deploy when a controller is stopped gracefully (SIGTERM) mid-stream: a peer continues it at once', async () => {
+    // The cluster of the first case: b alive; c joins and takes the next deploy.
+    const env = { BM_SECRETS_KEY: '', BM_IMAGES_STORE_PATH: path.join(dir, 'images') };
+    expect(b).toBeDefined();
+    const shared = clusterOf.get('shared')!;
+    const httpC = await freePort();
+    const c = await startControllerProcess({ databaseUrl: shared.databaseUrl, env: { ...env, BM_SECRETS_KEY: shared.key }, natsPrefix: shared.natsPrefix, logLevel: 'warn', extraToml: toml('ctl-c', httpC, await freeUdpPort()) });
+    const cliC = { BM_URL: c.url, BM_TOKEN: c.token };
+    const m2 = new VirtualNode({ name: 'tk-2', mac: '52:54:00:0f:00:02', bmcPassword: 'takeover-secret', diskBytes: IMAGE_BYTES + 128 * MIB, dir: path.join(dir, 'm2'), bootUrl: `http://127.0.0.1:${httpC}`, say: (msg) => log.push(msg) });
+    await m2.start();
+    try {
+      expect((await runBmctl(['node', 'create', '--name', 'tk-2', '--pm-address', m2.bmc.address, '--pm-port', String(m2.bmc.port), '--pm-user', 'admin', '--cpus', '2', '--memory-mb', '2048', '--disk-gb', '1', '--mac', m2.o.mac, '--resource-class', 'tk2'], { ...cliC, BM_PM_PASSWORD: 'takeover-secret' })).code).toBe(0);
+      for (const verb of ['manage', 'provide']) {
+        const r = await runBmctl(['node', verb, 'tk-2', '--wait', '--timeout', '120'], cliC, 150_000);
+        expect(r.code, `${r.stdout}${r.stderr}\n${log.join('\n')}`).toBe(0);
+      }
+      expect((await runBmctl(['flavor', 'create', 'tk2', '--ram', '1024', '--disk', '1', '--cpus', '1', '--resource-class', 'tk2'], cliC)).code).toBe(0);
+      const apiC = connect(c.url, { metadata: { authorization: `Bearer ${c.token}` } });
+      const apiB = connect(b!.url, { metadata: { authorization: `Bearer ${b!.token}` } });
+      conns.push(apiC, apiB);
+      const vm = await apiC.client(InstanceService).createInstance({ name: 'tk-vm2', flavor: 'tk2', image: 'big' });
+      const stopBy = Date.now() + 120_000;
+      let progress = 0;
+      while (Date.now() < stopBy && progress < 10) {
+        progress = (await apiB.client(InstanceService).getInstance({ id: vm.uuid })).progress;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(progress).toBeLessThan(100);
+      // A rolling restart: SIGTERM, and the controller exits after handing its nodes over.
+      await c.stop({ keepDatabase: true });
+      let current = await apiB.client(InstanceService).getInstance({ id: vm.uuid });
+      const doneBy = Date.now() + 150_000;
+      while (current.state === 'BUILD' && Date.now() < doneBy) {
+        await new Promise((r) => setTimeout(r, 250));
+        current = await apiB.client(InstanceService).getInstance({ id: vm.uuid });
+      }
+      expect(current, `${b!.logs().slice(-4000)}\n${log.join('\n')}`).toMatchObject({ state: 'ACTIVE', nodeProvisionState: 'active' });
+      expect(await sha256OfFilePrefix(m2.disk, IMAGE_BYTES)).toBe(imageShaOf.get('big'));
+    } finally {
+      await m2.stop().catch(() => undefined);
+      await c.stop({ keepDatabase: true }).catch(() => undefined);
+    }
   }, 420_000);
 });
