@@ -244,14 +244,15 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     if (config.boot) {
       const boot = config.boot;
       const states = new MysqlBootStateSource(store, agentTokens, handle.db);
-      const controllerUrl = boot.api_url ?? `http://${boot.server_address}:${apiPort}`;
+      const controllerUrl = boot.api_url ?? `${tls ? 'https' : 'http'}://${boot.server_address}:${apiPort}`;
       const discovery = boot.discovery || config.discovery.enabled;
-      bootView = { states, plan: bootPlanConfig(boot, controllerUrl, discovery) };
+      bootView = { states, plan: bootPlanConfig(boot, controllerUrl, discovery, agentCa ?? undefined) };
       const services = await startBootServices(boot, {
         backend: leases,
         metadata: new MysqlMetadataSource(handle.db, instanceStore, store),
         states,
         controllerUrl,
+        ...(agentCa ? { agentCa } : {}),
         blobs: new CatalogBlobSource(catalog, new DirectoryBlobSource(boot.http_root)),
         discovery,
         metrics,

@@ -12,6 +12,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import type { AgentCa } from '../boot/boot-plan.ts';
 import { BmError } from '../errors.ts';
 
 type IdentityUpdate = grpc.experimental.IdentityCertificateUpdate;
@@ -58,13 +59,7 @@ export function loadTlsIdentity(files: TlsFiles): IdentityUpdate {
   return { certificate, privateKey };
 }
 
-/** The CA agents are told to trust, and its fingerprint for their kernel command line. */
-export interface AgentCa {
-  readonly pem: Buffer;
-  /** sha256 of the PEM file's bytes, lowercase hex: what the agent checks /ca.pem against. */
-  readonly sha256: string;
-}
-
+/** The CA agents are told to trust, with the fingerprint their kernel command line carries. */
 export function loadAgentCa(file: string, key: string): AgentCa {
   const pem = readOrThrow(file, key);
   try {
