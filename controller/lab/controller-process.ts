@@ -63,6 +63,8 @@ export interface ControllerProcess {
   readonly databaseUrl: string;
   /** The NATS subject prefix of this run: its events are `<natsPrefix>.events.node.<uuid>`. */
   readonly natsPrefix: string;
+  /** The CA file clients verify this controller with; null when it serves plaintext. */
+  readonly ca: string | null;
   readonly dir: string;
   readonly pid: number;
   /** Everything the process wrote to stdout and stderr so far. */
@@ -154,6 +156,7 @@ export async function startControllerProcess(options: StartOptions = {}): Promis
     token,
     databaseUrl,
     natsPrefix,
+    ca: options.tls?.ca ?? null,
     dir,
     pid: child.pid!,
     logs: () => output,

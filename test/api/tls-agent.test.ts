@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AgentProcess, type ControllerProcess, freePort, runBmctl, startAgentProcess, startControllerProcess } from '../../controller/lab/index.ts';
-import { makeCa, makeServerCert, type CaFiles } from './tls-certs.ts';
+import { makeCa, makeServerCert, type CaFiles } from '../../controller/lab/tls-certs.ts';
 
 let dir: string;
 let ca: CaFiles;

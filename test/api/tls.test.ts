@@ -14,7 +14,7 @@ import { Health } from '../../proto/gen/grpc/health/v1/health_pb.js';
 import { connect, tlsCredentials } from '../../proto/rpc/index.ts';
 import { type ControllerProcess, runBmctl, startControllerProcess } from '../../controller/lab/index.ts';
 import { validateConfig } from '../../controller/config/load.ts';
-import { makeCa, makeServerCert, type CaFiles } from './tls-certs.ts';
+import { makeCa, makeServerCert, type CaFiles } from '../../controller/lab/tls-certs.ts';
 
 let dir: string;
 let ca: CaFiles;

@@ -1,6 +1,10 @@
-/** Test certificates made with Debian's openssl into a test's temp dir: a CA, and server certificates it signs. */
+/**
+ * Certificates made with Debian's openssl for a lab run or a test's temp dir:
+ * a CA, and server certificates for 127.0.0.1 it signs. Short-lived (2 days):
+ * they never leave this machine.
+ */
 import { execFile } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
@@ -38,4 +42,12 @@ export async function makeServerCert(dir: string, ca: CaFiles, name: string, reu
   await openssl(['req', '-new', ...(reuseKey ? ['-key', reuseKey] : ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key]), '-out', csr, '-subj', `/CN=${name}`]);
   await openssl(['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-set_serial', `0x${Date.now().toString(16)}${Math.floor(Math.random() * 0xffff).toString(16)}`, '-days', '2', '-out', cert, '-extfile', ext]);
   return { cert, key };
+}
+
+/** A fresh CA and a server certificate it signed, in `dir`: what a lab controller serves TLS with. */
+export async function makeLabTls(dir: string): Promise<{ cert: string; key: string; ca: string }> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const ca = await makeCa(dir, 'lab-ca');
+  const server = await makeServerCert(dir, ca, 'lab-api');
+  return { ...server, ca: ca.cert };
 }
