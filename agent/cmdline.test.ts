@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Metadata } from '@grpc/grpc-js';
 import { bearerToken, tokenMatches } from './auth.ts';
 import { controllerTarget, mergeParams, parseKernelParams, splitCmdline } from './cmdline.ts';
+import { controllerTls } from './controller-tls.ts';
 
 describe('kernel command line', () => {
   it('reads bm.controller, bm.node, bm.token and bm.purpose as the iPXE script writes them', () => {
@@ -25,6 +26,23 @@ describe('kernel command line', () => {
     expect(controllerTarget('127.0.0.1:7000')).toBe('127.0.0.1:7000');
     expect(controllerTarget('[fd00::1]')).toBe('[fd00::1]:6385');
     expect(() => controllerTarget('http://')).toThrow(/names no host/);
+  });
+});
+
+describe('controller TLS from the command line', () => {
+  const sha = 'AB'.repeat(32);
+  it('pins the CA named by bm.ca and bm.ca_url; https alone uses the system CAs; http is plaintext', () => {
+    const params = parseKernelParams(`bm.controller=https://10.0.0.1:6385 bm.ca=${sha} bm.ca_url=http://10.0.0.1:6386/ca.pem`);
+    expect(params).toMatchObject({ ca: sha, caUrl: 'http://10.0.0.1:6386/ca.pem' });
+    expect(controllerTls(params)).toEqual({ kind: 'pinned', sha256: sha.toLowerCase(), url: 'http://10.0.0.1:6386/ca.pem' });
+    expect(controllerTls({ controller: 'https://10.0.0.1:6385' })).toEqual({ kind: 'system' });
+    expect(controllerTls({ controller: 'http://10.0.0.1:6385' })).toEqual({ kind: 'plaintext' });
+  });
+
+  it('refuses a malformed fingerprint, or one without a place to fetch the CA', () => {
+    expect(() => controllerTls({ ca: 'abc', caUrl: 'http://x/ca.pem' })).toThrow(/64 hex digits/);
+    expect(() => controllerTls({ ca: sha })).toThrow(/needs bm\.ca_url=/);
+    expect(() => controllerTls({ ca: sha, caUrl: 'file:///etc/ca.pem' })).toThrow(/http\(s\) URL/);
   });
 });
 

@@ -2,6 +2,7 @@
  * What the agent needs to find its controller, read from the kernel command
  * line the controller's iPXE script wrote (controller/boot/ipxe-script.ts):
  *   bm.controller=<url>  bm.node=<uuid>  bm.token=<agent token>  bm.purpose=<deploy|clean|inspect>
+ *   bm.ca=<sha256 hex of the controller's CA>  bm.ca_url=<where the boot server serves it> (API TLS on)
  * Flags and environment variables override it (tests run the agent on a
  * machine whose /proc/cmdline is not the ramdisk's).
  */
@@ -10,6 +11,8 @@ export interface KernelParams {
   readonly nodeUuid?: string;
   readonly token?: string;
   readonly purpose?: string;
+  readonly ca?: string;
+  readonly caUrl?: string;
 }
 
 /** Splits a command line as the kernel does: whitespace-separated, double quotes group. */
@@ -47,7 +50,7 @@ export function parseKernelParams(text: string): KernelParams {
     const value = values.get(key);
     return value === undefined || value === '' ? undefined : value;
   };
-  const params: { controller?: string; nodeUuid?: string; token?: string; purpose?: string } = {};
+  const params: { -readonly [K in keyof KernelParams]: KernelParams[K] } = {};
   const controller = pick('bm.controller');
   const nodeUuid = pick('bm.node');
   const token = pick('bm.token');
@@ -56,17 +59,23 @@ export function parseKernelParams(text: string): KernelParams {
   if (nodeUuid !== undefined) params.nodeUuid = nodeUuid;
   if (token !== undefined) params.token = token;
   if (purpose !== undefined) params.purpose = purpose;
+  const ca = pick('bm.ca');
+  const caUrl = pick('bm.ca_url');
+  if (ca !== undefined) params.ca = ca;
+  if (caUrl !== undefined) params.caUrl = caUrl;
   return params;
 }
 
 /** Later sources override earlier ones, field by field. */
 export function mergeParams(...sources: readonly KernelParams[]): KernelParams {
-  const merged: { controller?: string; nodeUuid?: string; token?: string; purpose?: string } = {};
+  const merged: { -readonly [K in keyof KernelParams]: KernelParams[K] } = {};
   for (const source of sources) {
     if (source.controller !== undefined) merged.controller = source.controller;
     if (source.nodeUuid !== undefined) merged.nodeUuid = source.nodeUuid;
     if (source.token !== undefined) merged.token = source.token;
     if (source.purpose !== undefined) merged.purpose = source.purpose;
+    if (source.ca !== undefined) merged.ca = source.ca;
+    if (source.caUrl !== undefined) merged.caUrl = source.caUrl;
   }
   return merged;
 }

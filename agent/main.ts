@@ -18,6 +18,7 @@ import { DEFAULT_FSYNC_INTERVAL_BYTES } from './disk/writer.ts';
 import { readInventory } from './inventory/inventory.ts';
 import { under } from './inventory/sysfs.ts';
 import { runRegistration } from './register.ts';
+import { controllerTls } from './controller-tls.ts';
 import type { AgentConfig, DigestPolicy } from './server/context.ts';
 import { startAgentServer } from './server/index.ts';
 import { toWireInventory } from './server/inventory.ts';
@@ -147,6 +148,7 @@ async function main(): Promise<void> {
   if (!values['no-register'] && params.controller) {
     registration = runRegistration({
       controller: controllerTarget(params.controller),
+      tls: controllerTls(params),
       ...(params.token ? { token: params.token } : {}),
       inventory: async () => toWireInventory(await readInventory({ root })),
       agentAddress: values.advertise ?? `${firstIpv4()}:${agent.port}`,

@@ -13,12 +13,15 @@ import { status } from '@grpc/grpc-js';
 import { AgentRegistry } from '../proto/gen/bm/v1/agent_registry_pb.js';
 import { connect, isServiceError, type RpcConnection } from '../proto/rpc/index.ts';
 import type { WireInventory } from './server/inventory.ts';
+import { ControllerCaMismatchError, credentialsFor, fetchPinnedCa, type ControllerTls } from './controller-tls.ts';
 
 export type Log = (message: string, fields?: Readonly<Record<string, unknown>>) => void;
 
 export interface RegistrationOptions {
   /** The controller's gRPC target, host:port. */
   readonly controller: string;
+  /** Plaintext unless given; with a pinned CA, the controller is verified against it (controller-tls.ts). */
+  readonly tls?: ControllerTls;
   readonly token?: string;
   readonly inventory: () => Promise<WireInventory>;
   /** host:port of this agent's gRPC server, as the controller should dial it. */
@@ -102,8 +105,40 @@ export async function identifyWithRetry(conn: RpcConnection, options: Registrati
  * when stopped, or after a refusal it cannot fix (logged, never thrown: the
  * agent's server keeps serving the controller either way).
  */
+/** Fetches the pinned CA, retrying while the boot server is unreachable; a wrong fingerprint throws at once. */
+async function pinnedCaWithRetry(tls: Extract<ControllerTls, { kind: 'pinned' }>, options: RegistrationOptions): Promise<Buffer> {
+  let delay = options.retryInitialMs ?? 500;
+  for (;;) {
+    options.signal.throwIfAborted();
+    try {
+      return await fetchPinnedCa(tls, options.callTimeoutMs ?? 10_000, options.signal);
+    } catch (error) {
+      if (error instanceof ControllerCaMismatchError || options.signal.aborted) throw error;
+      options.log('cannot fetch the controller CA; retrying', { url: tls.url, error: describe(error), retryInMs: delay });
+      await sleep(delay, options.signal);
+      delay = Math.min(delay * 2, options.retryMaxMs ?? 30_000);
+    }
+  }
+}
+
 export async function runRegistration(options: RegistrationOptions): Promise<Identity | undefined> {
-  const conn = connect(options.controller, options.token ? { metadata: { authorization: `Bearer ${options.token}` } } : {});
+  const tls = options.tls ?? { kind: 'plaintext' };
+  let ca: Buffer | null = null;
+  if (tls.kind === 'pinned') {
+    try {
+      ca = await pinnedCaWithRetry(tls, options);
+    } catch (error) {
+      // Talking to a controller we cannot verify would hand it our token: refuse instead.
+      if (!options.signal.aborted) options.log('refusing the controller: its CA does not match bm.ca', { controller: options.controller, error: describe(error) });
+      return undefined;
+    }
+    options.log('controller CA verified', { sha256: tls.sha256 });
+  }
+  const credentials = credentialsFor(tls, ca);
+  const conn = connect(options.controller, {
+    ...(credentials ? { credentials } : {}),
+    ...(options.token ? { metadata: { authorization: `Bearer ${options.token}` } } : {}),
+  });
   try {
     let identity: Identity;
     try {

@@ -31,11 +31,23 @@ export interface BootPlanConfig {
   readonly defaultRamdisk: string;
   readonly discovery: boolean;
   readonly kernelArgs: readonly string[];
+  /** With API TLS on: the CA agents verify the controller against, served at /ca.pem (public data). */
+  readonly agentCa?: AgentCa;
 }
+
+export interface AgentCa {
+  readonly pem: Buffer;
+  /** sha256 of `pem`, lowercase hex: what goes on the ramdisk's command line as bm.ca=. */
+  readonly sha256: string;
+}
+
+/** The path the HTTP boot port serves the agent CA at. */
+export const AGENT_CA_PATH = '/ca.pem';
 
 const PURPOSE: Partial<Record<BootProvisionState, BootPurpose>> = { deploying: 'deploy', cleaning: 'clean', inspecting: 'inspect' };
 
 export function planBoot(state: NodeBootState | null, config: BootPlanConfig): BootScriptPlan | null {
+  const ca = config.agentCa ? { ca: { sha256: config.agentCa.sha256, url: `${config.httpBase}${AGENT_CA_PATH}` } } : {};
   const image = (name: string): string => `${config.httpBase}/images/${name.split('/').map(encodeURIComponent).join('/')}`;
   if (state === null) {
     if (!config.discovery) return null;
@@ -48,6 +60,7 @@ export function planBoot(state: NodeBootState | null, config: BootPlanConfig): B
       nodeUuid: null,
       agentToken: null,
       kernelArgs: config.kernelArgs,
+      ...ca,
     };
   }
   if (state.provisionState === 'active') return { kind: 'local-disk' };
@@ -62,5 +75,6 @@ export function planBoot(state: NodeBootState | null, config: BootPlanConfig): B
     nodeUuid: state.nodeUuid,
     agentToken: state.agentToken,
     kernelArgs: config.kernelArgs,
+    ...ca,
   };
 }

@@ -71,6 +71,25 @@ describe('iPXE script renderer', () => {
   });
 });
 
+describe('iPXE script with API TLS on', () => {
+  const sha256 = 'ab'.repeat(32);
+  const tlsConfig = { ...config, controllerUrl: 'https://10.0.0.1:6385', agentCa: { pem: Buffer.from('-----BEGIN CERTIFICATE-----\n'), sha256 } };
+
+  it('pins the CA by its sha256 and says where the boot port serves it', () => {
+    const script = renderIpxeScript(planBoot(node('deploying'), tlsConfig)!);
+    expect(script).toContain(`bm.controller=https://10.0.0.1:6385`);
+    expect(script).toContain(`bm.ca=${sha256}`);
+    expect(script).toContain(`bm.ca_url=${config.httpBase}/ca.pem`);
+    expect(renderIpxeScript(planBoot(node('deploying'), config)!)).not.toContain('bm.ca');
+  });
+
+  it('refuses a fingerprint that is not 64 hex digits', () => {
+    const plan = planBoot(node('deploying'), tlsConfig)!;
+    if (plan.kind !== 'ramdisk' || !plan.ca) throw new Error('expected a pinned ramdisk plan');
+    expect(() => renderIpxeScript({ ...plan, ca: { url: plan.ca!.url, sha256: `${sha256} evil=1` } })).toThrow(ValidationError);
+  });
+});
+
 describe('boot config fragment', () => {
   it('fills defaults and coerces environment strings', () => {
     const c = bootConfigSchema.parse({ server_address: '10.0.0.1', range_start: '10.0.0.100', range_end: '10.0.0.200', discovery: 'true', dns: '10.0.0.1, 10.0.0.2', http_port: '7000' });

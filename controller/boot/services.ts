@@ -4,7 +4,7 @@
  * backends, content sources); defaults serve directories from the config.
  */
 import type { BootBackend } from './backend.ts';
-import type { BootPlanConfig, BootStateSource } from './boot-plan.ts';
+import type { AgentCa, BootPlanConfig, BootStateSource } from './boot-plan.ts';
 import type { BootConfig } from './config.ts';
 import { DhcpServer } from './dhcp/server.ts';
 import { DirectoryBlobSource, type BlobSource } from './http/blob-source.ts';
@@ -24,6 +24,8 @@ export interface BootServiceDeps {
   readonly states: BootStateSource;
   /** The controller's API/callback URL written into kernel command lines. */
   readonly controllerUrl: string;
+  /** With API TLS on: the CA agents verify the controller with (served at /ca.pem, fingerprint on the command line). */
+  readonly agentCa?: AgentCa;
   readonly files?: TftpFileSource;
   readonly blobs?: BlobSource;
   /** Overrides config.discovery (the controller also honours [discovery] enabled). */
@@ -39,8 +41,9 @@ export interface BootServiceDeps {
 }
 
 /** What iPXE scripts are made from (also what `node diagnose` renders them with). */
-export function bootPlanConfig(config: BootConfig, controllerUrl: string, discovery: boolean): BootPlanConfig {
+export function bootPlanConfig(config: BootConfig, controllerUrl: string, discovery: boolean, agentCa?: AgentCa): BootPlanConfig {
   return {
+    ...(agentCa ? { agentCa } : {}),
     httpBase: `http://${config.server_address}:${config.http_port}`,
     controllerUrl,
     defaultKernel: config.deploy_kernel,
@@ -109,7 +112,7 @@ export async function startBootServices(config: BootConfig, deps: BootServiceDep
     states: deps.states,
     clients: deps.clients ?? bootClientGate(config, deps.backend),
     blobs: deps.blobs ?? new DirectoryBlobSource(config.http_root),
-    plan: bootPlanConfig(config, deps.controllerUrl, discovery),
+    plan: bootPlanConfig(config, deps.controllerUrl, discovery, deps.agentCa),
     address: config.bind_address,
     port: config.http_port,
     ...(deps.metrics ? { metrics: deps.metrics } : {}),

@@ -17,7 +17,7 @@ import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import type { Instance } from '../../proto/gen/bm/v1/instance_pb.js';
 import { InstanceService } from '../../proto/gen/bm/v1/instance_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
-import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
+import { connect, tlsCredentials, type RpcConnection } from '../../proto/rpc/index.ts';
 import { isLabProcess, LAB_MAX_NODES, labStateDir, logFile, readLabState, stateFile, type LabState } from '../lab/lab-state.ts';
 import { bootAll, createFlavor, enroll, instanceName, provisionAll, uploadImage, type ProgressListener } from '../lab/operator.ts';
 import { repoRoot } from '../lab/paths.ts';
@@ -184,7 +184,7 @@ export function registerLabCommands(program: Command): void {
       say(`starting the lab process: a controller on its own database and ${nodes} virtual machine(s) (log: ${logFile(dir)})`);
       const state = await startLabProcess(dir, nodes, o.database ?? process.env.BM_DATABASE_URL ?? 'mysql://root@127.0.0.1:3306/', 180_000);
       say(`controller ${state.url} up (pid ${state.controllerPid}), database ${new URL(state.databaseUrl).pathname.slice(1)}, NATS prefix ${state.natsPrefix}`);
-      const conn = connect(state.url, { metadata: { authorization: `Bearer ${state.token}` } });
+      const conn = connect(state.url, { metadata: { authorization: `Bearer ${state.token}` }, ...(state.ca ? { credentials: tlsCredentials(await readFile(state.ca)) } : {}) });
       try {
         await operate(conn, state, Number(o.timeout));
         const { instances } = await conn.client(InstanceService).listInstances({});
@@ -198,10 +198,10 @@ export function registerLabCommands(program: Command): void {
         throw err;
       }
       conn.close();
-      const saved = saveDefaults(process.env, { url: state.url, token: state.token });
+      const saved = saveDefaults(process.env, { url: state.url, token: state.token, ...(state.ca ? { ca: state.ca } : {}) });
       say(`the lab runs in the background; bmctl now talks to it (saved in ${saved}, used when neither --url/--token nor BM_URL/BM_TOKEN are set)`);
       say('in another shell, or to be explicit:');
-      process.stdout.write(`export BM_URL=${state.url} BM_TOKEN=${state.token}\n`);
+      process.stdout.write(`export BM_URL=${state.url} BM_TOKEN=${state.token}${state.ca ? ` BM_CA=${state.ca}` : ''}\n`);
       say('try: bmctl instance list; bmctl node list; bmctl watch; bmctl lab down stops it all');
     });
 

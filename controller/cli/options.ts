@@ -7,6 +7,8 @@ import { readSavedDefaults } from './saved-defaults.ts';
 export interface GlobalOptions {
   readonly url?: string;
   readonly token?: string;
+  /** PEM file of the CA the controller's certificate must chain to (BM_CA); implies TLS. */
+  readonly ca?: string;
   readonly json: boolean;
 }
 
@@ -16,18 +18,21 @@ export type Globals = () => GlobalOptions;
 export const DEFAULT_API_URL = '127.0.0.1:6385';
 
 /**
- * Where bmctl talks and with which token: flags, then BM_URL/BM_TOKEN; only
- * when none of the four is set, the saved defaults (`bmctl lab up`), so a
- * saved lab token never goes to an address given by hand.
+ * Where bmctl talks, with which token and which CA: flags, then
+ * BM_URL/BM_TOKEN/BM_CA; only when none of --url, --token, BM_URL and
+ * BM_TOKEN is set, the saved defaults (`bmctl lab up`), so a saved lab token
+ * never goes to an address given by hand.
  */
-export function apiTarget(opts: { readonly url?: string; readonly token?: string }, env: Readonly<Record<string, string | undefined>> = process.env): { url: string; token?: string } {
+export function apiTarget(opts: { readonly url?: string; readonly token?: string; readonly ca?: string }, env: Readonly<Record<string, string | undefined>> = process.env): { url: string; token?: string; ca?: string } {
   const url = opts.url ?? env.BM_URL;
   const token = opts.token ?? env.BM_TOKEN;
+  const ca = opts.ca ?? (env.BM_CA || undefined);
+  const withCa = <T extends object>(target: T): T & { ca?: string } => (ca === undefined ? target : { ...target, ca });
   if (url === undefined && token === undefined) {
     const saved = readSavedDefaults(env);
-    if (saved) return saved;
+    if (saved) return withCa(saved);
   }
-  return token === undefined ? { url: url ?? DEFAULT_API_URL } : { url: url ?? DEFAULT_API_URL, token };
+  return withCa(token === undefined ? { url: url ?? DEFAULT_API_URL } : { url: url ?? DEFAULT_API_URL, token });
 }
 
 export function apiUrl(opts: { readonly url?: string; readonly token?: string }): string {

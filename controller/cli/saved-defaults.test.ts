@@ -26,6 +26,16 @@ describe('saved defaults', () => {
     expect(readSavedDefaults(env)).toBeNull();
   });
 
+  it('carry a TLS lab\'s CA, which --ca or BM_CA override', () => {
+    const env = home();
+    saveDefaults(env, { url: '127.0.0.1:7001', token: 'bm_saved', ca: '/tmp/lab/ca.pem' });
+    expect(apiTarget({}, env)).toEqual({ url: '127.0.0.1:7001', token: 'bm_saved', ca: '/tmp/lab/ca.pem' });
+    expect(apiTarget({ ca: '/etc/bm/ca.pem' }, env)).toEqual({ url: '127.0.0.1:7001', token: 'bm_saved', ca: '/etc/bm/ca.pem' });
+    expect(apiTarget({}, { ...env, BM_CA: '/etc/bm/env-ca.pem' }).ca).toBe('/etc/bm/env-ca.pem');
+    // An address given by hand gets no saved CA either.
+    expect(apiTarget({ url: '10.0.0.1:6385' }, env)).toEqual({ url: '10.0.0.1:6385' });
+  });
+
   it('fall back to ~/.config without XDG_CONFIG_HOME', () => {
     const env = home();
     expect(savedDefaultsPath({ HOME: env.HOME })).toBe(path.join(env.HOME!, '.config/bmctl/env.json'));

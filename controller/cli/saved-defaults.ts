@@ -12,6 +12,8 @@ import path from 'node:path';
 export interface SavedDefaults {
   readonly url: string;
   readonly token: string;
+  /** The CA file of a TLS controller (a lab's). */
+  readonly ca?: string;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -25,7 +27,8 @@ export function savedDefaultsPath(env: Env): string {
 export function readSavedDefaults(env: Env): SavedDefaults | null {
   try {
     const value = JSON.parse(readFileSync(savedDefaultsPath(env), 'utf8')) as Partial<SavedDefaults>;
-    return typeof value.url === 'string' && typeof value.token === 'string' ? { url: value.url, token: value.token } : null;
+    if (typeof value.url !== 'string' || typeof value.token !== 'string') return null;
+    return typeof value.ca === 'string' ? { url: value.url, token: value.token, ca: value.ca } : { url: value.url, token: value.token };
   } catch {
     return null;
   }

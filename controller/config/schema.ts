@@ -39,8 +39,22 @@ export const configSchema = z
         max_message_bytes: positiveInt.default(8 * 1024 * 1024),
         /** The largest request message of every other call, checked before it is decoded. */
         max_request_bytes: positiveInt.default(512 * 1024),
+        /** PEM server certificate (chain) and key; with both set the API speaks TLS only. Renewed files are picked up. */
+        tls_cert: z.string().default(''),
+        tls_key: z.string().default(''),
+        /** PEM CA certificate agents verify the API against (served at /ca.pem on the boot port); empty: tls_cert itself (a self-signed certificate). */
+        tls_ca: z.string().default(''),
+        /** How often the certificate files are re-read for a renewal. */
+        tls_reload_ms: positiveInt.default(10_000),
       })
       .strict()
+      .superRefine((api, ctx) => {
+        if ((api.tls_cert === '') !== (api.tls_key === '')) {
+          const missing = api.tls_cert === '' ? 'tls_cert' : 'tls_key';
+          ctx.addIssue({ code: 'custom', path: [missing], message: 'api.tls_cert and api.tls_key go together: set both (TLS) or neither (plaintext)' });
+        }
+        if (api.tls_ca !== '' && api.tls_cert === '') ctx.addIssue({ code: 'custom', path: ['tls_ca'], message: 'needs api.tls_cert and api.tls_key' });
+      })
       .prefault({}),
     database: z
       .object({

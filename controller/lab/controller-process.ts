@@ -6,13 +6,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { syncDatabase, dropDatabase } from '../../db/migrate.ts';
 import { hashToken, newToken } from '../auth/tokens.ts';
 import { Health, HealthCheckResponse_ServingStatus } from '../../proto/gen/grpc/health/v1/health_pb.js';
-import { connect } from '../../proto/rpc/index.ts';
+import type * as grpc from '@grpc/grpc-js';
+import { connect, tlsCredentials } from '../../proto/rpc/index.ts';
 import { bmctlPath, repoRoot } from './paths.ts';
 
 /** A port the kernel just handed out, so parallel test files do not collide. */
@@ -27,9 +28,9 @@ export function freePort(): Promise<number> {
   });
 }
 
-async function waitServing(url: string, child: ChildProcess, output: () => string, timeoutMs: number): Promise<void> {
+async function waitServing(url: string, child: ChildProcess, output: () => string, timeoutMs: number, credentials?: grpc.ChannelCredentials): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  const conn = connect(url);
+  const conn = connect(url, credentials ? { credentials } : {});
   try {
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`controller exited with ${child.exitCode} before serving:\n${output()}`);
@@ -62,6 +63,8 @@ export interface ControllerProcess {
   readonly databaseUrl: string;
   /** The NATS subject prefix of this run: its events are `<natsPrefix>.events.node.<uuid>`. */
   readonly natsPrefix: string;
+  /** The CA file clients verify this controller with; null when it serves plaintext. */
+  readonly ca: string | null;
   readonly dir: string;
   readonly pid: number;
   /** Everything the process wrote to stdout and stderr so far. */
@@ -76,6 +79,8 @@ export interface StartOptions {
   readonly logLevel?: string;
   /** Defaults to a prefix of its own, so parallel runs on one NATS never see each other's events. */
   readonly natsPrefix?: string;
+  /** Serve the API with TLS only: PEM files for [api] tls_cert/tls_key/tls_ca (ca: what clients verify against). */
+  readonly tls?: { readonly cert: string; readonly key: string; readonly ca: string; readonly reloadMs?: number };
 }
 
 export function uniqueNatsPrefix(): string {
@@ -106,6 +111,9 @@ export async function startControllerProcess(options: StartOptions = {}): Promis
     '[api]',
     `listen = "127.0.0.1:${apiPort}"`,
     `tokens = ["${hashToken(token)}"]`,
+    ...(options.tls
+      ? [`tls_cert = "${options.tls.cert}"`, `tls_key = "${options.tls.key}"`, `tls_ca = "${options.tls.ca}"`, ...(options.tls.reloadMs ? [`tls_reload_ms = ${options.tls.reloadMs}`] : [])]
+      : []),
     '[database]',
     `url = "${databaseUrl}"`,
     '[nats]',
@@ -136,7 +144,8 @@ export async function startControllerProcess(options: StartOptions = {}): Promis
   };
 
   const url = `127.0.0.1:${apiPort}`;
-  await waitServing(url, child, () => output, 30_000).catch(async (err: unknown) => {
+  const credentials = options.tls ? tlsCredentials(await readFile(options.tls.ca)) : undefined;
+  await waitServing(url, child, () => output, 30_000, credentials).catch(async (err: unknown) => {
     child.kill('SIGKILL');
     await cleanup(false);
     throw err;
@@ -147,6 +156,7 @@ export async function startControllerProcess(options: StartOptions = {}): Promis
     token,
     databaseUrl,
     natsPrefix,
+    ca: options.tls?.ca ?? null,
     dir,
     pid: child.pid!,
     logs: () => output,

@@ -15,6 +15,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { ImageFormat } from '../images/extents.ts';
 import { freePort, startControllerProcess, type ControllerProcess } from './controller-process.ts';
+import { makeLabTls } from './tls-certs.ts';
 import { LAB_MAX_NODES } from './lab-state.ts';
 import { StartLimiter } from './start-limiter.ts';
 import { repoRoot } from './paths.ts';
@@ -54,6 +55,8 @@ export interface LabFleetOptions {
   readonly logLevel?: string;
   /** Env for the controller process (e.g. a shared secret key). */
   readonly env?: Readonly<Record<string, string>>;
+  /** The API with TLS (a CA made for this run, in dir/tls); on unless false. */
+  readonly tls?: boolean;
 }
 
 export interface LabFleet {
@@ -126,8 +129,10 @@ export async function startLabFleet(o: LabFleetOptions): Promise<LabFleet> {
     await writeFile(path.join(o.dir, 'http/deploy/vmlinuz'), 'lab deploy kernel\n');
     await writeFile(path.join(o.dir, 'http/deploy/initrd'), 'lab deploy ramdisk\n');
     const httpPort = await freePort();
-    o.say('starting a controller on its own database, with HTTP and TFTP boot on loopback');
+    const tls = o.tls === false ? null : await makeLabTls(path.join(o.dir, 'tls'));
+    o.say(`starting a controller on its own database${tls ? ', its API with TLS (a CA made for this lab)' : ''}, with HTTP and TFTP boot on loopback`);
     controller = await startControllerProcess({
+      ...(tls ? { tls } : {}),
       databaseUrl: o.databaseUrl,
       natsPrefix: o.natsPrefix,
       logLevel: o.logLevel ?? 'warn',

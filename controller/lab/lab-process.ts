@@ -51,6 +51,7 @@ async function serve(nodes: number, stateDir: string, databaseServer: string): P
       pid: process.pid,
       url: fleet.controller.url,
       token: fleet.controller.token,
+      ...(fleet.controller.ca ? { ca: fleet.controller.ca } : {}),
       databaseUrl,
       natsPrefix: fleet.controller.natsPrefix,
       controllerPid: fleet.controller.pid,

@@ -18,6 +18,8 @@ export interface LabState {
   readonly pid: number;
   readonly url: string;
   readonly token: string;
+  /** The CA file the lab's API is verified with (absent: plaintext). */
+  readonly ca?: string;
   readonly databaseUrl: string;
   readonly natsPrefix: string;
   readonly controllerPid: number;

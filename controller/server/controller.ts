@@ -48,6 +48,7 @@ import { MysqlNodeStore } from '../nodes/mysql-store.ts';
 import { loadSecretKey } from '../secrets/key-file.ts';
 import { SecretBox } from '../secrets/secret-box.ts';
 import { bootPlanConfig, startBootServices } from '../boot/services.ts';
+import { loadAgentCa, ReloadingTlsIdentity } from './tls-identity.ts';
 import { DirectoryBlobSource } from '../boot/http/blob-source.ts';
 import { MysqlBootBackend } from '../conductor/boot-backend.ts';
 import { MysqlBootStateSource } from '../conductor/boot-state.ts';
@@ -99,6 +100,9 @@ export async function startController(config: Config, log: Logger): Promise<Runn
   if (tokens.size === 0) throw new BmError('invalid-argument', 'api.tokens: no admin token configured; every API call needs one (make one with `bmctl token create`)');
   const [host, portText] = [config.api.listen.slice(0, config.api.listen.lastIndexOf(':')), config.api.listen.slice(config.api.listen.lastIndexOf(':') + 1)];
   const id = config.controller.id || `${os.hostname()}-${portText}`;
+  // Checked before anything opens, so a bad certificate stops the start with the key named.
+  const tls = config.api.tls_cert === '' ? null : new ReloadingTlsIdentity({ certFile: config.api.tls_cert, keyFile: config.api.tls_key }, config.api.tls_reload_ms, log);
+  const agentCa = tls ? loadAgentCa(config.api.tls_ca || config.api.tls_cert, config.api.tls_ca ? 'api.tls_ca' : 'api.tls_cert') : null;
 
   const { key, created } = await loadSecretKey({ key: config.secrets.key, keyFile: config.secrets.key_file });
   if (created) log.warn({ file: config.secrets.key_file }, 'created a new secret key file; copy it to every other controller of this cluster');
@@ -256,21 +260,26 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     addService(server, ClusterService, clusterHandlers(clusterView, store, id), serve);
     addService(server, ImageService, imageHandlers(catalog), serve);
     addService(server, AgentRegistryService, agentRegistryHandlers(registry), serve);
-    const apiPort = await bindServer(server, `${host}:${portText}`);
+    const apiPort = await bindServer(server, `${host}:${portText}`, tls?.serverCredentials());
     cleanup.unshift(() => shutdownServer(server, 5000));
+    if (tls) {
+      cleanup.unshift(async () => tls.stop());
+      log.info({ cert: config.api.tls_cert }, 'API serves TLS only');
+    }
 
     // DHCP mode "off" still serves TFTP and HTTP boot, for segments whose own DHCP points here.
     if (config.boot) {
       const boot = config.boot;
       const states = new MysqlBootStateSource(store, agentTokens, handle.db);
-      const controllerUrl = boot.api_url ?? `http://${boot.server_address}:${apiPort}`;
+      const controllerUrl = boot.api_url ?? `${tls ? 'https' : 'http'}://${boot.server_address}:${apiPort}`;
       const discovery = boot.discovery || config.discovery.enabled;
-      bootView = { states, plan: bootPlanConfig(boot, controllerUrl, discovery) };
+      bootView = { states, plan: bootPlanConfig(boot, controllerUrl, discovery, agentCa ?? undefined) };
       const services = await startBootServices(boot, {
         backend: leases,
         metadata: new MysqlMetadataSource(handle.db, instanceStore, store),
         states,
         controllerUrl,
+        ...(agentCa ? { agentCa } : {}),
         blobs: new CatalogBlobSource(catalog, new DirectoryBlobSource(boot.http_root)),
         discovery,
         metrics,

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { InstanceService } from '../../proto/gen/bm/v1/instance_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
-import { connect } from '../../proto/rpc/index.ts';
+import { connect, tlsCredentials } from '../../proto/rpc/index.ts';
 import { bootAll, createFlavor, enroll, provisionAll, startLabFleet, uniqueDatabaseUrl, uniqueNatsPrefix, uploadImage, type LabFleet } from '../../controller/lab/index.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
 
@@ -61,7 +61,7 @@ export default async function labBench(ctx: BenchContext): Promise<BenchReport> 
       },
     });
     const ctl = fleet.controller;
-    const conn = connect(ctl.url, { metadata: { authorization: `Bearer ${ctl.token}` } });
+    const conn = connect(ctl.url, { metadata: { authorization: `Bearer ${ctl.token}` }, ...(ctl.ca ? { credentials: tlsCredentials(await readFile(ctl.ca)) } : {}) });
     try {
       await uploadImage(conn, fleet.image);
       const machines = fleet.describe();

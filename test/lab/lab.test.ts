@@ -69,12 +69,16 @@ describe('bmctl lab', () => {
     expect(out).toMatch(/lab-vm-002 BUILD \d+% \(node (deploying|wait-callback)\)/);
     expect(out).toMatch(/2 instance\(s\) ACTIVE in/);
     expect(out).toMatch(/every disk holds the image bytes/);
-    const exported = /^export BM_URL=(\S+) BM_TOKEN=(\S+)$/m.exec(up.stdout);
+    const exported = /^export BM_URL=(\S+) BM_TOKEN=(\S+) BM_CA=(\S+)$/m.exec(up.stdout);
     expect(exported, out).not.toBeNull();
     const state = JSON.parse(await readFile(path.join(stateDir(), 'state.json'), 'utf8')) as { pid: number; controllerPid: number; databaseUrl: string; machines: { bmcPassword: string }[] };
     // The BMC passwords stay in the 0600 state file, out of everything printed.
     for (const m of state.machines) expect(out).not.toContain(m.bmcPassword);
-    expect(JSON.parse(await readFile(envFile(), 'utf8'))).toEqual({ url: exported![1], token: exported![2] });
+    expect(JSON.parse(await readFile(envFile(), 'utf8'))).toEqual({ url: exported![1], token: exported![2], ca: exported![3] });
+    // The lab's API speaks TLS only: plaintext bmctl is told to pass --ca.
+    const plain = await bmctl(['node', 'list', '--url', exported![1]!, '--token', exported![2]!], 30_000);
+    expect(plain.code).toBe(1);
+    expect(plain.stderr).toMatch(/speaks TLS: pass --ca/);
     expect((await import('node:fs')).statSync(envFile()).mode & 0o777).toBe(0o600);
 
     // A new shell: no BM_URL, no BM_TOKEN, no flags; only the saved defaults.

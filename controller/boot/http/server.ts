@@ -1,7 +1,8 @@
 /**
  * The HTTP boot server (default port 6386): per-MAC iPXE scripts under
  * /boot/<mac>.ipxe and kernels/ramdisks under /images/<name>, streamed with
- * single-range support, and /metrics when the controller hands it a registry.
+ * single-range support, /metrics when the controller hands it a registry, and
+ * /ca.pem (the CA agents verify the API with) when the API serves TLS.
  * Paths outside the blob root are refused (403).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -9,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { BmError } from '../../errors.ts';
 import { normalizeMac } from '../../nodes/mac.ts';
-import { planBoot, type BootPlanConfig, type BootStateSource } from '../boot-plan.ts';
+import { AGENT_CA_PATH, planBoot, type BootPlanConfig, type BootStateSource } from '../boot-plan.ts';
 import { NotBootBlobError, PathOutsideRootError } from '../errors.ts';
 import { renderIpxeScript } from '../ipxe-script.ts';
 import type { BlobSource } from './blob-source.ts';
@@ -109,6 +110,12 @@ export class HttpBootServer {
       if (answer.status === 404) this.stats.notFound++;
       res.writeHead(answer.status, { 'content-type': answer.contentType, 'content-length': Buffer.byteLength(answer.body), 'cache-control': 'no-store' });
       res.end(req.method === 'HEAD' ? undefined : answer.body);
+      return;
+    }
+    // The CA certificate is public; agents check it against the fingerprint their command line carries.
+    if (rawPath === AGENT_CA_PATH && this.o.plan.agentCa) {
+      res.writeHead(200, { 'content-type': 'application/x-pem-file', 'content-length': this.o.plan.agentCa.pem.length });
+      res.end(req.method === 'HEAD' ? undefined : this.o.plan.agentCa.pem);
       return;
     }
     if (rawPath === '/metrics' && this.o.metrics) {
