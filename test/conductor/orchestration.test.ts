@@ -118,7 +118,7 @@ beforeAll(async () => {
       '[discovery]',
       'enabled = true',
       '[conductor]',
-      'callback_timeout_s = 4',
+      'callback_timeout_s = 15',
       'poll_ms = 100',
       '[power]',
       'call_timeout_s = 2',
@@ -240,7 +240,7 @@ describe('the conductor drives instances', () => {
     expect(booted.code).toBe(1);
     const vm = await instance('vm3');
     expect(vm.state).toBe('ERROR');
-    expect(vm.lastError).toMatch(/did not call back within 4 s/);
+    expect(vm.lastError).toMatch(/did not call back within 15 s/);
     expect(vm.nodeProvisionState).toBe('deploy-failed');
     // What an operator attaches to the bug report: the reason, the instance, the events; the password masked.
     const diag = await runBmctl(['node', 'diagnose', 'orch-3'], env);
