@@ -9,7 +9,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rm, writeFile } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -17,6 +17,7 @@ import type { ImageFormat } from '../images/extents.ts';
 import { freePort, startControllerProcess, type ControllerProcess } from './controller-process.ts';
 import { makeLabTls } from './tls-certs.ts';
 import { LAB_MAX_NODES } from './lab-state.ts';
+import { loopbackBootToml } from './boot-toml.ts';
 import { StartLimiter } from './start-limiter.ts';
 import { repoRoot } from './paths.ts';
 import { freeUdpPort } from './udp-port.ts';
@@ -123,12 +124,9 @@ export async function startLabFleet(o: LabFleetOptions): Promise<LabFleet> {
     await rm(o.dir, { recursive: true, force: true });
   };
   try {
-    await mkdir(path.join(o.dir, 'http/deploy'), { recursive: true });
-    await mkdir(path.join(o.dir, 'tftp'), { recursive: true });
-    // The lab's machines do not run these; a real fleet's deploy kernel and ramdisk go here (or into the image store as aki/ari).
-    await writeFile(path.join(o.dir, 'http/deploy/vmlinuz'), 'lab deploy kernel\n');
-    await writeFile(path.join(o.dir, 'http/deploy/initrd'), 'lab deploy ramdisk\n');
     const httpPort = await freePort();
+    // The lab's machines do not run the deploy kernel and ramdisk; a real fleet's go into http_root (or the image store as aki/ari).
+    const bootToml = await loopbackBootToml({ dir: o.dir, httpPort, tftpPort: await freeUdpPort() });
     const tls = o.tls === false ? null : await makeLabTls(path.join(o.dir, 'tls'));
     o.say(`starting a controller on its own database${tls ? ', its API with TLS (a CA made for this lab)' : ''}, with HTTP and TFTP boot on loopback`);
     controller = await startControllerProcess({
@@ -145,15 +143,7 @@ export async function startLabFleet(o: LabFleetOptions): Promise<LabFleet> {
         'sync_interval_s = 10',
         'call_timeout_s = 5',
         'settle_timeout_s = 20',
-        '[boot]',
-        'server_address = "127.0.0.1"',
-        'bind_address = "127.0.0.1"',
-        // Loopback has no broadcast segment to serve DHCP on: the machines start at the iPXE step.
-        'mode = "off"',
-        `tftp_port = ${await freeUdpPort()}`,
-        `http_port = ${httpPort}`,
-        `tftp_root = "${path.join(o.dir, 'tftp')}"`,
-        `http_root = "${path.join(o.dir, 'http')}"`,
+        bootToml,
       ].join('\n'),
     });
     const image = await makeImage(o.dir, o.say);

@@ -17,6 +17,7 @@ export {
   type StartOptions,
 } from './controller-process.ts';
 export { freeUdpPort } from './udp-port.ts';
+export { loopbackBootToml, type LoopbackBoot } from './boot-toml.ts';
 export { sha256OfFilePrefix } from './file-sha.ts';
 export { VirtualNode, type RamdiskBoot, type VirtualNodeOptions } from './virtual-node.ts';
 export { VirtualBmc, type PowerCause, type PowerChange, type VirtualBmcOptions, type VirtualBmcStats, type VirtualBmcUser } from './vbmc/virtual-bmc.ts';

@@ -8,7 +8,7 @@
  * interval is the default 30 s.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fromBinary } from '@bufbuild/protobuf';
@@ -18,7 +18,7 @@ import { FlavorService } from '../../proto/gen/bm/v1/flavor_pb.js';
 import { InstanceService, type Instance } from '../../proto/gen/bm/v1/instance_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
-import { type ControllerProcess, VirtualNode, freePort, freeUdpPort, natsUrl, runBmctl, startControllerProcess, uniqueDatabaseUrl, uniqueNatsPrefix } from '../../controller/lab/index.ts';
+import { loopbackBootToml, type ControllerProcess, VirtualNode, freePort, freeUdpPort, natsUrl, runBmctl, startControllerProcess, uniqueDatabaseUrl, uniqueNatsPrefix } from '../../controller/lab/index.ts';
 import { DEFAULT_TUNING } from '../../controller/deploy/tuning.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
 
@@ -29,7 +29,7 @@ function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
-function toml(dir: string, id: string, httpPort: number, tftpPort: number): string {
+async function toml(dir: string, id: string, httpPort: number, tftpPort: number): Promise<string> {
   return [
     '[controller]',
     `id = "${id}"`,
@@ -37,14 +37,7 @@ function toml(dir: string, id: string, httpPort: number, tftpPort: number): stri
     '[conductor]',
     'callback_timeout_s = 600',
     'poll_ms = 500',
-    '[boot]',
-    'server_address = "127.0.0.1"',
-    'bind_address = "127.0.0.1"',
-    'mode = "off"',
-    `tftp_port = ${tftpPort}`,
-    `http_port = ${httpPort}`,
-    `tftp_root = "${path.join(dir, 'tftp')}"`,
-    `http_root = "${path.join(dir, 'http')}"`,
+    await loopbackBootToml({ dir, httpPort, tftpPort }),
   ].join('\n');
 }
 
@@ -66,16 +59,14 @@ export default async function takeoverBench(ctx: BenchContext): Promise<BenchRep
   const conns: RpcConnection[] = [];
   const nc = await connectNats({ servers: natsUrl });
   try {
-    for (const sub of ['http/deploy', 'tftp', 'images']) await mkdir(path.join(dir, sub), { recursive: true });
-    await writeFile(path.join(dir, 'http/deploy/vmlinuz'), 'kernel\n');
-    await writeFile(path.join(dir, 'http/deploy/initrd'), 'ramdisk\n');
+    await mkdir(path.join(dir, 'images'), { recursive: true });
     const env = { BM_SECRETS_KEY: randomBytes(32).toString('base64'), BM_IMAGES_STORE_PATH: path.join(dir, 'images') };
     const databaseUrl = uniqueDatabaseUrl('bm_takeover_bench');
     const natsPrefix = uniqueNatsPrefix();
     const httpA = await freePort();
-    const a = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: toml(dir, 'ctl-a', httpA, await freeUdpPort()) });
+    const a = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: await toml(dir, 'ctl-a', httpA, await freeUdpPort()) });
     controllers.push(a);
-    const b = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: toml(dir, 'ctl-b', await freePort(), await freeUdpPort()) });
+    const b = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: await toml(dir, 'ctl-b', await freePort(), await freeUdpPort()) });
     controllers.push(b);
     const apiA = connect(a.url, { metadata: { authorization: `Bearer ${a.token}` } });
     const apiB = connect(b.url, { metadata: { authorization: `Bearer ${b.token}` } });

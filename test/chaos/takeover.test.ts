@@ -7,13 +7,13 @@
  * image's bytes on the disk.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InstanceService } from '../../proto/gen/bm/v1/instance_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
-import { type ControllerProcess, VirtualNode, freePort, freeUdpPort, runBmctl, sha256OfFilePrefix, startControllerProcess, uniqueDatabaseUrl, uniqueNatsPrefix } from '../../controller/lab/index.ts';
+import { loopbackBootToml, type ControllerProcess, VirtualNode, freePort, freeUdpPort, runBmctl, sha256OfFilePrefix, startControllerProcess, uniqueDatabaseUrl, uniqueNatsPrefix } from '../../controller/lab/index.ts';
 
 const MIB = 1024 * 1024;
 const IMAGE_BYTES = 512 * MIB;
@@ -27,7 +27,7 @@ const log: string[] = [];
 const clusterOf = new Map<string, { databaseUrl: string; natsPrefix: string; key: string }>();
 const imageShaOf = new Map<string, string>();
 
-function toml(id: string, httpPort: number, tftpPort: number): string {
+async function toml(id: string, httpPort: number, tftpPort: number): Promise<string> {
   return [
     '[controller]',
     `id = "${id}"`,
@@ -36,24 +36,13 @@ function toml(id: string, httpPort: number, tftpPort: number): string {
     '[conductor]',
     'callback_timeout_s = 120',
     'poll_ms = 200',
-    '[boot]',
-    'server_address = "127.0.0.1"',
-    'bind_address = "127.0.0.1"',
-    'mode = "off"',
-    `tftp_port = ${tftpPort}`,
-    `http_port = ${httpPort}`,
-    `tftp_root = "${path.join(dir, 'tftp')}"`,
-    `http_root = "${path.join(dir, 'http')}"`,
+    await loopbackBootToml({ dir, httpPort, tftpPort }),
   ].join('\n');
 }
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'bm-takeover-'));
-  await mkdir(path.join(dir, 'http/deploy'), { recursive: true });
-  await mkdir(path.join(dir, 'tftp'), { recursive: true });
   await mkdir(path.join(dir, 'images'), { recursive: true });
-  await writeFile(path.join(dir, 'http/deploy/vmlinuz'), 'kernel\n');
-  await writeFile(path.join(dir, 'http/deploy/initrd'), 'ramdisk\n');
 });
 
 afterAll(async () => {
@@ -72,8 +61,8 @@ describe('takeover', () => {
     const natsPrefix = uniqueNatsPrefix();
     clusterOf.set('shared', { databaseUrl, natsPrefix, key: env.BM_SECRETS_KEY });
     const httpA = await freePort();
-    a = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: toml('ctl-a', httpA, await freeUdpPort()) });
-    b = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: toml('ctl-b', await freePort(), await freeUdpPort()) });
+    a = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: await toml('ctl-a', httpA, await freeUdpPort()) });
+    b = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: await toml('ctl-b', await freePort(), await freeUdpPort()) });
     const cliA = { BM_URL: a.url, BM_TOKEN: a.token };
 
     const raw = path.join(dir, 'image.raw');
@@ -135,7 +124,7 @@ describe('takeover', () => {
     expect(b).toBeDefined();
     const shared = clusterOf.get('shared')!;
     const httpC = await freePort();
-    const c = await startControllerProcess({ databaseUrl: shared.databaseUrl, env: { ...env, BM_SECRETS_KEY: shared.key }, natsPrefix: shared.natsPrefix, logLevel: 'warn', extraToml: toml('ctl-c', httpC, await freeUdpPort()) });
+    const c = await startControllerProcess({ databaseUrl: shared.databaseUrl, env: { ...env, BM_SECRETS_KEY: shared.key }, natsPrefix: shared.natsPrefix, logLevel: 'warn', extraToml: await toml('ctl-c', httpC, await freeUdpPort()) });
     const cliC = { BM_URL: c.url, BM_TOKEN: c.token };
     const m2 = new VirtualNode({ name: 'tk-2', mac: '52:54:00:0f:00:02', bmcPassword: 'takeover-secret', diskBytes: IMAGE_BYTES + 128 * MIB, dir: path.join(dir, 'm2'), bootUrl: `http://127.0.0.1:${httpC}`, say: (msg) => log.push(msg) });
     await m2.start();

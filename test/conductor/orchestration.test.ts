@@ -9,7 +9,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InstanceService, type Instance } from '../../proto/gen/bm/v1/instance_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
-import { freePort, runBmctl, startControllerProcess, type ControllerProcess, freeUdpPort, sha256OfFilePrefix, VirtualNode } from '../../controller/lab/index.ts';
+import { loopbackBootToml, freePort, runBmctl, startControllerProcess, type ControllerProcess, freeUdpPort, sha256OfFilePrefix, VirtualNode } from '../../controller/lab/index.ts';
 
 const run = promisify(execFile);
 const MIB = 1024 * 1024;
@@ -107,11 +107,8 @@ function httpGet(pathname: string, localAddress: string): Promise<{ status: numb
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'bm-orch-'));
-  await mkdir(path.join(dir, 'http/deploy'), { recursive: true });
-  await mkdir(path.join(dir, 'tftp'), { recursive: true });
-  await writeFile(path.join(dir, 'http/deploy/vmlinuz'), 'kernel\n');
-  await writeFile(path.join(dir, 'http/deploy/initrd'), 'ramdisk\n');
   httpPort = await freePort();
+  const bootToml = await loopbackBootToml({ dir, httpPort, tftpPort: await freeUdpPort() });
   ctl = await startControllerProcess({
     logLevel: 'info',
     extraToml: [
@@ -123,14 +120,7 @@ beforeAll(async () => {
       '[power]',
       'call_timeout_s = 2',
       'settle_timeout_s = 10',
-      '[boot]',
-      'server_address = "127.0.0.1"',
-      'bind_address = "127.0.0.1"',
-      'mode = "off"',
-      `tftp_port = ${await freeUdpPort()}`,
-      `http_port = ${httpPort}`,
-      `tftp_root = "${path.join(dir, 'tftp')}"`,
-      `http_root = "${path.join(dir, 'http')}"`,
+      bootToml,
     ].join('\n'),
   });
   env = { BM_URL: ctl.url, BM_TOKEN: ctl.token };

@@ -5,7 +5,7 @@
  * ends the node in clean-failed with a way back, and the way back works.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +14,7 @@ import { connect as connectNats } from '@nats-io/transport-node';
 import { EventSchema } from '../../proto/gen/bm/v1/event_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect } from '../../proto/rpc/index.ts';
-import { type ControllerProcess, VirtualNode, freePort, freeUdpPort, natsUrl, runBmctl, startControllerProcess, uniqueDatabaseUrl, uniqueNatsPrefix } from '../../controller/lab/index.ts';
+import { loopbackBootToml, type ControllerProcess, VirtualNode, freePort, freeUdpPort, natsUrl, runBmctl, startControllerProcess, uniqueDatabaseUrl, uniqueNatsPrefix } from '../../controller/lab/index.ts';
 
 const MIB = 1024 * 1024;
 let dir: string;
@@ -32,14 +32,7 @@ async function bootToml(id: string, httpPort: number, tftpPort: number): Promise
     '[conductor]',
     'callback_timeout_s = 600',
     'poll_ms = 200',
-    '[boot]',
-    'server_address = "127.0.0.1"',
-    'bind_address = "127.0.0.1"',
-    'mode = "off"',
-    `tftp_port = ${tftpPort}`,
-    `http_port = ${httpPort}`,
-    `tftp_root = "${path.join(dir, 'tftp')}"`,
-    `http_root = "${path.join(dir, 'http')}"`,
+    await loopbackBootToml({ dir, httpPort, tftpPort }),
   ].join('\n');
 }
 
@@ -54,10 +47,6 @@ async function nodeOf(ctl: ControllerProcess) {
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'bm-restart-'));
-  await mkdir(path.join(dir, 'http/deploy'), { recursive: true });
-  await mkdir(path.join(dir, 'tftp'), { recursive: true });
-  await writeFile(path.join(dir, 'http/deploy/vmlinuz'), 'kernel\n');
-  await writeFile(path.join(dir, 'http/deploy/initrd'), 'ramdisk\n');
 });
 
 afterAll(async () => {

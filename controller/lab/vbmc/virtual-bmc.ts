@@ -125,7 +125,7 @@ export class VirtualBmc {
     this.#users = options.users ?? [{ name: 'admin', password: 'password', privilege: 4 }];
     this.#suites = (options.suites ?? [3, 17]).map((id) => {
       const s = suiteById(id);
-      if (!s) throw new RangeError(`cipher suite ${id} is not implemented`);
+      if (!s) throw new RangeError(`unknown cipher suite ${id}: this virtual BMC offers suites 3 and 17`);
       return s;
     });
     this.#maxSessions = options.maxSessions ?? 4;
