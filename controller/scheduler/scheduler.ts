@@ -7,6 +7,12 @@
  */
 import { and, asc, eq, gte, isNull, sql } from 'drizzle-orm';
 import type { Database } from '../../db/connect.ts';
+
+/** A transaction handle: what a claim's `bind` step writes with, so it commits (or rolls back) with the claim. */
+export type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
+
+/** Runs inside the claim's transaction once the node is ours (e.g. inserts the instance row already placed on it); its error rolls the claim back. */
+export type BindClaim = (tx: Transaction, nodeUuid: string) => Promise<void>;
 import { nodes } from '../../db/schema.ts';
 import { nextState } from '../conductor/states.ts';
 import type { FlavorRecord } from '../flavors/catalog.ts';
@@ -30,8 +36,6 @@ const MAX_LOSSES = 32;
 
 export interface Claim {
   readonly nodeUuid: string;
-  /** The node's row version after the claim. */
-  readonly version: number;
 }
 
 interface Candidate {
@@ -45,6 +49,7 @@ interface Candidate {
 interface PendingClaim {
   readonly instanceUuid: string;
   readonly controllerId: string;
+  readonly bind: BindClaim | undefined;
   losses: number;
   readonly resolve: (claim: Claim) => void;
   readonly reject: (err: unknown) => void;
@@ -86,12 +91,15 @@ export class Scheduler {
     this.#db = db;
   }
 
-  /** Claims a node for the instance: it is then `deploying`, reserved by `controllerId`, and holds `instanceUuid`. */
-  claim(flavor: FlavorRecord, instanceUuid: string, controllerId: string): Promise<Claim> {
+  /**
+   * Claims a node for the instance: it is then `deploying`, reserved by `controllerId`, and holds `instanceUuid`.
+   * With `bind`, the claim and what `bind` writes are one transaction: one commit, and never one without the other.
+   */
+  claim(flavor: FlavorRecord, instanceUuid: string, controllerId: string, bind?: BindClaim): Promise<Claim> {
     const key = `${flavor.uuid}/${flavor.cpus}/${flavor.ramMb}/${flavor.diskGb}/${JSON.stringify(flavor.extraSpecs)}`;
     return new Promise<Claim>((resolve, reject) => {
       const queue = this.#queues.get(key);
-      const pending = { instanceUuid, controllerId, losses: 0, resolve, reject };
+      const pending = { instanceUuid, controllerId, bind, losses: 0, resolve, reject };
       if (queue) {
         queue.waiting.push(pending);
         return;
@@ -168,16 +176,27 @@ export class Scheduler {
     return again;
   }
 
-  /** The claim itself: one conditional UPDATE, so two boots (on any controllers) never both get the node. */
+  /**
+   * The claim itself: one conditional UPDATE, so two boots (on any controllers) never both get the node.
+   * A lost race changes nothing, so its (empty) transaction commits without a log flush.
+   */
   async #tryClaim(nodeUuid: string, c: PendingClaim): Promise<Claim | null> {
     const deploying = nextState('(scheduler)', 'available', 'deploy');
-    const [result] = await this.#db
-      .update(nodes)
-      .set({ instanceUuid: c.instanceUuid, provisionState: deploying, targetProvisionState: 'active', reservation: c.controllerId, lastError: null, version: sql`${nodes.version} + 1`, updatedAt: sql`CURRENT_TIMESTAMP(3)` })
-      .where(and(eq(nodes.uuid, nodeUuid), FREE));
-    if (result.affectedRows !== 1) return null;
-    const [row] = await this.#db.select({ version: nodes.version }).from(nodes).where(eq(nodes.uuid, nodeUuid));
-    return { nodeUuid, version: row?.version ?? 0 };
+    const claimIn = async (db: Database | Transaction): Promise<boolean> => {
+      const [result] = await db
+        .update(nodes)
+        .set({ instanceUuid: c.instanceUuid, provisionState: deploying, targetProvisionState: 'active', reservation: c.controllerId, lastError: null, version: sql`${nodes.version} + 1`, updatedAt: sql`CURRENT_TIMESTAMP(3)` })
+        .where(and(eq(nodes.uuid, nodeUuid), FREE));
+      return result.affectedRows === 1;
+    };
+    const bind = c.bind;
+    if (!bind) return (await claimIn(this.#db)) ? { nodeUuid } : null;
+    const won = await this.#db.transaction(async (tx) => {
+      if (!(await claimIn(tx))) return false;
+      await bind(tx, nodeUuid);
+      return true;
+    });
+    return won ? { nodeUuid } : null;
   }
 
   /** Why nothing fits: each free node counted once, under the first filter it fails. */
