@@ -10,6 +10,7 @@ import { BmError, ValidationError } from '../errors.ts';
 import type { FlavorCatalog } from '../flavors/catalog.ts';
 import type { ImageCatalog } from '../images/catalog.ts';
 import type { NodeStore } from '../nodes/store.ts';
+import type { NodeRecord } from '../nodes/types.ts';
 import { uuidv7 } from '../nodes/uuid.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
 import type { InstanceStore } from './store.ts';
@@ -52,7 +53,8 @@ export class InstanceManager {
     return caller.role === 'admin' ? null : caller.project;
   }
 
-  async boot(caller: Caller, req: BootRequest): Promise<InstanceRecord> {
+  /** The instance, placed and BUILD, with its node as the claim left it (so the answer needs no re-read). */
+  async boot(caller: Caller, req: BootRequest): Promise<{ instance: InstanceRecord; node: NodeRecord }> {
     const name = checkInstanceName(req.name);
     const userData = checkUserData(req.userData);
     const sshKeys = checkSshKeys(req.sshKeys);
@@ -82,15 +84,13 @@ export class InstanceManager {
     // The row is written in the claim's transaction, already on its node: one commit per boot, and
     // "no valid node" leaves nothing behind to clean up.
     const written: { instance?: InstanceRecord } = {};
-    const { nodeUuid } = await this.#scheduler.claim(flavor, fields.uuid, this.#controllerId, async (tx, claimed) => {
+    const { node } = await this.#scheduler.claim(flavor, fields.uuid, this.#controllerId, async (tx, claimed) => {
       written.instance = await this.#store.create({ ...fields, nodeUuid: claimed }, tx);
     });
     const placed = written.instance;
     if (!placed) throw new BmError('internal', `instance ${fields.uuid} was not written with its claim`);
-    const node = await this.#nodes.findNode(nodeUuid);
-    if (!node) throw new BmError('internal', `node ${nodeUuid} vanished right after it was claimed`);
     this.#provisioner.deploy(node, placed);
-    return placed;
+    return { instance: placed, node };
   }
 
   get(caller: Caller, id: string): Promise<InstanceRecord> {
