@@ -7,9 +7,11 @@ import { callerOf } from '../auth/caller.ts';
 import type { InstanceManager } from '../instances/manager.ts';
 import type { InstanceRecord } from '../instances/types.ts';
 import type { NodeStore } from '../nodes/store.ts';
+import type { NodeRecord } from '../nodes/types.ts';
 
-async function instanceMessage(i: InstanceRecord, nodes: NodeStore): Promise<Instance> {
-  const node = i.nodeUuid ? await nodes.findNode(i.nodeUuid) : null;
+/** `known`: the instance's node when the caller already holds it (a boot's claim), saving a read. */
+async function instanceMessage(i: InstanceRecord, nodes: NodeStore, known?: NodeRecord): Promise<Instance> {
+  const node = known ?? (i.nodeUuid ? await nodes.findNode(i.nodeUuid) : null);
   return create(InstanceSchema, {
     uuid: i.uuid,
     name: i.name,
@@ -33,7 +35,7 @@ async function instanceMessage(i: InstanceRecord, nodes: NodeStore): Promise<Ins
 export function instanceHandlers(instances: InstanceManager, nodes: NodeStore): ServiceHandlers<typeof InstanceService> {
   return {
     async createInstance(req, ctx) {
-      const created = await instances.boot(callerOf(ctx), {
+      const { instance, node } = await instances.boot(callerOf(ctx), {
         name: req.name,
         flavor: req.flavor,
         image: req.image,
@@ -41,7 +43,7 @@ export function instanceHandlers(instances: InstanceManager, nodes: NodeStore): 
         sshKeys: req.sshKeys,
         ...(req.network ? { network: req.network } : {}),
       });
-      return instanceMessage(created, nodes);
+      return instanceMessage(instance, nodes, node);
     },
     async getInstance(req, ctx) {
       return instanceMessage(await instances.get(callerOf(ctx), req.id), nodes);

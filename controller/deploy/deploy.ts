@@ -12,6 +12,7 @@ import { connectAgent, type AgentConnection } from './agent-client.ts';
 import type { ExpectedDigest } from './digest.ts';
 import { DeployChecksumError, DeployStreamError } from './errors.ts';
 import { streamImage, type StreamProgress } from './stream.ts';
+import type { BufferBudget } from './buffer-budget.ts';
 import { DEFAULT_TUNING, type StreamTuning } from './tuning.ts';
 
 export interface DeployImageOptions {
@@ -26,6 +27,8 @@ export interface DeployImageOptions {
   readonly resumeOffset?: number;
   readonly checkpoint: (committedOffset: number) => Promise<void>;
   readonly tuning?: StreamTuning;
+  /** The controller-wide buffer budget (buffer-budget.ts); the process-wide one by default. */
+  readonly budget?: BufferBudget;
   /** Streams to try in all (first included); default 5. */
   readonly attempts?: number;
   /** Wait before reconnecting, doubled each time; default 1 s. */
@@ -86,7 +89,7 @@ export async function deployImage(options: DeployImageOptions): Promise<DeployIm
       const result = await streamImage(
         agent,
         options.source,
-        { nodeUuid: options.nodeUuid, resumeOffset, checkpoint: options.checkpoint, expected: options.expected, tuning, ...(options.signal ? { signal: options.signal } : {}) },
+        { nodeUuid: options.nodeUuid, resumeOffset, checkpoint: options.checkpoint, expected: options.expected, tuning, ...(options.signal ? { signal: options.signal } : {}), ...(options.budget ? { budget: options.budget } : {}) },
         progress,
       );
       dataBytesSent += progress.dataBytesSent;

@@ -15,6 +15,8 @@
  * Two bounds keep a stream honest (tuning.ts): data handed to grpc-js but
  * not yet on the socket (the controller's memory per stream), and data sent
  * but not yet acknowledged as committed (what a broken stream sends again).
+ * A third is shared: the controller-wide budget of data handed to grpc-js
+ * but not yet on a socket, over all streams (buffer-budget.ts).
  */
 import * as grpc from '@grpc/grpc-js';
 import { AgentService, WriteImageAckSchema, type WriteImageAck } from '../../proto/gen/bm/agent/v1/agent_pb.js';
@@ -25,6 +27,7 @@ import type { AgentConnection } from './agent-client.ts';
 import type { ExpectedDigest } from './digest.ts';
 import { DeployChecksumError, DeployStreamError } from './errors.ts';
 import { encodeDataFrame, serializeFrame, type OutgoingFrame } from './frame-codec.ts';
+import { DEPLOY_BUFFER_BUDGET, type BufferBudget } from './buffer-budget.ts';
 import { checkTuning, DEFAULT_TUNING, type StreamTuning } from './tuning.ts';
 
 export interface StreamOptions {
@@ -36,6 +39,8 @@ export interface StreamOptions {
   readonly expected: ExpectedDigest;
   readonly tuning?: StreamTuning;
   readonly signal?: AbortSignal;
+  /** Shared by all streams of the controller (buffer-budget.ts); the process-wide one by default. */
+  readonly budget?: BufferBudget;
 }
 
 export interface StreamResult {
@@ -85,6 +90,11 @@ export async function streamImage(agent: AgentConnection, source: ImageSource, o
   options.signal?.addEventListener('abort', onAbort, { once: true });
 
   const changed = new Waiters();
+  const budget = options.budget ?? DEPLOY_BUFFER_BUDGET;
+  /** Aborted when the stream is over: a frame still waiting for budget gives up. */
+  const over = new AbortController();
+  /** Budget bytes this stream holds; what is left when it ends goes back at once (grpc-js may never call back for a cancelled call). */
+  let held = 0;
   let buffered = 0;
   let dataSent = 0;
   /** (frame end offset, data bytes sent up to and including it), to learn how much data a commit covers. */
@@ -102,7 +112,16 @@ export async function streamImage(agent: AgentConnection, source: ImageSource, o
   const send = async (frame: OutgoingFrame, dataBytes: number, end: number, release?: () => void): Promise<void> => {
     // Do not run further ahead of the last commit than maxUncommittedBytes.
     while (dataBytes > 0 && dataSent + dataBytes - dataCommitted > tuning.maxUncommittedBytes && !finished && callError === undefined) await changed.wait();
-    if (callError !== undefined || finished) throw callError ?? new DeployStreamError(`node ${options.nodeUuid}: the agent ended the stream early`, { node: options.nodeUuid });
+    const ended = (): unknown => callError ?? new DeployStreamError(`node ${options.nodeUuid}: the agent ended the stream early`, { node: options.nodeUuid });
+    if (callError !== undefined || finished) throw ended();
+    await budget.acquire(dataBytes, over.signal).catch(() => {
+      throw ended();
+    });
+    if (over.signal.aborted) {
+      budget.release(dataBytes);
+      throw ended();
+    }
+    held += dataBytes;
     buffered += dataBytes;
     dataSent += dataBytes;
     sentMarks.push({ end, data: dataSent });
@@ -113,6 +132,10 @@ export async function streamImage(agent: AgentConnection, source: ImageSource, o
       // image source may reuse ours.
       release?.();
       buffered -= dataBytes;
+      if (!over.signal.aborted) {
+        held -= dataBytes;
+        budget.release(dataBytes);
+      }
       changed.wake();
     });
     while (buffered > tuning.maxBufferedBytes && callError === undefined && !finished) await changed.wait();
@@ -162,7 +185,10 @@ export async function streamImage(agent: AgentConnection, source: ImageSource, o
     changed.wake();
     options.signal?.removeEventListener('abort', onAbort);
   }
+  over.abort();
   await sender.catch(() => undefined);
+  budget.release(held);
+  held = 0;
   if (callError !== undefined && !final) throw callError;
   if (!final) throw new DeployStreamError(`node ${options.nodeUuid}: the agent ended the stream without a final digest`, { node: options.nodeUuid, committedOffset: progress.committedOffset });
   if (final.algorithm !== options.expected.algorithm || final.sha256 !== options.expected.hex) {

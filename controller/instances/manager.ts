@@ -10,6 +10,7 @@ import { BmError, ValidationError } from '../errors.ts';
 import type { FlavorCatalog } from '../flavors/catalog.ts';
 import type { ImageCatalog } from '../images/catalog.ts';
 import type { NodeStore } from '../nodes/store.ts';
+import type { NodeRecord } from '../nodes/types.ts';
 import { uuidv7 } from '../nodes/uuid.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
 import type { InstanceStore } from './store.ts';
@@ -52,7 +53,8 @@ export class InstanceManager {
     return caller.role === 'admin' ? null : caller.project;
   }
 
-  async boot(caller: Caller, req: BootRequest): Promise<InstanceRecord> {
+  /** The instance, placed and BUILD, with its node as the claim left it (so the answer needs no re-read). */
+  async boot(caller: Caller, req: BootRequest): Promise<{ instance: InstanceRecord; node: NodeRecord }> {
     const name = checkInstanceName(req.name);
     const userData = checkUserData(req.userData);
     const sshKeys = checkSshKeys(req.sshKeys);
@@ -65,35 +67,30 @@ export class InstanceManager {
     if (image.diskFormat !== 'raw' && image.diskFormat !== 'qcow2') throw new ValidationError('image', `image ${image.name} is ${image.diskFormat}: only raw and qcow2 images are deployed (aki/ari are kernels and ramdisks)`);
     if (image.virtualSize > flavor.diskGb * GIB) throw new ValidationError('image', `image ${image.name} needs ${Math.ceil(image.virtualSize / GIB)} GiB of disk; flavor ${flavor.name} gives ${flavor.diskGb} GiB`);
 
-    const instance = await this.#store.create({
+    const fields = {
       uuid: uuidv7(),
       name,
       project: caller.project,
       flavorUuid: flavor.uuid,
       imageUuid: image.uuid,
-      nodeUuid: null,
-      state: 'BUILD',
+      state: 'BUILD' as const,
       progress: 0,
       lastError: null,
       userData,
       sshKeys,
       network,
       address: null,
+    };
+    // The row is written in the claim's transaction, already on its node: one commit per boot, and
+    // "no valid node" leaves nothing behind to clean up.
+    const written: { instance?: InstanceRecord } = {};
+    const { node } = await this.#scheduler.claim(flavor, fields.uuid, this.#controllerId, async (tx, claimed) => {
+      written.instance = await this.#store.create({ ...fields, nodeUuid: claimed }, tx);
     });
-    let nodeUuid: string;
-    try {
-      nodeUuid = (await this.#scheduler.claim(flavor, instance.uuid, this.#controllerId)).nodeUuid;
-    } catch (err) {
-      // Nothing was built: the tenant sees "no valid node" and no instance is left behind.
-      await this.#store.remove(instance.uuid);
-      throw err;
-    }
-    await this.#store.update(instance.uuid, { nodeUuid });
-    const node = await this.#nodes.findNode(nodeUuid);
-    if (!node) throw new BmError('internal', `node ${nodeUuid} vanished right after it was claimed`);
-    const placed = { ...instance, nodeUuid };
+    const placed = written.instance;
+    if (!placed) throw new BmError('internal', `instance ${fields.uuid} was not written with its claim`);
     this.#provisioner.deploy(node, placed);
-    return placed;
+    return { instance: placed, node };
   }
 
   get(caller: Caller, id: string): Promise<InstanceRecord> {

@@ -8,6 +8,7 @@ import type { Database } from '../../db/connect.ts';
 import { instances, type InstanceRow } from '../../db/schema.ts';
 import { NotFoundError } from '../errors.ts';
 import { isUuid } from '../nodes/uuid.ts';
+import type { Transaction } from '../scheduler/scheduler.ts';
 import type { InstanceNetwork, InstanceRecord, InstanceState } from './types.ts';
 
 function toRecord(row: InstanceRow): InstanceRecord {
@@ -45,10 +46,11 @@ export class InstanceStore {
     this.#db = db;
   }
 
-  async create(record: Omit<InstanceRecord, 'createdAt' | 'updatedAt'>): Promise<InstanceRecord> {
+  /** Inserts the row; inside `tx` (the scheduler's claim) when given, so the row exists exactly when its node is claimed. */
+  async create(record: Omit<InstanceRecord, 'createdAt' | 'updatedAt'>, tx?: Transaction): Promise<InstanceRecord> {
     const now = new Date();
     const row = { ...record, sshKeys: [...record.sshKeys], network: { ...record.network } as Record<string, unknown>, createdAt: now, updatedAt: now };
-    await this.#db.insert(instances).values(row);
+    await (tx ?? this.#db).insert(instances).values(row);
     return { ...record, createdAt: now, updatedAt: now };
   }
 

@@ -16,6 +16,15 @@ import type * as grpc from '@grpc/grpc-js';
 import { connect, tlsCredentials } from '../../proto/rpc/index.ts';
 import { bmctlPath, repoRoot } from './paths.ts';
 
+/**
+ * Node's flags for a controller. V8's default young generation on a 64-bit
+ * host is large (semi-spaces of tens of MiB): a controller measured 285 MiB
+ * RSS right after start-up with 39 MiB of live heap, 177 MiB with 4 MiB
+ * semi-spaces. The old generation is left unbounded: a cap would turn a big
+ * fleet into an out-of-memory crash.
+ */
+export const CONTROLLER_NODE_ARGS: readonly string[] = ['--max-semi-space-size=4'];
+
 /** A port the kernel just handed out, so parallel test files do not collide. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -129,7 +138,7 @@ export async function startControllerProcess(options: StartOptions = {}): Promis
   ].join('\n');
   await writeFile(path.join(dir, 'bm.toml'), config);
 
-  const child = spawn(process.execPath, [bmctlPath, 'controller', 'start', '--config', path.join(dir, 'bm.toml')], {
+  const child = spawn(process.execPath, [...CONTROLLER_NODE_ARGS, bmctlPath, 'controller', 'start', '--config', path.join(dir, 'bm.toml')], {
     cwd: repoRoot,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -31,7 +31,7 @@ function duplicateKey(err: unknown): string | null {
   return /for key '(?:[^.']*\.)?([^']+)'/.exec(e.sqlMessage ?? '')?.[1] ?? 'unknown';
 }
 
-function toNode(row: NodeRow, macs: readonly string[]): NodeRecord {
+export function toNode(row: NodeRow, macs: readonly string[]): NodeRecord {
   return {
     uuid: row.uuid,
     name: row.name,

@@ -5,10 +5,18 @@
  * also takes the node's reservation and moves it to `deploying`: two boots,
  * even on two controllers, can never both get one node.
  */
-import { and, asc, eq, gte, isNull, sql } from 'drizzle-orm';
+import { and, asc, eq, gte, inArray, isNull, sql } from 'drizzle-orm';
 import type { Database } from '../../db/connect.ts';
-import { nodes } from '../../db/schema.ts';
+
+/** A transaction handle: what a claim's `bind` step writes with, so it commits (or rolls back) with the claim. */
+export type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
+
+/** Runs inside the claim's transaction once the node is ours (e.g. inserts the instance row already placed on it); its error rolls the claim back. */
+export type BindClaim = (tx: Transaction, nodeUuid: string) => Promise<void>;
+import { nodes, ports, type NodeRow } from '../../db/schema.ts';
 import { nextState } from '../conductor/states.ts';
+import { toNode } from '../nodes/mysql-store.ts';
+import type { NodeRecord } from '../nodes/types.ts';
 import type { FlavorRecord } from '../flavors/catalog.ts';
 import { capabilitiesMatch, FLAVOR_KEYS, requiredCapabilities } from '../flavors/keys.ts';
 import { NoValidNodeError } from './errors.ts';
@@ -29,9 +37,8 @@ const SPARE = 32;
 const MAX_LOSSES = 32;
 
 export interface Claim {
-  readonly nodeUuid: string;
-  /** The node's row version after the claim. */
-  readonly version: number;
+  /** The node as the claim left it (the window's row, unchanged until the claim, plus the claim's own writes): no re-read needed. */
+  readonly node: NodeRecord;
 }
 
 interface Candidate {
@@ -40,11 +47,14 @@ interface Candidate {
   readonly cpus: number;
   readonly localGb: number;
   readonly properties: Record<string, string>;
+  readonly row: NodeRow;
+  readonly macs: readonly string[];
 }
 
 interface PendingClaim {
   readonly instanceUuid: string;
   readonly controllerId: string;
+  readonly bind: BindClaim | undefined;
   losses: number;
   readonly resolve: (claim: Claim) => void;
   readonly reject: (err: unknown) => void;
@@ -86,12 +96,15 @@ export class Scheduler {
     this.#db = db;
   }
 
-  /** Claims a node for the instance: it is then `deploying`, reserved by `controllerId`, and holds `instanceUuid`. */
-  claim(flavor: FlavorRecord, instanceUuid: string, controllerId: string): Promise<Claim> {
+  /**
+   * Claims a node for the instance: it is then `deploying`, reserved by `controllerId`, and holds `instanceUuid`.
+   * With `bind`, the claim and what `bind` writes are one transaction: one commit, and never one without the other.
+   */
+  claim(flavor: FlavorRecord, instanceUuid: string, controllerId: string, bind?: BindClaim): Promise<Claim> {
     const key = `${flavor.uuid}/${flavor.cpus}/${flavor.ramMb}/${flavor.diskGb}/${JSON.stringify(flavor.extraSpecs)}`;
     return new Promise<Claim>((resolve, reject) => {
       const queue = this.#queues.get(key);
-      const pending = { instanceUuid, controllerId, losses: 0, resolve, reject };
+      const pending = { instanceUuid, controllerId, bind, losses: 0, resolve, reject };
       if (queue) {
         queue.waiting.push(pending);
         return;
@@ -124,7 +137,7 @@ export class Scheduler {
     const resourceClass = flavor.extraSpecs[FLAVOR_KEYS.resourceClass] ?? '';
     const capabilities = requiredCapabilities(flavor.extraSpecs);
     const rows = await this.#db
-      .select({ uuid: nodes.uuid, memoryMb: nodes.memoryMb, cpus: nodes.cpus, localGb: nodes.localGb, properties: nodes.properties })
+      .select()
       .from(nodes)
       .where(
         and(
@@ -138,7 +151,10 @@ export class Scheduler {
       )
       .orderBy(asc(nodes.memoryMb), asc(nodes.cpus), asc(nodes.localGb))
       .limit(batch.length * CANDIDATES_PER_CLAIM + SPARE);
-    const fits = spreadEquals(rows.map((r) => ({ ...r, properties: r.properties ?? {} }))).filter((c) => capabilitiesMatch(capabilities, c.properties));
+    const macs = await this.#macsOf(rows.map((r) => r.uuid));
+    const fits = spreadEquals(
+      rows.map((row) => ({ uuid: row.uuid, memoryMb: row.memoryMb, cpus: row.cpus, localGb: row.localGb, properties: row.properties ?? {}, row, macs: macs.get(row.uuid) ?? [] })),
+    ).filter((c) => capabilitiesMatch(capabilities, c.properties));
     if (fits.length === 0) {
       const noFit = new NoValidNodeError(await this.#explain(flavor, arch, resourceClass, capabilities));
       for (const c of batch) c.reject(noFit);
@@ -152,7 +168,7 @@ export class Scheduler {
         try {
           while (next < fits.length) {
             const candidate = fits[next++]!;
-            const claim = await this.#tryClaim(candidate.uuid, c);
+            const claim = await this.#tryClaim(candidate, c);
             if (claim) return c.resolve(claim);
             if (++c.losses >= MAX_LOSSES) {
               return c.reject(new NoValidNodeError(`no valid node: ${MAX_LOSSES} candidates went to other boots meanwhile; try again`));
@@ -168,16 +184,55 @@ export class Scheduler {
     return again;
   }
 
-  /** The claim itself: one conditional UPDATE, so two boots (on any controllers) never both get the node. */
-  async #tryClaim(nodeUuid: string, c: PendingClaim): Promise<Claim | null> {
-    const deploying = nextState('(scheduler)', 'available', 'deploy');
-    const [result] = await this.#db
-      .update(nodes)
-      .set({ instanceUuid: c.instanceUuid, provisionState: deploying, targetProvisionState: 'active', reservation: c.controllerId, lastError: null, version: sql`${nodes.version} + 1`, updatedAt: sql`CURRENT_TIMESTAMP(3)` })
-      .where(and(eq(nodes.uuid, nodeUuid), FREE));
-    if (result.affectedRows !== 1) return null;
-    const [row] = await this.#db.select({ version: nodes.version }).from(nodes).where(eq(nodes.uuid, nodeUuid));
-    return { nodeUuid, version: row?.version ?? 0 };
+  /** The window's ports, one query per round: the claimed node's record is then complete without a re-read. */
+  async #macsOf(uuids: readonly string[]): Promise<Map<string, string[]>> {
+    const byNode = new Map<string, string[]>();
+    if (uuids.length === 0) return byNode;
+    const rows = await this.#db
+      .select({ nodeUuid: ports.nodeUuid, address: ports.address })
+      .from(ports)
+      .where(inArray(ports.nodeUuid, [...uuids]))
+      .orderBy(asc(ports.createdAt), asc(ports.uuid));
+    for (const r of rows) {
+      const list = byNode.get(r.nodeUuid);
+      if (list) list.push(r.address);
+      else byNode.set(r.nodeUuid, [r.address]);
+    }
+    return byNode;
+  }
+
+  /**
+   * The claim itself: one conditional UPDATE, so two boots (on any controllers) never both get the node.
+   * It also requires the window's row version, so a won claim knows the whole row without reading it
+   * again (a node changed since the window is simply another lost candidate). A lost race changes
+   * nothing, so its (empty) transaction commits without a log flush.
+   */
+  async #tryClaim(candidate: Candidate, c: PendingClaim): Promise<Claim | null> {
+    const set = {
+      instanceUuid: c.instanceUuid,
+      provisionState: nextState('(scheduler)', 'available', 'deploy'),
+      targetProvisionState: 'active',
+      reservation: c.controllerId,
+      lastError: null,
+      version: candidate.row.version + 1,
+      updatedAt: new Date(),
+    };
+    const claimIn = async (db: Database | Transaction): Promise<boolean> => {
+      const [result] = await db
+        .update(nodes)
+        .set(set)
+        .where(and(eq(nodes.uuid, candidate.uuid), eq(nodes.version, candidate.row.version), FREE));
+      return result.affectedRows === 1;
+    };
+    const bind = c.bind;
+    const won = bind
+      ? await this.#db.transaction(async (tx) => {
+          if (!(await claimIn(tx))) return false;
+          await bind(tx, candidate.uuid);
+          return true;
+        })
+      : await claimIn(this.#db);
+    return won ? { node: toNode({ ...candidate.row, ...set }, candidate.macs) } : null;
   }
 
   /** Why nothing fits: each free node counted once, under the first filter it fails. */

@@ -20,6 +20,7 @@ import { streamImage } from '../../controller/deploy/stream.ts';
 import type { ExpectedDigest } from '../../controller/deploy/digest.ts';
 import { DeployChecksumError } from '../../controller/deploy/errors.ts';
 import { BlockSha256, DigestAlgorithm } from '../../proto/digest/block-sha256.ts';
+import { BufferBudget } from '../../controller/deploy/buffer-budget.ts';
 import { DEFAULT_TUNING, type StreamTuning } from '../../controller/deploy/tuning.ts';
 import { rawContentSha256 } from '../../controller/images/digest.ts';
 import type { Extent, ImageSource } from '../../controller/images/extents.ts';
@@ -124,6 +125,22 @@ describe('deploying images to an agent', () => {
     expect(result.dataBytesSent).toBeLessThan(rawSize - 6 * MIB);
     expect(checkpoints.at(-1)).toBe(rawSize);
     expect(await diskSha(disk, rawSize)).toBe(rawSha);
+  });
+
+  it('keeps three concurrent streams within one shared buffer budget, and every disk matches the image', async () => {
+    const budget = new BufferBudget(2 * MIB);
+    const targets = await Promise.all(['budget-a.disk', 'budget-b.disk', 'budget-c.disk'].map((name) => agentOn(name, 64 * MIB)));
+    const results = await Promise.all(
+      targets.map(async ({ agent }, i) =>
+        deployImage({ nodeUuid: `node-budget-${i}`, agentAddress: agent.address, agentToken: TOKEN, source: (await image(rawPath, 'raw')).source, expected: plain(rawSha), checkpoint: async () => undefined, budget }),
+      ),
+    );
+    for (const r of results) expect(r.sha256).toBe(rawSha);
+    for (const { disk } of targets) expect(await diskSha(disk, rawSize)).toBe(rawSha);
+    // Three streams at their own 4 MiB bound would have held up to 12 MiB; the budget held them to 2.
+    expect(budget.peakBytes).toBeGreaterThan(0);
+    expect(budget.peakBytes).toBeLessThanOrEqual(2 * MIB);
+    expect(budget.usedBytes).toBe(0);
   });
 
   it('writes qcow2 images made by qemu-img (plain and compressed) so the file matches qemu-img convert -O raw', async () => {
