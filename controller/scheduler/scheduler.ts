@@ -5,7 +5,7 @@
  * also takes the node's reservation and moves it to `deploying`: two boots,
  * even on two controllers, can never both get one node.
  */
-import { and, asc, eq, gte, inArray, isNull, sql } from 'drizzle-orm';
+import { and, asc, eq, gte, isNull, sql } from 'drizzle-orm';
 import type { Database } from '../../db/connect.ts';
 
 /** A transaction handle: what a claim's `bind` step writes with, so it commits (or rolls back) with the claim. */
@@ -13,9 +13,9 @@ export type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
 
 /** Runs inside the claim's transaction once the node is ours (e.g. inserts the instance row already placed on it); its error rolls the claim back. */
 export type BindClaim = (tx: Transaction, nodeUuid: string) => Promise<void>;
-import { nodes, ports, type NodeRow } from '../../db/schema.ts';
+import { nodes, type NodeRow } from '../../db/schema.ts';
 import { nextState } from '../conductor/states.ts';
-import { toNode } from '../nodes/mysql-store.ts';
+import { macsOfNodes, toNode } from '../nodes/mysql-store.ts';
 import type { NodeRecord } from '../nodes/types.ts';
 import type { FlavorRecord } from '../flavors/catalog.ts';
 import { capabilitiesMatch, FLAVOR_KEYS, requiredCapabilities } from '../flavors/keys.ts';
@@ -151,7 +151,7 @@ export class Scheduler {
       )
       .orderBy(asc(nodes.memoryMb), asc(nodes.cpus), asc(nodes.localGb))
       .limit(batch.length * CANDIDATES_PER_CLAIM + SPARE);
-    const macs = await this.#macsOf(rows.map((r) => r.uuid));
+    const macs = await macsOfNodes(this.#db, rows.map((r) => r.uuid));
     const fits = spreadEquals(
       rows.map((row) => ({ uuid: row.uuid, memoryMb: row.memoryMb, cpus: row.cpus, localGb: row.localGb, properties: row.properties ?? {}, row, macs: macs.get(row.uuid) ?? [] })),
     ).filter((c) => capabilitiesMatch(capabilities, c.properties));
@@ -182,23 +182,6 @@ export class Scheduler {
       }),
     );
     return again;
-  }
-
-  /** The window's ports, one query per round: the claimed node's record is then complete without a re-read. */
-  async #macsOf(uuids: readonly string[]): Promise<Map<string, string[]>> {
-    const byNode = new Map<string, string[]>();
-    if (uuids.length === 0) return byNode;
-    const rows = await this.#db
-      .select({ nodeUuid: ports.nodeUuid, address: ports.address })
-      .from(ports)
-      .where(inArray(ports.nodeUuid, [...uuids]))
-      .orderBy(asc(ports.createdAt), asc(ports.uuid));
-    for (const r of rows) {
-      const list = byNode.get(r.nodeUuid);
-      if (list) list.push(r.address);
-      else byNode.set(r.nodeUuid, [r.address]);
-    }
-    return byNode;
   }
 
   /**
