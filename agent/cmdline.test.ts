@@ -6,8 +6,14 @@ import { controllerTls } from './controller-tls.ts';
 
 describe('kernel command line', () => {
   it('reads bm.controller, bm.node, bm.token and bm.purpose as the iPXE script writes them', () => {
-    const line = 'BOOT_IMAGE=/vmlinuz initrd=initrd bm.controller=http://10.0.0.1:6386 bm.purpose=deploy bm.node=0190a8c0-0000-7000-8000-000000000001 bm.token=bma_abcDEF-_123456789 console=ttyS0 quiet\n';
-    expect(parseKernelParams(line)).toEqual({ controller: 'http://10.0.0.1:6386', purpose: 'deploy', nodeUuid: '0190a8c0-0000-7000-8000-000000000001', token: 'bma_abcDEF-_123456789' });
+    const line =
+      'BOOT_IMAGE=/vmlinuz initrd=initrd bm.controller=http://10.0.0.1:6386 bm.purpose=deploy bm.node=0190a8c0-0000-7000-8000-000000000001 bm.token=bma_abcDEF-_123456789 console=ttyS0 quiet\n';
+    expect(parseKernelParams(line)).toEqual({
+      controller: 'http://10.0.0.1:6386',
+      purpose: 'deploy',
+      nodeUuid: '0190a8c0-0000-7000-8000-000000000001',
+      token: 'bma_abcDEF-_123456789',
+    });
   });
 
   it('lets the last occurrence win, ignores empty values and groups double-quoted words', () => {
@@ -17,7 +23,11 @@ describe('kernel command line', () => {
   });
 
   it('lets flags override the environment and the environment override the command line, field by field', () => {
-    expect(mergeParams({ controller: 'c1', token: 't1', nodeUuid: 'n1' }, { token: 't2' }, { controller: 'c3' })).toEqual({ controller: 'c3', token: 't2', nodeUuid: 'n1' });
+    expect(mergeParams({ controller: 'c1', token: 't1', nodeUuid: 'n1' }, { token: 't2' }, { controller: 'c3' })).toEqual({
+      controller: 'c3',
+      token: 't2',
+      nodeUuid: 'n1',
+    });
   });
 
   it('turns controller URLs into gRPC targets with the default port', () => {

@@ -23,15 +23,22 @@ export type ControllerTls =
 /** The CA the agent fetched does not have the fingerprint its command line names: never trust it. */
 export class ControllerCaMismatchError extends AgentError {
   constructor(url: string, expected: string, actual: string) {
-    super('unauthenticated', `the CA certificate from ${url} has sha256 ${actual}, not ${expected} from bm.ca=: refusing to trust this controller`, { url, expected, actual });
+    super(
+      'unauthenticated',
+      `the CA certificate from ${url} has sha256 ${actual}, not ${expected} from bm.ca=: refusing to trust this controller`,
+      { url, expected, actual },
+    );
   }
 }
 
 export function controllerTls(params: { readonly controller?: string; readonly ca?: string; readonly caUrl?: string }): ControllerTls {
   if (params.ca !== undefined) {
-    if (!/^[0-9a-fA-F]{64}$/.test(params.ca)) throw new AgentError('invalid-argument', `bm.ca= must be the 64 hex digits of a sha256, not "${params.ca}"`);
-    if (params.caUrl === undefined) throw new AgentError('invalid-argument', 'bm.ca= needs bm.ca_url= (where the boot server serves the CA certificate)');
-    if (!/^https?:\/\//.test(params.caUrl)) throw new AgentError('invalid-argument', `bm.ca_url= must be an http(s) URL, not "${params.caUrl}"`);
+    if (!/^[0-9a-fA-F]{64}$/.test(params.ca))
+      throw new AgentError('invalid-argument', `bm.ca= must be the 64 hex digits of a sha256, not "${params.ca}"`);
+    if (params.caUrl === undefined)
+      throw new AgentError('invalid-argument', 'bm.ca= needs bm.ca_url= (where the boot server serves the CA certificate)');
+    if (!/^https?:\/\//.test(params.caUrl))
+      throw new AgentError('invalid-argument', `bm.ca_url= must be an http(s) URL, not "${params.caUrl}"`);
     return { kind: 'pinned', sha256: params.ca.toLowerCase(), url: params.caUrl };
   }
   return /^https:\/\//i.test(params.controller ?? '') ? { kind: 'system' } : { kind: 'plaintext' };
@@ -42,15 +49,25 @@ export function controllerTls(params: { readonly controller?: string; readonly c
  * ControllerCaMismatchError on a wrong certificate (not worth retrying), an
  * AgentError('io') when the boot server cannot be reached or answers badly.
  */
-export async function fetchPinnedCa(tls: Extract<ControllerTls, { kind: 'pinned' }>, timeoutMs: number, signal: AbortSignal): Promise<Buffer> {
+export async function fetchPinnedCa(
+  tls: Extract<ControllerTls, { kind: 'pinned' }>,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<Buffer> {
   let body: Buffer;
   try {
     const res = await fetch(tls.url, { signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]), redirect: 'error' });
-    if (!res.ok) throw new AgentError('io', `fetching the controller's CA from ${tls.url}: HTTP ${res.status}`, { url: tls.url, status: res.status });
+    if (!res.ok)
+      throw new AgentError('io', `fetching the controller's CA from ${tls.url}: HTTP ${res.status}`, { url: tls.url, status: res.status });
     body = Buffer.from(await res.arrayBuffer());
   } catch (error) {
     if (error instanceof AgentError) throw error;
-    throw new AgentError('io', `fetching the controller's CA from ${tls.url}: ${error instanceof Error ? error.message : String(error)}`, { url: tls.url }, { cause: error });
+    throw new AgentError(
+      'io',
+      `fetching the controller's CA from ${tls.url}: ${error instanceof Error ? error.message : String(error)}`,
+      { url: tls.url },
+      { cause: error },
+    );
   }
   const actual = createHash('sha256').update(body).digest('hex');
   if (actual !== tls.sha256) throw new ControllerCaMismatchError(tls.url, tls.sha256, actual);

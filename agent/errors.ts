@@ -62,7 +62,11 @@ export class DiskTooSmallError extends AgentError {
   readonly diskSize: number;
   readonly imageSize: number;
   constructor(device: string, diskSize: number, imageSize: number) {
-    super('failed-precondition', `${device}: image of ${imageSize} bytes does not fit a disk of ${diskSize} bytes`, { device, diskSize, imageSize });
+    super('failed-precondition', `${device}: image of ${imageSize} bytes does not fit a disk of ${diskSize} bytes`, {
+      device,
+      diskSize,
+      imageSize,
+    });
     this.diskSize = diskSize;
     this.imageSize = imageSize;
   }

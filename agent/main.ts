@@ -140,7 +140,10 @@ async function main(): Promise<void> {
   if (!params.token) log('no agent token: every call to this agent will be refused');
 
   const listen = values.listen ?? '0.0.0.0';
-  const agent = await startAgentServer(config, { address: `${listen.includes(':') ? `[${listen}]` : listen}:${port}`, token: params.token });
+  const agent = await startAgentServer(config, {
+    address: `${listen.includes(':') ? `[${listen}]` : listen}:${port}`,
+    token: params.token,
+  });
   log('listening', { address: `${listen}:${agent.port}`, port: agent.port, target: config.targetPath ?? 'by root device hints' });
 
   const stop = new AbortController();

@@ -58,7 +58,9 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
 
 /** Worth trying again later: the controller is down, busy or rate-limiting us. */
 function transient(error: unknown): boolean {
-  return isServiceError(error) && [status.UNAVAILABLE, status.DEADLINE_EXCEEDED, status.RESOURCE_EXHAUSTED, status.ABORTED].includes(error.code);
+  return (
+    isServiceError(error) && [status.UNAVAILABLE, status.DEADLINE_EXCEEDED, status.RESOURCE_EXHAUSTED, status.ABORTED].includes(error.code)
+  );
 }
 
 function describe(error: unknown): string {
@@ -129,7 +131,8 @@ export async function runRegistration(options: RegistrationOptions): Promise<Ide
       ca = await pinnedCaWithRetry(tls, options);
     } catch (error) {
       // Talking to a controller we cannot verify would hand it our token: refuse instead.
-      if (!options.signal.aborted) options.log('refusing the controller: its CA does not match bm.ca', { controller: options.controller, error: describe(error) });
+      if (!options.signal.aborted)
+        options.log('refusing the controller: its CA does not match bm.ca', { controller: options.controller, error: describe(error) });
       return undefined;
     }
     options.log('controller CA verified', { sha256: tls.sha256 });
@@ -144,10 +147,14 @@ export async function runRegistration(options: RegistrationOptions): Promise<Ide
     try {
       identity = await identifyWithRetry(conn, options);
     } catch (error) {
-      if (!options.signal.aborted) options.log('the controller refused this agent', { controller: options.controller, error: describe(error) });
+      if (!options.signal.aborted)
+        options.log('the controller refused this agent', { controller: options.controller, error: describe(error) });
       return undefined;
     }
-    options.log(identity.via === 'register' ? 'registered with the controller' : 'found by the controller', { node: identity.nodeUuid, action: identity.action });
+    options.log(identity.via === 'register' ? 'registered with the controller' : 'found by the controller', {
+      node: identity.nodeUuid,
+      action: identity.action,
+    });
     options.onAction?.(identity.nodeUuid, identity.action);
     if (!options.token) {
       options.log('no agent token: not heartbeating until an operation boots this node with one', { node: identity.nodeUuid });
@@ -157,7 +164,10 @@ export async function runRegistration(options: RegistrationOptions): Promise<Ide
     let lastAction = identity.action;
     while (!options.signal.aborted) {
       try {
-        const beat = await registry.heartbeat({ nodeUuid: identity.nodeUuid, agentAddress: options.agentAddress }, { timeoutMs: options.callTimeoutMs ?? 10_000, signal: options.signal });
+        const beat = await registry.heartbeat(
+          { nodeUuid: identity.nodeUuid, agentAddress: options.agentAddress },
+          { timeoutMs: options.callTimeoutMs ?? 10_000, signal: options.signal },
+        );
         if (beat.action !== lastAction) options.log('controller asks for a new action', { node: identity.nodeUuid, action: beat.action });
         lastAction = beat.action;
         options.onAction?.(identity.nodeUuid, beat.action);

@@ -73,6 +73,9 @@ export class TimeoutError extends BmError {
 /** A node already has as many ports as a node may have (nodes/validate.ts MAX_PORTS_PER_NODE). */
 export class TooManyPortsError extends BmError {
   constructor(nodeUuid: string, limit: number) {
-    super('failed-precondition', `node ${nodeUuid} already has ${limit} ports, the most a node may have; delete one first`, { node: nodeUuid, limit });
+    super('failed-precondition', `node ${nodeUuid} already has ${limit} ports, the most a node may have; delete one first`, {
+      node: nodeUuid,
+      limit,
+    });
   }
 }

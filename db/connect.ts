@@ -39,7 +39,8 @@ export function parseDatabaseUrl(url: string): ParsedDatabaseUrl {
   }
   if (parsed.protocol !== 'mysql:') throw new DatabaseUrlError(`database url scheme must be mysql:, got ${parsed.protocol}`);
   const database = decodeURIComponent(parsed.pathname.replace(/^\//, ''));
-  if (!/^[A-Za-z0-9_]{1,64}$/.test(database)) throw new DatabaseUrlError(`database name must be 1-64 letters, digits or _, got "${database}"`);
+  if (!/^[A-Za-z0-9_]{1,64}$/.test(database))
+    throw new DatabaseUrlError(`database name must be 1-64 letters, digits or _, got "${database}"`);
   return {
     host: parsed.hostname || '127.0.0.1',
     port: parsed.port ? Number(parsed.port) : 3306,

@@ -20,9 +20,19 @@ export interface SyncResult {
 
 export async function syncDatabase(url: string): Promise<SyncResult> {
   const p = parseDatabaseUrl(url);
-  const conn = await mysql.createConnection({ host: p.host, port: p.port, user: p.user, password: p.password, timezone: 'Z', multipleStatements: false });
+  const conn = await mysql.createConnection({
+    host: p.host,
+    port: p.port,
+    user: p.user,
+    password: p.password,
+    timezone: 'Z',
+    multipleStatements: false,
+  });
   try {
-    const [existing] = await conn.query<mysql.RowDataPacket[]>('SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [p.database]);
+    const [existing] = await conn.query<mysql.RowDataPacket[]>(
+      'SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?',
+      [p.database],
+    );
     const created = existing.length === 0;
     await conn.query(`CREATE DATABASE IF NOT EXISTS \`${p.database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
     await conn.changeUser({ database: p.database });
@@ -42,7 +52,9 @@ export async function syncDatabase(url: string): Promise<SyncResult> {
 }
 
 async function appliedCount(conn: mysql.Connection): Promise<number> {
-  const [tables] = await conn.query<mysql.RowDataPacket[]>("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '__drizzle_migrations'");
+  const [tables] = await conn.query<mysql.RowDataPacket[]>(
+    "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '__drizzle_migrations'",
+  );
   if (tables.length === 0) return 0;
   const [rows] = await conn.query<mysql.RowDataPacket[]>('SELECT COUNT(*) AS n FROM `__drizzle_migrations`');
   return Number(rows[0]?.n ?? 0);

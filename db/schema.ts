@@ -4,7 +4,20 @@
  * controller: it is the shared vocabulary of every controller process.
  */
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, char, customType, datetime, index, int, json, mysqlTable, text, uniqueIndex, varchar } from 'drizzle-orm/mysql-core';
+import {
+  bigint,
+  boolean,
+  char,
+  customType,
+  datetime,
+  index,
+  int,
+  json,
+  mysqlTable,
+  text,
+  uniqueIndex,
+  varchar,
+} from 'drizzle-orm/mysql-core';
 
 /** VARBINARY as a Buffer (drizzle's own varbinary is typed as a string). */
 const varbinary = customType<{ data: Buffer; driverData: Buffer; config: { length: number } }>({
@@ -185,7 +198,11 @@ export const instances = mysqlTable(
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
-  (t) => [index('instances_project_idx').on(t.project), index('instances_node_idx').on(t.nodeUuid), index('instances_flavor_idx').on(t.flavorUuid)],
+  (t) => [
+    index('instances_project_idx').on(t.project),
+    index('instances_node_idx').on(t.nodeUuid),
+    index('instances_flavor_idx').on(t.flavorUuid),
+  ],
 );
 
 /** Project tokens made through the API (bm.toml's own tokens are the fleet's admins). Only digests are kept. */

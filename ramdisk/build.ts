@@ -60,7 +60,9 @@ async function requireTool(tool: string, pkg: string): Promise<void> {
 }
 
 async function sha256File(file: string): Promise<string> {
-  return createHash('sha256').update(await readFile(file)).digest('hex');
+  return createHash('sha256')
+    .update(await readFile(file))
+    .digest('hex');
 }
 
 /** The shared libraries `ldd` lists for a binary, as absolute paths (the loader included). */
@@ -122,7 +124,14 @@ export interface BuildOptions {
 }
 
 export async function buildRamdisk(options: BuildOptions): Promise<RamdiskManifest> {
-  for (const [tool, pkg] of [['apt-get', 'apt'], ['dpkg-deb', 'dpkg'], ['ldd', 'libc-bin'], ['strip', 'binutils'], ['gzip', 'gzip']] as const) await requireTool(tool, pkg);
+  for (const [tool, pkg] of [
+    ['apt-get', 'apt'],
+    ['dpkg-deb', 'dpkg'],
+    ['ldd', 'libc-bin'],
+    ['strip', 'binutils'],
+    ['gzip', 'gzip'],
+  ] as const)
+    await requireTool(tool, pkg);
   // A work folder of its own, and outputs renamed into place: two builds at once (parallel
   // test files on a clean clone) never see each other's half-written files.
   await mkdir(options.outDir, { recursive: true });
@@ -130,7 +139,11 @@ export async function buildRamdisk(options: BuildOptions): Promise<RamdiskManife
   try {
     const fetchAll = async (): Promise<{ kernelPackage: string; kernelDeb: string; busyboxDeb: string }> => {
       const kernelPackage = await resolveKernelPackage(options.kernelPackage, options.cacheDir);
-      return { kernelPackage, kernelDeb: await fetchDeb(options.cacheDir, kernelPackage), busyboxDeb: await fetchDeb(options.cacheDir, 'busybox-static') };
+      return {
+        kernelPackage,
+        kernelDeb: await fetchDeb(options.cacheDir, kernelPackage),
+        busyboxDeb: await fetchDeb(options.cacheDir, 'busybox-static'),
+      };
     };
     let fetched: Awaited<ReturnType<typeof fetchAll>>;
     try {
@@ -182,7 +195,9 @@ export async function buildRamdisk(options: BuildOptions): Promise<RamdiskManife
     try {
       await run(path.join(repoRoot, 'scripts/build-agent.sh'), [agentBundle], { cwd: repoRoot });
     } catch (error) {
-      throw new RamdiskBuildError(`scripts/build-agent.sh failed: ${(error as { stderr?: string }).stderr ?? String(error)}`, { cause: error });
+      throw new RamdiskBuildError(`scripts/build-agent.sh failed: ${(error as { stderr?: string }).stderr ?? String(error)}`, {
+        cause: error,
+      });
     }
     addFile(entries, 'usr/lib/bm-agent/agent.js', await readFile(agentBundle), 0o644);
 
@@ -231,7 +246,13 @@ async function main(): Promise<void> {
     throw new RamdiskBuildError(`SOURCE_DATE_EPOCH must be whole seconds since 1970, got "${epochText}"`);
   }
   const started = performance.now();
-  const m = await buildRamdisk({ outDir: path.resolve(values.out), cacheDir: path.resolve(values.cache), kernelPackage: values.kernel, sourceDateEpoch, log: (l) => process.stdout.write(`ramdisk: ${l}\n`) });
+  const m = await buildRamdisk({
+    outDir: path.resolve(values.out),
+    cacheDir: path.resolve(values.cache),
+    kernelPackage: values.kernel,
+    sourceDateEpoch,
+    log: (l) => process.stdout.write(`ramdisk: ${l}\n`),
+  });
   const mib = (n: number): string => `${(n / MIB).toFixed(1)} MiB`;
   process.stdout.write(
     [

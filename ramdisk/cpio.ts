@@ -70,7 +70,8 @@ function checkPath(path: string): void {
  */
 export function* cpioChunks(entries: readonly CpioEntry[], mtime: number): Generator<Uint8Array> {
   const sorted = [...entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  for (let i = 1; i < sorted.length; i++) if (sorted[i]!.path === sorted[i - 1]!.path) throw new CpioError(sorted[i]!.path, 'appears twice');
+  for (let i = 1; i < sorted.length; i++)
+    if (sorted[i]!.path === sorted[i - 1]!.path) throw new CpioError(sorted[i]!.path, 'appears twice');
   let ino = 1;
   for (const entry of sorted) {
     checkPath(entry.path);

@@ -23,7 +23,11 @@ export class PackageError extends Error {
 
 function stderrOf(error: unknown): string {
   const stderr = (error as { stderr?: unknown }).stderr;
-  return typeof stderr === 'string' && stderr.trim() !== '' ? stderr.trim().split('\n').slice(-3).join(' / ') : error instanceof Error ? error.message : String(error);
+  return typeof stderr === 'string' && stderr.trim() !== ''
+    ? stderr.trim().split('\n').slice(-3).join(' / ')
+    : error instanceof Error
+      ? error.message
+      : String(error);
 }
 
 /** The cached .deb of a package (file names are NAME_VERSION_ARCH.deb), or null. */
@@ -42,7 +46,9 @@ export async function cachedDeb(cacheDir: string, name: string): Promise<string 
 export async function resolveKernelPackage(meta: string, cacheDir: string): Promise<string> {
   if (/^linux-image-\d/.test(meta)) return meta;
   const flavour = meta.replace(/^linux-image-/, '');
-  const cached = (await readdir(cacheDir).catch(() => [] as string[])).filter((f) => new RegExp(`^linux-image-\\d[^_]*-${flavour}_.*\\.deb$`).test(f)).sort();
+  const cached = (await readdir(cacheDir).catch(() => [] as string[]))
+    .filter((f) => new RegExp(`^linux-image-\\d[^_]*-${flavour}_.*\\.deb$`).test(f))
+    .sort();
   if (cached.length > 0) return cached.at(-1)!.split('_')[0]!;
   let stdout: string;
   try {

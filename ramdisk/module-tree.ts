@@ -20,7 +20,8 @@ export async function selectModules(moduleRoot: string, wanted: readonly string[
   const builtinText = await readFile(path.join(moduleRoot, 'modules.builtin'), 'utf8').catch(() => '');
   const builtin = new Set(builtinText.split('\n').filter(Boolean).map(moduleName));
   const files = new Map<string, string>();
-  for (const entry of (await readdir(path.join(moduleRoot, 'kernel'), { recursive: true })).sort()) if (entry.endsWith('.ko')) files.set(moduleName(entry), `kernel/${entry}`);
+  for (const entry of (await readdir(path.join(moduleRoot, 'kernel'), { recursive: true })).sort())
+    if (entry.endsWith('.ko')) files.set(moduleName(entry), `kernel/${entry}`);
   const names = wanted.map(moduleName).filter((n) => !builtin.has(n));
   const depends = new Map<string, string[]>();
   const contents = new Map<string, Buffer>();

@@ -26,7 +26,10 @@ export function modinfoDepends(ko: Uint8Array): string[] {
   const text = Buffer.from(ko.buffer, ko.byteOffset, ko.byteLength).toString('latin1');
   const match = /(?:^|\0)depends=([^\0]*)\0/.exec(text);
   if (!match) return [];
-  return match[1]!.split(',').filter((d) => d !== '').map(moduleName);
+  return match[1]!
+    .split(',')
+    .filter((d) => d !== '')
+    .map(moduleName);
 }
 
 /**
@@ -35,14 +38,24 @@ export function modinfoDepends(ko: Uint8Array): string[] {
  * the long list of server NICs). `files` maps module name to its path
  * under lib/modules/<version>/; `depends` reads a module's dependencies.
  */
-export function loadOrder(wanted: readonly string[], files: ReadonlyMap<string, string>, depends: (name: string) => readonly string[]): string[] {
+export function loadOrder(
+  wanted: readonly string[],
+  files: ReadonlyMap<string, string>,
+  depends: (name: string) => readonly string[],
+): string[] {
   const order: string[] = [];
   const state = new Map<string, 'visiting' | 'done'>();
   const visit = (name: string, chain: readonly string[]): void => {
     const seen = state.get(name);
     if (seen === 'done') return;
     if (seen === 'visiting') throw new ModuleError(name, `dependency cycle: ${[...chain, name].join(' -> ')}`);
-    if (!files.has(name)) throw new ModuleError(name, chain.length > 0 ? `needed by ${chain.at(-1)} but not in the kernel package (built in?)` : 'not in the kernel package (built in, or a wrong name?)');
+    if (!files.has(name))
+      throw new ModuleError(
+        name,
+        chain.length > 0
+          ? `needed by ${chain.at(-1)} but not in the kernel package (built in?)`
+          : 'not in the kernel package (built in, or a wrong name?)',
+      );
     state.set(name, 'visiting');
     for (const dep of depends(name)) visit(dep, [...chain, name]);
     state.set(name, 'done');

@@ -95,21 +95,24 @@ function parseObject(file: string, text: string): Record<string, unknown> {
   } catch (error) {
     throw new ConfigDriveError('invalid-argument', `${file} is not JSON: ${(error as Error).message}`, { file });
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigDriveError('invalid-argument', `${file} must be a JSON object`, { file });
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new ConfigDriveError('invalid-argument', `${file} must be a JSON object`, { file });
   return value as Record<string, unknown>;
 }
 
 /** Checks JSON text received over the wire just enough that cloud-init will accept it. */
 function checkedMetaData(text: string): string {
   const value = parseObject('meta_data.json', text);
-  if (typeof value.uuid !== 'string' || value.uuid === '') throw new ConfigDriveError('invalid-argument', 'meta_data.json needs a "uuid" string', { file: 'meta_data.json' });
+  if (typeof value.uuid !== 'string' || value.uuid === '')
+    throw new ConfigDriveError('invalid-argument', 'meta_data.json needs a "uuid" string', { file: 'meta_data.json' });
   return text;
 }
 
 function checkedNetworkData(text: string): string {
   const value = parseObject('network_data.json', text);
   for (const key of ['links', 'networks', 'services']) {
-    if (value[key] !== undefined && !Array.isArray(value[key])) throw new ConfigDriveError('invalid-argument', `network_data.json: "${key}" must be a list`, { file: 'network_data.json', key });
+    if (value[key] !== undefined && !Array.isArray(value[key]))
+      throw new ConfigDriveError('invalid-argument', `network_data.json: "${key}" must be a list`, { file: 'network_data.json', key });
   }
   return text;
 }
@@ -117,12 +120,14 @@ function checkedNetworkData(text: string): string {
 export function configDriveFiles(content: ConfigDriveContent): { path: string; data: Uint8Array }[] {
   const encoder = new TextEncoder();
   const metaData = typeof content.metaData === 'string' ? checkedMetaData(content.metaData) : renderMetaData(content.metaData);
-  const networkData = typeof content.networkData === 'string' ? checkedNetworkData(content.networkData) : JSON.stringify(content.networkData);
+  const networkData =
+    typeof content.networkData === 'string' ? checkedNetworkData(content.networkData) : JSON.stringify(content.networkData);
   const files: { path: string; data: Uint8Array }[] = [
     { path: 'openstack/latest/meta_data.json', data: encoder.encode(metaData) },
     { path: 'openstack/latest/network_data.json', data: encoder.encode(networkData) },
   ];
-  if (content.userData !== undefined && content.userData.length > 0) files.push({ path: 'openstack/latest/user_data', data: content.userData });
+  if (content.userData !== undefined && content.userData.length > 0)
+    files.push({ path: 'openstack/latest/user_data', data: content.userData });
   return files;
 }
 

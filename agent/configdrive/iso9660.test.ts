@@ -38,7 +38,10 @@ describe('ISO 9660 encoders', () => {
 });
 
 describe('ISO 9660 image', () => {
-  const image = buildIso9660({ volumeId: 'config-2', files: [{ path: 'openstack/latest/meta_data.json', data: new TextEncoder().encode('{}') }] });
+  const image = buildIso9660({
+    volumeId: 'config-2',
+    files: [{ path: 'openstack/latest/meta_data.json', data: new TextEncoder().encode('{}') }],
+  });
 
   it('has the primary, Joliet and terminating descriptors at sectors 16, 17 and 18', () => {
     const pvd = image.subarray(16 * SECTOR, 17 * SECTOR);
@@ -84,7 +87,15 @@ describe('ISO 9660 image', () => {
   it('refuses bad paths', () => {
     expect(() => buildIso9660({ volumeId: 'x', files: [{ path: 'a//b', data: new Uint8Array() }] })).toThrow(/bad path/);
     expect(() => buildIso9660({ volumeId: 'x', files: [{ path: '../b', data: new Uint8Array() }] })).toThrow(/bad path/);
-    expect(() => buildIso9660({ volumeId: 'x', files: [{ path: 'a', data: new Uint8Array() }, { path: 'a/b', data: new Uint8Array() }] })).toThrow(/file and a directory/);
+    expect(() =>
+      buildIso9660({
+        volumeId: 'x',
+        files: [
+          { path: 'a', data: new Uint8Array() },
+          { path: 'a/b', data: new Uint8Array() },
+        ],
+      }),
+    ).toThrow(/file and a directory/);
     expect(() => buildIso9660({ volumeId: 'a-volume-label-that-is-far-too-long', files: [] })).toThrow(/longer than/);
   });
 });

@@ -126,7 +126,15 @@ export function ucs2be(text: string): Uint8Array {
 
 /** 7-byte recording date of a directory record (9.1.5), UTC. */
 export function recordDate(date: Date): Uint8Array {
-  return Uint8Array.of(date.getUTCFullYear() - 1900, date.getUTCMonth() + 1, date.getUTCDate(), date.getUTCHours(), date.getUTCMinutes(), date.getUTCSeconds(), 0);
+  return Uint8Array.of(
+    date.getUTCFullYear() - 1900,
+    date.getUTCMonth() + 1,
+    date.getUTCDate(),
+    date.getUTCHours(),
+    date.getUTCMinutes(),
+    date.getUTCSeconds(),
+    0,
+  );
 }
 
 /** 17-byte volume date (8.4.26.1): digits YYYYMMDDHHMMSScc and a zone offset, UTC. */
@@ -156,7 +164,10 @@ export function primaryFileName(name: string): string {
 
 /** ISO level 2 directory identifier: d-characters, at most 31. */
 export function primaryDirName(name: string): string {
-  return name.toUpperCase().replace(/[^A-Z0-9_]/g, '_').slice(0, 31);
+  return name
+    .toUpperCase()
+    .replace(/[^A-Z0-9_]/g, '_')
+    .slice(0, 31);
 }
 
 /**
@@ -199,7 +210,8 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
 
 const RRIP_ID = 'RRIP_1991A';
 const RRIP_DESCRIPTOR = 'THE ROCK RIDGE INTERCHANGE PROTOCOL PROVIDES SUPPORT FOR POSIX FILE SYSTEM SEMANTICS';
-const RRIP_SOURCE = 'PLEASE CONTACT DISC PUBLISHER FOR SPECIFICATION SOURCE.  SEE PUBLISHER IDENTIFIER IN PRIMARY VOLUME DESCRIPTOR FOR CONTACT INFORMATION.';
+const RRIP_SOURCE =
+  'PLEASE CONTACT DISC PUBLISHER FOR SPECIFICATION SOURCE.  SEE PUBLISHER IDENTIFIER IN PRIMARY VOLUME DESCRIPTOR FOR CONTACT INFORMATION.';
 
 function suspEntry(signature: string, body: Uint8Array): Uint8Array {
   const entry = new Uint8Array(4 + body.length);
@@ -235,7 +247,11 @@ function ceEntry(block: number, offset: number, length: number): Uint8Array {
 }
 
 export function erEntry(): Uint8Array {
-  const [id, descriptor, source] = [RRIP_ID, RRIP_DESCRIPTOR, RRIP_SOURCE].map((text) => encoder.encode(text)) as [Uint8Array, Uint8Array, Uint8Array];
+  const [id, descriptor, source] = [RRIP_ID, RRIP_DESCRIPTOR, RRIP_SOURCE].map((text) => encoder.encode(text)) as [
+    Uint8Array,
+    Uint8Array,
+    Uint8Array,
+  ];
   return suspEntry('ER', Uint8Array.of(id.length, descriptor.length, source.length, 1, ...id, ...descriptor, ...source));
 }
 
@@ -317,7 +333,10 @@ function directorySize(dir: DirNode, flavour: Flavour, root: DirNode): number {
   let sectors = 1;
   let used = 0;
   for (const entry of entriesOf(dir, flavour)) {
-    const length = recordLength(identifierOf(entry, flavour).length, flavour.systemUse(entry, entry.kind === 'self' && dir === root).length);
+    const length = recordLength(
+      identifierOf(entry, flavour).length,
+      flavour.systemUse(entry, entry.kind === 'self' && dir === root).length,
+    );
     if (length > MAX_RECORD) throw invalid(`a directory record of ${length} bytes does not fit 255`);
     if (used + length > SECTOR) {
       sectors++;
@@ -387,7 +406,15 @@ export function buildIso9660(options: IsoOptions): Uint8Array {
   for (const flavour of [primary, joliet]) {
     const dirs = pathTableOrder(root, flavour);
     const size = pathTableSize(dirs, flavour, root);
-    const layout: TreeLayout = { dirs, number: new Map(dirs.map((dir, i) => [dir, i + 1])), extent: new Map(), size: new Map(), pathTableSize: size, pathTableL: next, pathTableM: 0 };
+    const layout: TreeLayout = {
+      dirs,
+      number: new Map(dirs.map((dir, i) => [dir, i + 1])),
+      extent: new Map(),
+      size: new Map(),
+      pathTableSize: size,
+      pathTableL: next,
+      pathTableM: 0,
+    };
     next += sectorsFor(size);
     layout.pathTableM = next;
     next += sectorsFor(size);
@@ -443,14 +470,20 @@ export function buildIso9660(options: IsoOptions): Uint8Array {
       const start = (layout.extent.get(dir) ?? 0) * SECTOR;
       let at = start;
       for (const entry of entriesOf(dir, flavour)) {
-        const length = recordLength(identifierOf(entry, flavour).length, flavour.systemUse(entry, entry.kind === 'self' && dir === root).length);
+        const length = recordLength(
+          identifierOf(entry, flavour).length,
+          flavour.systemUse(entry, entry.kind === 'self' && dir === root).length,
+        );
         const sectorEnd = start + (Math.floor((at - start) / SECTOR) + 1) * SECTOR;
         if (at + length > sectorEnd) at = sectorEnd;
         at += writeRecord(at, flavour, entry, entry.kind === 'self' && dir === root);
       }
     }
     // Path tables (9.4): L with little-endian numbers, M with big-endian.
-    for (const [sector, littleEndian] of [[layout.pathTableL, true], [layout.pathTableM, false]] as const) {
+    for (const [sector, littleEndian] of [
+      [layout.pathTableL, true],
+      [layout.pathTableM, false],
+    ] as const) {
       const view = new DataView(image.buffer);
       let at = sector * SECTOR;
       for (const dir of layout.dirs) {

@@ -25,7 +25,11 @@ describe('config drive placement', () => {
 
   it('puts the drive at the disk end minus its size, rounded down to 1 MiB', () => {
     const diskSize = 10 * 1024 * MIB + 3 * 512;
-    expect(placeConfigDrive({ diskSize, imageSize: 2 * 1024 * MIB, driveSize: 70_000, partitionTable: 'none' })).toEqual({ offset: 10 * 1024 * MIB - MIB, length: 70_000, regionEnd: diskSize });
+    expect(placeConfigDrive({ diskSize, imageSize: 2 * 1024 * MIB, driveSize: 70_000, partitionTable: 'none' })).toEqual({
+      offset: 10 * 1024 * MIB - MIB,
+      length: 70_000,
+      regionEnd: diskSize,
+    });
   });
 
   it('keeps clear of the backup GPT and of the MBR 2 TiB limit', () => {
@@ -40,7 +44,11 @@ describe('config drive placement', () => {
   });
 
   it('refuses a drive over 64 MiB, and one that would overlap the image', () => {
-    expect(() => placeConfigDrive({ diskSize: 1024 * MIB, imageSize: 0, driveSize: 65 * MIB, partitionTable: 'none' })).toThrow(ConfigDriveError);
-    expect(() => placeConfigDrive({ diskSize: 100 * MIB, imageSize: 99 * MIB + 1, driveSize: MIB / 2, partitionTable: 'none' })).toThrow(/no room/);
+    expect(() => placeConfigDrive({ diskSize: 1024 * MIB, imageSize: 0, driveSize: 65 * MIB, partitionTable: 'none' })).toThrow(
+      ConfigDriveError,
+    );
+    expect(() => placeConfigDrive({ diskSize: 100 * MIB, imageSize: 99 * MIB + 1, driveSize: MIB / 2, partitionTable: 'none' })).toThrow(
+      /no room/,
+    );
   });
 });

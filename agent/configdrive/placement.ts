@@ -76,19 +76,25 @@ export function gptBackupBytes(sectorSize: number): number {
 export function placeConfigDrive(input: PlacementInput): Placement {
   const sectorSize = input.sectorSize ?? 512;
   if (input.driveSize <= 0 || input.driveSize > CONFIG_DRIVE_MAX_BYTES) {
-    throw new ConfigDriveError('out-of-range', `config drive of ${input.driveSize} bytes: it must be between 1 byte and 64 MiB`, { driveSize: input.driveSize });
+    throw new ConfigDriveError('out-of-range', `config drive of ${input.driveSize} bytes: it must be between 1 byte and 64 MiB`, {
+      driveSize: input.driveSize,
+    });
   }
   let regionEnd = input.diskSize;
   if (input.partitionTable === 'gpt') regionEnd -= gptBackupBytes(sectorSize);
   if (input.partitionTable === 'mbr') regionEnd = Math.min(regionEnd, MBR_LIMIT_BYTES);
   const offset = Math.floor((regionEnd - input.driveSize) / MIB) * MIB;
   if (offset < input.imageSize) {
-    throw new ConfigDriveError('failed-precondition', `no room for a config drive of ${input.driveSize} bytes after an image of ${input.imageSize} bytes on a disk of ${input.diskSize} bytes`, {
-      diskSize: input.diskSize,
-      imageSize: input.imageSize,
-      driveSize: input.driveSize,
-      offset,
-    });
+    throw new ConfigDriveError(
+      'failed-precondition',
+      `no room for a config drive of ${input.driveSize} bytes after an image of ${input.imageSize} bytes on a disk of ${input.diskSize} bytes`,
+      {
+        diskSize: input.diskSize,
+        imageSize: input.imageSize,
+        driveSize: input.driveSize,
+        offset,
+      },
+    );
   }
   return { offset, length: input.driveSize, regionEnd };
 }

@@ -11,7 +11,13 @@ const PROBE_BYTES = 8192;
 export async function writeConfigDrive(target: Target, drive: Uint8Array, imageSize: number, sectorSize = 512): Promise<Placement> {
   const head = new Uint8Array(Math.min(PROBE_BYTES, target.size));
   await readFully(target.handle, head, 0);
-  const placement = placeConfigDrive({ diskSize: target.size, imageSize, driveSize: drive.length, partitionTable: detectPartitionTable(head, sectorSize), sectorSize });
+  const placement = placeConfigDrive({
+    diskSize: target.size,
+    imageSize,
+    driveSize: drive.length,
+    partitionTable: detectPartitionTable(head, sectorSize),
+    sectorSize,
+  });
   await writeFully(target.handle, drive, placement.offset);
   await target.handle.datasync();
   return placement;

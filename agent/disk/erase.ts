@@ -72,7 +72,8 @@ export async function eraseFull(target: Target, options: FullEraseOptions = {}):
     return;
   }
   const chunkBytes = options.chunkBytes ?? 4 * ZERO_CHUNK_BYTES;
-  if (!Number.isSafeInteger(chunkBytes) || chunkBytes <= 0) throw new AgentError('invalid-argument', `chunkBytes must be positive, got ${chunkBytes}`);
+  if (!Number.isSafeInteger(chunkBytes) || chunkBytes <= 0)
+    throw new AgentError('invalid-argument', `chunkBytes must be positive, got ${chunkBytes}`);
   const syncInterval = options.syncIntervalBytes ?? 1024 * MIB;
   const zeros = new Uint8Array(chunkBytes);
   let sinceSync = 0;

@@ -66,7 +66,8 @@ export class HashPool {
   #closed = false;
 
   constructor(size = defaultHashWorkers()) {
-    if (!Number.isSafeInteger(size) || size < 1 || size > MAX_HASH_WORKERS) throw new RangeError(`hash workers must be an integer in [1, ${MAX_HASH_WORKERS}], got ${size}`);
+    if (!Number.isSafeInteger(size) || size < 1 || size > MAX_HASH_WORKERS)
+      throw new RangeError(`hash workers must be an integer in [1, ${MAX_HASH_WORKERS}], got ${size}`);
     this.size = size;
     this.#slots = Array.from({ length: size }, () => ({ worker: undefined, running: new Map<number, Queued>() }));
   }
@@ -162,7 +163,11 @@ export class HashPool {
   #start(slot: Slot): Worker {
     // Small heaps: a worker holds one read buffer and hashes; the bytes live in
     // the file or in shared memory, never on its own heap.
-    const worker = new Worker(HASH_WORKER_SOURCE, { eval: true, name: HASH_THREAD_NAME, resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 } });
+    const worker = new Worker(HASH_WORKER_SOURCE, {
+      eval: true,
+      name: HASH_THREAD_NAME,
+      resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 },
+    });
     worker.unref();
     worker.on('message', (reply: Reply) => {
       const queued = slot.running.get(reply.id);
@@ -178,7 +183,8 @@ export class HashPool {
       slot.worker = undefined;
       const running = [...slot.running.values()];
       slot.running.clear();
-      for (const queued of running) queued.reject(new TargetIoError(`a hashing worker stopped: ${error instanceof Error ? error.message : String(error)}`, {}, error));
+      for (const queued of running)
+        queued.reject(new TargetIoError(`a hashing worker stopped: ${error instanceof Error ? error.message : String(error)}`, {}, error));
       if (!this.#closed) this.#pump();
     };
     worker.on('error', fail);

@@ -66,14 +66,23 @@ export async function digestOfTarget(handle: FileHandle, length: number, options
  * streams). The chunk is valid only until the next iteration: callers that
  * keep it must copy it. Fails if the target ends before offset + length.
  */
-export async function* readTargetChunks(handle: FileHandle, offset: number, length: number, options: HashOptions & { readonly buffer?: Uint8Array } = {}): AsyncGenerator<Uint8Array> {
+export async function* readTargetChunks(
+  handle: FileHandle,
+  offset: number,
+  length: number,
+  options: HashOptions & { readonly buffer?: Uint8Array } = {},
+): AsyncGenerator<Uint8Array> {
   const buffer = options.buffer ?? new Uint8Array(Math.max(1, Math.min(options.chunkBytes ?? HASH_CHUNK_BYTES, length)));
   for (let done = 0; done < length; ) {
     options.signal?.throwIfAborted();
     const want = Math.min(buffer.length, length - done);
     const slice = buffer.subarray(0, want);
     const got = await readFully(handle, slice, offset + done);
-    if (got < want) throw new TargetIoError(`target ends at ${offset + done + got}, before ${offset + length}`, { offset: offset + done + got, wanted: offset + length });
+    if (got < want)
+      throw new TargetIoError(`target ends at ${offset + done + got}, before ${offset + length}`, {
+        offset: offset + done + got,
+        wanted: offset + length,
+      });
     yield slice;
     done += want;
   }

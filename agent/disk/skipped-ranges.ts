@@ -25,7 +25,8 @@ export class SkippedRanges {
       this.#ends[last] = end;
       return;
     }
-    if (last >= 0 && start < this.#ends[last]!) throw new RangeError(`skipped range [${start}, ${end}) starts before the previous one ends (${this.#ends[last]})`);
+    if (last >= 0 && start < this.#ends[last]!)
+      throw new RangeError(`skipped range [${start}, ${end}) starts before the previous one ends (${this.#ends[last]})`);
     if (this.#starts.length >= MAX_SKIPPED_RANGES) {
       this.#full = true;
       return;
@@ -52,7 +53,8 @@ export class SkippedRanges {
       else high = mid;
     }
     const flat: number[] = [];
-    for (let i = low; i < this.#starts.length && this.#starts[i]! < end; i++) flat.push(Math.max(start, this.#starts[i]!), Math.min(end, this.#ends[i]!));
+    for (let i = low; i < this.#starts.length && this.#starts[i]! < end; i++)
+      flat.push(Math.max(start, this.#starts[i]!), Math.min(end, this.#ends[i]!));
     return flat;
   }
 

@@ -46,7 +46,8 @@ export async function openTarget(path: string, options: OpenTargetOptions = {}):
     if (!stats.isBlockDevice()) throw new TargetIoError(`${path} is neither a block device nor a regular file`, { path });
     const { major, minor } = decodeDevice(stats.rdev);
     const sectors = await readInteger(under(options.sysRoot ?? '/', `sys/dev/block/${major}:${minor}/size`));
-    if (sectors === undefined) throw new TargetIoError(`cannot find the size of block device ${path} (${major}:${minor})`, { path, major, minor });
+    if (sectors === undefined)
+      throw new TargetIoError(`cannot find the size of block device ${path} (${major}:${minor})`, { path, major, minor });
     return { path, kind: 'block-device', size: sectors * 512, handle };
   } catch (error) {
     await handle.close();

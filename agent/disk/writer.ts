@@ -123,7 +123,8 @@ export interface WriteResult {
 export const DEFAULT_FSYNC_INTERVAL_BYTES = 64 * 1024 * 1024;
 
 function checkOffset(name: string, value: number): void {
-  if (!Number.isSafeInteger(value) || value < 0) throw new AgentError('invalid-argument', `${name} must be a non-negative integer, got ${value}`, { [name]: value });
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new AgentError('invalid-argument', `${name} must be a non-negative integer, got ${value}`, { [name]: value });
 }
 
 export class ImageWriter {
@@ -174,14 +175,22 @@ export class ImageWriter {
     if (options.knownZeroFrom !== undefined) checkOffset('knownZeroFrom', options.knownZeroFrom);
     if (options.imageSize > target.size) throw new DiskTooSmallError(target.path, target.size, options.imageSize);
     if (resumeOffset > options.imageSize) {
-      throw new AgentError('out-of-range', `resume offset ${resumeOffset} lies past the image end ${options.imageSize}`, { resumeOffset, imageSize: options.imageSize });
+      throw new AgentError('out-of-range', `resume offset ${resumeOffset} lies past the image end ${options.imageSize}`, {
+        resumeOffset,
+        imageSize: options.imageSize,
+      });
     }
     const digestMethod = options.digest ?? 'read-back';
     if (digestMethod === 'as-written' && resumeOffset > 0) {
-      throw new AgentError('failed-precondition', `an as-written digest needs every byte from offset 0; this writer resumes at ${resumeOffset}: use read-back`, { resumeOffset });
+      throw new AgentError(
+        'failed-precondition',
+        `an as-written digest needs every byte from offset 0; this writer resumes at ${resumeOffset}: use read-back`,
+        { resumeOffset },
+      );
     }
     const interval = options.fsyncIntervalBytes ?? DEFAULT_FSYNC_INTERVAL_BYTES;
-    if (!Number.isSafeInteger(interval) || interval <= 0) throw new AgentError('invalid-argument', `fsyncIntervalBytes must be positive, got ${interval}`);
+    if (!Number.isSafeInteger(interval) || interval <= 0)
+      throw new AgentError('invalid-argument', `fsyncIntervalBytes must be positive, got ${interval}`);
     this.target = target;
     this.imageSize = options.imageSize;
     this.resumeOffset = resumeOffset;
@@ -193,8 +202,12 @@ export class ImageWriter {
     this.#pool = options.hashPool === null ? undefined : (options.hashPool ?? sharedHashPool());
     const blocksInPool = this.#pool !== undefined && this.digestAlgorithm === DigestAlgorithm.blocks;
     this.#asWrittenParallel = digestMethod === 'as-written' && blocksInPool && this.#pool ? new ParallelBlockHasher(this.#pool) : undefined;
-    this.#asWritten = digestMethod === 'as-written' && this.#asWrittenParallel === undefined ? createImageHasher(this.digestAlgorithm) : undefined;
-    this.#readBack = digestMethod === 'read-back' && blocksInPool && this.#pool ? new BlockReadBack(this.#pool, target.path, options.imageSize, this.#skipped) : undefined;
+    this.#asWritten =
+      digestMethod === 'as-written' && this.#asWrittenParallel === undefined ? createImageHasher(this.digestAlgorithm) : undefined;
+    this.#readBack =
+      digestMethod === 'read-back' && blocksInPool && this.#pool
+        ? new BlockReadBack(this.#pool, target.path, options.imageSize, this.#skipped)
+        : undefined;
     this.#ownsTarget = ownsTarget;
     this.#maxWritesInFlight = Math.max(1, Math.floor(options.maxWritesInFlight ?? 4));
     this.#knownZeroFrom = options.knownZeroFrom;
@@ -276,7 +289,10 @@ export class ImageWriter {
     if (this.#finished) throw new FrameError('after-finish', 'the image is already finished');
     if (this.#busy) throw new AgentError('failed-precondition', 'finish() while a frame is being written');
     if (this.#nextOffset !== this.imageSize) {
-      throw new AgentError('failed-precondition', `image incomplete: frames end at ${this.#nextOffset} of ${this.imageSize}`, { nextOffset: this.#nextOffset, imageSize: this.imageSize });
+      throw new AgentError('failed-precondition', `image incomplete: frames end at ${this.#nextOffset} of ${this.imageSize}`, {
+        nextOffset: this.#nextOffset,
+        imageSize: this.imageSize,
+      });
     }
     this.#busy = true;
     try {
@@ -286,7 +302,14 @@ export class ImageWriter {
       await this.#sync(this.#nextOffset);
       this.#finished = true;
       const sha256 = await this.#digest(options.signal);
-      return { sha256, digestMethod: this.digestMethod, digestAlgorithm: this.digestAlgorithm, committedOffset: this.#committedOffset, bytesWritten: this.#bytesWritten, zeroBytesSkipped: this.#zeroBytesSkipped };
+      return {
+        sha256,
+        digestMethod: this.digestMethod,
+        digestAlgorithm: this.digestAlgorithm,
+        committedOffset: this.#committedOffset,
+        bytesWritten: this.#bytesWritten,
+        zeroBytesSkipped: this.#zeroBytesSkipped,
+      };
     } finally {
       this.#busy = false;
       if (this.#ownsTarget) await this.close();
@@ -298,7 +321,11 @@ export class ImageWriter {
     if (this.#asWrittenParallel) return this.#asWrittenParallel.digest();
     if (this.#readBack) return this.#readBack.digest(signal);
     if (this.#pool) return this.#pool.fileSha256(this.target.path, this.imageSize, this.#skipped.flatWithin(0, this.imageSize), signal);
-    return digestOfTarget(this.target.handle, this.imageSize, { algorithm: this.digestAlgorithm, zeroRanges: this.#skipped.ranges(), ...(signal ? { signal } : {}) });
+    return digestOfTarget(this.target.handle, this.imageSize, {
+      algorithm: this.digestAlgorithm,
+      zeroRanges: this.#skipped.ranges(),
+      ...(signal ? { signal } : {}),
+    });
   }
 
   /** Closes the target if this writer opened it. Uncommitted bytes are left as they are. */
@@ -318,21 +345,32 @@ export class ImageWriter {
     const data = frame.data !== undefined && frame.data.length > 0 ? frame.data : undefined;
     const zeroLength = frame.zeroLength ?? 0;
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(zeroLength) || zeroLength < 0) {
-      throw new FrameError('malformed', `frame offset ${offset} / zero length ${zeroLength} must be non-negative integers`, { offset, zeroLength });
+      throw new FrameError('malformed', `frame offset ${offset} / zero length ${zeroLength} must be non-negative integers`, {
+        offset,
+        zeroLength,
+      });
     }
     if (data && zeroLength > 0) throw new FrameError('malformed', `frame at ${offset} has both data and a zero length`, { offset });
     const length = data ? data.length : zeroLength;
     const context = { offset, length, expected: this.#nextOffset };
     if (offset < this.#lastFrameOffset) {
-      throw new FrameError('out-of-order', `frame at ${offset} comes after a frame at ${this.#lastFrameOffset}; frames must be in order`, context);
+      throw new FrameError(
+        'out-of-order',
+        `frame at ${offset} comes after a frame at ${this.#lastFrameOffset}; frames must be in order`,
+        context,
+      );
     }
-    if (offset < this.#nextOffset) throw new FrameError('overlap', `frame at ${offset} overlaps the previous frame, which ends at ${this.#nextOffset}`, context);
+    if (offset < this.#nextOffset)
+      throw new FrameError('overlap', `frame at ${offset} overlaps the previous frame, which ends at ${this.#nextOffset}`, context);
     if (offset > this.#nextOffset) {
       // A gap would leave whatever the target held there inside the image.
       throw new FrameError('gap', `frame at ${offset} leaves a gap after ${this.#nextOffset}; send holes as zero runs`, context);
     }
     if (offset + length > this.imageSize) {
-      throw new FrameError('past-image-end', `frame [${offset}, ${offset + length}) runs past the image end ${this.imageSize}`, { ...context, imageSize: this.imageSize });
+      throw new FrameError('past-image-end', `frame [${offset}, ${offset + length}) runs past the image end ${this.imageSize}`, {
+        ...context,
+        imageSize: this.imageSize,
+      });
     }
     return { offset, length, data };
   }
@@ -396,7 +434,11 @@ export class ImageWriter {
 
   #throwIfSyncFailed(): void {
     if (this.#syncError !== undefined) {
-      throw new TargetIoError(`fdatasync of ${this.target.path} failed: ${(this.#syncError as Error).message}`, { path: this.target.path, committedOffset: this.#committedOffset }, this.#syncError);
+      throw new TargetIoError(
+        `fdatasync of ${this.target.path} failed: ${(this.#syncError as Error).message}`,
+        { path: this.target.path, committedOffset: this.#committedOffset },
+        this.#syncError,
+      );
     }
   }
 }

@@ -5,7 +5,8 @@ import { parseMemTotalBytes } from './memory.ts';
 
 describe('inventory parsers', () => {
   it('counts processors and takes model and flags from x86 cpuinfo', () => {
-    const text = 'processor\t: 0\nmodel name\t: Intel(R) Xeon(R)\nflags\t\t: fpu lm sse2\n\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R)\nflags\t\t: fpu lm sse2\n';
+    const text =
+      'processor\t: 0\nmodel name\t: Intel(R) Xeon(R)\nflags\t\t: fpu lm sse2\n\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R)\nflags\t\t: fpu lm sse2\n';
     expect(parseCpuinfo(text)).toEqual({ count: 2, model: 'Intel(R) Xeon(R)', flags: ['fpu', 'lm', 'sse2'], archHint: 'x86_64' });
   });
 

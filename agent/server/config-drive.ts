@@ -15,12 +15,17 @@ import { safeNumber } from './convert.ts';
 
 const EMPTY_NETWORK_DATA = '{"links":[],"networks":[],"services":[]}';
 
-export function configDriveHandler(ctx: AgentContext): (request: WriteConfigDriveRequest) => Promise<MessageInitShape<typeof WriteConfigDriveResponseSchema>> {
+export function configDriveHandler(
+  ctx: AgentContext,
+): (request: WriteConfigDriveRequest) => Promise<MessageInitShape<typeof WriteConfigDriveResponseSchema>> {
   return (request) =>
     ctx.exclusive('write-config-drive', async () => {
       const imageSize = safeNumber('image_size', request.imageSize) || ctx.lastImageSize;
       if (imageSize === undefined) {
-        throw new ConfigDriveError('failed-precondition', 'where the image ends is unknown (no image written by this agent): send image_size');
+        throw new ConfigDriveError(
+          'failed-precondition',
+          'where the image ends is unknown (no image written by this agent): send image_size',
+        );
       }
       const drive = buildConfigDrive({
         metaData: request.metaDataJson,

@@ -14,7 +14,8 @@ import type { AgentContext } from './context.ts';
 export function eraseHandler(ctx: AgentContext): (request: EraseRequest) => Promise<MessageInitShape<typeof EraseResponseSchema>> {
   return (request) => {
     const mode = request.mode === '' ? 'metadata' : request.mode;
-    if (mode !== 'metadata' && mode !== 'full') throw new AgentError('invalid-argument', `erase mode must be "metadata" or "full", got "${mode.slice(0, 32)}"`);
+    if (mode !== 'metadata' && mode !== 'full')
+      throw new AgentError('invalid-argument', `erase mode must be "metadata" or "full", got "${mode.slice(0, 32)}"`);
     return ctx.exclusive(`erase (${mode})`, async (signal) => {
       const target = await openTarget(await ctx.targetFor(0), { write: true, sysRoot: ctx.config.root });
       try {

@@ -11,7 +11,14 @@ export function toWireInventory(inventory: Inventory): WireInventory {
   return {
     cpu: { ...inventory.cpu, flags: [...inventory.cpu.flags] },
     memoryBytes: BigInt(inventory.memoryBytes),
-    disks: inventory.disks.map((disk) => ({ name: disk.name, sizeBytes: BigInt(disk.sizeBytes), model: disk.model, serial: disk.serial, wwn: disk.wwn, rotational: disk.rotational })),
+    disks: inventory.disks.map((disk) => ({
+      name: disk.name,
+      sizeBytes: BigInt(disk.sizeBytes),
+      model: disk.model,
+      serial: disk.serial,
+      wwn: disk.wwn,
+      rotational: disk.rotational,
+    })),
     nics: inventory.nics.map((nic) => ({ ...nic })),
     dmi: { ...inventory.dmi },
     bootMode: inventory.bootMode,

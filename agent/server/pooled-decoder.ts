@@ -73,7 +73,8 @@ function pooledWrite(this: DecoderFields, data: Buffer): Buffer[] {
   let state = states.get(this);
   // A decoder that was mid-message when this was installed finishes that message its own way.
   if (state === undefined && this.readState !== 0 && originalWrite) return originalWrite.call(this, data);
-  if (state === undefined) states.set(this, (state = { prefix: Buffer.alloc(PREFIX), prefixFilled: 0, message: undefined, messageFilled: 0 }));
+  if (state === undefined)
+    states.set(this, (state = { prefix: Buffer.alloc(PREFIX), prefixFilled: 0, message: undefined, messageFilled: 0 }));
   const messages: Buffer[] = [];
   let at = 0;
   while (at < data.length) {

@@ -25,10 +25,17 @@ export function readImageHandler(ctx: AgentContext): (request: ReadImageRequest,
     try {
       const end = requested > 0 ? offset + requested : (ctx.lastImageSize ?? target.size);
       if (offset > end || end > target.size) {
-        throw new AgentError('out-of-range', `cannot read [${offset}, ${end}) of a target of ${target.size} bytes`, { offset, end, size: target.size });
+        throw new AgentError('out-of-range', `cannot read [${offset}, ${end}) of a target of ${target.size} bytes`, {
+          offset,
+          end,
+          size: target.size,
+        });
       }
       let position = offset;
-      for await (const chunk of readTargetChunks(target.handle, offset, end - offset, { chunkBytes: READ_CHUNK_BYTES, signal: call.signal })) {
+      for await (const chunk of readTargetChunks(target.handle, offset, end - offset, {
+        chunkBytes: READ_CHUNK_BYTES,
+        signal: call.signal,
+      })) {
         // The reader reuses its buffer: the message gets its own copy.
         yield { offset: BigInt(position), data: chunk.slice() };
         position += chunk.length;

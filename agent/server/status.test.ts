@@ -5,7 +5,12 @@ import { AgentContext } from './context.ts';
 import { agentStatusMapper } from './status.ts';
 
 function callContext(): CallContext {
-  return { path: '/bm.agent.v1.Agent/WriteImage', metadata: new Metadata(), peer: 'test', signal: new AbortController().signal } as unknown as CallContext;
+  return {
+    path: '/bm.agent.v1.Agent/WriteImage',
+    metadata: new Metadata(),
+    peer: 'test',
+    signal: new AbortController().signal,
+  } as unknown as CallContext;
 }
 
 describe('agent status mapping', () => {
@@ -13,15 +18,29 @@ describe('agent status mapping', () => {
   const toStatus = agentStatusMapper((message) => logged.push(message));
 
   it('maps a superseded operation to ABORTED by its class', () => {
-    expect(toStatus(new OperationSupersededError('WriteImage'), callContext())).toEqual({ code: status.ABORTED, details: 'superseded by a new WriteImage' });
+    expect(toStatus(new OperationSupersededError('WriteImage'), callContext())).toEqual({
+      code: status.ABORTED,
+      details: 'superseded by a new WriteImage',
+    });
   });
 
   it('does not map by message: a plain error that says "superseded" is INTERNAL', () => {
-    expect(toStatus(new Error('superseded by a new WriteImage'), callContext())).toEqual({ code: status.INTERNAL, details: 'internal error' });
+    expect(toStatus(new Error('superseded by a new WriteImage'), callContext())).toEqual({
+      code: status.INTERNAL,
+      details: 'internal error',
+    });
   });
 
   it('hands the superseded error to the running operation as its abort reason', async () => {
-    const ctx = new AgentContext({ root: '/', targetZeroed: true, commitIntervalBytes: 1 << 20, digest: 'auto', rebootCommand: [], powerOffCommand: [], log: () => undefined });
+    const ctx = new AgentContext({
+      root: '/',
+      targetZeroed: true,
+      commitIntervalBytes: 1 << 20,
+      digest: 'auto',
+      rebootCommand: [],
+      powerOffCommand: [],
+      log: () => undefined,
+    });
     let reason: unknown;
     let started!: () => void;
     const running = new Promise<void>((r) => (started = r));

@@ -20,11 +20,14 @@ const STATUS_FOR: Readonly<Record<AgentErrorCode, status>> = {
   internal: status.INTERNAL,
 };
 
-export function agentStatusMapper(log: (message: string, fields?: Readonly<Record<string, unknown>>) => void): (err: unknown, ctx: CallContext) => StatusError {
+export function agentStatusMapper(
+  log: (message: string, fields?: Readonly<Record<string, unknown>>) => void,
+): (err: unknown, ctx: CallContext) => StatusError {
   return (err, ctx) => {
     if (err instanceof AgentError) {
       // A superseded operation was already logged where the new one took over.
-      if (err.code !== 'unauthenticated' && err.code !== 'superseded') log('call failed', { method: ctx.path, code: err.code, error: err.message });
+      if (err.code !== 'unauthenticated' && err.code !== 'superseded')
+        log('call failed', { method: ctx.path, code: err.code, error: err.message });
       return { code: STATUS_FOR[err.code], details: err.message };
     }
     if (ctx.signal.aborted) return { code: status.CANCELLED, details: 'call cancelled' };

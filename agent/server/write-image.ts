@@ -37,7 +37,12 @@ function digestFor(ctx: AgentContext, resumeOffset: number): DigestMethod {
   return policy === 'as-written' && resumeOffset > 0 ? 'read-back' : policy;
 }
 
-async function writeStream(ctx: AgentContext, requests: AsyncIterable<WireFrame>, signal: AbortSignal, acks: AsyncQueue<Ack>): Promise<void> {
+async function writeStream(
+  ctx: AgentContext,
+  requests: AsyncIterable<WireFrame>,
+  signal: AbortSignal,
+  acks: AsyncQueue<Ack>,
+): Promise<void> {
   const iterator = requests[Symbol.asyncIterator]();
   const first = await nextOrAbort(iterator, signal);
   if (first.done) throw new FrameError('malformed', 'the stream ended before its first frame');
@@ -48,7 +53,10 @@ async function writeStream(ctx: AgentContext, requests: AsyncIterable<WireFrame>
   if (imageSize === 0) throw new AgentError('invalid-argument', 'image_size must be positive');
   const digestAlgorithm = start.digestAlgorithm === '' ? DigestAlgorithm.sha256 : start.digestAlgorithm;
   if (!isDigestAlgorithm(digestAlgorithm)) {
-    throw new AgentError('invalid-argument', `unknown digest algorithm "${digestAlgorithm.slice(0, 64)}": use "${DigestAlgorithm.sha256}" or "${DigestAlgorithm.blocks}"`);
+    throw new AgentError(
+      'invalid-argument',
+      `unknown digest algorithm "${digestAlgorithm.slice(0, 64)}": use "${DigestAlgorithm.sha256}" or "${DigestAlgorithm.blocks}"`,
+    );
   }
   const path = await ctx.targetFor(imageSize);
   const writer: ImageWriter = await openImageWriter(path, {
@@ -75,15 +83,31 @@ async function writeStream(ctx: AgentContext, requests: AsyncIterable<WireFrame>
       const zeroLength = safeNumber('zero_length', frame.zeroLength);
       const data = frame.data;
       // The frame's bytes live in a pooled receive buffer (pooled-decoder.ts): back to the pool once written.
-      await writer.write({ offset, ...(data.length > 0 ? { data, onDone: () => releaseFrameBuffer(data) } : {}), ...(zeroLength > 0 ? { zeroLength } : {}) });
+      await writer.write({
+        offset,
+        ...(data.length > 0 ? { data, onDone: () => releaseFrameBuffer(data) } : {}),
+        ...(zeroLength > 0 ? { zeroLength } : {}),
+      });
       const next: IteratorResult<WireFrame> = await nextOrAbort(iterator, signal);
       frame = next.done ? undefined : next.value;
     }
     const result = await writer.finish({ signal });
     finished = true;
     ctx.lastImageSize = imageSize;
-    acks.push({ committedOffset: BigInt(result.committedOffset), done: true, sha256: result.sha256, digestMethod: result.digestMethod, digestAlgorithm: result.digestAlgorithm });
-    ctx.config.log('write-image finished', { target: path, imageSize, bytesWritten: result.bytesWritten, zeroBytesSkipped: result.zeroBytesSkipped, digest: result.digestMethod });
+    acks.push({
+      committedOffset: BigInt(result.committedOffset),
+      done: true,
+      sha256: result.sha256,
+      digestMethod: result.digestMethod,
+      digestAlgorithm: result.digestAlgorithm,
+    });
+    ctx.config.log('write-image finished', {
+      target: path,
+      imageSize,
+      bytesWritten: result.bytesWritten,
+      zeroBytesSkipped: result.zeroBytesSkipped,
+      digest: result.digestMethod,
+    });
   } finally {
     if (!finished) {
       await writer.close();

@@ -73,7 +73,13 @@ export class AgentRegistry {
 
   readonly #leased: LeasedAddresses;
 
-  constructor(store: NodeStore, tokens: AgentTokenStore, events: EventBus, discovery: DiscoveryOptions, leased: LeasedAddresses = async () => []) {
+  constructor(
+    store: NodeStore,
+    tokens: AgentTokenStore,
+    events: EventBus,
+    discovery: DiscoveryOptions,
+    leased: LeasedAddresses = async () => [],
+  ) {
     this.#leased = leased;
     this.#store = store;
     this.#tokens = tokens;
@@ -117,13 +123,16 @@ export class AgentRegistry {
     const m = /^(?:\[([0-9A-Fa-f:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):(\d{1,5})$/.exec(agentAddress);
     const host = m?.[1] ?? m?.[2] ?? '';
     const port = Number(m?.[3] ?? 0);
-    if (!m || !isIP(host) || port < 1 || port > 65535) throw new ValidationError('agent_address', 'must be IP:port (an IPv4 address, or [IPv6]), port 1-65535');
+    if (!m || !isIP(host) || port < 1 || port > 65535)
+      throw new ValidationError('agent_address', 'must be IP:port (an IPv4 address, or [IPv6]), port 1-65535');
     const node = await this.#store.findNode(nodeUuid);
     // Unknown node and wrong token look the same from outside.
     if (!node) throw new UnauthenticatedError();
     await this.#authorize(node, token);
     if (host !== peerHost(peer) && !(await this.#leased(node.macs)).includes(host)) {
-      throw new BmError('permission-denied', `agent_address ${host} is neither where this heartbeat came from nor a lease of this node`, { node: node.uuid });
+      throw new BmError('permission-denied', `agent_address ${host} is neither where this heartbeat came from nor a lease of this node`, {
+        node: node.uuid,
+      });
     }
     await this.#store.recordAgent(node.uuid, agentAddress, new Date());
     return actionFor(node.provisionState);
@@ -131,7 +140,8 @@ export class AgentRegistry {
 
   /** The one call without a token: it can only ever create a node in `enroll`. */
   async register(inventory: Inventory | undefined): Promise<NodeRecord> {
-    if (!this.#discovery.enabled) throw new BmError('failed-precondition', 'discovery is off: enroll this machine with `bmctl node create`, or set discovery.enabled');
+    if (!this.#discovery.enabled)
+      throw new BmError('failed-precondition', 'discovery is off: enroll this machine with `bmctl node create`, or set discovery.enabled');
     if (!this.#bucket.take()) throw new RateLimitedError();
     if (!inventory) throw new ValidationError('inventory', 'is required');
     const macs = this.#macs(inventory.nics.map((n) => n.mac));
@@ -169,7 +179,12 @@ export class AgentRegistry {
       },
       macs.map((mac) => ({ uuid: uuidv7(), mac })),
     );
-    this.#events.publish({ nodeUuid: node.uuid, type: 'node.created', provisionState: node.provisionState, details: { discovered: 'true', macs: macs.join(',') } });
+    this.#events.publish({
+      nodeUuid: node.uuid,
+      type: 'node.created',
+      provisionState: node.provisionState,
+      details: { discovered: 'true', macs: macs.join(',') },
+    });
     return node;
   }
 }

@@ -66,26 +66,44 @@ export class MysqlAgentTokens implements AgentTokenStore {
     const [result] = await this.#db
       .update(nodes)
       .set({ agentTokenDelivered: true })
-      .where(and(eq(nodes.uuid, nodeUuid), eq(nodes.agentTokenDelivered, false), isNotNull(nodes.agentTokenSealed), gt(nodes.agentTokenExpiresAt, sql`${new Date(this.#now())}`)));
+      .where(
+        and(
+          eq(nodes.uuid, nodeUuid),
+          eq(nodes.agentTokenDelivered, false),
+          isNotNull(nodes.agentTokenSealed),
+          gt(nodes.agentTokenExpiresAt, sql`${new Date(this.#now())}`),
+        ),
+      );
     if (result.affectedRows !== 1) return null;
     return this.reveal(nodeUuid);
   }
 
   async reveal(nodeUuid: string): Promise<string | null> {
     if (!this.#secrets) return null;
-    const [row] = await this.#db.select({ sealed: nodes.agentTokenSealed, expires: nodes.agentTokenExpiresAt }).from(nodes).where(eq(nodes.uuid, nodeUuid)).limit(1);
+    const [row] = await this.#db
+      .select({ sealed: nodes.agentTokenSealed, expires: nodes.agentTokenExpiresAt })
+      .from(nodes)
+      .where(eq(nodes.uuid, nodeUuid))
+      .limit(1);
     if (!row?.sealed || !row.expires || row.expires.getTime() <= this.#now()) return null;
     return this.#secrets.decrypt(row.sealed, boundTo(nodeUuid));
   }
 
   async verify(nodeUuid: string, token: string): Promise<boolean> {
-    const rows = await this.#db.select({ hash: nodes.agentTokenHash, expires: nodes.agentTokenExpiresAt }).from(nodes).where(eq(nodes.uuid, nodeUuid)).limit(1);
+    const rows = await this.#db
+      .select({ hash: nodes.agentTokenHash, expires: nodes.agentTokenExpiresAt })
+      .from(nodes)
+      .where(eq(nodes.uuid, nodeUuid))
+      .limit(1);
     const row = rows[0];
     if (!row?.hash || !row.expires || row.expires.getTime() <= this.#now()) return false;
     return timingSafeEqual(Buffer.from(row.hash, 'hex'), digest(token));
   }
 
   async revoke(nodeUuid: string): Promise<void> {
-    await this.#db.update(nodes).set({ agentTokenHash: null, agentTokenExpiresAt: null, agentTokenSealed: null, agentTokenDelivered: false }).where(eq(nodes.uuid, nodeUuid));
+    await this.#db
+      .update(nodes)
+      .set({ agentTokenHash: null, agentTokenExpiresAt: null, agentTokenSealed: null, agentTokenDelivered: false })
+      .where(eq(nodes.uuid, nodeUuid));
   }
 }

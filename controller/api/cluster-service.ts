@@ -8,7 +8,11 @@ import type { Membership } from '../cluster/membership.ts';
 import { BmError } from '../errors.ts';
 import type { NodeStore } from '../nodes/store.ts';
 
-export function clusterHandlers(view: { readonly membership: Membership | null }, store: NodeStore, self: string): ServiceHandlers<typeof ClusterService> {
+export function clusterHandlers(
+  view: { readonly membership: Membership | null },
+  store: NodeStore,
+  self: string,
+): ServiceHandlers<typeof ClusterService> {
   return {
     async listControllers() {
       if (!view.membership) throw new BmError('unavailable', 'this controller is still starting; retry');

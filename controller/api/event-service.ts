@@ -15,7 +15,9 @@ export function eventHandlers(bus: EventBus, projectHasNode: ProjectNodeCheck): 
       if (req.nodeUuid !== '' && !isUuid(req.nodeUuid)) throw new ValidationError('node_uuid', 'must be a node uuid');
       const caller = callerOf(ctx);
       if (caller.role !== 'admin' && (req.nodeUuid === '' || !(await projectHasNode(caller.project, req.nodeUuid)))) {
-        throw new BmError('permission-denied', 'a member token watches only the nodes of its own instances (give node_uuid)', { project: caller.project });
+        throw new BmError('permission-denied', 'a member token watches only the nodes of its own instances (give node_uuid)', {
+          project: caller.project,
+        });
       }
       const sub = bus.subscribe(req.nodeUuid === '' ? null : req.nodeUuid);
       // The subscription must end when the client goes away, or it leaks.

@@ -7,14 +7,31 @@ import { callerOf, requireAdmin } from '../auth/caller.ts';
 import type { FlavorCatalog, FlavorRecord } from '../flavors/catalog.ts';
 
 export function flavorMessage(f: FlavorRecord): Flavor {
-  return create(FlavorSchema, { uuid: f.uuid, name: f.name, ramMb: f.ramMb, diskGb: f.diskGb, cpus: f.cpus, extraSpecs: { ...f.extraSpecs }, createdAt: timestampFromDate(f.createdAt) });
+  return create(FlavorSchema, {
+    uuid: f.uuid,
+    name: f.name,
+    ramMb: f.ramMb,
+    diskGb: f.diskGb,
+    cpus: f.cpus,
+    extraSpecs: { ...f.extraSpecs },
+    createdAt: timestampFromDate(f.createdAt),
+  });
 }
 
 export function flavorHandlers(flavors: FlavorCatalog): ServiceHandlers<typeof FlavorService> {
   return {
     async createFlavor(req, ctx) {
       requireAdmin(ctx, 'creating a flavor');
-      return flavorMessage(await flavors.create({ name: req.name, ramMb: req.ramMb, diskGb: req.diskGb, cpus: req.cpus, cpuArch: req.cpuArch, resourceClass: req.resourceClass }));
+      return flavorMessage(
+        await flavors.create({
+          name: req.name,
+          ramMb: req.ramMb,
+          diskGb: req.diskGb,
+          cpus: req.cpus,
+          cpuArch: req.cpuArch,
+          resourceClass: req.resourceClass,
+        }),
+      );
     },
     async getFlavor(req, ctx) {
       callerOf(ctx);

@@ -25,7 +25,8 @@ export function imageMessage(i: ImageRecord): Image {
 
 async function* chunksAfterMeta(requests: AsyncIterator<CreateImageRequest>): AsyncIterable<Uint8Array> {
   for (let r = await requests.next(); !r.done; r = await requests.next()) {
-    if (r.value.part.case !== 'chunk') throw new ValidationError('part', 'only the first message of an upload carries meta; the rest carry chunks');
+    if (r.value.part.case !== 'chunk')
+      throw new ValidationError('part', 'only the first message of an upload carries meta; the rest carry chunks');
     yield r.value.part.value;
   }
 }
@@ -35,9 +36,15 @@ export function imageHandlers(catalog: ImageCatalog): ServiceHandlers<typeof Ima
     async createImage(requests) {
       const it = requests[Symbol.asyncIterator]();
       const first = await it.next();
-      if (first.done || first.value.part.case !== 'meta') throw new ValidationError('meta', 'the first message of an upload must carry the image meta');
+      if (first.done || first.value.part.case !== 'meta')
+        throw new ValidationError('meta', 'the first message of an upload must carry the image meta');
       const meta = first.value.part.value;
-      return imageMessage(await catalog.upload({ name: meta.name, diskFormat: meta.diskFormat, properties: meta.properties, expectedSha256: meta.expectedSha256 }, chunksAfterMeta(it)));
+      return imageMessage(
+        await catalog.upload(
+          { name: meta.name, diskFormat: meta.diskFormat, properties: meta.properties, expectedSha256: meta.expectedSha256 },
+          chunksAfterMeta(it),
+        ),
+      );
     },
     async getImage(req) {
       return imageMessage(await catalog.get(req.id));

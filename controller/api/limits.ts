@@ -9,6 +9,12 @@ import type { DescMethod } from '@bufbuild/protobuf';
 /** Methods whose requests carry bulk data, with the server-wide message limit instead of the small one. */
 const BULK_METHODS: ReadonlySet<string> = new Set(['bm.v1.ImageService/CreateImage']);
 
-export function requestLimits(api: { readonly max_message_bytes: number; readonly max_request_bytes: number }): (method: DescMethod) => number {
-  return (method) => (BULK_METHODS.has(`${method.parent.typeName}/${method.name}`) ? api.max_message_bytes : Math.min(api.max_request_bytes, api.max_message_bytes));
+export function requestLimits(api: {
+  readonly max_message_bytes: number;
+  readonly max_request_bytes: number;
+}): (method: DescMethod) => number {
+  return (method) =>
+    BULK_METHODS.has(`${method.parent.typeName}/${method.name}`)
+      ? api.max_message_bytes
+      : Math.min(api.max_request_bytes, api.max_message_bytes);
 }

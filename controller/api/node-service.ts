@@ -12,7 +12,13 @@ import { isUuid } from '../nodes/uuid.ts';
 import { nodeMessage } from './convert.ts';
 import { pageLimit, pageMarker } from './paging.ts';
 
-export function nodeHandlers(enrollment: Enrollment, store: NodeStore, power: PowerConductor, provisioner: Provisioner, diagnose: (id: string) => Promise<Record<string, unknown>>): ServiceHandlers<typeof NodeService> {
+export function nodeHandlers(
+  enrollment: Enrollment,
+  store: NodeStore,
+  power: PowerConductor,
+  provisioner: Provisioner,
+  diagnose: (id: string) => Promise<Record<string, unknown>>,
+): ServiceHandlers<typeof NodeService> {
   return {
     async createNode(req) {
       const node = await enrollment.createNode({

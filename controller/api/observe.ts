@@ -31,8 +31,19 @@ function targetOf(request: unknown): string | undefined {
 }
 
 export function apiObserver(log: Logger, registry: Registry): (ctx: CallContext, code: status, ms: number, request: unknown) => void {
-  const calls = new Counter({ name: 'bm_api_calls_total', help: 'API calls by method and status', labelNames: ['method', 'code'], registers: [registry] });
-  const latency = new Histogram({ name: 'bm_api_call_seconds', help: 'API call duration by method', labelNames: ['method'], buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10, 60], registers: [registry] });
+  const calls = new Counter({
+    name: 'bm_api_calls_total',
+    help: 'API calls by method and status',
+    labelNames: ['method', 'code'],
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'bm_api_call_seconds',
+    help: 'API call duration by method',
+    labelNames: ['method'],
+    buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10, 60],
+    registers: [registry],
+  });
   return (ctx, code, ms, request) => {
     const method = ctx.path.slice(ctx.path.indexOf('.v1.') + 4) || ctx.path;
     calls.inc({ method, code: status[code] ?? String(code) });

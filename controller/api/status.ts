@@ -42,7 +42,11 @@ export function statusMapper(log: Logger, refusals: RefusalLog): (err: unknown, 
       const metadata = new Metadata();
       // Tells a client that the controller answered and its database did not (UNAVAILABLE alone reads as "controller down").
       metadata.set(CAUSE_HEADER, 'database');
-      return { code: isDatabaseUnreachable(err) ? status.UNAVAILABLE : status.INTERNAL, details: `database error: ${describeDatabaseError(err)}`, metadata };
+      return {
+        code: isDatabaseUnreachable(err) ? status.UNAVAILABLE : status.INTERNAL,
+        details: `database error: ${describeDatabaseError(err)}`,
+        metadata,
+      };
     }
     log.error({ err, method: ctx.path }, 'unexpected error');
     return { code: status.INTERNAL, details: 'internal error' };

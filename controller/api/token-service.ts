@@ -6,7 +6,13 @@ import { ApiTokenSchema, TokenService, type ApiToken } from '../../proto/gen/bm/
 import type { TokenDirectory, TokenInfo } from '../auth/directory.ts';
 
 function tokenMessage(t: TokenInfo): ApiToken {
-  return create(ApiTokenSchema, { id: t.id, project: t.project, role: t.role, description: t.description, createdAt: timestampFromDate(t.createdAt) });
+  return create(ApiTokenSchema, {
+    id: t.id,
+    project: t.project,
+    role: t.role,
+    description: t.description,
+    createdAt: timestampFromDate(t.createdAt),
+  });
 }
 
 export function tokenHandlers(tokens: TokenDirectory): ServiceHandlers<typeof TokenService> {

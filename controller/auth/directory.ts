@@ -30,7 +30,13 @@ function digestHex(token: string): string {
 }
 
 function toInfo(row: ApiTokenRow): TokenInfo {
-  return { id: row.hash.slice(0, 12), project: row.project, role: row.role as Role, description: row.description, createdAt: row.createdAt };
+  return {
+    id: row.hash.slice(0, 12),
+    project: row.project,
+    role: row.role as Role,
+    description: row.description,
+    createdAt: row.createdAt,
+  };
 }
 
 export class TokenDirectory {
@@ -75,7 +81,10 @@ export class TokenDirectory {
 
   async delete(id: string): Promise<void> {
     if (!/^[0-9a-f]{12}$/.test(id)) throw new ValidationError('id', 'the 12 hex digits `bmctl token list` shows');
-    const rows = await this.#db.select({ hash: apiTokens.hash }).from(apiTokens).where(like(apiTokens.hash, `${id}%`));
+    const rows = await this.#db
+      .select({ hash: apiTokens.hash })
+      .from(apiTokens)
+      .where(like(apiTokens.hash, `${id}%`));
     if (rows.length === 0) throw new NotFoundError('token', id);
     if (rows.length > 1) throw new BmError('failed-precondition', `token id ${id} is ambiguous`);
     await this.#db.delete(apiTokens).where(eq(apiTokens.hash, rows[0]!.hash));

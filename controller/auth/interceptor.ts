@@ -46,13 +46,22 @@ export function adminAuth(tokens: TokenDirectory, refusals: RefusalLog, extraPub
             const refuse = (): void => {
               refusals.refused(method.path, call.getPeer());
               // Not forwarding the headers keeps the handler from asking for the body: it stays unread.
-              call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: new UnauthenticatedError().message, metadata: new grpc.Metadata() });
+              call.sendStatus({
+                code: grpc.status.UNAUTHENTICATED,
+                details: new UnauthenticatedError().message,
+                metadata: new grpc.Metadata(),
+              });
             };
             if (token === null) return forward(metadata);
             if (token === undefined) return refuse();
             tokens.resolve(token).then(
               (caller) => (caller ? forward(metadata) : refuse()),
-              () => call.sendStatus({ code: grpc.status.UNAVAILABLE, details: 'cannot check the token now (database unavailable); retry', metadata: new grpc.Metadata() }),
+              () =>
+                call.sendStatus({
+                  code: grpc.status.UNAVAILABLE,
+                  details: 'cannot check the token now (database unavailable); retry',
+                  metadata: new grpc.Metadata(),
+                }),
             );
           },
         });
@@ -93,7 +102,11 @@ export function callerAuth(tokens: TokenDirectory, extraPublic: readonly string[
     const caller = token === undefined ? null : await tokens.resolve(token);
     if (!caller) throw new UnauthenticatedError();
     if (caller.role !== 'admin' && !MEMBER_METHODS.has(ctx.path)) {
-      throw new BmError('permission-denied', `${ctx.path.slice(ctx.path.lastIndexOf('/') + 1)} needs an admin token (this token is a member of project ${caller.project})`, { project: caller.project });
+      throw new BmError(
+        'permission-denied',
+        `${ctx.path.slice(ctx.path.lastIndexOf('/') + 1)} needs an admin token (this token is a member of project ${caller.project})`,
+        { project: caller.project },
+      );
     }
     setCaller(ctx, caller);
   };

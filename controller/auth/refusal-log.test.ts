@@ -11,7 +11,15 @@ function capture(): { lines: () => Record<string, unknown>[]; stream: Writable }
       done();
     },
   });
-  return { stream, lines: () => out.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
+  return {
+    stream,
+    lines: () =>
+      out
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
 }
 
 afterEach(() => {
@@ -28,7 +36,12 @@ describe('refusal log', () => {
     expect(lines()[0]).toMatchObject({ msg: 'refused unauthenticated call', peer: '192.0.2.0:5000' });
     vi.advanceTimersByTime(10_000);
     expect(lines()).toHaveLength(2);
-    expect(lines()[1]).toMatchObject({ refused: 1230, peers: ['192.0.2.1:5000', '192.0.2.2:5000'], methods: ['/bm.v1.NodeService/ListNodes'], windowS: 10 });
+    expect(lines()[1]).toMatchObject({
+      refused: 1230,
+      peers: ['192.0.2.1:5000', '192.0.2.2:5000'],
+      methods: ['/bm.v1.NodeService/ListNodes'],
+      windowS: 10,
+    });
     // A new window starts with a line of its own.
     refusals.refused('/bm.v1.NodeService/GetNode', '192.0.2.9:1');
     expect(lines()).toHaveLength(3);

@@ -50,7 +50,10 @@ export class RefusalLog {
   #closeWindow(): void {
     this.#timer = undefined;
     if (this.#suppressed === 0) return;
-    this.#log.info({ refused: this.#suppressed, peers: [...this.#peers], methods: [...this.#methods], windowS: this.#options.windowMs / 1000 }, 'refused more unauthenticated calls (logged once per window)');
+    this.#log.info(
+      { refused: this.#suppressed, peers: [...this.#peers], methods: [...this.#methods], windowS: this.#options.windowMs / 1000 },
+      'refused more unauthenticated calls (logged once per window)',
+    );
     this.#suppressed = 0;
     this.#peers.clear();
     this.#methods.clear();

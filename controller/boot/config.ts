@@ -11,9 +11,24 @@ import { parseCidr } from './http/client-gate.ts';
 
 const ipv4 = z.string().refine(isIpv4, 'expected a dotted IPv4 address');
 const bool = z.preprocess((v) => (v === 'true' || v === '1' ? true : v === 'false' || v === '0' ? false : v), z.boolean());
-const ipList = z.preprocess((v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter((s) => s.length > 0) : v), z.array(ipv4));
+const ipList = z.preprocess(
+  (v) =>
+    typeof v === 'string'
+      ? v
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s.length > 0)
+      : v,
+  z.array(ipv4),
+);
 const cidrList = z.preprocess(
-  (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter((s) => s.length > 0) : v),
+  (v) =>
+    typeof v === 'string'
+      ? v
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s.length > 0)
+      : v,
   z.array(z.string().refine((c) => parseCidr(c) !== null, 'expected an IPv4 network such as 10.20.0.0/24')),
 );
 const port = z.coerce.number().int().min(1).max(65535);
@@ -25,7 +40,10 @@ const netmask = ipv4.refine((m) => {
 export const bootConfigSchema = z
   .object({
     /** The provisioning interface (documentation for operators; Node cannot bind to a device). */
-    interface: z.string().regex(/^[A-Za-z0-9_.:-]{1,15}$/, 'expected an interface name of up to 15 characters').default('eth0'),
+    interface: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,15}$/, 'expected an interface name of up to 15 characters')
+      .default('eth0'),
     /** Our address on the provisioning segment: DHCP server id, next-server, iPXE URL host. */
     server_address: ipv4,
     /** Address the DHCP/TFTP sockets bind; 0.0.0.0 is needed to receive broadcasts. */
@@ -41,7 +59,12 @@ export const bootConfigSchema = z
     netmask: netmask.default('255.255.255.0'),
     router: ipv4.optional(),
     dns: ipList.default([]),
-    lease_time_s: z.coerce.number().int().min(60).max(7 * 86400).default(3600),
+    lease_time_s: z.coerce
+      .number()
+      .int()
+      .min(60)
+      .max(7 * 86400)
+      .default(3600),
     discovery: bool.default(false),
     tftp_root: z.string().min(1).default('/var/lib/bm/tftp'),
     tftp_port: port.default(69),
@@ -56,7 +79,10 @@ export const bootConfigSchema = z
      * The API address agents call back, put on the ramdisk's kernel command
      * line; default http://<server_address>:<the API's port>.
      */
-    api_url: z.string().regex(/^https?:\/\/[A-Za-z0-9.:\-[\]]+\/?$/, 'expected http://host:port').optional(),
+    api_url: z
+      .string()
+      .regex(/^https?:\/\/[A-Za-z0-9.:\-[\]]+\/?$/, 'expected http://host:port')
+      .optional(),
     /**
      * In DHCP mode proxy or off (we hold no leases): the networks whose
      * addresses may fetch kernels and ramdisks from the HTTP boot port, as
@@ -68,7 +94,9 @@ export const bootConfigSchema = z
     http_root: z.string().min(1).default('/var/lib/bm/http'),
     deploy_kernel: z.string().min(1).default('deploy/vmlinuz'),
     deploy_ramdisk: z.string().min(1).default('deploy/initrd'),
-    kernel_args: z.preprocess((v) => (typeof v === 'string' ? v.split(' ').filter((s) => s.length > 0) : v), z.array(z.string())).default(['console=ttyS0', 'quiet']),
+    kernel_args: z
+      .preprocess((v) => (typeof v === 'string' ? v.split(' ').filter((s) => s.length > 0) : v), z.array(z.string()))
+      .default(['console=ttyS0', 'quiet']),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -78,9 +106,14 @@ export const bootConfigSchema = z
     if (!c.range_start || !c.range_end) return;
     const mask = ipToInt(c.netmask);
     const net = (ip: string): number => (ipToInt(ip) & mask) >>> 0;
-    if (ipToInt(c.range_start) > ipToInt(c.range_end)) ctx.addIssue({ code: 'custom', path: ['range_end'], message: `must not be below range_start ${c.range_start}` });
+    if (ipToInt(c.range_start) > ipToInt(c.range_end))
+      ctx.addIssue({ code: 'custom', path: ['range_end'], message: `must not be below range_start ${c.range_start}` });
     if (net(c.range_start) !== net(c.server_address) || net(c.range_end) !== net(c.server_address)) {
-      ctx.addIssue({ code: 'custom', path: ['range_start'], message: `the range must lie in ${intToIp(net(c.server_address))}/${c.netmask}, the server address's network` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['range_start'],
+        message: `the range must lie in ${intToIp(net(c.server_address))}/${c.netmask}, the server address's network`,
+      });
     }
   });
 

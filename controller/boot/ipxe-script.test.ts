@@ -73,7 +73,11 @@ describe('iPXE script renderer', () => {
 
 describe('iPXE script with API TLS on', () => {
   const sha256 = 'ab'.repeat(32);
-  const tlsConfig = { ...config, controllerUrl: 'https://10.0.0.1:6385', agentCa: { pem: Buffer.from('-----BEGIN CERTIFICATE-----\n'), sha256 } };
+  const tlsConfig = {
+    ...config,
+    controllerUrl: 'https://10.0.0.1:6385',
+    agentCa: { pem: Buffer.from('-----BEGIN CERTIFICATE-----\n'), sha256 },
+  };
 
   it('pins the CA by its sha256 and says where the boot port serves it', () => {
     const script = renderIpxeScript(planBoot(node('deploying'), tlsConfig)!);
@@ -92,8 +96,23 @@ describe('iPXE script with API TLS on', () => {
 
 describe('boot config fragment', () => {
   it('fills defaults and coerces environment strings', () => {
-    const c = bootConfigSchema.parse({ server_address: '10.0.0.1', range_start: '10.0.0.100', range_end: '10.0.0.200', discovery: 'true', dns: '10.0.0.1, 10.0.0.2', http_port: '7000' });
-    expect(c).toMatchObject({ mode: 'full', discovery: true, dns: ['10.0.0.1', '10.0.0.2'], http_port: 7000, tftp_port: 69, ipxe_bios: 'undionly.kpxe', ipxe_efi: 'ipxe.efi' });
+    const c = bootConfigSchema.parse({
+      server_address: '10.0.0.1',
+      range_start: '10.0.0.100',
+      range_end: '10.0.0.200',
+      discovery: 'true',
+      dns: '10.0.0.1, 10.0.0.2',
+      http_port: '7000',
+    });
+    expect(c).toMatchObject({
+      mode: 'full',
+      discovery: true,
+      dns: ['10.0.0.1', '10.0.0.2'],
+      http_port: 7000,
+      tftp_port: 69,
+      ipxe_bios: 'undionly.kpxe',
+      ipxe_efi: 'ipxe.efi',
+    });
   });
 
   it('names the key that is wrong', () => {
@@ -103,7 +122,9 @@ describe('boot config fragment', () => {
       return r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
     };
     expect(bad({ server_address: '10.0.0.1' })).toMatch(/range_start: required when mode is "full"/);
-    expect(bad({ server_address: '10.0.0.1', range_start: '10.1.0.1', range_end: '10.1.0.9' })).toMatch(/range_start: the range must lie in 10\.0\.0\.0\/255\.255\.255\.0/);
+    expect(bad({ server_address: '10.0.0.1', range_start: '10.1.0.1', range_end: '10.1.0.9' })).toMatch(
+      /range_start: the range must lie in 10\.0\.0\.0\/255\.255\.255\.0/,
+    );
     expect(bad({ server_address: '10.0.0.300', mode: 'proxy' })).toMatch(/server_address: expected a dotted IPv4 address/);
     expect(bad({ server_address: '10.0.0.1', mode: 'proxy', netmask: '255.0.255.0' })).toMatch(/netmask/);
     expect(bad({ server_address: '10.0.0.1', mode: 'bogus' })).toMatch(/mode/);

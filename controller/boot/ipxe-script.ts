@@ -61,7 +61,9 @@ export function renderIpxeScript(plan: BootScriptPlan): string {
     `bm.purpose=${plan.purpose}`,
     ...(plan.nodeUuid ? [`bm.node=${checkedUuid(plan.nodeUuid)}`] : []),
     ...(plan.agentToken ? [`bm.token=${safe(plan.agentToken, /^[A-Za-z0-9_-]{16,128}$/, 'agentToken')}`] : []),
-    ...(plan.ca ? [`bm.ca=${safe(plan.ca.sha256, /^[0-9a-f]{64}$/, 'ca.sha256')}`, `bm.ca_url=${safe(plan.ca.url, SAFE_URL, 'ca.url')}`] : []),
+    ...(plan.ca
+      ? [`bm.ca=${safe(plan.ca.sha256, /^[0-9a-f]{64}$/, 'ca.sha256')}`, `bm.ca_url=${safe(plan.ca.url, SAFE_URL, 'ca.url')}`]
+      : []),
     ...plan.kernelArgs.map((a, i) => safe(a, SAFE_ARG, `kernelArgs[${i}]`)),
     // The NIC iPXE booted from, as pxelinux writes it: the ramdisk takes DHCP on that one (iPXE expands it).
     'BOOTIF=01-${netX/mac:hexhyp}',

@@ -76,7 +76,14 @@ export class MemoryBootBackend implements BootBackend {
     if (current && inPool(current.ip)) return hold(current.ip);
     const held = this.holdOf.get(req.mac);
     const heldEntry = held === undefined ? undefined : this.holds.get(held);
-    if (held !== undefined && heldEntry?.mac === req.mac && heldEntry.until > t && inPool(held) && this.usableBy(held, req.mac, req.pool, t)) return hold(held);
+    if (
+      held !== undefined &&
+      heldEntry?.mac === req.mac &&
+      heldEntry.until > t &&
+      inPool(held) &&
+      this.usableBy(held, req.mac, req.pool, t)
+    )
+      return hold(held);
     if (req.requestedIp && inPool(req.requestedIp) && this.usableBy(req.requestedIp, req.mac, req.pool, t)) return hold(req.requestedIp);
     const key = `${req.pool.start}-${req.pool.end}`;
     const size = end - start + 1;

@@ -68,7 +68,9 @@ export interface BootServices {
  */
 export function bootClientGate(config: BootConfig, leases: LeaseHolders): BootClientGate {
   if (config.mode === 'full') return new LeaseGate(leases);
-  const networks = config.provisioning_networks ?? [`${intToIp((ipToInt(config.server_address) & ipToInt(config.netmask)) >>> 0)}/${prefixLength(config.netmask)}`];
+  const networks = config.provisioning_networks ?? [
+    `${intToIp((ipToInt(config.server_address) & ipToInt(config.netmask)) >>> 0)}/${prefixLength(config.netmask)}`,
+  ];
   return new NetworkGate(networks.map((n) => parseCidr(n)!));
 }
 
@@ -93,7 +95,15 @@ export async function startBootServices(config: BootConfig, deps: BootServiceDep
     proxyPort: config.proxy_port,
     relayPort: config.relay_port,
     ...(config.range_start && config.range_end
-      ? { range: { start: config.range_start, end: config.range_end, netmask: config.netmask, router: config.router ?? null, dns: config.dns } }
+      ? {
+          range: {
+            start: config.range_start,
+            end: config.range_end,
+            netmask: config.netmask,
+            router: config.router ?? null,
+            dns: config.dns,
+          },
+        }
       : {}),
     leaseTimeSec: config.lease_time_s,
     discovery,
@@ -101,7 +111,12 @@ export async function startBootServices(config: BootConfig, deps: BootServiceDep
     ...(deps.log ? { log: deps.log } : {}),
   });
   const tftp = new TftpServer({
-    source: deps.files ?? (await IpxeOverlayFileSource.create(new DirectoryFileSource(config.tftp_root), config.ipxe_source_dir, [config.ipxe_bios, config.ipxe_efi])),
+    source:
+      deps.files ??
+      (await IpxeOverlayFileSource.create(new DirectoryFileSource(config.tftp_root), config.ipxe_source_dir, [
+        config.ipxe_bios,
+        config.ipxe_efi,
+      ])),
     address: config.bind_address,
     port: config.tftp_port,
     maxBlockSize: config.tftp_max_block_size,
@@ -120,7 +135,11 @@ export async function startBootServices(config: BootConfig, deps: BootServiceDep
     ...(deps.metadata ? { metadata: deps.metadata } : {}),
   });
   if (deps.metrics) {
-    registerStatsMetrics(deps.metrics, { dhcp: () => ({ ...dhcp.stats }), tftp: () => ({ ...tftp.stats }), http_boot: () => ({ ...http.stats }) });
+    registerStatsMetrics(deps.metrics, {
+      dhcp: () => ({ ...dhcp.stats }),
+      tftp: () => ({ ...tftp.stats }),
+      http_boot: () => ({ ...http.stats }),
+    });
   }
   const started: { close(): Promise<void> }[] = [];
   let ports: BootServices['ports'];

@@ -17,11 +17,18 @@ export function registerAdminCommands(program: Command, globals: Globals): void 
     .option('--config <file>', 'bm.toml (default: BM_CONFIG)')
     .action(async (o: { config?: string }) => {
       // Loaded on use: operators' everyday commands need none of the server side.
-      const [{ loadConfig }, { syncDatabase }, { redactDatabaseUrl }] = await Promise.all([import('../config/load.ts'), import('../../db/migrate.ts'), import('../../db/connect.ts')]);
+      const [{ loadConfig }, { syncDatabase }, { redactDatabaseUrl }] = await Promise.all([
+        import('../config/load.ts'),
+        import('../../db/migrate.ts'),
+        import('../../db/connect.ts'),
+      ]);
       const { config } = await loadConfig(o.config ?? process.env.BM_CONFIG);
       const result = await syncDatabase(config.database.url);
       if (globals().json) printJson(result);
-      else process.stdout.write(`database ${result.database} at ${redactDatabaseUrl(config.database.url)}: ${result.created ? 'created, ' : ''}${result.applied} migration(s) applied\n`);
+      else
+        process.stdout.write(
+          `database ${result.database} at ${redactDatabaseUrl(config.database.url)}: ${result.created ? 'created, ' : ''}${result.applied} migration(s) applied\n`,
+        );
     });
 
   const controller = program.command('controller').description('the controller process, and the cluster of them');
@@ -33,8 +40,22 @@ export function registerAdminCommands(program: Command, globals: Globals): void 
       const r = await withApi(g, (conn) => conn.client(ClusterService).listControllers({}));
       if (g.json) printJson(r.controllers.map((c) => messageJson(ControllerInfoSchema, c)));
       else {
-        const age = (c: (typeof r.controllers)[number]): string => (c.heartbeatAt ? `${((Date.now() - timestampDate(c.heartbeatAt).getTime()) / 1000).toFixed(1)} s ago` : '');
-        process.stdout.write(table(['ID', 'Hostname', 'API', 'Groups', 'Last_Heartbeat', 'Alive', 'Owned_Nodes'], r.controllers.map((c) => [c.id, c.hostname, c.apiAddress, c.groups.join(','), age(c), c.alive ? 'yes' : 'no', String(c.ownedNodes)])) + '\n');
+        const age = (c: (typeof r.controllers)[number]): string =>
+          c.heartbeatAt ? `${((Date.now() - timestampDate(c.heartbeatAt).getTime()) / 1000).toFixed(1)} s ago` : '';
+        process.stdout.write(
+          table(
+            ['ID', 'Hostname', 'API', 'Groups', 'Last_Heartbeat', 'Alive', 'Owned_Nodes'],
+            r.controllers.map((c) => [
+              c.id,
+              c.hostname,
+              c.apiAddress,
+              c.groups.join(','),
+              age(c),
+              c.alive ? 'yes' : 'no',
+              String(c.ownedNodes),
+            ]),
+          ) + '\n',
+        );
       }
     });
   controller
@@ -42,7 +63,11 @@ export function registerAdminCommands(program: Command, globals: Globals): void 
     .description('serve the API until SIGTERM/SIGINT')
     .option('--config <file>', 'bm.toml (default: BM_CONFIG)')
     .action(async (o: { config?: string }) => {
-      const [{ loadConfig }, { createLogger }, { startController }] = await Promise.all([import('../config/load.ts'), import('../log/logger.ts'), import('../server/controller.ts')]);
+      const [{ loadConfig }, { createLogger }, { startController }] = await Promise.all([
+        import('../config/load.ts'),
+        import('../log/logger.ts'),
+        import('../server/controller.ts'),
+      ]);
       const loaded = await loadConfig(o.config ?? process.env.BM_CONFIG);
       const log = createLogger(loaded.config.log.level);
       if (loaded.envUnknown.length > 0) log.warn({ variables: loaded.envUnknown }, 'ignored unknown BM_ configuration variables');
@@ -60,9 +85,11 @@ export function registerAdminCommands(program: Command, globals: Globals): void 
   const token = program.command('token').description('API tokens: bm.toml admin tokens, and project tokens kept by the controller');
   token
     .command('create')
-    .description('without --project/--role: a new admin token for bm.toml (api.tokens gets its hash); with them: a project token made through the API (needs an admin token)')
+    .description(
+      'without --project/--role: a new admin token for bm.toml (api.tokens gets its hash); with them: a project token made through the API (needs an admin token)',
+    )
     .option('--project <p>', 'the project the token acts for')
-    .option('--role <role>', 'admin (the fleet) or member (its project\'s instances only)')
+    .option('--role <role>', "admin (the fleet) or member (its project's instances only)")
     .option('--description <text>', 'who or what it is for', '')
     .action(async (o: { project?: string; role?: string; description: string }) => {
       const g = globals();
@@ -73,9 +100,14 @@ export function registerAdminCommands(program: Command, globals: Globals): void 
         else process.stdout.write(`token: ${made}\nconfig line: tokens = ["${hash}"]\n`);
         return;
       }
-      const made = await withApi(g, (conn) => conn.client(TokenService).createToken({ project: o.project ?? '', role: o.role ?? 'member', description: o.description }));
+      const made = await withApi(g, (conn) =>
+        conn.client(TokenService).createToken({ project: o.project ?? '', role: o.role ?? 'member', description: o.description }),
+      );
       if (g.json) printJson({ token: made.token, ...(made.info ? (messageJson(ApiTokenSchema, made.info) as object) : {}) });
-      else process.stdout.write(`token: ${made.token}\nid: ${made.info?.id} project: ${made.info?.project} role: ${made.info?.role}\n(shown once; the controller keeps only its digest)\n`);
+      else
+        process.stdout.write(
+          `token: ${made.token}\nid: ${made.info?.id} project: ${made.info?.project} role: ${made.info?.role}\n(shown once; the controller keeps only its digest)\n`,
+        );
     });
   token
     .command('list')
@@ -84,7 +116,13 @@ export function registerAdminCommands(program: Command, globals: Globals): void 
       const g = globals();
       const { tokens } = await withApi(g, (conn) => conn.client(TokenService).listTokens({}));
       if (g.json) printJson(tokens.map((t) => messageJson(ApiTokenSchema, t)));
-      else process.stdout.write(table(['ID', 'Project', 'Role', 'Description'], tokens.map((t) => [t.id, t.project, t.role, t.description])) + '\n');
+      else
+        process.stdout.write(
+          table(
+            ['ID', 'Project', 'Role', 'Description'],
+            tokens.map((t) => [t.id, t.project, t.role, t.description]),
+          ) + '\n',
+        );
     });
   token
     .command('delete <id>')

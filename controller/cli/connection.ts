@@ -52,7 +52,13 @@ export function speaksTls(target: string, timeoutMs = 2000): Promise<boolean> {
   const host = target.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
   const port = Number(target.slice(colon + 1));
   return new Promise((resolve) => {
-    const socket = tlsConnect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['h2'], ...(/^[\d.:]+$/.test(host) ? {} : { servername: host }) });
+    const socket = tlsConnect({
+      host,
+      port,
+      rejectUnauthorized: false,
+      ALPNProtocols: ['h2'],
+      ...(/^[\d.:]+$/.test(host) ? {} : { servername: host }),
+    });
     const done = (result: boolean): void => {
       clearTimeout(timer);
       socket.destroy();
@@ -71,12 +77,17 @@ export function speaksTls(target: string, timeoutMs = 2000): Promise<boolean> {
 async function explainTlsFailure(err: unknown, endpoint: ApiEndpoint): Promise<unknown> {
   if (!isServiceError(err) || err.code !== grpc.status.UNAVAILABLE) return err;
   if (endpoint.ca === null) {
-    if (await speaksTls(endpoint.target)) return new CliUsageError(`the controller at ${endpoint.target} speaks TLS: pass --ca FILE (or set BM_CA) with the CA certificate that signed its certificate`);
+    if (await speaksTls(endpoint.target))
+      return new CliUsageError(
+        `the controller at ${endpoint.target} speaks TLS: pass --ca FILE (or set BM_CA) with the CA certificate that signed its certificate`,
+      );
     return err;
   }
   if (/certificate|self.signed|verify|altname|SSL|TLS/i.test(err.details)) {
     const against = endpoint.ca === '' ? "the system's trusted CAs" : endpoint.ca;
-    return new CliUsageError(`cannot verify the controller at ${endpoint.target} against ${against} (${err.details}): pass --ca FILE with the CA certificate that signed its certificate`);
+    return new CliUsageError(
+      `cannot verify the controller at ${endpoint.target} against ${against} (${err.details}): pass --ca FILE with the CA certificate that signed its certificate`,
+    );
   }
   return err;
 }

@@ -11,7 +11,8 @@ export function describeError(err: unknown, url?: string): string {
     const name = status[err.code] ?? String(err.code);
     // The controller answered; its database did not. Not "cannot reach the controller".
     if (err.metadata?.get(CAUSE_HEADER)[0] === 'database') return `${err.details} (${name})`;
-    if (err.code === status.UNAVAILABLE) return `cannot reach the controller at ${url ?? 'the API'} (${err.details}); is it running? (UNAVAILABLE)`;
+    if (err.code === status.UNAVAILABLE)
+      return `cannot reach the controller at ${url ?? 'the API'} (${err.details}); is it running? (UNAVAILABLE)`;
     if (err.code === status.UNAUTHENTICATED) return `${err.details}: pass --token or set BM_TOKEN (UNAUTHENTICATED)`;
     return `${err.details} (${name})`;
   }

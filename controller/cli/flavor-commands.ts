@@ -35,13 +35,21 @@ export function registerFlavorCommands(program: Command, globals: () => GlobalOp
     .action(async (name: string, o: { ram: number; disk: number; cpus: number; arch: string; resourceClass: string }) => {
       const g = globals();
       await withApi(g, async (conn) => {
-        printMessage(g.json, FlavorSchema, await conn.client(FlavorService).createFlavor({ name, ramMb: o.ram, diskGb: o.disk, cpus: o.cpus, cpuArch: o.arch, resourceClass: o.resourceClass }));
+        printMessage(
+          g.json,
+          FlavorSchema,
+          await conn
+            .client(FlavorService)
+            .createFlavor({ name, ramMb: o.ram, diskGb: o.disk, cpus: o.cpus, cpuArch: o.arch, resourceClass: o.resourceClass }),
+        );
       });
     });
 
   flavor
     .command('key <name> <action> <pairs...>')
-    .description('set K=V ... or unset K ...: cpu_arch, resource_class, capabilities:NAME, baremetal:deploy_kernel_id, baremetal:deploy_ramdisk_id')
+    .description(
+      'set K=V ... or unset K ...: cpu_arch, resource_class, capabilities:NAME, baremetal:deploy_kernel_id, baremetal:deploy_ramdisk_id',
+    )
     .action(async (name: string, action: string, pairs: string[]) => {
       const g = globals();
       await withApi(g, async (conn) => {

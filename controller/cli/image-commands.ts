@@ -28,40 +28,57 @@ export function registerImageCommands(program: Command, globals: Globals): void 
     .option('--kernel <id>', 'the aki image this image boots with (sets kernel_id)')
     .option('--ramdisk <id>', 'the ari image this image boots with (sets ramdisk_id)')
     .option('--sha256 <hex>', 'refuse the upload unless the file hashes to this')
-    .option('--property <key=value>', 'extra property (repeatable)', (v: string, prev: Record<string, string>) => {
-      const eq = v.indexOf('=');
-      if (eq <= 0) throw new CliUsageError(`--property takes KEY=VALUE, got "${v}"`);
-      return { ...prev, [v.slice(0, eq)]: v.slice(eq + 1) };
-    }, {})
-    .action(async (file: string, o: { name: string; diskFormat: string; kernel?: string; ramdisk?: string; sha256?: string; property: Record<string, string> }) => {
-      const g = globals();
-      const size = await stat(file).then(
-        (s) => s.size,
-        (err: NodeJS.ErrnoException) => {
-          throw new CliUsageError(`cannot read ${file}: ${err.code ?? err.message}`);
-        },
-      );
-      const properties = { ...o.property, ...(o.kernel ? { kernel_id: o.kernel } : {}), ...(o.ramdisk ? { ramdisk_id: o.ramdisk } : {}) };
-      const bar = process.stderr.isTTY && !g.json ? new SingleBar({ format: 'upload [{bar}] {percentage}% {value}/{total} MiB {eta_formatted}', hideCursor: true }, Presets.shades_classic) : null;
-      bar?.start(Math.max(1, Math.ceil(size / CHUNK)), 0);
-      let sent = 0;
-      async function* requests(): AsyncIterable<MessageInitShape<typeof CreateImageRequestSchema>> {
-        yield { part: { case: 'meta', value: { name: o.name, diskFormat: o.diskFormat, properties, expectedSha256: o.sha256 ?? '' } } };
-        for await (const chunk of createReadStream(file, { highWaterMark: CHUNK })) {
-          sent += (chunk as Buffer).length;
-          bar?.update(Math.ceil(sent / CHUNK));
-          yield { part: { case: 'chunk', value: chunk as Buffer } };
+    .option(
+      '--property <key=value>',
+      'extra property (repeatable)',
+      (v: string, prev: Record<string, string>) => {
+        const eq = v.indexOf('=');
+        if (eq <= 0) throw new CliUsageError(`--property takes KEY=VALUE, got "${v}"`);
+        return { ...prev, [v.slice(0, eq)]: v.slice(eq + 1) };
+      },
+      {},
+    )
+    .action(
+      async (
+        file: string,
+        o: { name: string; diskFormat: string; kernel?: string; ramdisk?: string; sha256?: string; property: Record<string, string> },
+      ) => {
+        const g = globals();
+        const size = await stat(file).then(
+          (s) => s.size,
+          (err: NodeJS.ErrnoException) => {
+            throw new CliUsageError(`cannot read ${file}: ${err.code ?? err.message}`);
+          },
+        );
+        const properties = { ...o.property, ...(o.kernel ? { kernel_id: o.kernel } : {}), ...(o.ramdisk ? { ramdisk_id: o.ramdisk } : {}) };
+        const bar =
+          process.stderr.isTTY && !g.json
+            ? new SingleBar(
+                { format: 'upload [{bar}] {percentage}% {value}/{total} MiB {eta_formatted}', hideCursor: true },
+                Presets.shades_classic,
+              )
+            : null;
+        bar?.start(Math.max(1, Math.ceil(size / CHUNK)), 0);
+        let sent = 0;
+        async function* requests(): AsyncIterable<MessageInitShape<typeof CreateImageRequestSchema>> {
+          yield { part: { case: 'meta', value: { name: o.name, diskFormat: o.diskFormat, properties, expectedSha256: o.sha256 ?? '' } } };
+          for await (const chunk of createReadStream(file, { highWaterMark: CHUNK })) {
+            sent += (chunk as Buffer).length;
+            bar?.update(Math.ceil(sent / CHUNK));
+            yield { part: { case: 'chunk', value: chunk as Buffer } };
+          }
         }
-      }
-      try {
-        const created = await withApi(g, (conn) => conn.client(ImageService).createImage(requests()));
-        bar?.stop();
-        if (g.json) printJson(messageJson(ImageSchema, created));
-        else process.stdout.write(`${details(messageJson(ImageSchema, created) as Record<string, unknown>)}\nsha256: ${created.sha256}\n`);
-      } finally {
-        bar?.stop();
-      }
-    });
+        try {
+          const created = await withApi(g, (conn) => conn.client(ImageService).createImage(requests()));
+          bar?.stop();
+          if (g.json) printJson(messageJson(ImageSchema, created));
+          else
+            process.stdout.write(`${details(messageJson(ImageSchema, created) as Record<string, unknown>)}\nsha256: ${created.sha256}\n`);
+        } finally {
+          bar?.stop();
+        }
+      },
+    );
 
   image
     .command('list')

@@ -17,7 +17,18 @@ import { messageJson, printJson, printMessage, table } from './output.ts';
 const FINAL = new Set(['ACTIVE', 'ERROR']);
 
 function instanceRow(i: Instance): string[] {
-  return [i.uuid, i.name, i.state, i.state === 'BUILD' ? `${i.progress}%` : '', i.address, i.nodeUuid, i.nodeProvisionState, i.powerState, i.project, i.lastError];
+  return [
+    i.uuid,
+    i.name,
+    i.state,
+    i.state === 'BUILD' ? `${i.progress}%` : '',
+    i.address,
+    i.nodeUuid,
+    i.nodeProvisionState,
+    i.powerState,
+    i.project,
+    i.lastError,
+  ];
 }
 
 const HEADERS = ['UUID', 'Name', 'Status', 'Progress', 'Address', 'Node', 'Node_State', 'Power', 'Project', 'Last_Error'];
@@ -32,7 +43,9 @@ async function readMaybe(file: string | undefined, what: string): Promise<Buffer
 /** Follows one instance until ACTIVE or ERROR: events drive the bar, a slow poll guards against a missed event. */
 async function follow(conn: RpcConnection, start: Instance, timeoutMs: number, showBar: boolean): Promise<Instance> {
   const instances = conn.client(InstanceService);
-  const bar = showBar ? new SingleBar({ format: `${start.name} [{bar}] {percentage}% {stage}`, hideCursor: true }, Presets.shades_classic) : null;
+  const bar = showBar
+    ? new SingleBar({ format: `${start.name} [{bar}] {percentage}% {stage}`, hideCursor: true }, Presets.shades_classic)
+    : null;
   bar?.start(100, 0, { stage: 'scheduled' });
   const abort = new AbortController();
   const deadline = setTimeout(() => abort.abort(), timeoutMs);
@@ -46,7 +59,8 @@ async function follow(conn: RpcConnection, start: Instance, timeoutMs: number, s
           bar?.update({ stage: e.provisionState });
           abort.signal.throwIfAborted();
           if (e.provisionState === 'active' || e.provisionState === 'deploy-failed') break;
-        } else if (e.type === 'power.changed') bar?.update({ stage: `power ${e.details.target ?? e.powerState}${e.details.bootDevice ? ` (${e.details.bootDevice})` : ''}` });
+        } else if (e.type === 'power.changed')
+          bar?.update({ stage: `power ${e.details.target ?? e.powerState}${e.details.bootDevice ? ` (${e.details.bootDevice})` : ''}` });
       }
     } catch {
       // The poll below decides; a broken watch only loses the live bar.
@@ -80,34 +94,49 @@ export function registerInstanceCommands(program: Command, globals: () => Global
     .option('--static <address/prefix,gateway[,dns...]>', 'static network on the first port instead of DHCP')
     .option('--wait', 'follow the deploy until ACTIVE or ERROR (non-zero exit on ERROR)', false)
     .option('--timeout <s>', 'give up waiting after this many seconds', '3600')
-    .action(async (name: string, o: { flavor: string; image: string; userData?: string; keyFile: string[]; static?: string; wait: boolean; timeout: string }) => {
-      const g = globals();
-      const userData = (await readMaybe(o.userData, 'user data')) ?? new Uint8Array();
-      const sshKeys: string[] = [];
-      for (const f of o.keyFile) {
-        const text = (await readMaybe(f, 'key file'))!.toString('utf8');
-        sshKeys.push(...text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#')));
-      }
-      let network: { mode: string; address: string; netmask: string; gateway: string; dns: string[] } | undefined;
-      if (o.static) {
-        const [cidr = '', gateway = '', ...dns] = o.static.split(',');
-        const [address = '', prefix = ''] = cidr.split('/');
-        if (!address || !prefix) throw new CliUsageError(`--static takes ADDRESS/PREFIX,GATEWAY[,DNS...], got "${o.static}"`);
-        network = { mode: 'static', address, netmask: prefix, gateway, dns };
-      }
-      await withApi(g, async (conn) => {
-        const created = await conn.client(InstanceService).createInstance({ name, flavor: o.flavor, image: o.image, userData, sshKeys, ...(network ? { network } : {}) });
-        if (!o.wait) {
-          printMessage(g.json, InstanceSchema, created);
-          return;
+    .action(
+      async (
+        name: string,
+        o: { flavor: string; image: string; userData?: string; keyFile: string[]; static?: string; wait: boolean; timeout: string },
+      ) => {
+        const g = globals();
+        const userData = (await readMaybe(o.userData, 'user data')) ?? new Uint8Array();
+        const sshKeys: string[] = [];
+        for (const f of o.keyFile) {
+          const text = (await readMaybe(f, 'key file'))!.toString('utf8');
+          sshKeys.push(
+            ...text
+              .split('\n')
+              .map((l) => l.trim())
+              .filter((l) => l !== '' && !l.startsWith('#')),
+          );
         }
-        if (!g.json) process.stderr.write(`instance ${created.uuid} scheduled on node ${created.nodeUuid}\n`);
-        const final = await follow(conn, created, Number(o.timeout) * 1000, process.stderr.isTTY && !g.json);
-        if (g.json) printJson(messageJson(InstanceSchema, final));
-        else process.stdout.write(`${final.uuid} ${final.name} ${final.state}${final.address ? ` address=${final.address}` : ''}${final.lastError ? ` last_error="${final.lastError}"` : ''}\n`);
-        if (final.state !== 'ACTIVE') process.exitCode = 1;
-      });
-    });
+        let network: { mode: string; address: string; netmask: string; gateway: string; dns: string[] } | undefined;
+        if (o.static) {
+          const [cidr = '', gateway = '', ...dns] = o.static.split(',');
+          const [address = '', prefix = ''] = cidr.split('/');
+          if (!address || !prefix) throw new CliUsageError(`--static takes ADDRESS/PREFIX,GATEWAY[,DNS...], got "${o.static}"`);
+          network = { mode: 'static', address, netmask: prefix, gateway, dns };
+        }
+        await withApi(g, async (conn) => {
+          const created = await conn
+            .client(InstanceService)
+            .createInstance({ name, flavor: o.flavor, image: o.image, userData, sshKeys, ...(network ? { network } : {}) });
+          if (!o.wait) {
+            printMessage(g.json, InstanceSchema, created);
+            return;
+          }
+          if (!g.json) process.stderr.write(`instance ${created.uuid} scheduled on node ${created.nodeUuid}\n`);
+          const final = await follow(conn, created, Number(o.timeout) * 1000, process.stderr.isTTY && !g.json);
+          if (g.json) printJson(messageJson(InstanceSchema, final));
+          else
+            process.stdout.write(
+              `${final.uuid} ${final.name} ${final.state}${final.address ? ` address=${final.address}` : ''}${final.lastError ? ` last_error="${final.lastError}"` : ''}\n`,
+            );
+          if (final.state !== 'ACTIVE') process.exitCode = 1;
+        });
+      },
+    );
 
   const instance = program.command('instance').description('instances: list, show, delete, reboot, power');
 
@@ -150,7 +179,12 @@ export function registerInstanceCommands(program: Command, globals: () => Global
           current = await instances.getInstance({ id: current.uuid }).catch(() => null);
         }
         if (g.json) printJson(current ? messageJson(InstanceSchema, current) : { deleted: id });
-        else process.stdout.write(current ? `${current.uuid} ${current.state}${current.lastError ? ` last_error="${current.lastError}"` : ''}\n` : `deleted instance ${id}\n`);
+        else
+          process.stdout.write(
+            current
+              ? `${current.uuid} ${current.state}${current.lastError ? ` last_error="${current.lastError}"` : ''}\n`
+              : `deleted instance ${id}\n`,
+          );
         if (current?.state === 'ERROR') process.exitCode = 1;
       });
     });
@@ -162,7 +196,11 @@ export function registerInstanceCommands(program: Command, globals: () => Global
     .action(async (id: string, o: { hard: boolean }) => {
       const g = globals();
       await withApi(g, async (conn) => {
-        printMessage(g.json, InstanceSchema, await conn.client(InstanceService).rebootInstance({ id, hard: o.hard }, { timeoutMs: 300_000 }));
+        printMessage(
+          g.json,
+          InstanceSchema,
+          await conn.client(InstanceService).rebootInstance({ id, hard: o.hard }, { timeoutMs: 300_000 }),
+        );
       });
     });
 

@@ -72,7 +72,8 @@ async function startLabProcess(dir: string, nodes: number, database: string, tim
     while (Date.now() < deadline) {
       const state = await readLabState(dir).catch(() => null);
       if (state && state.pid === pid) return state;
-      if (child.exitCode !== null || !alive(pid)) throw new CliUsageError(`the lab process ended before it was up; its log (${logFile(dir)}):\n${await logTail(dir)}`);
+      if (child.exitCode !== null || !alive(pid))
+        throw new CliUsageError(`the lab process ended before it was up; its log (${logFile(dir)}):\n${await logTail(dir)}`);
       await sleep(200);
     }
     process.kill(-pid, 'SIGTERM');
@@ -85,11 +86,20 @@ async function startLabProcess(dir: string, nodes: number, database: string, tim
 /** Live progress: one bar per instance on a terminal, otherwise a line whenever an instance's state or tens of percent change. */
 function progressView(names: readonly string[]): { listener: ProgressListener; stop(): void } {
   if (process.stdout.isTTY) {
-    const multi = new MultiBar({ format: '{name} [{bar}] {percentage}% {state}', hideCursor: true, clearOnComplete: false }, Presets.shades_classic);
+    const multi = new MultiBar(
+      { format: '{name} [{bar}] {percentage}% {state}', hideCursor: true, clearOnComplete: false },
+      Presets.shades_classic,
+    );
     const bars = new Map<string, SingleBar>(names.map((n) => [n, multi.create(100, 0, { name: n, state: 'scheduled' })]));
     return {
       listener: (instances) => {
-        for (const i of instances) bars.get(i.name)?.update(i.state === 'ACTIVE' ? 100 : i.progress, { name: i.name, state: i.state === 'BUILD' ? `BUILD (node ${i.nodeProvisionState})` : i.state });
+        for (const i of instances)
+          bars
+            .get(i.name)
+            ?.update(i.state === 'ACTIVE' ? 100 : i.progress, {
+              name: i.name,
+              state: i.state === 'BUILD' ? `BUILD (node ${i.nodeProvisionState})` : i.state,
+            });
       },
       stop: () => multi.stop(),
     };
@@ -101,7 +111,9 @@ function progressView(names: readonly string[]): { listener: ProgressListener; s
         const shown = `${i.state} ${i.state === 'ACTIVE' ? 100 : Math.floor(i.progress / 10) * 10}% node ${i.nodeProvisionState}`;
         if (last.get(i.name) === shown) continue;
         last.set(i.name, shown);
-        process.stdout.write(`${i.name} ${i.state} ${i.state === 'ACTIVE' ? 100 : i.progress}% (node ${i.nodeProvisionState})${i.lastError ? ` last_error="${i.lastError}"` : ''}\n`);
+        process.stdout.write(
+          `${i.name} ${i.state} ${i.state === 'ACTIVE' ? 100 : i.progress}% (node ${i.nodeProvisionState})${i.lastError ? ` last_error="${i.lastError}"` : ''}\n`,
+        );
       }
     },
     stop: () => undefined,
@@ -131,7 +143,10 @@ async function operate(conn: RpcConnection, state: LabState, timeoutS: number): 
     view.stop();
   }
   const failed = outcomes.filter((o) => o.instance.state !== 'ACTIVE');
-  if (failed.length > 0) throw new CliUsageError(`${failed.length} instance(s) ended in ERROR: ${failed.map((o) => `${o.instance.name}: ${o.instance.lastError}`).join('; ')}`);
+  if (failed.length > 0)
+    throw new CliUsageError(
+      `${failed.length} instance(s) ended in ERROR: ${failed.map((o) => `${o.instance.name}: ${o.instance.lastError}`).join('; ')}`,
+    );
   say(`${outcomes.length} instance(s) ACTIVE in ${(Math.max(...outcomes.map((o) => o.ms)) / 1000).toFixed(1)} s`);
   // The disks are files of this machine: reading them back checks the whole path, bytes included.
   for (const m of state.machines) {
@@ -157,7 +172,10 @@ async function labDown(dir: string): Promise<string> {
   // A lab process that died before its cleanup left its database and state: the teardown mode does that part.
   if (await readLabState(dir)) {
     await new Promise<void>((resolve, reject) => {
-      const child = spawn(process.execPath, [labProcessPath, '--teardown', '--state-dir', dir], { cwd: repoRoot, stdio: ['ignore', 'inherit', 'inherit'] });
+      const child = spawn(process.execPath, [labProcessPath, '--teardown', '--state-dir', dir], {
+        cwd: repoRoot,
+        stdio: ['ignore', 'inherit', 'inherit'],
+      });
       child.once('error', reject);
       child.once('exit', (code) => (code === 0 ? resolve() : reject(new CliUsageError(`the lab's teardown failed (exit ${code})`))));
     });
@@ -172,24 +190,39 @@ export function registerLabCommands(program: Command): void {
     .command('up')
     .description('start a lab in the background, enroll and deploy its machines, and point bmctl at it (saved defaults)')
     .option('--nodes <n>', `virtual machines (1 to ${LAB_MAX_NODES})`, '4')
-    .option('--database <url>', "MySQL server for the lab's own database, a fresh bm_lab_* on it (default: BM_DATABASE_URL's server, else mysql://root@127.0.0.1:3306/)")
+    .option(
+      '--database <url>',
+      "MySQL server for the lab's own database, a fresh bm_lab_* on it (default: BM_DATABASE_URL's server, else mysql://root@127.0.0.1:3306/)",
+    )
     .option('--timeout <s>', 'give up if the instances are not ACTIVE after this many seconds', '600')
     .action(async (o: { nodes: string; database?: string; timeout: string }) => {
       const nodes = Number(o.nodes);
-      if (!Number.isInteger(nodes) || nodes < 1 || nodes > LAB_MAX_NODES) throw new CliUsageError(`--nodes must be a whole number from 1 to ${LAB_MAX_NODES}, got ${o.nodes}`);
+      if (!Number.isInteger(nodes) || nodes < 1 || nodes > LAB_MAX_NODES)
+        throw new CliUsageError(`--nodes must be a whole number from 1 to ${LAB_MAX_NODES}, got ${o.nodes}`);
       const dir = labStateDir(process.env);
       const existing = await readLabState(dir);
-      if (existing && (await isLabProcess(existing.pid))) throw new CliUsageError(`a lab is already up (pid ${existing.pid}, ${existing.url}); bmctl lab down first`);
+      if (existing && (await isLabProcess(existing.pid)))
+        throw new CliUsageError(`a lab is already up (pid ${existing.pid}, ${existing.url}); bmctl lab down first`);
       if (existing) throw new CliUsageError(`a lab that died left its state in ${stateFile(dir)}; bmctl lab down cleans it up`);
       say(`starting the lab process: a controller on its own database and ${nodes} virtual machine(s) (log: ${logFile(dir)})`);
       const state = await startLabProcess(dir, nodes, o.database ?? process.env.BM_DATABASE_URL ?? 'mysql://root@127.0.0.1:3306/', 180_000);
-      say(`controller ${state.url} up (pid ${state.controllerPid}), database ${new URL(state.databaseUrl).pathname.slice(1)}, NATS prefix ${state.natsPrefix}`);
-      const conn = connect(state.url, { metadata: { authorization: `Bearer ${state.token}` }, ...(state.ca ? { credentials: tlsCredentials(await readFile(state.ca)) } : {}) });
+      say(
+        `controller ${state.url} up (pid ${state.controllerPid}), database ${new URL(state.databaseUrl).pathname.slice(1)}, NATS prefix ${state.natsPrefix}`,
+      );
+      const conn = connect(state.url, {
+        metadata: { authorization: `Bearer ${state.token}` },
+        ...(state.ca ? { credentials: tlsCredentials(await readFile(state.ca)) } : {}),
+      });
       try {
         await operate(conn, state, Number(o.timeout));
         const { instances } = await conn.client(InstanceService).listInstances({});
         const { nodes: rows } = await conn.client(NodeService).listNodes({ limit: 1000 });
-        process.stdout.write(table(['UUID', 'Name', 'Status', 'Address', 'Node'], instances.map((i) => [i.uuid, i.name, i.state, i.address, i.nodeUuid])) + '\n');
+        process.stdout.write(
+          table(
+            ['UUID', 'Name', 'Status', 'Address', 'Node'],
+            instances.map((i) => [i.uuid, i.name, i.state, i.address, i.nodeUuid]),
+          ) + '\n',
+        );
         process.stdout.write(table(NODE_HEADERS, rows.map(nodeRow)) + '\n');
       } catch (err) {
         conn.close();
@@ -199,7 +232,9 @@ export function registerLabCommands(program: Command): void {
       }
       conn.close();
       const saved = saveDefaults(process.env, { url: state.url, token: state.token, ...(state.ca ? { ca: state.ca } : {}) });
-      say(`the lab runs in the background; bmctl now talks to it (saved in ${saved}, used when neither --url/--token nor BM_URL/BM_TOKEN are set)`);
+      say(
+        `the lab runs in the background; bmctl now talks to it (saved in ${saved}, used when neither --url/--token nor BM_URL/BM_TOKEN are set)`,
+      );
       say('in another shell, or to be explicit:');
       process.stdout.write(`export BM_URL=${state.url} BM_TOKEN=${state.token}${state.ca ? ` BM_CA=${state.ca}` : ''}\n`);
       say('try: bmctl instance list; bmctl node list; bmctl watch; bmctl lab down stops it all');

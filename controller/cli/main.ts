@@ -17,15 +17,18 @@ import { registerWatchCommand } from './watch-command.ts';
 export function buildProgram(): Command {
   const program = new Command('bmctl')
     .description('bare-metal controller CLI')
-    .option('--url <url>', `controller API, host:port or https://host:port (default: BM_URL, else the saved defaults, else ${DEFAULT_API_URL})`)
+    .option(
+      '--url <url>',
+      `controller API, host:port or https://host:port (default: BM_URL, else the saved defaults, else ${DEFAULT_API_URL})`,
+    )
     .option('--token <token>', 'bearer token (default: BM_TOKEN, else the saved defaults)')
-    .option('--ca <file>', "PEM CA certificate to verify a TLS controller with (default: BM_CA); implies TLS")
+    .option('--ca <file>', 'PEM CA certificate to verify a TLS controller with (default: BM_CA); implies TLS')
     .option('--json', 'machine-readable output', false)
     .exitOverride()
     .showSuggestionAfterError(true)
     .addHelpText(
       'after',
-      '\nSaved defaults: `bmctl lab up` saves its controller\'s address and token in $XDG_CONFIG_HOME/bmctl/env.json\n' +
+      "\nSaved defaults: `bmctl lab up` saves its controller's address and token in $XDG_CONFIG_HOME/bmctl/env.json\n" +
         '(~/.config/bmctl/env.json); bmctl uses them only when none of --url, --token, BM_URL and BM_TOKEN is set.\n' +
         '`bmctl lab down` removes them.',
     );
@@ -43,7 +46,11 @@ export function buildProgram(): Command {
     for (const sub of cmd.commands) {
       sub.exitOverride();
       if (sub.commands.length === 0) {
-        sub.option('--json', 'machine-readable output').option('--url <host:port>', 'controller API').option('--token <token>', 'bearer token').option('--ca <file>', 'CA certificate of a TLS controller');
+        sub
+          .option('--json', 'machine-readable output')
+          .option('--url <host:port>', 'controller API')
+          .option('--token <token>', 'bearer token')
+          .option('--ca <file>', 'CA certificate of a TLS controller');
         sub.hook('preAction', (_this, action) => {
           const o = action.opts<Partial<GlobalOptions>>();
           for (const key of ['json', 'url', 'token', 'ca'] as const) if (o[key] !== undefined) program.setOptionValue(key, o[key]);

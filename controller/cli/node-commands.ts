@@ -11,10 +11,34 @@ import { PM_PASSWORD_ENV, pmPasswordFrom } from './secret-input.ts';
 import { registerNodePowerCommands } from './node-power-commands.ts';
 import { registerNodeDiagnoseCommand } from './node-diagnose-command.ts';
 
-export const NODE_HEADERS = ['UUID', 'Name', 'CPUs', 'Memory_MB', 'Disk_GB', 'MAC', 'PM_Address', 'PM_User', 'Provision_State', 'Power', 'Maintenance'] as const;
+export const NODE_HEADERS = [
+  'UUID',
+  'Name',
+  'CPUs',
+  'Memory_MB',
+  'Disk_GB',
+  'MAC',
+  'PM_Address',
+  'PM_User',
+  'Provision_State',
+  'Power',
+  'Maintenance',
+] as const;
 
 export function nodeRow(n: Node): string[] {
-  return [n.uuid, n.name, String(n.cpus), String(n.memoryMb), String(n.localGb), n.macs.join(','), `${n.pmAddress}:${n.pmPort}`, n.pmUser, n.provisionState, n.powerState, n.maintenance ? 'yes' : 'no'];
+  return [
+    n.uuid,
+    n.name,
+    String(n.cpus),
+    String(n.memoryMb),
+    String(n.localGb),
+    n.macs.join(','),
+    `${n.pmAddress}:${n.pmPort}`,
+    n.pmUser,
+    n.provisionState,
+    n.powerState,
+    n.maintenance ? 'yes' : 'no',
+  ];
 }
 
 function int(name: string): (v: string) => number {
@@ -55,30 +79,48 @@ export function registerNodeCommands(program: Command, globals: Globals): void {
     .option('--group <group>', 'L2 group (conductor group)', DEFAULT_GROUP)
     .option('--driver <driver>', `power driver: ${POWER_DRIVERS.join(', ')}`, DEFAULT_POWER_DRIVER)
     .option('--property <key=value>', 'extra property (repeatable)', properties, {})
-    .option('--resource-class <rc>', 'matched against a flavor\'s resource_class', '')
-    .action(async (o: { pmAddress: string; pmPort: number; pmUser: string; pmPassword?: string; pmPasswordStdin?: boolean; cpus: number; memoryMb: number; diskGb: number; arch: string; mac: string; name?: string; group: string; driver: string; property: Record<string, string>; resourceClass: string }) => {
-      const g = globals();
-      const password = (await pmPasswordFrom(o, true))!;
-      const created = await withApi(g, (conn) =>
-        conn.client(NodeService).createNode({
-          pmAddress: o.pmAddress,
-          pmPort: o.pmPort,
-          pmUser: o.pmUser,
-          pmPassword: password,
-          cpus: o.cpus,
-          memoryMb: o.memoryMb,
-          localGb: o.diskGb,
-          cpuArch: o.arch,
-          mac: o.mac,
-          name: o.name ?? '',
-          group: o.group,
-          powerDriver: o.driver,
-          properties: o.property,
-          resourceClass: o.resourceClass,
-        }),
-      );
-      printMessage(g.json, NodeSchema, created);
-    });
+    .option('--resource-class <rc>', "matched against a flavor's resource_class", '')
+    .action(
+      async (o: {
+        pmAddress: string;
+        pmPort: number;
+        pmUser: string;
+        pmPassword?: string;
+        pmPasswordStdin?: boolean;
+        cpus: number;
+        memoryMb: number;
+        diskGb: number;
+        arch: string;
+        mac: string;
+        name?: string;
+        group: string;
+        driver: string;
+        property: Record<string, string>;
+        resourceClass: string;
+      }) => {
+        const g = globals();
+        const password = (await pmPasswordFrom(o, true))!;
+        const created = await withApi(g, (conn) =>
+          conn.client(NodeService).createNode({
+            pmAddress: o.pmAddress,
+            pmPort: o.pmPort,
+            pmUser: o.pmUser,
+            pmPassword: password,
+            cpus: o.cpus,
+            memoryMb: o.memoryMb,
+            localGb: o.diskGb,
+            cpuArch: o.arch,
+            mac: o.mac,
+            name: o.name ?? '',
+            group: o.group,
+            powerDriver: o.driver,
+            properties: o.property,
+            resourceClass: o.resourceClass,
+          }),
+        );
+        printMessage(g.json, NodeSchema, created);
+      },
+    );
 
   node
     .command('list')
@@ -90,7 +132,8 @@ export function registerNodeCommands(program: Command, globals: Globals): void {
     .option('--limit <n>', 'at most this many nodes', int('limit'))
     .action(async (o: { state?: string; group?: string; maintenance?: string; associated?: string; limit?: number }) => {
       const g = globals();
-      if (o.maintenance !== undefined && o.maintenance !== 'true' && o.maintenance !== 'false') throw new CliUsageError('--maintenance takes true or false');
+      if (o.maintenance !== undefined && o.maintenance !== 'true' && o.maintenance !== 'false')
+        throw new CliUsageError('--maintenance takes true or false');
       const all: Node[] = [];
       await withApi(g, async (conn) => {
         const client = conn.client(NodeService);
@@ -133,34 +176,57 @@ export function registerNodeCommands(program: Command, globals: Globals): void {
     .option('--pm-address <host>')
     .option('--pm-port <port>', '', int('pm-port'))
     .option('--pm-user <user>')
-    .option('--pm-password-stdin', `change the BMC password to one read from stdin (asked without echo on a terminal); ${PM_PASSWORD_ENV} set in the environment changes it too`)
+    .option(
+      '--pm-password-stdin',
+      `change the BMC password to one read from stdin (asked without echo on a terminal); ${PM_PASSWORD_ENV} set in the environment changes it too`,
+    )
     .option('--pm-password <password>', `BMC password on the command line: visible to every user in ps; prefer ${PM_PASSWORD_ENV}`)
     .option('--driver <driver>', `power driver: ${POWER_DRIVERS.join(', ')}`)
     .option('--property <key=value>', 'replace properties (repeatable)', properties)
-    .action(async (id: string, o: { driver?: string; name?: string; group?: string; cpus?: number; memoryMb?: number; diskGb?: number; arch?: string; pmAddress?: string; pmPort?: number; pmUser?: string; pmPassword?: string; pmPasswordStdin?: boolean; property?: Record<string, string> }) => {
-      const g = globals();
-      const pmPassword = await pmPasswordFrom(o, false);
-      // Said aloud, since a variable left over from an earlier create would change the password silently.
-      if (pmPassword !== undefined && !o.pmPasswordStdin && o.pmPassword === undefined) process.stderr.write(`bmctl: changing the BMC password to the value of ${PM_PASSWORD_ENV}\n`);
-      const n = await withApi(g, (conn) =>
-        conn.client(NodeService).updateNode({
-          id,
-          name: o.name,
-          group: o.group,
-          cpus: o.cpus,
-          memoryMb: o.memoryMb,
-          localGb: o.diskGb,
-          cpuArch: o.arch,
-          pmAddress: o.pmAddress,
-          pmPort: o.pmPort,
-          pmUser: o.pmUser,
-          pmPassword,
-          powerDriver: o.driver,
-          properties: o.property ?? {},
-        }),
-      );
-      printMessage(g.json, NodeSchema, n);
-    });
+    .action(
+      async (
+        id: string,
+        o: {
+          driver?: string;
+          name?: string;
+          group?: string;
+          cpus?: number;
+          memoryMb?: number;
+          diskGb?: number;
+          arch?: string;
+          pmAddress?: string;
+          pmPort?: number;
+          pmUser?: string;
+          pmPassword?: string;
+          pmPasswordStdin?: boolean;
+          property?: Record<string, string>;
+        },
+      ) => {
+        const g = globals();
+        const pmPassword = await pmPasswordFrom(o, false);
+        // Said aloud, since a variable left over from an earlier create would change the password silently.
+        if (pmPassword !== undefined && !o.pmPasswordStdin && o.pmPassword === undefined)
+          process.stderr.write(`bmctl: changing the BMC password to the value of ${PM_PASSWORD_ENV}\n`);
+        const n = await withApi(g, (conn) =>
+          conn.client(NodeService).updateNode({
+            id,
+            name: o.name,
+            group: o.group,
+            cpus: o.cpus,
+            memoryMb: o.memoryMb,
+            localGb: o.diskGb,
+            cpuArch: o.arch,
+            pmAddress: o.pmAddress,
+            pmPort: o.pmPort,
+            pmUser: o.pmUser,
+            pmPassword,
+            powerDriver: o.driver,
+            properties: o.property ?? {},
+          }),
+        );
+        printMessage(g.json, NodeSchema, n);
+      },
+    );
 
   node
     .command('delete <id>')

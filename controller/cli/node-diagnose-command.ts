@@ -7,7 +7,9 @@ import type { Globals } from './options.ts';
 export function registerNodeDiagnoseCommand(node: Command, globals: Globals): void {
   node
     .command('diagnose <id>')
-    .description('everything a bug report needs about one node (node, instance, owner, ports, leases, boot script, recent events), secrets masked')
+    .description(
+      'everything a bug report needs about one node (node, instance, owner, ports, leases, boot script, recent events), secrets masked',
+    )
     .action(async (id: string) => {
       const g = globals();
       const { reportJson } = await withApi(g, (conn) => conn.client(NodeService).diagnose({ id }));

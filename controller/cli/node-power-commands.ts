@@ -11,7 +11,10 @@ const POWER_VERBS: Readonly<Record<string, string>> = { on: 'on', off: 'off', cy
 
 function printNodeState(g: GlobalOptions, n: Node): void {
   if (g.json) printJson(messageJson(NodeSchema, n));
-  else process.stdout.write(`${n.uuid} ${n.name ? `(${n.name}) ` : ''}provision_state=${n.provisionState} power=${n.powerState}${n.lastError ? ` last_error="${n.lastError}"` : ''}\n`);
+  else
+    process.stdout.write(
+      `${n.uuid} ${n.name ? `(${n.name}) ` : ''}provision_state=${n.provisionState} power=${n.powerState}${n.lastError ? ` last_error="${n.lastError}"` : ''}\n`,
+    );
 }
 
 export function registerNodePowerCommands(node: Command, globals: Globals): void {
@@ -52,7 +55,11 @@ export function registerNodePowerCommands(node: Command, globals: Globals): void
   for (const verb of ['manage', 'provide', 'inspect'] as const) {
     node
       .command(`${verb} <id>`)
-      .description(verb === 'manage' ? 'verify the BMC credentials: enroll -> verifying -> manageable (or verify-failed)' : `start ${verb === 'provide' ? 'cleaning towards available' : 'hardware inspection'}`)
+      .description(
+        verb === 'manage'
+          ? 'verify the BMC credentials: enroll -> verifying -> manageable (or verify-failed)'
+          : `start ${verb === 'provide' ? 'cleaning towards available' : 'hardware inspection'}`,
+      )
       .option('--wait', 'wait until the node leaves the transient state', false)
       .option('--timeout <s>', 'give up waiting after this many seconds', '300')
       .action(async (id: string, o: { wait: boolean; timeout: string }) => {
@@ -78,7 +85,10 @@ export function registerNodePowerCommands(node: Command, globals: Globals): void
     .option('--reason <text>', 'why, for the next operator', '')
     .action(async (id: string, o: { reason: string }) => {
       const g = globals();
-      printNodeState(g, await withApi(g, (conn) => conn.client(NodeService).updateNode({ id, maintenance: true, maintenanceReason: o.reason })));
+      printNodeState(
+        g,
+        await withApi(g, (conn) => conn.client(NodeService).updateNode({ id, maintenance: true, maintenanceReason: o.reason })),
+      );
     });
 
   node

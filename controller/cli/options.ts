@@ -23,7 +23,10 @@ export const DEFAULT_API_URL = '127.0.0.1:6385';
  * BM_TOKEN is set, the saved defaults (`bmctl lab up`), so a saved lab token
  * never goes to an address given by hand.
  */
-export function apiTarget(opts: { readonly url?: string; readonly token?: string; readonly ca?: string }, env: Readonly<Record<string, string | undefined>> = process.env): { url: string; token?: string; ca?: string } {
+export function apiTarget(
+  opts: { readonly url?: string; readonly token?: string; readonly ca?: string },
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): { url: string; token?: string; ca?: string } {
   const url = opts.url ?? env.BM_URL;
   const token = opts.token ?? env.BM_TOKEN;
   const ca = opts.ca ?? (env.BM_CA || undefined);

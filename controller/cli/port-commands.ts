@@ -21,7 +21,7 @@ export function registerPortCommands(program: Command, globals: Globals): void {
   port
     .command('list')
     .description('list ports')
-    .option('--node <node>', 'only this node\'s ports')
+    .option('--node <node>', "only this node's ports")
     .action(async (o: { node?: string }) => {
       const g = globals();
       const all: Port[] = [];
@@ -34,7 +34,13 @@ export function registerPortCommands(program: Command, globals: Globals): void {
         } while (marker !== '');
       });
       if (g.json) printJson(all.map((p) => messageJson(PortSchema, p)));
-      else process.stdout.write(table(['UUID', 'Node', 'MAC'], all.map((p) => [p.uuid, p.nodeUuid, p.mac])) + '\n');
+      else
+        process.stdout.write(
+          table(
+            ['UUID', 'Node', 'MAC'],
+            all.map((p) => [p.uuid, p.nodeUuid, p.mac]),
+          ) + '\n',
+        );
     });
 
   port

@@ -26,7 +26,7 @@ describe('saved defaults', () => {
     expect(readSavedDefaults(env)).toBeNull();
   });
 
-  it('carry a TLS lab\'s CA, which --ca or BM_CA override', () => {
+  it("carry a TLS lab's CA, which --ca or BM_CA override", () => {
     const env = home();
     saveDefaults(env, { url: '127.0.0.1:7001', token: 'bm_saved', ca: '/tmp/lab/ca.pem' });
     expect(apiTarget({}, env)).toEqual({ url: '127.0.0.1:7001', token: 'bm_saved', ca: '/tmp/lab/ca.pem' });

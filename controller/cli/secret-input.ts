@@ -30,17 +30,22 @@ const processIo = (): SecretIo => ({ env: process.env, stdin: process.stdin, std
  * required (`node update` without a password change).
  */
 export async function pmPasswordFrom(flags: PasswordFlags, required: boolean, io: SecretIo = processIo()): Promise<string | undefined> {
-  if (flags.pmPasswordStdin && flags.pmPassword !== undefined) throw new CliUsageError('give the BMC password one way: --pm-password-stdin or --pm-password, not both');
+  if (flags.pmPasswordStdin && flags.pmPassword !== undefined)
+    throw new CliUsageError('give the BMC password one way: --pm-password-stdin or --pm-password, not both');
   if (flags.pmPasswordStdin) return io.stdin.isTTY ? promptHidden('BMC password: ', io) : readStdinSecret(io.stdin);
   if (flags.pmPassword !== undefined) {
-    io.stderr.write(`bmctl: warning: --pm-password shows the password in the process list and shell history; set ${PM_PASSWORD_ENV} or use --pm-password-stdin\n`);
+    io.stderr.write(
+      `bmctl: warning: --pm-password shows the password in the process list and shell history; set ${PM_PASSWORD_ENV} or use --pm-password-stdin\n`,
+    );
     return flags.pmPassword;
   }
   const fromEnv = io.env[PM_PASSWORD_ENV];
   if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
   if (!required) return undefined;
   if (io.stdin.isTTY) return promptHidden('BMC password: ', io);
-  throw new CliUsageError(`a BMC password is required: set ${PM_PASSWORD_ENV}, pipe it to --pm-password-stdin, or run on a terminal to be asked`);
+  throw new CliUsageError(
+    `a BMC password is required: set ${PM_PASSWORD_ENV}, pipe it to --pm-password-stdin, or run on a terminal to be asked`,
+  );
 }
 
 async function readStdinSecret(stdin: NodeJS.ReadStream): Promise<string> {
@@ -49,11 +54,14 @@ async function readStdinSecret(stdin: NodeJS.ReadStream): Promise<string> {
   for await (const chunk of stdin) {
     const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
     size += buf.length;
-    if (size > MAX_STDIN_BYTES) throw new CliUsageError(`--pm-password-stdin: more than ${MAX_STDIN_BYTES} bytes on stdin; expected one password`);
+    if (size > MAX_STDIN_BYTES)
+      throw new CliUsageError(`--pm-password-stdin: more than ${MAX_STDIN_BYTES} bytes on stdin; expected one password`);
     chunks.push(buf);
   }
   // One trailing line end is how `echo` and here-strings end a line, not part of the password.
-  const value = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  const value = Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
   if (value === '') throw new CliUsageError('--pm-password-stdin: stdin was empty');
   return value;
 }

@@ -24,8 +24,12 @@ export function registerWatchCommand(program: Command, globals: Globals): void {
             if (g.json) process.stdout.write(JSON.stringify(messageJson(EventSchema, e)) + '\n');
             else {
               const when = e.time ? timestampDate(e.time).toISOString() : '';
-              const extra = Object.entries(e.details).map(([k, v]) => `${k}=${v}`).join(' ');
-              process.stdout.write(`${when} ${e.nodeUuid} ${e.type}${e.provisionState ? ` state=${e.provisionState}` : ''}${e.powerState ? ` power=${e.powerState}` : ''}${e.message ? ` ${e.message}` : ''}${extra ? ` ${extra}` : ''}\n`);
+              const extra = Object.entries(e.details)
+                .map(([k, v]) => `${k}=${v}`)
+                .join(' ');
+              process.stdout.write(
+                `${when} ${e.nodeUuid} ${e.type}${e.provisionState ? ` state=${e.provisionState}` : ''}${e.powerState ? ` power=${e.powerState}` : ''}${e.message ? ` ${e.message}` : ''}${extra ? ` ${extra}` : ''}\n`,
+              );
             }
           }
         } catch (err) {

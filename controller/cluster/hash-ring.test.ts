@@ -21,7 +21,7 @@ describe('HashRing', () => {
     for (const n of moved) expect(after.owner(n)).toBe('ctl-d');
   });
 
-  it('gives a dead controller\'s nodes to the others and moves nothing else', () => {
+  it("gives a dead controller's nodes to the others and moves nothing else", () => {
     const before = new HashRing(['ctl-a', 'ctl-b', 'ctl-c']);
     const after = new HashRing(['ctl-a', 'ctl-c']);
     for (const n of nodes) {

@@ -45,7 +45,10 @@ export class Membership {
   /** Every member's row; `alive` by the database's own clock. */
   async members(): Promise<(ControllerRow & { alive: boolean })[]> {
     const rows = await this.#db
-      .select({ row: controllers, alive: sql<number>`${controllers.heartbeatAt} > NOW(3) - INTERVAL ${this.#opts.deadAfterMs * 1000} MICROSECOND` })
+      .select({
+        row: controllers,
+        alive: sql<number>`${controllers.heartbeatAt} > NOW(3) - INTERVAL ${this.#opts.deadAfterMs * 1000} MICROSECOND`,
+      })
       .from(controllers)
       .orderBy(controllers.id);
     return rows.map((r) => ({ ...r.row, alive: Number(r.alive) === 1 }));
@@ -53,15 +56,32 @@ export class Membership {
 
   async #beat(): Promise<void> {
     await this.#db.update(controllers).set({ heartbeatAt: sql`CURRENT_TIMESTAMP(3)` }).where(eq(controllers.id, this.#opts.id));
-    this.#bus?.heartbeat(this.#opts.id, new TextEncoder().encode(JSON.stringify({ id: this.#opts.id, api: this.#opts.apiAddress, groups: this.#opts.groups, at: new Date().toISOString() })));
+    this.#bus?.heartbeat(
+      this.#opts.id,
+      new TextEncoder().encode(
+        JSON.stringify({ id: this.#opts.id, api: this.#opts.apiAddress, groups: this.#opts.groups, at: new Date().toISOString() }),
+      ),
+    );
     // Announce each dead peer once: only the member whose DELETE removed its row says so.
     for (const peer of await this.members()) {
       if (peer.alive || peer.id === this.#opts.id) continue;
       // Re-checked in the statement itself: a peer that heartbeat since our read is not deleted.
-      const [gone] = await this.#db.delete(controllers).where(and(eq(controllers.id, peer.id), sql`${controllers.heartbeatAt} <= NOW(3) - INTERVAL ${this.#opts.deadAfterMs * 1000} MICROSECOND`));
+      const [gone] = await this.#db
+        .delete(controllers)
+        .where(
+          and(
+            eq(controllers.id, peer.id),
+            sql`${controllers.heartbeatAt} <= NOW(3) - INTERVAL ${this.#opts.deadAfterMs * 1000} MICROSECOND`,
+          ),
+        );
       if (gone.affectedRows === 1) {
         this.#log.warn({ peer: peer.id, lastHeartbeat: peer.heartbeatAt.toISOString() }, 'controller found dead');
-        this.#bus?.events.publish({ nodeUuid: '', type: 'controller.dead', message: `controller ${peer.id} stopped heartbeating`, details: { controller: peer.id, lastHeartbeat: peer.heartbeatAt.toISOString() } });
+        this.#bus?.events.publish({
+          nodeUuid: '',
+          type: 'controller.dead',
+          message: `controller ${peer.id} stopped heartbeating`,
+          details: { controller: peer.id, lastHeartbeat: peer.heartbeatAt.toISOString() },
+        });
       }
     }
   }
@@ -70,9 +90,28 @@ export class Membership {
     const now = new Date();
     await this.#db
       .insert(controllers)
-      .values({ id: this.#opts.id, hostname: os.hostname(), apiAddress: this.#opts.apiAddress, groups: [...this.#opts.groups], startedAt: now, heartbeatAt: now })
-      .onDuplicateKeyUpdate({ set: { hostname: os.hostname(), apiAddress: this.#opts.apiAddress, groups: [...this.#opts.groups], startedAt: now, heartbeatAt: now } });
-    this.#bus?.events.publish({ nodeUuid: '', type: 'controller.joined', details: { controller: this.#opts.id, api: this.#opts.apiAddress, groups: this.#opts.groups.join(',') } });
+      .values({
+        id: this.#opts.id,
+        hostname: os.hostname(),
+        apiAddress: this.#opts.apiAddress,
+        groups: [...this.#opts.groups],
+        startedAt: now,
+        heartbeatAt: now,
+      })
+      .onDuplicateKeyUpdate({
+        set: {
+          hostname: os.hostname(),
+          apiAddress: this.#opts.apiAddress,
+          groups: [...this.#opts.groups],
+          startedAt: now,
+          heartbeatAt: now,
+        },
+      });
+    this.#bus?.events.publish({
+      nodeUuid: '',
+      type: 'controller.joined',
+      details: { controller: this.#opts.id, api: this.#opts.apiAddress, groups: this.#opts.groups.join(',') },
+    });
     this.#timer = setInterval(() => {
       this.#beat().catch((err: unknown) => this.#log.warn({ err }, 'controller heartbeat failed'));
     }, this.#opts.intervalMs);

@@ -50,7 +50,11 @@ export class AgentBoot {
     for (;;) {
       const state = await control.getPowerState();
       if (state === want) return state;
-      if (Date.now() >= deadline) throw new TimeoutError(`node ${ctx.node().uuid}: asked for power ${want}, the BMC still reports ${state} after ${this.#opts.settleTimeoutMs / 1000} s`, { node: ctx.node().uuid });
+      if (Date.now() >= deadline)
+        throw new TimeoutError(
+          `node ${ctx.node().uuid}: asked for power ${want}, the BMC still reports ${state} after ${this.#opts.settleTimeoutMs / 1000} s`,
+          { node: ctx.node().uuid },
+        );
       ctx.signal.throwIfAborted();
       await sleep(this.#opts.pollMs, ctx.signal);
     }
@@ -62,12 +66,16 @@ export class AgentBoot {
     await this.#tokens.issue(node.uuid, this.#opts.tokenTtlMs);
     // Heartbeats older than this belong to an earlier boot.
     const since = new Date();
-    await this.#bmc.with(node, async (control) => {
-      await control.setBootDevice('pxe', { persistent: false, uefi: true });
-      const was = await control.getPowerState();
-      await control.setPowerState(was === 'on' ? 'reboot' : 'on');
-      await this.#settle(ctx, control, 'on');
-    }, `bootdev pxe + power on (${purpose})`);
+    await this.#bmc.with(
+      node,
+      async (control) => {
+        await control.setBootDevice('pxe', { persistent: false, uefi: true });
+        const was = await control.getPowerState();
+        await control.setPowerState(was === 'on' ? 'reboot' : 'on');
+        await this.#settle(ctx, control, 'on');
+      },
+      `bootdev pxe + power on (${purpose})`,
+    );
     await ctx.record({ powerState: 'on' });
     ctx.publish('power.changed', { target: 'on', purpose, bootDevice: 'pxe' });
     return since;
@@ -81,12 +89,18 @@ export class AgentBoot {
       const node = await ctx.refresh();
       if (node.agentAddress && node.agentSeenAt && node.agentSeenAt.getTime() >= since.getTime()) {
         const token = await this.#tokens.reveal(node.uuid);
-        if (!token) throw new BmError('failed-precondition', `node ${node.uuid}: the agent called back but its token expired; retry the operation`, { node: node.uuid });
+        if (!token)
+          throw new BmError('failed-precondition', `node ${node.uuid}: the agent called back but its token expired; retry the operation`, {
+            node: node.uuid,
+          });
         const address = node.agentAddress;
         return { address, token, connect: () => connectAgent(address, token) };
       }
       if (Date.now() >= deadline) {
-        throw new TimeoutError(`node ${node.uuid}: the deploy agent did not call back within ${Math.round(this.#opts.callbackTimeoutMs / 1000)} s (check that the node PXE-boots on the provisioning network and reaches the controller)`, { node: node.uuid });
+        throw new TimeoutError(
+          `node ${node.uuid}: the deploy agent did not call back within ${Math.round(this.#opts.callbackTimeoutMs / 1000)} s (check that the node PXE-boots on the provisioning network and reaches the controller)`,
+          { node: node.uuid },
+        );
       }
       await sleep(this.#opts.pollMs, ctx.signal);
     }
@@ -96,7 +110,10 @@ export class AgentBoot {
   async liveAgent(ctx: TaskContext): Promise<AgentSession> {
     const node = await ctx.refresh();
     const token = await this.#tokens.reveal(node.uuid);
-    if (!node.agentAddress || !token) throw new BmError('failed-precondition', `node ${node.uuid}: no live agent to continue with (no address or token)`, { node: node.uuid });
+    if (!node.agentAddress || !token)
+      throw new BmError('failed-precondition', `node ${node.uuid}: no live agent to continue with (no address or token)`, {
+        node: node.uuid,
+      });
     const address = node.agentAddress;
     return { address, token, connect: () => connectAgent(address, token) };
   }
@@ -114,11 +131,15 @@ export class AgentBoot {
   /** Powers the node off and forgets this boot's token. */
   async powerOff(ctx: TaskContext): Promise<void> {
     const node = ctx.node();
-    await this.#bmc.with(node, async (control) => {
-      if ((await control.getPowerState()) === 'off') return;
-      await control.setPowerState('off');
-      await this.#settle(ctx, control, 'off');
-    }, 'power off');
+    await this.#bmc.with(
+      node,
+      async (control) => {
+        if ((await control.getPowerState()) === 'off') return;
+        await control.setPowerState('off');
+        await this.#settle(ctx, control, 'off');
+      },
+      'power off',
+    );
     await this.#tokens.revoke(node.uuid);
     await ctx.record({ powerState: 'off' });
     ctx.publish('power.changed', { target: 'off' });
@@ -128,12 +149,16 @@ export class AgentBoot {
   async bootFromDisk(ctx: TaskContext): Promise<void> {
     const node = ctx.node();
     await this.#tokens.revoke(node.uuid);
-    await this.#bmc.with(node, async (control) => {
-      await control.setBootDevice('disk', { persistent: true, uefi: true });
-      const was = await control.getPowerState();
-      await control.setPowerState(was === 'on' ? 'reboot' : 'on');
-      await this.#settle(ctx, control, 'on');
-    }, 'bootdev disk + power cycle');
+    await this.#bmc.with(
+      node,
+      async (control) => {
+        await control.setBootDevice('disk', { persistent: true, uefi: true });
+        const was = await control.getPowerState();
+        await control.setPowerState(was === 'on' ? 'reboot' : 'on');
+        await this.#settle(ctx, control, 'on');
+      },
+      'bootdev disk + power cycle',
+    );
     await ctx.record({ powerState: 'on' });
     ctx.publish('power.changed', { target: 'on', bootDevice: 'disk' });
   }

@@ -18,11 +18,28 @@ export interface BmcObserver {
 
 /** Audit lines at info and a duration histogram by driver and result. */
 export function bmcObserver(log: Logger, registry: Registry): BmcObserver {
-  const seconds = new Histogram({ name: 'bm_bmc_action_seconds', help: 'BMC actions of the conductor by driver and result', labelNames: ['driver', 'result'], buckets: [0.01, 0.05, 0.2, 1, 5, 20, 60], registers: [registry] });
+  const seconds = new Histogram({
+    name: 'bm_bmc_action_seconds',
+    help: 'BMC actions of the conductor by driver and result',
+    labelNames: ['driver', 'result'],
+    buckets: [0.01, 0.05, 0.2, 1, 5, 20, 60],
+    registers: [registry],
+  });
   return {
     done(node, action, result, ms) {
       seconds.observe({ driver: node.powerDriver, result: result === 'ok' ? 'ok' : 'error' }, ms / 1000);
-      log.info({ audit: 'bmc', node: node.uuid, action, driver: node.powerDriver, bmc: `${node.pmAddress}:${node.pmPort}`, result, ms: Math.round(ms) }, 'bmc action');
+      log.info(
+        {
+          audit: 'bmc',
+          node: node.uuid,
+          action,
+          driver: node.powerDriver,
+          bmc: `${node.pmAddress}:${node.pmPort}`,
+          result,
+          ms: Math.round(ms),
+        },
+        'bmc action',
+      );
     },
   };
 }
@@ -41,16 +58,37 @@ export class BmcAccess {
   }
 
   async open(node: NodeRecord): Promise<PowerControl> {
-    if (!node.pmAddress) throw new BmError('failed-precondition', `node ${node.uuid} has no BMC address; set it with \`bmctl node update ${node.uuid} --pm-address ...\``, { node: node.uuid });
+    if (!node.pmAddress)
+      throw new BmError(
+        'failed-precondition',
+        `node ${node.uuid} has no BMC address; set it with \`bmctl node update ${node.uuid} --pm-address ...\``,
+        { node: node.uuid },
+      );
     const sealed = await this.#store.sealedPassword(node.uuid);
-    if (!sealed || sealed.length === 0) throw new BmError('failed-precondition', `node ${node.uuid} has no BMC password; set it with \`BM_PM_PASSWORD=... bmctl node update ${node.uuid}\` (or --pm-password-stdin)`, { node: node.uuid });
+    if (!sealed || sealed.length === 0)
+      throw new BmError(
+        'failed-precondition',
+        `node ${node.uuid} has no BMC password; set it with \`BM_PM_PASSWORD=... bmctl node update ${node.uuid}\` (or --pm-password-stdin)`,
+        { node: node.uuid },
+      );
     let password: string;
     try {
       password = this.#secrets.decrypt(sealed, node.uuid);
     } catch (err) {
-      throw new BmError('failed-precondition', `node ${node.uuid}: cannot decrypt the BMC password: ${err instanceof Error ? err.message : String(err)}; set it again with \`bmctl node update\``, { node: node.uuid });
+      throw new BmError(
+        'failed-precondition',
+        `node ${node.uuid}: cannot decrypt the BMC password: ${err instanceof Error ? err.message : String(err)}; set it again with \`bmctl node update\``,
+        { node: node.uuid },
+      );
     }
-    return this.#factory({ nodeUuid: node.uuid, driver: node.powerDriver, address: node.pmAddress, port: node.pmPort, username: node.pmUser, password });
+    return this.#factory({
+      nodeUuid: node.uuid,
+      driver: node.powerDriver,
+      address: node.pmAddress,
+      port: node.pmPort,
+      username: node.pmUser,
+      password,
+    });
   }
 
   /** Runs `work` on the node's BMC; with `action`, the run is audited and counted under that name. */

@@ -86,9 +86,24 @@ export class MysqlBootBackend implements BootBackend {
   /** Takes `ip` for `mac` unless another MAC holds it live; true when ours afterwards. */
   async #claim(ip: number, mac: string, state: 'offered' | 'bound', until: number): Promise<boolean> {
     const expires = new Date(until);
-    const [inserted] = await this.#pool.query<mysql.ResultSetHeader>('INSERT IGNORE INTO dhcp_leases (ip, mac, state, expires_at) VALUES (?, ?, ?, ?)', [ip, mac, state, expires]);
+    const [inserted] = await this.#pool.query<mysql.ResultSetHeader>(
+      'INSERT IGNORE INTO dhcp_leases (ip, mac, state, expires_at) VALUES (?, ?, ?, ?)',
+      [ip, mac, state, expires],
+    );
     if (inserted.affectedRows === 1) return true;
-    const [updated] = await this.#pool.query<mysql.ResultSetHeader>(TAKE_OVER, [mac, state, state, mac, state, expires, expires, mac, ip, mac, new Date(this.#now())]);
+    const [updated] = await this.#pool.query<mysql.ResultSetHeader>(TAKE_OVER, [
+      mac,
+      state,
+      state,
+      mac,
+      state,
+      expires,
+      expires,
+      mac,
+      ip,
+      mac,
+      new Date(this.#now()),
+    ]);
     if (updated.affectedRows === 1) return true;
     // Nothing changed: the claim lost, or it re-wrote identical values.
     const [rows] = await this.#pool.query<mysql.RowDataPacket[]>('SELECT mac FROM dhcp_leases WHERE ip = ?', [ip]);
@@ -107,7 +122,11 @@ export class MysqlBootBackend implements BootBackend {
     const excluded = new Set(req.pool.exclude.map(ipToInt));
     const now = this.#now();
     const usable = (ip: number): boolean =>
-      ip >= start && ip <= end && !excluded.has(ip) && this.#heldBy(ip, now) in { none: 1, [req.mac]: 1 } && this.#boundTo(ip, now) in { none: 1, [req.mac]: 1 };
+      ip >= start &&
+      ip <= end &&
+      !excluded.has(ip) &&
+      this.#heldBy(ip, now) in { none: 1, [req.mac]: 1 } &&
+      this.#boundTo(ip, now) in { none: 1, [req.mac]: 1 };
     const hold = (ip: number): string => {
       const previous = this.#holdOf.get(req.mac);
       if (previous !== undefined && previous !== ip) this.#holds.delete(previous);
@@ -116,7 +135,10 @@ export class MysqlBootBackend implements BootBackend {
       return intToIp(ip);
     };
 
-    const [mine] = await this.#pool.query<mysql.RowDataPacket[]>("SELECT ip FROM dhcp_leases WHERE mac = ? AND state = 'bound' ORDER BY expires_at DESC LIMIT 1", [req.mac]);
+    const [mine] = await this.#pool.query<mysql.RowDataPacket[]>(
+      "SELECT ip FROM dhcp_leases WHERE mac = ? AND state = 'bound' ORDER BY expires_at DESC LIMIT 1",
+      [req.mac],
+    );
     const current = mine[0]?.ip as number | undefined;
     if (current !== undefined && usable(current)) return hold(current);
     if (current !== undefined) this.#staleLease.add(req.mac);
@@ -129,7 +151,10 @@ export class MysqlBootBackend implements BootBackend {
     if (req.requestedIp !== null) {
       const wanted = ipToInt(req.requestedIp);
       if (usable(wanted)) {
-        const [rows] = await this.#pool.query<mysql.RowDataPacket[]>('SELECT mac FROM dhcp_leases WHERE ip = ? AND expires_at > ?', [wanted, new Date(now)]);
+        const [rows] = await this.#pool.query<mysql.RowDataPacket[]>('SELECT mac FROM dhcp_leases WHERE ip = ? AND expires_at > ?', [
+          wanted,
+          new Date(now),
+        ]);
         if (rows.length === 0 || rows[0]?.mac === req.mac) return hold(wanted);
       }
     }
@@ -158,7 +183,10 @@ export class MysqlBootBackend implements BootBackend {
     let cursor = this.#cursor >= start && this.#cursor <= end ? this.#cursor : start;
     for (let scanned = 0; scanned < size; ) {
       const windowEnd = Math.min(end, cursor + SCAN_WINDOW - 1);
-      const [rows] = await this.#pool.query<mysql.RowDataPacket[]>('SELECT ip FROM dhcp_leases WHERE ip BETWEEN ? AND ? AND expires_at > ?', [cursor, windowEnd, new Date(now)]);
+      const [rows] = await this.#pool.query<mysql.RowDataPacket[]>(
+        'SELECT ip FROM dhcp_leases WHERE ip BETWEEN ? AND ? AND expires_at > ?',
+        [cursor, windowEnd, new Date(now)],
+      );
       const taken = new Set(rows.map((r) => r.ip as number));
       const free: number[] = [];
       for (let ip = cursor; ip <= windowEnd; ip++) if (!taken.has(ip) && usable(ip)) free.push(ip);
@@ -182,7 +210,10 @@ export class MysqlBootBackend implements BootBackend {
    * taken, our hold goes and the holder is remembered.
    */
   async #stillFree(ip: number, mac: string, now: number): Promise<boolean> {
-    const [rows] = await this.#pool.query<mysql.RowDataPacket[]>('SELECT mac, expires_at FROM dhcp_leases WHERE ip = ? AND expires_at > ?', [ip, new Date(now)]);
+    const [rows] = await this.#pool.query<mysql.RowDataPacket[]>(
+      'SELECT mac, expires_at FROM dhcp_leases WHERE ip = ? AND expires_at > ?',
+      [ip, new Date(now)],
+    );
     const row = rows[0];
     if (row === undefined || row.mac === mac) return true;
     this.#rememberBound(ip, row.mac as string, (row.expires_at as Date).getTime());
@@ -265,7 +296,12 @@ export class MysqlBootBackend implements BootBackend {
 
   async declineLease(mac: string, ip: string): Promise<void> {
     const until = new Date(this.#now() + DECLINE_QUARANTINE_MS);
-    await this.#pool.query("UPDATE dhcp_leases SET mac = ?, state = 'declined', expires_at = ? WHERE ip = ? AND mac = ?", [NOBODY, until, ipToInt(ip), mac]);
+    await this.#pool.query("UPDATE dhcp_leases SET mac = ?, state = 'declined', expires_at = ? WHERE ip = ? AND mac = ?", [
+      NOBODY,
+      until,
+      ipToInt(ip),
+      mac,
+    ]);
     if (this.#knownBound.get(ipToInt(ip))?.mac === mac) this.#rememberBound(ipToInt(ip), NOBODY, until.getTime());
   }
 
@@ -280,13 +316,19 @@ export class MysqlBootBackend implements BootBackend {
   /** The addresses bound to any of these MACs now (an agent may only advertise one of them, or its source address). */
   async leasedAddresses(macs: readonly string[]): Promise<string[]> {
     if (macs.length === 0) return [];
-    const [rows] = await this.#pool.query<mysql.RowDataPacket[]>("SELECT ip FROM dhcp_leases WHERE mac IN (?) AND state = 'bound' AND expires_at > ?", [[...macs], new Date(this.#now())]);
+    const [rows] = await this.#pool.query<mysql.RowDataPacket[]>(
+      "SELECT ip FROM dhcp_leases WHERE mac IN (?) AND state = 'bound' AND expires_at > ?",
+      [[...macs], new Date(this.#now())],
+    );
     return rows.map((r) => intToIp(r.ip as number));
   }
 
   /** Live leases (for `bmctl`, tests and the benchmark's "every ACK is in MySQL" check). */
   async leases(): Promise<Lease[]> {
-    const [rows] = await this.#pool.query<mysql.RowDataPacket[]>("SELECT ip, mac, expires_at FROM dhcp_leases WHERE state = 'bound' AND expires_at > ?", [new Date(this.#now())]);
+    const [rows] = await this.#pool.query<mysql.RowDataPacket[]>(
+      "SELECT ip, mac, expires_at FROM dhcp_leases WHERE state = 'bound' AND expires_at > ?",
+      [new Date(this.#now())],
+    );
     return rows.map((r) => ({ ip: intToIp(r.ip as number), mac: r.mac as string, expiresAt: (r.expires_at as Date).getTime() }));
   }
 }

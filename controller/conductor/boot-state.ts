@@ -44,7 +44,12 @@ export class MysqlBootStateSource implements BootStateSource {
 
   async #flavorImages(instanceUuid: string | null): Promise<{ kernel: string | null; ramdisk: string | null }> {
     if (!instanceUuid) return { kernel: null, ramdisk: null };
-    const [row] = await this.#db.select({ specs: flavors.extraSpecs }).from(instances).innerJoin(flavors, eq(flavors.uuid, instances.flavorUuid)).where(eq(instances.uuid, instanceUuid)).limit(1);
+    const [row] = await this.#db
+      .select({ specs: flavors.extraSpecs })
+      .from(instances)
+      .innerJoin(flavors, eq(flavors.uuid, instances.flavorUuid))
+      .where(eq(instances.uuid, instanceUuid))
+      .limit(1);
     return { kernel: row?.specs?.[FLAVOR_KEYS.deployKernel] ?? null, ramdisk: row?.specs?.[FLAVOR_KEYS.deployRamdisk] ?? null };
   }
 

@@ -32,8 +32,21 @@ export async function diagnoseNode(deps: DiagnoseDeps, id: string): Promise<Reco
   const node = await deps.nodes.findNode(id);
   if (!node) throw new NotFoundError('node', id.slice(0, 255));
   const instance = node.instanceUuid ? await deps.instances.find(node.instanceUuid, null) : null;
-  const owner = node.reservation ? (await deps.db.select().from(controllers).where(inArray(controllers.id, [node.reservation])))[0] : undefined;
-  const leases = node.macs.length > 0 ? await deps.db.select().from(dhcpLeases).where(inArray(dhcpLeases.mac, [...node.macs])) : [];
+  const owner = node.reservation
+    ? (
+        await deps.db
+          .select()
+          .from(controllers)
+          .where(inArray(controllers.id, [node.reservation]))
+      )[0]
+    : undefined;
+  const leases =
+    node.macs.length > 0
+      ? await deps.db
+          .select()
+          .from(dhcpLeases)
+          .where(inArray(dhcpLeases.mac, [...node.macs]))
+      : [];
   let script: string | null = null;
   if (deps.boot) {
     // The script as the node would get it, with any token masked; never delivers the armed one.
@@ -55,8 +68,20 @@ export async function diagnoseNode(deps: DiagnoseDeps, id: string): Promise<Reco
       maintenance: node.maintenance,
       maintenanceReason: node.maintenanceReason,
       lastError: node.lastError,
-      hardware: { cpus: node.cpus, memoryMb: node.memoryMb, localGb: node.localGb, cpuArch: node.cpuArch, resourceClass: node.resourceClass },
-      bmc: { driver: node.powerDriver, address: node.pmAddress, port: node.pmPort, user: node.pmUser, password: node.pmPasswordSet ? MASK : '(not set)' },
+      hardware: {
+        cpus: node.cpus,
+        memoryMb: node.memoryMb,
+        localGb: node.localGb,
+        cpuArch: node.cpuArch,
+        resourceClass: node.resourceClass,
+      },
+      bmc: {
+        driver: node.powerDriver,
+        address: node.pmAddress,
+        port: node.pmPort,
+        user: node.pmUser,
+        password: node.pmPasswordSet ? MASK : '(not set)',
+      },
       powerSyncFailures: node.powerSyncFailures,
       agent: { address: node.agentAddress, lastSeen: node.agentSeenAt?.toISOString() ?? null },
       reservation: node.reservation,
@@ -67,7 +92,19 @@ export async function diagnoseNode(deps: DiagnoseDeps, id: string): Promise<Reco
     },
     owner: owner ? { id: owner.id, hostname: owner.hostname, api: owner.apiAddress, heartbeatAt: owner.heartbeatAt.toISOString() } : null,
     instance: instance
-      ? { uuid: instance.uuid, name: instance.name, project: instance.project, state: instance.state, progress: instance.progress, address: instance.address, lastError: instance.lastError, flavor: instance.flavorUuid, image: instance.imageUuid, userDataBytes: instance.userData?.length ?? 0, network: instance.network }
+      ? {
+          uuid: instance.uuid,
+          name: instance.name,
+          project: instance.project,
+          state: instance.state,
+          progress: instance.progress,
+          address: instance.address,
+          lastError: instance.lastError,
+          flavor: instance.flavorUuid,
+          image: instance.imageUuid,
+          userDataBytes: instance.userData?.length ?? 0,
+          network: instance.network,
+        }
       : null,
     ports: node.macs,
     leases: leases.map((l) => ({ ip: intToIp(l.ip), mac: l.mac, state: l.state, expiresAt: l.expiresAt.toISOString() })),

@@ -32,9 +32,19 @@ export class MysqlMetadataSource implements MetadataSource {
       .from(dhcpLeases)
       .innerJoin(ports, eq(ports.address, dhcpLeases.mac))
       .innerJoin(nodes, eq(nodes.uuid, ports.nodeUuid))
-      .where(and(eq(dhcpLeases.ip, sql`INET_ATON(${address})`), eq(dhcpLeases.state, 'bound'), gt(dhcpLeases.expiresAt, sql`${new Date()}`)))
+      .where(
+        and(eq(dhcpLeases.ip, sql`INET_ATON(${address})`), eq(dhcpLeases.state, 'bound'), gt(dhcpLeases.expiresAt, sql`${new Date()}`)),
+      )
       .limit(1);
-    const uuid = leased?.uuid ?? (await this.#db.select({ uuid: instances.uuid }).from(instances).where(and(eq(instances.address, address), inArray(instances.state, SERVED_STATES))).limit(1))[0]?.uuid;
+    const uuid =
+      leased?.uuid ??
+      (
+        await this.#db
+          .select({ uuid: instances.uuid })
+          .from(instances)
+          .where(and(eq(instances.address, address), inArray(instances.state, SERVED_STATES)))
+          .limit(1)
+      )[0]?.uuid;
     if (!uuid) return null;
     const instance = await this.#instances.find(uuid, null);
     return instance && SERVED_STATES.includes(instance.state) ? instance : null;

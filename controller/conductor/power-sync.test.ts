@@ -71,7 +71,11 @@ const opts = { intervalMs: 60_000, concurrency: 8, enforce: false, failureThresh
 
 describe('power sync loop', () => {
   it('records states that changed behind its back and publishes them', async () => {
-    const bmcs = new Map<string, PowerState | 'dead'>([['bmc-1', 'on'], ['bmc-2', 'off'], ['bmc-3', 'on']]);
+    const bmcs = new Map<string, PowerState | 'dead'>([
+      ['bmc-1', 'on'],
+      ['bmc-2', 'off'],
+      ['bmc-3', 'on'],
+    ]);
     const { store, rows } = memoryStore([node(1, 'on'), node(2, 'on'), node(3, 'unknown')]);
     const events = bus();
     const sync = new PowerSync(store, fakeFleet(bmcs).factory, events, opts, new Registry(), pino({ level: 'silent' }));
@@ -79,11 +83,17 @@ describe('power sync loop', () => {
     expect(report).toMatchObject({ nodes: 3, changed: 2, failed: 0 });
     expect(rows.get('node-2')!.powerState).toBe('off');
     expect(rows.get('node-3')!.powerState).toBe('on');
-    expect(events.events.map((e) => `${e.nodeUuid}:${e.type}:${e.powerState}`).sort()).toEqual(['node-2:power.changed:off', 'node-3:power.changed:on']);
+    expect(events.events.map((e) => `${e.nodeUuid}:${e.type}:${e.powerState}`).sort()).toEqual([
+      'node-2:power.changed:off',
+      'node-3:power.changed:on',
+    ]);
   });
 
   it('enforces the expected state when configured, but not on nodes in maintenance', async () => {
-    const bmcs = new Map<string, PowerState | 'dead'>([['bmc-1', 'off'], ['bmc-2', 'off']]);
+    const bmcs = new Map<string, PowerState | 'dead'>([
+      ['bmc-1', 'off'],
+      ['bmc-2', 'off'],
+    ]);
     const fleet = fakeFleet(bmcs);
     const { store, rows } = memoryStore([node(1, 'on'), node(2, 'on', true)]);
     const sync = new PowerSync(store, fleet.factory, bus(), { ...opts, enforce: true }, new Registry(), pino({ level: 'silent' }));
@@ -131,9 +141,18 @@ describe('power sync loop', () => {
   });
 
   it('skips a node whose password cannot be decrypted with last_error, once, and polls the others', async () => {
-    const bmcs = new Map<string, PowerState | 'dead'>([['bmc-1', 'off'], ['bmc-3', 'off']]);
+    const bmcs = new Map<string, PowerState | 'dead'>([
+      ['bmc-1', 'off'],
+      ['bmc-3', 'off'],
+    ]);
     const { store: inner, rows } = memoryStore([node(1, 'on'), node(3, 'on')]);
-    const sealed: { -readonly [K in keyof UnreadableCandidate]: UnreadableCandidate[K] } = { uuid: 'node-2', provisionState: 'manageable', failures: 0, lastError: null, passwordError: 'encrypted with a different key' };
+    const sealed: { -readonly [K in keyof UnreadableCandidate]: UnreadableCandidate[K] } = {
+      uuid: 'node-2',
+      provisionState: 'manageable',
+      failures: 0,
+      lastError: null,
+      passwordError: 'encrypted with a different key',
+    };
     const recorded: string[] = [];
     const store: PowerSyncStore = {
       ...inner,
@@ -159,11 +178,16 @@ describe('power sync loop', () => {
     await sync.sweep();
     // Recorded and announced once, not every interval.
     expect(recorded).toHaveLength(1);
-    expect(events.events.filter((e) => e.nodeUuid === 'node-2').map((e) => e.message)).toEqual(['cannot decrypt the BMC password: encrypted with a different key']);
+    expect(events.events.filter((e) => e.nodeUuid === 'node-2').map((e) => e.message)).toEqual([
+      'cannot decrypt the BMC password: encrypted with a different key',
+    ]);
   });
 
   it('lets one node whose enforce call fails fail alone', async () => {
-    const bmcs = new Map<string, PowerState | 'dead'>([['bmc-1', 'off'], ['bmc-2', 'off']]);
+    const bmcs = new Map<string, PowerState | 'dead'>([
+      ['bmc-1', 'off'],
+      ['bmc-2', 'off'],
+    ]);
     const fleet = fakeFleet(bmcs);
     const factory = (t: BmcTarget): PowerControl => ({
       ...fleet.factory(t),

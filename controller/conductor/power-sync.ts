@@ -72,7 +72,10 @@ class CallTimeout extends Error {}
 
 function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  return Promise.race([work, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new CallTimeout(`no answer within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
+  return Promise.race([
+    work,
+    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new CallTimeout(`no answer within ${ms} ms`)), ms))),
+  ]).finally(() => clearTimeout(timer));
 }
 
 export class PowerSync {
@@ -88,16 +91,36 @@ export class PowerSync {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<SweepReport> | null = null;
 
-  constructor(store: PowerSyncStore, factory: PowerControlFactory, events: EventBus, opts: PowerSyncOptions, registry: Registry, log: Logger) {
+  constructor(
+    store: PowerSyncStore,
+    factory: PowerControlFactory,
+    events: EventBus,
+    opts: PowerSyncOptions,
+    registry: Registry,
+    log: Logger,
+  ) {
     this.#store = store;
     this.#factory = factory;
     this.#events = events;
     this.#opts = opts;
     this.#log = log;
     this.#calls = new Counter({ name: 'bm_power_sync_calls_total', help: 'BMC power-state reads by the sync loop', registers: [registry] });
-    this.#failures = new Counter({ name: 'bm_power_sync_failures_total', help: 'Failed BMC power-state reads by the sync loop', registers: [registry] });
-    this.#latency = new Histogram({ name: 'bm_power_sync_call_seconds', help: 'Latency of one BMC power-state read', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] });
-    this.#sweepSeconds = new Gauge({ name: 'bm_power_sync_last_sweep_seconds', help: 'Duration of the last full sweep', registers: [registry] });
+    this.#failures = new Counter({
+      name: 'bm_power_sync_failures_total',
+      help: 'Failed BMC power-state reads by the sync loop',
+      registers: [registry],
+    });
+    this.#latency = new Histogram({
+      name: 'bm_power_sync_call_seconds',
+      help: 'Latency of one BMC power-state read',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    });
+    this.#sweepSeconds = new Gauge({
+      name: 'bm_power_sync_last_sweep_seconds',
+      help: 'Duration of the last full sweep',
+      registers: [registry],
+    });
   }
 
   start(): void {
@@ -176,7 +199,14 @@ export class PowerSync {
       const reason = err instanceof Error ? err.message : String(err);
       const flag = failures === this.#opts.failureThreshold;
       await this.#store.recordFailures(node.uuid, failures, flag ? `power sync failing: ${reason}` : null);
-      if (flag) this.#events.publish({ nodeUuid: node.uuid, type: 'power.sync-failing', provisionState: node.provisionState, message: reason, details: { failures: String(failures) } });
+      if (flag)
+        this.#events.publish({
+          nodeUuid: node.uuid,
+          type: 'power.sync-failing',
+          provisionState: node.provisionState,
+          message: reason,
+          details: { failures: String(failures) },
+        });
       return flag ? 'flagged' : 'failed';
     }
     end();
@@ -190,11 +220,23 @@ export class PowerSync {
       } finally {
         void control.close().catch(() => undefined);
       }
-      this.#events.publish({ nodeUuid: node.uuid, type: 'power.enforced', powerState: expected, provisionState: node.provisionState, details: { found: state } });
+      this.#events.publish({
+        nodeUuid: node.uuid,
+        type: 'power.enforced',
+        powerState: expected,
+        provisionState: node.provisionState,
+        details: { found: state },
+      });
       return 'enforced';
     }
     await this.#store.recordPower(node.uuid, state);
-    this.#events.publish({ nodeUuid: node.uuid, type: 'power.changed', powerState: state, provisionState: node.provisionState, details: { was: expected, source: 'sync' } });
+    this.#events.publish({
+      nodeUuid: node.uuid,
+      type: 'power.changed',
+      powerState: state,
+      provisionState: node.provisionState,
+      details: { was: expected, source: 'sync' },
+    });
     return 'changed';
   }
 }

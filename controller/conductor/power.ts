@@ -31,7 +31,14 @@ export class PowerConductor {
   readonly #opts: PowerConductorOptions;
   readonly #log: Logger;
 
-  constructor(store: NodeStore, secrets: SecretBox, events: EventBus, factory: PowerControlFactory, opts: PowerConductorOptions, log: Logger) {
+  constructor(
+    store: NodeStore,
+    secrets: SecretBox,
+    events: EventBus,
+    factory: PowerControlFactory,
+    opts: PowerConductorOptions,
+    log: Logger,
+  ) {
     this.#store = store;
     this.#bmc = new BmcAccess(store, secrets, factory);
     this.#events = events;
@@ -53,7 +60,13 @@ export class PowerConductor {
   async #observe(node: NodeRecord, state: PowerState): Promise<void> {
     if (node.powerState === state) return;
     await this.#store.recordState(node.uuid, { powerState: state });
-    this.#events.publish({ nodeUuid: node.uuid, type: 'power.changed', powerState: state, provisionState: node.provisionState, details: { was: node.powerState } });
+    this.#events.publish({
+      nodeUuid: node.uuid,
+      type: 'power.changed',
+      powerState: state,
+      provisionState: node.provisionState,
+      details: { was: node.powerState },
+    });
   }
 
   /** Reads the power state from the BMC now, and records it. */
@@ -76,14 +89,42 @@ export class PowerConductor {
           await c.setPowerState(target as PowerTarget);
           return this.#settle(c, want);
         });
-        await this.#store.recordState(node.uuid, { targetPowerState: null, powerState: reached, lastError: reached === want ? null : `asked for power ${target}, node is still ${reached}` });
-        this.#log.info({ audit: 'bmc', node: node.uuid, action: `power ${target}`, result: reached === want ? 'ok' : `still ${reached}`, ms: Math.round(performance.now() - started) }, 'power changed');
+        await this.#store.recordState(node.uuid, {
+          targetPowerState: null,
+          powerState: reached,
+          lastError: reached === want ? null : `asked for power ${target}, node is still ${reached}`,
+        });
+        this.#log.info(
+          {
+            audit: 'bmc',
+            node: node.uuid,
+            action: `power ${target}`,
+            result: reached === want ? 'ok' : `still ${reached}`,
+            ms: Math.round(performance.now() - started),
+          },
+          'power changed',
+        );
         if (reached !== node.powerState || target === 'reboot') {
-          this.#events.publish({ nodeUuid: node.uuid, type: 'power.changed', powerState: reached, provisionState: node.provisionState, details: { target, was: node.powerState } });
+          this.#events.publish({
+            nodeUuid: node.uuid,
+            type: 'power.changed',
+            powerState: reached,
+            provisionState: node.provisionState,
+            details: { target, was: node.powerState },
+          });
         }
       } catch (err) {
         await this.#store.recordState(node.uuid, { targetPowerState: null, lastError: err instanceof Error ? err.message : String(err) });
-        this.#log.info({ audit: 'bmc', node: node.uuid, action: `power ${target}`, result: err instanceof Error ? err.name : 'error', ms: Math.round(performance.now() - started) }, 'power change failed');
+        this.#log.info(
+          {
+            audit: 'bmc',
+            node: node.uuid,
+            action: `power ${target}`,
+            result: err instanceof Error ? err.name : 'error',
+            ms: Math.round(performance.now() - started),
+          },
+          'power change failed',
+        );
         throw err;
       }
       return (await this.#store.findNode(node.uuid)) ?? node;
@@ -105,7 +146,11 @@ export class PowerConductor {
     return withNodeReservation(this.#store, node.uuid, this.#opts.controllerId, () =>
       this.#withControl(node, async (c) => {
         await c.setBootDevice(device as BootDevice, { persistent, uefi });
-        this.#events.publish({ nodeUuid: node.uuid, type: 'boot-device.changed', details: { device, persistent: String(persistent), uefi: String(uefi) } });
+        this.#events.publish({
+          nodeUuid: node.uuid,
+          type: 'boot-device.changed',
+          details: { device, persistent: String(persistent), uefi: String(uefi) },
+        });
         return c.getBootDevice();
       }),
     );

@@ -53,7 +53,8 @@ export class Provisioner {
   }
 
   async provision(id: string, verb: string): Promise<NodeRecord> {
-    if (!(PROVISION_VERBS as readonly string[]).includes(verb)) throw new ValidationError('verb', `must be one of ${PROVISION_VERBS.join(', ')}`);
+    if (!(PROVISION_VERBS as readonly string[]).includes(verb))
+      throw new ValidationError('verb', `must be one of ${PROVISION_VERBS.join(', ')}`);
     if (id.length === 0 || id.length > 255) throw new ValidationError('id', 'must be a node uuid or name');
     if (verb === 'manage') return this.#d.tasks.start(id, 'manage', (ctx) => this.#verify(ctx));
     if (verb === 'provide') return this.#d.tasks.start(id, 'provide', (ctx) => this.#clean(ctx), { lastError: null });
@@ -65,7 +66,9 @@ export class Provisioner {
     try {
       state = await this.#d.bmc.with(ctx.node(), (c) => c.getPowerState(), 'verify (power status)');
     } catch (err) {
-      throw new BmError('unavailable', `verification failed: ${err instanceof Error ? err.message : String(err)}`, { node: ctx.node().uuid });
+      throw new BmError('unavailable', `verification failed: ${err instanceof Error ? err.message : String(err)}`, {
+        node: ctx.node().uuid,
+      });
     }
     if (state !== ctx.node().powerState) await ctx.record({ powerState: state });
     await ctx.advance('done', { lastError: null });
@@ -76,7 +79,9 @@ export class Provisioner {
     try {
       await cleanSteps(this.#d.boot, ctx, this.#d.eraseMode);
     } catch (err) {
-      await ctx.record({ maintenance: true, maintenanceReason: `cleaning failed: ${err instanceof Error ? err.message : String(err)}` }).catch(() => undefined);
+      await ctx
+        .record({ maintenance: true, maintenanceReason: `cleaning failed: ${err instanceof Error ? err.message : String(err)}` })
+        .catch(() => undefined);
       throw err;
     }
     await ctx.advance('done', { lastError: null });
@@ -89,7 +94,13 @@ export class Provisioner {
 
   /** Starts the deploy on a node the scheduler claimed for the instance (it holds the reservation). */
   deploy(node: NodeRecord, instance: InstanceRecord): void {
-    const deps = { boot: this.#d.boot, images: this.#d.images, instances: this.#d.instances, checkpoints: this.#d.checkpoints, log: this.#d.log };
+    const deps = {
+      boot: this.#d.boot,
+      images: this.#d.images,
+      instances: this.#d.instances,
+      checkpoints: this.#d.checkpoints,
+      log: this.#d.log,
+    };
     this.#d.tasks.adopt(node, deployWork(deps, instance), deployFailed(deps, instance));
   }
 
@@ -107,12 +118,17 @@ export class Provisioner {
     }
     if (node.provisionState === 'deploying' || node.provisionState === 'wait-callback') {
       if (!(await this.#d.tasks.cancel(node.uuid, `instance ${instance.uuid} was deleted while building`))) {
-        throw new BmError('failed-precondition', `instance ${instance.uuid} is building on controller ${node.reservation ?? 'unknown'}; delete it again once its node is deploy-failed or active`, { instance: instance.uuid, node: node.uuid });
+        throw new BmError(
+          'failed-precondition',
+          `instance ${instance.uuid} is building on controller ${node.reservation ?? 'unknown'}; delete it again once its node is deploy-failed or active`,
+          { instance: instance.uuid, node: node.uuid },
+        );
       }
       node = (await this.#d.store.findNode(node.uuid)) ?? node;
     }
     await this.#d.instances.update(instance.uuid, { state: 'DELETING' });
-    const deleteFailed = async (reason: string): Promise<void> => this.#d.instances.update(instance.uuid, { state: 'ERROR', lastError: `delete failed: ${reason}` });
+    const deleteFailed = async (reason: string): Promise<void> =>
+      this.#d.instances.update(instance.uuid, { state: 'ERROR', lastError: `delete failed: ${reason}` });
     try {
       await this.#d.tasks.start(
         node.uuid,
@@ -140,7 +156,11 @@ export class Provisioner {
    * holds are released, those of controllers whose heartbeat lapsed are broken, and such nodes end
    * in their failed state with a way back in last_error. (Resuming them instead is the takeover's job.)
    */
-  async recover(controllerId: string, breakDead: (nodeUuid: string) => Promise<boolean>, owns: (node: NodeRecord) => Promise<boolean> = async () => true): Promise<number> {
+  async recover(
+    controllerId: string,
+    breakDead: (nodeUuid: string) => Promise<boolean>,
+    owns: (node: NodeRecord) => Promise<boolean> = async () => true,
+  ): Promise<number> {
     let recovered = 0;
     for (const [state, wayBack] of Object.entries(INTERRUPTED)) {
       let marker: string | null = null;
@@ -157,8 +177,11 @@ export class Provisioner {
             continue;
           }
           try {
-            await this.#d.tasks.start(node.uuid, 'fail', async () => undefined, { lastError: `interrupted: its controller (${node.reservation ?? 'none'}) stopped while the node was ${state}; ${wayBack}` });
-            if (node.instanceUuid) await this.#d.instances.update(node.instanceUuid, { state: 'ERROR', lastError: `interrupted while ${state}; ${wayBack}` });
+            await this.#d.tasks.start(node.uuid, 'fail', async () => undefined, {
+              lastError: `interrupted: its controller (${node.reservation ?? 'none'}) stopped while the node was ${state}; ${wayBack}`,
+            });
+            if (node.instanceUuid)
+              await this.#d.instances.update(node.instanceUuid, { state: 'ERROR', lastError: `interrupted while ${state}; ${wayBack}` });
             recovered++;
           } catch (err) {
             this.#d.log.warn({ err, node: node.uuid }, 'could not recover an interrupted node');
@@ -178,24 +201,40 @@ export class Provisioner {
     if ((node.provisionState !== 'deploying' && node.provisionState !== 'wait-callback') || !node.instanceUuid) return false;
     const instance = await this.#d.instances.find(node.instanceUuid, null);
     if (!instance || instance.state !== 'BUILD') return false;
-    const entry: DeployEntry = node.provisionState === 'wait-callback' ? 'wait' : (await this.#d.boot.hasAgent(node)) ? 'stream' : (await this.#d.boot.armed(node.uuid)) ? 'wait' : 'start';
-    const deps = { boot: this.#d.boot, images: this.#d.images, instances: this.#d.instances, checkpoints: this.#d.checkpoints, log: this.#d.log };
+    const entry: DeployEntry =
+      node.provisionState === 'wait-callback'
+        ? 'wait'
+        : (await this.#d.boot.hasAgent(node))
+          ? 'stream'
+          : (await this.#d.boot.armed(node.uuid))
+            ? 'wait'
+            : 'start';
+    const deps = {
+      boot: this.#d.boot,
+      images: this.#d.images,
+      instances: this.#d.instances,
+      checkpoints: this.#d.checkpoints,
+      log: this.#d.log,
+    };
     try {
       await this.#d.tasks.takeOver(node.uuid, deployWork(deps, instance, entry), deployFailed(deps, instance));
     } catch (err) {
       this.#d.log.warn({ err, node: node.uuid }, 'could not take over a deploy');
       return false;
     }
-    this.#d.log.warn({ node: node.uuid, instance: instance.uuid, state: node.provisionState, entry, from: node.reservation }, 'took over a deploy left by a stopped controller');
+    this.#d.log.warn(
+      { node: node.uuid, instance: instance.uuid, state: node.provisionState, entry, from: node.reservation },
+      'took over a deploy left by a stopped controller',
+    );
     return true;
   }
 
   /** An instance's node, for power verbs. */
   async nodeOf(instance: InstanceRecord): Promise<NodeRecord> {
-    if (!instance.nodeUuid) throw new BmError('failed-precondition', `instance ${instance.uuid} has no node yet`, { instance: instance.uuid });
+    if (!instance.nodeUuid)
+      throw new BmError('failed-precondition', `instance ${instance.uuid} has no node yet`, { instance: instance.uuid });
     const node = await this.#d.store.findNode(instance.nodeUuid);
     if (!node) throw new NotFoundError('node', instance.nodeUuid);
     return node;
   }
 }
-

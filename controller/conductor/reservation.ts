@@ -9,7 +9,11 @@ import type { NodeStore } from '../nodes/store.ts';
 
 export class NodeLockedError extends BmError {
   constructor(nodeUuid: string, holder: string | null) {
-    super('conflict', `node ${nodeUuid} is locked by ${holder ? `controller ${holder}` : 'another controller'}; retry when its current task ends`, { node: nodeUuid, holder: holder ?? '' });
+    super(
+      'conflict',
+      `node ${nodeUuid} is locked by ${holder ? `controller ${holder}` : 'another controller'}; retry when its current task ends`,
+      { node: nodeUuid, holder: holder ?? '' },
+    );
   }
 }
 
@@ -19,7 +23,13 @@ export interface ReservationOptions {
   readonly retryEveryMs?: number;
 }
 
-export async function withNodeReservation<T>(store: NodeStore, nodeUuid: string, controllerId: string, work: () => Promise<T>, options: ReservationOptions = {}): Promise<T> {
+export async function withNodeReservation<T>(
+  store: NodeStore,
+  nodeUuid: string,
+  controllerId: string,
+  work: () => Promise<T>,
+  options: ReservationOptions = {},
+): Promise<T> {
   const deadline = Date.now() + (options.waitMs ?? 0);
   while (!(await store.reserve(nodeUuid, controllerId))) {
     if (Date.now() >= deadline) {

@@ -41,7 +41,12 @@ export const TRANSITIONS: readonly Transition[] = [
   { from: 'wait-callback', event: 'resume', to: 'deploying', note: 'the agent called back; stream the image' },
   { from: 'wait-callback', event: 'fail', to: 'deploy-failed', note: 'the agent did not call back in time' },
   { from: 'deploying', event: 'done', to: 'active', note: 'image written, verified, node rebooted into it' },
-  { from: 'deploying', event: 'fail', to: 'deploy-failed', note: 'stream, checksum or reboot failed (last_error has both digests on a mismatch)' },
+  {
+    from: 'deploying',
+    event: 'fail',
+    to: 'deploy-failed',
+    note: 'stream, checksum or reboot failed (last_error has both digests on a mismatch)',
+  },
   { from: 'deploy-failed', event: 'deploy', to: 'deploying', note: 'way back: retry the deploy' },
   { from: 'deploy-failed', event: 'undeploy', to: 'deleting', note: 'way back: give up; clean and return to the pool' },
   { from: 'active', event: 'undeploy', to: 'deleting', note: 'the instance was deleted' },
@@ -59,7 +64,9 @@ export const CONDUCTOR_EVENTS: readonly ProvisionEvent[] = ['done', 'fail', 'wai
  * States the conductor leaves by itself (each has an edge on a conductor
  * event): a node in one is still working, so `bmctl ... --wait` waits on them.
  */
-export const TRANSIENT_STATES: ReadonlySet<ProvisionState> = new Set(TRANSITIONS.filter((t) => CONDUCTOR_EVENTS.includes(t.event)).map((t) => t.from));
+export const TRANSIENT_STATES: ReadonlySet<ProvisionState> = new Set(
+  TRANSITIONS.filter((t) => CONDUCTOR_EVENTS.includes(t.event)).map((t) => t.from),
+);
 
 export function isTransientState(state: string): boolean {
   return (TRANSIENT_STATES as ReadonlySet<string>).has(state);
@@ -68,7 +75,11 @@ export function isTransientState(state: string): boolean {
 export class InvalidTransitionError extends BmError {
   constructor(nodeUuid: string, from: string, event: string) {
     const allowed = TRANSITIONS.filter((t) => t.from === from).map((t) => t.event);
-    super('failed-precondition', `node ${nodeUuid} is ${from}: cannot ${event} (possible: ${allowed.length > 0 ? [...new Set(allowed)].join(', ') : 'nothing'})`, { node: nodeUuid, state: from, event });
+    super(
+      'failed-precondition',
+      `node ${nodeUuid} is ${from}: cannot ${event} (possible: ${allowed.length > 0 ? [...new Set(allowed)].join(', ') : 'nothing'})`,
+      { node: nodeUuid, state: from, event },
+    );
   }
 }
 

@@ -23,7 +23,24 @@ async function setup(state = 'enroll') {
   const bmc = new BmcAccess(store, secrets, powerFactory({ fake: (t) => new FakePowerDriver(t, world) }));
   const tasks = new TaskManager(store, bus, { controllerId: 'ctl-a', lockWaitMs: 300 }, silentLogger);
   const uuid = uuidv7();
-  await store.createNode({ uuid, name: 'n1', group: 'default', cpus: 1, memoryMb: 1, localGb: 1, cpuArch: 'x86_64', pmAddress: 'bmc-1', pmPort: 623, pmUser: 'u', pmPasswordEnc: secrets.encrypt('pw', uuid), powerDriver: 'fake', properties: {} }, [{ uuid: uuidv7(), mac: '52:54:00:00:00:01' }]);
+  await store.createNode(
+    {
+      uuid,
+      name: 'n1',
+      group: 'default',
+      cpus: 1,
+      memoryMb: 1,
+      localGb: 1,
+      cpuArch: 'x86_64',
+      pmAddress: 'bmc-1',
+      pmPort: 623,
+      pmUser: 'u',
+      pmPasswordEnc: secrets.encrypt('pw', uuid),
+      powerDriver: 'fake',
+      properties: {},
+    },
+    [{ uuid: uuidv7(), mac: '52:54:00:00:00:01' }],
+  );
   if (state !== 'enroll') await store.transition(uuid, 'enroll', state, {}, null);
   return { store, bus, world, bmc, tasks, uuid };
 }
@@ -69,7 +86,7 @@ describe('TaskManager', () => {
     expect(reasons).toEqual(['BMC said no']);
   });
 
-  it('waits for another task\'s lock only briefly, then says who holds it', async () => {
+  it("waits for another task's lock only briefly, then says who holds it", async () => {
     const { store, tasks, uuid } = await setup('manageable');
     await store.reserve(uuid, 'ctl-b');
     await expect(tasks.start(uuid, 'manage', async () => undefined)).rejects.toThrow(/locked by controller ctl-b/);
@@ -78,22 +95,34 @@ describe('TaskManager', () => {
 
   it('cancels a running task: it fails with the reason and lets go', async () => {
     const { store, tasks, uuid } = await setup('available');
-    await tasks.start(uuid, 'deploy', (ctx) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))));
+    await tasks.start(
+      uuid,
+      'deploy',
+      (ctx) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))),
+    );
     expect(tasks.busy(uuid)).toBe(true);
     expect(await tasks.cancel(uuid, 'instance deleted')).toBe(true);
-    expect(await store.findNode(uuid)).toMatchObject({ provisionState: 'deploy-failed', lastError: 'cancelled: instance deleted', reservation: null });
+    expect(await store.findNode(uuid)).toMatchObject({
+      provisionState: 'deploy-failed',
+      lastError: 'cancelled: instance deleted',
+      reservation: null,
+    });
   });
 
-  it('on stop, interrupts work but keeps the node\'s state for whoever takes it over', async () => {
+  it("on stop, interrupts work but keeps the node's state for whoever takes it over", async () => {
     const { store, tasks, uuid } = await setup('available');
-    await tasks.start(uuid, 'deploy', (ctx) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('aborted')))));
+    await tasks.start(
+      uuid,
+      'deploy',
+      (ctx) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('aborted')))),
+    );
     await tasks.stop();
     expect(await store.findNode(uuid)).toMatchObject({ provisionState: 'deploying', reservation: null });
   });
 });
 
 describe('BmcAccess with the fake driver', () => {
-  it('opens the node\'s BMC with its decrypted password, and says so when it cannot decrypt', async () => {
+  it("opens the node's BMC with its decrypted password, and says so when it cannot decrypt", async () => {
     const { store, world, bmc, uuid } = await setup();
     const node = (await store.findNode(uuid))!;
     expect(await bmc.with(node, (c) => c.getPowerState())).toBe('off');

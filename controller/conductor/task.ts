@@ -36,7 +36,9 @@ export type AfterFailure = (reason: string) => Promise<void>;
 /** Thrown by work that was stopped because the controller is stopping; the node keeps its state for the next owner. */
 export class TaskInterruptedError extends BmError {
   constructor(nodeUuid: string) {
-    super('unavailable', `node ${nodeUuid}: task interrupted by a controller stop; it resumes when the node is taken over`, { node: nodeUuid });
+    super('unavailable', `node ${nodeUuid}: task interrupted by a controller stop; it resumes when the node is taken over`, {
+      node: nodeUuid,
+    });
   }
 }
 
@@ -101,7 +103,13 @@ export class TaskManager {
    * Resolves with the node after the first transition; a transition the state table refuses is
    * a FAILED_PRECONDITION naming the current state, and leaves the node untouched.
    */
-  async start(id: string, event: ProvisionEvent, work: TaskWork, fields: StateFields = {}, afterFailure?: AfterFailure): Promise<NodeRecord> {
+  async start(
+    id: string,
+    event: ProvisionEvent,
+    work: TaskWork,
+    fields: StateFields = {},
+    afterFailure?: AfterFailure,
+  ): Promise<NodeRecord> {
     const found = await this.#store.findNode(id);
     if (!found) throw new NotFoundError('node', id);
     // Checked before locking too, so a wrong verb is refused even while another task runs.
@@ -171,8 +179,14 @@ export class TaskManager {
       // Continue only if the node is still where we left it and still ours.
       const reread = await this.#store.findNode(current.uuid);
       if (!reread) throw new NotFoundError('node', current.uuid);
-      if (reread.provisionState !== current.provisionState || (reread.reservation !== null && reread.reservation !== this.#opts.controllerId)) {
-        throw new ConflictError(`node ${current.uuid} changed meanwhile (now ${reread.provisionState}, reserved by ${reread.reservation ?? 'nobody'}); ${event} not applied`, { node: current.uuid });
+      if (
+        reread.provisionState !== current.provisionState ||
+        (reread.reservation !== null && reread.reservation !== this.#opts.controllerId)
+      ) {
+        throw new ConflictError(
+          `node ${current.uuid} changed meanwhile (now ${reread.provisionState}, reserved by ${reread.reservation ?? 'nobody'}); ${event} not applied`,
+          { node: current.uuid },
+        );
       }
       current = reread;
     }
@@ -196,7 +210,15 @@ export class TaskManager {
         node = (await this.#store.findNode(node.uuid)) ?? node;
         return node;
       },
-      publish: (type, details = {}, message) => this.#events.publish({ nodeUuid: node.uuid, type, provisionState: node.provisionState, powerState: node.powerState, details, ...(message ? { message } : {}) }),
+      publish: (type, details = {}, message) =>
+        this.#events.publish({
+          nodeUuid: node.uuid,
+          type,
+          provisionState: node.provisionState,
+          powerState: node.powerState,
+          details,
+          ...(message ? { message } : {}),
+        }),
     };
     try {
       await work(ctx);
@@ -205,10 +227,14 @@ export class TaskManager {
         this.#log.warn({ node: node.uuid, state: node.provisionState }, 'task interrupted by stop; the node keeps its state');
       } else {
         const reason = await this.#fail(ctx, node, cancelled.aborted ? cancelled.reason : err);
-        await afterFailure?.(reason).catch((hookErr: unknown) => this.#log.error({ err: hookErr, node: node.uuid }, 'after-failure step failed'));
+        await afterFailure?.(reason).catch((hookErr: unknown) =>
+          this.#log.error({ err: hookErr, node: node.uuid }, 'after-failure step failed'),
+        );
       }
     } finally {
-      await this.#store.release(node.uuid, this.#opts.controllerId).catch((err: unknown) => this.#log.error({ err, node: node.uuid }, 'could not release the reservation'));
+      await this.#store
+        .release(node.uuid, this.#opts.controllerId)
+        .catch((err: unknown) => this.#log.error({ err, node: node.uuid }, 'could not release the reservation'));
     }
   }
 
@@ -217,7 +243,8 @@ export class TaskManager {
     this.#log.warn({ node: node.uuid, state: node.provisionState, reason }, 'task failed');
     try {
       const current = await ctx.refresh();
-      if (TRANSITIONS.some((t) => t.from === current.provisionState && t.event === 'fail')) await ctx.advance('fail', { lastError: reason });
+      if (TRANSITIONS.some((t) => t.from === current.provisionState && t.event === 'fail'))
+        await ctx.advance('fail', { lastError: reason });
       else await ctx.record({ lastError: reason });
     } catch (recordErr) {
       this.#log.error({ err: recordErr, node: node.uuid }, 'could not record a failed task');

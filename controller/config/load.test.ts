@@ -31,7 +31,12 @@ describe('config', () => {
 
   it('reads TOML and lets BM_<SECTION>_<KEY> override it', async () => {
     const p = await file(`[api]\nlisten = "127.0.0.1:7000"\ntokens = ["${TOKEN}"]\n[controller]\ngroups = ["a"]\n`);
-    const { config, envUsed } = await loadConfig(p, { BM_API_LISTEN: '127.0.0.1:7001', BM_CONTROLLER_GROUPS: 'rack1, rack2', BM_SECRETS_KEY_FILE: '/tmp/k', BM_URL: 'x' });
+    const { config, envUsed } = await loadConfig(p, {
+      BM_API_LISTEN: '127.0.0.1:7001',
+      BM_CONTROLLER_GROUPS: 'rack1, rack2',
+      BM_SECRETS_KEY_FILE: '/tmp/k',
+      BM_URL: 'x',
+    });
     expect(config.api.listen).toBe('127.0.0.1:7001');
     expect(config.api.tokens).toEqual([TOKEN]);
     expect(config.controller.groups).toEqual(['rack1', 'rack2']);
@@ -42,7 +47,9 @@ describe('config', () => {
   it('coerces numbers from the environment and names the variable when wrong', async () => {
     const ok = await loadConfig(undefined, { BM_DATABASE_POOL_SIZE: '4' });
     expect(ok.config.database.pool_size).toBe(4);
-    await expect(loadConfig(undefined, { BM_DATABASE_POOL_SIZE: 'many' })).rejects.toThrow(/database\.pool_size: .*"many".*from BM_DATABASE_POOL_SIZE/);
+    await expect(loadConfig(undefined, { BM_DATABASE_POOL_SIZE: 'many' })).rejects.toThrow(
+      /database\.pool_size: .*"many".*from BM_DATABASE_POOL_SIZE/,
+    );
   });
 
   it('names the key, the value and what was expected', async () => {
@@ -53,11 +60,27 @@ describe('config', () => {
 
   it('validates [boot]: absent means no boot services, full mode needs a range on the server network', async () => {
     expect((await loadConfig(undefined, {})).config.boot).toBeUndefined();
-    const good = await loadConfig(await file('[boot]\nserver_address = "10.0.0.1"\nrange_start = "10.0.0.100"\nrange_end = "10.0.0.200"\n'), { BM_BOOT_HTTP_PORT: '8080' });
-    expect(good.config.boot).toMatchObject({ mode: 'full', dhcp_port: 67, proxy_port: 4011, tftp_port: 69, http_port: 8080, ipxe_bios: 'undionly.kpxe' });
-    await expect(loadConfig(await file('[boot]\nserver_address = "10.0.0.1"\n'), {})).rejects.toThrow(/boot\.range_start: required when mode is "full"/);
-    await expect(loadConfig(await file('[boot]\nserver_address = "10.0.0.1"\nrange_start = "10.1.0.1"\nrange_end = "10.1.0.9"\n'), {})).rejects.toThrow(/boot\.range_start: the range must lie in 10\.0\.0\.0\/255\.255\.255\.0/);
-    await expect(loadConfig(await file('[boot]\nserver_address = "10.0.0.300"\nmode = "proxy"\n'), {})).rejects.toThrow(/boot\.server_address: expected a dotted IPv4 address/);
+    const good = await loadConfig(
+      await file('[boot]\nserver_address = "10.0.0.1"\nrange_start = "10.0.0.100"\nrange_end = "10.0.0.200"\n'),
+      { BM_BOOT_HTTP_PORT: '8080' },
+    );
+    expect(good.config.boot).toMatchObject({
+      mode: 'full',
+      dhcp_port: 67,
+      proxy_port: 4011,
+      tftp_port: 69,
+      http_port: 8080,
+      ipxe_bios: 'undionly.kpxe',
+    });
+    await expect(loadConfig(await file('[boot]\nserver_address = "10.0.0.1"\n'), {})).rejects.toThrow(
+      /boot\.range_start: required when mode is "full"/,
+    );
+    await expect(
+      loadConfig(await file('[boot]\nserver_address = "10.0.0.1"\nrange_start = "10.1.0.1"\nrange_end = "10.1.0.9"\n'), {}),
+    ).rejects.toThrow(/boot\.range_start: the range must lie in 10\.0\.0\.0\/255\.255\.255\.0/);
+    await expect(loadConfig(await file('[boot]\nserver_address = "10.0.0.300"\nmode = "proxy"\n'), {})).rejects.toThrow(
+      /boot\.server_address: expected a dotted IPv4 address/,
+    );
     expect((await loadConfig(await file('[boot]\nserver_address = "10.0.0.1"\nmode = "proxy"\n'), {})).config.boot?.mode).toBe('proxy');
   });
 

@@ -77,7 +77,10 @@ export function validateConfig(raw: Raw, envVars: ReadonlySet<string> = new Set(
   throw new ConfigError(`invalid configuration: ${lines.join('; ')}`, { source });
 }
 
-export async function loadConfig(path: string | undefined, env: Readonly<Record<string, string | undefined>> = process.env): Promise<LoadedConfig> {
+export async function loadConfig(
+  path: string | undefined,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Promise<LoadedConfig> {
   let raw: Raw = {};
   const source = path ?? '(defaults)';
   if (path) {
@@ -90,7 +93,9 @@ export async function loadConfig(path: string | undefined, env: Readonly<Record<
     try {
       raw = parseToml(text) as Raw;
     } catch (err) {
-      throw new ConfigError(`config file ${path} is not valid TOML: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`, { path });
+      throw new ConfigError(`config file ${path} is not valid TOML: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`, {
+        path,
+      });
     }
   }
   const { used, unknown } = applyEnv(raw, env);

@@ -26,7 +26,9 @@ const stringList = z.preprocess(
 const bool = z.preprocess((v) => (v === 'true' || v === '1' ? true : v === 'false' || v === '0' ? false : v), z.boolean());
 const positiveInt = z.coerce.number().int().positive();
 
-export const tokenHash = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected "sha256:" followed by 64 hex digits (make one with `bmctl token create`)');
+export const tokenHash = z
+  .string()
+  .regex(/^sha256:[0-9a-f]{64}$/, 'expected "sha256:" followed by 64 hex digits (make one with `bmctl token create`)');
 
 export const configSchema = z
   .object({
@@ -34,7 +36,18 @@ export const configSchema = z
       .object({
         listen: hostPort.default('0.0.0.0:6385'),
         /** Hashes of the admin bearer tokens; the tokens themselves are never stored. */
-        tokens: z.preprocess((v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v), z.array(tokenHash)).default([]),
+        tokens: z
+          .preprocess(
+            (v) =>
+              typeof v === 'string'
+                ? v
+                    .split(',')
+                    .map((s) => s.trim())
+                    .filter(Boolean)
+                : v,
+            z.array(tokenHash),
+          )
+          .default([]),
         /** The largest message any call takes: image upload chunks (bmctl sends 1 MiB). */
         max_message_bytes: positiveInt.default(8 * 1024 * 1024),
         /** The largest request message of every other call, checked before it is decoded. */
@@ -51,9 +64,14 @@ export const configSchema = z
       .superRefine((api, ctx) => {
         if ((api.tls_cert === '') !== (api.tls_key === '')) {
           const missing = api.tls_cert === '' ? 'tls_cert' : 'tls_key';
-          ctx.addIssue({ code: 'custom', path: [missing], message: 'api.tls_cert and api.tls_key go together: set both (TLS) or neither (plaintext)' });
+          ctx.addIssue({
+            code: 'custom',
+            path: [missing],
+            message: 'api.tls_cert and api.tls_key go together: set both (TLS) or neither (plaintext)',
+          });
         }
-        if (api.tls_ca !== '' && api.tls_cert === '') ctx.addIssue({ code: 'custom', path: ['tls_ca'], message: 'needs api.tls_cert and api.tls_key' });
+        if (api.tls_ca !== '' && api.tls_cert === '')
+          ctx.addIssue({ code: 'custom', path: ['tls_ca'], message: 'needs api.tls_cert and api.tls_key' });
       })
       .prefault({}),
     database: z
@@ -65,16 +83,25 @@ export const configSchema = z
       .prefault({}),
     nats: z
       .object({
-        url: z.string().regex(/^nats:\/\//, 'expected a nats:// URL').default('nats://127.0.0.1:4222'),
+        url: z
+          .string()
+          .regex(/^nats:\/\//, 'expected a nats:// URL')
+          .default('nats://127.0.0.1:4222'),
         /** First token(s) of every subject; controllers of one cluster share it, other clusters on the same NATS use their own. */
-        prefix: z.string().regex(SUBJECT_PREFIX_PATTERN, 'expected NATS subject tokens (letters, digits, "_" or "-") joined by "."').default(DEFAULT_SUBJECT_PREFIX),
+        prefix: z
+          .string()
+          .regex(SUBJECT_PREFIX_PATTERN, 'expected NATS subject tokens (letters, digits, "_" or "-") joined by "."')
+          .default(DEFAULT_SUBJECT_PREFIX),
       })
       .strict()
       .prefault({}),
     controller: z
       .object({
         /** Stable identity in the controllers table; defaults to hostname + listen port. */
-        id: z.string().regex(/^[A-Za-z0-9._-]{0,64}$/, 'expected up to 64 letters, digits, ".", "_" or "-"').default(''),
+        id: z
+          .string()
+          .regex(/^[A-Za-z0-9._-]{0,64}$/, 'expected up to 64 letters, digits, ".", "_" or "-"')
+          .default(''),
         groups: stringList.default([DEFAULT_GROUP]),
         heartbeat_interval_ms: positiveInt.default(5000),
         /** A controller whose heartbeat is older than this is dead: its reservations are broken (Ironic: 60 s). */

@@ -13,9 +13,9 @@ export class BufferBudget {
   #peak = 0;
   readonly #waiting: { readonly bytes: number; readonly resolve: () => void }[] = [];
 
-
   constructor(limitBytes: number) {
-    if (!Number.isSafeInteger(limitBytes) || limitBytes <= 0) throw new RangeError(`a buffer budget must be a positive number of bytes, got ${limitBytes}`);
+    if (!Number.isSafeInteger(limitBytes) || limitBytes <= 0)
+      throw new RangeError(`a buffer budget must be a positive number of bytes, got ${limitBytes}`);
     this.limitBytes = limitBytes;
   }
 

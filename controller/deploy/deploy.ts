@@ -51,7 +51,15 @@ export interface DeployImageResult {
 }
 
 /** Errors that say the agent refused the stream, not that the stream broke. */
-const FINAL_CODES: ReadonlySet<number> = new Set([status.UNAUTHENTICATED, status.PERMISSION_DENIED, status.INVALID_ARGUMENT, status.FAILED_PRECONDITION, status.OUT_OF_RANGE, status.NOT_FOUND, status.UNIMPLEMENTED]);
+const FINAL_CODES: ReadonlySet<number> = new Set([
+  status.UNAUTHENTICATED,
+  status.PERMISSION_DENIED,
+  status.INVALID_ARGUMENT,
+  status.FAILED_PRECONDITION,
+  status.OUT_OF_RANGE,
+  status.NOT_FOUND,
+  status.UNIMPLEMENTED,
+]);
 
 function retryable(error: unknown): boolean {
   if (error instanceof DeployChecksumError) return false;
@@ -89,7 +97,15 @@ export async function deployImage(options: DeployImageOptions): Promise<DeployIm
       const result = await streamImage(
         agent,
         options.source,
-        { nodeUuid: options.nodeUuid, resumeOffset, checkpoint: options.checkpoint, expected: options.expected, tuning, ...(options.signal ? { signal: options.signal } : {}), ...(options.budget ? { budget: options.budget } : {}) },
+        {
+          nodeUuid: options.nodeUuid,
+          resumeOffset,
+          checkpoint: options.checkpoint,
+          expected: options.expected,
+          tuning,
+          ...(options.signal ? { signal: options.signal } : {}),
+          ...(options.budget ? { budget: options.budget } : {}),
+        },
         progress,
       );
       dataBytesSent += progress.dataBytesSent;
@@ -99,7 +115,11 @@ export async function deployImage(options: DeployImageOptions): Promise<DeployIm
       if (options.signal?.aborted || !retryable(error)) throw error;
       if (attempt >= attempts) {
         const reason = isServiceError(error) ? error.details : error instanceof Error ? error.message : String(error);
-        throw new DeployStreamError(`node ${options.nodeUuid}: the image stream broke ${attempt} times; last: ${reason}`, { node: options.nodeUuid, committedOffset: progress.committedOffset, attempts: attempt }, error);
+        throw new DeployStreamError(
+          `node ${options.nodeUuid}: the image stream broke ${attempt} times; last: ${reason}`,
+          { node: options.nodeUuid, committedOffset: progress.committedOffset, attempts: attempt },
+          error,
+        );
       }
       resumeOffset = progress.committedOffset;
       options.onRetry?.(attempt, resumeOffset, error);

@@ -12,5 +12,7 @@ export interface ExpectedDigest {
 }
 
 export function expectedDigestOf(image: { readonly rawSha256: string; readonly rawBlockSha256: string }): ExpectedDigest {
-  return image.rawBlockSha256 ? { algorithm: DigestAlgorithm.blocks, hex: image.rawBlockSha256 } : { algorithm: DigestAlgorithm.sha256, hex: image.rawSha256 };
+  return image.rawBlockSha256
+    ? { algorithm: DigestAlgorithm.blocks, hex: image.rawBlockSha256 }
+    : { algorithm: DigestAlgorithm.sha256, hex: image.rawSha256 };
 }

@@ -10,12 +10,16 @@ export class DeployChecksumError extends BmError {
   readonly expected: string;
   readonly actual: string;
   constructor(nodeUuid: string, expected: ReportedDigest, actual: ReportedDigest) {
-    super('failed-precondition', `node ${nodeUuid}: written image does not match: expected ${expected.algorithm} ${expected.hex}, the agent reports ${actual.algorithm} ${actual.hex || '(none)'}`, {
-      node: nodeUuid,
-      expected: expected.hex,
-      actual: actual.hex,
-      algorithm: expected.algorithm,
-    });
+    super(
+      'failed-precondition',
+      `node ${nodeUuid}: written image does not match: expected ${expected.algorithm} ${expected.hex}, the agent reports ${actual.algorithm} ${actual.hex || '(none)'}`,
+      {
+        node: nodeUuid,
+        expected: expected.hex,
+        actual: actual.hex,
+        algorithm: expected.algorithm,
+      },
+    );
     this.expected = expected.hex;
     this.actual = actual.hex;
   }

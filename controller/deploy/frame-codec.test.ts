@@ -16,23 +16,28 @@ describe('data frame encoding', () => {
 
   it('writes the header into the headroom before the payload instead of copying it, for any offset', () => {
     fc.assert(
-      fc.property(fc.maxSafeNat(), fc.uint8Array({ minLength: 1, maxLength: 3000 }), fc.integer({ min: 0, max: 40 }), (offset, data, headroom) => {
-        const backing = new Uint8Array(headroom + data.length).fill(0xee);
-        backing.set(data, headroom);
-        const payload = backing.subarray(headroom);
-        const frame = encodeDataFrame(offset, payload, headroom);
-        const expected = toBinary(ImageFrameSchema, create(ImageFrameSchema, { offset: BigInt(offset), data }));
-        expect(Buffer.from(frame).equals(Buffer.from(expected))).toBe(true);
-        const headerBytes = expected.length - data.length;
-        if (headroom >= headerBytes) {
-          // A view of the caller's buffer, ending where the payload ends.
-          expect(frame.buffer).toBe(backing.buffer);
-          expect(frame.byteOffset).toBe(headroom - headerBytes);
-        } else {
-          expect(frame.buffer).not.toBe(backing.buffer);
-          expect(backing.subarray(0, headroom).every((b) => b === 0xee)).toBe(true);
-        }
-      }),
+      fc.property(
+        fc.maxSafeNat(),
+        fc.uint8Array({ minLength: 1, maxLength: 3000 }),
+        fc.integer({ min: 0, max: 40 }),
+        (offset, data, headroom) => {
+          const backing = new Uint8Array(headroom + data.length).fill(0xee);
+          backing.set(data, headroom);
+          const payload = backing.subarray(headroom);
+          const frame = encodeDataFrame(offset, payload, headroom);
+          const expected = toBinary(ImageFrameSchema, create(ImageFrameSchema, { offset: BigInt(offset), data }));
+          expect(Buffer.from(frame).equals(Buffer.from(expected))).toBe(true);
+          const headerBytes = expected.length - data.length;
+          if (headroom >= headerBytes) {
+            // A view of the caller's buffer, ending where the payload ends.
+            expect(frame.buffer).toBe(backing.buffer);
+            expect(frame.byteOffset).toBe(headroom - headerBytes);
+          } else {
+            expect(frame.buffer).not.toBe(backing.buffer);
+            expect(backing.subarray(0, headroom).every((b) => b === 0xee)).toBe(true);
+          }
+        },
+      ),
     );
   });
 

@@ -80,11 +80,22 @@ class Waiters {
  * `progress` is updated as acknowledgements arrive, so after a failure the
  * caller knows where to resume.
  */
-export async function streamImage(agent: AgentConnection, source: ImageSource, options: StreamOptions, progress: StreamProgress = { committedOffset: options.resumeOffset, dataBytesSent: 0, frames: 0 }): Promise<StreamResult> {
+export async function streamImage(
+  agent: AgentConnection,
+  source: ImageSource,
+  options: StreamOptions,
+  progress: StreamProgress = { committedOffset: options.resumeOffset, dataBytesSent: 0, frames: 0 },
+): Promise<StreamResult> {
   const tuning = options.tuning ?? DEFAULT_TUNING;
   checkTuning(tuning);
   progress.committedOffset = options.resumeOffset;
-  const call = agent.channel.makeBidiStreamRequest(writeImagePath, serializeFrame, deserializeAck, agent.metadata.clone(), {}) as grpc.ClientDuplexStream<OutgoingFrame, WriteImageAck>;
+  const call = agent.channel.makeBidiStreamRequest(
+    writeImagePath,
+    serializeFrame,
+    deserializeAck,
+    agent.metadata.clone(),
+    {},
+  ) as grpc.ClientDuplexStream<OutgoingFrame, WriteImageAck>;
   const onAbort = (): void => call.cancel();
   if (options.signal?.aborted) call.cancel();
   options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -111,8 +122,10 @@ export async function streamImage(agent: AgentConnection, source: ImageSource, o
 
   const send = async (frame: OutgoingFrame, dataBytes: number, end: number, release?: () => void): Promise<void> => {
     // Do not run further ahead of the last commit than maxUncommittedBytes.
-    while (dataBytes > 0 && dataSent + dataBytes - dataCommitted > tuning.maxUncommittedBytes && !finished && callError === undefined) await changed.wait();
-    const ended = (): unknown => callError ?? new DeployStreamError(`node ${options.nodeUuid}: the agent ended the stream early`, { node: options.nodeUuid });
+    while (dataBytes > 0 && dataSent + dataBytes - dataCommitted > tuning.maxUncommittedBytes && !finished && callError === undefined)
+      await changed.wait();
+    const ended = (): unknown =>
+      callError ?? new DeployStreamError(`node ${options.nodeUuid}: the agent ended the stream early`, { node: options.nodeUuid });
     if (callError !== undefined || finished) throw ended();
     await budget.acquire(dataBytes, over.signal).catch(() => {
       throw ended();
@@ -142,14 +155,33 @@ export async function streamImage(agent: AgentConnection, source: ImageSource, o
   };
 
   const sender = (async (): Promise<void> => {
-    await send({ message: { offset: BigInt(options.resumeOffset), start: { imageSize: BigInt(source.virtualSize), resumeOffset: BigInt(options.resumeOffset), commitIntervalBytes: BigInt(tuning.commitIntervalBytes), digestAlgorithm: options.expected.algorithm } } }, 0, options.resumeOffset);
+    await send(
+      {
+        message: {
+          offset: BigInt(options.resumeOffset),
+          start: {
+            imageSize: BigInt(source.virtualSize),
+            resumeOffset: BigInt(options.resumeOffset),
+            commitIntervalBytes: BigInt(tuning.commitIntervalBytes),
+            digestAlgorithm: options.expected.algorithm,
+          },
+        },
+      },
+      0,
+      options.resumeOffset,
+    );
     // Hold the data until the agent has accepted the start (target open, image fits): until the
     // call is connected grpc-js takes messages without back-pressure, and would buffer up to
     // maxUncommittedBytes of them (measured: a peak of 268 MiB RSS for a 256 MiB image).
     while (!accepted && callError === undefined && !finished) await changed.wait();
     for await (const extent of source.extents(options.resumeOffset)) {
       if (extent.kind === 'data') {
-        await send({ encoded: encodeDataFrame(extent.offset, extent.data, extent.headroom ?? 0) }, extent.data.length, extent.offset + extent.data.length, extent.release);
+        await send(
+          { encoded: encodeDataFrame(extent.offset, extent.data, extent.headroom ?? 0) },
+          extent.data.length,
+          extent.offset + extent.data.length,
+          extent.release,
+        );
       } else {
         await send({ message: { offset: BigInt(extent.offset), zeroLength: BigInt(extent.length) } }, 0, extent.offset + extent.length);
       }
@@ -190,9 +222,19 @@ export async function streamImage(agent: AgentConnection, source: ImageSource, o
   budget.release(held);
   held = 0;
   if (callError !== undefined && !final) throw callError;
-  if (!final) throw new DeployStreamError(`node ${options.nodeUuid}: the agent ended the stream without a final digest`, { node: options.nodeUuid, committedOffset: progress.committedOffset });
+  if (!final)
+    throw new DeployStreamError(`node ${options.nodeUuid}: the agent ended the stream without a final digest`, {
+      node: options.nodeUuid,
+      committedOffset: progress.committedOffset,
+    });
   if (final.algorithm !== options.expected.algorithm || final.sha256 !== options.expected.hex) {
     throw new DeployChecksumError(options.nodeUuid, options.expected, { algorithm: final.algorithm, hex: final.sha256 });
   }
-  return { sha256: final.sha256, digestMethod: final.method, committedOffset: final.committed, dataBytesSent: progress.dataBytesSent, frames: progress.frames };
+  return {
+    sha256: final.sha256,
+    digestMethod: final.method,
+    committedOffset: final.committed,
+    dataBytesSent: progress.dataBytesSent,
+    frames: progress.frames,
+  };
 }

@@ -43,11 +43,18 @@ export const DEFAULT_TUNING: StreamTuning = {
 /** Refuses tunings that could deadlock (see maxUncommittedBytes above). */
 export function checkTuning(tuning: StreamTuning): void {
   // The agent clamps the interval to [1 MiB, 4 GiB]; outside it our window arithmetic would be wrong.
-  if (!Number.isSafeInteger(tuning.commitIntervalBytes) || tuning.commitIntervalBytes < MIB || tuning.commitIntervalBytes > 4 * 1024 * MIB) {
+  if (
+    !Number.isSafeInteger(tuning.commitIntervalBytes) ||
+    tuning.commitIntervalBytes < MIB ||
+    tuning.commitIntervalBytes > 4 * 1024 * MIB
+  ) {
     throw new RangeError(`commitIntervalBytes ${tuning.commitIntervalBytes} must be an integer in [1 MiB, 4 GiB]`);
   }
   if (tuning.maxUncommittedBytes < tuning.commitIntervalBytes + tuning.chunkBytes) {
-    throw new RangeError(`maxUncommittedBytes ${tuning.maxUncommittedBytes} must be at least commitIntervalBytes + chunkBytes (${tuning.commitIntervalBytes + tuning.chunkBytes})`);
+    throw new RangeError(
+      `maxUncommittedBytes ${tuning.maxUncommittedBytes} must be at least commitIntervalBytes + chunkBytes (${tuning.commitIntervalBytes + tuning.chunkBytes})`,
+    );
   }
-  if (tuning.maxBufferedBytes < tuning.chunkBytes) throw new RangeError(`maxBufferedBytes ${tuning.maxBufferedBytes} must be at least chunkBytes ${tuning.chunkBytes}`);
+  if (tuning.maxBufferedBytes < tuning.chunkBytes)
+    throw new RangeError(`maxBufferedBytes ${tuning.maxBufferedBytes} must be at least chunkBytes ${tuning.chunkBytes}`);
 }

@@ -30,9 +30,22 @@ export class NatsEventBus implements EventBus {
     this.#subjects = subjects;
   }
 
-  static async connect(url: string, controllerId: string, options: { readonly subjects?: Subjects; readonly name?: string } = {}): Promise<NatsEventBus> {
+  static async connect(
+    url: string,
+    controllerId: string,
+    options: { readonly subjects?: Subjects; readonly name?: string } = {},
+  ): Promise<NatsEventBus> {
     try {
-      const nc = await connect({ servers: url.split(',').map((s) => s.trim()).filter((s) => s !== ''), name: options.name ?? `bm-controller ${controllerId}`, maxReconnectAttempts: -1, reconnectTimeWait: 500, timeout: 5000 });
+      const nc = await connect({
+        servers: url
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s !== ''),
+        name: options.name ?? `bm-controller ${controllerId}`,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 500,
+        timeout: 5000,
+      });
       return new NatsEventBus(nc, controllerId, options.subjects ?? new Subjects());
     } catch (err) {
       throw new EventBusError(`cannot connect to NATS at ${url}: ${err instanceof Error ? err.message : String(err)}`, { url }, err);

@@ -34,7 +34,15 @@ export class RecentEvents {
       for await (const e of sub) {
         const list = this.#events.get(e.nodeUuid) ?? [];
         this.#events.delete(e.nodeUuid);
-        list.push({ time: e.time ? timestampDate(e.time).toISOString() : '', type: e.type, provisionState: e.provisionState, powerState: e.powerState, message: e.message, details: { ...e.details }, controller: e.controllerId });
+        list.push({
+          time: e.time ? timestampDate(e.time).toISOString() : '',
+          type: e.type,
+          provisionState: e.provisionState,
+          powerState: e.powerState,
+          message: e.message,
+          details: { ...e.details },
+          controller: e.controllerId,
+        });
         if (list.length > this.#perNode) list.splice(0, list.length - this.#perNode);
         this.#events.set(e.nodeUuid, list);
         if (this.#events.size > this.#maxNodes) this.#events.delete(this.#events.keys().next().value!);

@@ -15,7 +15,8 @@ export class Subjects {
   readonly prefix: string;
 
   constructor(prefix: string = DEFAULT_SUBJECT_PREFIX) {
-    if (!SUBJECT_PREFIX_PATTERN.test(prefix)) throw new ValidationError('nats.prefix', 'expected NATS subject tokens (letters, digits, "_" or "-") joined by "."');
+    if (!SUBJECT_PREFIX_PATTERN.test(prefix))
+      throw new ValidationError('nats.prefix', 'expected NATS subject tokens (letters, digits, "_" or "-") joined by "."');
     this.prefix = prefix;
   }
 

@@ -34,7 +34,15 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/;
 const IMAGE_KEYS: Readonly<Record<string, string>> = { [FLAVOR_KEYS.deployKernel]: 'aki', [FLAVOR_KEYS.deployRamdisk]: 'ari' };
 
 function toRecord(row: FlavorRow): FlavorRecord {
-  return { uuid: row.uuid, name: row.name, ramMb: row.ramMb, diskGb: row.diskGb, cpus: row.cpus, extraSpecs: row.extraSpecs ?? {}, createdAt: row.createdAt };
+  return {
+    uuid: row.uuid,
+    name: row.name,
+    ramMb: row.ramMb,
+    diskGb: row.diskGb,
+    cpus: row.cpus,
+    extraSpecs: row.extraSpecs ?? {},
+    createdAt: row.createdAt,
+  };
 }
 
 function isDuplicate(err: unknown): boolean {
@@ -56,7 +64,8 @@ export class FlavorCatalog {
   }
 
   async create(input: FlavorInput): Promise<FlavorRecord> {
-    if (!NAME.test(input.name) || isUuid(input.name)) throw new ValidationError('name', 'must be 1-255 letters, digits, ".", "_" or "-", not UUID-shaped');
+    if (!NAME.test(input.name) || isUuid(input.name))
+      throw new ValidationError('name', 'must be 1-255 letters, digits, ".", "_" or "-", not UUID-shaped');
     // The same limits as a node's, so a flavor no node could ever satisfy is refused early.
     checkSize('ram_mb', input.ramMb, 64 * 1024 * 1024);
     checkSize('disk_gb', input.diskGb, 1_000_000);
@@ -64,7 +73,15 @@ export class FlavorCatalog {
     const extraSpecs: Record<string, string> = { [FLAVOR_KEYS.cpuArch]: input.cpuArch === '' ? 'x86_64' : input.cpuArch };
     if (input.resourceClass !== '') extraSpecs[FLAVOR_KEYS.resourceClass] = input.resourceClass;
     for (const [k, v] of Object.entries(extraSpecs)) checkFlavorKey(k, v);
-    const row = { uuid: uuidv7(), name: input.name, ramMb: input.ramMb, diskGb: input.diskGb, cpus: input.cpus, extraSpecs, createdAt: new Date() };
+    const row = {
+      uuid: uuidv7(),
+      name: input.name,
+      ramMb: input.ramMb,
+      diskGb: input.diskGb,
+      cpus: input.cpus,
+      extraSpecs,
+      createdAt: new Date(),
+    };
     try {
       await this.#db.insert(flavors).values(row);
     } catch (err) {
@@ -76,7 +93,11 @@ export class FlavorCatalog {
 
   async find(id: string): Promise<FlavorRecord | null> {
     if (id.length === 0 || id.length > 255) return null;
-    const rows = await this.#db.select().from(flavors).where(isUuid(id) ? eq(flavors.uuid, id) : eq(flavors.name, id)).limit(1);
+    const rows = await this.#db
+      .select()
+      .from(flavors)
+      .where(isUuid(id) ? eq(flavors.uuid, id) : eq(flavors.name, id))
+      .limit(1);
     return rows[0] ? toRecord(rows[0]) : null;
   }
 
@@ -98,7 +119,8 @@ export class FlavorCatalog {
       if (format) {
         const image = await this.#images.find(value);
         if (!image) throw new ValidationError('keys', `${key}: no image ${value}`);
-        if (image.diskFormat !== format) throw new ValidationError('keys', `${key}: image ${value} is ${image.diskFormat}, expected ${format}`);
+        if (image.diskFormat !== format)
+          throw new ValidationError('keys', `${key}: image ${value} is ${image.diskFormat}, expected ${format}`);
       }
     }
     const extraSpecs = { ...flavor.extraSpecs, ...keys };
@@ -122,7 +144,10 @@ export class FlavorCatalog {
   async delete(id: string): Promise<void> {
     const flavor = await this.get(id);
     const [used] = await this.#db.select({ n: count() }).from(instances).where(eq(instances.flavorUuid, flavor.uuid));
-    if ((used?.n ?? 0) > 0) throw new BmError('failed-precondition', `flavor ${flavor.name} is used by ${used!.n} instance(s); delete them first`, { flavor: flavor.uuid });
+    if ((used?.n ?? 0) > 0)
+      throw new BmError('failed-precondition', `flavor ${flavor.name} is used by ${used!.n} instance(s); delete them first`, {
+        flavor: flavor.uuid,
+      });
     await this.#db.delete(flavors).where(eq(flavors.uuid, flavor.uuid));
   }
 }

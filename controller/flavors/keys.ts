@@ -24,15 +24,19 @@ export const MAX_FLAVOR_KEYS = 64;
 export function checkFlavorKey(key: string, value: string): void {
   if (!KEY.test(key)) throw new ValidationError('keys', `key "${key.slice(0, 64)}": 1-255 letters, digits, "_", ".", ":" or "-"`);
   if (!VALUE.test(value)) throw new ValidationError('keys', `value of ${key}: at most 255 printable ASCII characters`);
-  if (key === FLAVOR_KEYS.cpuArch && !(CPU_ARCHES as readonly string[]).includes(value)) throw new ValidationError('keys', `cpu_arch must be one of ${CPU_ARCHES.join(', ')}`);
-  if (key === FLAVOR_KEYS.resourceClass && !RESOURCE_CLASS.test(value)) throw new ValidationError('keys', 'resource_class: 1-80 letters, digits, "_", "." or "-"');
-  if (key.startsWith(CAPABILITY_PREFIX) && key.length === CAPABILITY_PREFIX.length) throw new ValidationError('keys', 'capabilities: needs a name after "capabilities:"');
+  if (key === FLAVOR_KEYS.cpuArch && !(CPU_ARCHES as readonly string[]).includes(value))
+    throw new ValidationError('keys', `cpu_arch must be one of ${CPU_ARCHES.join(', ')}`);
+  if (key === FLAVOR_KEYS.resourceClass && !RESOURCE_CLASS.test(value))
+    throw new ValidationError('keys', 'resource_class: 1-80 letters, digits, "_", "." or "-"');
+  if (key.startsWith(CAPABILITY_PREFIX) && key.length === CAPABILITY_PREFIX.length)
+    throw new ValidationError('keys', 'capabilities: needs a name after "capabilities:"');
 }
 
 /** The capabilities a flavor asks for, name -> value. */
 export function requiredCapabilities(extraSpecs: Readonly<Record<string, string>>): Map<string, string> {
   const wanted = new Map<string, string>();
-  for (const [key, value] of Object.entries(extraSpecs)) if (key.startsWith(CAPABILITY_PREFIX)) wanted.set(key.slice(CAPABILITY_PREFIX.length), value);
+  for (const [key, value] of Object.entries(extraSpecs))
+    if (key.startsWith(CAPABILITY_PREFIX)) wanted.set(key.slice(CAPABILITY_PREFIX.length), value);
   return wanted;
 }
 

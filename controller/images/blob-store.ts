@@ -52,6 +52,7 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /** Blob names come only from here: a digest that is exactly 64 lowercase hex digits. */
 export function checkSha256(sha256: string): string {
-  if (!SHA256_HEX.test(sha256)) throw new ValidationError('sha256', `${JSON.stringify(sha256.slice(0, 80))} is not 64 lowercase hex digits`);
+  if (!SHA256_HEX.test(sha256))
+    throw new ValidationError('sha256', `${JSON.stringify(sha256.slice(0, 80))} is not 64 lowercase hex digits`);
   return sha256;
 }

@@ -84,18 +84,23 @@ export class ImageCatalog {
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/.test(meta.name) || isUuid(meta.name)) {
       throw new ValidationError('name', 'must be 1-255 letters, digits, ".", "_" or "-", not UUID-shaped');
     }
-    if (!(DISK_FORMATS as readonly string[]).includes(meta.diskFormat)) throw new ValidationError('disk_format', `must be one of ${DISK_FORMATS.join(', ')}`);
-    if (meta.expectedSha256 !== '' && !/^[0-9a-f]{64}$/.test(meta.expectedSha256)) throw new ValidationError('expected_sha256', 'must be 64 lowercase hex digits');
+    if (!(DISK_FORMATS as readonly string[]).includes(meta.diskFormat))
+      throw new ValidationError('disk_format', `must be one of ${DISK_FORMATS.join(', ')}`);
+    if (meta.expectedSha256 !== '' && !/^[0-9a-f]{64}$/.test(meta.expectedSha256))
+      throw new ValidationError('expected_sha256', 'must be 64 lowercase hex digits');
     const entries = Object.entries(meta.properties);
     if (entries.length > 64) throw new ValidationError('properties', 'at most 64 properties');
     for (const [key, value] of entries) {
-      if (key.length > 64 || value.length > 1024) throw new ValidationError('properties', `property ${key.slice(0, 64)}: keys at most 64, values at most 1024 characters`);
-      if (hasControlCharacter(key) || hasControlCharacter(value)) throw new ValidationError('properties', 'keys and values must not contain NUL or other control characters');
+      if (key.length > 64 || value.length > 1024)
+        throw new ValidationError('properties', `property ${key.slice(0, 64)}: keys at most 64, values at most 1024 characters`);
+      if (hasControlCharacter(key) || hasControlCharacter(value))
+        throw new ValidationError('properties', 'keys and values must not contain NUL or other control characters');
       const wanted = IMAGE_REFERENCES[key];
       if (wanted) {
         const ref = await this.find(value);
         if (!ref) throw new ValidationError(`properties.${key}`, `no image ${value}`);
-        if (ref.diskFormat !== wanted) throw new ValidationError(`properties.${key}`, `image ${value} is ${ref.diskFormat}, expected ${wanted}`);
+        if (ref.diskFormat !== wanted)
+          throw new ValidationError(`properties.${key}`, `image ${value} is ${ref.diskFormat}, expected ${wanted}`);
       }
     }
     return meta.diskFormat as DiskFormat;
@@ -138,7 +143,10 @@ export class ImageCatalog {
           await opened.close();
         }
       }
-      await this.#db.update(images).set({ status: 'active', sha256: info.sha256, size: info.size, virtualSize, rawSha256, rawBlockSha256 }).where(eq(images.uuid, uuid));
+      await this.#db
+        .update(images)
+        .set({ status: 'active', sha256: info.sha256, size: info.size, virtualSize, rawSha256, rawBlockSha256 })
+        .where(eq(images.uuid, uuid));
     } catch (err) {
       await this.#db.delete(images).where(eq(images.uuid, uuid));
       if (sha256) await this.#dropBlobIfUnused(sha256);
@@ -190,10 +198,22 @@ export class ImageCatalog {
     const users = await this.#db
       .select({ uuid: images.uuid, name: images.name })
       .from(images)
-      .where(and(ne(images.uuid, image.uuid), or(sql`JSON_UNQUOTE(JSON_EXTRACT(${images.properties}, '$.kernel_id')) IN (${image.uuid}, ${image.name})`, sql`JSON_UNQUOTE(JSON_EXTRACT(${images.properties}, '$.ramdisk_id')) IN (${image.uuid}, ${image.name})`)))
+      .where(
+        and(
+          ne(images.uuid, image.uuid),
+          or(
+            sql`JSON_UNQUOTE(JSON_EXTRACT(${images.properties}, '$.kernel_id')) IN (${image.uuid}, ${image.name})`,
+            sql`JSON_UNQUOTE(JSON_EXTRACT(${images.properties}, '$.ramdisk_id')) IN (${image.uuid}, ${image.name})`,
+          ),
+        ),
+      )
       .limit(5);
     if (users.length > 0) {
-      throw new BmError('failed-precondition', `image ${image.name} is used by image(s) ${users.map((u) => u.name).join(', ')}; delete those first`, { image: image.uuid });
+      throw new BmError(
+        'failed-precondition',
+        `image ${image.name} is used by image(s) ${users.map((u) => u.name).join(', ')}; delete those first`,
+        { image: image.uuid },
+      );
     }
     await this.#db.delete(images).where(eq(images.uuid, image.uuid));
     if (image.sha256) await this.#dropBlobIfUnused(image.sha256);

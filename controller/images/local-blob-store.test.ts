@@ -45,7 +45,9 @@ describe('local blob store', () => {
     expect(await store.stat(info.sha256)).toEqual(info);
     expect((await readAll(await store.openRead(info.sha256))).equals(data)).toBe(true);
     expect((await readAll(await store.openRead(info.sha256, { offset: 1000, length: 5000 }))).equals(data.subarray(1000, 6000))).toBe(true);
-    expect((await readAll(await store.openRead(info.sha256, { offset: data.length - 7 }))).equals(data.subarray(data.length - 7))).toBe(true);
+    expect((await readAll(await store.openRead(info.sha256, { offset: data.length - 7 }))).equals(data.subarray(data.length - 7))).toBe(
+      true,
+    );
     expect((await readAll(await store.openRead(info.sha256, { offset: data.length }))).length).toBe(0);
     const random = await store.openRandomAccess(info.sha256);
     try {

@@ -81,7 +81,10 @@ export class LocalBlobStore implements BlobStore {
       }
       sha256 = hash.digest('hex');
       if (options.expectedSha256 !== undefined && options.expectedSha256 !== sha256) {
-        throw new ValidationError('sha256', `content hashes to ${sha256}, not the expected ${options.expectedSha256}`, { expected: options.expectedSha256, actual: sha256 });
+        throw new ValidationError('sha256', `content hashes to ${sha256}, not the expected ${options.expectedSha256}`, {
+          expected: options.expectedSha256,
+          actual: sha256,
+        });
       }
       const finalPath = this.#path(sha256);
       const dir = join(this.#blobDir, sha256.slice(0, 2));

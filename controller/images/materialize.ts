@@ -31,7 +31,11 @@ async function writeFully(handle: FileHandle, data: Uint8Array, position: number
   }
 }
 
-export async function materializeToHandle(source: ImageSource, handle: FileHandle, options: MaterializeOptions): Promise<MaterializeResult> {
+export async function materializeToHandle(
+  source: ImageSource,
+  handle: FileHandle,
+  options: MaterializeOptions,
+): Promise<MaterializeResult> {
   let position = options.fromOffset ?? 0;
   let dataBytes = 0;
   let zeroBytes = 0;
@@ -56,7 +60,9 @@ export async function materializeToHandle(source: ImageSource, handle: FileHandl
   try {
     for await (const extent of source.extents(options.fromOffset)) {
       if (extent.offset !== position) {
-        throw new BmError('internal', `image source yielded an extent at ${extent.offset}, expected ${position}`, { format: source.format });
+        throw new BmError('internal', `image source yielded an extent at ${extent.offset}, expected ${position}`, {
+          format: source.format,
+        });
       }
       if (extent.kind === 'data') {
         await submit(extent.data, extent.offset);

@@ -12,7 +12,11 @@ export interface OpenedImage {
   close(): Promise<void>;
 }
 
-export async function openImageSource(reader: ClosableRandomAccessReader, format: ImageFormat, options: Qcow2ImageOptions = {}): Promise<OpenedImage> {
+export async function openImageSource(
+  reader: ClosableRandomAccessReader,
+  format: ImageFormat,
+  options: Qcow2ImageOptions = {},
+): Promise<OpenedImage> {
   try {
     const source = format === 'qcow2' ? await Qcow2Image.open(reader, options) : new RawImage(reader, options);
     return { source, close: () => reader.close() };

@@ -93,31 +93,39 @@ describe('pooled image chunks', () => {
   it('reads qcow2 data and compressed runs into pooled chunks with headroom that belongs to nobody else (property)', async () => {
     const CLUSTER = 64 * KIB;
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.tuple(fc.nat(63), fc.constantFrom('data', 'compressed', 'zero', 'half')), { maxLength: 40 }), fc.boolean(), async (picks, release) => {
-        const clusters = new Map<number, BuiltCluster>();
-        for (const [cluster, kind] of picks) {
-          const bytes = randomBytes(CLUSTER);
-          if (kind === 'half') bytes.fill(0, 0, CLUSTER / 2);
-          clusters.set(cluster, kind === 'zero' ? { cluster, kind } : { cluster, kind: kind === 'compressed' ? 'compressed' : 'data', bytes });
-        }
-        const built = buildQcow2({ virtualSize: 64 * CLUSTER, clusters: [...clusters.values()].sort((a, b) => a.cluster - b.cluster) });
-        const image = await Qcow2Image.open(new BytesReader(built.bytes), { chunkSize: 256 * KIB });
-        const held: DataExtent[] = [];
-        for await (const extent of image.extents()) {
-          if (extent.kind !== 'data') continue;
-          expect(extent.data.length).toBeLessThanOrEqual(256 * KIB);
-          const headroom = extent.headroom ?? 0;
-          new Uint8Array(extent.data.buffer, extent.data.byteOffset - headroom, headroom).fill(0xa5);
-          if (release) {
-            expect(Buffer.from(extent.data).equals(Buffer.from(built.raw.subarray(extent.offset, extentEnd(extent))))).toBe(true);
-            extent.release?.();
-          } else {
-            held.push(extent);
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.nat(63), fc.constantFrom('data', 'compressed', 'zero', 'half')), { maxLength: 40 }),
+        fc.boolean(),
+        async (picks, release) => {
+          const clusters = new Map<number, BuiltCluster>();
+          for (const [cluster, kind] of picks) {
+            const bytes = randomBytes(CLUSTER);
+            if (kind === 'half') bytes.fill(0, 0, CLUSTER / 2);
+            clusters.set(
+              cluster,
+              kind === 'zero' ? { cluster, kind } : { cluster, kind: kind === 'compressed' ? 'compressed' : 'data', bytes },
+            );
           }
-        }
-        for (const extent of held) expect(Buffer.from(extent.data).equals(Buffer.from(built.raw.subarray(extent.offset, extentEnd(extent))))).toBe(true);
-        if (release) expect(image.buffersAllocated).toBeLessThanOrEqual(3);
-      }),
+          const built = buildQcow2({ virtualSize: 64 * CLUSTER, clusters: [...clusters.values()].sort((a, b) => a.cluster - b.cluster) });
+          const image = await Qcow2Image.open(new BytesReader(built.bytes), { chunkSize: 256 * KIB });
+          const held: DataExtent[] = [];
+          for await (const extent of image.extents()) {
+            if (extent.kind !== 'data') continue;
+            expect(extent.data.length).toBeLessThanOrEqual(256 * KIB);
+            const headroom = extent.headroom ?? 0;
+            new Uint8Array(extent.data.buffer, extent.data.byteOffset - headroom, headroom).fill(0xa5);
+            if (release) {
+              expect(Buffer.from(extent.data).equals(Buffer.from(built.raw.subarray(extent.offset, extentEnd(extent))))).toBe(true);
+              extent.release?.();
+            } else {
+              held.push(extent);
+            }
+          }
+          for (const extent of held)
+            expect(Buffer.from(extent.data).equals(Buffer.from(built.raw.subarray(extent.offset, extentEnd(extent))))).toBe(true);
+          if (release) expect(image.buffersAllocated).toBeLessThanOrEqual(3);
+        },
+      ),
       { numRuns: 60 },
     );
   });

@@ -56,7 +56,11 @@ describe('raw image source', () => {
     const reader = await FileHandleReader.open(path);
     try {
       const digest = await rawContentSha256(new RawImage(reader, { chunkSize: 256 * 1024 }));
-      expect(digest.sha256).toBe(createHash('sha256').update(await readFile(path)).digest('hex'));
+      expect(digest.sha256).toBe(
+        createHash('sha256')
+          .update(await readFile(path))
+          .digest('hex'),
+      );
       expect(digest.size).toBe(5 * MiB + 1000);
     } finally {
       await reader.close();

@@ -65,7 +65,9 @@ export class RawImage implements ImageSource {
         const bytes = chunk ? chunk.data(wanted) : await this.#reader.read(position, wanted);
         const got = chunk && this.#reader.readInto ? await this.#reader.readInto(position, bytes) : bytes.length;
         if (got !== wanted) {
-          throw new ImageFormatError('raw', 'size', `file shrank while being read: wanted ${wanted} bytes at ${position}, got ${got}`, { position });
+          throw new ImageFormatError('raw', 'size', `file shrank while being read: wanted ${wanted} bytes at ${position}, got ${got}`, {
+            position,
+          });
         }
         yield* splitZeroBlocks(position, bytes, this.#zeroBlock, chunk ? { chunk, headroom: FRAME_HEADROOM } : undefined);
       } finally {

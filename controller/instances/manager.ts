@@ -38,7 +38,16 @@ export class InstanceManager {
   readonly #power: PowerConductor;
   readonly #controllerId: string;
 
-  constructor(deps: { store: InstanceStore; nodes: NodeStore; flavors: FlavorCatalog; images: ImageCatalog; scheduler: Scheduler; provisioner: Provisioner; power: PowerConductor; controllerId: string }) {
+  constructor(deps: {
+    store: InstanceStore;
+    nodes: NodeStore;
+    flavors: FlavorCatalog;
+    images: ImageCatalog;
+    scheduler: Scheduler;
+    provisioner: Provisioner;
+    power: PowerConductor;
+    controllerId: string;
+  }) {
     this.#store = deps.store;
     this.#nodes = deps.nodes;
     this.#flavors = deps.flavors;
@@ -63,9 +72,18 @@ export class InstanceManager {
     if (req.image === '') throw new ValidationError('image', 'is required');
     const flavor = await this.#flavors.get(req.flavor);
     const image = await this.#images.get(req.image);
-    if (image.status !== 'active') throw new BmError('failed-precondition', `image ${image.name} is ${image.status}, not active`, { image: image.uuid });
-    if (image.diskFormat !== 'raw' && image.diskFormat !== 'qcow2') throw new ValidationError('image', `image ${image.name} is ${image.diskFormat}: only raw and qcow2 images are deployed (aki/ari are kernels and ramdisks)`);
-    if (image.virtualSize > flavor.diskGb * GIB) throw new ValidationError('image', `image ${image.name} needs ${Math.ceil(image.virtualSize / GIB)} GiB of disk; flavor ${flavor.name} gives ${flavor.diskGb} GiB`);
+    if (image.status !== 'active')
+      throw new BmError('failed-precondition', `image ${image.name} is ${image.status}, not active`, { image: image.uuid });
+    if (image.diskFormat !== 'raw' && image.diskFormat !== 'qcow2')
+      throw new ValidationError(
+        'image',
+        `image ${image.name} is ${image.diskFormat}: only raw and qcow2 images are deployed (aki/ari are kernels and ramdisks)`,
+      );
+    if (image.virtualSize > flavor.diskGb * GIB)
+      throw new ValidationError(
+        'image',
+        `image ${image.name} needs ${Math.ceil(image.virtualSize / GIB)} GiB of disk; flavor ${flavor.name} gives ${flavor.diskGb} GiB`,
+      );
 
     const fields = {
       uuid: uuidv7(),
@@ -99,7 +117,8 @@ export class InstanceManager {
 
   list(caller: Caller, project: string): Promise<InstanceRecord[]> {
     if (caller.role === 'admin') return this.#store.list(project === '' ? null : project);
-    if (project !== '' && project !== caller.project) throw new BmError('permission-denied', 'a member token lists its own project only', { project: caller.project });
+    if (project !== '' && project !== caller.project)
+      throw new BmError('permission-denied', 'a member token lists its own project only', { project: caller.project });
     return this.#store.list(caller.project);
   }
 
@@ -132,7 +151,10 @@ export class InstanceManager {
 
   async #active(caller: Caller, id: string): Promise<InstanceRecord> {
     const instance = await this.get(caller, id);
-    if (instance.state !== 'ACTIVE') throw new BmError('failed-precondition', `instance ${instance.uuid} is ${instance.state}; power verbs need ACTIVE`, { instance: instance.uuid });
+    if (instance.state !== 'ACTIVE')
+      throw new BmError('failed-precondition', `instance ${instance.uuid} is ${instance.state}; power verbs need ACTIVE`, {
+        instance: instance.uuid,
+      });
     return instance;
   }
 }

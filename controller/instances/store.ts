@@ -49,7 +49,13 @@ export class InstanceStore {
   /** Inserts the row; inside `tx` (the scheduler's claim) when given, so the row exists exactly when its node is claimed. */
   async create(record: Omit<InstanceRecord, 'createdAt' | 'updatedAt'>, tx?: Transaction): Promise<InstanceRecord> {
     const now = new Date();
-    const row = { ...record, sshKeys: [...record.sshKeys], network: { ...record.network } as Record<string, unknown>, createdAt: now, updatedAt: now };
+    const row = {
+      ...record,
+      sshKeys: [...record.sshKeys],
+      network: { ...record.network } as Record<string, unknown>,
+      createdAt: now,
+      updatedAt: now,
+    };
     await (tx ?? this.#db).insert(instances).values(row);
     return { ...record, createdAt: now, updatedAt: now };
   }
@@ -59,7 +65,12 @@ export class InstanceStore {
     if (id.length === 0 || id.length > 255) return null;
     const where: SQL[] = [isUuid(id) ? eq(instances.uuid, id) : eq(instances.name, id)];
     if (project !== null) where.push(eq(instances.project, project));
-    const rows = await this.#db.select().from(instances).where(and(...where)).orderBy(asc(instances.createdAt)).limit(1);
+    const rows = await this.#db
+      .select()
+      .from(instances)
+      .where(and(...where))
+      .orderBy(asc(instances.createdAt))
+      .limit(1);
     return rows[0] ? toRecord(rows[0]) : null;
   }
 
@@ -81,11 +92,18 @@ export class InstanceStore {
 
   async update(uuid: string, fields: InstanceFields): Promise<void> {
     if (Object.keys(fields).length === 0) return;
-    await this.#db.update(instances).set({ ...fields, updatedAt: new Date() }).where(eq(instances.uuid, uuid));
+    await this.#db
+      .update(instances)
+      .set({ ...fields, updatedAt: new Date() })
+      .where(eq(instances.uuid, uuid));
   }
 
   async projectHasNode(project: string, nodeUuid: string): Promise<boolean> {
-    const rows = await this.#db.select({ uuid: instances.uuid }).from(instances).where(and(eq(instances.project, project), eq(instances.nodeUuid, nodeUuid))).limit(1);
+    const rows = await this.#db
+      .select({ uuid: instances.uuid })
+      .from(instances)
+      .where(and(eq(instances.project, project), eq(instances.nodeUuid, nodeUuid)))
+      .limit(1);
     return rows.length > 0;
   }
 

@@ -11,11 +11,13 @@ export const MAX_USER_DATA = 64 * 1024;
 const MAX_KEYS = 16;
 const NAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 // "type base64 [comment]": what authorized_keys takes; no control characters, one line.
-const SSH_KEY = /^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/=]{16,16384}( [\x20-\x7e]{0,255})?$/;
+const SSH_KEY =
+  /^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/=]{16,16384}( [\x20-\x7e]{0,255})?$/;
 
 export function checkInstanceName(name: string): string {
   // The name becomes the host name cloud-init sets: a DNS label.
-  if (!NAME.test(name) || isUuid(name)) throw new ValidationError('name', 'must be a host name label: 1-63 letters, digits or "-", not starting or ending with "-"');
+  if (!NAME.test(name) || isUuid(name))
+    throw new ValidationError('name', 'must be a host name label: 1-63 letters, digits or "-", not starting or ending with "-"');
   return name;
 }
 
@@ -28,7 +30,8 @@ export function checkSshKeys(keys: readonly string[]): string[] {
   if (keys.length > MAX_KEYS) throw new ValidationError('ssh_keys', `at most ${MAX_KEYS} keys`);
   return keys.map((k, i) => {
     const key = k.trim();
-    if (!SSH_KEY.test(key)) throw new ValidationError(`ssh_keys[${i}]`, 'must be one OpenSSH public key line ("ssh-ed25519 AAAA... comment")');
+    if (!SSH_KEY.test(key))
+      throw new ValidationError(`ssh_keys[${i}]`, 'must be one OpenSSH public key line ("ssh-ed25519 AAAA... comment")');
     return key;
   });
 }
@@ -38,9 +41,12 @@ function prefixToMask(prefix: number): string {
   return [24, 16, 8, 0].map((s) => (bits >>> s) & 0xff).join('.');
 }
 
-export function checkNetwork(input: { mode: string; address: string; netmask: string; gateway: string; dns: readonly string[] } | undefined): InstanceNetwork {
+export function checkNetwork(
+  input: { mode: string; address: string; netmask: string; gateway: string; dns: readonly string[] } | undefined,
+): InstanceNetwork {
   if (!input || input.mode === '' || input.mode === 'dhcp') {
-    if (input && (input.address || input.netmask || input.gateway || input.dns.length > 0)) throw new ValidationError('network', 'address, netmask, gateway and dns go with mode "static"');
+    if (input && (input.address || input.netmask || input.gateway || input.dns.length > 0))
+      throw new ValidationError('network', 'address, netmask, gateway and dns go with mode "static"');
     return { mode: 'dhcp' };
   }
   if (input.mode !== 'static') throw new ValidationError('network.mode', 'must be dhcp or static');

@@ -63,7 +63,10 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
     ...(options.extraArgs ?? []),
   ];
   // The token goes through the environment: argv is visible to every user.
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...options.env, BM_AGENT_TOKEN: options.token } });
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...options.env, BM_AGENT_TOKEN: options.token },
+  });
   let log = '';
   child.stderr?.setEncoding('utf8');
   const port = await new Promise<number>((resolve, reject) => {

@@ -37,7 +37,13 @@ export function freePort(): Promise<number> {
   });
 }
 
-async function waitServing(url: string, child: ChildProcess, output: () => string, timeoutMs: number, credentials?: grpc.ChannelCredentials): Promise<void> {
+async function waitServing(
+  url: string,
+  child: ChildProcess,
+  output: () => string,
+  timeoutMs: number,
+  credentials?: grpc.ChannelCredentials,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   const conn = connect(url, credentials ? { credentials } : {});
   try {
@@ -56,7 +62,6 @@ async function waitServing(url: string, child: ChildProcess, output: () => strin
     conn.close();
   }
 }
-
 
 const baseDbUrl = process.env.BM_TEST_DATABASE_URL ?? 'mysql://root@127.0.0.1:3306/';
 export const natsUrl = process.env.BM_NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -121,7 +126,12 @@ export async function startControllerProcess(options: StartOptions = {}): Promis
     `listen = "127.0.0.1:${apiPort}"`,
     `tokens = ["${hashToken(token)}"]`,
     ...(options.tls
-      ? [`tls_cert = "${options.tls.cert}"`, `tls_key = "${options.tls.key}"`, `tls_ca = "${options.tls.ca}"`, ...(options.tls.reloadMs ? [`tls_reload_ms = ${options.tls.reloadMs}`] : [])]
+      ? [
+          `tls_cert = "${options.tls.cert}"`,
+          `tls_key = "${options.tls.key}"`,
+          `tls_ca = "${options.tls.ca}"`,
+          ...(options.tls.reloadMs ? [`tls_reload_ms = ${options.tls.reloadMs}`] : []),
+        ]
       : []),
     '[database]',
     `url = "${databaseUrl}"`,
@@ -138,11 +148,15 @@ export async function startControllerProcess(options: StartOptions = {}): Promis
   ].join('\n');
   await writeFile(path.join(dir, 'bm.toml'), config);
 
-  const child = spawn(process.execPath, [...CONTROLLER_NODE_ARGS, bmctlPath, 'controller', 'start', '--config', path.join(dir, 'bm.toml')], {
-    cwd: repoRoot,
-    env: { ...process.env, ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...CONTROLLER_NODE_ARGS, bmctlPath, 'controller', 'start', '--config', path.join(dir, 'bm.toml')],
+    {
+      cwd: repoRoot,
+      env: { ...process.env, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
@@ -191,7 +205,11 @@ export interface CliResult {
 export function runBmctl(args: readonly string[], env: Readonly<Record<string, string>> = {}, timeoutMs = 30_000): Promise<CliResult> {
   return new Promise((resolve) => {
     const hermetic = { XDG_CONFIG_HOME: path.join(os.tmpdir(), 'bm-no-saved-defaults') };
-    const child = spawn(process.execPath, [bmctlPath, ...args], { cwd: repoRoot, env: { ...process.env, ...hermetic, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [bmctlPath, ...args], {
+      cwd: repoRoot,
+      env: { ...process.env, ...hermetic, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -112,7 +112,8 @@ function hardware(i: number): { cpus: number; memoryMb: number; diskGb: number }
 }
 
 export async function startLabFleet(o: LabFleetOptions): Promise<LabFleet> {
-  if (!Number.isInteger(o.nodes) || o.nodes < 1 || o.nodes > LAB_MAX_NODES) throw new RangeError(`a lab has 1 to ${LAB_MAX_NODES} machines, not ${o.nodes}`);
+  if (!Number.isInteger(o.nodes) || o.nodes < 1 || o.nodes > LAB_MAX_NODES)
+    throw new RangeError(`a lab has 1 to ${LAB_MAX_NODES} machines, not ${o.nodes}`);
   const machines: VirtualNode[] = [];
   let controller: ControllerProcess | null = null;
   let stopped = false;
@@ -128,7 +129,9 @@ export async function startLabFleet(o: LabFleetOptions): Promise<LabFleet> {
     // The lab's machines do not run the deploy kernel and ramdisk; a real fleet's go into http_root (or the image store as aki/ari).
     const bootToml = await loopbackBootToml({ dir: o.dir, httpPort, tftpPort: await freeUdpPort() });
     const tls = o.tls === false ? null : await makeLabTls(path.join(o.dir, 'tls'));
-    o.say(`starting a controller on its own database${tls ? ', its API with TLS (a CA made for this lab)' : ''}, with HTTP and TFTP boot on loopback`);
+    o.say(
+      `starting a controller on its own database${tls ? ', its API with TLS (a CA made for this lab)' : ''}, with HTTP and TFTP boot on loopback`,
+    );
     controller = await startControllerProcess({
       ...(tls ? { tls } : {}),
       databaseUrl: o.databaseUrl,
@@ -174,7 +177,16 @@ export async function startLabFleet(o: LabFleetOptions): Promise<LabFleet> {
       machines,
       image,
       describe: () =>
-        machines.map((m, i) => ({ name: m.o.name, mac: m.o.mac, bmcAddress: m.bmc.address, bmcPort: m.bmc.port, bmcUser: 'admin', bmcPassword: m.o.bmcPassword, disk: m.disk, ...hardware(i) })),
+        machines.map((m, i) => ({
+          name: m.o.name,
+          mac: m.o.mac,
+          bmcAddress: m.bmc.address,
+          bmcPort: m.bmc.port,
+          bmcUser: 'admin',
+          bmcPassword: m.o.bmcPassword,
+          disk: m.disk,
+          ...hardware(i),
+        })),
       stop,
     };
   } catch (err) {

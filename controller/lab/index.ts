@@ -20,8 +20,27 @@ export { freeUdpPort } from './udp-port.ts';
 export { loopbackBootToml, type LoopbackBoot } from './boot-toml.ts';
 export { sha256OfFilePrefix } from './file-sha.ts';
 export { VirtualNode, type RamdiskBoot, type VirtualNodeOptions } from './virtual-node.ts';
-export { VirtualBmc, type PowerCause, type PowerChange, type VirtualBmcOptions, type VirtualBmcStats, type VirtualBmcUser } from './vbmc/virtual-bmc.ts';
+export {
+  VirtualBmc,
+  type PowerCause,
+  type PowerChange,
+  type VirtualBmcOptions,
+  type VirtualBmcStats,
+  type VirtualBmcUser,
+} from './vbmc/virtual-bmc.ts';
 export { startFleet, startVirtualBmc, type VirtualBmcServer, type VirtualFleet } from './vbmc/server.ts';
 export { startLabFleet, type LabFleet, type LabFleetOptions, type LabImage, type LabMachine } from './fleet.ts';
-export { bootAll, createFlavor, enroll, instanceName, LabStepError, LAB_FLAVOR, LAB_IMAGE, provisionAll, uploadImage, type BootOutcome, type ProgressListener } from './operator.ts';
+export {
+  bootAll,
+  createFlavor,
+  enroll,
+  instanceName,
+  LabStepError,
+  LAB_FLAVOR,
+  LAB_IMAGE,
+  provisionAll,
+  uploadImage,
+  type BootOutcome,
+  type ProgressListener,
+} from './operator.ts';
 export { LAB_MAX_NODES, labStateDir, readLabState, type LabState } from './lab-state.ts';

@@ -67,7 +67,12 @@ async function serve(nodes: number, stateDir: string, databaseServer: string): P
 }
 
 const { values } = parseArgs({
-  options: { nodes: { type: 'string', default: '4' }, 'state-dir': { type: 'string' }, database: { type: 'string', default: 'mysql://root@127.0.0.1:3306/' }, teardown: { type: 'boolean', default: false } },
+  options: {
+    nodes: { type: 'string', default: '4' },
+    'state-dir': { type: 'string' },
+    database: { type: 'string', default: 'mysql://root@127.0.0.1:3306/' },
+    teardown: { type: 'boolean', default: false },
+  },
 });
 const stateDir = values['state-dir'];
 if (!stateDir) {

@@ -32,7 +32,8 @@ export const instanceName = (i: number): string => `lab-vm-${String(i + 1).padSt
 export async function uploadImage(conn: RpcConnection, image: LabImage, name = LAB_IMAGE): Promise<Image> {
   async function* requests(): AsyncIterable<MessageInitShape<typeof CreateImageRequestSchema>> {
     yield { part: { case: 'meta', value: { name, diskFormat: image.format } } };
-    for await (const chunk of createReadStream(image.file, { highWaterMark: CHUNK })) yield { part: { case: 'chunk', value: chunk as Buffer } };
+    for await (const chunk of createReadStream(image.file, { highWaterMark: CHUNK }))
+      yield { part: { case: 'chunk', value: chunk as Buffer } };
   }
   return conn.client(ImageService).createImage(requests(), { timeoutMs: 300_000 });
 }
@@ -42,14 +43,31 @@ export async function enroll(conn: RpcConnection, machines: readonly LabMachine[
   const out: Node[] = [];
   for (const m of machines) {
     out.push(
-      await nodes.createNode({ name: m.name, pmAddress: m.bmcAddress, pmPort: m.bmcPort, pmUser: m.bmcUser, pmPassword: m.bmcPassword, cpus: m.cpus, memoryMb: m.memoryMb, localGb: m.diskGb, cpuArch: 'x86_64', mac: m.mac }),
+      await nodes.createNode({
+        name: m.name,
+        pmAddress: m.bmcAddress,
+        pmPort: m.bmcPort,
+        pmUser: m.bmcUser,
+        pmPassword: m.bmcPassword,
+        cpus: m.cpus,
+        memoryMb: m.memoryMb,
+        localGb: m.diskGb,
+        cpuArch: 'x86_64',
+        mac: m.mac,
+      }),
     );
   }
   return out;
 }
 
 /** Runs a provision verb on every node at once and waits until each leaves the transient states in `want`. */
-export async function provisionAll(conn: RpcConnection, names: readonly string[], verb: 'manage' | 'provide', want: string, timeoutMs: number): Promise<void> {
+export async function provisionAll(
+  conn: RpcConnection,
+  names: readonly string[],
+  verb: 'manage' | 'provide',
+  want: string,
+  timeoutMs: number,
+): Promise<void> {
   const nodes = conn.client(NodeService);
   await Promise.all(
     names.map(async (id) => {
@@ -59,7 +77,8 @@ export async function provisionAll(conn: RpcConnection, names: readonly string[]
         await new Promise((r) => setTimeout(r, 250));
         n = await nodes.getNode({ id: n.uuid });
       }
-      if (n.provisionState !== want) throw new LabStepError(`node ${verb}`, id, `ended in ${n.provisionState}${n.lastError ? `: ${n.lastError}` : ''}`);
+      if (n.provisionState !== want)
+        throw new LabStepError(`node ${verb}`, id, `ended in ${n.provisionState}${n.lastError ? `: ${n.lastError}` : ''}`);
     }),
   );
 }
@@ -88,7 +107,9 @@ export async function bootAll(
 ): Promise<BootOutcome[]> {
   const api = conn.client(InstanceService);
   const started = performance.now();
-  const created = await Promise.all(names.map((name) => api.createInstance({ name, flavor: LAB_FLAVOR, image: LAB_IMAGE, userData: o.userData ?? new Uint8Array() })));
+  const created = await Promise.all(
+    names.map((name) => api.createInstance({ name, flavor: LAB_FLAVOR, image: LAB_IMAGE, userData: o.userData ?? new Uint8Array() })),
+  );
   const mine = new Set(created.map((i) => i.uuid));
   const done = new Map<string, BootOutcome>();
   const deadline = started + o.timeoutMs;
@@ -96,10 +117,12 @@ export async function bootAll(
     const { instances } = await api.listInstances({});
     const current = instances.filter((i) => mine.has(i.uuid));
     const now = performance.now();
-    for (const i of current) if ((i.state === 'ACTIVE' || i.state === 'ERROR') && !done.has(i.uuid)) done.set(i.uuid, { instance: i, ms: now - started });
+    for (const i of current)
+      if ((i.state === 'ACTIVE' || i.state === 'ERROR') && !done.has(i.uuid)) done.set(i.uuid, { instance: i, ms: now - started });
     o.onProgress?.(current);
     if (done.size === created.length) break;
-    if (now > deadline) throw new LabStepError('boot', `${created.length - done.size} instance(s)`, `not ACTIVE within ${o.timeoutMs / 1000} s`);
+    if (now > deadline)
+      throw new LabStepError('boot', `${created.length - done.size} instance(s)`, `not ACTIVE within ${o.timeoutMs / 1000} s`);
     await new Promise((r) => setTimeout(r, o.pollMs ?? 250));
   }
   return created.map((c) => done.get(c.uuid)!);

@@ -78,10 +78,12 @@ export class VirtualNode {
       power: 'off',
       onPowerChange: (change) => {
         // Power events arrive in order; each boot waits for the previous one's teardown.
-        this.#booting = this.#booting.then(() => this.#onPower(change)).catch((err: unknown) => {
-          this.lastBootError = err instanceof Error ? err.message : String(err);
-          this.o.say(`${this.o.name}: boot failed: ${this.lastBootError}`);
-        });
+        this.#booting = this.#booting
+          .then(() => this.#onPower(change))
+          .catch((err: unknown) => {
+            this.lastBootError = err instanceof Error ? err.message : String(err);
+            this.o.say(`${this.o.name}: boot failed: ${this.lastBootError}`);
+          });
       },
     });
   }
@@ -156,13 +158,24 @@ export class VirtualNode {
             ...(this.o.agentScript ? { script: this.o.agentScript } : {}),
             ...(this.o.agentCompileCache ? { env: { NODE_COMPILE_CACHE: this.o.agentCompileCache } } : {}),
             // Advertised to the controller, which dials it: loopback, like the listen address.
-            extraArgs: ['--advertise', `127.0.0.1:${port}`, '--heartbeat-interval', '2', '--reboot-command', 'true', '--poweroff-command', 'true'],
+            extraArgs: [
+              '--advertise',
+              `127.0.0.1:${port}`,
+              '--heartbeat-interval',
+              '2',
+              '--reboot-command',
+              'true',
+              '--poweroff-command',
+              'true',
+            ],
           });
         };
         return await (this.o.starts ? this.o.starts.run(start) : start());
       } catch (err) {
         if (attempt >= BOOT_ATTEMPTS) throw err;
-        this.o.say(`${this.o.name}: ramdisk did not start (${err instanceof Error ? err.message.split('\n')[0] : String(err)}); retrying as iPXE would`);
+        this.o.say(
+          `${this.o.name}: ramdisk did not start (${err instanceof Error ? err.message.split('\n')[0] : String(err)}); retrying as iPXE would`,
+        );
       }
     }
   }

@@ -14,7 +14,15 @@ describe('one vocabulary', () => {
   });
 
   it('derives the states bmctl --wait waits on from the state table', () => {
-    expect([...TRANSIENT_STATES].sort()).toEqual(['cleaning', 'deleting', 'deploying', 'inspect-wait', 'inspecting', 'verifying', 'wait-callback']);
+    expect([...TRANSIENT_STATES].sort()).toEqual([
+      'cleaning',
+      'deleting',
+      'deploying',
+      'inspect-wait',
+      'inspecting',
+      'verifying',
+      'wait-callback',
+    ]);
     expect(isTransientState('verify-failed')).toBe(false);
     expect(isTransientState('manageable')).toBe(false);
   });

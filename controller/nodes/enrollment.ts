@@ -52,7 +52,13 @@ export class Enrollment {
       },
       [{ uuid: uuidv7(), mac }],
     );
-    this.#events.publish({ nodeUuid: node.uuid, type: 'node.created', provisionState: node.provisionState, powerState: node.powerState, details: { mac } });
+    this.#events.publish({
+      nodeUuid: node.uuid,
+      type: 'node.created',
+      provisionState: node.provisionState,
+      powerState: node.powerState,
+      details: { mac },
+    });
     return node;
   }
 
@@ -69,7 +75,13 @@ export class Enrollment {
     if (Object.keys(changes).length === 0) throw new ValidationError('request', 'nothing to update');
     const node = await this.#store.updateNode(current.uuid, changes, expectedVersion);
     const changed = Object.keys(valid).map((k) => (k === 'pmPassword' ? 'pm_password' : k));
-    this.#events.publish({ nodeUuid: node.uuid, type: 'node.updated', provisionState: node.provisionState, powerState: node.powerState, details: { fields: changed.join(',') } });
+    this.#events.publish({
+      nodeUuid: node.uuid,
+      type: 'node.updated',
+      provisionState: node.provisionState,
+      powerState: node.powerState,
+      details: { fields: changed.join(',') },
+    });
     return node;
   }
 
@@ -103,7 +115,11 @@ export class Enrollment {
     const node = await this.#store.findNode(port.nodeUuid);
     if (node && node.macs.length <= 1 && node.provisionState !== 'enroll' && node.provisionState !== 'manageable') {
       // A node past enrollment with no port can no longer PXE boot.
-      throw new BmError('failed-precondition', `port ${port.mac} is the last port of node ${node.uuid} (${node.provisionState}); add another first`, { node: node.uuid });
+      throw new BmError(
+        'failed-precondition',
+        `port ${port.mac} is the last port of node ${node.uuid} (${node.provisionState}); add another first`,
+        { node: node.uuid },
+      );
     }
     await this.#store.deletePort(port.uuid);
     this.#events.publish({ nodeUuid: port.nodeUuid, type: 'port.deleted', details: { port: port.uuid, mac: port.mac } });

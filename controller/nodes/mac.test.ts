@@ -14,10 +14,13 @@ describe('normalizeMac', () => {
     expect(normalizeMac(input)).toBe(expected);
   });
 
-  it.each(['', '52:54:00:ab:cd', '52:54:00:ab:cd:ef:01', '52:54:00:ab:cd:eg', '52:54-00:ab:cd:ef:', 'zz:zz:zz:zz:zz:zz', '5254:00ab:cdef'])('refuses %j naming the field', (input) => {
-    expect(() => normalizeMac(input, 'mac')).toThrow(ValidationError);
-    expect(() => normalizeMac(input, 'mac')).toThrow(/^mac: /);
-  });
+  it.each(['', '52:54:00:ab:cd', '52:54:00:ab:cd:ef:01', '52:54:00:ab:cd:eg', '52:54-00:ab:cd:ef:', 'zz:zz:zz:zz:zz:zz', '5254:00ab:cdef'])(
+    'refuses %j naming the field',
+    (input) => {
+      expect(() => normalizeMac(input, 'mac')).toThrow(ValidationError);
+      expect(() => normalizeMac(input, 'mac')).toThrow(/^mac: /);
+    },
+  );
 
   it('refuses group addresses and the zero address, which no NIC has', () => {
     expect(() => normalizeMac('ff:ff:ff:ff:ff:ff')).toThrow(/multicast or broadcast/);

@@ -24,7 +24,8 @@ export function normalizeMac(input: string, field = 'mac'): string {
   }
   if (hex === '000000000000') throw new ValidationError(field, 'the all-zero MAC is not a NIC address');
   // Bit 0 of the first octet marks a group (multicast/broadcast) address.
-  if (parseInt(hex.slice(0, 2), 16) & 1) throw new ValidationError(field, `${formatMac(hex)} is a multicast or broadcast address, not a NIC's`);
+  if (parseInt(hex.slice(0, 2), 16) & 1)
+    throw new ValidationError(field, `${formatMac(hex)} is a multicast or broadcast address, not a NIC's`);
   return formatMac(hex);
 }
 

@@ -37,8 +37,11 @@ export class InMemoryNodeStore implements NodeStore {
   }
 
   async createNode(node: NewNode, ports: readonly { uuid: string; mac: string }[]): Promise<NodeRecord> {
-    for (const p of ports) if ([...this.#ports.values()].some((q) => q.mac === p.mac)) throw new AlreadyExistsError(`MAC ${p.mac} already belongs to another node`, { mac: p.mac });
-    if (node.name && [...this.#rows.values()].some((r) => r.node.name === node.name)) throw new AlreadyExistsError(`a node named ${node.name} already exists`);
+    for (const p of ports)
+      if ([...this.#ports.values()].some((q) => q.mac === p.mac))
+        throw new AlreadyExistsError(`MAC ${p.mac} already belongs to another node`, { mac: p.mac });
+    if (node.name && [...this.#rows.values()].some((r) => r.node.name === node.name))
+      throw new AlreadyExistsError(`a node named ${node.name} already exists`);
     const now = new Date();
     const record: NodeRecord = {
       ...node,
@@ -77,7 +80,15 @@ export class InMemoryNodeStore implements NodeStore {
       .filter((n) => (filter.provisionState ? n.provisionState === filter.provisionState : true))
       .filter((n) => (filter.group ? n.group === filter.group : true))
       .filter((n) => (filter.maintenance !== undefined ? n.maintenance === filter.maintenance : true))
-      .filter((n) => (filter.associated === true ? n.instanceUuid !== null : filter.associated === false ? n.instanceUuid === null : typeof filter.associated === 'string' ? n.instanceUuid === filter.associated : true))
+      .filter((n) =>
+        filter.associated === true
+          ? n.instanceUuid !== null
+          : filter.associated === false
+            ? n.instanceUuid === null
+            : typeof filter.associated === 'string'
+              ? n.instanceUuid === filter.associated
+              : true,
+      )
       .sort((a, b) => (a.uuid < b.uuid ? -1 : 1));
     const items = all.slice(0, limit);
     return { items, nextMarker: all.length > limit ? (items[items.length - 1]?.uuid ?? null) : null };
@@ -85,7 +96,8 @@ export class InMemoryNodeStore implements NodeStore {
 
   async updateNode(uuid: string, changes: NodeChanges, expectedVersion: number | null): Promise<NodeRecord> {
     const row = this.#row(uuid);
-    if (expectedVersion !== null && row.node.version !== expectedVersion) throw new ConflictError(`node ${uuid} was changed meanwhile`, { node: uuid });
+    if (expectedVersion !== null && row.node.version !== expectedVersion)
+      throw new ConflictError(`node ${uuid} was changed meanwhile`, { node: uuid });
     const { pmPasswordEnc, ...rest } = changes;
     if (pmPasswordEnc) row.sealed = pmPasswordEnc;
     this.#bump(row, { ...rest, ...(pmPasswordEnc ? { pmPasswordSet: true } : {}) } as Partial<NodeRecord>);
@@ -94,7 +106,8 @@ export class InMemoryNodeStore implements NodeStore {
 
   async deleteNode(uuid: string, refusedStates: readonly string[]): Promise<NodeRecord> {
     const row = this.#row(uuid);
-    if (refusedStates.includes(row.node.provisionState)) throw new BmError('failed-precondition', `node ${uuid} is ${row.node.provisionState}`, { node: uuid });
+    if (refusedStates.includes(row.node.provisionState))
+      throw new BmError('failed-precondition', `node ${uuid} is ${row.node.provisionState}`, { node: uuid });
     if (row.node.reservation) throw new ConflictError(`node ${uuid} is locked`, { node: uuid });
     const before = this.#view(row);
     this.#rows.delete(uuid);
@@ -104,7 +117,8 @@ export class InMemoryNodeStore implements NodeStore {
 
   async createPort(port: { uuid: string; nodeUuid: string; mac: string }): Promise<PortRecord> {
     this.#row(port.nodeUuid);
-    if ([...this.#ports.values()].some((p) => p.mac === port.mac)) throw new AlreadyExistsError(`MAC ${port.mac} already belongs to another node`, { mac: port.mac });
+    if ([...this.#ports.values()].some((p) => p.mac === port.mac))
+      throw new AlreadyExistsError(`MAC ${port.mac} already belongs to another node`, { mac: port.mac });
     const record = { ...port, createdAt: new Date() };
     this.#ports.set(port.uuid, record);
     return record;
@@ -120,7 +134,9 @@ export class InMemoryNodeStore implements NodeStore {
   }
 
   async listPorts(nodeUuid: string | null, limit: number, marker: string | null): Promise<Page<PortRecord>> {
-    const all = [...this.#ports.values()].filter((p) => (nodeUuid ? p.nodeUuid === nodeUuid : true) && (marker ? p.uuid > marker : true)).sort((a, b) => (a.uuid < b.uuid ? -1 : 1));
+    const all = [...this.#ports.values()]
+      .filter((p) => (nodeUuid ? p.nodeUuid === nodeUuid : true) && (marker ? p.uuid > marker : true))
+      .sort((a, b) => (a.uuid < b.uuid ? -1 : 1));
     const items = all.slice(0, limit);
     return { items, nextMarker: all.length > limit ? (items[items.length - 1]?.uuid ?? null) : null };
   }
@@ -145,7 +161,13 @@ export class InMemoryNodeStore implements NodeStore {
     if (row?.node.reservation === controllerId) row.node = { ...row.node, reservation: null };
   }
 
-  async transition(uuid: string, from: string, to: string, fields: StateFields, expectedVersion: number | null): Promise<NodeRecord | null> {
+  async transition(
+    uuid: string,
+    from: string,
+    to: string,
+    fields: StateFields,
+    expectedVersion: number | null,
+  ): Promise<NodeRecord | null> {
     const row = this.#rows.get(uuid);
     if (!row || row.node.provisionState !== from || (expectedVersion !== null && row.node.version !== expectedVersion)) return null;
     this.#bump(row, { ...fields, provisionState: to } as Partial<NodeRecord>);

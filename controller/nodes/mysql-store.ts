@@ -97,7 +97,12 @@ export class MysqlNodeStore implements NodeStore {
   }
 
   async #conflictForMac(mac: string): Promise<never> {
-    const owner = await this.#db.select({ nodeUuid: ports.nodeUuid, name: nodes.name }).from(ports).innerJoin(nodes, eq(nodes.uuid, ports.nodeUuid)).where(eq(ports.address, mac)).limit(1);
+    const owner = await this.#db
+      .select({ nodeUuid: ports.nodeUuid, name: nodes.name })
+      .from(ports)
+      .innerJoin(nodes, eq(nodes.uuid, ports.nodeUuid))
+      .where(eq(ports.address, mac))
+      .limit(1);
     const o = owner[0];
     const who = o ? `node ${o.nodeUuid}${o.name ? ` (${o.name})` : ''}` : 'another node';
     throw new AlreadyExistsError(`MAC ${mac} already belongs to ${who}; a MAC can belong to one port only`, { mac, node: o?.nodeUuid });
@@ -137,7 +142,8 @@ export class MysqlNodeStore implements NodeStore {
     try {
       await this.#db.transaction(async (tx) => {
         await tx.insert(nodes).values(row);
-        if (nodePorts.length > 0) await tx.insert(ports).values(nodePorts.map((p) => ({ uuid: p.uuid, nodeUuid: node.uuid, address: p.mac, createdAt: now })));
+        if (nodePorts.length > 0)
+          await tx.insert(ports).values(nodePorts.map((p) => ({ uuid: p.uuid, nodeUuid: node.uuid, address: p.mac, createdAt: now })));
       });
     } catch (err) {
       const key = duplicateKey(err);
@@ -148,7 +154,10 @@ export class MysqlNodeStore implements NodeStore {
       if (key === 'nodes_name_uq') throw new AlreadyExistsError(`a node named ${node.name} already exists`, { name: node.name ?? '' });
       throw err;
     }
-    return toNode(row, nodePorts.map((p) => p.mac));
+    return toNode(
+      row,
+      nodePorts.map((p) => p.mac),
+    );
   }
 
   async findNode(id: string): Promise<NodeRecord | null> {
@@ -198,13 +207,17 @@ export class MysqlNodeStore implements NodeStore {
         .where(where);
       affected = result.affectedRows;
     } catch (err) {
-      if (duplicateKey(err) === 'nodes_name_uq') throw new AlreadyExistsError(`a node named ${changes.name} already exists`, { name: changes.name ?? '' });
+      if (duplicateKey(err) === 'nodes_name_uq')
+        throw new AlreadyExistsError(`a node named ${changes.name} already exists`, { name: changes.name ?? '' });
       throw err;
     }
     const current = await this.findNode(uuid);
     if (!current) throw new NotFoundError('node', uuid);
     if (affected === 0) {
-      throw new ConflictError(`node ${uuid} was changed meanwhile (version ${current.version}, expected ${expectedVersion}); reload and retry`, { node: uuid });
+      throw new ConflictError(
+        `node ${uuid} was changed meanwhile (version ${current.version}, expected ${expectedVersion}); reload and retry`,
+        { node: uuid },
+      );
     }
     return current;
   }
@@ -221,7 +234,10 @@ export class MysqlNodeStore implements NodeStore {
     const now = await this.findNode(uuid);
     if (!now) throw new NotFoundError('node', uuid);
     if (refusedStates.includes(now.provisionState)) {
-      throw new BmError('failed-precondition', `node ${uuid} is ${now.provisionState}; undeploy it before deleting`, { node: uuid, state: now.provisionState });
+      throw new BmError('failed-precondition', `node ${uuid} is ${now.provisionState}; undeploy it before deleting`, {
+        node: uuid,
+        state: now.provisionState,
+      });
     }
     throw new ConflictError(`node ${uuid} is locked by controller ${now.reservation}; retry when its current task ends`, { node: uuid });
   }
@@ -259,7 +275,11 @@ export class MysqlNodeStore implements NodeStore {
 
   async findNodeByMacs(macs: readonly string[]): Promise<NodeRecord | null> {
     if (macs.length === 0) return null;
-    const rows = await this.#db.select({ nodeUuid: ports.nodeUuid }).from(ports).where(inArray(ports.address, [...macs])).limit(1);
+    const rows = await this.#db
+      .select({ nodeUuid: ports.nodeUuid })
+      .from(ports)
+      .where(inArray(ports.address, [...macs]))
+      .limit(1);
     return rows[0] ? this.findNode(rows[0].nodeUuid) : null;
   }
 
@@ -302,7 +322,13 @@ export class MysqlNodeStore implements NodeStore {
       .where(and(eq(nodes.uuid, uuid), eq(nodes.reservation, controllerId)));
   }
 
-  async transition(uuid: string, from: string, to: string, fields: StateFields, expectedVersion: number | null): Promise<NodeRecord | null> {
+  async transition(
+    uuid: string,
+    from: string,
+    to: string,
+    fields: StateFields,
+    expectedVersion: number | null,
+  ): Promise<NodeRecord | null> {
     const where = [eq(nodes.uuid, uuid), eq(nodes.provisionState, from)];
     if (expectedVersion !== null) where.push(eq(nodes.version, expectedVersion));
     const [result] = await this.#db

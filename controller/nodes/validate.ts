@@ -48,7 +48,11 @@ const name = z
 export const groupName = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, '1-64 letters, digits, ".", "_" or "-"');
 const group = groupName;
 const cpus = z.number().int().min(1, 'must be at least 1').max(4096, 'at most 4096');
-const memoryMb = z.number().int().min(1, 'must be at least 1').max(64 * 1024 * 1024, 'at most 67108864 (64 TiB)');
+const memoryMb = z
+  .number()
+  .int()
+  .min(1, 'must be at least 1')
+  .max(64 * 1024 * 1024, 'at most 67108864 (64 TiB)');
 const localGb = z.number().int().min(1, 'must be at least 1').max(1_000_000, 'at most 1000000 (1 PB)');
 const cpuArch = z.enum(CPU_ARCHES, { error: `must be one of ${CPU_ARCHES.join(', ')}` });
 const pmAddress = z
@@ -58,8 +62,12 @@ const pmAddress = z
   .refine(isHostOrAddress, 'must be a host name, an IPv4 address or an IPv6 address');
 const pmPort = z.number().int().min(1).max(65535, 'must be 1-65535');
 // IPMI 2.0 limits user names to 16 bytes and passwords to 20 (Set User Password, section 22.30).
-const pmUser = text().min(1, 'is required').refine((v) => Buffer.byteLength(v) <= 16, 'at most 16 bytes (IPMI user name limit)');
-const pmPassword = text().min(1, 'is required').refine((v) => Buffer.byteLength(v) <= 20, 'at most 20 bytes (IPMI 2.0 password limit)');
+const pmUser = text()
+  .min(1, 'is required')
+  .refine((v) => Buffer.byteLength(v) <= 16, 'at most 16 bytes (IPMI user name limit)');
+const pmPassword = text()
+  .min(1, 'is required')
+  .refine((v) => Buffer.byteLength(v) <= 20, 'at most 20 bytes (IPMI 2.0 password limit)');
 const powerDriver = z.enum(POWER_DRIVERS, { error: `must be one of ${POWER_DRIVERS.join(', ')}` });
 const properties = z
   .record(text().max(64, 'property keys are at most 64 characters'), text().max(1024, 'property values are at most 1024 characters'))

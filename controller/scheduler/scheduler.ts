@@ -72,7 +72,13 @@ function spreadEquals(candidates: readonly Candidate[]): Candidate[] {
   while (i < candidates.length) {
     const first = candidates[i]!;
     let j = i;
-    while (j < candidates.length && candidates[j]!.memoryMb === first.memoryMb && candidates[j]!.cpus === first.cpus && candidates[j]!.localGb === first.localGb) j++;
+    while (
+      j < candidates.length &&
+      candidates[j]!.memoryMb === first.memoryMb &&
+      candidates[j]!.cpus === first.cpus &&
+      candidates[j]!.localGb === first.localGb
+    )
+      j++;
     const group = candidates.slice(i, j);
     for (let k = group.length - 1; k > 0; k--) {
       const r = Math.floor(Math.random() * (k + 1));
@@ -85,7 +91,12 @@ function spreadEquals(candidates: readonly Candidate[]): Candidate[] {
 }
 
 /** A node no one has: available, not in maintenance, no instance, no task. */
-const FREE = and(eq(nodes.provisionState, 'available'), eq(nodes.maintenance, false), isNull(nodes.instanceUuid), isNull(nodes.reservation));
+const FREE = and(
+  eq(nodes.provisionState, 'available'),
+  eq(nodes.maintenance, false),
+  isNull(nodes.instanceUuid),
+  isNull(nodes.reservation),
+);
 
 export class Scheduler {
   readonly #db: Database;
@@ -151,9 +162,20 @@ export class Scheduler {
       )
       .orderBy(asc(nodes.memoryMb), asc(nodes.cpus), asc(nodes.localGb))
       .limit(batch.length * CANDIDATES_PER_CLAIM + SPARE);
-    const macs = await macsOfNodes(this.#db, rows.map((r) => r.uuid));
+    const macs = await macsOfNodes(
+      this.#db,
+      rows.map((r) => r.uuid),
+    );
     const fits = spreadEquals(
-      rows.map((row) => ({ uuid: row.uuid, memoryMb: row.memoryMb, cpus: row.cpus, localGb: row.localGb, properties: row.properties ?? {}, row, macs: macs.get(row.uuid) ?? [] })),
+      rows.map((row) => ({
+        uuid: row.uuid,
+        memoryMb: row.memoryMb,
+        cpus: row.cpus,
+        localGb: row.localGb,
+        properties: row.properties ?? {},
+        row,
+        macs: macs.get(row.uuid) ?? [],
+      })),
     ).filter((c) => capabilitiesMatch(capabilities, c.properties));
     if (fits.length === 0) {
       const noFit = new NoValidNodeError(await this.#explain(flavor, arch, resourceClass, capabilities));
@@ -244,7 +266,10 @@ export class Scheduler {
       .map((r) => `${Number(r.n)} ${r.why}`);
     const fit = Number(rows.find((r) => r.why === 'fit')?.n ?? 0);
     // Nodes that pass the SQL filters but not the capabilities (or were claimed by concurrent boots meanwhile).
-    if (fit > 0) parts.push(`${fit} ${capabilities.size > 0 ? 'without the capabilities asked for, or claimed by other boots meanwhile' : 'claimed by other boots meanwhile'}`);
+    if (fit > 0)
+      parts.push(
+        `${fit} ${capabilities.size > 0 ? 'without the capabilities asked for, or claimed by other boots meanwhile' : 'claimed by other boots meanwhile'}`,
+      );
     return `no valid node: ${total} available; ${parts.join('; ')}`;
   }
 }

@@ -29,7 +29,10 @@ export async function loadSecretKey(source: KeySource): Promise<{ key: Buffer; c
   try {
     const info = await stat(file);
     if ((info.mode & 0o077) !== 0) {
-      throw new SecretKeyError(`secret key file ${file} is readable by group or others (mode ${(info.mode & 0o777).toString(8)}); run chmod 600 ${file}`, { file });
+      throw new SecretKeyError(
+        `secret key file ${file} is readable by group or others (mode ${(info.mode & 0o777).toString(8)}); run chmod 600 ${file}`,
+        { file },
+      );
     }
     const key = Buffer.from((await readFile(file, 'utf8')).trim(), 'base64');
     if (key.length !== 32) throw new SecretKeyError(`secret key file ${file} must hold base64 of 32 bytes`, { file });

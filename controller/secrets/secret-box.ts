@@ -45,7 +45,8 @@ export class SecretBox {
     const header = 1 + KEY_ID_BYTES + NONCE_BYTES + TAG_BYTES;
     if (buf.length < header || buf[0] !== FORMAT_V1) throw new SecretDecryptError('unknown format', { boundTo });
     const keyId = buf.subarray(1, 1 + KEY_ID_BYTES);
-    if (!keyId.equals(this.keyId)) throw new SecretDecryptError('encrypted with a different key (do all controllers share secrets.key_file?)', { boundTo });
+    if (!keyId.equals(this.keyId))
+      throw new SecretDecryptError('encrypted with a different key (do all controllers share secrets.key_file?)', { boundTo });
     const nonce = buf.subarray(1 + KEY_ID_BYTES, 1 + KEY_ID_BYTES + NONCE_BYTES);
     const tag = buf.subarray(1 + KEY_ID_BYTES + NONCE_BYTES, header);
     const decipher = createDecipheriv('aes-256-gcm', this.#key, nonce);

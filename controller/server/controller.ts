@@ -91,21 +91,35 @@ async function checkSchema(handle: DbHandle, url: string): Promise<void> {
   try {
     await handle.db.execute(sql`SELECT 1 FROM nodes LIMIT 1`);
   } catch (err) {
-    throw new BmError('failed-precondition', `database ${redactDatabaseUrl(url)} is not ready (${describeDatabaseError(err)}); run \`bmctl db sync\` first`);
+    throw new BmError(
+      'failed-precondition',
+      `database ${redactDatabaseUrl(url)} is not ready (${describeDatabaseError(err)}); run \`bmctl db sync\` first`,
+    );
   }
 }
 
 export async function startController(config: Config, log: Logger): Promise<RunningController> {
   const tokens = new TokenSet(config.api.tokens);
-  if (tokens.size === 0) throw new BmError('invalid-argument', 'api.tokens: no admin token configured; every API call needs one (make one with `bmctl token create`)');
-  const [host, portText] = [config.api.listen.slice(0, config.api.listen.lastIndexOf(':')), config.api.listen.slice(config.api.listen.lastIndexOf(':') + 1)];
+  if (tokens.size === 0)
+    throw new BmError(
+      'invalid-argument',
+      'api.tokens: no admin token configured; every API call needs one (make one with `bmctl token create`)',
+    );
+  const [host, portText] = [
+    config.api.listen.slice(0, config.api.listen.lastIndexOf(':')),
+    config.api.listen.slice(config.api.listen.lastIndexOf(':') + 1),
+  ];
   const id = config.controller.id || `${os.hostname()}-${portText}`;
   // Checked before anything opens, so a bad certificate stops the start with the key named.
-  const tls = config.api.tls_cert === '' ? null : new ReloadingTlsIdentity({ certFile: config.api.tls_cert, keyFile: config.api.tls_key }, config.api.tls_reload_ms, log);
+  const tls =
+    config.api.tls_cert === ''
+      ? null
+      : new ReloadingTlsIdentity({ certFile: config.api.tls_cert, keyFile: config.api.tls_key }, config.api.tls_reload_ms, log);
   const agentCa = tls ? loadAgentCa(config.api.tls_ca || config.api.tls_cert, config.api.tls_ca ? 'api.tls_ca' : 'api.tls_cert') : null;
 
   const { key, created } = await loadSecretKey({ key: config.secrets.key, keyFile: config.secrets.key_file });
-  if (created) log.warn({ file: config.secrets.key_file }, 'created a new secret key file; copy it to every other controller of this cluster');
+  if (created)
+    log.warn({ file: config.secrets.key_file }, 'created a new secret key file; copy it to every other controller of this cluster');
   const secrets = new SecretBox(key);
 
   const handle = await openDatabase(config.database.url, { connectionLimit: config.database.pool_size });
@@ -167,7 +181,13 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       new MysqlPowerSyncStore(handle.db, secrets, config.controller.groups),
       drivers,
       bus,
-      { intervalMs: config.power.sync_interval_s * 1000, concurrency: config.power.sync_concurrency, enforce: config.power.sync_enforce, failureThreshold: config.power.sync_failure_threshold, callTimeoutMs: config.power.call_timeout_s * 1000 },
+      {
+        intervalMs: config.power.sync_interval_s * 1000,
+        concurrency: config.power.sync_concurrency,
+        enforce: config.power.sync_enforce,
+        failureThreshold: config.power.sync_failure_threshold,
+        callTimeoutMs: config.power.call_timeout_s * 1000,
+      },
       metrics,
       log,
     );
@@ -221,7 +241,11 @@ export async function startController(config: Config, log: Logger): Promise<Runn
         return ring.owner(node.uuid) === id;
       };
       const recovered = await provisioner.recover(id, breakDead, owns);
-      if (recovered > 0) log.warn({ recovered }, 'nodes left mid-task by a stopped controller were taken over (deploys resume) or moved to their failed states');
+      if (recovered > 0)
+        log.warn(
+          { recovered },
+          'nodes left mid-task by a stopped controller were taken over (deploys resume) or moved to their failed states',
+        );
     };
     await recover();
     // Dead peers' nodes are found on this interval too, not only at our own start.
@@ -243,14 +267,33 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       }
     })().catch(() => undefined);
     const flavors = new FlavorCatalog(handle.db, catalog);
-    const instances = new InstanceManager({ store: instanceStore, nodes: store, flavors, images: catalog, scheduler: new Scheduler(handle.db), provisioner, power, controllerId: id });
+    const instances = new InstanceManager({
+      store: instanceStore,
+      nodes: store,
+      flavors,
+      images: catalog,
+      scheduler: new Scheduler(handle.db),
+      provisioner,
+      power,
+      controllerId: id,
+    });
     const recent = new RecentEvents();
     recent.start(bus);
     cleanup.unshift(async () => recent.stop());
     // Set once boot services run (their script config needs the bound API port).
     let bootView: DiagnoseDeps['boot'];
     const diagnose = (nodeId: string): Promise<Record<string, unknown>> =>
-      diagnoseNode({ db: handle.db, nodes: store, instances: instanceStore, events: recent, controllerId: id, ...(bootView ? { boot: bootView } : {}) }, nodeId);
+      diagnoseNode(
+        {
+          db: handle.db,
+          nodes: store,
+          instances: instanceStore,
+          events: recent,
+          controllerId: id,
+          ...(bootView ? { boot: bootView } : {}),
+        },
+        nodeId,
+      );
     addService(server, NodeService, nodeHandlers(enrollment, store, power, provisioner, diagnose), serve);
     addService(server, FlavorService, flavorHandlers(flavors), serve);
     addService(server, InstanceService, instanceHandlers(instances, store), serve);
@@ -299,7 +342,13 @@ export async function startController(config: Config, log: Logger): Promise<Runn
 
     const membership = new Membership(
       handle.db,
-      { id, apiAddress: `${host}:${apiPort}`, groups: config.controller.groups, intervalMs: config.controller.heartbeat_interval_ms, deadAfterMs: config.controller.dead_after_s * 1000 },
+      {
+        id,
+        apiAddress: `${host}:${apiPort}`,
+        groups: config.controller.groups,
+        intervalMs: config.controller.heartbeat_interval_ms,
+        deadAfterMs: config.controller.dead_after_s * 1000,
+      },
       log,
       { events: bus, heartbeat: (controllerId, payload) => bus.publishRaw(bus.subjects.controllerHeartbeat(controllerId), payload) },
     );
@@ -311,7 +360,17 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       await membership.leave();
     });
 
-    log.info({ id, api: `${host}:${apiPort}`, database: redactDatabaseUrl(config.database.url), nats: config.nats.url, natsPrefix: config.nats.prefix, groups: config.controller.groups }, 'controller started');
+    log.info(
+      {
+        id,
+        api: `${host}:${apiPort}`,
+        database: redactDatabaseUrl(config.database.url),
+        nats: config.nats.url,
+        natsPrefix: config.nats.prefix,
+        groups: config.controller.groups,
+      },
+      'controller started',
+    );
     return {
       id,
       apiPort,

@@ -8,7 +8,11 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 
-export async function startMetricsServer(listen: string, registry: Registry, log: Logger): Promise<{ port: number; close(): Promise<void> } | null> {
+export async function startMetricsServer(
+  listen: string,
+  registry: Registry,
+  log: Logger,
+): Promise<{ port: number; close(): Promise<void> } | null> {
   const colon = listen.lastIndexOf(':');
   const host = listen.slice(0, colon).replace(/^\[|\]$/g, '');
   const port = Number(listen.slice(colon + 1));

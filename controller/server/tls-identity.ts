@@ -33,13 +33,17 @@ function checkPair(cert: Buffer, key: Buffer, files: TlsFiles): void {
   try {
     new X509Certificate(cert);
   } catch (err) {
-    throw new BmError('invalid-argument', `api.tls_cert: ${files.certFile} holds no PEM certificate (${describe(err)})`, { file: files.certFile });
+    throw new BmError('invalid-argument', `api.tls_cert: ${files.certFile} holds no PEM certificate (${describe(err)})`, {
+      file: files.certFile,
+    });
   }
   try {
     // Loads key and certificate together: a key that does not match the certificate fails here.
     createSecureContext({ cert, key });
   } catch (err) {
-    throw new BmError('invalid-argument', `api.tls_key: ${files.keyFile} is not the private key of ${files.certFile} (${describe(err)})`, { file: files.keyFile });
+    throw new BmError('invalid-argument', `api.tls_key: ${files.keyFile} is not the private key of ${files.certFile} (${describe(err)})`, {
+      file: files.keyFile,
+    });
   }
 }
 
@@ -127,7 +131,10 @@ export class ReloadingTlsIdentity implements grpc.experimental.CertificateProvid
   private warnOnce(signature: string, reason: string): void {
     if (signature === this.lastRejected) return;
     this.lastRejected = signature;
-    this.log.warn({ file: this.files.certFile, reason }, 'API TLS certificate files changed but are not a usable pair yet; still serving the previous certificate');
+    this.log.warn(
+      { file: this.files.certFile, reason },
+      'API TLS certificate files changed but are not a usable pair yet; still serving the previous certificate',
+    );
   }
 
   addIdentityCertificateListener(listener: IdentityListener): void {

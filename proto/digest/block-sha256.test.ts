@@ -43,7 +43,10 @@ describe('block sha256', () => {
       const image = imageWithHoles(13 * MIB + 777, [[2 * MIB, 9 * MIB]]);
       const file = join(dir, 'image.raw');
       await writeFile(file, image);
-      const { stdout } = await run('sh', ['-c', `split -b 4M --filter='sha256sum | cut -c1-64 | tr a-f A-F | basenc --base16 -d' '${file}' | sha256sum`]);
+      const { stdout } = await run('sh', [
+        '-c',
+        `split -b 4M --filter='sha256sum | cut -c1-64 | tr a-f A-F | basenc --base16 -d' '${file}' | sha256sum`,
+      ]);
       const hasher = new BlockSha256();
       expect(feed(hasher, image, [2 * MIB, 11 * MIB])).toBe(stdout.slice(0, 64));
       expect(hasher.length).toBe(image.length);
@@ -64,7 +67,10 @@ describe('block sha256', () => {
   });
 
   it('any split into data and zero runs gives the digest of the bytes, for both algorithms', () => {
-    const image = imageWithHoles(9 * MIB + 3, [[MIB, 5 * MIB], [7 * MIB, 1000]]);
+    const image = imageWithHoles(9 * MIB + 3, [
+      [MIB, 5 * MIB],
+      [7 * MIB, 1000],
+    ]);
     const expected = reference(image);
     const plain = createHash('sha256').update(image).digest('hex');
     fc.assert(

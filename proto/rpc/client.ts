@@ -38,7 +38,10 @@ async function pump(call: WritableCall, requests: AsyncIterable<unknown> | Itera
   }
 }
 
-async function* responses<T>(call: grpc.ClientReadableStream<unknown> | grpc.ClientDuplexStream<unknown, unknown>, pumping?: Promise<void>): AsyncIterable<T> {
+async function* responses<T>(
+  call: grpc.ClientReadableStream<unknown> | grpc.ClientDuplexStream<unknown, unknown>,
+  pumping?: Promise<void>,
+): AsyncIterable<T> {
   let pumpError: unknown;
   pumping?.catch((err: unknown) => {
     pumpError = err;
@@ -62,7 +65,8 @@ export function connect(address: string, options: ConnectOptions = {}): RpcConne
     for (const [key, value] of Object.entries({ ...options.metadata, ...call?.metadata })) md.set(key, value);
     return md;
   };
-  const callOptionsFor = (call?: CallOptions): grpc.CallOptions => (call?.timeoutMs !== undefined ? { deadline: Date.now() + call.timeoutMs } : {});
+  const callOptionsFor = (call?: CallOptions): grpc.CallOptions =>
+    call?.timeoutMs !== undefined ? { deadline: Date.now() + call.timeoutMs } : {};
   const bindSignal = (call: grpc.Call, signal?: AbortSignal): void => {
     if (!signal) return;
     if (signal.aborted) call.cancel();
@@ -77,7 +81,15 @@ export function connect(address: string, options: ConnectOptions = {}): RpcConne
       case 'unary':
         return (request: unknown, call?: CallOptions) =>
           new Promise((resolve, reject) => {
-            const c = channel.makeUnaryRequest(path, serialize, deserialize, request, metadataFor(call), callOptionsFor(call), (err, value) => (err ? reject(err) : resolve(value)));
+            const c = channel.makeUnaryRequest(
+              path,
+              serialize,
+              deserialize,
+              request,
+              metadataFor(call),
+              callOptionsFor(call),
+              (err, value) => (err ? reject(err) : resolve(value)),
+            );
             bindSignal(c, call?.signal);
           });
       case 'server_streaming':
@@ -89,7 +101,14 @@ export function connect(address: string, options: ConnectOptions = {}): RpcConne
       case 'client_streaming':
         return (requests: AsyncIterable<unknown> | Iterable<unknown>, call?: CallOptions) =>
           new Promise((resolve, reject) => {
-            const c = channel.makeClientStreamRequest(path, serialize, deserialize, metadataFor(call), callOptionsFor(call), (err, value) => (err ? reject(err) : resolve(value)));
+            const c = channel.makeClientStreamRequest(
+              path,
+              serialize,
+              deserialize,
+              metadataFor(call),
+              callOptionsFor(call),
+              (err, value) => (err ? reject(err) : resolve(value)),
+            );
             bindSignal(c, call?.signal);
             pump(c, requests).catch(reject);
           });

@@ -1,5 +1,13 @@
 /** The grpc-js adapter's public face. */
-export { addService, bindServer, RequestTooLargeError, shutdownServer, type ServeOptions, type ServerInterceptor, type StatusError } from './server.ts';
+export {
+  addService,
+  bindServer,
+  RequestTooLargeError,
+  shutdownServer,
+  type ServeOptions,
+  type ServerInterceptor,
+  type StatusError,
+} from './server.ts';
 export { connect, isServiceError, type ConnectOptions, type RpcConnection } from './client.ts';
 export { tlsCredentials } from './tls.ts';
 export type { CallContext, CallOptions, ServiceClient, ServiceHandlers, TypedService } from './types.ts';

@@ -60,7 +60,11 @@ function defaultToStatus(): StatusError {
   return { code: grpc.status.INTERNAL, details: 'internal error' };
 }
 
-type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerReadableStream<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
+type AnyCall =
+  | grpc.ServerUnaryCall<unknown, unknown>
+  | grpc.ServerReadableStream<unknown, unknown>
+  | grpc.ServerWritableStream<unknown, unknown>
+  | grpc.ServerDuplexStream<unknown, unknown>;
 
 function contextFor(call: AnyCall, method: DescMethod): CallContext {
   const controller = new AbortController();
@@ -73,7 +77,11 @@ async function* readAll<T>(stream: AsyncIterable<unknown>, path: string, limit: 
 }
 
 /** Writes with backpressure; resolves false when the call was cancelled first. */
-async function writeAll(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, messages: AsyncIterable<unknown>, signal: AbortSignal): Promise<void> {
+async function writeAll(
+  call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
+  messages: AsyncIterable<unknown>,
+  signal: AbortSignal,
+): Promise<void> {
   for await (const message of messages) {
     if (signal.aborted) return;
     if (!call.write(message)) {
@@ -90,7 +98,12 @@ async function writeAll(call: grpc.ServerWritableStream<unknown, unknown> | grpc
   }
 }
 
-export function addService<S extends TypedService>(server: grpc.Server, service: S, handlers: ServiceHandlers<S>, options: ServeOptions = {}): void {
+export function addService<S extends TypedService>(
+  server: grpc.Server,
+  service: S,
+  handlers: ServiceHandlers<S>,
+  options: ServeOptions = {},
+): void {
   const interceptors = options.interceptors ?? [];
   const toStatus = options.toStatus ?? defaultToStatus;
   const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
@@ -100,7 +113,8 @@ export function addService<S extends TypedService>(server: grpc.Server, service:
     for (const interceptor of interceptors) await interceptor(ctx);
   };
   const asServiceError = (err: unknown, ctx: CallContext): Partial<grpc.ServiceError> => {
-    if (err instanceof RequestTooLargeError) return { code: grpc.status.RESOURCE_EXHAUSTED, details: err.message, metadata: new grpc.Metadata() };
+    if (err instanceof RequestTooLargeError)
+      return { code: grpc.status.RESOURCE_EXHAUSTED, details: err.message, metadata: new grpc.Metadata() };
     const status = toStatus(err, ctx);
     return { code: status.code, details: status.details, metadata: status.metadata ?? new grpc.Metadata() };
   };
@@ -123,7 +137,8 @@ export function addService<S extends TypedService>(server: grpc.Server, service:
       requestStream: method.methodKind === 'client_streaming' || method.methodKind === 'bidi_streaming',
       responseStream: method.methodKind === 'server_streaming' || method.methodKind === 'bidi_streaming',
       requestSerialize: serializer(method.input) as (value: unknown) => Buffer,
-      requestDeserialize: limit === undefined ? decode : (bytes: Buffer) => (bytes.length > limit ? new OversizedRequest(bytes.length) : decode(bytes)),
+      requestDeserialize:
+        limit === undefined ? decode : (bytes: Buffer) => (bytes.length > limit ? new OversizedRequest(bytes.length) : decode(bytes)),
       responseSerialize: serializer(method.output) as (value: unknown) => Buffer,
       responseDeserialize: deserializer(method.output),
       originalName: key,

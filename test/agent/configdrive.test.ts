@@ -37,7 +37,14 @@ const metadata = {
 const networkData: NetworkData = {
   links: [{ id: 'port-0', type: 'phy', ethernet_mac_address: '52:54:00:12:34:56', mtu: 1500 }],
   networks: [
-    { id: 'network0', link: 'port-0', type: 'ipv4', ip_address: '192.0.2.10', netmask: '255.255.255.0', routes: [{ network: '0.0.0.0', netmask: '0.0.0.0', gateway: '192.0.2.1' }] },
+    {
+      id: 'network0',
+      link: 'port-0',
+      type: 'ipv4',
+      ip_address: '192.0.2.10',
+      netmask: '255.255.255.0',
+      routes: [{ network: '0.0.0.0', netmask: '0.0.0.0', gateway: '192.0.2.1' }],
+    },
   ],
   services: [{ type: 'dns', address: '192.0.2.53' }],
 };
@@ -56,7 +63,13 @@ describe('config drive read by real tools', () => {
 
       for (const mode of ['-J', '-R'] as const) {
         const meta = JSON.parse(await isoinfoExtract(iso, mode, '/openstack/latest/meta_data.json')) as Record<string, unknown>;
-        expect(meta).toMatchObject({ uuid: metadata.uuid, name: 'web-1', hostname: 'web-1.example.org', launch_index: 0, public_keys: metadata.publicKeys });
+        expect(meta).toMatchObject({
+          uuid: metadata.uuid,
+          name: 'web-1',
+          hostname: 'web-1.example.org',
+          launch_index: 0,
+          public_keys: metadata.publicKeys,
+        });
         expect(meta.keys).toEqual([{ name: 'ops', type: 'ssh', data: metadata.publicKeys.ops }]);
         expect(JSON.parse(await isoinfoExtract(iso, mode, '/openstack/latest/network_data.json'))).toEqual(networkData);
         expect(await isoinfoExtract(iso, mode, '/openstack/latest/user_data')).toBe('#cloud-config\npackages: [nginx]\n');
@@ -65,11 +78,12 @@ describe('config drive read by real tools', () => {
       expect((await tool('isoinfo', ['-i', iso, '-R', '-l'])).toString()).toMatch(/-r--r--r-- +1 +0 +0 +\d+ .*meta_data\.json/);
 
       const listing = (await tool('xorriso', ['-indev', iso, '-find', '/', '-type', 'f'])).toString();
-      expect(listing.split('\n').filter((line) => line.startsWith("'")).sort()).toEqual([
-        "'/openstack/latest/meta_data.json'",
-        "'/openstack/latest/network_data.json'",
-        "'/openstack/latest/user_data'",
-      ]);
+      expect(
+        listing
+          .split('\n')
+          .filter((line) => line.startsWith("'"))
+          .sort(),
+      ).toEqual(["'/openstack/latest/meta_data.json'", "'/openstack/latest/network_data.json'", "'/openstack/latest/user_data'"]);
       const extracted = join(dir, 'extracted.json');
       await tool('xorriso', ['-osirrox', 'on', '-indev', iso, '-extract', '/openstack/latest/network_data.json', extracted]);
       expect(JSON.parse(await readFile(extracted, 'utf8'))).toEqual(networkData);
@@ -89,7 +103,12 @@ describe('config drive read by real tools', () => {
       const networkText = '{"links": [], "networks": [{"id": "n0", "link": "l0", "type": "ipv4_dhcp"}], "services": []}';
       await writeFile(iso, buildConfigDrive({ metaData: metaText, networkData: networkText }));
       const listing = (await tool('isoinfo', ['-i', iso, '-J', '-f'])).toString().split('\n').filter(Boolean).sort();
-      expect(listing).toEqual(['/openstack', '/openstack/latest', '/openstack/latest/meta_data.json', '/openstack/latest/network_data.json']);
+      expect(listing).toEqual([
+        '/openstack',
+        '/openstack/latest',
+        '/openstack/latest/meta_data.json',
+        '/openstack/latest/network_data.json',
+      ]);
       expect(await isoinfoExtract(iso, '-J', '/openstack/latest/meta_data.json')).toBe(metaText);
       expect(await isoinfoExtract(iso, '-R', '/openstack/latest/network_data.json')).toBe(networkText);
     });
@@ -126,9 +145,15 @@ describe('ISO 9660 writer read by isoinfo', () => {
   it('a directory of many long names spills over several sectors and every file is still found', async () => {
     await withTempDir(async (dir) => {
       const iso = join(dir, 'many.iso');
-      const files = Array.from({ length: 90 }, (_, i) => ({ path: `content/file-with-a-rather-long-name-${String(i).padStart(3, '0')}.txt`, data: new TextEncoder().encode(`file ${i}\n`) }));
+      const files = Array.from({ length: 90 }, (_, i) => ({
+        path: `content/file-with-a-rather-long-name-${String(i).padStart(3, '0')}.txt`,
+        data: new TextEncoder().encode(`file ${i}\n`),
+      }));
       await writeFile(iso, buildIso9660({ volumeId: 'many', files }));
-      const listed = (await tool('isoinfo', ['-i', iso, '-R', '-f'])).toString().split('\n').filter((line) => line.endsWith('.txt'));
+      const listed = (await tool('isoinfo', ['-i', iso, '-R', '-f']))
+        .toString()
+        .split('\n')
+        .filter((line) => line.endsWith('.txt'));
       expect(listed).toHaveLength(90);
       for (const i of [0, 45, 89]) {
         const path = `/content/file-with-a-rather-long-name-${String(i).padStart(3, '0')}.txt`;
@@ -141,10 +166,16 @@ describe('ISO 9660 writer read by isoinfo', () => {
   it('round-trips arbitrary small trees of lower-case names and contents', async () => {
     await withTempDir(async (dir) => {
       let n = 0;
-      const name = fc.stringMatching(/^[a-z0-9][a-z0-9_.-]{0,40}$/).filter((value) => !value.endsWith('.') && value !== '.' && value !== '..');
+      const name = fc
+        .stringMatching(/^[a-z0-9][a-z0-9_.-]{0,40}$/)
+        .filter((value) => !value.endsWith('.') && value !== '.' && value !== '..');
       await fc.assert(
         fc.asyncProperty(
-          fc.uniqueArray(fc.tuple(fc.array(name, { minLength: 0, maxLength: 3 }), name), { minLength: 1, maxLength: 6, selector: ([dirs, file]) => [...dirs, file].join('/') }),
+          fc.uniqueArray(fc.tuple(fc.array(name, { minLength: 0, maxLength: 3 }), name), {
+            minLength: 1,
+            maxLength: 6,
+            selector: ([dirs, file]) => [...dirs, file].join('/'),
+          }),
           fc.array(fc.uint8Array({ maxLength: 5000 }), { minLength: 6, maxLength: 6 }),
           async (paths, contents) => {
             const files = paths.map(([dirs, file], i) => ({ path: [...dirs, file].join('/'), data: contents[i] ?? new Uint8Array(0) }));

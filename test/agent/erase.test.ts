@@ -16,7 +16,10 @@ describe('erase', () => {
       await writeFile(disk, before);
       const target = await openTarget(disk, { write: true });
       const ranges = await eraseMetadata(target).finally(() => target.handle.close());
-      expect(ranges).toEqual([{ offset: 0, length: MIB }, { offset: before.length - MIB, length: MIB }]);
+      expect(ranges).toEqual([
+        { offset: 0, length: MIB },
+        { offset: before.length - MIB, length: MIB },
+      ]);
       const after = await readFile(disk);
       expect(allZero(after.subarray(0, MIB))).toBe(true);
       expect(allZero(after.subarray(after.length - MIB))).toBe(true);
@@ -31,10 +34,14 @@ describe('erase', () => {
       await writeFile(disk, randomBytes(3 * MIB + 512));
       const progress: number[] = [];
       const target = await openTarget(disk, { write: true });
-      await eraseFull(target, { method: 'write-zeros', chunkBytes: MIB, onProgress: (done, total) => {
-        expect(total).toBe(3 * MIB + 512);
-        progress.push(done);
-      } }).finally(() => target.handle.close());
+      await eraseFull(target, {
+        method: 'write-zeros',
+        chunkBytes: MIB,
+        onProgress: (done, total) => {
+          expect(total).toBe(3 * MIB + 512);
+          progress.push(done);
+        },
+      }).finally(() => target.handle.close());
       expect(progress).toEqual([MIB, 2 * MIB, 3 * MIB, 3 * MIB + 512]);
       expect(allZero(await readFile(disk))).toBe(true);
     });

@@ -85,7 +85,14 @@ describe('digests on worker threads', () => {
             const results: string[] = [];
             for (const hashPool of [workers, null]) {
               const disk = await sparse(join(dir, `d${run++}`), image.length + 4096);
-              const writer = await openImageWriter(disk, { imageSize: image.length, fsyncIntervalBytes: interval, digest, digestAlgorithm, hashPool, ...(knownZero ? { knownZeroFrom: 0 } : {}) });
+              const writer = await openImageWriter(disk, {
+                imageSize: image.length,
+                fsyncIntervalBytes: interval,
+                digest,
+                digestAlgorithm,
+                hashPool,
+                ...(knownZero ? { knownZeroFrom: 0 } : {}),
+              });
               for (const frame of framesOf(image, frameBytes)) await writer.write(frame);
               results.push((await writer.finish()).sha256);
             }
@@ -109,7 +116,13 @@ describe('digests on worker threads', () => {
           const handle = await open(disk, 'r+');
           await handle.write(image, 0, resumeAt, 0);
           await handle.close();
-          const writer = await openImageWriter(disk, { imageSize: image.length, resumeOffset: resumeAt, fsyncIntervalBytes: MIB, digestAlgorithm: DigestAlgorithm.blocks, hashPool: workers });
+          const writer = await openImageWriter(disk, {
+            imageSize: image.length,
+            resumeOffset: resumeAt,
+            fsyncIntervalBytes: MIB,
+            digestAlgorithm: DigestAlgorithm.blocks,
+            hashPool: workers,
+          });
           for (const frame of framesOf(image, MIB, resumeAt)) await writer.write(frame);
           expect((await writer.finish()).sha256).toBe(blockDigest(image));
         }),
@@ -123,7 +136,12 @@ describe('digests on worker threads', () => {
     await withTempDir(async (dir) => {
       const image = randomBytes(5 * DIGEST_BLOCK_BYTES);
       const disk = await sparse(join(dir, 'd'), image.length);
-      const writer = await openImageWriter(disk, { imageSize: image.length, fsyncIntervalBytes: 2 * MIB, digestAlgorithm: DigestAlgorithm.blocks, hashPool: workers });
+      const writer = await openImageWriter(disk, {
+        imageSize: image.length,
+        fsyncIntervalBytes: 2 * MIB,
+        digestAlgorithm: DigestAlgorithm.blocks,
+        hashPool: workers,
+      });
       const frames = framesOf(image, MIB);
       for (const frame of frames.slice(0, 13)) await writer.write(frame);
       // 13 MiB written and commits every 2 MiB: the first two blocks are committed and handed out.
@@ -147,7 +165,12 @@ describe('digests on worker threads', () => {
       randomBytes(MIB).copy(image, 0);
       randomBytes(MIB).copy(image, 33 * MIB);
       const disk = await sparse(join(dir, 'z'), image.length);
-      const readBack = await openImageWriter(disk, { imageSize: image.length, knownZeroFrom: 0, digestAlgorithm: DigestAlgorithm.blocks, hashPool: workers });
+      const readBack = await openImageWriter(disk, {
+        imageSize: image.length,
+        knownZeroFrom: 0,
+        digestAlgorithm: DigestAlgorithm.blocks,
+        hashPool: workers,
+      });
       for (const frame of framesOf(image, MIB)) await readBack.write(frame);
       expect((await readBack.finish()).sha256).toBe(blockDigest(image));
       // Blocks 0 and 8 hold data; the other eight are skipped zeros.
@@ -171,26 +194,38 @@ describe('digests on worker threads', () => {
     await withTempDir(async (dir) => {
       let run = 0;
       await fc.assert(
-        fc.asyncProperty(imageArb, fc.constantFrom<DigestMethod>('read-back', 'as-written'), fc.constantFrom(1, 4), async (image, digest, inFlight) => {
-          const disk = await sparse(join(dir, `o${run++}`), image.length);
-          const writer = await openImageWriter(disk, { imageSize: image.length, fsyncIntervalBytes: MIB, digest, digestAlgorithm: DigestAlgorithm.blocks, hashPool: workers, maxWritesInFlight: inFlight });
-          let done = 0;
-          let dataFrames = 0;
-          for (const frame of framesOf(image, MIB)) {
-            if (frame.data === undefined) {
-              await writer.write(frame);
-              continue;
+        fc.asyncProperty(
+          imageArb,
+          fc.constantFrom<DigestMethod>('read-back', 'as-written'),
+          fc.constantFrom(1, 4),
+          async (image, digest, inFlight) => {
+            const disk = await sparse(join(dir, `o${run++}`), image.length);
+            const writer = await openImageWriter(disk, {
+              imageSize: image.length,
+              fsyncIntervalBytes: MIB,
+              digest,
+              digestAlgorithm: DigestAlgorithm.blocks,
+              hashPool: workers,
+              maxWritesInFlight: inFlight,
+            });
+            let done = 0;
+            let dataFrames = 0;
+            for (const frame of framesOf(image, MIB)) {
+              if (frame.data === undefined) {
+                await writer.write(frame);
+                continue;
+              }
+              dataFrames++;
+              // A copy per frame, as the receive pool hands it out; scribbled over when released.
+              const data = Buffer.from(frame.data);
+              await writer.write({ offset: frame.offset, data, onDone: () => (done++, data.fill(0xff)) });
             }
-            dataFrames++;
-            // A copy per frame, as the receive pool hands it out; scribbled over when released.
-            const data = Buffer.from(frame.data);
-            await writer.write({ offset: frame.offset, data, onDone: () => (done++, data.fill(0xff)) });
-          }
-          const result = await writer.finish();
-          expect(done).toBe(dataFrames);
-          expect(result.sha256).toBe(blockDigest(image));
-          expect((await readFile(disk)).equals(image)).toBe(true);
-        }),
+            const result = await writer.finish();
+            expect(done).toBe(dataFrames);
+            expect(result.sha256).toBe(blockDigest(image));
+            expect((await readFile(disk)).equals(image)).toBe(true);
+          },
+        ),
         { numRuns: 20 },
       );
     });
@@ -203,11 +238,15 @@ describe('digests on worker threads', () => {
       await expect(missing).rejects.toMatchObject({ name: 'TargetIoError', message: expect.stringMatching(/hashing failed: .*ENOENT/) });
       const short = join(dir, 'short');
       await writeFile(short, randomBytes(100));
-      await expect(workers.digest({ kind: 'file', path: short, start: 0, end: 200, zeros: [] })).rejects.toMatchObject({ message: expect.stringMatching(/target ends at 100, before 200/) });
+      await expect(workers.digest({ kind: 'file', path: short, start: 0, end: 200, zeros: [] })).rejects.toMatchObject({
+        message: expect.stringMatching(/target ends at 100, before 200/),
+      });
 
       const abort = new AbortController();
       abort.abort(new Error('stream superseded'));
-      await expect(workers.digest({ kind: 'file', path: short, start: 0, end: 100, zeros: [] }, abort.signal)).rejects.toThrow(/superseded/);
+      await expect(workers.digest({ kind: 'file', path: short, start: 0, end: 100, zeros: [] }, abort.signal)).rejects.toThrow(
+        /superseded/,
+      );
       await expect(workers.fileSha256(short, 100, [], abort.signal)).rejects.toThrow(/superseded/);
       const content = await readFile(short);
       const withZeros = Buffer.concat([content.subarray(0, 10), Buffer.alloc(10), content.subarray(20)]);

@@ -13,10 +13,42 @@ describe('inventory from fixture trees', () => {
     expect(inventory.bootMode).toBe('uefi');
     expect(inventory.dmi).toEqual({ vendor: 'Supermicro', product: 'SYS-1029P-WTR', serial: 'S351827X9A12345' });
     expect(inventory.disks).toEqual([
-      { name: 'nvme0n1', path: '/dev/nvme0n1', sizeBytes: 3750748848 * 512, model: 'SAMSUNG MZQL23T8HCLS-00A07', serial: 'S64HNE0T102340', wwn: 'eui.36434830540102340025384500000001', rotational: false },
-      { name: 'nvme1n1', path: '/dev/nvme1n1', sizeBytes: 3750748848 * 512, model: 'SAMSUNG MZQL23T8HCLS-00A07', serial: 'S64HNE0T102341', wwn: 'eui.36434830540102340025384500000002', rotational: false },
-      { name: 'sda', path: '/dev/sda', sizeBytes: 937703088 * 512, model: 'SAMSUNG MZ7LH480', serial: 'S45PNA0M812345', wwn: '0x5002538e40a1b2c3', rotational: false },
-      { name: 'sdb', path: '/dev/sdb', sizeBytes: 7814037168 * 512, model: 'ST4000NM0035-1V4', serial: 'ZC18ABCD', wwn: '0x5000c500b1c2d3e4', rotational: true },
+      {
+        name: 'nvme0n1',
+        path: '/dev/nvme0n1',
+        sizeBytes: 3750748848 * 512,
+        model: 'SAMSUNG MZQL23T8HCLS-00A07',
+        serial: 'S64HNE0T102340',
+        wwn: 'eui.36434830540102340025384500000001',
+        rotational: false,
+      },
+      {
+        name: 'nvme1n1',
+        path: '/dev/nvme1n1',
+        sizeBytes: 3750748848 * 512,
+        model: 'SAMSUNG MZQL23T8HCLS-00A07',
+        serial: 'S64HNE0T102341',
+        wwn: 'eui.36434830540102340025384500000002',
+        rotational: false,
+      },
+      {
+        name: 'sda',
+        path: '/dev/sda',
+        sizeBytes: 937703088 * 512,
+        model: 'SAMSUNG MZ7LH480',
+        serial: 'S45PNA0M812345',
+        wwn: '0x5002538e40a1b2c3',
+        rotational: false,
+      },
+      {
+        name: 'sdb',
+        path: '/dev/sdb',
+        sizeBytes: 7814037168 * 512,
+        model: 'ST4000NM0035-1V4',
+        serial: 'ZC18ABCD',
+        wwn: '0x5000c500b1c2d3e4',
+        rotational: true,
+      },
     ]);
     expect(inventory.nics).toEqual([
       { name: 'eno1', mac: '3c:ec:ef:1a:2b:3c', speedMbps: 10000, link: true },

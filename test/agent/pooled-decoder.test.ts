@@ -19,7 +19,12 @@ function frame(message: Buffer): Buffer {
   return Buffer.concat([prefix, message]);
 }
 
-function decodeWith(write: (this: StreamDecoder, data: Buffer) => Buffer[], decoder: StreamDecoder, stream: Buffer, cuts: readonly number[]): Buffer[] {
+function decodeWith(
+  write: (this: StreamDecoder, data: Buffer) => Buffer[],
+  decoder: StreamDecoder,
+  stream: Buffer,
+  cuts: readonly number[],
+): Buffer[] {
   const out: Buffer[] = [];
   let at = 0;
   for (const cut of [...cuts, stream.length]) {

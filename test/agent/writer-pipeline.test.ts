@@ -61,7 +61,14 @@ describe('read-back digest', () => {
         ];
         expect(await sha256OfTarget(handle, bytes.length, { zeroRanges, chunkBytes: 256 * 1024 })).toBe(sha256(expected));
         expect(await sha256OfTarget(handle, bytes.length)).toBe(sha256(bytes));
-        await expect(sha256OfTarget(handle, bytes.length, { zeroRanges: [{ start: 2 * MIB, end: 2 * MIB + 1 }, { start: MIB, end: MIB + 1 }] })).rejects.toThrow(/out of order/);
+        await expect(
+          sha256OfTarget(handle, bytes.length, {
+            zeroRanges: [
+              { start: 2 * MIB, end: 2 * MIB + 1 },
+              { start: MIB, end: MIB + 1 },
+            ],
+          }),
+        ).rejects.toThrow(/out of order/);
       } finally {
         await handle.close();
       }
@@ -75,7 +82,11 @@ describe('read-back digest', () => {
         const disk = await sparse(join(dir, `disk-${knownZeroFrom}`), 8 * MIB);
         // One write at a time: with writes in flight, the zeros written into the hole could land after the
         // scribble below and cover it (a race, not what this test is about).
-        const writer = await openImageWriter(disk, { imageSize: image.length, maxWritesInFlight: 1, ...(knownZeroFrom === undefined ? {} : { knownZeroFrom }) });
+        const writer = await openImageWriter(disk, {
+          imageSize: image.length,
+          maxWritesInFlight: 1,
+          ...(knownZeroFrom === undefined ? {} : { knownZeroFrom }),
+        });
         for (const frame of framesOf(image, MIB)) {
           await writer.write(frame);
           // Something else scribbles into the hole after the writer passed it: only a read shows it.
@@ -103,11 +114,19 @@ describe('read-back digest', () => {
 describe('pipelined writes', () => {
   it('any number of writes in flight gives the same disk and digest', async () => {
     await withTempDir(async (dir) => {
-      const image = imageWithHoles(6 * MIB + 5000, [[MIB, MIB], [4 * MIB + 3, 100_000]]);
+      const image = imageWithHoles(6 * MIB + 5000, [
+        [MIB, MIB],
+        [4 * MIB + 3, 100_000],
+      ]);
       for (const inFlight of [1, 2, 8]) {
         const disk = join(dir, `d${inFlight}`);
         await writeFile(disk, randomBytes(7 * MIB));
-        const writer = await openImageWriter(disk, { imageSize: image.length, maxWritesInFlight: inFlight, fsyncIntervalBytes: MIB, digest: 'as-written' });
+        const writer = await openImageWriter(disk, {
+          imageSize: image.length,
+          maxWritesInFlight: inFlight,
+          fsyncIntervalBytes: MIB,
+          digest: 'as-written',
+        });
         for (const frame of framesOf(image, 200_000)) await writer.write(frame);
         const result = await writer.finish();
         expect(result.sha256).toBe(sha256(image));

@@ -19,7 +19,10 @@ describe('image writer', () => {
   it('writes data and zero runs into a fresh sparse file, skipping the zeros, and reads back the digest', async () => {
     await withTempDir(async (dir) => {
       const disk = join(dir, 'disk.img');
-      const image = imageWithHoles(10 * MIB + 4097, [[MIB, 3 * MIB], [8 * MIB, MIB]]);
+      const image = imageWithHoles(10 * MIB + 4097, [
+        [MIB, 3 * MIB],
+        [8 * MIB, MIB],
+      ]);
       await truncate(await writeFile(disk, '').then(() => disk), 16 * MIB);
       const commits: number[] = [];
       const result = await writeAll(disk, framesOf(image, 256 * 1024), {
@@ -47,8 +50,15 @@ describe('image writer', () => {
     await withTempDir(async (dir) => {
       const disk = join(dir, 'disk.img');
       await writeFile(disk, randomBytes(6 * MIB));
-      const image = imageWithHoles(5 * MIB, [[0, MIB + 17], [4 * MIB, MIB]]);
-      const result = await writeAll(disk, framesOf(image, 300_000), { imageSize: image.length, digest: 'as-written', zeroChunkBytes: 64 * 1024 });
+      const image = imageWithHoles(5 * MIB, [
+        [0, MIB + 17],
+        [4 * MIB, MIB],
+      ]);
+      const result = await writeAll(disk, framesOf(image, 300_000), {
+        imageSize: image.length,
+        digest: 'as-written',
+        zeroChunkBytes: 64 * 1024,
+      });
       expect(result.digestMethod).toBe('as-written');
       expect(result.sha256).toBe(sha256(image));
       expect(result.zeroBytesSkipped).toBe(0);
@@ -60,12 +70,20 @@ describe('image writer', () => {
     await withTempDir(async (dir) => {
       const disk = join(dir, 'disk.img');
       await truncate(await writeFile(disk, '').then(() => disk), 12 * MIB);
-      const image = imageWithHoles(12 * MIB, [[2 * MIB, 2 * MIB], [9 * MIB, 3 * MIB]]);
+      const image = imageWithHoles(12 * MIB, [
+        [2 * MIB, 2 * MIB],
+        [9 * MIB, 3 * MIB],
+      ]);
       const frames = framesOf(image, 512 * 1024);
       // Syncs overlap the writes, at most one in flight: with a 1 MiB interval
       // the second sync waits for the first, so something is acknowledged.
       let acknowledged = 0;
-      const first = await openImageWriter(disk, { imageSize: image.length, knownZeroFrom: 0, fsyncIntervalBytes: MIB, onCommit: (offset) => void (acknowledged = offset) });
+      const first = await openImageWriter(disk, {
+        imageSize: image.length,
+        knownZeroFrom: 0,
+        fsyncIntervalBytes: MIB,
+        onCommit: (offset) => void (acknowledged = offset),
+      });
       for (const frame of frames.slice(0, 15)) await first.write(frame);
       expect(acknowledged).toBe(first.committedOffset);
       const touchedUpTo = first.nextOffset;
@@ -120,7 +138,10 @@ describe('image writer', () => {
       await writer.write({ offset: 0, data });
       await writer.write({ offset: 4096, data });
       const problem = async (frame: ImageFrame) => {
-        const error = await writer.write(frame).then(() => undefined, (e: unknown) => e);
+        const error = await writer.write(frame).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
         expect(error).toBeInstanceOf(FrameError);
         return (error as FrameError).problem;
       };
@@ -145,7 +166,10 @@ describe('image writer', () => {
       const before = randomBytes(MIB);
       await writeFile(disk, before);
       const mtimeBefore = (await stat(disk)).mtimeMs;
-      const error = await openImageWriter(disk, { imageSize: MIB + 512 }).then(() => undefined, (e: unknown) => e);
+      const error = await openImageWriter(disk, { imageSize: MIB + 512 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(error).toBeInstanceOf(DiskTooSmallError);
       expect((error as DiskTooSmallError).context).toMatchObject({ diskSize: MIB, imageSize: MIB + 512 });
       expect(sha256(await readFile(disk))).toBe(sha256(before));

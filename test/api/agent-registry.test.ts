@@ -59,7 +59,9 @@ describe('agent registry', () => {
 
   it('refuses to register a machine one of whose MACs is already enrolled, without saying it is', async () => {
     const agent = connect(on.url).client(AgentRegistry);
-    await expect(agent.register({ inventory: inventory(['52:54:00:d0:00:09', '52:54:00:d0:00:02']) })).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
+    await expect(agent.register({ inventory: inventory(['52:54:00:d0:00:09', '52:54:00:d0:00:02']) })).rejects.toMatchObject({
+      code: status.UNAUTHENTICATED,
+    });
   });
 
   it('rate-limits registration', async () => {
@@ -77,11 +79,25 @@ describe('agent registry', () => {
 
   it('refuses registration when discovery is off', async () => {
     const agent = connect(off.url).client(AgentRegistry);
-    await expect(agent.register({ inventory: inventory(['52:54:00:d2:00:01']) })).rejects.toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringMatching(/discovery is off/) });
+    await expect(agent.register({ inventory: inventory(['52:54:00:d2:00:01']) })).rejects.toMatchObject({
+      code: status.FAILED_PRECONDITION,
+      details: expect.stringMatching(/discovery is off/),
+    });
   });
 
   it('answers Lookup and Heartbeat only with the node operation token, refusing forged and revoked ones', async () => {
-    const node = await admin.client(NodeService).createNode({ pmAddress: '192.0.2.1', pmUser: 'a', pmPassword: 'p', cpus: 1, memoryMb: 1, localGb: 1, cpuArch: 'x86_64', mac: '52:54:00:d3:00:01' });
+    const node = await admin
+      .client(NodeService)
+      .createNode({
+        pmAddress: '192.0.2.1',
+        pmUser: 'a',
+        pmPassword: 'p',
+        cpus: 1,
+        memoryMb: 1,
+        localGb: 1,
+        cpuArch: 'x86_64',
+        mac: '52:54:00:d3:00:01',
+      });
     const tokens = new MysqlAgentTokens(db.db);
     const token = await tokens.issue(node.uuid, 60_000);
     const withToken = connect(on.url, { metadata: { authorization: `Bearer ${token}` } }).client(AgentRegistry);
@@ -97,29 +113,52 @@ describe('agent registry', () => {
     const wrong = await forged.lookup({ macs: ['52:54:00:d3:00:01'] }).catch((e: { code: number; details: string }) => e);
     expect(unknown).toMatchObject({ code: status.UNAUTHENTICATED, details: (wrong as { details: string }).details });
     // A Lookup names a handful of MACs, not a fleet's worth.
-    await expect(withToken.lookup({ macs: Array.from({ length: 9 }, (_, i) => `52:54:00:d3:01:0${i}`) })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/at most 8/) });
+    await expect(withToken.lookup({ macs: Array.from({ length: 9 }, (_, i) => `52:54:00:d3:01:0${i}`) })).rejects.toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/at most 8/),
+    });
     // The admin token is not an agent token.
-    await expect(connect(on.url, { metadata: { authorization: `Bearer ${on.token}` } }).client(AgentRegistry).lookup({ macs: ['52:54:00:d3:00:01'] })).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
+    await expect(
+      connect(on.url, { metadata: { authorization: `Bearer ${on.token}` } })
+        .client(AgentRegistry)
+        .lookup({ macs: ['52:54:00:d3:00:01'] }),
+    ).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
 
     expect((await withToken.heartbeat({ nodeUuid: node.uuid, agentAddress: '127.0.0.1:9999' })).action).toBe('wait');
-    await expect(forged.heartbeat({ nodeUuid: node.uuid, agentAddress: '127.0.0.1:9999' })).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
+    await expect(forged.heartbeat({ nodeUuid: node.uuid, agentAddress: '127.0.0.1:9999' })).rejects.toMatchObject({
+      code: status.UNAUTHENTICATED,
+    });
     // The address a deploy will stream to must be the agent's own: where the heartbeat came from (or its lease).
     for (const foreign of ['169.254.169.254:80', 'evil.example.com:99', '127.0.0.1:99999', '10.1.2.3:9999']) {
-      await expect(withToken.heartbeat({ nodeUuid: node.uuid, agentAddress: foreign })).rejects.toMatchObject({ code: expect.toBeOneOf([status.INVALID_ARGUMENT, status.PERMISSION_DENIED]) });
+      await expect(withToken.heartbeat({ nodeUuid: node.uuid, agentAddress: foreign })).rejects.toMatchObject({
+        code: expect.toBeOneOf([status.INVALID_ARGUMENT, status.PERMISSION_DENIED]),
+      });
     }
-    const [row] = (await db.pool.query<import('mysql2/promise').RowDataPacket[]>('SELECT agent_address FROM nodes WHERE uuid = ?', [node.uuid]))[0];
+    const [row] = (
+      await db.pool.query<import('mysql2/promise').RowDataPacket[]>('SELECT agent_address FROM nodes WHERE uuid = ?', [node.uuid])
+    )[0];
     expect(row?.agent_address).toBe('127.0.0.1:9999');
 
     await tokens.revoke(node.uuid);
     await expect(withToken.lookup({ macs: ['52:54:00:d3:00:01'] })).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
     const expired = await tokens.issue(node.uuid, -1);
-    await expect(connect(on.url, { metadata: { authorization: `Bearer ${expired}` } }).client(AgentRegistry).lookup({ macs: ['52:54:00:d3:00:01'] })).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
+    await expect(
+      connect(on.url, { metadata: { authorization: `Bearer ${expired}` } })
+        .client(AgentRegistry)
+        .lookup({ macs: ['52:54:00:d3:00:01'] }),
+    ).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
   });
 
   it('refuses malformed input with the field named', async () => {
     const agent = connect(on.url).client(AgentRegistry);
-    await expect(agent.lookup({ macs: [] })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/^macs: /) });
+    await expect(agent.lookup({ macs: [] })).rejects.toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/^macs: /),
+    });
     await expect(agent.lookup({ macs: ['nope'] })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
-    await expect(agent.heartbeat({ nodeUuid: 'x', agentAddress: '1.2.3.4:5' })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/^node_uuid: /) });
+    await expect(agent.heartbeat({ nodeUuid: 'x', agentAddress: '1.2.3.4:5' })).rejects.toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/^node_uuid: /),
+    });
   });
 });

@@ -35,7 +35,17 @@ function nextMac(): string {
 type NodeFields = Partial<Omit<CreateNodeRequest, '$typeName' | '$unknown'>>;
 
 function nodeRequest(overrides: NodeFields = {}): MessageInitShape<typeof CreateNodeRequestSchema> {
-  return { pmAddress: '192.0.2.10', pmUser: 'admin', pmPassword: PASSWORD, cpus: 8, memoryMb: 16384, localGb: 100, cpuArch: 'x86_64', mac: nextMac(), ...overrides };
+  return {
+    pmAddress: '192.0.2.10',
+    pmUser: 'admin',
+    pmPassword: PASSWORD,
+    cpus: 8,
+    memoryMb: 16384,
+    localGb: 100,
+    cpuArch: 'x86_64',
+    mac: nextMac(),
+    ...overrides,
+  };
 }
 
 async function rowCounts(): Promise<{ nodes: number; ports: number }> {
@@ -116,13 +126,21 @@ describe('enrollment API', () => {
   it('updates only the given fields, bumps the version and checks expected_version', async () => {
     const nodes = conn.client(NodeService);
     const node = await nodes.createNode(nodeRequest());
-    const updated = await nodes.updateNode({ id: node.uuid, cpus: 64, maintenance: true, maintenanceReason: 'bad DIMM', expectedVersion: node.version });
+    const updated = await nodes.updateNode({
+      id: node.uuid,
+      cpus: 64,
+      maintenance: true,
+      maintenanceReason: 'bad DIMM',
+      expectedVersion: node.version,
+    });
     expect(updated.cpus).toBe(64);
     expect(updated.memoryMb).toBe(node.memoryMb);
     expect(updated.maintenance).toBe(true);
     expect(updated.maintenanceReason).toBe('bad DIMM');
     expect(updated.version).toBe(node.version + 1n);
-    await expect(nodes.updateNode({ id: node.uuid, cpus: 2, expectedVersion: node.version })).rejects.toMatchObject({ code: status.ABORTED });
+    await expect(nodes.updateNode({ id: node.uuid, cpus: 2, expectedVersion: node.version })).rejects.toMatchObject({
+      code: status.ABORTED,
+    });
     const cleared = await nodes.updateNode({ id: node.uuid, maintenance: false });
     expect(cleared.maintenanceReason).toBe('');
     const newPw = await nodes.updateNode({ id: node.uuid, pmPassword: 'another-Pw-1' });
@@ -134,7 +152,10 @@ describe('enrollment API', () => {
     const nodes = conn.client(NodeService);
     const node = await nodes.createNode(nodeRequest());
     await db.query("UPDATE nodes SET provision_state = 'active' WHERE uuid = ?", [node.uuid]);
-    await expect(nodes.deleteNode({ id: node.uuid })).rejects.toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringMatching(/active/) });
+    await expect(nodes.deleteNode({ id: node.uuid })).rejects.toMatchObject({
+      code: status.FAILED_PRECONDITION,
+      details: expect.stringMatching(/active/),
+    });
     await db.query("UPDATE nodes SET provision_state = 'deploying' WHERE uuid = ?", [node.uuid]);
     await expect(nodes.deleteNode({ id: node.uuid })).rejects.toMatchObject({ code: status.FAILED_PRECONDITION });
     await db.query("UPDATE nodes SET provision_state = 'available' WHERE uuid = ?", [node.uuid]);
@@ -172,7 +193,9 @@ describe('enrollment API', () => {
     const port = await ports.createPort({ nodeId: node.uuid, mac: nextMac() });
     await ports.deletePort({ id: port.uuid });
     await nodes.deleteNode({ id: node.uuid });
-    await expect.poll(() => natsEvents.filter((e) => e.nodeUuid === node.uuid).map((e) => e.type), { timeout: 5000 }).toEqual(['node.created', 'node.updated', 'port.created', 'port.deleted', 'node.deleted']);
+    await expect
+      .poll(() => natsEvents.filter((e) => e.nodeUuid === node.uuid).map((e) => e.type), { timeout: 5000 })
+      .toEqual(['node.created', 'node.updated', 'port.created', 'port.deleted', 'node.deleted']);
   });
 
   it('streams events to EventService.Watch, filtered by node', async () => {
@@ -229,8 +252,14 @@ describe('bad input', () => {
 
   it('refuses bad list parameters with the field named', async () => {
     const nodes = conn.client(NodeService);
-    await expect(nodes.listNodes({ limit: 5000 })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/^limit: /) });
-    await expect(nodes.listNodes({ marker: "x' OR 1=1" })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/^marker: /) });
+    await expect(nodes.listNodes({ limit: 5000 })).rejects.toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/^limit: /),
+    });
+    await expect(nodes.listNodes({ marker: "x' OR 1=1" })).rejects.toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/^marker: /),
+    });
     await expect(nodes.getNode({ id: 'x'.repeat(100_000) })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
     await expect(nodes.getNode({ id: 'x'.repeat(1_000_000) })).rejects.toMatchObject({ code: status.RESOURCE_EXHAUSTED });
   });

@@ -10,14 +10,24 @@ import { connect as natsConnect, type NatsConnection } from '@nats-io/transport-
 import { EventSchema } from '../../proto/gen/bm/v1/event_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect } from '../../proto/rpc/index.ts';
-import { bmctlPath, natsUrl, repoRoot, startControllerProcess, uniqueNatsPrefix, type ControllerProcess } from '../../controller/lab/index.ts';
+import {
+  bmctlPath,
+  natsUrl,
+  repoRoot,
+  startControllerProcess,
+  uniqueNatsPrefix,
+  type ControllerProcess,
+} from '../../controller/lab/index.ts';
 
 let a: ControllerProcess;
 let b: ControllerProcess;
 let nc: NatsConnection;
 
 beforeAll(async () => {
-  [a, b] = await Promise.all([startControllerProcess({ natsPrefix: `${uniqueNatsPrefix()}.a`, logLevel: 'warn' }), startControllerProcess({ natsPrefix: uniqueNatsPrefix(), logLevel: 'warn' })]);
+  [a, b] = await Promise.all([
+    startControllerProcess({ natsPrefix: `${uniqueNatsPrefix()}.a`, logLevel: 'warn' }),
+    startControllerProcess({ natsPrefix: uniqueNatsPrefix(), logLevel: 'warn' }),
+  ]);
   nc = await natsConnect({ servers: natsUrl });
 });
 
@@ -29,7 +39,19 @@ afterAll(async () => {
 async function createNode(ctl: ControllerProcess, name: string, mac: string): Promise<string> {
   const conn = connect(ctl.url, { metadata: { authorization: `Bearer ${ctl.token}` } });
   try {
-    const node = await conn.client(NodeService).createNode({ name, pmAddress: '192.0.2.30', pmUser: 'admin', pmPassword: 'Prefix-Pw-1', cpus: 1, memoryMb: 1024, localGb: 10, cpuArch: 'x86_64', mac });
+    const node = await conn
+      .client(NodeService)
+      .createNode({
+        name,
+        pmAddress: '192.0.2.30',
+        pmUser: 'admin',
+        pmPassword: 'Prefix-Pw-1',
+        cpus: 1,
+        memoryMb: 1024,
+        localGb: 10,
+        cpuArch: 'x86_64',
+        mac,
+      });
     return node.uuid;
   } finally {
     conn.close();
@@ -37,7 +59,7 @@ async function createNode(ctl: ControllerProcess, name: string, mac: string): Pr
 }
 
 describe('NATS subject prefix', () => {
-  it('keeps each cluster\'s events to itself, for bmctl watch and for NATS subscribers', async () => {
+  it("keeps each cluster's events to itself, for bmctl watch and for NATS subscribers", async () => {
     expect(a.natsPrefix).not.toBe(b.natsPrefix);
     const rawA: string[] = [];
     const rawB: string[] = [];
@@ -45,14 +67,20 @@ describe('NATS subject prefix', () => {
     const subB = nc.subscribe(`${b.natsPrefix}.>`);
     void (async () => {
       // Heartbeats (JSON) share the prefix; only events are Event messages.
-      for await (const m of subA) if (m.subject.includes('.events.node.')) rawA.push(`${m.subject} ${fromBinary(EventSchema, m.data).nodeUuid}`);
+      for await (const m of subA)
+        if (m.subject.includes('.events.node.')) rawA.push(`${m.subject} ${fromBinary(EventSchema, m.data).nodeUuid}`);
     })();
     void (async () => {
-      for await (const m of subB) rawB.push(m.subject.includes('.events.node.') ? `${m.subject} ${fromBinary(EventSchema, m.data).nodeUuid}` : m.subject);
+      for await (const m of subB)
+        rawB.push(m.subject.includes('.events.node.') ? `${m.subject} ${fromBinary(EventSchema, m.data).nodeUuid}` : m.subject);
     })();
     await nc.flush();
 
-    const watch = spawn(process.execPath, [bmctlPath, 'watch'], { cwd: repoRoot, env: { ...process.env, BM_URL: a.url, BM_TOKEN: a.token }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const watch = spawn(process.execPath, [bmctlPath, 'watch'], {
+      cwd: repoRoot,
+      env: { ...process.env, BM_URL: a.url, BM_TOKEN: a.token },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let watched = '';
     watch.stdout.on('data', (d: Buffer) => (watched += d.toString()));
     try {
@@ -79,5 +107,4 @@ describe('NATS subject prefix', () => {
       subB.unsubscribe();
     }
   });
-
 });

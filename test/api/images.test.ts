@@ -22,12 +22,17 @@ let dir: string;
 let env: Record<string, string>;
 
 async function sha256File(file: string): Promise<string> {
-  return createHash('sha256').update(await readFile(file)).digest('hex');
+  return createHash('sha256')
+    .update(await readFile(file))
+    .digest('hex');
 }
 
 /** The 4 MiB block digest by coreutils alone (the recipe in proto/digest/block-sha256.ts). */
 async function blockDigestBySplit(file: string): Promise<string> {
-  const { stdout } = await run('sh', ['-c', `split -b 4M --filter='sha256sum | cut -c1-64 | tr a-f A-F | basenc --base16 -d' '${file}' | sha256sum`]);
+  const { stdout } = await run('sh', [
+    '-c',
+    `split -b 4M --filter='sha256sum | cut -c1-64 | tr a-f A-F | basenc --base16 -d' '${file}' | sha256sum`,
+  ]);
   return stdout.slice(0, 64);
 }
 
@@ -35,7 +40,8 @@ async function qemuImg(...args: string[]): Promise<void> {
   try {
     await run('qemu-img', args);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error('qemu-img is missing: apt-get install qemu-utils (scripts/setup.sh does)');
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new Error('qemu-img is missing: apt-get install qemu-utils (scripts/setup.sh does)');
     throw err;
   }
 }
@@ -67,10 +73,20 @@ afterAll(async () => {
 
 describe('image store', () => {
   it('uploads a compressed qcow2 made by qemu-img and records its raw digest', async () => {
-    const r = await runBmctl(['--json', 'image', 'create', '--name', 'ubuntu-test', '--disk-format', 'qcow2', path.join(dir, 'disk.qcow2')], env);
+    const r = await runBmctl(
+      ['--json', 'image', 'create', '--name', 'ubuntu-test', '--disk-format', 'qcow2', path.join(dir, 'disk.qcow2')],
+      env,
+    );
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const image = JSON.parse(r.stdout) as { sha256: string; rawSha256: string; rawBlockSha256: string; virtualSize: string; status: string; size: string };
+    const image = JSON.parse(r.stdout) as {
+      sha256: string;
+      rawSha256: string;
+      rawBlockSha256: string;
+      virtualSize: string;
+      status: string;
+      size: string;
+    };
     expect(image.status).toBe('active');
     expect(image.sha256).toBe(await sha256File(path.join(dir, 'disk.qcow2')));
     expect(image.rawSha256).toBe(await sha256File(path.join(dir, 'expected.raw')));
@@ -88,9 +104,29 @@ describe('image store', () => {
   });
 
   it('uploads a kernel and ramdisk and links an image to them, and refuses deleting them while used', async () => {
-    expect((await runBmctl(['image', 'create', '--name', 'deploy-kernel', '--disk-format', 'aki', path.join(dir, 'vmlinuz')], env)).code).toBe(0);
-    expect((await runBmctl(['image', 'create', '--name', 'deploy-ramdisk', '--disk-format', 'ari', path.join(dir, 'initrd')], env)).code).toBe(0);
-    const linked = await runBmctl(['--json', 'image', 'create', '--name', 'linked', '--disk-format', 'raw', '--kernel', 'deploy-kernel', '--ramdisk', 'deploy-ramdisk', path.join(dir, 'expected.raw')], env);
+    expect(
+      (await runBmctl(['image', 'create', '--name', 'deploy-kernel', '--disk-format', 'aki', path.join(dir, 'vmlinuz')], env)).code,
+    ).toBe(0);
+    expect(
+      (await runBmctl(['image', 'create', '--name', 'deploy-ramdisk', '--disk-format', 'ari', path.join(dir, 'initrd')], env)).code,
+    ).toBe(0);
+    const linked = await runBmctl(
+      [
+        '--json',
+        'image',
+        'create',
+        '--name',
+        'linked',
+        '--disk-format',
+        'raw',
+        '--kernel',
+        'deploy-kernel',
+        '--ramdisk',
+        'deploy-ramdisk',
+        path.join(dir, 'expected.raw'),
+      ],
+      env,
+    );
     expect(linked.code).toBe(0);
     const linkedImage = JSON.parse(linked.stdout) as { properties: Record<string, string>; rawBlockSha256: string };
     expect(linkedImage.properties).toEqual({ kernel_id: 'deploy-kernel', ramdisk_id: 'deploy-ramdisk' });
@@ -114,7 +150,10 @@ describe('image store', () => {
   it('refuses a raw upload of a qcow2 file, a wrong expected digest, a taken name and a bad format', async () => {
     const asRaw = await runBmctl(['image', 'create', '--name', 'wrong-format', '--disk-format', 'raw', path.join(dir, 'disk.qcow2')], env);
     expect(asRaw.stderr).toMatch(/is a qcow2 image/);
-    const digest = await runBmctl(['image', 'create', '--name', 'bad-digest', '--disk-format', 'raw', '--sha256', 'a'.repeat(64), path.join(dir, 'expected.raw')], env);
+    const digest = await runBmctl(
+      ['image', 'create', '--name', 'bad-digest', '--disk-format', 'raw', '--sha256', 'a'.repeat(64), path.join(dir, 'expected.raw')],
+      env,
+    );
     expect(digest.code).toBe(1);
     expect(digest.stderr).toMatch(/sha256/);
     const taken = await runBmctl(['image', 'create', '--name', 'ubuntu-test', '--disk-format', 'raw', path.join(dir, 'expected.raw')], env);

@@ -34,7 +34,17 @@ function nextMac(): string {
 type NodeFields = Partial<Omit<CreateNodeRequest, '$typeName' | '$unknown'>>;
 
 function nodeRequest(overrides: NodeFields = {}): MessageInitShape<typeof CreateNodeRequestSchema> {
-  return { pmAddress: '192.0.2.20', pmUser: 'admin', pmPassword: PASSWORD, cpus: 4, memoryMb: 4096, localGb: 50, cpuArch: 'x86_64', mac: nextMac(), ...overrides };
+  return {
+    pmAddress: '192.0.2.20',
+    pmUser: 'admin',
+    pmPassword: PASSWORD,
+    cpus: 4,
+    memoryMb: 4096,
+    localGb: 50,
+    cpuArch: 'x86_64',
+    mac: nextMac(),
+    ...overrides,
+  };
 }
 
 /** A unary call with raw bytes as the request, so a test can send what no typed client would. */
@@ -72,13 +82,19 @@ describe('what the API refuses', () => {
   it('takes a host name, an IPv4 or an IPv6 address as pm_address, and nothing else', async () => {
     const nodes = conn.client(NodeService);
     for (const bad of [':::::::', '1::2::3', '10.0.0.256', '[::1]', 'bmc 1', 'bmc\u0000.example']) {
-      await expect(nodes.createNode(nodeRequest({ pmAddress: bad })), bad).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^pm_address: /) });
+      await expect(nodes.createNode(nodeRequest({ pmAddress: bad })), bad).rejects.toMatchObject({
+        code: grpc.status.INVALID_ARGUMENT,
+        details: expect.stringMatching(/^pm_address: /),
+      });
     }
     for (const good of ['::1', 'fe80::1', '192.0.2.1', 'bmc-1.rack7.example', 'bmc1']) {
       expect((await nodes.createNode(nodeRequest({ pmAddress: good }))).pmAddress).toBe(good);
     }
     const node = await nodes.createNode(nodeRequest());
-    await expect(nodes.updateNode({ id: node.uuid, pmAddress: ':::::::' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^pm_address: /) });
+    await expect(nodes.updateNode({ id: node.uuid, pmAddress: ':::::::' })).rejects.toMatchObject({
+      code: grpc.status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/^pm_address: /),
+    });
   });
 
   it('refuses NUL and control characters in user names, passwords, properties and reasons', async () => {
@@ -91,15 +107,29 @@ describe('what the API refuses', () => {
       [{ properties: { 'ra\nck': 'r1' } }, /^properties: /],
     ];
     for (const [fields, message] of cases) {
-      await expect(nodes.createNode(nodeRequest(fields))).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(message) });
+      await expect(nodes.createNode(nodeRequest(fields))).rejects.toMatchObject({
+        code: grpc.status.INVALID_ARGUMENT,
+        details: expect.stringMatching(message),
+      });
     }
     const node = await nodes.createNode(nodeRequest());
-    await expect(nodes.updateNode({ id: node.uuid, pmUser: 'a\u0000' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^pm_user: /) });
-    await expect(nodes.updateNode({ id: node.uuid, maintenance: true, maintenanceReason: 'bad\u0000DIMM' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^maintenance_reason: /) });
+    await expect(nodes.updateNode({ id: node.uuid, pmUser: 'a\u0000' })).rejects.toMatchObject({
+      code: grpc.status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/^pm_user: /),
+    });
+    await expect(nodes.updateNode({ id: node.uuid, maintenance: true, maintenanceReason: 'bad\u0000DIMM' })).rejects.toMatchObject({
+      code: grpc.status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/^maintenance_reason: /),
+    });
     await expect(nodes.getNode({ id: 'no\u0000de' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
     const images = conn.client(ImageService);
-    await expect(images.createImage([{ part: { case: 'meta', value: { name: 'ctl-img', diskFormat: 'raw', properties: { os: 'linux\u0000' } } } }])).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^properties: .*control characters/) });
-    await expect(images.getImage({ id: 'img\u001b' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^id: /) });
+    await expect(
+      images.createImage([{ part: { case: 'meta', value: { name: 'ctl-img', diskFormat: 'raw', properties: { os: 'linux\u0000' } } } }]),
+    ).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^properties: .*control characters/) });
+    await expect(images.getImage({ id: 'img\u001b' })).rejects.toMatchObject({
+      code: grpc.status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/^id: /),
+    });
     // The refused value was stored nowhere.
     expect((await nodes.getNode({ id: node.uuid })).pmUser).toBe('admin');
   });
@@ -128,19 +158,33 @@ describe('what the API refuses', () => {
     // The one call with a large limit, image upload, refuses a stranger's chunk the same way.
     const stranger = connect(ctl.url, { metadata: { authorization: 'Bearer bm_stranger' } });
     try {
-      await expect(stranger.client(ImageService).createImage([{ part: { case: 'meta', value: { name: 'stranger', diskFormat: 'raw' } } }, { part: { case: 'chunk', value: new Uint8Array(4 * 1024 * 1024) } }])).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+      await expect(
+        stranger
+          .client(ImageService)
+          .createImage([
+            { part: { case: 'meta', value: { name: 'stranger', diskFormat: 'raw' } } },
+            { part: { case: 'chunk', value: new Uint8Array(4 * 1024 * 1024) } },
+          ]),
+      ).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
     } finally {
       stranger.close();
     }
-    const before = ctl.logs().split('\n').filter((l) => l.includes('refused unauthenticated call')).length;
+    const before = ctl
+      .logs()
+      .split('\n')
+      .filter((l) => l.includes('refused unauthenticated call')).length;
     const probe = connect(ctl.url, { metadata: { authorization: 'Bearer wrong' } });
     try {
-      for (let i = 0; i < 200; i++) await expect(probe.client(NodeService).listNodes({})).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+      for (let i = 0; i < 200; i++)
+        await expect(probe.client(NodeService).listNodes({})).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
     } finally {
       probe.close();
     }
     // The first refusal of the window was logged above; these 200 are summed up at the window's end.
-    const after = ctl.logs().split('\n').filter((l) => l.includes('refused unauthenticated call')).length;
+    const after = ctl
+      .logs()
+      .split('\n')
+      .filter((l) => l.includes('refused unauthenticated call')).length;
     expect(before).toBe(1);
     expect(after).toBe(1);
   });
@@ -150,10 +194,14 @@ describe('what the API refuses', () => {
     const properties = Object.fromEntries(Array.from({ length: 600 }, (_, i) => [`k${i}`, big]));
     await expect(conn.client(NodeService).createNode(nodeRequest({ properties }))).rejects.toMatchObject({
       code: grpc.status.RESOURCE_EXHAUSTED,
-      details: expect.stringMatching(/^request message of \d+ bytes is larger than \/bm\.v1\.NodeService\/CreateNode takes \(at most 524288 bytes\)$/),
+      details: expect.stringMatching(
+        /^request message of \d+ bytes is larger than \/bm\.v1\.NodeService\/CreateNode takes \(at most 524288 bytes\)$/,
+      ),
     });
     // Garbage over the limit from an authenticated caller: refused by size, not by a decode error.
-    expect(await rawUnary(ctl.url, '/bm.v1.NodeService/ListNodes', Buffer.alloc(600 * 1024, 0xff), ctl.token)).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED });
+    expect(await rawUnary(ctl.url, '/bm.v1.NodeService/ListNodes', Buffer.alloc(600 * 1024, 0xff), ctl.token)).toMatchObject({
+      code: grpc.status.RESOURCE_EXHAUSTED,
+    });
     // The controller keeps serving.
     expect((await conn.client(NodeService).listNodes({ limit: 1 })).nodes.length).toBe(1);
   });
@@ -167,7 +215,9 @@ describe('what the API refuses', () => {
       const r = await runBmctl(['node', 'list'], { BM_URL: ctl.url, BM_TOKEN: ctl.token });
       expect(r.code).toBe(1);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
-      expect(r.stderr.trim()).toMatch(/^bmctl: error: database error: Table '[^']+\.ports' doesn't exist \(ER_NO_SUCH_TABLE\) \(INTERNAL\)$/);
+      expect(r.stderr.trim()).toMatch(
+        /^bmctl: error: database error: Table '[^']+\.ports' doesn't exist \(ER_NO_SUCH_TABLE\) \(INTERNAL\)$/,
+      );
       expect(r.stderr).not.toMatch(/Failed query|select|params/i);
     } finally {
       await db.query('RENAME TABLE ports_gone TO ports');
@@ -183,13 +233,25 @@ describe('what the API refuses', () => {
     const admin = await mysql.createConnection({ host: p.host, port: p.port, user: p.user, password: p.password });
     try {
       await admin.query(`CREATE DATABASE \`${p.database}\``);
-      const config = ['[api]', `listen = "127.0.0.1:${await freePort()}"`, `tokens = ["${hashToken(newToken())}"]`, '[database]', `url = "${databaseUrl}"`, '[secrets]', `key_file = "${path.join(dir, 'secret.key')}"`, '[images]', `store_path = "${path.join(dir, 'images')}"`].join('\n');
+      const config = [
+        '[api]',
+        `listen = "127.0.0.1:${await freePort()}"`,
+        `tokens = ["${hashToken(newToken())}"]`,
+        '[database]',
+        `url = "${databaseUrl}"`,
+        '[secrets]',
+        `key_file = "${path.join(dir, 'secret.key')}"`,
+        '[images]',
+        `store_path = "${path.join(dir, 'images')}"`,
+      ].join('\n');
       await writeFile(path.join(dir, 'bm.toml'), config);
       const r = await runBmctl(['controller', 'start', '--config', path.join(dir, 'bm.toml')]);
       expect(r.code).toBe(1);
       const line = r.stderr.split('\n').filter((l) => l.startsWith('bmctl: error:'));
       expect(line).toHaveLength(1);
-      expect(line[0]).toBe(`bmctl: error: database mysql://${p.user}@${p.host}:${p.port}/${p.database} is not ready (Table '${p.database}.nodes' doesn't exist (ER_NO_SUCH_TABLE)); run \`bmctl db sync\` first`);
+      expect(line[0]).toBe(
+        `bmctl: error: database mysql://${p.user}@${p.host}:${p.port}/${p.database} is not ready (Table '${p.database}.nodes' doesn't exist (ER_NO_SUCH_TABLE)); run \`bmctl db sync\` first`,
+      );
       expect(r.stderr).not.toMatch(/Failed query/);
     } finally {
       await admin.end();

@@ -26,7 +26,18 @@ afterAll(async () => {
 describe('metrics and the audit trail', () => {
   it('counts API calls on /metrics without [boot], and audits each mutation without its secret', async () => {
     const nodes = api.client(NodeService);
-    const node = await nodes.createNode({ name: 'audited', pmAddress: 'fake-audit', pmUser: 'admin', pmPassword: 'audit-bmc-secret', powerDriver: 'fake', cpus: 1, memoryMb: 1, localGb: 1, cpuArch: 'x86_64', mac: '52:54:00:aa:00:01' });
+    const node = await nodes.createNode({
+      name: 'audited',
+      pmAddress: 'fake-audit',
+      pmUser: 'admin',
+      pmPassword: 'audit-bmc-secret',
+      powerDriver: 'fake',
+      cpus: 1,
+      memoryMb: 1,
+      localGb: 1,
+      cpuArch: 'x86_64',
+      mac: '52:54:00:aa:00:01',
+    });
     await nodes.getNode({ id: 'audited' });
     await expect(nodes.provision({ id: 'audited', verb: 'provide' })).rejects.toBeDefined();
     await nodes.setPowerState({ id: 'audited', target: 'on' });
@@ -37,10 +48,19 @@ describe('metrics and the audit trail', () => {
     expect(text).toMatch(/^bm_api_call_seconds_count\{method="NodeService\/GetNode"\} 1$/m);
 
     await new Promise((r) => setTimeout(r, 300));
-    const lines = ctl.logs().split('\n').filter((l) => l.includes('"audit":"api"'));
+    const lines = ctl
+      .logs()
+      .split('\n')
+      .filter((l) => l.includes('"audit":"api"'));
     const create = lines.find((l) => l.includes('NodeService/CreateNode'));
     expect(create).toBeDefined();
-    expect(JSON.parse(create!)).toMatchObject({ who: { project: 'admin', role: 'admin' }, method: 'NodeService/CreateNode', target: 'audited', result: 'OK', tokenId: expect.stringMatching(/^[0-9a-f]{12}$/) });
+    expect(JSON.parse(create!)).toMatchObject({
+      who: { project: 'admin', role: 'admin' },
+      method: 'NodeService/CreateNode',
+      target: 'audited',
+      result: 'OK',
+      tokenId: expect.stringMatching(/^[0-9a-f]{12}$/),
+    });
     expect(lines.some((l) => l.includes('NodeService/Provision') && l.includes('FAILED_PRECONDITION'))).toBe(true);
     // Reads are not audited; the BMC action is, by the power conductor.
     expect(lines.some((l) => l.includes('NodeService/GetNode'))).toBe(false);

@@ -32,11 +32,27 @@ function as(token: string): RpcConnection {
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'bm-proj-'));
-  ctl = await startControllerProcess({ logLevel: 'warn', extraToml: ['[conductor]', 'callback_timeout_s = 1', 'poll_ms = 200'].join('\n') });
+  ctl = await startControllerProcess({
+    logLevel: 'warn',
+    extraToml: ['[conductor]', 'callback_timeout_s = 1', 'poll_ms = 200'].join('\n'),
+  });
   admin = as(ctl.token);
   db = await openDatabase(ctl.databaseUrl, { connectionLimit: 2 });
   for (let i = 0; i < 4; i++) {
-    await admin.client(NodeService).createNode({ name: `proj-${i}`, pmAddress: `fake-${i}`, pmUser: 'admin', pmPassword: 'proj-bmc-secret', powerDriver: 'fake', cpus: 4, memoryMb: 8192, localGb: 10, cpuArch: 'x86_64', mac: `52:54:00:dd:00:0${i}` });
+    await admin
+      .client(NodeService)
+      .createNode({
+        name: `proj-${i}`,
+        pmAddress: `fake-${i}`,
+        pmUser: 'admin',
+        pmPassword: 'proj-bmc-secret',
+        powerDriver: 'fake',
+        cpus: 4,
+        memoryMb: 8192,
+        localGb: 10,
+        cpuArch: 'x86_64',
+        mac: `52:54:00:dd:00:0${i}`,
+      });
   }
   // Fixture: nodes as cleaning leaves them (cleaning runs with real agents in other tests).
   await db.pool.query("UPDATE nodes SET provision_state = 'available'");
@@ -57,7 +73,10 @@ afterAll(async () => {
 
 describe('project tokens', () => {
   it('keeps each project to its own instances, and members away from the fleet', async () => {
-    const made = await runBmctl(['--json', 'token', 'create', '--project', 'alpha', '--role', 'member'], { BM_URL: ctl.url, BM_TOKEN: ctl.token });
+    const made = await runBmctl(['--json', 'token', 'create', '--project', 'alpha', '--role', 'member'], {
+      BM_URL: ctl.url,
+      BM_TOKEN: ctl.token,
+    });
     expect(made.code, made.stderr).toBe(0);
     const alphaToken = (JSON.parse(made.stdout) as { token: string }).token;
     const beta = await admin.client(TokenService).createToken({ project: 'beta', role: 'member' });
@@ -73,11 +92,20 @@ describe('project tokens', () => {
     const b = betaApi.client(InstanceService);
     expect((await b.listInstances({})).instances.map((i) => i.name)).toEqual(['beta-vm']);
     await expect(b.listInstances({ project: 'alpha' })).rejects.toMatchObject({ code: status.PERMISSION_DENIED });
-    for (const call of [() => b.getInstance({ id: vm.uuid }), () => b.deleteInstance({ id: vm.uuid }), () => b.rebootInstance({ id: vm.uuid, hard: true }), () => b.setInstancePower({ id: vm.uuid, target: 'off' }), () => b.getInstance({ id: 'alpha-vm' })]) {
+    for (const call of [
+      () => b.getInstance({ id: vm.uuid }),
+      () => b.deleteInstance({ id: vm.uuid }),
+      () => b.rebootInstance({ id: vm.uuid, hard: true }),
+      () => b.setInstancePower({ id: vm.uuid, target: 'off' }),
+      () => b.getInstance({ id: 'alpha-vm' }),
+    ]) {
       await expect(call()).rejects.toMatchObject({ code: status.NOT_FOUND });
     }
     // A flavor in use cannot be deleted.
-    await expect(admin.client(FlavorService).deleteFlavor({ id: 'proj' })).rejects.toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringMatching(/used by 2 instance/) });
+    await expect(admin.client(FlavorService).deleteFlavor({ id: 'proj' })).rejects.toMatchObject({
+      code: status.FAILED_PRECONDITION,
+      details: expect.stringMatching(/used by 2 instance/),
+    });
     // The admin sees both.
     expect((await admin.client(InstanceService).listInstances({})).instances.map((i) => i.name).sort()).toEqual(['alpha-vm', 'beta-vm']);
     expect((await admin.client(InstanceService).listInstances({ project: 'beta' })).instances.map((i) => i.name)).toEqual(['beta-vm']);
@@ -86,11 +114,19 @@ describe('project tokens', () => {
     const alphaConn = as(alphaToken);
     await expect(alphaConn.client(NodeService).listNodes({})).rejects.toMatchObject({ code: status.PERMISSION_DENIED });
     await expect(alphaConn.client(NodeService).getNode({ id: vm.nodeUuid })).rejects.toMatchObject({ code: status.PERMISSION_DENIED });
-    await expect(alphaConn.client(FlavorService).createFlavor({ name: 'mine', ramMb: 1, diskGb: 1, cpus: 1 })).rejects.toMatchObject({ code: status.PERMISSION_DENIED });
-    await expect(alphaConn.client(TokenService).createToken({ project: 'alpha', role: 'admin' })).rejects.toMatchObject({ code: status.PERMISSION_DENIED });
+    await expect(alphaConn.client(FlavorService).createFlavor({ name: 'mine', ramMb: 1, diskGb: 1, cpus: 1 })).rejects.toMatchObject({
+      code: status.PERMISSION_DENIED,
+    });
+    await expect(alphaConn.client(TokenService).createToken({ project: 'alpha', role: 'admin' })).rejects.toMatchObject({
+      code: status.PERMISSION_DENIED,
+    });
     expect((await alphaConn.client(FlavorService).listFlavors({})).flavors.map((f) => f.name)).toContain('proj');
     const everything = alphaConn.client(EventService).watch({ nodeUuid: '' });
-    await expect((async () => { for await (const _ of everything) break; })()).rejects.toMatchObject({ code: status.PERMISSION_DENIED });
+    await expect(
+      (async () => {
+        for await (const _ of everything) break;
+      })(),
+    ).rejects.toMatchObject({ code: status.PERMISSION_DENIED });
 
     // A deleted token stops working (within the directory's cache interval).
     const list = await admin.client(TokenService).listTokens({});

@@ -10,7 +10,14 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AgentProcess, type ControllerProcess, freePort, runBmctl, startAgentProcess, startControllerProcess } from '../../controller/lab/index.ts';
+import {
+  type AgentProcess,
+  type ControllerProcess,
+  freePort,
+  runBmctl,
+  startAgentProcess,
+  startControllerProcess,
+} from '../../controller/lab/index.ts';
 import { makeCa, makeServerCert, type CaFiles } from '../../controller/lab/tls-certs.ts';
 
 let dir: string;
@@ -77,7 +84,12 @@ afterAll(async () => {
 async function startAgent(name: string, cmdline: string): Promise<AgentProcess> {
   const file = path.join(dir, `${name}.cmdline`);
   await writeFile(file, `${cmdline}\n`);
-  const agent = await startAgentProcess({ token: 'agent-token-not-armed-0000', target: path.join(dir, `${name}.disk`), register: true, extraArgs: ['--cmdline', file, '--heartbeat-interval', '1'] });
+  const agent = await startAgentProcess({
+    token: 'agent-token-not-armed-0000',
+    target: path.join(dir, `${name}.disk`),
+    register: true,
+    extraArgs: ['--cmdline', file, '--heartbeat-interval', '1'],
+  });
   agents.push(agent);
   return agent;
 }
@@ -107,7 +119,7 @@ describe('the agent channel with TLS on', () => {
     expect(await nodeList()).toEqual([]);
   }, 30_000);
 
-  it('an agent with the script\'s own command line verifies the controller and registers over TLS', async () => {
+  it("an agent with the script's own command line verifies the controller and registers over TLS", async () => {
     const script = await (await fetch(`http://127.0.0.1:${httpPort}/boot/52-54-00-77-00-03.ipxe`)).text();
     const agent = await startAgent('right', kernelArgs(script));
     await waitFor('the registration', () => agent.output().includes('registered with the controller'));

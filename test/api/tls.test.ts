@@ -130,6 +130,8 @@ describe('a TLS-only API', () => {
     expect(() => validateConfig({ api: { tls_cert: '/etc/bm/api.pem' } })).toThrow(/api\.tls_key/);
     expect(() => validateConfig({ api: { tls_key: '/etc/bm/api.key' } })).toThrow(/api\.tls_cert/);
     const other = await makeServerCert(dir, ca, 'mismatch');
-    await expect(startControllerProcess({ tls: { cert: served.cert, key: other.key, ca: ca.cert } })).rejects.toThrow(/api\.tls_key: .*mismatch\.key is not the private key of/);
+    await expect(startControllerProcess({ tls: { cert: served.cert, key: other.key, ca: ca.cert } })).rejects.toThrow(
+      /api\.tls_key: .*mismatch\.key is not the private key of/,
+    );
   }, 60_000);
 });

@@ -32,7 +32,12 @@ async function overload(ctx: BenchContext, name: string, cli: Leaf, seconds: num
   if (l.best === 0) return { best: 0, atDouble: null, ratio: null, steps: l.steps };
   const doubled = await perfdhcp(cli, 2 * l.best, seconds, 20000);
   ctx.log(`${name} offered 2x best (${2 * l.best}/s): ${doubled.rate} exchanges/s, drop ratio ${doubled.dropRatio}`);
-  return { best: l.best, atDouble: { offered: doubled.offered, rate: doubled.rate, dropRatio: doubled.dropRatio }, ratio: doubled.rate / l.best, steps: l.steps };
+  return {
+    best: l.best,
+    atDouble: { offered: doubled.offered, rate: doubled.rate, dropRatio: doubled.dropRatio },
+    ratio: doubled.rate / l.best,
+    steps: l.steps,
+  };
 }
 
 export default async function dhcpOverloadBench(ctx: BenchContext): Promise<BenchReport> {
@@ -61,14 +66,27 @@ export default async function dhcpOverloadBench(ctx: BenchContext): Promise<Benc
     const why = await keaMysqlReady(keaDb);
     if (why === null) {
       keaDbCreated = true;
-      server = await startKea(srv.ns, dir, path.join(dir, 'kea.json'), keaConfig(SUBNET, { type: 'mysql', name: keaDb, host: 'localhost', user: 'root', password: '' }));
+      server = await startKea(
+        srv.ns,
+        dir,
+        path.join(dir, 'kea.json'),
+        keaConfig(SUBNET, { type: 'mysql', name: keaDb, host: 'localhost', user: 'root', password: '' }),
+      );
       results['kea-mysql'] = await overload(ctx, 'kea-mysql', cli, seconds);
       await stopChild(server);
       server = null;
     } else results['kea-mysql'] = { error: `Kea MySQL lease backend not set up: ${why}` };
     return {
       results,
-      goals: [goal('overload: ours at 2x offered vs its best rate (MySQL leases)', ours.ratio, '>=', 0.9, ours.best === 0 ? 'no rate with <= 1 % drops was found' : undefined)],
+      goals: [
+        goal(
+          'overload: ours at 2x offered vs its best rate (MySQL leases)',
+          ours.ratio,
+          '>=',
+          0.9,
+          ours.best === 0 ? 'no rate with <= 1 % drops was found' : undefined,
+        ),
+      ],
     };
   } finally {
     await stopChild(server);

@@ -23,17 +23,32 @@ export function parsePerfdhcp(out: string): { rate: number; sentDiscover: number
   return { rate, sentDiscover: num(doSec, 'sent packets'), recvAck: num(raSec, 'received packets') };
 }
 
-export async function perfdhcp(cli: Leaf, offered: number, seconds: number, clients: number, extra: string[] = []): Promise<Step & { out: string }> {
+export async function perfdhcp(
+  cli: Leaf,
+  offered: number,
+  seconds: number,
+  clients: number,
+  extra: string[] = [],
+): Promise<Step & { out: string }> {
   const bin = requirePeer('/usr/sbin/perfdhcp');
-  const { stdout } = await nsExec(cli.ns, bin, ['-4', '-r', String(offered), '-R', String(clients), '-p', String(seconds), '-W', '500000', ...extra, '10.98.0.1'], (seconds + 30) * 1000).catch(
-    (err: { stdout?: string; stderr?: string }) => ({ stdout: (err.stdout ?? '') + (err.stderr ?? '') }),
-  );
+  const { stdout } = await nsExec(
+    cli.ns,
+    bin,
+    ['-4', '-r', String(offered), '-R', String(clients), '-p', String(seconds), '-W', '500000', ...extra, '10.98.0.1'],
+    (seconds + 30) * 1000,
+  ).catch((err: { stdout?: string; stderr?: string }) => ({ stdout: (err.stdout ?? '') + (err.stderr ?? '') }));
   const p = parsePerfdhcp(stdout);
   const dropRatio = p.sentDiscover > 0 ? 1 - p.recvAck / p.sentDiscover : 1;
   return { offered, rate: Number.isFinite(p.rate) ? Math.round(p.rate) : 0, dropRatio: Math.round(dropRatio * 10000) / 10000, out: stdout };
 }
 
-export async function ladder(ctx: BenchContext, name: string, cli: Leaf, rates: readonly number[], seconds: number): Promise<{ steps: Step[]; best: number; bestDrop: number | null; peak: number }> {
+export async function ladder(
+  ctx: BenchContext,
+  name: string,
+  cli: Leaf,
+  rates: readonly number[],
+  seconds: number,
+): Promise<{ steps: Step[]; best: number; bestDrop: number | null; peak: number }> {
   const steps: Step[] = [];
   for (const offered of rates) {
     const s = await perfdhcp(cli, offered, seconds, 20000);
@@ -47,4 +62,3 @@ export async function ladder(ctx: BenchContext, name: string, cli: Leaf, rates: 
   const bestStep = good.reduce<Step | null>((b, s) => (b === null || s.rate > b.rate ? s : b), null);
   return { steps, best: bestStep?.rate ?? 0, bestDrop: bestStep?.dropRatio ?? null, peak: Math.max(0, ...steps.map((s) => s.rate)) };
 }
-

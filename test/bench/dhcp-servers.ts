@@ -63,7 +63,12 @@ export async function startKea(ns: string, dir: string, file: string, config: st
 }
 
 /** Starts our DHCP server (full mode, discovery on) in `ns`; leases in the MySQL database `mysqlDb` (schema synced) or in memory. */
-export async function startOurs(ns: string, subnet: BenchSubnet, mysqlDb: string | null, extra: Record<string, unknown> = {}): Promise<ChildProcess> {
+export async function startOurs(
+  ns: string,
+  subnet: BenchSubnet,
+  mysqlDb: string | null,
+  extra: Record<string, unknown> = {},
+): Promise<ChildProcess> {
   const child = nsSpawn(ns, process.execPath, [
     path.join(repo, 'test/boot/boot-runner.ts'),
     JSON.stringify({

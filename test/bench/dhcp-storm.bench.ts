@@ -24,8 +24,19 @@ const SUBNET: BenchSubnet = { server: '10.98.0.1', cidr: '10.98.0.0/16', netmask
 type StormSummary = Omit<StormResult, 'leases'> & { readonly leaseCount: number };
 
 async function storm(cli: Leaf, clients: number, deadlineMs: number, macPrefix: string): Promise<StormSummary> {
-  const options = { servers: [{ address: SUBNET.server, port: 67 }], relay: { address: cli.address!, port: 67 }, clients, macPrefix, deadlineMs };
-  const { stdout } = await nsExec(cli.ns, process.execPath, [path.join(repo, 'test/boot/storm-runner.ts'), JSON.stringify(options)], deadlineMs + 30_000);
+  const options = {
+    servers: [{ address: SUBNET.server, port: 67 }],
+    relay: { address: cli.address!, port: 67 },
+    clients,
+    macPrefix,
+    deadlineMs,
+  };
+  const { stdout } = await nsExec(
+    cli.ns,
+    process.execPath,
+    [path.join(repo, 'test/boot/storm-runner.ts'), JSON.stringify(options)],
+    deadlineMs + 30_000,
+  );
   return JSON.parse(stdout.trim().split('\n').pop()!) as StormSummary;
 }
 
@@ -51,7 +62,9 @@ export default async function dhcpStormBench(ctx: BenchContext): Promise<BenchRe
     oursDbCreated = true;
     server = await startOurs(srv.ns, SUBNET, oursDb);
     const ours = await storm(cli, clients, deadlineMs, '52:54:00:a1');
-    ctx.log(`ours (MySQL leases): ${ours.leased}/${clients} leased, all by ${ours.allLeasedMs} ms, p50 ${ours.p50Ms} ms, NAKs ${ours.naks}`);
+    ctx.log(
+      `ours (MySQL leases): ${ours.leased}/${clients} leased, all by ${ours.allLeasedMs} ms, p50 ${ours.p50Ms} ms, NAKs ${ours.naks}`,
+    );
     results['ours-mysql'] = ours;
     await stopChild(server);
     server = null;
@@ -60,7 +73,12 @@ export default async function dhcpStormBench(ctx: BenchContext): Promise<BenchRe
     const why = await keaMysqlReady(keaDb);
     if (why === null) {
       keaDbCreated = true;
-      server = await startKea(srv.ns, dir, path.join(dir, 'kea.json'), keaConfig(SUBNET, { type: 'mysql', name: keaDb, host: 'localhost', user: 'root', password: '' }));
+      server = await startKea(
+        srv.ns,
+        dir,
+        path.join(dir, 'kea.json'),
+        keaConfig(SUBNET, { type: 'mysql', name: keaDb, host: 'localhost', user: 'root', password: '' }),
+      );
       kea = await storm(cli, clients, deadlineMs, '52:54:00:a2');
       ctx.log(`Kea (MySQL leases): ${kea.leased}/${clients} leased, all by ${kea.allLeasedMs} ms, p50 ${kea.p50Ms} ms, NAKs ${kea.naks}`);
       results['kea-mysql'] = kea;
@@ -81,7 +99,11 @@ export default async function dhcpStormBench(ctx: BenchContext): Promise<BenchRe
           ratio,
           '<=',
           1,
-          ours.allLeasedMs === null ? 'ours left clients without a lease' : kea?.allLeasedMs === null ? `Kea leased ${kea.leased}/${clients} by the ${deadlineMs} ms deadline: its time is taken as the deadline` : undefined,
+          ours.allLeasedMs === null
+            ? 'ours left clients without a lease'
+            : kea?.allLeasedMs === null
+              ? `Kea leased ${kea.leased}/${clients} by the ${deadlineMs} ms deadline: its time is taken as the deadline`
+              : undefined,
         ),
       ],
     };

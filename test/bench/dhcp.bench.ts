@@ -32,9 +32,12 @@ async function storm(cli: Leaf): Promise<{ ms: number; acked: number }> {
   const bin = requirePeer('/usr/sbin/perfdhcp');
   const vendor = Buffer.from('PXEClient:Arch:00000:UNDI:002001').toString('hex');
   const t0 = performance.now();
-  const { stdout } = await nsExec(cli.ns, bin, ['-4', '-r', '100000', '-R', '1000', '-n', '1000', '-o', `60,${vendor}`, '-o', '93,0000', '-W', '2000000', '10.98.0.1'], 60_000).catch(
-    (err: { stdout?: string }) => ({ stdout: err.stdout ?? '' }),
-  );
+  const { stdout } = await nsExec(
+    cli.ns,
+    bin,
+    ['-4', '-r', '100000', '-R', '1000', '-n', '1000', '-o', `60,${vendor}`, '-o', '93,0000', '-W', '2000000', '10.98.0.1'],
+    60_000,
+  ).catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? '' }));
   const ms = performance.now() - t0;
   return { ms: Math.round(ms), acked: parsePerfdhcp(stdout).recvAck };
 }
@@ -76,7 +79,12 @@ export default async function dhcpBench(ctx: BenchContext): Promise<BenchReport>
       {
         name: 'kea-memfile',
         start: async () => {
-          return startKea(srv.ns, dir, path.join(dir, 'kea-memfile.json'), keaConfig(SUBNET, { type: 'memfile', persist: false, 'lfc-interval': 0 }));
+          return startKea(
+            srv.ns,
+            dir,
+            path.join(dir, 'kea-memfile.json'),
+            keaConfig(SUBNET, { type: 'memfile', persist: false, 'lfc-interval': 0 }),
+          );
         },
       },
       {
@@ -85,7 +93,12 @@ export default async function dhcpBench(ctx: BenchContext): Promise<BenchReport>
           const why = await keaMysqlReady(keaDb);
           if (why) throw new Error(`Kea MySQL lease backend not set up: ${why}`);
           keaDbCreated = true;
-          return startKea(srv.ns, dir, path.join(dir, 'kea-mysql.json'), keaConfig(SUBNET, { type: 'mysql', name: keaDb, host: 'localhost', user: 'root', password: '' }));
+          return startKea(
+            srv.ns,
+            dir,
+            path.join(dir, 'kea-mysql.json'),
+            keaConfig(SUBNET, { type: 'mysql', name: keaDb, host: 'localhost', user: 'root', password: '' }),
+          );
         },
       },
       {
@@ -120,7 +133,12 @@ export default async function dhcpBench(ctx: BenchContext): Promise<BenchReport>
         continue;
       }
       const l = await ladder(ctx, s.name, cli, rates, seconds);
-      const entry: Record<string, unknown> = { bestExchangesPerSecAtMax1PctDrops: l.best, dropRatioAtBest: l.bestDrop, peakExchangesPerSec: l.peak, steps: l.steps };
+      const entry: Record<string, unknown> = {
+        bestExchangesPerSecAtMax1PctDrops: l.best,
+        dropRatioAtBest: l.bestDrop,
+        peakExchangesPerSec: l.peak,
+        steps: l.steps,
+      };
       if (s.name !== 'dnsmasq') {
         const st = await storm(cli);
         entry.pxeStorm1000 = st;

@@ -23,7 +23,18 @@ import { requirePeer } from '../boot/peers.ts';
 import { driveDeploy } from '../e2e/drive-deploy.ts';
 import { ensureRamdisk } from '../e2e/ensure-ramdisk.ts';
 import { GUEST_MARKER } from '../e2e/guest-image.ts';
-import { enrollWithBmc, newMachine, provide, serialLength, serialText, setUpE2e, waitForSerial, watchSerial, type E2e, type EnrolledMachine } from '../e2e/scenario.ts';
+import {
+  enrollWithBmc,
+  newMachine,
+  provide,
+  serialLength,
+  serialText,
+  setUpE2e,
+  waitForSerial,
+  watchSerial,
+  type E2e,
+  type EnrolledMachine,
+} from '../e2e/scenario.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
 
 const MIB = 1024 * 1024;
@@ -59,7 +70,38 @@ async function directBoot(kernel: string, initrd: string, log: (m: string) => vo
   const dir = await mkdtemp(path.join(tmpdir(), 'bm-e2e-bench-'));
   const serial = path.join(dir, 'serial.log');
   const started = performance.now();
-  const vm = spawn(qemu, ['-accel', 'tcg', '-machine', 'pc', '-m', '1024', '-smp', '1', '-nographic', '-monitor', 'none', '-no-user-config', '-nodefaults', '-serial', `file:${serial}`, '-no-reboot', '-kernel', kernel, '-initrd', initrd, '-append', 'console=ttyS0 quiet', '-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const vm = spawn(
+    qemu,
+    [
+      '-accel',
+      'tcg',
+      '-machine',
+      'pc',
+      '-m',
+      '1024',
+      '-smp',
+      '1',
+      '-nographic',
+      '-monitor',
+      'none',
+      '-no-user-config',
+      '-nodefaults',
+      '-serial',
+      `file:${serial}`,
+      '-no-reboot',
+      '-kernel',
+      kernel,
+      '-initrd',
+      initrd,
+      '-append',
+      'console=ttyS0 quiet',
+      '-netdev',
+      'user,id=n0',
+      '-device',
+      'virtio-net-pci,netdev=n0',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   const seen: Record<string, number> = {};
   try {
     const deadline = Date.now() + 180_000;
@@ -69,7 +111,8 @@ async function directBoot(kernel: string, initrd: string, log: (m: string) => vo
       if (vm.exitCode !== null) throw new Error(`QEMU exited with ${vm.exitCode}: ${text.slice(-2000)}`);
       text = (await readFile(serial, 'latin1').catch(() => '')).replace(/\r/g, '');
       const now = performance.now();
-      for (const [name, pattern] of Object.entries(RAMDISK_LINES)) if (seen[name] === undefined && pattern.test(text)) seen[name] = now - started;
+      for (const [name, pattern] of Object.entries(RAMDISK_LINES))
+        if (seen[name] === undefined && pattern.test(text)) seen[name] = now - started;
       await new Promise((r) => setTimeout(r, 100));
     }
     log(`direct boot: agent listening ${s(seen.agentListening)} s after QEMU started`);
@@ -114,7 +157,12 @@ export default async function e2eBench(ctx: BenchContext): Promise<BenchReport> 
     results.provide_s = s(performance.now() - provideStarted);
     const atBoot = await serialLength(machine);
     const watch = watchSerial(machine, RAMDISK_LINES, atBoot);
-    const { phases } = await driveDeploy(e, node.events, { name: 'bench-vm', flavor: e.flavor, image: 'e2e-guest', userData: '#cloud-config\n' }).finally(() => watch.stop());
+    const { phases } = await driveDeploy(e, node.events, {
+      name: 'bench-vm',
+      flavor: e.flavor,
+      image: 'e2e-guest',
+      userData: '#cloud-config\n',
+    }).finally(() => watch.stop());
     const guest = await waitForSerial(machine, new RegExp(`${GUEST_MARKER}-DONE`), 300_000, atBoot);
     const booted = performance.now();
     const ramdiskText = guest.slice(0, guest.indexOf(`${GUEST_MARKER} on `));
@@ -143,7 +191,9 @@ export default async function e2eBench(ctx: BenchContext): Promise<BenchReport> 
     const pxeListening = since(watch.seen.agentListening);
     results.power_on_to_agent_listening_s = pxeListening;
     results.pxe_vs_direct_agent_listening_ratio = direct && pxeListening ? Math.round((pxeListening / direct) * 100) / 100 : null;
-    ctx.log(`power on -> agent callback ${results.power_on_to_agent_callback_s} s, -> image booted ${results.power_on_to_image_booted_s} s`);
+    ctx.log(
+      `power on -> agent callback ${results.power_on_to_agent_callback_s} s, -> image booted ${results.power_on_to_image_booted_s} s`,
+    );
   } finally {
     await node?.stop();
     await e?.close();

@@ -19,8 +19,12 @@ import { requireBinary } from '../support/ipmi-sim.ts';
 import { goal, peakRssMiB, type BenchContext, type BenchReport } from './harness.ts';
 import { freeUdpPort } from '../../controller/lab/index.ts';
 
-
-async function measure(ctx: BenchContext, name: string, driver: PowerControl, calls: number): Promise<{ callsPerSecond: number; meanMs: number; p99Ms: number }> {
+async function measure(
+  ctx: BenchContext,
+  name: string,
+  driver: PowerControl,
+  calls: number,
+): Promise<{ callsPerSecond: number; meanMs: number; p99Ms: number }> {
   // One warm-up call: session set-up (native) is counted apart from the steady state.
   await driver.getPowerState();
   const latencies: number[] = [];
@@ -33,7 +37,11 @@ async function measure(ctx: BenchContext, name: string, driver: PowerControl, ca
   }
   const seconds = (performance.now() - t0) / 1000;
   latencies.sort((a, b) => a - b);
-  const result = { callsPerSecond: Math.round((calls / seconds) * 10) / 10, meanMs: Math.round((seconds * 1000 * 100) / calls) / 100, p99Ms: Math.round(latencies[Math.floor(calls * 0.99)]! * 100) / 100 };
+  const result = {
+    callsPerSecond: Math.round((calls / seconds) * 10) / 10,
+    meanMs: Math.round((seconds * 1000 * 100) / calls) / 100,
+    p99Ms: Math.round(latencies[Math.floor(calls * 0.99)]! * 100) / 100,
+  };
   ctx.log(`${name}: ${calls} calls, ${result.callsPerSecond} calls/s, mean ${result.meanMs} ms`);
   return result;
 }
@@ -49,8 +57,13 @@ export default async function ipmi(ctx: BenchContext): Promise<BenchReport> {
     path.join(dir, 'lan.conf'),
     `name "bench"\nset_working_mc 0x20\n  startlan 1\n    addr 127.0.0.1 ${port}\n    priv_limit admin\n    allowed_auths_callback none md2 md5 straight\n    allowed_auths_user none md2 md5 straight\n    allowed_auths_operator none md2 md5 straight\n    allowed_auths_admin none md2 md5 straight\n    guid a123456789abcdefa123456789abcdef\n  endlan\n  user 2 true  "admin"   "${password}" admin    10       none md2 md5 straight\n`,
   );
-  await writeFile(path.join(dir, 'sim.emu'), 'mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n');
-  const sim = spawn('ipmi_sim', ['-c', path.join(dir, 'lan.conf'), '-f', path.join(dir, 'sim.emu'), '-n', '-s', path.join(dir, 'state')], { stdio: ['ignore', 'ignore', 'ignore'] });
+  await writeFile(
+    path.join(dir, 'sim.emu'),
+    'mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n',
+  );
+  const sim = spawn('ipmi_sim', ['-c', path.join(dir, 'lan.conf'), '-f', path.join(dir, 'sim.emu'), '-n', '-s', path.join(dir, 'state')], {
+    stdio: ['ignore', 'ignore', 'ignore'],
+  });
   const pool = new SessionPool();
   try {
     await new Promise((r) => setTimeout(r, 300));

@@ -12,7 +12,17 @@ import path from 'node:path';
 import { InstanceService } from '../../proto/gen/bm/v1/instance_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, tlsCredentials } from '../../proto/rpc/index.ts';
-import { bootAll, createFlavor, enroll, provisionAll, startLabFleet, uniqueDatabaseUrl, uniqueNatsPrefix, uploadImage, type LabFleet } from '../../controller/lab/index.ts';
+import {
+  bootAll,
+  createFlavor,
+  enroll,
+  provisionAll,
+  startLabFleet,
+  uniqueDatabaseUrl,
+  uniqueNatsPrefix,
+  uploadImage,
+  type LabFleet,
+} from '../../controller/lab/index.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
 
 const FULL = 50;
@@ -61,7 +71,10 @@ export default async function labBench(ctx: BenchContext): Promise<BenchReport> 
       },
     });
     const ctl = fleet.controller;
-    const conn = connect(ctl.url, { metadata: { authorization: `Bearer ${ctl.token}` }, ...(ctl.ca ? { credentials: tlsCredentials(await readFile(ctl.ca)) } : {}) });
+    const conn = connect(ctl.url, {
+      metadata: { authorization: `Bearer ${ctl.token}` },
+      ...(ctl.ca ? { credentials: tlsCredentials(await readFile(ctl.ca)) } : {}),
+    });
     try {
       await uploadImage(conn, fleet.image);
       const machines = fleet.describe();
@@ -77,7 +90,8 @@ export default async function labBench(ctx: BenchContext): Promise<BenchReport> 
       ctx.log(`managed in ${manageS.toFixed(1)} s, cleaned in ${provideS.toFixed(1)} s; one instance alone`);
 
       const [single] = await bootAll(conn, ['bench-single'], { timeoutMs: 300_000, pollMs: 50 });
-      if (single!.instance.state !== 'ACTIVE') throw new Error(`the single instance ended in ${single!.instance.state}: ${single!.instance.lastError}`);
+      if (single!.instance.state !== 'ACTIVE')
+        throw new Error(`the single instance ended in ${single!.instance.state}: ${single!.instance.lastError}`);
       // Back to the pool, so the batch has every machine.
       await conn.client(InstanceService).deleteInstance({ id: single!.instance.uuid });
       const nodes = conn.client(NodeService);
@@ -127,7 +141,13 @@ export default async function labBench(ctx: BenchContext): Promise<BenchReport> 
           cores: os.cpus().length,
         },
         goals: [
-          goal(`${count} at once vs one alone (time to all ACTIVE)`, ratio, '<=', 3, failed.length > 0 ? `${failed.length} instance(s) ended in ERROR` : undefined),
+          goal(
+            `${count} at once vs one alone (time to all ACTIVE)`,
+            ratio,
+            '<=',
+            3,
+            failed.length > 0 ? `${failed.length} instance(s) ended in ERROR` : undefined,
+          ),
           goal('controller peak RSS (MiB)', peakMiB, '<=', 512, peakMiB === null ? `no /proc/${ctl.pid}/status` : undefined),
         ],
       };

@@ -107,7 +107,12 @@ function candidates(ports: readonly number[], driver: string, count: number): Sy
 }
 
 /** A cold sweep through the controller's MySQL store: node rows with sealed passwords, as enrollment writes them. */
-async function mysqlSweep(ctx: BenchContext, ports: readonly number[], count: number, options: ConstructorParameters<typeof PowerSync>[3]): Promise<{ seconds: number; correct: number; failed: number }> {
+async function mysqlSweep(
+  ctx: BenchContext,
+  ports: readonly number[],
+  count: number,
+  options: ConstructorParameters<typeof PowerSync>[3],
+): Promise<{ seconds: number; correct: number; failed: number }> {
   const url = uniqueDatabaseUrl('bm_psbench');
   await syncDatabase(url);
   const handle = await openDatabase(url, { connectionLimit: 16 });
@@ -120,11 +125,34 @@ async function mysqlSweep(ctx: BenchContext, ports: readonly number[], count: nu
       for (let i = start; i < Math.min(count, start + 1000); i++) {
         const uuid = randomUUID();
         uuids.push(uuid);
-        rows.push([uuid, 'default', 1, 1024, 10, 'x86_64', '127.0.0.1', ports[i], 'admin', secrets.encrypt(`${PREFIX}${i}`, uuid), 'available', '{}']);
+        rows.push([
+          uuid,
+          'default',
+          1,
+          1024,
+          10,
+          'x86_64',
+          '127.0.0.1',
+          ports[i],
+          'admin',
+          secrets.encrypt(`${PREFIX}${i}`, uuid),
+          'available',
+          '{}',
+        ]);
       }
-      await handle.pool.query('INSERT INTO nodes (uuid, group_name, cpus, memory_mb, local_gb, cpu_arch, pm_address, pm_port, pm_user, pm_password_enc, provision_state, properties) VALUES ?', [rows]);
+      await handle.pool.query(
+        'INSERT INTO nodes (uuid, group_name, cpus, memory_mb, local_gb, cpu_arch, pm_address, pm_port, pm_user, pm_password_enc, provision_state, properties) VALUES ?',
+        [rows],
+      );
     }
-    const sync = new PowerSync(new MysqlPowerSyncStore(handle.db, secrets, ['default']), (t) => new IpmiDriver(t, { pool }), new CountingBus(), options, new Registry(), pino({ level: 'silent' }));
+    const sync = new PowerSync(
+      new MysqlPowerSyncStore(handle.db, secrets, ['default']),
+      (t) => new IpmiDriver(t, { pool }),
+      new CountingBus(),
+      options,
+      new Registry(),
+      pino({ level: 'silent' }),
+    );
     ctx.log(`MySQL store: cold sweep over ${count} node rows`);
     const sweep = await sync.sweep();
     const [states] = await handle.pool.query<import('mysql2/promise').RowDataPacket[]>('SELECT uuid, power_state FROM nodes');
@@ -169,7 +197,14 @@ export default async function powerSync(ctx: BenchContext): Promise<BenchReport>
     requireBinary('ipmitool', 'ipmitool');
     const sample = Math.min(200, count - unreachable);
     const peerStore = new MemoryStore(candidates(fleet.ports, 'ipmitool', sample));
-    const peer = new PowerSync(peerStore, (t) => new IpmitoolDriver(t, { cipherSuite: 17 }), new CountingBus(), options, new Registry(), log);
+    const peer = new PowerSync(
+      peerStore,
+      (t) => new IpmitoolDriver(t, { cipherSuite: 17 }),
+      new CountingBus(),
+      options,
+      new Registry(),
+      log,
+    );
     ctx.log(`peer: ipmitool driver over ${sample} BMCs`);
     const peerSweep = await peer.sweep();
     const peerExtrapolatedS = (peerSweep.durationMs / 1000) * (count / sample);
@@ -205,9 +240,17 @@ export default async function powerSync(ctx: BenchContext): Promise<BenchReport>
           viaMysql.correct === count - unreachable ? viaMysql.seconds : null,
           '<=',
           60,
-          viaMysql.correct === count - unreachable ? undefined : `only ${viaMysql.correct} of ${count - unreachable} states recorded correctly`,
+          viaMysql.correct === count - unreachable
+            ? undefined
+            : `only ${viaMysql.correct} of ${count - unreachable} states recorded correctly`,
         ),
-        goal(`full sweep over ${count} BMCs, in-memory store, seconds`, correct === count - unreachable ? coldS : null, '<=', 60, correct === count - unreachable ? undefined : `only ${correct} of ${count - unreachable} states recorded correctly`),
+        goal(
+          `full sweep over ${count} BMCs, in-memory store, seconds`,
+          correct === count - unreachable ? coldS : null,
+          '<=',
+          60,
+          correct === count - unreachable ? undefined : `only ${correct} of ${count - unreachable} states recorded correctly`,
+        ),
       ],
     };
   } finally {

@@ -13,7 +13,10 @@ const resultsDir = path.resolve(benchDir, '../../bench-results');
 
 async function available(): Promise<string[]> {
   const files = await readdir(benchDir);
-  return files.filter((f) => f.endsWith('.bench.ts')).map((f) => f.replace(/\.bench\.ts$/, '')).sort();
+  return files
+    .filter((f) => f.endsWith('.bench.ts'))
+    .map((f) => f.replace(/\.bench\.ts$/, ''))
+    .sort();
 }
 
 function table(name: string, report: BenchReport): string {

@@ -71,9 +71,27 @@ async function rawClaims(nodes: number, count: number): Promise<{ perSecond: num
         const uuid = uuidv7();
         uuids.push(uuid);
         const s = size(i);
-        rows.push([uuid, `raw-${i}`, 'default', s.cpus, s.memoryMb, s.localGb, 'x86_64', 'fake', 623, 'admin', sealed, 'fake', '{}', 'available']);
+        rows.push([
+          uuid,
+          `raw-${i}`,
+          'default',
+          s.cpus,
+          s.memoryMb,
+          s.localGb,
+          'x86_64',
+          'fake',
+          623,
+          'admin',
+          sealed,
+          'fake',
+          '{}',
+          'available',
+        ]);
       }
-      await conns.query('INSERT INTO nodes (uuid, name, group_name, cpus, memory_mb, local_gb, cpu_arch, pm_address, pm_port, pm_user, pm_password_enc, power_driver, properties, provision_state) VALUES ?', [rows]);
+      await conns.query(
+        'INSERT INTO nodes (uuid, name, group_name, cpus, memory_mb, local_gb, cpu_arch, pm_address, pm_port, pm_user, pm_password_enc, power_driver, properties, provision_state) VALUES ?',
+        [rows],
+      );
     }
     // Warm the pool, as the controllers' pools are warm after enrollment.
     await Promise.all(Array.from({ length: 2 * POOL }, () => conns.query('SELECT 1')));
@@ -116,7 +134,16 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
     await inPool(nodeCount, ENROLL_CONCURRENCY, (i) =>
       (i % 2 === 0 ? apiA : apiB)
         .client(NodeService)
-        .createNode({ name: `sched-${i}`, pmAddress: `fake-${i}`, pmUser: 'admin', pmPassword: 'sched-secret', powerDriver: 'fake', cpuArch: 'x86_64', mac: mac(i), ...size(i) }),
+        .createNode({
+          name: `sched-${i}`,
+          pmAddress: `fake-${i}`,
+          pmUser: 'admin',
+          pmPassword: 'sched-secret',
+          powerDriver: 'fake',
+          cpuArch: 'x86_64',
+          mac: mac(i),
+          ...size(i),
+        }),
     );
     const enrollS = (performance.now() - t0) / 1000;
     const p = parseDatabaseUrl(a.databaseUrl);
@@ -127,7 +154,10 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
       const image = path.join(dir, 'tiny.raw');
       await writeFile(image, randomBytes(4096));
       await truncate(image, 1024 * 1024);
-      const created = await runBmctl(['image', 'create', image, '--name', 'sched-image', '--disk-format', 'raw'], { BM_URL: a.url, BM_TOKEN: a.token });
+      const created = await runBmctl(['image', 'create', image, '--name', 'sched-image', '--disk-format', 'raw'], {
+        BM_URL: a.url,
+        BM_TOKEN: a.token,
+      });
       if (created.code !== 0) throw new Error(`image create: ${created.stderr}`);
       const flavor = await apiA.client(FlavorService).createFlavor({ name: 'sched', ramMb: 4096, diskGb: 1, cpus: 2 });
 
@@ -135,7 +165,11 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
       const cpuBefore = (await cpuSeconds(a.pid)) + (await cpuSeconds(b.pid));
       const t1 = performance.now();
       const results = await Promise.allSettled(
-        Array.from({ length: boots }, (_, i) => (i % 2 === 0 ? apiA : apiB).client(InstanceService).createInstance({ name: `s-${i}`, flavor: 'sched', image: 'sched-image' }, { timeoutMs: 300_000 })),
+        Array.from({ length: boots }, (_, i) =>
+          (i % 2 === 0 ? apiA : apiB)
+            .client(InstanceService)
+            .createInstance({ name: `s-${i}`, flavor: 'sched', image: 'sched-image' }, { timeoutMs: 300_000 }),
+        ),
       );
       const bootS = (performance.now() - t1) / 1000;
       const controllersCpuS = (await cpuSeconds(a.pid)) + (await cpuSeconds(b.pid)) - cpuBefore;
@@ -145,21 +179,38 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
       const [[doubleNodes]] = await sql.query<mysql.RowDataPacket[]>(
         'SELECT COUNT(*) AS n FROM (SELECT instance_uuid FROM nodes WHERE instance_uuid IS NOT NULL GROUP BY instance_uuid HAVING COUNT(*) > 1) d',
       );
-      const [[doubleInstances]] = await sql.query<mysql.RowDataPacket[]>('SELECT COUNT(*) AS n FROM (SELECT node_uuid FROM instances WHERE node_uuid IS NOT NULL GROUP BY node_uuid HAVING COUNT(*) > 1) d');
-      const [[mismatched]] = await sql.query<mysql.RowDataPacket[]>('SELECT COUNT(*) AS n FROM instances i LEFT JOIN nodes n ON n.uuid = i.node_uuid AND n.instance_uuid = i.uuid WHERE n.uuid IS NULL');
+      const [[doubleInstances]] = await sql.query<mysql.RowDataPacket[]>(
+        'SELECT COUNT(*) AS n FROM (SELECT node_uuid FROM instances WHERE node_uuid IS NOT NULL GROUP BY node_uuid HAVING COUNT(*) > 1) d',
+      );
+      const [[mismatched]] = await sql.query<mysql.RowDataPacket[]>(
+        'SELECT COUNT(*) AS n FROM instances i LEFT JOIN nodes n ON n.uuid = i.node_uuid AND n.instance_uuid = i.uuid WHERE n.uuid IS NULL',
+      );
       let doubleBookings = Number(doubleNodes!.n) + Number(doubleInstances!.n) + Number(mismatched!.n);
 
       // Where the boot path's time goes: the scheduler's claims alone, two schedulers with a controller's pool each, on the nodes still free.
       ctx.log(`${boots} claims straight through two Scheduler instances`);
-      const handles = [await openDatabase(a.databaseUrl, { connectionLimit: POOL }), await openDatabase(a.databaseUrl, { connectionLimit: POOL })];
+      const handles = [
+        await openDatabase(a.databaseUrl, { connectionLimit: POOL }),
+        await openDatabase(a.databaseUrl, { connectionLimit: POOL }),
+      ];
       let schedulerOnlyPerS: number;
       let schedulerOnlyClaimed: number;
       try {
         const schedulers = handles.map((h) => new Scheduler(h.db));
         await Promise.all(handles.map((h) => h.pool.query('SELECT 1')));
-        const record = { uuid: flavor.uuid, name: flavor.name, ramMb: flavor.ramMb, diskGb: flavor.diskGb, cpus: flavor.cpus, extraSpecs: {}, createdAt: new Date() };
+        const record = {
+          uuid: flavor.uuid,
+          name: flavor.name,
+          ramMb: flavor.ramMb,
+          diskGb: flavor.diskGb,
+          cpus: flavor.cpus,
+          extraSpecs: {},
+          createdAt: new Date(),
+        };
         const t2 = performance.now();
-        const direct = await Promise.allSettled(Array.from({ length: boots }, (_, i) => schedulers[i % 2]!.claim(record, uuidv7(), `bench-scheduler-${i % 2}`)));
+        const direct = await Promise.allSettled(
+          Array.from({ length: boots }, (_, i) => schedulers[i % 2]!.claim(record, uuidv7(), `bench-scheduler-${i % 2}`)),
+        );
         schedulerOnlyPerS = direct.filter((r) => r.status === 'fulfilled').length / ((performance.now() - t2) / 1000);
         schedulerOnlyClaimed = direct.filter((r) => r.status === 'fulfilled').length;
       } finally {
@@ -193,7 +244,13 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
           double_bookings: doubleBookings,
         },
         goals: [
-          goal('claims/s vs raw conditional UPDATEs/s', claimed === boots ? claimsPerS / raw.perSecond : null, '>=', 0.5, claimed === boots ? undefined : `${refused.length} of ${boots} boots refused on ${nodeCount} nodes`),
+          goal(
+            'claims/s vs raw conditional UPDATEs/s',
+            claimed === boots ? claimsPerS / raw.perSecond : null,
+            '>=',
+            0.5,
+            claimed === boots ? undefined : `${refused.length} of ${boots} boots refused on ${nodeCount} nodes`,
+          ),
           goal('double bookings', doubleBookings, '<=', 0),
         ],
       };

@@ -56,7 +56,16 @@ async function bundle(dir: string): Promise<void> {
   agentScript = path.join(dir, 'agent.js');
   await run(path.join(repoRoot, 'scripts/build-agent.sh'), [agentScript]);
   const driver = path.join(dir, 'stream-driver.mjs');
-  await run(path.join(repoRoot, 'node_modules/.bin/esbuild'), [path.join(benchDir, 'stream-driver.ts'), '--bundle', '--platform=node', '--target=node24', '--format=esm', '--log-level=warning', `--outfile=${driver}`, "--banner:js=import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);"]);
+  await run(path.join(repoRoot, 'node_modules/.bin/esbuild'), [
+    path.join(benchDir, 'stream-driver.ts'),
+    '--bundle',
+    '--platform=node',
+    '--target=node24',
+    '--format=esm',
+    '--log-level=warning',
+    `--outfile=${driver}`,
+    "--banner:js=import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+  ]);
   driverPath = driver;
 }
 
@@ -160,7 +169,9 @@ async function ironicWayDownload(image: string, disk: string): Promise<IronicWay
       });
     });
     const serverCpuBefore = await cpuSecondsOf(server.pid ?? 0);
-    const { stdout } = await run('python3', [ironicWay, 'fetch', `http://127.0.0.1:${listening.port}${listening.path}`, disk], { maxBuffer: 1024 * 1024 });
+    const { stdout } = await run('python3', [ironicWay, 'fetch', `http://127.0.0.1:${listening.port}${listening.path}`, disk], {
+      maxBuffer: 1024 * 1024,
+    });
     const serverCpuSeconds = (await cpuSecondsOf(server.pid ?? 0)) - serverCpuBefore;
     return { ...(JSON.parse(stdout.trim()) as Omit<IronicWayResult, 'serverCpuSeconds'>), serverCpuSeconds };
   } finally {
@@ -175,7 +186,14 @@ export default async function stream(ctx: BenchContext): Promise<BenchReport> {
   const dir = await mkdtemp(path.join(tmpdir(), 'bm-bench-stream-'));
   const agents: AgentProcess[] = [];
   const startAgent = async (target: string, extraArgs: string[] = []): Promise<AgentProcess> => {
-    const agent = await startAgentProcess({ token: TOKEN, target, targetZeroed: true, extraArgs, nodeArgs: NODE_ARGS, ...(agentScript ? { script: agentScript } : {}) });
+    const agent = await startAgentProcess({
+      token: TOKEN,
+      target,
+      targetZeroed: true,
+      extraArgs,
+      nodeArgs: NODE_ARGS,
+      ...(agentScript ? { script: agentScript } : {}),
+    });
     agents.push(agent);
     return agent;
   };
@@ -220,12 +238,21 @@ export default async function stream(ctx: BenchContext): Promise<BenchReport> {
       await sparseFile(target, size);
       const agent = await startAgent(target, ['--digest', digest]);
       const agentCpuBefore = await cpuSecondsOf(agent.pid);
-      const result = await runDriver({ agents: [agent.address], token: TOKEN, image, format: 'raw', expectedDigest: sha.blockSha256, chunkBytes });
+      const result = await runDriver({
+        agents: [agent.address],
+        token: TOKEN,
+        image,
+        format: 'raw',
+        expectedDigest: sha.blockSha256,
+        chunkBytes,
+      });
       const agentCpuS = (await cpuSecondsOf(agent.pid)) - agentCpuBefore;
       const agentRss = await peakRssOf(agent.pid);
       await stopAgents();
       await rm(target, { force: true });
-      ctx.log(`${label}: ${mbps(size, result.seconds)} MB/s (chunk ${chunkBytes / 1024} KiB, digest ${digest}); CPU-s/GiB controller ${round(result.cpuSeconds / (size / GIB), 2)}, agent ${round(agentCpuS / (size / GIB), 2)}`);
+      ctx.log(
+        `${label}: ${mbps(size, result.seconds)} MB/s (chunk ${chunkBytes / 1024} KiB, digest ${digest}); CPU-s/GiB controller ${round(result.cpuSeconds / (size / GIB), 2)}, agent ${round(agentCpuS / (size / GIB), 2)}`,
+      );
       return { seconds: result.seconds, agentRss, controllerRss: round(result.maxRssMiB, 1), controllerCpuS: result.cpuSeconds, agentCpuS };
     };
 
@@ -235,7 +262,10 @@ export default async function stream(ctx: BenchContext): Promise<BenchReport> {
     for (let i = 0; i < 3; i++) {
       await sparseFile(ironicDisk, rawSize);
       const attempt = await ironicWayDownload(rawImage, ironicDisk);
-      if (attempt.sha256 !== rawSha.sha256 || attempt.bytes !== rawSize) throw new Error(`ironic-way.py downloaded ${attempt.bytes} bytes with sha256 ${attempt.sha256}, expected ${rawSize} and ${rawSha.sha256}`);
+      if (attempt.sha256 !== rawSha.sha256 || attempt.bytes !== rawSize)
+        throw new Error(
+          `ironic-way.py downloaded ${attempt.bytes} bytes with sha256 ${attempt.sha256}, expected ${rawSize} and ${rawSha.sha256}`,
+        );
       if (ironic === undefined || attempt.seconds < ironic.seconds) ironic = attempt;
     }
     await rm(ironicDisk, { force: true });
@@ -300,12 +330,20 @@ export default async function stream(ctx: BenchContext): Promise<BenchReport> {
     await rm(qemuOut, { force: true });
     // What Ironic's agent does for a non-raw image (and what it must do on a disk that may hold old
     // data): convert with -S 0, writing every zero, then flush.
-    const qemuIronicS = await timed(() => run('sh', ['-c', `qemu-img convert -S 0 -f qcow2 -O raw '${qcow2}' '${qemuOut}' && sync '${qemuOut}'`]));
+    const qemuIronicS = await timed(() =>
+      run('sh', ['-c', `qemu-img convert -S 0 -f qcow2 -O raw '${qcow2}' '${qemuOut}' && sync '${qemuOut}'`]),
+    );
     await rm(qemuOut, { force: true });
     const qTarget = path.join(dir, 'q.disk');
     await sparseFile(qTarget, virtualSize);
     const qAgent = await startAgent(qTarget);
-    const qResult = await runDriver({ agents: [qAgent.address], token: TOKEN, image: qcow2, format: 'qcow2', expectedDigest: qSha.blockSha256 });
+    const qResult = await runDriver({
+      agents: [qAgent.address],
+      token: TOKEN,
+      image: qcow2,
+      format: 'qcow2',
+      expectedDigest: qSha.blockSha256,
+    });
     const qAgentRss = await peakRssOf(qAgent.pid);
     await stopAgents();
     const qOk = (await sha256OfFilePrefix(qTarget, virtualSize)) === qSha.sha256;

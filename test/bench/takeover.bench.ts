@@ -18,7 +18,18 @@ import { FlavorService } from '../../proto/gen/bm/v1/flavor_pb.js';
 import { InstanceService, type Instance } from '../../proto/gen/bm/v1/instance_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
-import { loopbackBootToml, type ControllerProcess, VirtualNode, freePort, freeUdpPort, natsUrl, runBmctl, startControllerProcess, uniqueDatabaseUrl, uniqueNatsPrefix } from '../../controller/lab/index.ts';
+import {
+  loopbackBootToml,
+  type ControllerProcess,
+  VirtualNode,
+  freePort,
+  freeUdpPort,
+  natsUrl,
+  runBmctl,
+  startControllerProcess,
+  uniqueDatabaseUrl,
+  uniqueNatsPrefix,
+} from '../../controller/lab/index.ts';
 import { DEFAULT_TUNING } from '../../controller/deploy/tuning.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
 
@@ -64,9 +75,21 @@ export default async function takeoverBench(ctx: BenchContext): Promise<BenchRep
     const databaseUrl = uniqueDatabaseUrl('bm_takeover_bench');
     const natsPrefix = uniqueNatsPrefix();
     const httpA = await freePort();
-    const a = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: await toml(dir, 'ctl-a', httpA, await freeUdpPort()) });
+    const a = await startControllerProcess({
+      databaseUrl,
+      env,
+      natsPrefix,
+      logLevel: 'warn',
+      extraToml: await toml(dir, 'ctl-a', httpA, await freeUdpPort()),
+    });
     controllers.push(a);
-    const b = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: await toml(dir, 'ctl-b', await freePort(), await freeUdpPort()) });
+    const b = await startControllerProcess({
+      databaseUrl,
+      env,
+      natsPrefix,
+      logLevel: 'warn',
+      extraToml: await toml(dir, 'ctl-b', await freePort(), await freeUdpPort()),
+    });
     controllers.push(b);
     const apiA = connect(a.url, { metadata: { authorization: `Bearer ${a.token}` } });
     const apiB = connect(b.url, { metadata: { authorization: `Bearer ${b.token}` } });
@@ -77,7 +100,11 @@ export default async function takeoverBench(ctx: BenchContext): Promise<BenchRep
     await handle.truncate(imageBytes * 2);
     for (let off = 0; off < imageBytes * 2; off += 2 * MIB) await handle.write(randomBytes(MIB), 0, MIB, off);
     await handle.close();
-    const up = await runBmctl(['image', 'create', raw, '--name', 'tk', '--disk-format', 'raw'], { BM_URL: a.url, BM_TOKEN: a.token }, 600_000);
+    const up = await runBmctl(
+      ['image', 'create', raw, '--name', 'tk', '--disk-format', 'raw'],
+      { BM_URL: a.url, BM_TOKEN: a.token },
+      600_000,
+    );
     if (up.code !== 0) throw new Error(`image upload: ${up.stderr}`);
 
     // Two pools of machines (resource classes), one per round, so no round waits for the other's cleaning.
@@ -85,10 +112,30 @@ export default async function takeoverBench(ctx: BenchContext): Promise<BenchRep
     const nodes = apiA.client(NodeService);
     for (let i = 0; i < 2 * count; i++) {
       const name = `tk-${String(i).padStart(3, '0')}`;
-      const m = new VirtualNode({ name, mac: `52:54:03:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`, bmcPassword: `tk-${i}-secret`, diskBytes: imageBytes * 2 + 128 * MIB, dir: path.join(dir, name), bootUrl: `http://127.0.0.1:${httpA}`, say: (msg) => (/failed/.test(msg) ? ctx.log(msg) : undefined) });
+      const m = new VirtualNode({
+        name,
+        mac: `52:54:03:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`,
+        bmcPassword: `tk-${i}-secret`,
+        diskBytes: imageBytes * 2 + 128 * MIB,
+        dir: path.join(dir, name),
+        bootUrl: `http://127.0.0.1:${httpA}`,
+        say: (msg) => (/failed/.test(msg) ? ctx.log(msg) : undefined),
+      });
       await m.start();
       machines.push(m);
-      await nodes.createNode({ name, pmAddress: m.bmc.address, pmPort: m.bmc.port, pmUser: 'admin', pmPassword: m.o.bmcPassword, cpus: 2, memoryMb: 2048, localGb: 1, cpuArch: 'x86_64', mac: m.o.mac, resourceClass: i < count ? 'r1' : 'r2' });
+      await nodes.createNode({
+        name,
+        pmAddress: m.bmc.address,
+        pmPort: m.bmc.port,
+        pmUser: 'admin',
+        pmPassword: m.o.bmcPassword,
+        cpus: 2,
+        memoryMb: 2048,
+        localGb: 1,
+        cpuArch: 'x86_64',
+        mac: m.o.mac,
+        resourceClass: i < count ? 'r1' : 'r2',
+      });
     }
     for (const verb of ['manage', 'provide'] as const) {
       await Promise.all(machines.map((m) => nodes.provision({ id: m.o.name, verb })));
@@ -106,8 +153,16 @@ export default async function takeoverBench(ctx: BenchContext): Promise<BenchRep
 
     ctx.log(`round 1: ${count} deploys through ctl-a, left alone`);
     const t0 = performance.now();
-    const first = await Promise.all(Array.from({ length: count }, (_, i) => apiA.client(InstanceService).createInstance({ name: `calm-${i}`, flavor: 'r1', image: 'tk' })));
-    const calm = await waitAll(apiA, first.map((i) => i.uuid), 1_800_000);
+    const first = await Promise.all(
+      Array.from({ length: count }, (_, i) =>
+        apiA.client(InstanceService).createInstance({ name: `calm-${i}`, flavor: 'r1', image: 'tk' }),
+      ),
+    );
+    const calm = await waitAll(
+      apiA,
+      first.map((i) => i.uuid),
+      1_800_000,
+    );
     const calmS = (performance.now() - t0) / 1000;
 
     ctx.log(`round 2: ${count} deploys through ctl-a, which is killed mid-stream`);
@@ -116,25 +171,47 @@ export default async function takeoverBench(ctx: BenchContext): Promise<BenchRep
     void (async () => {
       for await (const msg of sub) {
         const e = fromBinary(EventSchema, msg.data);
-        if (e.type === 'deploy.resumed' && e.controllerId === 'ctl-b') resumed.set(e.nodeUuid, { at: performance.now(), from: Number(e.details.from ?? 0) });
+        if (e.type === 'deploy.resumed' && e.controllerId === 'ctl-b')
+          resumed.set(e.nodeUuid, { at: performance.now(), from: Number(e.details.from ?? 0) });
       }
     })();
     await nc.flush();
     const t1 = performance.now();
-    const second = await Promise.all(Array.from({ length: count }, (_, i) => apiA.client(InstanceService).createInstance({ name: `storm-${i}`, flavor: 'r2', image: 'tk' })));
+    const second = await Promise.all(
+      Array.from({ length: count }, (_, i) =>
+        apiA.client(InstanceService).createInstance({ name: `storm-${i}`, flavor: 'r2', image: 'tk' }),
+      ),
+    );
     for (const deadline = Date.now() + 600_000; Date.now() < deadline; ) {
-      const progress = await Promise.all(second.map((i) => apiB.client(InstanceService).getInstance({ id: i.uuid }).then((x) => x.progress)));
+      const progress = await Promise.all(
+        second.map((i) =>
+          apiB
+            .client(InstanceService)
+            .getInstance({ id: i.uuid })
+            .then((x) => x.progress),
+        ),
+      );
       if (progress.some((p) => p >= 10)) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    const inFlight = (await Promise.all(second.map((i) => apiB.client(InstanceService).getInstance({ id: i.uuid })))).filter((i) => i.state === 'BUILD');
+    const inFlight = (await Promise.all(second.map((i) => apiB.client(InstanceService).getInstance({ id: i.uuid })))).filter(
+      (i) => i.state === 'BUILD',
+    );
     const killedAt = performance.now();
     process.kill(a.pid, 'SIGKILL');
-    const stormy = await waitAll(apiB, second.map((i) => i.uuid), 1_800_000);
+    const stormy = await waitAll(
+      apiB,
+      second.map((i) => i.uuid),
+      1_800_000,
+    );
     const stormS = (performance.now() - t1) / 1000;
     sub.unsubscribe();
 
-    const resumeS = inFlight.map((i) => resumed.get(i.nodeUuid)).filter((r) => r !== undefined).map((r) => (r.at - killedAt) / 1000).sort((x, y) => x - y);
+    const resumeS = inFlight
+      .map((i) => resumed.get(i.nodeUuid))
+      .filter((r) => r !== undefined)
+      .map((r) => (r.at - killedAt) / 1000)
+      .sort((x, y) => x - y);
     const failed = [...calm, ...stormy].filter((i) => i.state !== 'ACTIVE').length;
     const ratio = stormS / calmS;
     const froms = [...resumed.values()].map((r) => r.from);
@@ -155,8 +232,20 @@ export default async function takeoverBench(ctx: BenchContext): Promise<BenchRep
         failed,
       },
       goals: [
-        goal('resume p95 after kill -9 (s)', resumeS.length ? percentile(resumeS, 95) : null, '<=', 40, resumeS.length ? undefined : 'no deploy was in flight and resumed'),
-        goal('total with the kill / without', failed === 0 ? ratio : null, '<=', 1.5, failed === 0 ? undefined : `${failed} deploys did not reach ACTIVE`),
+        goal(
+          'resume p95 after kill -9 (s)',
+          resumeS.length ? percentile(resumeS, 95) : null,
+          '<=',
+          40,
+          resumeS.length ? undefined : 'no deploy was in flight and resumed',
+        ),
+        goal(
+          'total with the kill / without',
+          failed === 0 ? ratio : null,
+          '<=',
+          1.5,
+          failed === 0 ? undefined : `${failed} deploys did not reach ACTIVE`,
+        ),
         goal(
           'bytes re-sent per resumed deploy (commit intervals)',
           null,

@@ -42,7 +42,10 @@ export default async function tftpStormBench(ctx: BenchContext): Promise<BenchRe
     const srv = await lan.addLeaf('srv', '10.96.0.1/24');
     const cli = await lan.addLeaf('cli', '10.96.0.2/24');
     const ports = { ours: 6969, 'tftpd-hpa': 7069 } as const;
-    const ours = nsSpawn(srv.ns, process.execPath, [path.join(repo, 'test/boot/boot-runner.ts'), JSON.stringify({ tftp: { root, address: '10.96.0.1', port: ports.ours } })]);
+    const ours = nsSpawn(srv.ns, process.execPath, [
+      path.join(repo, 'test/boot/boot-runner.ts'),
+      JSON.stringify({ tftp: { root, address: '10.96.0.1', port: ports.ours } }),
+    ]);
     children.push(ours);
     await waitForLine(ours, /"ready"/);
     // -L: foreground; -s: chroot to the root, as a packaged tftpd-hpa runs.
@@ -55,10 +58,13 @@ export default async function tftpStormBench(ctx: BenchContext): Promise<BenchRe
       for (const name of ['ours', 'tftpd-hpa'] as const) {
         const r = await storm(cli, ports[name], clients);
         runs[name]!.push(r);
-        ctx.log(`${name}: ${r.completed}/${clients} in ${r.allDoneMs ?? 'n/a'} ms (p50 ${r.p50Ms} ms), ${r.failed} failed ${JSON.stringify(r.errors)}`);
+        ctx.log(
+          `${name}: ${r.completed}/${clients} in ${r.allDoneMs ?? 'n/a'} ms (p50 ${r.p50Ms} ms), ${r.failed} failed ${JSON.stringify(r.errors)}`,
+        );
       }
     }
-    const best = (rs: TftpStormResult[]): TftpStormResult => rs.reduce((b, r) => ((r.allDoneMs ?? Infinity) < (b.allDoneMs ?? Infinity) ? r : b));
+    const best = (rs: TftpStormResult[]): TftpStormResult =>
+      rs.reduce((b, r) => ((r.allDoneMs ?? Infinity) < (b.allDoneMs ?? Infinity) ? r : b));
     const oursBest = best(runs.ours!);
     const hpaBest = best(runs['tftpd-hpa']!);
     results.ours = runs.ours;
@@ -69,7 +75,13 @@ export default async function tftpStormBench(ctx: BenchContext): Promise<BenchRe
     return {
       results,
       goals: [
-        goal('TFTP storm: ours time-to-all vs tftpd-hpa (best of two)', ratio, '<=', 1, ratio === null ? 'a run had failures, so no time-to-all' : undefined),
+        goal(
+          'TFTP storm: ours time-to-all vs tftpd-hpa (best of two)',
+          ratio,
+          '<=',
+          1,
+          ratio === null ? 'a run had failures, so no time-to-all' : undefined,
+        ),
         goal('TFTP storm: failed fetches from ours over all runs', failures, '<=', 0),
       ],
     };

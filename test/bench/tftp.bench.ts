@@ -53,14 +53,23 @@ export default async function tftpBench(ctx: BenchContext): Promise<BenchReport>
     const outFile = path.join(dir, 'out.bin');
 
     const hpaFetch = async (port: number): Promise<number> => {
-      const secs = await timed(() => nsExec(cli.ns, tftp, ['-m', 'binary', '10.97.0.1', String(port), '-c', 'get', 'image.bin', outFile], 600_000));
+      const secs = await timed(() =>
+        nsExec(cli.ns, tftp, ['-m', 'binary', '10.97.0.1', String(port), '-c', 'get', 'image.bin', outFile], 600_000),
+      );
       const got = (await stat(outFile)).size;
       if (got !== size) throw new Error(`tftp-hpa client got ${got} of ${size} bytes from port ${port}`);
       await rm(outFile, { force: true });
       return secs;
     };
     const busyboxFetch = async (port: number, blksize: number): Promise<number> => {
-      const secs = await timed(() => nsExec(cli.ns, busybox, ['tftp', '-g', '-b', String(blksize), '-r', 'image.bin', '-l', outFile, '10.97.0.1', String(port)], 600_000));
+      const secs = await timed(() =>
+        nsExec(
+          cli.ns,
+          busybox,
+          ['tftp', '-g', '-b', String(blksize), '-r', 'image.bin', '-l', outFile, '10.97.0.1', String(port)],
+          600_000,
+        ),
+      );
       const got = (await stat(outFile)).size;
       if (got !== size) throw new Error(`busybox tftp got ${got} of ${size} bytes from port ${port}`);
       await rm(outFile, { force: true });
@@ -85,7 +94,10 @@ export default async function tftpBench(ctx: BenchContext): Promise<BenchReport>
     const ports = { ours: 6969, 'tftpd-hpa': 7069, dnsmasq: 69 } as const;
     type Name = keyof typeof ports;
     const names = Object.keys(ports) as Name[];
-    const oursChild = nsSpawn(srv.ns, node, [path.join(repo, 'test/boot/boot-runner.ts'), JSON.stringify({ tftp: { root, address: '10.97.0.1', port: ports.ours } })]);
+    const oursChild = nsSpawn(srv.ns, node, [
+      path.join(repo, 'test/boot/boot-runner.ts'),
+      JSON.stringify({ tftp: { root, address: '10.97.0.1', port: ports.ours } }),
+    ]);
     children.push(oursChild);
     await waitForLine(oursChild, /"ready"/);
     children.push(nsSpawn(srv.ns, tftpd, ['-L', '-s', root, '-a', `10.97.0.1:${ports['tftpd-hpa']}`]));
@@ -117,7 +129,8 @@ export default async function tftpBench(ctx: BenchContext): Promise<BenchReport>
       peerRates[n] = { hpa512: mbps(hpaBest[n]!), busybox1428: mbps(bbBest[n]!) };
       ctx.log(`${n}: tftp-hpa client (512) ${peerRates[n]!.hpa512} MB/s, busybox -b 1428 ${peerRates[n]!.busybox1428} MB/s`);
     }
-    const best = async (blksize: number, window: number): Promise<number> => Math.min(await ownFetch(ports.ours, blksize, window), await ownFetch(ports.ours, blksize, window));
+    const best = async (blksize: number, window: number): Promise<number> =>
+      Math.min(await ownFetch(ports.ours, blksize, window), await ownFetch(ports.ours, blksize, window));
     const plain = await best(0, 0);
     const w16 = await best(1428, 16);
     const w64 = await best(1428, 64);
@@ -135,7 +148,12 @@ export default async function tftpBench(ctx: BenchContext): Promise<BenchReport>
     const statsLine = waitForLine(oursChild, /"stats"/);
     oursChild.stdin?.write('stats\n');
     const stats = (JSON.parse(await statsLine) as { stats: { tftp: Record<string, number> } }).stats.tftp;
-    results.oursServerStats = { retransmits: stats.retransmits, duplicateAcks: stats.duplicateAcks, transfersCompleted: stats.transfersCompleted, transfersFailed: stats.transfersFailed };
+    results.oursServerStats = {
+      retransmits: stats.retransmits,
+      duplicateAcks: stats.duplicateAcks,
+      transfersCompleted: stats.transfersCompleted,
+      transfersFailed: stats.transfersFailed,
+    };
     ctx.log(`ours server stats: ${JSON.stringify(results.oursServerStats)}`);
     results.peers = peerRates;
     const ours = peerRates.ours!;

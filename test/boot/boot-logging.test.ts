@@ -49,13 +49,34 @@ function capture(level: string): { log: ReturnType<typeof createLogger>; lines: 
     },
   });
   const log = createLogger(level, stream);
-  return { log, lines: () => chunks.join('').split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l) as Line) };
+  return {
+    log,
+    lines: () =>
+      chunks
+        .join('')
+        .split('\n')
+        .filter((l) => l.length > 0)
+        .map((l) => JSON.parse(l) as Line),
+  };
 }
 
 const range = { start: '10.63.0.10', end: '10.63.0.200', netmask: '255.255.255.0', router: null, dns: [] };
 
-async function dhcpServer(extra: Partial<DhcpServerOptions> & Pick<DhcpServerOptions, 'backend'>, relayPort: number): Promise<{ server: DhcpServer; to: { address: string; port: number } }> {
-  const server = new DhcpServer({ mode: 'full', serverAddress: '127.0.0.1', bindAddress: '127.0.0.1', serverPort: 0, relayPort, range, discovery: false, boot: { httpPort: 6386, biosFile: 'undionly.kpxe', efiFile: 'ipxe.efi' }, ...extra });
+async function dhcpServer(
+  extra: Partial<DhcpServerOptions> & Pick<DhcpServerOptions, 'backend'>,
+  relayPort: number,
+): Promise<{ server: DhcpServer; to: { address: string; port: number } }> {
+  const server = new DhcpServer({
+    mode: 'full',
+    serverAddress: '127.0.0.1',
+    bindAddress: '127.0.0.1',
+    serverPort: 0,
+    relayPort,
+    range,
+    discovery: false,
+    boot: { httpPort: 6386, biosFile: 'undionly.kpxe', efiFile: 'ipxe.efi' },
+    ...extra,
+  });
   const { server: port } = await server.start();
   cleanups.push(() => server.close());
   return { server, to: { address: '127.0.0.1', port: port! } };
@@ -64,7 +85,10 @@ async function dhcpServer(extra: Partial<DhcpServerOptions> & Pick<DhcpServerOpt
 describe('boot servers log', () => {
   it('logs a broken lease backend with MAC, xid and error, rate-limited across a storm', async () => {
     // A real MariaDB connection to a database that does not exist: every query fails.
-    const pool = mysql.createPool({ uri: `mysql://root@127.0.0.1:3306/bm_missing_${process.pid}_${Date.now().toString(36)}`, connectionLimit: 4 });
+    const pool = mysql.createPool({
+      uri: `mysql://root@127.0.0.1:3306/bm_missing_${process.pid}_${Date.now().toString(36)}`,
+      connectionLimit: 4,
+    });
     cleanups.push(() => pool.end());
     const { log, lines } = capture('info');
     const relay = await startRelay('127.0.0.1');
@@ -105,7 +129,14 @@ describe('boot servers log', () => {
   });
 
   it('refuses full mode without a range with a typed error naming the key', () => {
-    const make = (): DhcpServer => new DhcpServer({ mode: 'full', backend: new MemoryBootBackend(), serverAddress: '127.0.0.1', discovery: false, boot: { httpPort: 6386, biosFile: 'a', efiFile: 'b' } });
+    const make = (): DhcpServer =>
+      new DhcpServer({
+        mode: 'full',
+        backend: new MemoryBootBackend(),
+        serverAddress: '127.0.0.1',
+        discovery: false,
+        boot: { httpPort: 6386, biosFile: 'a', efiFile: 'b' },
+      });
     expect(make).toThrow(BootConfigError);
     expect(make).toThrow(/range_start/);
     try {
@@ -131,20 +162,45 @@ describe('boot servers log', () => {
       states: { bootStateFor: async () => null },
       blobs: new DirectoryBlobSource(root),
       clients: new NetworkGate([parseCidr('127.0.0.0/30')!]),
-      plan: { httpBase: 'http://127.0.0.1', controllerUrl: 'http://127.0.0.1', defaultKernel: 'deploy/vmlinuz', defaultRamdisk: 'deploy/initrd', discovery: false, kernelArgs: [] },
+      plan: {
+        httpBase: 'http://127.0.0.1',
+        controllerUrl: 'http://127.0.0.1',
+        defaultKernel: 'deploy/vmlinuz',
+        defaultRamdisk: 'deploy/initrd',
+        discovery: false,
+        kernelArgs: [],
+      },
       address: '0.0.0.0',
       port: 0,
       log,
     });
     const { port: httpPort } = await http.start();
     cleanups.push(() => http.close());
-    await run(requirePeer('/usr/bin/tftp'), ['-m', 'binary', '127.0.0.1', String(tftpPort), '-c', 'get', 'escape', path.join(dir, 'got')], { timeout: 20_000 });
-    const { stdout } = await run('curl', ['-sS', '--interface', '127.0.0.9', '-o', '/dev/null', '-w', '%{http_code}', `http://127.0.0.1:${httpPort}/images/deploy/vmlinuz`]);
+    await run(requirePeer('/usr/bin/tftp'), ['-m', 'binary', '127.0.0.1', String(tftpPort), '-c', 'get', 'escape', path.join(dir, 'got')], {
+      timeout: 20_000,
+    });
+    const { stdout } = await run('curl', [
+      '-sS',
+      '--interface',
+      '127.0.0.9',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      `http://127.0.0.1:${httpPort}/images/deploy/vmlinuz`,
+    ]);
     expect(stdout).toBe('403');
     const all = lines();
-    expect(all.filter((l) => l.msg === 'TFTP path outside the root refused')).toEqual([expect.objectContaining({ component: 'tftp', file: 'escape', client: expect.stringMatching(/^127\.0\.0\.1:\d+$/) })]);
+    expect(all.filter((l) => l.msg === 'TFTP path outside the root refused')).toEqual([
+      expect.objectContaining({ component: 'tftp', file: 'escape', client: expect.stringMatching(/^127\.0\.0\.1:\d+$/) }),
+    ]);
     expect(all.filter((l) => l.msg === 'boot image refused to a non-provisioning address')).toEqual([
-      expect.objectContaining({ component: 'http-boot', path: '/images/deploy/vmlinuz', rule: 'address in 127.0.0.0/30', client: expect.stringContaining('127.0.0.9') }),
+      expect.objectContaining({
+        component: 'http-boot',
+        path: '/images/deploy/vmlinuz',
+        rule: 'address in 127.0.0.0/30',
+        client: expect.stringContaining('127.0.0.9'),
+      }),
     ]);
   });
 });

@@ -74,7 +74,14 @@ if (config.http) {
     states: { bootStateFor: async (mac) => states.get(mac) ?? null },
     blobs: new DirectoryBlobSource(h.root),
     clients: leaseHolders ? new LeaseGate(leaseHolders) : new NetworkGate((h.provisioningNetworks ?? []).map((n) => parseCidr(n)!)),
-    plan: { httpBase: h.httpBase, controllerUrl: h.httpBase, defaultKernel: 'deploy/vmlinuz', defaultRamdisk: 'deploy/initrd', discovery: h.discovery, kernelArgs: h.kernelArgs ?? ['console=ttyS0'] },
+    plan: {
+      httpBase: h.httpBase,
+      controllerUrl: h.httpBase,
+      defaultKernel: 'deploy/vmlinuz',
+      defaultRamdisk: 'deploy/initrd',
+      discovery: h.discovery,
+      kernelArgs: h.kernelArgs ?? ['console=ttyS0'],
+    },
     address: h.address ?? '0.0.0.0',
     port: h.port,
   });

@@ -23,7 +23,6 @@ import { requirePeer } from './peers.ts';
 
 const run = promisify(execFile);
 
-
 let dir: string;
 let ctl: ControllerProcess;
 let admin: RpcConnection;
@@ -81,7 +80,18 @@ async function curlFrom(source: string, url: string, extra: string[] = []): Prom
 }
 
 async function enroll(mac: string): Promise<string> {
-  const node = await admin.client(NodeService).createNode({ pmAddress: '192.0.2.10', pmUser: 'admin', pmPassword: 'boot-test-secret', cpus: 2, memoryMb: 2048, localGb: 20, cpuArch: 'x86_64', mac });
+  const node = await admin
+    .client(NodeService)
+    .createNode({
+      pmAddress: '192.0.2.10',
+      pmUser: 'admin',
+      pmPassword: 'boot-test-secret',
+      cpus: 2,
+      memoryMb: 2048,
+      localGb: 20,
+      cpuArch: 'x86_64',
+      mac,
+    });
   return node.uuid;
 }
 
@@ -117,7 +127,9 @@ describe('controller with [boot] configured', () => {
     expect(offer?.yiaddr).toBe('127.0.0.100');
     const ack = await relay.exchange(to, mac, MessageType.request, requestFor(offer!.yiaddr, '127.0.0.1'), 3000);
     expect(ack?.yiaddr).toBe('127.0.0.100');
-    const [rows] = await db.pool.query<import('mysql2/promise').RowDataPacket[]>("SELECT mac, state FROM dhcp_leases WHERE state = 'bound'");
+    const [rows] = await db.pool.query<import('mysql2/promise').RowDataPacket[]>(
+      "SELECT mac, state FROM dhcp_leases WHERE state = 'bound'",
+    );
     expect(rows.map((r) => r.mac)).toEqual([mac]);
     expect(await relay.exchange(to, '52:54:00:b0:00:99', MessageType.discover, [], 800)).toBeNull();
   });
@@ -125,7 +137,19 @@ describe('controller with [boot] configured', () => {
   it('carries the token the conductor armed for this boot once: a second fetch gets none and revokes nothing', async () => {
     const mac = '52:54:00:b0:00:02';
     // The fake driver: the conductor's flow runs as for a real BMC, without one.
-    const node = await admin.client(NodeService).createNode({ pmAddress: 'fake-bmc-02', pmUser: 'admin', pmPassword: 'boot-test-secret', cpus: 2, memoryMb: 2048, localGb: 20, cpuArch: 'x86_64', mac, powerDriver: 'fake' });
+    const node = await admin
+      .client(NodeService)
+      .createNode({
+        pmAddress: 'fake-bmc-02',
+        pmUser: 'admin',
+        pmPassword: 'boot-test-secret',
+        cpus: 2,
+        memoryMb: 2048,
+        localGb: 20,
+        cpuArch: 'x86_64',
+        mac,
+        powerDriver: 'fake',
+      });
     const uuid = node.uuid;
     const url = `http://127.0.0.1:${httpPort}/boot/${mac}.ipxe`;
     // Enrolled but not in an operation: nothing to boot.
@@ -165,7 +189,20 @@ describe('controller with [boot] configured', () => {
     const file = path.join(dir, 'kernel.aki');
     const aki = Buffer.from('an uploaded kernel image '.repeat(4096));
     await writeFile(file, aki);
-    const made = await runBmctl(['--url', ctl.url, '--token', ctl.token, 'image', 'create', file, '--name', 'deploy-kernel', '--disk-format', 'aki', '--json']);
+    const made = await runBmctl([
+      '--url',
+      ctl.url,
+      '--token',
+      ctl.token,
+      'image',
+      'create',
+      file,
+      '--name',
+      'deploy-kernel',
+      '--disk-format',
+      'aki',
+      '--json',
+    ]);
     expect(made.code).toBe(0);
     // The first test's DORA leased 127.0.0.100: loopback lets us fetch from that address.
     const leased = '127.0.0.100';
@@ -188,7 +225,13 @@ describe('controller with [boot] configured', () => {
       .split('\n')
       .filter((l) => l.includes('boot image refused to a non-provisioning address'))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(refusals).toContainEqual(expect.objectContaining({ component: 'http-boot', path: '/images/deploy-kernel', rule: 'holds a DHCP lease from this controller group' }));
+    expect(refusals).toContainEqual(
+      expect.objectContaining({
+        component: 'http-boot',
+        path: '/images/deploy-kernel',
+        rule: 'holds a DHCP lease from this controller group',
+      }),
+    );
   });
 
   it("refuses a tenant's raw and qcow2 images on the boot port, even to a leased address", async () => {
@@ -197,8 +240,24 @@ describe('controller with [boot] configured', () => {
     await writeFile(raw, tenantBytes);
     const qcow2 = path.join(dir, 'tenant.qcow2');
     await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
-    for (const [name, file, format] of [['tenant-raw', raw, 'raw'], ['tenant-qcow2', qcow2, 'qcow2']] as const) {
-      const made = await runBmctl(['--url', ctl.url, '--token', ctl.token, 'image', 'create', file, '--name', name, '--disk-format', format, '--json']);
+    for (const [name, file, format] of [
+      ['tenant-raw', raw, 'raw'],
+      ['tenant-qcow2', qcow2, 'qcow2'],
+    ] as const) {
+      const made = await runBmctl([
+        '--url',
+        ctl.url,
+        '--token',
+        ctl.token,
+        'image',
+        'create',
+        file,
+        '--name',
+        name,
+        '--disk-format',
+        format,
+        '--json',
+      ]);
       expect(made.code, made.stderr).toBe(0);
       const got = await curlFrom('127.0.0.100', `http://127.0.0.1:${httpPort}/images/${name}`);
       expect(got.status, name).toBe(403);

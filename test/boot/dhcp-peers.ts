@@ -49,9 +49,15 @@ export async function udhcpc(ns: string, args: readonly string[], tries = 3): Pr
   await writeFile(script, `#!/bin/sh\nenv > "${dir}/event-$1"\n`);
   await chmod(script, 0o755);
   try {
-    const { stdout, stderr } = await nsExec(ns, bin, ['-i', 'eth0', '-f', '-q', '-n', '-t', String(tries), '-T', '1', '-A', '1', '-s', script, ...args], 30_000).catch(
-      (err: { stdout?: string; stderr?: string }) => ({ stdout: err.stdout ?? '', stderr: (err.stderr ?? '') + '\n(exit non-zero)' }),
-    );
+    const { stdout, stderr } = await nsExec(
+      ns,
+      bin,
+      ['-i', 'eth0', '-f', '-q', '-n', '-t', String(tries), '-T', '1', '-A', '1', '-s', script, ...args],
+      30_000,
+    ).catch((err: { stdout?: string; stderr?: string }) => ({
+      stdout: err.stdout ?? '',
+      stderr: (err.stderr ?? '') + '\n(exit non-zero)',
+    }));
     const events = await readdir(dir);
     let bound: Record<string, string> | null = null;
     if (events.includes('event-bound')) {

@@ -41,7 +41,14 @@ beforeAll(async () => {
     '--log-dhcp',
   ]);
   await waitForLine(dnsmasq, /DHCP, IP range/);
-  runner = await startRunner(ours.ns, { dhcp: { mode: 'proxy', serverAddress: '10.95.0.3', discovery: false, nodes: [{ mac: PXE_MAC, nodeUuid: '33333333-3333-4333-8333-333333333333', fixedAddress: null }] } });
+  runner = await startRunner(ours.ns, {
+    dhcp: {
+      mode: 'proxy',
+      serverAddress: '10.95.0.3',
+      discovery: false,
+      nodes: [{ mac: PXE_MAC, nodeUuid: '33333333-3333-4333-8333-333333333333', fixedAddress: null }],
+    },
+  });
 });
 
 afterAll(async () => {
@@ -61,10 +68,19 @@ describe('proxyDHCP beside dnsmasq', () => {
     };
     // Two offers: an address from dnsmasq (no boot file), boot info from us (no address).
     expect(got.offers).toContainEqual(expect.objectContaining({ serverId: '10.95.0.2', file: '' }));
-    expect(got.offers).toContainEqual(expect.objectContaining({ serverId: '10.95.0.3', yiaddr: '0.0.0.0', file: 'undionly.kpxe', siaddr: '10.95.0.3' }));
+    expect(got.offers).toContainEqual(
+      expect.objectContaining({ serverId: '10.95.0.3', yiaddr: '0.0.0.0', file: 'undionly.kpxe', siaddr: '10.95.0.3' }),
+    );
     expect(got.addressAck).toMatchObject({ type: 5, serverId: '10.95.0.2' });
     expect(got.addressAck!.yiaddr).toMatch(/^10\.95\.0\.1[0-5]\d$/);
-    expect(got.proxyAck).toMatchObject({ type: 5, yiaddr: '0.0.0.0', siaddr: '10.95.0.3', file: 'undionly.kpxe', vendorClass: 'PXEClient', echoedUuid: true });
+    expect(got.proxyAck).toMatchObject({
+      type: 5,
+      yiaddr: '0.0.0.0',
+      siaddr: '10.95.0.3',
+      file: 'undionly.kpxe',
+      vendorClass: 'PXEClient',
+      echoedUuid: true,
+    });
     const stats = (await runner!.stats()).dhcp!;
     expect(stats.proxyOffers).toBeGreaterThanOrEqual(1);
     expect(stats.proxyAcks).toBeGreaterThanOrEqual(1);

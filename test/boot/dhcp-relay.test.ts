@@ -15,7 +15,12 @@ afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
 });
 
-async function serverOn(address: string, backend: MemoryBootBackend, relay: Relay, extra: Partial<DhcpServerOptions> = {}): Promise<{ server: DhcpServer; to: { address: string; port: number } }> {
+async function serverOn(
+  address: string,
+  backend: MemoryBootBackend,
+  relay: Relay,
+  extra: Partial<DhcpServerOptions> = {},
+): Promise<{ server: DhcpServer; to: { address: string; port: number } }> {
   const server = new DhcpServer({
     mode: 'full',
     backend,
@@ -105,7 +110,13 @@ describe('DHCP through a relay', () => {
   });
 
   it('mode off binds nothing', async () => {
-    const server = new DhcpServer({ mode: 'off', backend: new MemoryBootBackend(), serverAddress: '127.0.0.1', discovery: true, boot: { httpPort: 6386, biosFile: 'a', efiFile: 'b' } });
+    const server = new DhcpServer({
+      mode: 'off',
+      backend: new MemoryBootBackend(),
+      serverAddress: '127.0.0.1',
+      discovery: true,
+      boot: { httpPort: 6386, biosFile: 'a', efiFile: 'b' },
+    });
     expect(await server.start()).toEqual({ server: null, proxy: null });
     await server.close();
   });

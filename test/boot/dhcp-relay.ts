@@ -11,7 +11,13 @@ export interface Relay {
   readonly port: number;
   readonly socket: Socket;
   /** Sends a request from `mac` and resolves with the first reply of the same xid (or null after `ms`). */
-  exchange(to: { address: string; port: number }, mac: string, type: number, options?: [number, Uint8Array][], ms?: number): Promise<DhcpPacket | null>;
+  exchange(
+    to: { address: string; port: number },
+    mac: string,
+    type: number,
+    options?: [number, Uint8Array][],
+    ms?: number,
+  ): Promise<DhcpPacket | null>;
   onReply(fn: (p: DhcpPacket) => void): void;
   close(): Promise<void>;
 }
@@ -41,7 +47,15 @@ export async function startRelay(address = '127.0.0.1'): Promise<Relay> {
     exchange(to, mac, type, options = [], ms = 1000) {
       const xid = nextXid++;
       const chaddr = new Uint8Array(mac.split(':').map((h) => parseInt(h, 16)));
-      const wire = encodeDhcp({ op: BOOTREQUEST, xid, flags: 0, hops: 1, giaddr: address, chaddr, options: [[Opt.messageType, new Uint8Array([type])], ...options] });
+      const wire = encodeDhcp({
+        op: BOOTREQUEST,
+        xid,
+        flags: 0,
+        hops: 1,
+        giaddr: address,
+        chaddr,
+        options: [[Opt.messageType, new Uint8Array([type])], ...options],
+      });
       return new Promise((resolve) => {
         const timer = setTimeout(() => {
           waiting.delete(xid);

@@ -104,7 +104,13 @@ describe('PXE storm through a relay to two controllers', () => {
         const { server: port } = await server.start();
         targets.push({ address, port: port! });
       }
-      const result = await runStorm({ servers: targets, relay: { address: '127.0.0.1', port: relayPort }, clients, macPrefix: '52:54:00:5f', deadlineMs: 60_000 });
+      const result = await runStorm({
+        servers: targets,
+        relay: { address: '127.0.0.1', port: relayPort },
+        clients,
+        macPrefix: '52:54:00:5f',
+        deadlineMs: 60_000,
+      });
       expect(result.unleased, JSON.stringify({ ...result, leases: undefined, stats: servers.map((s) => s.stats) })).toEqual([]);
       expect(result.leased).toBe(clients);
       expect(result.duplicateAddresses).toBe(0);

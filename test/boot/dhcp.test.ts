@@ -16,7 +16,6 @@ import mysql from 'mysql2/promise';
 import { dropDatabase, syncDatabase } from '../../db/migrate.ts';
 import { uniqueDatabaseUrl } from '../../controller/lab/index.ts';
 
-
 const KNOWN = '52:54:00:aa:00:01';
 const FIXED = '52:54:00:aa:00:02';
 const UNKNOWN = '52:54:00:bb:00:99';
@@ -38,7 +37,10 @@ async function enrollPorts(): Promise<void> {
       ['11111111-1111-4111-8111-111111111111', KNOWN, null],
       ['22222222-2222-4222-8222-222222222222', FIXED, '10.96.0.42'],
     ] as const) {
-      await conn.query("INSERT INTO nodes (uuid, cpus, memory_mb, local_gb, cpu_arch, pm_address, pm_user, properties) VALUES (?, 1, 1024, 10, 'x86_64', '192.0.2.1', 'admin', '{}')", [uuid]);
+      await conn.query(
+        "INSERT INTO nodes (uuid, cpus, memory_mb, local_gb, cpu_arch, pm_address, pm_user, properties) VALUES (?, 1, 1024, 10, 'x86_64', '192.0.2.1', 'admin', '{}')",
+        [uuid],
+      );
       await conn.query('INSERT INTO ports (uuid, node_uuid, address, fixed_ip) VALUES (UUID(), ?, ?, ?)', [uuid, mac, fixed]);
     }
   } finally {
@@ -116,7 +118,12 @@ describe('DHCP full mode with udhcpc across a veth pair', () => {
     const child = nsSpawn(client.ns, requirePeer('/usr/sbin/udhcpc'), ['-i', 'eth0', '-f', '-R', '-t', '3', '-T', '1', '-s', script]);
     try {
       const deadline = Date.now() + 10_000;
-      while (!(await readFile(path.join(dir, 'bound')).then(() => true, () => false))) {
+      while (
+        !(await readFile(path.join(dir, 'bound')).then(
+          () => true,
+          () => false,
+        ))
+      ) {
         if (Date.now() > deadline) throw new Error('udhcpc did not bind');
         await new Promise((r) => setTimeout(r, 100));
       }
@@ -171,7 +178,12 @@ describe('DHCP full mode with udhcpc across a veth pair', () => {
       const script = path.join(dir, 'script.sh');
       await writeFile(script, `#!/bin/sh\nif [ "$reason" = BOUND ]; then env > "${dir}/bound"; fi\nexit 0\n`);
       await chmod(script, 0o755);
-      await nsExec(client.ns, dhclient, ['-1', '-v', '-sf', script, '-lf', path.join(dir, 'leases'), '-pf', path.join(dir, 'pid'), 'eth0'], 40_000);
+      await nsExec(
+        client.ns,
+        dhclient,
+        ['-1', '-v', '-sf', script, '-lf', path.join(dir, 'leases'), '-pf', path.join(dir, 'pid'), 'eth0'],
+        40_000,
+      );
       const env = await readFile(path.join(dir, 'bound'), 'utf8');
       expect(env).toMatch(/new_ip_address=10\.96\.0\.1\d\d/);
       expect(env).toMatch(/new_dhcp_server_identifier=10\.96\.0\.1/);

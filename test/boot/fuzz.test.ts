@@ -121,7 +121,16 @@ describe('TFTP server under malformed input', () => {
   });
 
   it('drops and counts thousands of bad packets on the request port and keeps serving', async () => {
-    const base = encodeRequest('rrq', 'file.bin', 'octet', new Map([['blksize', '1024'], ['tsize', '0'], ['windowsize', '8']]));
+    const base = encodeRequest(
+      'rrq',
+      'file.bin',
+      'octet',
+      new Map([
+        ['blksize', '1024'],
+        ['tsize', '0'],
+        ['windowsize', '8'],
+      ]),
+    );
     const packets = fc.sample(mutations(base), { numRuns: COUNT, seed: 7 });
     // Mutations that still parse are real requests (mostly for missing files): also fine, but not "malformed".
     const bad = packets.filter((p) => {

@@ -31,7 +31,10 @@ const kernel = randomBytes(1_000_003);
 
 async function curl(args: string[]): Promise<{ status: number; body: Buffer; headers: string }> {
   const headersFile = path.join(dir, `h-${randomBytes(4).toString('hex')}`);
-  const { stdout } = await run('curl', ['-sS', '-D', headersFile, '--path-as-is', ...args], { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 });
+  const { stdout } = await run('curl', ['-sS', '-D', headersFile, '--path-as-is', ...args], {
+    encoding: 'buffer',
+    maxBuffer: 64 * 1024 * 1024,
+  });
   const h = await readFile(headersFile, 'utf8');
   return { status: Number(/^HTTP\/1\.1 (\d+)/.exec(h)?.[1]), body: stdout, headers: h };
 }
@@ -48,18 +51,46 @@ beforeAll(async () => {
   await truncate(path.join(root, 'huge.img'), 512 * 1024 * 1024);
   const states = {
     async bootStateFor(mac: string): Promise<NodeBootState | null> {
-      if (mac === DEPLOYING) return { nodeUuid: '0f0e0d0c-0b0a-4908-8706-050403020100', provisionState: 'deploying', agentToken: 'token_0123456789abcdef', deployKernel: null, deployRamdisk: null };
-      if (mac === ACTIVE) return { nodeUuid: '1f0e0d0c-0b0a-4908-8706-050403020100', provisionState: 'active', agentToken: null, deployKernel: null, deployRamdisk: null };
+      if (mac === DEPLOYING)
+        return {
+          nodeUuid: '0f0e0d0c-0b0a-4908-8706-050403020100',
+          provisionState: 'deploying',
+          agentToken: 'token_0123456789abcdef',
+          deployKernel: null,
+          deployRamdisk: null,
+        };
+      if (mac === ACTIVE)
+        return {
+          nodeUuid: '1f0e0d0c-0b0a-4908-8706-050403020100',
+          provisionState: 'active',
+          agentToken: null,
+          deployKernel: null,
+          deployRamdisk: null,
+        };
       return null;
     },
   };
-  const plan = { httpBase: 'http://127.0.0.1:6386', controllerUrl: 'http://127.0.0.1:6385', defaultKernel: 'deploy/vmlinuz', defaultRamdisk: 'deploy/initrd', discovery: false, kernelArgs: ['console=ttyS0'] };
+  const plan = {
+    httpBase: 'http://127.0.0.1:6386',
+    controllerUrl: 'http://127.0.0.1:6385',
+    defaultKernel: 'deploy/vmlinuz',
+    defaultRamdisk: 'deploy/initrd',
+    discovery: false,
+    kernelArgs: ['console=ttyS0'],
+  };
   await leases.commitLease({ mac: '52:54:00:dd:00:10', ip: '127.0.0.1', expiresAt: Date.now() + 3600_000 });
   await leases.commitLease({ mac: DEPLOYING, ip: '127.0.0.2', expiresAt: Date.now() + 3600_000 });
   const clients = new LeaseGate(leases);
   server = new HttpBootServer({ states, blobs: new DirectoryBlobSource(root), clients, plan, address: '0.0.0.0', port: 0 });
   base = `http://127.0.0.1:${(await server.start()).port}`;
-  discoveryServer = new HttpBootServer({ states, blobs: new DirectoryBlobSource(root), clients, plan: { ...plan, discovery: true }, address: '127.0.0.1', port: 0 });
+  discoveryServer = new HttpBootServer({
+    states,
+    blobs: new DirectoryBlobSource(root),
+    clients,
+    plan: { ...plan, discovery: true },
+    address: '127.0.0.1',
+    port: 0,
+  });
   discoveryBase = `http://127.0.0.1:${(await discoveryServer.start()).port}`;
 });
 
@@ -70,7 +101,7 @@ afterAll(async () => {
 });
 
 describe('HTTP boot server', () => {
-  it('serves the deploy script of a deploying node, with controller URL, uuid and token, to that node\'s leased address only', async () => {
+  it("serves the deploy script of a deploying node, with controller URL, uuid and token, to that node's leased address only", async () => {
     // Another leased machine (127.0.0.1 holds a different MAC's lease) gets no script, let alone the token.
     const stranger = await curl([`${base}/boot/${DEPLOYING}.ipxe`]);
     expect(stranger.status).toBe(403);
@@ -79,7 +110,9 @@ describe('HTTP boot server', () => {
     expect(r.status).toBe(200);
     const s = r.body.toString();
     expect(s.startsWith('#!ipxe\n')).toBe(true);
-    expect(s).toContain('kernel --name kernel http://127.0.0.1:6386/images/deploy/vmlinuz initrd=initrd bm.controller=http://127.0.0.1:6385 bm.purpose=deploy bm.node=0f0e0d0c-0b0a-4908-8706-050403020100 bm.token=token_0123456789abcdef');
+    expect(s).toContain(
+      'kernel --name kernel http://127.0.0.1:6386/images/deploy/vmlinuz initrd=initrd bm.controller=http://127.0.0.1:6385 bm.purpose=deploy bm.node=0f0e0d0c-0b0a-4908-8706-050403020100 bm.token=token_0123456789abcdef',
+    );
     // iPXE may ask with ${mac:hexhyp}: the hyphen spelling works too.
     expect((await curl(['--interface', '127.0.0.2', `${base}/boot/52-54-00-dd-00-01.ipxe`])).status).toBe(200);
   });
@@ -112,7 +145,14 @@ describe('HTTP boot server', () => {
   });
 
   it('never serves a path outside its root', async () => {
-    for (const p of ['/images/../../secret', '/images/%2e%2e/secret', '/images/..%2fsecret', '/images/deploy/%2e%2e/%2e%2e/secret', '/images/%2fetc%2fpasswd', '/images/escape']) {
+    for (const p of [
+      '/images/../../secret',
+      '/images/%2e%2e/secret',
+      '/images/..%2fsecret',
+      '/images/deploy/%2e%2e/%2e%2e/secret',
+      '/images/%2fetc%2fpasswd',
+      '/images/escape',
+    ]) {
       const r = await curl([`${base}${p}`]);
       expect(r.status, p).toBeGreaterThanOrEqual(400);
       expect(r.body.toString(), p).not.toContain('SECRET-CONTENT');

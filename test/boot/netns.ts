@@ -77,7 +77,12 @@ export async function createLan(): Promise<Lan> {
 }
 
 /** Runs a command inside a namespace and returns stdout (rejects on non-zero exit). */
-export async function nsExec(ns: string, command: string, args: readonly string[], timeoutMs = 30_000): Promise<{ stdout: string; stderr: string }> {
+export async function nsExec(
+  ns: string,
+  command: string,
+  args: readonly string[],
+  timeoutMs = 30_000,
+): Promise<{ stdout: string; stderr: string }> {
   return run('ip', ['netns', 'exec', ns, command, ...args], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 });
 }
 

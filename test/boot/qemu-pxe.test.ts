@@ -30,7 +30,6 @@ let qemu: ChildProcess | null = null;
 let dnsmasq: ChildProcess | null = null;
 let dir = '';
 
-
 async function waitForLog(file: string, patterns: readonly RegExp[], timeoutMs: number): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   let text = '';
@@ -69,9 +68,14 @@ async function bootVm(mode: 'full' | 'proxy'): Promise<{ text: string; stats: Re
   if (mode === 'proxy') {
     const other = await lan.addLeaf('dnsm', '10.99.0.2/24');
     dnsmasq = nsSpawn(other.ns, dnsmasqBin, [
-      '--no-daemon', '--conf-file=/dev/null', '--port=0', '--no-ping',
+      '--no-daemon',
+      '--conf-file=/dev/null',
+      '--port=0',
+      '--no-ping',
       '--dhcp-range=10.99.0.200,10.99.0.220,255.255.255.0,1h',
-      `--dhcp-leasefile=${path.join(dir, 'dnsmasq.leases')}`, `--pid-file=${path.join(dir, 'dnsmasq.pid')}`, '--log-facility=-',
+      `--dhcp-leasefile=${path.join(dir, 'dnsmasq.leases')}`,
+      `--pid-file=${path.join(dir, 'dnsmasq.pid')}`,
+      '--log-facility=-',
     ]);
     await waitForLine(dnsmasq, /DHCP, IP range/);
   }
@@ -90,7 +94,16 @@ async function bootVm(mode: 'full' | 'proxy'): Promise<{ text: string; stats: Re
       port: 6386,
       httpBase: 'http://10.99.0.1:6386',
       discovery: false,
-      states: [{ mac: VM_MAC, nodeUuid: NODE, provisionState: 'deploying', agentToken: 'agent_token_0123456789', deployKernel: null, deployRamdisk: null }],
+      states: [
+        {
+          mac: VM_MAC,
+          nodeUuid: NODE,
+          provisionState: 'deploying',
+          agentToken: 'agent_token_0123456789',
+          deployKernel: null,
+          deployRamdisk: null,
+        },
+      ],
       // Proxy mode: dnsmasq leases the addresses, so the segment is the rule.
       provisioningNetworks: ['10.99.0.0/24'],
     },
@@ -99,11 +112,27 @@ async function bootVm(mode: 'full' | 'proxy'): Promise<{ text: string; stats: Re
   qemu = spawn(
     'ip',
     [
-      'netns', 'exec', lan.hub, qemuBin,
-      '-accel', 'tcg', '-m', '256', '-nographic', '-monitor', 'none', '-serial', `file:${log}`, '-boot', 'n',
-      '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`,
-      '-device', `virtio-net-pci,netdev=n0,mac=${VM_MAC}`,
-      '-pidfile', path.join(dir, 'qemu.pid'),
+      'netns',
+      'exec',
+      lan.hub,
+      qemuBin,
+      '-accel',
+      'tcg',
+      '-m',
+      '256',
+      '-nographic',
+      '-monitor',
+      'none',
+      '-serial',
+      `file:${log}`,
+      '-boot',
+      'n',
+      '-netdev',
+      `tap,id=n0,ifname=${tap},script=no,downscript=no`,
+      '-device',
+      `virtio-net-pci,netdev=n0,mac=${VM_MAC}`,
+      '-pidfile',
+      path.join(dir, 'qemu.pid'),
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
@@ -123,7 +152,8 @@ async function cleanup(): Promise<void> {
 
 const SCRIPT_ECHO = new RegExp(`Booting the deploy ramdisk for node ${NODE}`);
 // After the kernel booted: a second iPXE banner, then our command line as the booted kernel saw it.
-const BOOTED = /images\/deploy\/vmlinuz\.\.\. ok[\s\S]*images\/deploy\/initrd\.\.\. ok[\s\S]*Open Source Network Boot Firmware[\s\S]*bm\.controller=http:\/\/10\.99\.0\.1:6386/;
+const BOOTED =
+  /images\/deploy\/vmlinuz\.\.\. ok[\s\S]*images\/deploy\/initrd\.\.\. ok[\s\S]*Open Source Network Boot Firmware[\s\S]*bm\.controller=http:\/\/10\.99\.0\.1:6386/;
 
 describe('PXE boot of a QEMU VM', () => {
   afterEach(cleanup);

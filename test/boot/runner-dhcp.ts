@@ -25,11 +25,18 @@ export interface RunnerDhcpConfig {
   readonly mysql?: { readonly socketPath: string; readonly database: string; readonly user: string; readonly connectionLimit?: number };
 }
 
-export async function startDhcpFromRunnerConfig(c: RunnerDhcpConfig): Promise<{ addresses: unknown; backend: BootBackend; close: () => Promise<void>; stats: () => Promise<unknown> }> {
+export async function startDhcpFromRunnerConfig(
+  c: RunnerDhcpConfig,
+): Promise<{ addresses: unknown; backend: BootBackend; close: () => Promise<void>; stats: () => Promise<unknown> }> {
   const memory = new MemoryBootBackend();
   for (const n of c.nodes ?? []) memory.addNode(n);
   const pool = c.mysql
-    ? mysql.createPool({ socketPath: c.mysql.socketPath, user: c.mysql.user, database: c.mysql.database, connectionLimit: c.mysql.connectionLimit ?? 16 })
+    ? mysql.createPool({
+        socketPath: c.mysql.socketPath,
+        user: c.mysql.user,
+        database: c.mysql.database,
+        connectionLimit: c.mysql.connectionLimit ?? 16,
+      })
     : null;
   const mysqlBackend = pool ? new MysqlBootBackend(pool) : null;
   const backend: BootBackend = mysqlBackend ?? memory;

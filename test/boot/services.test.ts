@@ -54,7 +54,10 @@ describe('boot services from config', () => {
     const tftp = requirePeer('/usr/bin/tftp');
     const local = path.join(dir, 'got.kpxe');
     await run(tftp, ['-m', 'binary', '127.0.0.1', String(tftpPort), '-c', 'get', 'undionly.kpxe', local]);
-    const sha = async (f: string): Promise<string> => createHash('sha256').update(await readFile(f)).digest('hex');
+    const sha = async (f: string): Promise<string> =>
+      createHash('sha256')
+        .update(await readFile(f))
+        .digest('hex');
     expect(await sha(local)).toBe(await sha('/usr/lib/ipxe/undionly.kpxe'));
     const { stdout } = await run('curl', ['-sS', `http://127.0.0.1:${httpPort}/boot/52:54:00:aa:bb:cc.ipxe`]);
     expect(stdout).toContain('bm.purpose=discovery');

@@ -84,7 +84,18 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     const uuid = new Uint8Array(17);
     uuid[15] = index >> 8;
     uuid[16] = index & 0xff;
-    const c: Omit<Client, 'mac'> = { index, chaddr, uuid, xid: 0, phase: 'idle', attempt: 0, offered: null, serverId: null, timer: null, leasedAtMs: null };
+    const c: Omit<Client, 'mac'> = {
+      index,
+      chaddr,
+      uuid,
+      xid: 0,
+      phase: 'idle',
+      attempt: 0,
+      offered: null,
+      serverId: null,
+      timer: null,
+      leasedAtMs: null,
+    };
     return { ...c, mac: [...chaddr].map((b) => b.toString(16).padStart(2, '0')).join(':') };
   });
   const byXid = new Map<number, Client>();
@@ -106,7 +117,16 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     ];
     if (type === MessageType.request) options.push([Opt.requestedIp, ipToBytes(c.offered!)], [Opt.serverId, ipToBytes(c.serverId!)]);
     const secs = Math.min(0xffff, Math.floor((performance.now() - t0) / 1000));
-    const wire = encodeDhcp({ op: BOOTREQUEST, xid: c.xid, flags: 0x8000, hops: 1, secs, giaddr: o.relay.address, chaddr: c.chaddr, options });
+    const wire = encodeDhcp({
+      op: BOOTREQUEST,
+      xid: c.xid,
+      flags: 0x8000,
+      hops: 1,
+      secs,
+      giaddr: o.relay.address,
+      chaddr: c.chaddr,
+      options,
+    });
     if (type === MessageType.discover) counts.discovers++;
     else counts.requests++;
     for (const server of o.servers) socket.send(wire, server.port, server.address);
@@ -183,7 +203,8 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
 
   const done = clients.filter((c) => c.leasedAtMs !== null);
   const times = done.map((c) => c.leasedAtMs!).sort((a, b) => a - b);
-  const pct = (q: number): number | null => (times.length === 0 ? null : Math.round(times[Math.min(times.length - 1, Math.floor(q * times.length))]!));
+  const pct = (q: number): number | null =>
+    times.length === 0 ? null : Math.round(times[Math.min(times.length - 1, Math.floor(q * times.length))]!);
   const leases = done.map((c) => ({ mac: c.mac, ip: c.offered! }));
   return {
     clients: o.clients,

@@ -32,7 +32,10 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-async function serve(ipxeDir: string, names: readonly string[]): Promise<{ server: TftpServer; port: number; source: IpxeOverlayFileSource }> {
+async function serve(
+  ipxeDir: string,
+  names: readonly string[],
+): Promise<{ server: TftpServer; port: number; source: IpxeOverlayFileSource }> {
   const source = await IpxeOverlayFileSource.create(new DirectoryFileSource(root), ipxeDir, names);
   const server = new TftpServer({ source, address: '127.0.0.1', port: 0, timeoutMs: 300 });
   return { server, port: (await server.start()).port, source };

@@ -38,7 +38,15 @@ export async function runTftpStorm(o: TftpStormOptions): Promise<TftpStormResult
   await Promise.all(
     Array.from({ length: o.clients }, async () => {
       try {
-        const r = await tftpGet({ host: o.host, port: o.port, file: o.file, blksize: o.blksize ?? 1456, tsize: true, timeoutMs: o.timeoutMs ?? 1000, retries: o.retries ?? 6 });
+        const r = await tftpGet({
+          host: o.host,
+          port: o.port,
+          file: o.file,
+          blksize: o.blksize ?? 1456,
+          tsize: true,
+          timeoutMs: o.timeoutMs ?? 1000,
+          retries: o.retries ?? 6,
+        });
         times.push(performance.now() - t0);
         digests.add(r.sha256);
       } catch (err) {
@@ -48,9 +56,19 @@ export async function runTftpStorm(o: TftpStormOptions): Promise<TftpStormResult
     }),
   );
   times.sort((a, b) => a - b);
-  const pct = (q: number): number | null => (times.length === 0 ? null : Math.round(times[Math.min(times.length - 1, Math.floor(q * times.length))]!));
+  const pct = (q: number): number | null =>
+    times.length === 0 ? null : Math.round(times[Math.min(times.length - 1, Math.floor(q * times.length))]!);
   const failed = o.clients - times.length;
-  return { clients: o.clients, completed: times.length, failed, allDoneMs: failed === 0 ? Math.round(times[times.length - 1] ?? 0) : null, p50Ms: pct(0.5), p99Ms: pct(0.99), digests: digests.size, errors };
+  return {
+    clients: o.clients,
+    completed: times.length,
+    failed,
+    allDoneMs: failed === 0 ? Math.round(times[times.length - 1] ?? 0) : null,
+    p50Ms: pct(0.5),
+    p99Ms: pct(0.99),
+    digests: digests.size,
+    errors,
+  };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -72,7 +72,9 @@ describe('TFTP server with real clients', () => {
     const before = server.stats.transfersCompleted;
     for (const blksize of ['1428', '8192']) {
       const local = path.join(dir, `bb-${blksize}`);
-      await run(busybox, ['tftp', '-g', '-b', blksize, '-r', 'sub/dir/big.bin', '-l', local, '127.0.0.1', String(port)], { timeout: 20_000 });
+      await run(busybox, ['tftp', '-g', '-b', blksize, '-r', 'sub/dir/big.bin', '-l', local, '127.0.0.1', String(port)], {
+        timeout: 20_000,
+      });
       expect(sha(await readFile(local))).toBe(sha(files['sub/dir/big.bin']!));
     }
     expect(server.stats.transfersCompleted).toBe(before + 2);
@@ -108,7 +110,9 @@ describe('TFTP server with real clients', () => {
 
   it('serves many concurrent transfers', async () => {
     const results = await Promise.all(
-      Array.from({ length: 40 }, (_, i) => tftpGet({ host: '127.0.0.1', port, file: 'undionly.kpxe', blksize: 1024, windowsize: (i % 8) + 1 })),
+      Array.from({ length: 40 }, (_, i) =>
+        tftpGet({ host: '127.0.0.1', port, file: 'undionly.kpxe', blksize: 1024, windowsize: (i % 8) + 1 }),
+      ),
     );
     for (const r of results) expect(r.sha256).toBe(sha(files['undionly.kpxe']!));
   });
@@ -154,7 +158,7 @@ describe('TFTP server retransmission', () => {
     socket.close();
   });
 
-  it('answers a duplicate ACK with nothing (no sorcerer\'s apprentice)', async () => {
+  it("answers a duplicate ACK with nothing (no sorcerer's apprentice)", async () => {
     const { socket, next } = await rawClient();
     socket.send(encodeRequest('rrq', 'exact.bin'), port, '127.0.0.1');
     const first = await next(1000);

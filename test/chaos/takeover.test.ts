@@ -13,7 +13,18 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InstanceService } from '../../proto/gen/bm/v1/instance_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
-import { loopbackBootToml, type ControllerProcess, VirtualNode, freePort, freeUdpPort, runBmctl, sha256OfFilePrefix, startControllerProcess, uniqueDatabaseUrl, uniqueNatsPrefix } from '../../controller/lab/index.ts';
+import {
+  loopbackBootToml,
+  type ControllerProcess,
+  VirtualNode,
+  freePort,
+  freeUdpPort,
+  runBmctl,
+  sha256OfFilePrefix,
+  startControllerProcess,
+  uniqueDatabaseUrl,
+  uniqueNatsPrefix,
+} from '../../controller/lab/index.ts';
 
 const MIB = 1024 * 1024;
 const IMAGE_BYTES = 512 * MIB;
@@ -61,8 +72,20 @@ describe('takeover', () => {
     const natsPrefix = uniqueNatsPrefix();
     clusterOf.set('shared', { databaseUrl, natsPrefix, key: env.BM_SECRETS_KEY });
     const httpA = await freePort();
-    a = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: await toml('ctl-a', httpA, await freeUdpPort()) });
-    b = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: await toml('ctl-b', await freePort(), await freeUdpPort()) });
+    a = await startControllerProcess({
+      databaseUrl,
+      env,
+      natsPrefix,
+      logLevel: 'warn',
+      extraToml: await toml('ctl-a', httpA, await freeUdpPort()),
+    });
+    b = await startControllerProcess({
+      databaseUrl,
+      env,
+      natsPrefix,
+      logLevel: 'warn',
+      extraToml: await toml('ctl-b', await freePort(), await freeUdpPort()),
+    });
     const cliA = { BM_URL: a.url, BM_TOKEN: a.token };
 
     const raw = path.join(dir, 'image.raw');
@@ -74,9 +97,43 @@ describe('takeover', () => {
     imageShaOf.set('big', imageSha);
     expect((await runBmctl(['image', 'create', raw, '--name', 'big', '--disk-format', 'raw'], cliA, 180_000)).code).toBe(0);
 
-    m = new VirtualNode({ name: 'tk-1', mac: '52:54:00:0f:00:01', bmcPassword: 'takeover-secret', diskBytes: IMAGE_BYTES + 128 * MIB, dir: path.join(dir, 'm'), bootUrl: `http://127.0.0.1:${httpA}`, say: (msg) => log.push(msg) });
+    m = new VirtualNode({
+      name: 'tk-1',
+      mac: '52:54:00:0f:00:01',
+      bmcPassword: 'takeover-secret',
+      diskBytes: IMAGE_BYTES + 128 * MIB,
+      dir: path.join(dir, 'm'),
+      bootUrl: `http://127.0.0.1:${httpA}`,
+      say: (msg) => log.push(msg),
+    });
     await m.start();
-    expect((await runBmctl(['node', 'create', '--name', 'tk-1', '--pm-address', m.bmc.address, '--pm-port', String(m.bmc.port), '--pm-user', 'admin', '--cpus', '2', '--memory-mb', '2048', '--disk-gb', '1', '--mac', m.o.mac], { ...cliA, BM_PM_PASSWORD: 'takeover-secret' })).code).toBe(0);
+    expect(
+      (
+        await runBmctl(
+          [
+            'node',
+            'create',
+            '--name',
+            'tk-1',
+            '--pm-address',
+            m.bmc.address,
+            '--pm-port',
+            String(m.bmc.port),
+            '--pm-user',
+            'admin',
+            '--cpus',
+            '2',
+            '--memory-mb',
+            '2048',
+            '--disk-gb',
+            '1',
+            '--mac',
+            m.o.mac,
+          ],
+          { ...cliA, BM_PM_PASSWORD: 'takeover-secret' },
+        )
+      ).code,
+    ).toBe(0);
     for (const verb of ['manage', 'provide']) {
       const r = await runBmctl(['node', verb, 'tk-1', '--wait', '--timeout', '120'], cliA, 150_000);
       expect(r.code, `${r.stdout}${r.stderr}\n${log.join('\n')}`).toBe(0);
@@ -112,7 +169,9 @@ describe('takeover', () => {
     expect(await sha256OfFilePrefix(m.disk, IMAGE_BYTES)).toBe(imageSha);
     // It continued from a checkpoint, not from zero: at most one commit interval was sent again.
     const diag = await runBmctl(['node', 'diagnose', 'tk-1'], { BM_URL: b.url, BM_TOKEN: b.token });
-    const resumed = (JSON.parse(diag.stdout) as { recentEvents: { type: string; details: Record<string, string> }[] }).recentEvents.find((e) => e.type === 'deploy.resumed');
+    const resumed = (JSON.parse(diag.stdout) as { recentEvents: { type: string; details: Record<string, string> }[] }).recentEvents.find(
+      (e) => e.type === 'deploy.resumed',
+    );
     expect(resumed?.details.entry).toBe('stream');
     expect(Number(resumed?.details.from)).toBeGreaterThan(0);
     expect(b.logs()).toMatch(/took over a deploy left by a stopped controller/);
@@ -124,17 +183,61 @@ describe('takeover', () => {
     expect(b).toBeDefined();
     const shared = clusterOf.get('shared')!;
     const httpC = await freePort();
-    const c = await startControllerProcess({ databaseUrl: shared.databaseUrl, env: { ...env, BM_SECRETS_KEY: shared.key }, natsPrefix: shared.natsPrefix, logLevel: 'warn', extraToml: await toml('ctl-c', httpC, await freeUdpPort()) });
+    const c = await startControllerProcess({
+      databaseUrl: shared.databaseUrl,
+      env: { ...env, BM_SECRETS_KEY: shared.key },
+      natsPrefix: shared.natsPrefix,
+      logLevel: 'warn',
+      extraToml: await toml('ctl-c', httpC, await freeUdpPort()),
+    });
     const cliC = { BM_URL: c.url, BM_TOKEN: c.token };
-    const m2 = new VirtualNode({ name: 'tk-2', mac: '52:54:00:0f:00:02', bmcPassword: 'takeover-secret', diskBytes: IMAGE_BYTES + 128 * MIB, dir: path.join(dir, 'm2'), bootUrl: `http://127.0.0.1:${httpC}`, say: (msg) => log.push(msg) });
+    const m2 = new VirtualNode({
+      name: 'tk-2',
+      mac: '52:54:00:0f:00:02',
+      bmcPassword: 'takeover-secret',
+      diskBytes: IMAGE_BYTES + 128 * MIB,
+      dir: path.join(dir, 'm2'),
+      bootUrl: `http://127.0.0.1:${httpC}`,
+      say: (msg) => log.push(msg),
+    });
     await m2.start();
     try {
-      expect((await runBmctl(['node', 'create', '--name', 'tk-2', '--pm-address', m2.bmc.address, '--pm-port', String(m2.bmc.port), '--pm-user', 'admin', '--cpus', '2', '--memory-mb', '2048', '--disk-gb', '1', '--mac', m2.o.mac, '--resource-class', 'tk2'], { ...cliC, BM_PM_PASSWORD: 'takeover-secret' })).code).toBe(0);
+      expect(
+        (
+          await runBmctl(
+            [
+              'node',
+              'create',
+              '--name',
+              'tk-2',
+              '--pm-address',
+              m2.bmc.address,
+              '--pm-port',
+              String(m2.bmc.port),
+              '--pm-user',
+              'admin',
+              '--cpus',
+              '2',
+              '--memory-mb',
+              '2048',
+              '--disk-gb',
+              '1',
+              '--mac',
+              m2.o.mac,
+              '--resource-class',
+              'tk2',
+            ],
+            { ...cliC, BM_PM_PASSWORD: 'takeover-secret' },
+          )
+        ).code,
+      ).toBe(0);
       for (const verb of ['manage', 'provide']) {
         const r = await runBmctl(['node', verb, 'tk-2', '--wait', '--timeout', '120'], cliC, 150_000);
         expect(r.code, `${r.stdout}${r.stderr}\n${log.join('\n')}`).toBe(0);
       }
-      expect((await runBmctl(['flavor', 'create', 'tk2', '--ram', '1024', '--disk', '1', '--cpus', '1', '--resource-class', 'tk2'], cliC)).code).toBe(0);
+      expect(
+        (await runBmctl(['flavor', 'create', 'tk2', '--ram', '1024', '--disk', '1', '--cpus', '1', '--resource-class', 'tk2'], cliC)).code,
+      ).toBe(0);
       const apiC = connect(c.url, { metadata: { authorization: `Bearer ${c.token}` } });
       const apiB = connect(b!.url, { metadata: { authorization: `Bearer ${b!.token}` } });
       conns.push(apiC, apiB);

@@ -24,12 +24,32 @@ afterAll(async () => {
 
 describe('bmctl against a real controller', () => {
   it('creates a node, then lists it in the seed-shaped table without any password column', async () => {
-    const created = await bm('node', 'create', '--pm-address', '192.0.2.7', '--pm-user', 'admin', '--cpus', '16', '--memory-mb', '65536', '--disk-gb', '480', '--arch', 'x86_64', '--mac', '52:54:00:C1:00:01', '--name', 'cli-node-1');
+    const created = await bm(
+      'node',
+      'create',
+      '--pm-address',
+      '192.0.2.7',
+      '--pm-user',
+      'admin',
+      '--cpus',
+      '16',
+      '--memory-mb',
+      '65536',
+      '--disk-gb',
+      '480',
+      '--arch',
+      'x86_64',
+      '--mac',
+      '52:54:00:C1:00:01',
+      '--name',
+      'cli-node-1',
+    );
     expect(created.code).toBe(0);
     const list = await bm('node', 'list');
     expect(list.code).toBe(0);
     const header = list.stdout.split('\n')[1]!;
-    for (const col of ['UUID', 'Name', 'CPUs', 'Memory_MB', 'Disk_GB', 'MAC', 'PM_Address', 'PM_User', 'Provision_State']) expect(header).toContain(col);
+    for (const col of ['UUID', 'Name', 'CPUs', 'Memory_MB', 'Disk_GB', 'MAC', 'PM_Address', 'PM_User', 'Provision_State'])
+      expect(header).toContain(col);
     expect(header.toLowerCase()).not.toContain('password');
     expect(list.stdout).toMatch(/cli-node-1 \| 16 +\| 65536 +\| 480 +\| 52:54:00:c1:00:01 \| 192\.0\.2\.7:623 \| admin +\| enroll/);
   });
@@ -55,16 +75,76 @@ describe('bmctl against a real controller', () => {
   });
 
   it('turns errors into one clear line and a non-zero exit', async () => {
-    const dup1 = await bm('node', 'create', '--pm-address', 'h1', '--pm-user', 'u', '--cpus', '1', '--memory-mb', '1', '--disk-gb', '1', '--mac', '52:54:00:c1:00:09');
+    const dup1 = await bm(
+      'node',
+      'create',
+      '--pm-address',
+      'h1',
+      '--pm-user',
+      'u',
+      '--cpus',
+      '1',
+      '--memory-mb',
+      '1',
+      '--disk-gb',
+      '1',
+      '--mac',
+      '52:54:00:c1:00:09',
+    );
     expect(dup1.code).toBe(0);
-    const dup = await bm('node', 'create', '--pm-address', 'h1', '--pm-user', 'u', '--cpus', '1', '--memory-mb', '1', '--disk-gb', '1', '--mac', '52:54:00:c1:00:09');
+    const dup = await bm(
+      'node',
+      'create',
+      '--pm-address',
+      'h1',
+      '--pm-user',
+      'u',
+      '--cpus',
+      '1',
+      '--memory-mb',
+      '1',
+      '--disk-gb',
+      '1',
+      '--mac',
+      '52:54:00:c1:00:09',
+    );
     expect(dup.code).toBe(1);
     expect(dup.stderr.trim().split('\n')).toHaveLength(1);
     expect(dup.stderr).toMatch(/^bmctl: error: MAC 52:54:00:c1:00:09 already belongs to node .*\(ALREADY_EXISTS\)/);
-    const neg = await bm('node', 'create', '--pm-address', 'h', '--pm-user', 'u', '--cpus', '-2', '--memory-mb', '1', '--disk-gb', '1', '--mac', '52:54:00:c1:00:0a');
+    const neg = await bm(
+      'node',
+      'create',
+      '--pm-address',
+      'h',
+      '--pm-user',
+      'u',
+      '--cpus',
+      '-2',
+      '--memory-mb',
+      '1',
+      '--disk-gb',
+      '1',
+      '--mac',
+      '52:54:00:c1:00:0a',
+    );
     expect(neg.code).not.toBe(0);
     expect(neg.stderr).toMatch(/cpus/);
-    const bad = await bm('node', 'create', '--pm-address', 'h', '--pm-user', 'u', '--cpus', '1', '--memory-mb', '1', '--disk-gb', '1', '--mac', 'nope');
+    const bad = await bm(
+      'node',
+      'create',
+      '--pm-address',
+      'h',
+      '--pm-user',
+      'u',
+      '--cpus',
+      '1',
+      '--memory-mb',
+      '1',
+      '--disk-gb',
+      '1',
+      '--mac',
+      'nope',
+    );
     expect(bad.code).toBe(1);
     expect(bad.stderr.trim()).toMatch(/^bmctl: error: mac: "nope" is not a MAC address.*\(INVALID_ARGUMENT\)$/);
     const missing = await bm('node', 'show', 'no-such-node');
@@ -88,7 +168,24 @@ describe('bmctl against a real controller', () => {
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     try {
       await new Promise((r) => setTimeout(r, 1500));
-      await bm('node', 'create', '--pm-address', 'h2', '--pm-user', 'u', '--cpus', '1', '--memory-mb', '1', '--disk-gb', '1', '--mac', '52:54:00:c1:00:0b', '--name', 'watched');
+      await bm(
+        'node',
+        'create',
+        '--pm-address',
+        'h2',
+        '--pm-user',
+        'u',
+        '--cpus',
+        '1',
+        '--memory-mb',
+        '1',
+        '--disk-gb',
+        '1',
+        '--mac',
+        '52:54:00:c1:00:0b',
+        '--name',
+        'watched',
+      );
       await expect.poll(() => out, { timeout: 5000 }).toMatch(/node\.created state=enroll power=unknown mac=52:54:00:c1:00:0b/);
     } finally {
       child.kill('SIGINT');

@@ -25,7 +25,24 @@ function nextMac(): string {
 }
 
 function createArgs(name: string): string[] {
-  return ['node', 'create', '--name', name, '--pm-address', '192.0.2.40', '--pm-user', 'admin', '--cpus', '1', '--memory-mb', '1024', '--disk-gb', '10', '--mac', nextMac()];
+  return [
+    'node',
+    'create',
+    '--name',
+    name,
+    '--pm-address',
+    '192.0.2.40',
+    '--pm-user',
+    'admin',
+    '--cpus',
+    '1',
+    '--memory-mb',
+    '1024',
+    '--disk-gb',
+    '10',
+    '--mac',
+    nextMac(),
+  ];
 }
 
 /** What the controller stored for the node, decrypted with its own key. */
@@ -43,7 +60,11 @@ interface Run {
 /** bmctl with `input` on its stdin (a pipe, not a terminal). */
 function bmctlWithStdin(args: readonly string[], input: string, extraEnv: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bmctlPath, ...args], { cwd: repoRoot, env: { ...process.env, ...env, ...extraEnv }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [bmctlPath, ...args], {
+      cwd: repoRoot,
+      env: { ...process.env, ...env, ...extraEnv },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -81,7 +102,11 @@ describe('bmctl and BMC passwords', () => {
   it('node update takes the password from BM_PM_PASSWORD, and no process argv ever holds it', async () => {
     expect((await runBmctl(createArgs('sec-env'), { ...env, BM_PM_PASSWORD: 'Old-Pw-1' })).code).toBe(0);
     const secret = 'New-Env-Pw-7q';
-    const child = spawn(process.execPath, [bmctlPath, 'node', 'update', 'sec-env'], { cwd: repoRoot, env: { ...process.env, ...env, BM_PM_PASSWORD: secret }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [bmctlPath, 'node', 'update', 'sec-env'], {
+      cwd: repoRoot,
+      env: { ...process.env, ...env, BM_PM_PASSWORD: secret },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
@@ -141,7 +166,11 @@ describe('bmctl and BMC passwords', () => {
       'sys.exit(os.waitstatus_to_exitcode(status))',
     ].join('\n');
     const result = await new Promise<Run>((resolve) => {
-      const child = spawn('python3', ['-c', script, process.execPath, bmctlPath, 'node', 'update', 'sec-tty', '--pm-password-stdin'], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn('python3', ['-c', script, process.execPath, bmctlPath, 'node', 'update', 'sec-tty', '--pm-password-stdin'], {
+        cwd: repoRoot,
+        env: { ...process.env, ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -158,7 +187,9 @@ describe('bmctl and BMC passwords', () => {
   it('says how to give a password when none is given and nothing can ask, and refuses two ways at once', async () => {
     const none = await bmctlWithStdin(createArgs('sec-none'), '', { BM_PM_PASSWORD: '' });
     expect(none.code).toBe(1);
-    expect(none.stderr.trim()).toBe('bmctl: error: a BMC password is required: set BM_PM_PASSWORD, pipe it to --pm-password-stdin, or run on a terminal to be asked');
+    expect(none.stderr.trim()).toBe(
+      'bmctl: error: a BMC password is required: set BM_PM_PASSWORD, pipe it to --pm-password-stdin, or run on a terminal to be asked',
+    );
     const both = await bmctlWithStdin([...createArgs('sec-both'), '--pm-password-stdin', '--pm-password', 'x'], 'y\n');
     expect(both.code).toBe(1);
     expect(both.stderr).toContain('give the BMC password one way');

@@ -60,7 +60,9 @@ describe('MySQL lease store', () => {
   it('gives concurrent DISCOVERs on one controller distinct offers, without serialising them', async () => {
     const ctl = new MysqlBootBackend(a.pool, now);
     const fresh = { start: '10.9.1.10', end: '10.9.1.49', exclude: [] };
-    const offers = await Promise.all(Array.from({ length: 40 }, (_, i) => ctl.allocateLease({ mac: mac(1000 + i), pool: fresh, requestedIp: null, holdMs: 5000 })));
+    const offers = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => ctl.allocateLease({ mac: mac(1000 + i), pool: fresh, requestedIp: null, holdMs: 5000 })),
+    );
     expect(offers).not.toContain(null);
     expect(new Set(offers).size).toBe(40);
     // The pool is exhausted by holds alone: a 41st MAC gets nothing.
@@ -78,7 +80,9 @@ describe('MySQL lease store', () => {
   it('refuses to commit an address another MAC holds', async () => {
     const backend = new MysqlBootBackend(a.pool, now);
     const held = (await backend.leases())[0]!;
-    await expect(backend.commitLease({ mac: '52:54:00:ee:ee:ee', ip: held.ip, expiresAt: clock + 1000 })).rejects.toThrow(LeaseConflictError);
+    await expect(backend.commitLease({ mac: '52:54:00:ee:ee:ee', ip: held.ip, expiresAt: clock + 1000 })).rejects.toThrow(
+      LeaseConflictError,
+    );
     await expect(backend.commitLease({ mac: '52:54:00:ee:ee:ee', ip: held.ip, expiresAt: clock + 1000 })).rejects.toThrow(held.mac);
   });
 
@@ -104,9 +108,17 @@ describe('MySQL lease store', () => {
 
   it('finds enrolled ports by MAC with their fixed address', async () => {
     const backend = new MysqlBootBackend(a.pool, now);
-    await a.pool.query("INSERT INTO nodes (uuid, cpus, memory_mb, local_gb, cpu_arch, pm_address, pm_user, properties) VALUES ('01a210ae-0000-7000-8000-000000000001', 1, 1, 1, 'x86_64', 'h', 'u', '{}')");
-    await a.pool.query("INSERT INTO ports (uuid, node_uuid, address, fixed_ip) VALUES ('01a210ae-0000-7000-8000-000000000002', '01a210ae-0000-7000-8000-000000000001', '52:54:00:f0:00:01', '10.9.1.5')");
-    expect(await backend.lookup('52:54:00:f0:00:01')).toEqual({ mac: '52:54:00:f0:00:01', nodeUuid: '01a210ae-0000-7000-8000-000000000001', fixedAddress: '10.9.1.5' });
+    await a.pool.query(
+      "INSERT INTO nodes (uuid, cpus, memory_mb, local_gb, cpu_arch, pm_address, pm_user, properties) VALUES ('01a210ae-0000-7000-8000-000000000001', 1, 1, 1, 'x86_64', 'h', 'u', '{}')",
+    );
+    await a.pool.query(
+      "INSERT INTO ports (uuid, node_uuid, address, fixed_ip) VALUES ('01a210ae-0000-7000-8000-000000000002', '01a210ae-0000-7000-8000-000000000001', '52:54:00:f0:00:01', '10.9.1.5')",
+    );
+    expect(await backend.lookup('52:54:00:f0:00:01')).toEqual({
+      mac: '52:54:00:f0:00:01',
+      nodeUuid: '01a210ae-0000-7000-8000-000000000001',
+      fixedAddress: '10.9.1.5',
+    });
     expect(await backend.lookup('52:54:00:f0:00:02')).toBeNull();
   });
 });

@@ -23,10 +23,19 @@ const FLAVOR = '01a20000-0000-7000-8000-0000000000f1';
 beforeAll(async () => {
   await syncDatabase(url);
   db = await openDatabase(url, { connectionLimit: 2 });
-  await db.pool.query("INSERT INTO nodes (uuid, cpus, memory_mb, local_gb, cpu_arch, pm_address, pm_user, properties, provision_state, instance_uuid) VALUES (?, 1, 1024, 10, 'x86_64', '192.0.2.1', 'admin', '{}', 'wait-callback', ?)", [NODE, INSTANCE]);
+  await db.pool.query(
+    "INSERT INTO nodes (uuid, cpus, memory_mb, local_gb, cpu_arch, pm_address, pm_user, properties, provision_state, instance_uuid) VALUES (?, 1, 1024, 10, 'x86_64', '192.0.2.1', 'admin', '{}', 'wait-callback', ?)",
+    [NODE, INSTANCE],
+  );
   await db.pool.query('INSERT INTO ports (uuid, node_uuid, address) VALUES (?, ?, ?)', ['01a20000-0000-7000-8000-0000000000d1', NODE, MAC]);
-  await db.pool.query("INSERT INTO flavors (uuid, name, ram_mb, disk_gb, cpus, extra_specs) VALUES (?, 'f', 1, 1, 1, ?)", [FLAVOR, JSON.stringify({ cpu_arch: 'x86_64', 'baremetal:deploy_kernel_id': 'kernel-2', 'baremetal:deploy_ramdisk_id': 'ramdisk-2' })]);
-  await db.pool.query("INSERT INTO instances (uuid, name, project, flavor_uuid, image_uuid, node_uuid, state, ssh_keys, network) VALUES (?, 'vm', 'p', ?, ?, ?, 'BUILD', '[]', '{\"mode\":\"dhcp\"}')", [INSTANCE, FLAVOR, FLAVOR, NODE]);
+  await db.pool.query("INSERT INTO flavors (uuid, name, ram_mb, disk_gb, cpus, extra_specs) VALUES (?, 'f', 1, 1, 1, ?)", [
+    FLAVOR,
+    JSON.stringify({ cpu_arch: 'x86_64', 'baremetal:deploy_kernel_id': 'kernel-2', 'baremetal:deploy_ramdisk_id': 'ramdisk-2' }),
+  ]);
+  await db.pool.query(
+    "INSERT INTO instances (uuid, name, project, flavor_uuid, image_uuid, node_uuid, state, ssh_keys, network) VALUES (?, 'vm', 'p', ?, ?, ?, 'BUILD', '[]', '{\"mode\":\"dhcp\"}')",
+    [INSTANCE, FLAVOR, FLAVOR, NODE],
+  );
 });
 
 afterAll(async () => {
@@ -35,7 +44,7 @@ afterAll(async () => {
 });
 
 describe('MysqlBootStateSource', () => {
-  it('boots the flavor\'s deploy kernel and ramdisk, and hands the armed token out once', async () => {
+  it("boots the flavor's deploy kernel and ramdisk, and hands the armed token out once", async () => {
     const tokens = new MysqlAgentTokens(db.db, new SecretBox(randomBytes(32)));
     const source = new MysqlBootStateSource(new MysqlNodeStore(db.db), tokens, db.db);
     const armed = await tokens.issue(NODE, 60_000);
@@ -47,7 +56,7 @@ describe('MysqlBootStateSource', () => {
     // The token still works after a second fetch: it revoked nothing.
     expect(await tokens.verify(NODE, armed)).toBe(true);
     // Without those keys, the configured defaults (null here).
-    await db.pool.query("UPDATE flavors SET extra_specs = '{\"cpu_arch\":\"x86_64\"}'");
+    await db.pool.query('UPDATE flavors SET extra_specs = \'{"cpu_arch":"x86_64"}\'');
     expect(await source.bootStateFor(MAC, { peek: true })).toMatchObject({ deployKernel: null, deployRamdisk: null });
   });
 });

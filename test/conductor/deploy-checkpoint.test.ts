@@ -16,7 +16,10 @@ beforeAll(async () => {
   await syncDatabase(url);
   a = await openDatabase(url, { connectionLimit: 2 });
   b = await openDatabase(url, { connectionLimit: 2 });
-  await a.pool.query("INSERT INTO nodes (uuid, cpus, memory_mb, local_gb, cpu_arch, pm_address, pm_user, properties) VALUES (?, 1, 1024, 10, 'x86_64', '192.0.2.1', 'admin', '{}')", [NODE]);
+  await a.pool.query(
+    "INSERT INTO nodes (uuid, cpus, memory_mb, local_gb, cpu_arch, pm_address, pm_user, properties) VALUES (?, 1, 1024, 10, 'x86_64', '192.0.2.1', 'admin', '{}')",
+    [NODE],
+  );
 });
 
 afterAll(async () => {

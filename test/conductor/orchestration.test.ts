@@ -19,7 +19,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InstanceService, type Instance } from '../../proto/gen/bm/v1/instance_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
-import { loopbackBootToml, freePort, runBmctl, startControllerProcess, type ControllerProcess, freeUdpPort, sha256OfFilePrefix, VirtualNode } from '../../controller/lab/index.ts';
+import {
+  loopbackBootToml,
+  freePort,
+  runBmctl,
+  startControllerProcess,
+  type ControllerProcess,
+  freeUdpPort,
+  sha256OfFilePrefix,
+  VirtualNode,
+} from '../../controller/lab/index.ts';
 
 const run = promisify(execFile);
 const MIB = 1024 * 1024;
@@ -47,12 +56,51 @@ const nodeState = async (id: string): Promise<string> => (await api.client(NodeS
 
 async function machine(i: number, verbs: readonly string[] = ['manage', 'provide']): Promise<VirtualNode> {
   const name = `orch-${i}`;
-  const m = new VirtualNode({ name, mac: `52:54:00:0c:00:${String(i).padStart(2, '0')}`, bmcPassword: `orch-${i}-secret`, diskBytes: 64 * MIB, dir: path.join(dir, name), bootUrl: `http://127.0.0.1:${httpPort}`, say: (msg) => log.push(msg) });
+  const m = new VirtualNode({
+    name,
+    mac: `52:54:00:0c:00:${String(i).padStart(2, '0')}`,
+    bmcPassword: `orch-${i}-secret`,
+    diskBytes: 64 * MIB,
+    dir: path.join(dir, name),
+    bootUrl: `http://127.0.0.1:${httpPort}`,
+    say: (msg) => log.push(msg),
+  });
   await m.start();
   machines.push(m);
-  const created = await runBmctl(['node', 'create', '--name', name, '--pm-address', m.bmc.address, '--pm-port', String(m.bmc.port), '--pm-user', 'admin', '--pm-password', m.o.bmcPassword, '--cpus', '4', '--memory-mb', '8192', '--disk-gb', '1', '--arch', 'x86_64', '--mac', m.o.mac, '--resource-class', `rc-${i}`], env);
+  const created = await runBmctl(
+    [
+      'node',
+      'create',
+      '--name',
+      name,
+      '--pm-address',
+      m.bmc.address,
+      '--pm-port',
+      String(m.bmc.port),
+      '--pm-user',
+      'admin',
+      '--pm-password',
+      m.o.bmcPassword,
+      '--cpus',
+      '4',
+      '--memory-mb',
+      '8192',
+      '--disk-gb',
+      '1',
+      '--arch',
+      'x86_64',
+      '--mac',
+      m.o.mac,
+      '--resource-class',
+      `rc-${i}`,
+    ],
+    env,
+  );
   expect(created.code, created.stderr).toBe(0);
-  const flavor = await runBmctl(['flavor', 'create', `orch-${i}`, '--ram', '4096', '--disk', '1', '--cpus', '2', '--resource-class', `rc-${i}`], env);
+  const flavor = await runBmctl(
+    ['flavor', 'create', `orch-${i}`, '--ram', '4096', '--disk', '1', '--cpus', '2', '--resource-class', `rc-${i}`],
+    env,
+  );
   expect(flavor.code, flavor.stderr).toBe(0);
   for (const verb of verbs) {
     const r = await runBmctl(['node', verb, name, '--wait', '--timeout', '120'], env, 150_000);
@@ -88,7 +136,8 @@ async function configDrive(disk: string): Promise<string> {
   throw new Error(`no config drive in the last 64 MiB of ${disk}`);
 }
 
-const isoFile = async (iso: string, file: string): Promise<string> => (await run('isoinfo', ['-i', iso, '-J', '-x', file], { encoding: 'buffer' })).stdout.toString('utf8');
+const isoFile = async (iso: string, file: string): Promise<string> =>
+  (await run('isoinfo', ['-i', iso, '-J', '-x', file], { encoding: 'buffer' })).stdout.toString('utf8');
 
 let httpPort = 0;
 
@@ -150,7 +199,27 @@ describe('the conductor drives instances', () => {
     await writeFile(userData, '#cloud-config\nruncmd: [echo orchestration-marker]\n');
     const keyFile = path.join(dir, 'key.pub');
     await writeFile(keyFile, 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOrchestrationTestKeyOnly0000000000000000 test@lab\n');
-    const booted = await runBmctl(['boot', '--flavor', 'orch-1', '--image', 'orch-image', '--user-data', userData, '--key-file', keyFile, '--static', '127.0.0.55/8,127.0.0.1,127.0.0.53', '--wait', '--timeout', '120', 'vm1'], env, 150_000);
+    const booted = await runBmctl(
+      [
+        'boot',
+        '--flavor',
+        'orch-1',
+        '--image',
+        'orch-image',
+        '--user-data',
+        userData,
+        '--key-file',
+        keyFile,
+        '--static',
+        '127.0.0.55/8,127.0.0.1,127.0.0.53',
+        '--wait',
+        '--timeout',
+        '120',
+        'vm1',
+      ],
+      env,
+      150_000,
+    );
     expect(booted.code, `${booted.stdout}${booted.stderr}\n${log.join('\n')}`).toBe(0);
     expect(booted.stdout).toMatch(/vm1 ACTIVE address=127\.0\.0\.55/);
     const vm = await instance('vm1');
@@ -160,7 +229,11 @@ describe('the conductor drives instances', () => {
     expect(await isoFile(iso, '/openstack/latest/user_data')).toContain('orchestration-marker');
     const meta = JSON.parse(await isoFile(iso, '/openstack/latest/meta_data.json')) as Record<string, unknown>;
     expect(meta).toMatchObject({ uuid: vm.uuid, hostname: 'vm1', public_keys: { 'key-0': expect.stringContaining('ssh-ed25519 ') } });
-    const net = JSON.parse(await isoFile(iso, '/openstack/latest/network_data.json')) as { links: { ethernet_mac_address: string }[]; networks: Record<string, unknown>[]; services: unknown[] };
+    const net = JSON.parse(await isoFile(iso, '/openstack/latest/network_data.json')) as {
+      links: { ethernet_mac_address: string }[];
+      networks: Record<string, unknown>[];
+      services: unknown[];
+    };
     expect(net.links[0]?.ethernet_mac_address).toBe(m.o.mac);
     expect(net.networks[0]).toMatchObject({ type: 'ipv4', ip_address: '127.0.0.55', netmask: '255.0.0.0' });
     expect(net.services).toEqual([{ type: 'dns', address: '127.0.0.53' }]);
@@ -199,7 +272,10 @@ describe('the conductor drives instances', () => {
 
   it('says which filter removed the candidates when no node fits', async () => {
     await runBmctl(['flavor', 'create', 'orch-huge', '--ram', '999999', '--disk', '1', '--cpus', '2'], env);
-    const err = await api.client(InstanceService).createInstance({ name: 'too-big', flavor: 'orch-huge', image: 'orch-image' }).catch((e: unknown) => e);
+    const err = await api
+      .client(InstanceService)
+      .createInstance({ name: 'too-big', flavor: 'orch-huge', image: 'orch-image' })
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ code: status.RESOURCE_EXHAUSTED });
     expect((err as { details: string }).details).toMatch(/^no valid node: \d+ available; \d+ too little RAM/);
     expect((await api.client(InstanceService).listInstances({})).instances.map((i) => i.name)).not.toContain('too-big');
@@ -209,7 +285,11 @@ describe('the conductor drives instances', () => {
     const m = await machine(2);
     const port = m.bmc.port;
     await m.stopBmc();
-    const booted = await runBmctl(['boot', '--flavor', 'orch-2', '--image', 'orch-image', '--wait', '--timeout', '120', 'vm2'], env, 150_000);
+    const booted = await runBmctl(
+      ['boot', '--flavor', 'orch-2', '--image', 'orch-image', '--wait', '--timeout', '120', 'vm2'],
+      env,
+      150_000,
+    );
     expect(booted.code).toBe(1);
     const vm = await instance('vm2');
     expect(vm.state).toBe('ERROR');
@@ -226,7 +306,11 @@ describe('the conductor drives instances', () => {
   it('ends in deploy-failed when the agent never calls back, and recovers through delete', async () => {
     const m = await machine(3);
     m.networkBoot = false;
-    const booted = await runBmctl(['boot', '--flavor', 'orch-3', '--image', 'orch-image', '--wait', '--timeout', '120', 'vm3'], env, 150_000);
+    const booted = await runBmctl(
+      ['boot', '--flavor', 'orch-3', '--image', 'orch-image', '--wait', '--timeout', '120', 'vm3'],
+      env,
+      150_000,
+    );
     expect(booted.code).toBe(1);
     const vm = await instance('vm3');
     expect(vm.state).toBe('ERROR');
@@ -235,7 +319,12 @@ describe('the conductor drives instances', () => {
     // What an operator attaches to the bug report: the reason, the instance, the events; the password masked.
     const diag = await runBmctl(['node', 'diagnose', 'orch-3'], env);
     expect(diag.code, diag.stderr).toBe(0);
-    const report = JSON.parse(diag.stdout) as { node: { lastError: string; bmc: { password: string } }; instance: { state: string }; recentEvents: { type: string; provisionState: string }[]; ports: string[] };
+    const report = JSON.parse(diag.stdout) as {
+      node: { lastError: string; bmc: { password: string } };
+      instance: { state: string };
+      recentEvents: { type: string; provisionState: string }[];
+      ports: string[];
+    };
     expect(report.node.lastError).toMatch(/did not call back/);
     expect(report.node.bmc.password).toBe('********');
     expect(report.instance.state).toBe('ERROR');
@@ -277,7 +366,7 @@ describe('the conductor drives instances', () => {
     await waitFor('orch-4 available', 90_000, async () => ((await nodeState('orch-4')) === 'available' ? true : null));
   }, 240_000);
 
-  it('inspects a node: its agent\'s inventory replaces what the operator typed', async () => {
+  it("inspects a node: its agent's inventory replaces what the operator typed", async () => {
     await machine(5, ['manage']);
     const before = await api.client(NodeService).getNode({ id: 'orch-5' });
     expect(before).toMatchObject({ cpus: 4, memoryMb: 8192, localGb: 1 });
@@ -285,12 +374,27 @@ describe('the conductor drives instances', () => {
     expect(inspected.code, `${inspected.stdout}${inspected.stderr}\n${log.join('\n')}`).toBe(0);
     const after = await api.client(NodeService).getNode({ id: 'orch-5' });
     // The virtual machine's agent reads a QEMU machine's /proc and /sys: 2 CPUs, 3919 MiB, a 20 GiB vda.
-    expect(after).toMatchObject({ provisionState: 'manageable', cpus: 2, memoryMb: 3919, localGb: 20, cpuArch: 'x86_64', powerState: 'off' });
+    expect(after).toMatchObject({
+      provisionState: 'manageable',
+      cpus: 2,
+      memoryMb: 3919,
+      localGb: 20,
+      cpuArch: 'x86_64',
+      powerState: 'off',
+    });
   }, 240_000);
 
   it('enrolls an unknown machine that network-boots with discovery on, from its own inventory', async () => {
     const mac = '52:54:00:0c:00:99';
-    const m = new VirtualNode({ name: 'stranger', mac, bmcPassword: 'stranger-secret', diskBytes: 64 * MIB, dir: path.join(dir, 'stranger'), bootUrl: `http://127.0.0.1:${httpPort}`, say: (msg) => log.push(msg) });
+    const m = new VirtualNode({
+      name: 'stranger',
+      mac,
+      bmcPassword: 'stranger-secret',
+      diskBytes: 64 * MIB,
+      dir: path.join(dir, 'stranger'),
+      bootUrl: `http://127.0.0.1:${httpPort}`,
+      say: (msg) => log.push(msg),
+    });
     await m.start();
     machines.push(m);
     // Someone powers it on at the rack (here: its BMC, which the controller does not know).
@@ -307,7 +411,11 @@ describe('the conductor drives instances', () => {
 
   it('reboots an instance hard and soft, and powers it off and on', async () => {
     const m = await machine(6);
-    const booted = await runBmctl(['boot', '--flavor', 'orch-6', '--image', 'orch-image', '--wait', '--timeout', '120', 'vm6'], env, 150_000);
+    const booted = await runBmctl(
+      ['boot', '--flavor', 'orch-6', '--image', 'orch-image', '--wait', '--timeout', '120', 'vm6'],
+      env,
+      150_000,
+    );
     expect(booted.code, `${booted.stdout}${booted.stderr}`).toBe(0);
     const before = log.filter((l) => l.startsWith('orch-6:')).length;
     expect((await runBmctl(['instance', 'reboot', 'vm6', '--hard'], env, 60_000)).code).toBe(0);
@@ -343,8 +451,13 @@ describe('the conductor drives instances', () => {
     expect((await runBmctl(['node', 'provide', 'orch-7', '--wait', '--timeout', '120'], env, 150_000)).code).toBe(0);
     expect(await nodeState('orch-7')).toBe('available');
     expect((await runBmctl(['node', 'maintenance-on', 'orch-7', '--reason', 'fan noise'], env)).code).toBe(0);
-    expect((await runBmctl(['flavor', 'create', 'orch-7b', '--ram', '1', '--disk', '1', '--cpus', '1', '--resource-class', 'rc-7'], env)).code).toBe(0);
-    const refused = await api.client(InstanceService).createInstance({ name: 'vm7', flavor: 'orch-7b', image: 'orch-image' }).catch((e: unknown) => e);
+    expect(
+      (await runBmctl(['flavor', 'create', 'orch-7b', '--ram', '1', '--disk', '1', '--cpus', '1', '--resource-class', 'rc-7'], env)).code,
+    ).toBe(0);
+    const refused = await api
+      .client(InstanceService)
+      .createInstance({ name: 'vm7', flavor: 'orch-7b', image: 'orch-image' })
+      .catch((e: unknown) => e);
     expect(refused).toMatchObject({ code: status.RESOURCE_EXHAUSTED, details: expect.stringMatching(/in maintenance/) });
   }, 300_000);
 });

@@ -14,7 +14,18 @@ import { connect as connectNats } from '@nats-io/transport-node';
 import { EventSchema } from '../../proto/gen/bm/v1/event_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect } from '../../proto/rpc/index.ts';
-import { loopbackBootToml, type ControllerProcess, VirtualNode, freePort, freeUdpPort, natsUrl, runBmctl, startControllerProcess, uniqueDatabaseUrl, uniqueNatsPrefix } from '../../controller/lab/index.ts';
+import {
+  loopbackBootToml,
+  type ControllerProcess,
+  VirtualNode,
+  freePort,
+  freeUdpPort,
+  natsUrl,
+  runBmctl,
+  startControllerProcess,
+  uniqueDatabaseUrl,
+  uniqueNatsPrefix,
+} from '../../controller/lab/index.ts';
 
 const MIB = 1024 * 1024;
 let dir: string;
@@ -64,11 +75,51 @@ describe('a controller killed mid-task', () => {
     const databaseUrl = uniqueDatabaseUrl('bm_restart');
     // One cluster: one database, one secret key, one NATS prefix.
     const natsPrefix = uniqueNatsPrefix();
-    a = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: await bootToml('ctl-a', httpPort, tftpPort) });
+    a = await startControllerProcess({
+      databaseUrl,
+      env,
+      natsPrefix,
+      logLevel: 'warn',
+      extraToml: await bootToml('ctl-a', httpPort, tftpPort),
+    });
     const cli = (ctl: ControllerProcess) => ({ BM_URL: ctl.url, BM_TOKEN: ctl.token });
-    m = new VirtualNode({ name: 'restart-1', mac: '52:54:00:0e:00:01', bmcPassword: 'restart-secret', diskBytes: 16 * MIB, dir: path.join(dir, 'm'), bootUrl: `http://127.0.0.1:${httpPort}`, say: (msg) => log.push(msg) });
+    m = new VirtualNode({
+      name: 'restart-1',
+      mac: '52:54:00:0e:00:01',
+      bmcPassword: 'restart-secret',
+      diskBytes: 16 * MIB,
+      dir: path.join(dir, 'm'),
+      bootUrl: `http://127.0.0.1:${httpPort}`,
+      say: (msg) => log.push(msg),
+    });
     await m.start();
-    expect((await runBmctl(['node', 'create', '--name', 'restart-1', '--pm-address', m.bmc.address, '--pm-port', String(m.bmc.port), '--pm-user', 'admin', '--cpus', '1', '--memory-mb', '1024', '--disk-gb', '1', '--mac', m.o.mac], { ...cli(a), BM_PM_PASSWORD: 'restart-secret' })).code).toBe(0);
+    expect(
+      (
+        await runBmctl(
+          [
+            'node',
+            'create',
+            '--name',
+            'restart-1',
+            '--pm-address',
+            m.bmc.address,
+            '--pm-port',
+            String(m.bmc.port),
+            '--pm-user',
+            'admin',
+            '--cpus',
+            '1',
+            '--memory-mb',
+            '1024',
+            '--disk-gb',
+            '1',
+            '--mac',
+            m.o.mac,
+          ],
+          { ...cli(a), BM_PM_PASSWORD: 'restart-secret' },
+        )
+      ).code,
+    ).toBe(0);
     expect((await runBmctl(['node', 'manage', 'restart-1', '--wait', '--timeout', '60'], cli(a), 90_000)).code).toBe(0);
 
     // Cleaning starts, and waits for an agent that will not come (the machine does not network-boot).
@@ -93,7 +144,13 @@ describe('a controller killed mid-task', () => {
     a = undefined;
 
     // A peer of the same cluster (same database and key, the dead one's boot ports).
-    b = await startControllerProcess({ databaseUrl, env, natsPrefix, logLevel: 'warn', extraToml: await bootToml('ctl-b', httpPort, tftpPort) });
+    b = await startControllerProcess({
+      databaseUrl,
+      env,
+      natsPrefix,
+      logLevel: 'warn',
+      extraToml: await bootToml('ctl-b', httpPort, tftpPort),
+    });
     const deadline = Date.now() + 30_000;
     let node = await nodeOf(b);
     while (node.provisionState !== 'clean-failed' && Date.now() < deadline) {
@@ -109,7 +166,9 @@ describe('a controller killed mid-task', () => {
     sub.unsubscribe();
     await watching;
     await nc.close();
-    expect(seen.filter((e) => e.type === 'controller.dead')).toEqual([{ type: 'controller.dead', details: expect.objectContaining({ controller: 'ctl-a' }) }]);
+    expect(seen.filter((e) => e.type === 'controller.dead')).toEqual([
+      { type: 'controller.dead', details: expect.objectContaining({ controller: 'ctl-a' }) },
+    ]);
     expect(seen.some((e) => e.type === 'controller.joined' && e.details.controller === 'ctl-b')).toBe(true);
     const after = await runBmctl(['--json', 'controller', 'list'], cli(b));
     expect(JSON.parse(after.stdout)).toEqual([expect.objectContaining({ id: 'ctl-b', alive: true, ownedNodes: 1 })]);

@@ -39,7 +39,18 @@ beforeAll(async () => {
   const nodes = apiA.client(NodeService);
   for (let i = 0; i < NODES; i++) {
     const hex = i.toString(16).padStart(4, '0');
-    await nodes.createNode({ name: `race-${i}`, pmAddress: `fake-${i}`, pmUser: 'admin', pmPassword: 'race-secret', powerDriver: 'fake', cpus: 4 + (i % 3), memoryMb: 8192, localGb: 10, cpuArch: 'x86_64', mac: `52:54:00:ee:${hex.slice(0, 2)}:${hex.slice(2)}` });
+    await nodes.createNode({
+      name: `race-${i}`,
+      pmAddress: `fake-${i}`,
+      pmUser: 'admin',
+      pmPassword: 'race-secret',
+      powerDriver: 'fake',
+      cpus: 4 + (i % 3),
+      memoryMb: 8192,
+      localGb: 10,
+      cpuArch: 'x86_64',
+      mac: `52:54:00:ee:${hex.slice(0, 2)}:${hex.slice(2)}`,
+    });
   }
   // Fixture: the nodes as cleaning would leave them (cleaning itself is tested with real agents elsewhere).
   await db.pool.query("UPDATE nodes SET provision_state = 'available'");
@@ -63,19 +74,28 @@ afterAll(async () => {
 describe('scheduling under contention', () => {
   it('gives 100 of 200 concurrent boots through two controllers a node each, and never one node twice', async () => {
     const results = await Promise.allSettled(
-      Array.from({ length: BOOTS }, (_, i) => (i % 2 === 0 ? apiA : apiB).client(InstanceService).createInstance({ name: `vm-${i}`, flavor: 'race', image: 'race-image' }, { timeoutMs: 60_000 })),
+      Array.from({ length: BOOTS }, (_, i) =>
+        (i % 2 === 0 ? apiA : apiB)
+          .client(InstanceService)
+          .createInstance({ name: `vm-${i}`, flavor: 'race', image: 'race-image' }, { timeoutMs: 60_000 }),
+      ),
     );
     const ok = results.filter((r) => r.status === 'fulfilled');
     const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     expect(ok).toHaveLength(NODES);
     expect(refused).toHaveLength(BOOTS - NODES);
-    for (const r of refused) expect(r.reason).toMatchObject({ code: status.RESOURCE_EXHAUSTED, details: expect.stringMatching(/^no valid node/) });
-    const [nodes] = await db.pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n, COUNT(DISTINCT instance_uuid) AS d FROM nodes WHERE instance_uuid IS NOT NULL');
+    for (const r of refused)
+      expect(r.reason).toMatchObject({ code: status.RESOURCE_EXHAUSTED, details: expect.stringMatching(/^no valid node/) });
+    const [nodes] = await db.pool.query<RowDataPacket[]>(
+      'SELECT COUNT(*) AS n, COUNT(DISTINCT instance_uuid) AS d FROM nodes WHERE instance_uuid IS NOT NULL',
+    );
     expect(nodes[0]).toMatchObject({ n: NODES, d: NODES });
     const [instances] = await db.pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n, COUNT(DISTINCT node_uuid) AS d FROM instances');
     expect(instances[0]).toMatchObject({ n: NODES, d: NODES });
     // Every claimed node names the instance that names it.
-    const [pairs] = await db.pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM instances i JOIN nodes n ON n.uuid = i.node_uuid AND n.instance_uuid = i.uuid');
+    const [pairs] = await db.pool.query<RowDataPacket[]>(
+      'SELECT COUNT(*) AS n FROM instances i JOIN nodes n ON n.uuid = i.node_uuid AND n.instance_uuid = i.uuid',
+    );
     expect(pairs[0]).toMatchObject({ n: NODES });
   }, 120_000);
 });

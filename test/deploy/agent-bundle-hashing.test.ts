@@ -50,35 +50,45 @@ afterAll(async () => {
 });
 
 describe('the agent bundle hashes on worker threads', () => {
-  it.each(['read-back', 'as-written'] as const)('verifies a deploy with the block digest, %s', async (digest) => {
-    const disk = join(dir, `${digest}.disk`);
-    await writeFile(disk, '');
-    await truncate(disk, image.length);
-    const agent = await startAgentProcess({ token: TOKEN, target: disk, targetZeroed: true, script: bundle, extraArgs: ['--digest', digest] });
-    agents.push(agent);
-    // Workers start on first use, not with the agent.
-    expect(await threadNames(agent.pid)).not.toContain(HASH_THREAD_NAME);
-    const expected = new BlockSha256();
-    expected.update(image);
-    const hex = expected.digest();
-    const opened = await openImageFile(imagePath, 'raw');
-    try {
-      const result = await deployImage({
-        nodeUuid: `bundle-${digest}`,
-        agentAddress: agent.address,
-        agentToken: TOKEN,
-        source: opened.source,
-        expected: { algorithm: DigestAlgorithm.blocks, hex },
-        checkpoint: async () => undefined,
-        attempts: 1,
+  it.each(['read-back', 'as-written'] as const)(
+    'verifies a deploy with the block digest, %s',
+    async (digest) => {
+      const disk = join(dir, `${digest}.disk`);
+      await writeFile(disk, '');
+      await truncate(disk, image.length);
+      const agent = await startAgentProcess({
+        token: TOKEN,
+        target: disk,
+        targetZeroed: true,
+        script: bundle,
+        extraArgs: ['--digest', digest],
       });
-      expect(result.digestMethod).toBe(digest);
-    } finally {
-      await opened.close();
-    }
-    expect((await readFile(disk)).equals(image)).toBe(true);
-    // The hashing worker is a thread of the agent process, started for this deploy.
-    expect(await threadNames(agent.pid)).toContain(HASH_THREAD_NAME);
-    expect(agent.output()).not.toMatch(/hashing failed|worker stopped/);
-  }, 60_000);
+      agents.push(agent);
+      // Workers start on first use, not with the agent.
+      expect(await threadNames(agent.pid)).not.toContain(HASH_THREAD_NAME);
+      const expected = new BlockSha256();
+      expected.update(image);
+      const hex = expected.digest();
+      const opened = await openImageFile(imagePath, 'raw');
+      try {
+        const result = await deployImage({
+          nodeUuid: `bundle-${digest}`,
+          agentAddress: agent.address,
+          agentToken: TOKEN,
+          source: opened.source,
+          expected: { algorithm: DigestAlgorithm.blocks, hex },
+          checkpoint: async () => undefined,
+          attempts: 1,
+        });
+        expect(result.digestMethod).toBe(digest);
+      } finally {
+        await opened.close();
+      }
+      expect((await readFile(disk)).equals(image)).toBe(true);
+      // The hashing worker is a thread of the agent process, started for this deploy.
+      expect(await threadNames(agent.pid)).toContain(HASH_THREAD_NAME);
+      expect(agent.output()).not.toMatch(/hashing failed|worker stopped/);
+    },
+    60_000,
+  );
 });

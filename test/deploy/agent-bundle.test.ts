@@ -17,7 +17,13 @@ import { openDatabase, type DbHandle } from '../../db/connect.ts';
 import { nodes } from '../../db/schema.ts';
 import { MysqlAgentTokens } from '../../controller/agents/tokens.ts';
 import { connectAgent } from '../../controller/deploy/agent-client.ts';
-import { startControllerProcess, type ControllerProcess, repoRoot, startAgentProcess, type AgentProcess } from '../../controller/lab/index.ts';
+import {
+  startControllerProcess,
+  type ControllerProcess,
+  repoRoot,
+  startAgentProcess,
+  type AgentProcess,
+} from '../../controller/lab/index.ts';
 import { fixtureRoot } from '../support/agent-fixtures.ts';
 
 const run = promisify(execFile);
@@ -45,7 +51,10 @@ beforeAll(async () => {
   await run(join(repoRoot, 'scripts/build-agent.sh'), [bundle]);
   await writeFile(join(dir, 'disk'), '');
   await truncate(join(dir, 'disk'), 8 * 1024 * 1024);
-  controller = await startControllerProcess({ extraToml: '[discovery]\nenabled = true\ngroup = "rack1"\nrate_per_second = 1\nburst = 5', logLevel: 'warn' });
+  controller = await startControllerProcess({
+    extraToml: '[discovery]\nenabled = true\ngroup = "rack1"\nrate_per_second = 1\nburst = 5',
+    logLevel: 'warn',
+  });
   admin = connect(controller.url, { metadata: { authorization: `Bearer ${controller.token}` } });
   db = await openDatabase(controller.databaseUrl, { connectionLimit: 2 });
 }, 120_000);
@@ -64,9 +73,18 @@ describe('the bundled agent', () => {
     expect(help.stdout).toMatch(/Usage: node .*agent\.js \[options\]/);
 
     // The server-nvme-sata fixture: MACs 3c:ec:ef:1a:2b:3c/3d, unknown to this controller.
-    const agent = await startAgentProcess({ script: bundle, token: 'unused-token-for-serving', target: join(dir, 'disk'), root: fixtureRoot('server-nvme-sata'), controller: `http://${controller!.url}` });
+    const agent = await startAgentProcess({
+      script: bundle,
+      token: 'unused-token-for-serving',
+      target: join(dir, 'disk'),
+      root: fixtureRoot('server-nvme-sata'),
+      controller: `http://${controller!.url}`,
+    });
     agents.push(agent);
-    const nodeUuid = await waitFor('registration', async () => /"msg":"registered with the controller","node":"([0-9a-f-]{36})"/.exec(agent.output())?.[1]);
+    const nodeUuid = await waitFor(
+      'registration',
+      async () => /"msg":"registered with the controller","node":"([0-9a-f-]{36})"/.exec(agent.output())?.[1],
+    );
     const node = await admin!.client(NodeService).getNode({ id: nodeUuid });
     expect(node.provisionState).toBe('enroll');
     expect(node.group).toBe('rack1');
@@ -78,10 +96,24 @@ describe('the bundled agent', () => {
 
   it('is found by its MACs with its token from the kernel command line, heartbeats its address, and serves GetInventory', async () => {
     // The qemu-uefi-virtio fixture's NIC: 52:54:00:12:34:56.
-    const node = await admin!.client(NodeService).createNode({ pmAddress: '192.0.2.10', pmUser: 'admin', pmPassword: 'secret', cpus: 2, memoryMb: 4096, localGb: 20, cpuArch: 'x86_64', mac: '52:54:00:12:34:56' });
+    const node = await admin!
+      .client(NodeService)
+      .createNode({
+        pmAddress: '192.0.2.10',
+        pmUser: 'admin',
+        pmPassword: 'secret',
+        cpus: 2,
+        memoryMb: 4096,
+        localGb: 20,
+        cpuArch: 'x86_64',
+        mac: '52:54:00:12:34:56',
+      });
     const token = await new MysqlAgentTokens(db!.db).issue(node.uuid, 60_000);
     const cmdline = join(dir, 'cmdline');
-    await writeFile(cmdline, `BOOT_IMAGE=vmlinuz initrd=initrd bm.controller=http://${controller!.url} bm.purpose=deploy bm.node=${node.uuid} bm.token=${token} quiet\n`);
+    await writeFile(
+      cmdline,
+      `BOOT_IMAGE=vmlinuz initrd=initrd bm.controller=http://${controller!.url} bm.purpose=deploy bm.node=${node.uuid} bm.token=${token} quiet\n`,
+    );
     const agent = await startAgentProcess({
       script: bundle,
       token: '',
@@ -94,7 +126,10 @@ describe('the bundled agent', () => {
     // No --controller flag: the controller comes from the command line file.
     await waitFor('lookup', async () => (agent.output().includes('"msg":"found by the controller"') ? true : undefined));
     const seen = await waitFor('heartbeat', async () => {
-      const rows = await db!.db.select({ address: nodes.agentAddress, seen: nodes.agentSeenAt }).from(nodes).where(eq(nodes.uuid, node.uuid));
+      const rows = await db!.db
+        .select({ address: nodes.agentAddress, seen: nodes.agentSeenAt })
+        .from(nodes)
+        .where(eq(nodes.uuid, node.uuid));
       return rows[0]?.address ? rows[0] : undefined;
     });
     expect(seen.address).toBe('127.0.0.1:9');

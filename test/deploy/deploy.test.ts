@@ -35,7 +35,8 @@ async function tool(command: string, args: readonly string[]): Promise<Buffer> {
   try {
     return (await run(command, args, { encoding: 'buffer', maxBuffer: 64 * MIB })).stdout;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${command} is not installed: apt-get install qemu-utils genisoimage`, { cause: error });
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new Error(`${command} is not installed: apt-get install qemu-utils genisoimage`, { cause: error });
     throw error;
   }
 }
@@ -53,13 +54,23 @@ const started: AgentProcess[] = [];
 const opened: OpenedImage[] = [];
 const connections: AgentConnection[] = [];
 
-async function agentOn(diskName: string, diskBytes: number, extra: { targetZeroed?: boolean; extraArgs?: string[]; port?: number } = {}): Promise<{ agent: AgentProcess; disk: string }> {
+async function agentOn(
+  diskName: string,
+  diskBytes: number,
+  extra: { targetZeroed?: boolean; extraArgs?: string[]; port?: number } = {},
+): Promise<{ agent: AgentProcess; disk: string }> {
   const disk = join(dir, diskName);
   await access(disk).catch(async () => {
     await writeFile(disk, '');
     await truncate(disk, diskBytes);
   });
-  const agent = await startAgentProcess({ token: TOKEN, target: disk, targetZeroed: extra.targetZeroed ?? true, ...(extra.extraArgs ? { extraArgs: extra.extraArgs } : {}), ...(extra.port ? { port: extra.port } : {}) });
+  const agent = await startAgentProcess({
+    token: TOKEN,
+    target: disk,
+    targetZeroed: extra.targetZeroed ?? true,
+    ...(extra.extraArgs ? { extraArgs: extra.extraArgs } : {}),
+    ...(extra.port ? { port: extra.port } : {}),
+  });
   started.push(agent);
   return { agent, disk };
 }
@@ -132,7 +143,15 @@ describe('deploying images to an agent', () => {
     const targets = await Promise.all(['budget-a.disk', 'budget-b.disk', 'budget-c.disk'].map((name) => agentOn(name, 64 * MIB)));
     const results = await Promise.all(
       targets.map(async ({ agent }, i) =>
-        deployImage({ nodeUuid: `node-budget-${i}`, agentAddress: agent.address, agentToken: TOKEN, source: (await image(rawPath, 'raw')).source, expected: plain(rawSha), checkpoint: async () => undefined, budget }),
+        deployImage({
+          nodeUuid: `node-budget-${i}`,
+          agentAddress: agent.address,
+          agentToken: TOKEN,
+          source: (await image(rawPath, 'raw')).source,
+          expected: plain(rawSha),
+          checkpoint: async () => undefined,
+          budget,
+        }),
       ),
     );
     for (const r of results) expect(r.sha256).toBe(rawSha);
@@ -148,7 +167,10 @@ describe('deploying images to an agent', () => {
     const compressed = join(dir, 'image-c.qcow2');
     await tool('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', '-o', 'cluster_size=65536', rawPath, uncompressed]);
     await tool('qemu-img', ['convert', '-c', '-f', 'raw', '-O', 'qcow2', '-o', 'compat=0.10', rawPath, compressed]);
-    for (const [name, path] of [['plain', uncompressed], ['compressed', compressed]] as const) {
+    for (const [name, path] of [
+      ['plain', uncompressed],
+      ['compressed', compressed],
+    ] as const) {
       const reference = join(dir, `${name}.reference.raw`);
       await tool('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', path, reference]);
       const referenceBytes = await readFile(reference);
@@ -160,7 +182,14 @@ describe('deploying images to an agent', () => {
       const { agent, disk } = await agentOn(`${name}.disk`, 64 * MIB);
       const source = (await image(path, 'qcow2')).source;
       expect(source.virtualSize).toBe(rawSize);
-      const result = await deployImage({ nodeUuid: `node-${name}`, agentAddress: agent.address, agentToken: TOKEN, source, expected: blocks(blockDigest), checkpoint: async () => undefined });
+      const result = await deployImage({
+        nodeUuid: `node-${name}`,
+        agentAddress: agent.address,
+        agentToken: TOKEN,
+        source,
+        expected: blocks(blockDigest),
+        checkpoint: async () => undefined,
+      });
       expect(result.sha256).toBe(blockDigest);
       expect(await diskSha(disk, rawSize)).toBe(referenceSha);
     }
@@ -177,7 +206,13 @@ describe('deploying images to an agent', () => {
     const bigBlockDigest = bigBlocks.digest();
     let { agent, disk } = await agentOn('resume.disk', 64 * MIB);
     // Small intervals so that a 32 MiB image sees several commits.
-    const tuning: StreamTuning = { ...DEFAULT_TUNING, chunkBytes: MIB, commitIntervalBytes: 4 * MIB, maxUncommittedBytes: 5 * MIB, maxBufferedBytes: 2 * MIB };
+    const tuning: StreamTuning = {
+      ...DEFAULT_TUNING,
+      chunkBytes: MIB,
+      commitIntervalBytes: 4 * MIB,
+      maxUncommittedBytes: 5 * MIB,
+      maxBufferedBytes: 2 * MIB,
+    };
     const checkpoints: number[] = [];
     let killedAt: number | undefined;
     const firstPid = agent.pid;
@@ -220,7 +255,13 @@ describe('deploying images to an agent', () => {
     const bytes = randomBytes(size);
     await writeFile(path, bytes);
     const { agent, disk } = await agentOn('takeover.disk', 32 * MIB);
-    const tuning: StreamTuning = { ...DEFAULT_TUNING, chunkBytes: MIB, commitIntervalBytes: 2 * MIB, maxUncommittedBytes: 3 * MIB, maxBufferedBytes: 2 * MIB };
+    const tuning: StreamTuning = {
+      ...DEFAULT_TUNING,
+      chunkBytes: MIB,
+      commitIntervalBytes: 2 * MIB,
+      maxUncommittedBytes: 3 * MIB,
+      maxBufferedBytes: 2 * MIB,
+    };
     const real = (await image(path, 'raw')).source;
     const stall = new AbortController();
     // The first controller's source stops producing half-way, as if its process hung: the stream stays open.
@@ -239,7 +280,19 @@ describe('deploying images to an agent', () => {
     };
     const first = agentConnection(agent.address);
     const progress = { committedOffset: 0, dataBytesSent: 0, frames: 0 };
-    const stalled = streamImage(first, stalling, { nodeUuid: 'node-takeover', resumeOffset: 0, checkpoint: async () => undefined, expected: plain(sha256(bytes)), tuning, signal: stall.signal }, progress).then(
+    const stalled = streamImage(
+      first,
+      stalling,
+      {
+        nodeUuid: 'node-takeover',
+        resumeOffset: 0,
+        checkpoint: async () => undefined,
+        expected: plain(sha256(bytes)),
+        tuning,
+        signal: stall.signal,
+      },
+      progress,
+    ).then(
       () => 'finished',
       (e: { code?: number }) => e.code ?? 'failed',
     );
@@ -248,7 +301,16 @@ describe('deploying images to an agent', () => {
     const checkpoint = progress.committedOffset;
     expect(checkpoint).toBeGreaterThanOrEqual(8 * MIB);
 
-    const result = await deployImage({ nodeUuid: 'node-takeover', agentAddress: agent.address, agentToken: TOKEN, source: real, expected: plain(sha256(bytes)), resumeOffset: checkpoint, checkpoint: async () => undefined, tuning });
+    const result = await deployImage({
+      nodeUuid: 'node-takeover',
+      agentAddress: agent.address,
+      agentToken: TOKEN,
+      source: real,
+      expected: plain(sha256(bytes)),
+      resumeOffset: checkpoint,
+      checkpoint: async () => undefined,
+      tuning,
+    });
     expect(result.startOffsets).toEqual([checkpoint]);
     expect(result.sha256).toBe(sha256(bytes));
     expect(await diskSha(disk, size)).toBe(sha256(bytes));
@@ -277,7 +339,14 @@ describe('deploying images to an agent', () => {
         }
       },
     };
-    const attempt = deployImage({ nodeUuid: 'node-flip', agentAddress: agent.address, agentToken: TOKEN, source: flipping, expected: plain(rawSha), checkpoint: async () => undefined });
+    const attempt = deployImage({
+      nodeUuid: 'node-flip',
+      agentAddress: agent.address,
+      agentToken: TOKEN,
+      source: flipping,
+      expected: plain(rawSha),
+      checkpoint: async () => undefined,
+    });
     const error = await attempt.then(
       () => undefined,
       (e: unknown) => e,
@@ -304,7 +373,15 @@ describe('the agent token', () => {
       expect(JSON.stringify(refused)).not.toContain(forgedToken);
       await expect(none.client(AgentService).erase({ mode: 'full' })).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
       // A forged token does not get a stream started either, and the deploy does not retry it.
-      const deploy = deployImage({ nodeUuid: 'node-auth', agentAddress: agent.address, agentToken: forgedToken, source: (await image(rawPath, 'raw')).source, expected: plain(rawSha), checkpoint: async () => undefined, retryDelayMs: 10 });
+      const deploy = deployImage({
+        nodeUuid: 'node-auth',
+        agentAddress: agent.address,
+        agentToken: forgedToken,
+        source: (await image(rawPath, 'raw')).source,
+        expected: plain(rawSha),
+        checkpoint: async () => undefined,
+        retryDelayMs: 10,
+      });
       await expect(deploy).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
       expect(agent.output()).not.toContain(forgedToken);
       expect(agent.output()).not.toContain(TOKEN);
@@ -330,25 +407,60 @@ describe('bad streams', () => {
         return error;
       }
     };
-    expect(await drain([{ offset: 0n, data: new Uint8Array(10) }])).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/first frame must carry start/) });
-    expect(await drain([{ start: { imageSize: BigInt(MIB), digestAlgorithm: 'md5' } }])).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/unknown digest algorithm "md5"/) });
-    expect(await drain([{ start: { imageSize: BigInt(16 * MIB) } }])).toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringMatching(/does not fit/) });
-    expect(await drain([{ start: { imageSize: BigInt(MIB) } }, { offset: 4096n, data: new Uint8Array(10).fill(1) }])).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/gap/) });
-    expect(await drain([{ start: { imageSize: BigInt(MIB) } }, { offset: 0n, data: new Uint8Array(10).fill(1) }])).toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringMatching(/incomplete/) });
+    expect(await drain([{ offset: 0n, data: new Uint8Array(10) }])).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/first frame must carry start/),
+    });
+    expect(await drain([{ start: { imageSize: BigInt(MIB), digestAlgorithm: 'md5' } }])).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/unknown digest algorithm "md5"/),
+    });
+    expect(await drain([{ start: { imageSize: BigInt(16 * MIB) } }])).toMatchObject({
+      code: status.FAILED_PRECONDITION,
+      details: expect.stringMatching(/does not fit/),
+    });
+    expect(await drain([{ start: { imageSize: BigInt(MIB) } }, { offset: 4096n, data: new Uint8Array(10).fill(1) }])).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/gap/),
+    });
+    expect(await drain([{ start: { imageSize: BigInt(MIB) } }, { offset: 0n, data: new Uint8Array(10).fill(1) }])).toMatchObject({
+      code: status.FAILED_PRECONDITION,
+      details: expect.stringMatching(/incomplete/),
+    });
     // Nothing but the last (in-order) frame reached the disk.
     const bytes = await readFile(disk);
     expect(bytes.subarray(10).every((b) => b === 0)).toBe(true);
   });
 });
 
-describe('the agent\'s other calls', () => {
+describe("the agent's other calls", () => {
   it('writes a config drive after the image that isoinfo reads, holding the expected JSON', async () => {
     const { agent, disk } = await agentOn('cd.disk', 64 * MIB);
-    await deployImage({ nodeUuid: 'node-cd', agentAddress: agent.address, agentToken: TOKEN, source: (await image(rawPath, 'raw')).source, expected: plain(rawSha), checkpoint: async () => undefined });
-    const metaData = { uuid: '0190a8c0-0000-7000-8000-000000000001', name: 'web-1', hostname: 'web-1', public_keys: { default: 'ssh-ed25519 AAAA test' } };
-    const networkData = { links: [{ id: 'eth0', type: 'phy', ethernet_mac_address: '52:54:00:12:34:56' }], networks: [{ id: 'n0', link: 'eth0', type: 'ipv4_dhcp' }], services: [] };
+    await deployImage({
+      nodeUuid: 'node-cd',
+      agentAddress: agent.address,
+      agentToken: TOKEN,
+      source: (await image(rawPath, 'raw')).source,
+      expected: plain(rawSha),
+      checkpoint: async () => undefined,
+    });
+    const metaData = {
+      uuid: '0190a8c0-0000-7000-8000-000000000001',
+      name: 'web-1',
+      hostname: 'web-1',
+      public_keys: { default: 'ssh-ed25519 AAAA test' },
+    };
+    const networkData = {
+      links: [{ id: 'eth0', type: 'phy', ethernet_mac_address: '52:54:00:12:34:56' }],
+      networks: [{ id: 'n0', link: 'eth0', type: 'ipv4_dhcp' }],
+      services: [],
+    };
     const userData = new TextEncoder().encode('#cloud-config\nhostname: web-1\n');
-    const reply = await agentConnection(agent.address).client.writeConfigDrive({ metaDataJson: JSON.stringify(metaData), networkDataJson: JSON.stringify(networkData), userData });
+    const reply = await agentConnection(agent.address).client.writeConfigDrive({
+      metaDataJson: JSON.stringify(metaData),
+      networkDataJson: JSON.stringify(networkData),
+      userData,
+    });
     const offset = Number(reply.offset);
     const size = Number(reply.size);
     expect(offset).toBeGreaterThanOrEqual(rawSize);
@@ -368,7 +480,14 @@ describe('the agent\'s other calls', () => {
 
   it('reads the image back with ReadImage, and Erase zeroes the metadata regions or the whole target', async () => {
     const { agent, disk } = await agentOn('erase.disk', 64 * MIB);
-    await deployImage({ nodeUuid: 'node-erase', agentAddress: agent.address, agentToken: TOKEN, source: (await image(rawPath, 'raw')).source, expected: plain(rawSha), checkpoint: async () => undefined });
+    await deployImage({
+      nodeUuid: 'node-erase',
+      agentAddress: agent.address,
+      agentToken: TOKEN,
+      source: (await image(rawPath, 'raw')).source,
+      expected: plain(rawSha),
+      checkpoint: async () => undefined,
+    });
     const client = agentConnection(agent.address).client;
     const readBack = createHash('sha256');
     let expectedOffset = 0n;
@@ -403,7 +522,14 @@ describe('the agent\'s other calls', () => {
     const { agent } = await agentOn('reboot.disk', 8 * MIB, { extraArgs: ['--reboot-command', `touch ${marker}`] });
     await agentConnection(agent.address).client.reboot({});
     const deadline = Date.now() + 5000;
-    while (Date.now() < deadline && !(await access(marker).then(() => true, () => false))) await new Promise((r) => setTimeout(r, 50));
+    while (
+      Date.now() < deadline &&
+      !(await access(marker).then(
+        () => true,
+        () => false,
+      ))
+    )
+      await new Promise((r) => setTimeout(r, 50));
     await expect(access(marker)).resolves.toBeUndefined();
   });
 });

@@ -38,7 +38,10 @@ export interface InstanceJson {
 }
 
 const isPowerOn = (device: string, purpose?: string) => (e: SeenEvent) =>
-  e.type === 'power.changed' && e.details.target === 'on' && e.details.bootDevice === device && (purpose === undefined || e.details.purpose === purpose);
+  e.type === 'power.changed' &&
+  e.details.target === 'on' &&
+  e.details.bootDevice === device &&
+  (purpose === undefined || e.details.purpose === purpose);
 
 const DEPLOY_PHASES: Readonly<Record<Phase, (e: SeenEvent) => boolean>> = {
   'power-on': isPowerOn('pxe', 'deploy'),
@@ -56,31 +59,68 @@ const DELETE_PHASES: Readonly<Record<DeletePhase, (e: SeenEvent) => boolean>> = 
   available: (e) => e.type === 'provision.changed' && e.provisionState === 'available',
 };
 
-async function phasesOf<P extends string>(events: NodeEvents, wanted: Readonly<Record<P, (e: SeenEvent) => boolean>>, from: number): Promise<Record<P, number>> {
+async function phasesOf<P extends string>(
+  events: NodeEvents,
+  wanted: Readonly<Record<P, (e: SeenEvent) => boolean>>,
+  from: number,
+): Promise<Record<P, number>> {
   const at = {} as Record<P, number>;
   // bmctl returned once the API said so; the watch may print the last events a moment later.
-  for (const [phase, match] of Object.entries(wanted) as [P, (e: SeenEvent) => boolean][]) at[phase] = (await events.waitFor(`the ${phase} event`, match, 15_000, from)).at;
+  for (const [phase, match] of Object.entries(wanted) as [P, (e: SeenEvent) => boolean][])
+    at[phase] = (await events.waitFor(`the ${phase} event`, match, 15_000, from)).at;
   return at;
 }
 
 /** `bmctl boot --wait`; resolves with the ACTIVE instance and when each phase happened (performance.now() ms). */
-export async function driveDeploy(op: Operator, events: NodeEvents, request: BootRequest): Promise<{ instance: InstanceJson; phases: Record<Phase, number> }> {
+export async function driveDeploy(
+  op: Operator,
+  events: NodeEvents,
+  request: BootRequest,
+): Promise<{ instance: InstanceJson; phases: Record<Phase, number> }> {
   const userDataFile = path.join(op.dir, `${request.name}.user-data`);
   await writeFile(userDataFile, request.userData);
   const from = events.count();
-  const out = await op.bmctl(['--json', 'boot', '--flavor', request.flavor, '--image', request.image, '--user-data', userDataFile, '--wait', '--timeout', '900', request.name], 960_000);
+  const out = await op.bmctl(
+    [
+      '--json',
+      'boot',
+      '--flavor',
+      request.flavor,
+      '--image',
+      request.image,
+      '--user-data',
+      userDataFile,
+      '--wait',
+      '--timeout',
+      '900',
+      request.name,
+    ],
+    960_000,
+  );
   const instance = JSON.parse(out) as InstanceJson;
-  if (instance.state !== 'ACTIVE') throw new Error(`instance ${request.name} ended ${instance.state}: ${instance.lastError}; events: ${events.describe(from)}`);
+  if (instance.state !== 'ACTIVE')
+    throw new Error(`instance ${request.name} ended ${instance.state}: ${instance.lastError}; events: ${events.describe(from)}`);
   return { instance, phases: await phasesOf(events, DEPLOY_PHASES, from) };
 }
 
 /** `bmctl instance delete --wait`, then the node's cleaning until it is available again. */
 export async function driveUndeploy(op: Operator, events: NodeEvents, instanceName: string): Promise<Record<DeletePhase, number>> {
   const from = events.count();
-  const out = JSON.parse(await op.bmctl(['--json', 'instance', 'delete', instanceName, '--wait', '--timeout', '300'], 360_000)) as { deleted?: string; state?: string; lastError?: string };
-  if (out.deleted !== instanceName) throw new Error(`instance ${instanceName} still exists after delete --wait: ${out.state ?? ''} ${out.lastError ?? ''}`);
+  const out = JSON.parse(await op.bmctl(['--json', 'instance', 'delete', instanceName, '--wait', '--timeout', '300'], 360_000)) as {
+    deleted?: string;
+    state?: string;
+    lastError?: string;
+  };
+  if (out.deleted !== instanceName)
+    throw new Error(`instance ${instanceName} still exists after delete --wait: ${out.state ?? ''} ${out.lastError ?? ''}`);
   // The instance is gone once its machine is off; the node cleans after that.
-  const end = await events.waitFor('the node to finish cleaning', (e) => e.type === 'provision.changed' && (e.provisionState === 'available' || e.provisionState === 'clean-failed'), 600_000, from);
-  if (end.provisionState !== 'available') throw new Error(`cleaning after the delete failed: ${end.message}; events: ${events.describe(from)}`);
+  const end = await events.waitFor(
+    'the node to finish cleaning',
+    (e) => e.type === 'provision.changed' && (e.provisionState === 'available' || e.provisionState === 'clean-failed'),
+    600_000,
+    from,
+  );
+  if (end.provisionState !== 'available')
+    throw new Error(`cleaning after the delete failed: ${end.message}; events: ${events.describe(from)}`);
   return phasesOf(events, DELETE_PHASES, from);
 }

@@ -29,13 +29,22 @@ async function newestSource(): Promise<number> {
   return Math.max(newest, nodePackage?.mtimeMs ?? 0);
 }
 
-export async function ensureRamdisk(): Promise<RamdiskManifest & { readonly kernelFile: string; readonly initrdFile: string; readonly built: boolean }> {
+export async function ensureRamdisk(): Promise<
+  RamdiskManifest & { readonly kernelFile: string; readonly initrdFile: string; readonly built: boolean }
+> {
   const manifestFile = path.join(ramdiskOut, 'manifest.json');
-  const built = await stat(manifestFile).then((s) => s.mtimeMs, () => 0);
+  const built = await stat(manifestFile).then(
+    (s) => s.mtimeMs,
+    () => 0,
+  );
   const stale = built === 0 || (await newestSource()) > built;
   if (stale) {
     try {
-      await run(process.execPath, [path.join(repoRoot, 'ramdisk/build.ts')], { cwd: repoRoot, timeout: 600_000, maxBuffer: 16 * 1024 * 1024 });
+      await run(process.execPath, [path.join(repoRoot, 'ramdisk/build.ts')], {
+        cwd: repoRoot,
+        timeout: 600_000,
+        maxBuffer: 16 * 1024 * 1024,
+      });
     } catch (error) {
       const e = error as { stdout?: string; stderr?: string };
       throw new Error(`npm run build:ramdisk failed: ${(e.stderr ?? '') + (e.stdout ?? '') || String(error)}`);

@@ -106,7 +106,13 @@ function mbr(bootCode: Uint8Array, startSector: number, sectors: number, type: n
 
 /** Builds the image in `dir` and returns the qcow2 file and its raw size. */
 export async function buildGuestImage(dir: string, cacheDir: string, diskMib = 64): Promise<{ qcow2: string; rawBytes: number }> {
-  for (const [tool, pkg] of [['syslinux', 'syslinux'], ['mformat', 'mtools'], ['mcopy', 'mtools'], ['qemu-img', 'qemu-utils']] as const) requireBinary(tool, pkg);
+  for (const [tool, pkg] of [
+    ['syslinux', 'syslinux'],
+    ['mformat', 'mtools'],
+    ['mcopy', 'mtools'],
+    ['qemu-img', 'qemu-utils'],
+  ] as const)
+    requireBinary(tool, pkg);
   const mbrBin = '/usr/lib/syslinux/mbr/mbr.bin';
   const bootCode = await readFile(mbrBin).catch(() => {
     throw new Error(`${mbrBin} is missing: apt-get install syslinux-common (scripts/setup.sh installs it)`);
@@ -124,7 +130,10 @@ export async function buildGuestImage(dir: string, cacheDir: string, diskMib = 6
     await run('syslinux', ['--install', part]);
     await copyFile(vmlinuz, path.join(work, 'vmlinuz'));
     await writeFile(path.join(work, 'initrd'), initrd);
-    await writeFile(path.join(work, 'syslinux.cfg'), 'SERIAL 0 115200\nDEFAULT guest\nPROMPT 0\nTIMEOUT 0\nLABEL guest\n  KERNEL /vmlinuz\n  INITRD /initrd\n  APPEND console=ttyS0 quiet\n');
+    await writeFile(
+      path.join(work, 'syslinux.cfg'),
+      'SERIAL 0 115200\nDEFAULT guest\nPROMPT 0\nTIMEOUT 0\nLABEL guest\n  KERNEL /vmlinuz\n  INITRD /initrd\n  APPEND console=ttyS0 quiet\n',
+    );
     await run('mcopy', ['-i', part, path.join(work, 'vmlinuz'), path.join(work, 'initrd'), path.join(work, 'syslinux.cfg'), '::']);
     const raw = path.join(dir, 'guest.raw');
     await writeFile(raw, Buffer.concat([mbr(bootCode, 2048, partBytes / 512, 0x0c), Buffer.alloc(MIB - 512)]));

@@ -37,7 +37,11 @@ export class NodeEvents {
 
   /** Starts watching the node and returns once the watch is live. */
   static async start(env: Readonly<Record<string, string>>, node: string, poke: () => Promise<unknown>): Promise<NodeEvents> {
-    const child = spawn(process.execPath, [bmctlPath, '--json', 'watch', '--node', node], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [bmctlPath, '--json', 'watch', '--node', node], {
+      cwd: repoRoot,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const events = new NodeEvents(child);
     try {
       // Until the child subscribed, an event is lost: poke until one arrives.
@@ -62,7 +66,14 @@ export class NodeEvents {
     const received = performance.now();
     for (const line of lines) {
       if (line.trim() === '') continue;
-      const raw = JSON.parse(line) as { type?: string; provisionState?: string; powerState?: string; message?: string; details?: Record<string, string>; time?: string };
+      const raw = JSON.parse(line) as {
+        type?: string;
+        provisionState?: string;
+        powerState?: string;
+        message?: string;
+        details?: Record<string, string>;
+        time?: string;
+      };
       const published = raw.time ? Date.parse(raw.time) - performance.timeOrigin : Number.NaN;
       this.#events.push({
         type: raw.type ?? '',
@@ -95,8 +106,10 @@ export class NodeEvents {
     for (;;) {
       const found = this.find(match, from);
       if (found) return found;
-      if (this.#child.exitCode !== null) throw new Error(`waiting for ${what}: bmctl watch exited with ${this.#child.exitCode}: ${this.#stderr.trim()}`);
-      if (Date.now() > deadline) throw new Error(`timed out after ${ms / 1000} s waiting for ${what}; events so far: ${this.describe(from)}`);
+      if (this.#child.exitCode !== null)
+        throw new Error(`waiting for ${what}: bmctl watch exited with ${this.#child.exitCode}: ${this.#stderr.trim()}`);
+      if (Date.now() > deadline)
+        throw new Error(`timed out after ${ms / 1000} s waiting for ${what}; events so far: ${this.describe(from)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }
@@ -105,7 +118,10 @@ export class NodeEvents {
   describe(from = 0): string {
     return this.#events
       .slice(from)
-      .map((e) => `${e.type}${e.provisionState ? ` state=${e.provisionState}` : ''}${Object.keys(e.details).length ? ` ${JSON.stringify(e.details)}` : ''}`)
+      .map(
+        (e) =>
+          `${e.type}${e.provisionState ? ` state=${e.provisionState}` : ''}${Object.keys(e.details).length ? ` ${JSON.stringify(e.details)}` : ''}`,
+      )
       .join('; ');
   }
 

@@ -29,12 +29,19 @@ function listen(server: net.Server, ...args: unknown[]): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { forward: { type: 'string', multiple: true, default: [] }, dial: { type: 'string' } }, strict: true });
+  const { values } = parseArgs({
+    options: { forward: { type: 'string', multiple: true, default: [] }, dial: { type: 'string' } },
+    strict: true,
+  });
   for (const spec of values.forward) {
     const eq = spec.indexOf('=');
     const { host, port } = hostPort(spec.slice(0, eq));
     const socketPath = spec.slice(eq + 1);
-    await listen(net.createServer((client) => splice(client, net.connect(socketPath))), port, host);
+    await listen(
+      net.createServer((client) => splice(client, net.connect(socketPath))),
+      port,
+      host,
+    );
   }
   if (values.dial) {
     const server = net.createServer((client) => {

@@ -22,7 +22,18 @@ import { stopChild } from '../boot/netns.ts';
 import { driveDeploy, driveUndeploy } from './drive-deploy.ts';
 import { GUEST_MARKER } from './guest-image.ts';
 import { startUnmanagedMachine } from './qemu-machine.ts';
-import { enrollWithBmc, newMachine, provide, serialLength, serialText, setUpE2e, step, waitForSerial, type E2e, type EnrolledMachine } from './scenario.ts';
+import {
+  enrollWithBmc,
+  newMachine,
+  provide,
+  serialLength,
+  serialText,
+  setUpE2e,
+  step,
+  waitForSerial,
+  type E2e,
+  type EnrolledMachine,
+} from './scenario.ts';
 
 const MIB = 1024 * 1024;
 let e: E2e;
@@ -36,7 +47,9 @@ afterAll(async () => {
 }, 60_000);
 
 describe('a QEMU machine, end to end', () => {
-  it('is provided, boots an instance with its user data through bmctl boot, and is erased and available again after bmctl instance delete', { timeout: 1_800_000 }, async () => {
+  it('is provided, boots an instance with its user data through bmctl boot, and is erased and available again after bmctl instance delete', {
+    timeout: 1_800_000,
+  }, async () => {
     const machine = await newMachine(e.bed, 'e2e-node1', '52:54:00:e2:e0:01', 1024 * MIB, 1024, 1);
     let node: EnrolledMachine | null = null;
     try {
@@ -47,10 +60,14 @@ describe('a QEMU machine, end to end', () => {
 
       const userData = `#cloud-config\n# e2e user data ${randomBytes(8).toString('hex')}\n`;
       const atBoot = await serialLength(machine);
-      const { instance } = await step(e, machine, 'bmctl boot --wait', () => driveDeploy(e, events, { name: 'e2e-vm1', flavor: e.flavor, image: 'e2e-guest', userData }));
+      const { instance } = await step(e, machine, 'bmctl boot --wait', () =>
+        driveDeploy(e, events, { name: 'e2e-vm1', flavor: e.flavor, image: 'e2e-guest', userData }),
+      );
       expect(instance.nodeUuid).toBe(nodeUuid);
       expect(instance.address).toMatch(/^10\.99\.0\.\d+$/);
-      const booted = await step(e, machine, 'the image boots from disk', () => waitForSerial(machine, new RegExp(`${GUEST_MARKER}-DONE`), 300_000, atBoot));
+      const booted = await step(e, machine, 'the image boots from disk', () =>
+        waitForSerial(machine, new RegExp(`${GUEST_MARKER}-DONE`), 300_000, atBoot),
+      );
       const cut = booted.indexOf(`${GUEST_MARKER} on `);
       expect(cut).toBeGreaterThan(0);
       const guest = booted.slice(cut);
@@ -69,7 +86,11 @@ describe('a QEMU machine, end to end', () => {
 
       const atDelete = await serialLength(machine);
       await step(e, machine, 'bmctl instance delete --wait (erase the disk metadata)', () => driveUndeploy(e, events, 'e2e-vm1'));
-      const shown = JSON.parse(await e.bmctl(['--json', 'node', 'show', machine.name])) as { provisionState: string; instanceUuid: string; powerState: string };
+      const shown = JSON.parse(await e.bmctl(['--json', 'node', 'show', machine.name])) as {
+        provisionState: string;
+        instanceUuid: string;
+        powerState: string;
+      };
       expect(shown.provisionState).toBe('available');
       expect(shown.instanceUuid).toBe('');
       expect(shown.powerState).toBe('off');

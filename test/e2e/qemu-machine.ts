@@ -31,13 +31,31 @@ export const serialLogOf = (m: MachineSpec): string => path.join(m.dir, 'serial.
 /** QEMU's arguments; `bootOrder` n = network first, c = disk. */
 export function qemuArgs(m: MachineSpec, bootOrder: 'n' | 'c'): string[] {
   return [
-    '-accel', 'tcg', '-machine', 'pc', '-m', String(m.memoryMb), '-smp', String(m.cpus),
-    '-nographic', '-monitor', 'none', '-no-user-config', '-nodefaults',
-    '-chardev', `file,id=console,path=${serialLogOf(m)},append=on`, '-serial', 'chardev:console',
-    '-boot', `order=${bootOrder}`,
-    '-netdev', `tap,id=n0,ifname=${m.tap},script=no,downscript=no`,
-    '-device', `virtio-net-pci,netdev=n0,mac=${m.mac}`,
-    '-drive', `file=${m.disk},if=virtio,format=raw,cache=unsafe`,
+    '-accel',
+    'tcg',
+    '-machine',
+    'pc',
+    '-m',
+    String(m.memoryMb),
+    '-smp',
+    String(m.cpus),
+    '-nographic',
+    '-monitor',
+    'none',
+    '-no-user-config',
+    '-nodefaults',
+    '-chardev',
+    `file,id=console,path=${serialLogOf(m)},append=on`,
+    '-serial',
+    'chardev:console',
+    '-boot',
+    `order=${bootOrder}`,
+    '-netdev',
+    `tap,id=n0,ifname=${m.tap},script=no,downscript=no`,
+    '-device',
+    `virtio-net-pci,netdev=n0,mac=${m.mac}`,
+    '-drive',
+    `file=${m.disk},if=virtio,format=raw,cache=unsafe`,
   ];
 }
 
@@ -127,8 +145,15 @@ set_working_mc 0x20
   user 2 true  "admin"   "${password}" admin    10       none md2 md5 straight
 `,
   );
-  await writeFile(path.join(m.dir, 'sim.emu'), 'mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n');
-  const child: ChildProcess = spawn('ip', ['netns', 'exec', ns, 'ipmi_sim', '-c', path.join(m.dir, 'lan.conf'), '-f', path.join(m.dir, 'sim.emu'), '-n', '-s', m.dir], { stdio: ['ignore', 'ignore', 'ignore'] });
+  await writeFile(
+    path.join(m.dir, 'sim.emu'),
+    'mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n',
+  );
+  const child: ChildProcess = spawn(
+    'ip',
+    ['netns', 'exec', ns, 'ipmi_sim', '-c', path.join(m.dir, 'lan.conf'), '-f', path.join(m.dir, 'sim.emu'), '-n', '-s', m.dir],
+    { stdio: ['ignore', 'ignore', 'ignore'] },
+  );
   await new Promise((r) => setTimeout(r, 300));
   if (child.exitCode !== null) throw new Error(`ipmi_sim exited at start with ${child.exitCode}`);
   return {

@@ -50,11 +50,17 @@ export async function setUpE2e(options: { readonly discovery: boolean }): Promis
     api = connect(bed.apiUrl, { metadata: { authorization: `Bearer ${bed.adminToken}` } });
     const bmctl = async (args: readonly string[], timeoutMs = 120_000): Promise<string> => {
       const r = await runBmctl(args, env, timeoutMs);
-      if (r.code !== 0) throw new Error(`bmctl ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}${r.stdout.trim() ? `\n${r.stdout.trim().slice(-3000)}` : ''}`);
+      if (r.code !== 0)
+        throw new Error(
+          `bmctl ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}${r.stdout.trim() ? `\n${r.stdout.trim().slice(-3000)}` : ''}`,
+        );
       return r.stdout;
     };
     // The README's way to make the build the default deploy kernel and ramdisk.
-    await run(path.join(repoRoot, 'scripts/install-ramdisk.sh'), ['e2e-deploy-kernel', 'e2e-deploy-ramdisk'], { env: { ...process.env, ...env }, timeout: 300_000 }).catch((error: unknown) => {
+    await run(path.join(repoRoot, 'scripts/install-ramdisk.sh'), ['e2e-deploy-kernel', 'e2e-deploy-ramdisk'], {
+      env: { ...process.env, ...env },
+      timeout: 300_000,
+    }).catch((error: unknown) => {
       throw new Error(`scripts/install-ramdisk.sh failed: ${(error as { stderr?: string }).stderr ?? String(error)}`);
     });
     const guest = await buildGuestImage(bed.dir, ramdiskCache);
@@ -69,7 +75,14 @@ export async function setUpE2e(options: { readonly discovery: boolean }): Promis
   }
 }
 
-export async function newMachine(bed: Testbed, name: string, mac: string, diskBytes: number, memoryMb: number, cpus: number): Promise<MachineSpec> {
+export async function newMachine(
+  bed: Testbed,
+  name: string,
+  mac: string,
+  diskBytes: number,
+  memoryMb: number,
+  cpus: number,
+): Promise<MachineSpec> {
   const dir = path.join(bed.dir, name);
   await mkdir(dir, { recursive: true });
   const disk = path.join(dir, 'disk.raw');
@@ -92,7 +105,30 @@ export async function enrollWithBmc(e: E2e, machine: MachineSpec): Promise<Enrol
   const bmc = await startQemuBmc(e.bed.ns, machine, `e2e-${randomBytes(6).toString('hex')}`);
   let events: NodeEvents | null = null;
   try {
-    await e.bmctl(['node', 'create', '--name', machine.name, '--pm-address', bmc.address, '--pm-port', String(bmc.port), '--pm-user', bmc.user, '--pm-password', bmc.password, '--cpus', String(machine.cpus), '--memory-mb', String(machine.memoryMb), '--disk-gb', String(Math.floor(machine.diskBytes / 2 ** 30)), '--arch', 'x86_64', '--mac', machine.mac]);
+    await e.bmctl([
+      'node',
+      'create',
+      '--name',
+      machine.name,
+      '--pm-address',
+      bmc.address,
+      '--pm-port',
+      String(bmc.port),
+      '--pm-user',
+      bmc.user,
+      '--pm-password',
+      bmc.password,
+      '--cpus',
+      String(machine.cpus),
+      '--memory-mb',
+      String(machine.memoryMb),
+      '--disk-gb',
+      String(Math.floor(machine.diskBytes / 2 ** 30)),
+      '--arch',
+      'x86_64',
+      '--mac',
+      machine.mac,
+    ]);
     // An update that changes nothing publishes node.updated: how the watch shows it is live.
     events = await NodeEvents.start(e.env, machine.name, () => e.bmctl(['node', 'update', machine.name, '--cpus', String(machine.cpus)]));
     await e.bmctl(['node', 'manage', machine.name, '--wait', '--timeout', '60'], 90_000);
@@ -116,7 +152,10 @@ export async function enrollWithBmc(e: E2e, machine: MachineSpec): Promise<Enrol
 
 /** `node provide --wait`: the conductor PXE-boots the ramdisk, the agent erases, power off, available. */
 export async function provide(e: E2e, machine: MachineSpec): Promise<void> {
-  const out = JSON.parse(await e.bmctl(['--json', 'node', 'provide', machine.name, '--wait', '--timeout', '900'], 960_000)) as { provisionState: string; lastError: string };
+  const out = JSON.parse(await e.bmctl(['--json', 'node', 'provide', machine.name, '--wait', '--timeout', '900'], 960_000)) as {
+    provisionState: string;
+    lastError: string;
+  };
   if (out.provisionState !== 'available') throw new Error(`node provide left ${machine.name} ${out.provisionState}: ${out.lastError}`);
 }
 
@@ -145,7 +184,10 @@ export async function step<T>(e: E2e, machine: MachineSpec, what: string, fn: ()
     return await fn();
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    throw new Error(`${what}: ${message}\n--- serial log of ${machine.name} (tail) ---\n${(await serialText(machine)).slice(-6000)}\n--- controller log (tail) ---\n${e.bed.controllerLog().slice(-6000)}`, { cause: error });
+    throw new Error(
+      `${what}: ${message}\n--- serial log of ${machine.name} (tail) ---\n${(await serialText(machine)).slice(-6000)}\n--- controller log (tail) ---\n${e.bed.controllerLog().slice(-6000)}`,
+      { cause: error },
+    );
   }
 }
 
@@ -154,7 +196,11 @@ export async function step<T>(e: E2e, machine: MachineSpec, what: string, fn: ()
  * performance.now()), polling every 100 ms: the guest's own uptime stamps
  * say nothing about the firmware's time before the kernel.
  */
-export function watchSerial(machine: MachineSpec, patterns: Readonly<Record<string, RegExp>>, from: number): { seen: Record<string, number>; stop(): void } {
+export function watchSerial(
+  machine: MachineSpec,
+  patterns: Readonly<Record<string, RegExp>>,
+  from: number,
+): { seen: Record<string, number>; stop(): void } {
   const seen: Record<string, number> = {};
   const timer = setInterval(() => {
     void serialText(machine, from).then((text) => {

@@ -119,7 +119,11 @@ export async function startTestbed(options: TestbedOptions): Promise<Testbed> {
       'kernel_args = ["console=ttyS0", "quiet"]',
     ].join('\n');
     await writeFile(path.join(dir, 'bm.toml'), config);
-    controller = spawn('ip', ['netns', 'exec', ns, process.execPath, bmctlPath, 'controller', 'start', '--config', path.join(dir, 'bm.toml')], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    controller = spawn(
+      'ip',
+      ['netns', 'exec', ns, process.execPath, bmctlPath, 'controller', 'start', '--config', path.join(dir, 'bm.toml')],
+      { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     controller.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     controller.stderr!.on('data', (d: Buffer) => (output += d.toString()));
     const apiUrl = await tunnel.reach('127.0.0.1', API_PORT);

@@ -34,7 +34,11 @@ interface Region {
 }
 
 const region = (size: number): fc.Arbitrary<Region> =>
-  fc.record({ offset: fc.nat(size - 1), length: fc.integer({ min: 1, max: 700 * KiB }), fill: fc.constantFrom<Fill>('random', 'text', 'byte') });
+  fc.record({
+    offset: fc.nat(size - 1),
+    length: fc.integer({ min: 1, max: 700 * KiB }),
+    fill: fc.constantFrom<Fill>('random', 'text', 'byte'),
+  });
 
 function content(fill: Fill, length: number): Buffer {
   if (fill === 'random') return randomBytes(length);

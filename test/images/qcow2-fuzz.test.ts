@@ -62,7 +62,11 @@ const WRITES = ['write -P 0x5a 0 100k', 'write -P 0xa5 300k 7k', 'write -z 64k 6
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'bm-qcow2-fuzz-'));
   await makeSeed('v3-64k', ['-o', 'compat=1.1'], WRITES);
-  await makeSeed('v2-64k', ['-o', 'compat=0.10'], WRITES.filter((w) => !w.includes('-z')));
+  await makeSeed(
+    'v2-64k',
+    ['-o', 'compat=0.10'],
+    WRITES.filter((w) => !w.includes('-z')),
+  );
   await makeSeed('v3-512', ['-o', 'cluster_size=512'], WRITES);
   await makeSeed('v3-64k-compressed', ['-o', 'compat=1.1'], WRITES);
   await makeSeed('v3-extl2', ['-o', 'extended_l2=on'], WRITES);
@@ -73,7 +77,9 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-type Outcome = { readonly kind: 'error'; readonly error: BmError } | { readonly kind: 'read'; readonly sha256: string | undefined; readonly complete: boolean };
+type Outcome =
+  | { readonly kind: 'error'; readonly error: BmError }
+  | { readonly kind: 'read'; readonly sha256: string | undefined; readonly complete: boolean };
 
 /** Inspects and reads an image within the budget; rethrows anything that is not a typed error. */
 async function readWithinBudget(bytes: Uint8Array): Promise<Outcome> {
@@ -125,7 +131,12 @@ const mutation = (seed: Seed) =>
       ),
     }),
     // A 32-bit header field set to an extreme.
-    fc.record({ kind: fc.constant('u32' as const), region: fc.constant(0), at: fc.nat(25), value: fc.constantFrom(0, 1, 8, 9, 21, 22, 0x7fffffff, 0xffffffff) }),
+    fc.record({
+      kind: fc.constant('u32' as const),
+      region: fc.constant(0),
+      at: fc.nat(25),
+      value: fc.constantFrom(0, 1, 8, 9, 21, 22, 0x7fffffff, 0xffffffff),
+    }),
   );
 
 function mutate(seed: Seed, edits: readonly Edit[], truncateTo: number | undefined): Uint8Array {
@@ -138,7 +149,7 @@ function mutate(seed: Seed, edits: readonly Edit[], truncateTo: number | undefin
       const at = start + (edit.at % span);
       if (at < bytes.length) bytes[at] = edit.value;
     } else if (edit.kind === 'u64') {
-      const at = start + ((edit.at % Math.max(1, Math.floor(span / 8))) * 8);
+      const at = start + (edit.at % Math.max(1, Math.floor(span / 8))) * 8;
       if (at + 8 <= bytes.length) view.setBigUint64(at, edit.value);
     } else {
       view.setUint32(edit.at * 4, edit.value);
@@ -168,15 +179,19 @@ describe('qcow2 fuzz', () => {
     const outcomes = { error: 0, read: 0 };
     for (const seed of seeds) {
       await fc.assert(
-        fc.asyncProperty(fc.array(mutation(seed), { minLength: 1, maxLength: 6 }), fc.option(fc.nat(), { freq: 5 }), async (edits, truncateTo) => {
-          const bytes = mutate(seed, edits as readonly Edit[], truncateTo ?? undefined);
-          const started = performance.now();
-          const outcome = await readWithinBudget(bytes);
-          outcomes[outcome.kind]++;
-          expect(performance.now() - started).toBeLessThan(PER_CASE_MS);
-          peak = Math.max(peak, heapNow() - baseline);
-          expect(heapNow() - baseline).toBeLessThan(HEAP_GROWTH_LIMIT);
-        }),
+        fc.asyncProperty(
+          fc.array(mutation(seed), { minLength: 1, maxLength: 6 }),
+          fc.option(fc.nat(), { freq: 5 }),
+          async (edits, truncateTo) => {
+            const bytes = mutate(seed, edits as readonly Edit[], truncateTo ?? undefined);
+            const started = performance.now();
+            const outcome = await readWithinBudget(bytes);
+            outcomes[outcome.kind]++;
+            expect(performance.now() - started).toBeLessThan(PER_CASE_MS);
+            peak = Math.max(peak, heapNow() - baseline);
+            expect(heapNow() - baseline).toBeLessThan(HEAP_GROWTH_LIMIT);
+          },
+        ),
         { numRuns: 800 },
       );
     }
@@ -206,7 +221,10 @@ describe('qcow2 fuzz', () => {
           }
           try {
             compared++;
-            expect(ours.sha256, `seed ${seed.name}, edits ${JSON.stringify(edits, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString(16) : v))}`).toBe(await fileSha256(rawPath));
+            expect(
+              ours.sha256,
+              `seed ${seed.name}, edits ${JSON.stringify(edits, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString(16) : v))}`,
+            ).toBe(await fileSha256(rawPath));
           } finally {
             await rm(rawPath, { force: true });
           }

@@ -144,9 +144,32 @@ describe('qcow2 images from qemu-img whose tables point into their own metadata'
     for (const s of seeds) expect(await refusal(s.bytes), s.name).toEqual({ open: undefined, inspect: undefined });
   });
 
-  const cases: { name: string; seed: string; pointer: Pointer['kind']; nth?: number; target: (h: Qcow2Header, s: Seed) => number; field: string; into: RegExp }[] = [
-    { name: 'an L2 data entry at the L1 table', seed: 'v3-64k', pointer: 'l2', target: (h) => h.l1TableOffset, field: 'l2_entry', into: /into the L1 table/ },
-    { name: 'an L2 data entry at the refcount table', seed: 'v3-64k', pointer: 'l2', nth: 1, target: (h) => h.refcountTableOffset, field: 'l2_entry', into: /into the refcount table/ },
+  const cases: {
+    name: string;
+    seed: string;
+    pointer: Pointer['kind'];
+    nth?: number;
+    target: (h: Qcow2Header, s: Seed) => number;
+    field: string;
+    into: RegExp;
+  }[] = [
+    {
+      name: 'an L2 data entry at the L1 table',
+      seed: 'v3-64k',
+      pointer: 'l2',
+      target: (h) => h.l1TableOffset,
+      field: 'l2_entry',
+      into: /into the L1 table/,
+    },
+    {
+      name: 'an L2 data entry at the refcount table',
+      seed: 'v3-64k',
+      pointer: 'l2',
+      nth: 1,
+      target: (h) => h.refcountTableOffset,
+      field: 'l2_entry',
+      into: /into the refcount table/,
+    },
     {
       name: 'an L2 data entry at the other L2 table',
       seed: 'v2-64k',
@@ -164,38 +187,67 @@ describe('qcow2 images from qemu-img whose tables point into their own metadata'
       field: 'l2_entry',
       into: /into the refcount block of refcount table entry 1/,
     },
-    { name: 'a compressed entry at the L1 table', seed: 'v3-64k-compressed', pointer: 'compressed', target: (h) => h.l1TableOffset, field: 'l2_entry', into: /into the L1 table/ },
-    { name: 'an L1 entry at the refcount table', seed: 'v3-64k', pointer: 'l1', target: (h) => h.refcountTableOffset, field: 'l1_entry', into: /into the refcount table/ },
-    { name: 'a refcount block at the L1 table', seed: 'v3-64k', pointer: 'refcount', target: (h) => h.l1TableOffset, field: 'refcount_table_entry', into: /into the L1 table/ },
+    {
+      name: 'a compressed entry at the L1 table',
+      seed: 'v3-64k-compressed',
+      pointer: 'compressed',
+      target: (h) => h.l1TableOffset,
+      field: 'l2_entry',
+      into: /into the L1 table/,
+    },
+    {
+      name: 'an L1 entry at the refcount table',
+      seed: 'v3-64k',
+      pointer: 'l1',
+      target: (h) => h.refcountTableOffset,
+      field: 'l1_entry',
+      into: /into the refcount table/,
+    },
+    {
+      name: 'a refcount block at the L1 table',
+      seed: 'v3-64k',
+      pointer: 'refcount',
+      target: (h) => h.l1TableOffset,
+      field: 'refcount_table_entry',
+      into: /into the L1 table/,
+    },
   ];
 
-  it.each(cases)('refuses $name, naming the entry, at open and at inspect', async ({ seed: seedName, pointer: kind, nth, target, field, into }) => {
-    const s = seed(seedName);
-    const p = pointer(s, kind, nth ?? 0);
-    const { open, inspect } = await refusal(aim(s, p, target(s.header, s)));
-    for (const err of [open, inspect]) {
-      expect(err).toBeInstanceOf(Qcow2FormatError);
-      expect(err).toMatchObject({ field, message: expect.stringMatching(new RegExp(`${p.name}( \\(guest cluster \\d+\\))? points at`)) });
-      expect(err).toMatchObject({ message: expect.stringMatching(into) });
-    }
-  });
+  it.each(cases)(
+    'refuses $name, naming the entry, at open and at inspect',
+    async ({ seed: seedName, pointer: kind, nth, target, field, into }) => {
+      const s = seed(seedName);
+      const p = pointer(s, kind, nth ?? 0);
+      const { open, inspect } = await refusal(aim(s, p, target(s.header, s)));
+      for (const err of [open, inspect]) {
+        expect(err).toBeInstanceOf(Qcow2FormatError);
+        expect(err).toMatchObject({ field, message: expect.stringMatching(new RegExp(`${p.name}( \\(guest cluster \\d+\\))? points at`)) });
+        expect(err).toMatchObject({ message: expect.stringMatching(into) });
+      }
+    },
+  );
 
   it('refuses any table entry aimed at any metadata cluster, naming that entry (property)', async () => {
     for (const s of seeds) {
       await fc.assert(
-        fc.asyncProperty(fc.nat(s.pointers.length - 1), fc.nat(s.metadataClusters.length - 1), fc.nat(s.header.clusterSize / 512 - 1), async (p, t, sector) => {
-          const p0 = s.pointers[p] as Pointer;
-          // Compressed data may start mid-cluster; everything else is cluster aligned.
-          const target = (s.metadataClusters[t] as number) + (p0.kind === 'compressed' ? sector * 512 : 0);
-          // Aiming an L1 or refcount entry at the table it already names changes nothing.
-          if (Number(new DataView(s.bytes.buffer).getBigUint64(p0.at) & OFFSET_MASK) === target) return;
-          const { open, inspect } = await refusal(aim(s, p0, target));
-          for (const err of [open, inspect]) {
-            expect(err, `${s.name}: ${p0.name} -> ${target.toString(16)}`).toBeInstanceOf(Qcow2FormatError);
-            // The edited entry is named, either as the one pointing or as the one pointed into.
-            expect((err as Error).message).toContain(p0.name);
-          }
-        }),
+        fc.asyncProperty(
+          fc.nat(s.pointers.length - 1),
+          fc.nat(s.metadataClusters.length - 1),
+          fc.nat(s.header.clusterSize / 512 - 1),
+          async (p, t, sector) => {
+            const p0 = s.pointers[p] as Pointer;
+            // Compressed data may start mid-cluster; everything else is cluster aligned.
+            const target = (s.metadataClusters[t] as number) + (p0.kind === 'compressed' ? sector * 512 : 0);
+            // Aiming an L1 or refcount entry at the table it already names changes nothing.
+            if (Number(new DataView(s.bytes.buffer).getBigUint64(p0.at) & OFFSET_MASK) === target) return;
+            const { open, inspect } = await refusal(aim(s, p0, target));
+            for (const err of [open, inspect]) {
+              expect(err, `${s.name}: ${p0.name} -> ${target.toString(16)}`).toBeInstanceOf(Qcow2FormatError);
+              // The edited entry is named, either as the one pointing or as the one pointed into.
+              expect((err as Error).message).toContain(p0.name);
+            }
+          },
+        ),
         { numRuns: 150 },
       );
     }

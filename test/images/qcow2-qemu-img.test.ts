@@ -95,37 +95,86 @@ afterAll(async () => {
 
 describe('qcow2 images made by qemu-img', () => {
   const variants: { name: string; options: string; compressed: boolean; version: 2 | 3; clusterSize: number }[] = [];
-  for (const [compat, version] of [['0.10', 2], ['1.1', 3]] as const) {
+  for (const [compat, version] of [
+    ['0.10', 2],
+    ['1.1', 3],
+  ] as const) {
     for (const clusterSize of [512, 65536, 2 * MiB]) {
       for (const compressed of [false, true]) {
-        variants.push({ name: `v${version} ${clusterSize}-byte clusters${compressed ? ' compressed' : ''}`, options: `compat=${compat},cluster_size=${clusterSize}`, compressed, version, clusterSize });
+        variants.push({
+          name: `v${version} ${clusterSize}-byte clusters${compressed ? ' compressed' : ''}`,
+          options: `compat=${compat},cluster_size=${clusterSize}`,
+          compressed,
+          version,
+          clusterSize,
+        });
       }
     }
   }
-  variants.push({ name: 'v3 extended L2 entries', options: 'compat=1.1,extended_l2=on', compressed: false, version: 3, clusterSize: 65536 });
-  variants.push({ name: 'v3 extended L2 entries compressed', options: 'compat=1.1,extended_l2=on', compressed: true, version: 3, clusterSize: 65536 });
+  variants.push({
+    name: 'v3 extended L2 entries',
+    options: 'compat=1.1,extended_l2=on',
+    compressed: false,
+    version: 3,
+    clusterSize: 65536,
+  });
+  variants.push({
+    name: 'v3 extended L2 entries compressed',
+    options: 'compat=1.1,extended_l2=on',
+    compressed: true,
+    version: 3,
+    clusterSize: 65536,
+  });
   for (const clusterSize of [512, 65536, 2 * MiB]) {
-    variants.push({ name: `v3 ${clusterSize}-byte clusters zstd`, options: `compat=1.1,cluster_size=${clusterSize},compression_type=zstd`, compressed: true, version: 3, clusterSize });
+    variants.push({
+      name: `v3 ${clusterSize}-byte clusters zstd`,
+      options: `compat=1.1,cluster_size=${clusterSize},compression_type=zstd`,
+      compressed: true,
+      version: 3,
+      clusterSize,
+    });
   }
-  variants.push({ name: 'v3 extended L2 entries zstd', options: 'compat=1.1,extended_l2=on,compression_type=zstd', compressed: true, version: 3, clusterSize: 65536 });
+  variants.push({
+    name: 'v3 extended L2 entries zstd',
+    options: 'compat=1.1,extended_l2=on,compression_type=zstd',
+    compressed: true,
+    version: 3,
+    clusterSize: 65536,
+  });
 
-  it.each(variants)('reads $name byte-identically to qemu-img convert -O raw', async ({ name, options, compressed, version, clusterSize }) => {
-    const image = join(dir, `${name.replaceAll(' ', '_')}.qcow2`);
-    await qemu('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', ...(compressed ? ['-c'] : []), '-o', options, source, image]);
-    const inspection = await inspectFile(image);
-    expect(inspection).toMatchObject({ format: 'qcow2', version, clusterSize, virtualSize: SOURCE_SIZE });
-    if (inspection.format === 'qcow2') {
-      if (compressed) expect(inspection.compressedClusters).toBeGreaterThan(0);
-      else expect(inspection.compressedClusters).toBe(0);
-    }
-    await expectSameAsQemu(image);
-    await rm(image);
-  }, 120_000);
+  it.each(variants)(
+    'reads $name byte-identically to qemu-img convert -O raw',
+    async ({ name, options, compressed, version, clusterSize }) => {
+      const image = join(dir, `${name.replaceAll(' ', '_')}.qcow2`);
+      await qemu('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', ...(compressed ? ['-c'] : []), '-o', options, source, image]);
+      const inspection = await inspectFile(image);
+      expect(inspection).toMatchObject({ format: 'qcow2', version, clusterSize, virtualSize: SOURCE_SIZE });
+      if (inspection.format === 'qcow2') {
+        if (compressed) expect(inspection.compressedClusters).toBeGreaterThan(0);
+        else expect(inspection.compressedClusters).toBe(0);
+      }
+      await expectSameAsQemu(image);
+      await rm(image);
+    },
+    120_000,
+  );
 
   it('reads explicit zero clusters written with qemu-io write -z', async () => {
     const image = join(dir, 'zeroes.qcow2');
     await qemu('qemu-img', ['create', '-f', 'qcow2', '-o', 'compat=1.1', image, '16M']);
-    await qemu('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0xab 0 4M', '-c', 'write -z 1M 1M', '-c', 'write -z 8M 2M', '-c', 'write -P 0xcd 9M 64k', image]);
+    await qemu('qemu-io', [
+      '-f',
+      'qcow2',
+      '-c',
+      'write -P 0xab 0 4M',
+      '-c',
+      'write -z 1M 1M',
+      '-c',
+      'write -z 8M 2M',
+      '-c',
+      'write -P 0xcd 9M 64k',
+      image,
+    ]);
     const inspection = await inspectFile(image);
     expect(inspection).toMatchObject({ format: 'qcow2' });
     if (inspection.format === 'qcow2') expect(inspection.zeroClusters).toBeGreaterThan(0);
@@ -136,7 +185,19 @@ describe('qcow2 images made by qemu-img', () => {
     const image = join(dir, 'subclusters.qcow2');
     await qemu('qemu-img', ['create', '-f', 'qcow2', '-o', 'extended_l2=on,cluster_size=64k', image, '4M']);
     // 64 KiB clusters have 2 KiB subclusters: these writes allocate a few of them.
-    await qemu('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x11 2k 2k', '-c', 'write -P 0x22 70k 5k', '-c', 'write -z 72k 2k', '-c', 'write -P 0x33 1M 64k', image]);
+    await qemu('qemu-io', [
+      '-f',
+      'qcow2',
+      '-c',
+      'write -P 0x11 2k 2k',
+      '-c',
+      'write -P 0x22 70k 5k',
+      '-c',
+      'write -z 72k 2k',
+      '-c',
+      'write -P 0x33 1M 64k',
+      image,
+    ]);
     await expectSameAsQemu(image);
   });
 
@@ -178,7 +239,17 @@ describe('qcow2 images refused at inspect time', () => {
   it('refuses a LUKS-encrypted image', async () => {
     const image = join(dir, 'luks.qcow2');
     try {
-      await qemu('qemu-img', ['create', '-f', 'qcow2', '--object', 'secret,id=sec0,data=hunter2', '-o', 'encrypt.format=luks,encrypt.key-secret=sec0', image, '1M']);
+      await qemu('qemu-img', [
+        'create',
+        '-f',
+        'qcow2',
+        '--object',
+        'secret,id=sec0,data=hunter2',
+        '-o',
+        'encrypt.format=luks,encrypt.key-secret=sec0',
+        image,
+        '1M',
+      ]);
     } catch (err) {
       // qemu-img times its PBKDF with getrusage(RUSAGE_THREAD), which some
       // sandboxes (CI among them) do not provide. The reader only looks at the
@@ -214,7 +285,10 @@ describe('qcow2 images refused at inspect time', () => {
     } finally {
       await handle.close();
     }
-    expect(await inspectError(image)).toMatchObject({ feature: 'compression_type', message: expect.stringContaining('compression type 2') });
+    expect(await inspectError(image)).toMatchObject({
+      feature: 'compression_type',
+      message: expect.stringContaining('compression type 2'),
+    });
   });
 
   it('refuses a qcow2 declared as raw', async () => {

@@ -25,7 +25,12 @@ const server = (process.env.BM_TEST_DATABASE_URL ?? 'mysql://root@127.0.0.1:3306
 
 /** bmctl with nothing of this shell's API settings: only HOME and the XDG dirs of the test's own home. */
 function bmctl(args: readonly string[], timeoutMs: number): Promise<Run> {
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, XDG_CONFIG_HOME: path.join(home, 'config'), XDG_STATE_HOME: path.join(home, 'state') };
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: home,
+    XDG_CONFIG_HOME: path.join(home, 'config'),
+    XDG_STATE_HOME: path.join(home, 'state'),
+  };
   if (process.env.BM_NATS_URL) env.BM_NATS_URL = process.env.BM_NATS_URL;
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [bmctlPath, ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -71,7 +76,12 @@ describe('bmctl lab', () => {
     expect(out).toMatch(/every disk holds the image bytes/);
     const exported = /^export BM_URL=(\S+) BM_TOKEN=(\S+) BM_CA=(\S+)$/m.exec(up.stdout);
     expect(exported, out).not.toBeNull();
-    const state = JSON.parse(await readFile(path.join(stateDir(), 'state.json'), 'utf8')) as { pid: number; controllerPid: number; databaseUrl: string; machines: { bmcPassword: string }[] };
+    const state = JSON.parse(await readFile(path.join(stateDir(), 'state.json'), 'utf8')) as {
+      pid: number;
+      controllerPid: number;
+      databaseUrl: string;
+      machines: { bmcPassword: string }[];
+    };
     // The BMC passwords stay in the 0600 state file, out of everything printed.
     for (const m of state.machines) expect(out).not.toContain(m.bmcPassword);
     expect(JSON.parse(await readFile(envFile(), 'utf8'))).toEqual({ url: exported![1], token: exported![2], ca: exported![3] });

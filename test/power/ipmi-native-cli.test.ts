@@ -7,7 +7,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
-import { runBmctl, startControllerProcess, type ControllerProcess, startVirtualBmc, type VirtualBmcServer, type PowerChange } from '../../controller/lab/index.ts';
+import {
+  runBmctl,
+  startControllerProcess,
+  type ControllerProcess,
+  startVirtualBmc,
+  type VirtualBmcServer,
+  type PowerChange,
+} from '../../controller/lab/index.ts';
 
 const PASSWORD = 'native-cli-pw-7';
 let bmc: VirtualBmcServer;
@@ -16,7 +23,12 @@ let conn: RpcConnection;
 const changes: PowerChange[] = [];
 
 beforeAll(async () => {
-  bmc = await startVirtualBmc({ name: 'cli-bmc', users: [{ name: 'admin', password: PASSWORD, privilege: 4 }], power: 'off', onPowerChange: (c) => changes.push(c) });
+  bmc = await startVirtualBmc({
+    name: 'cli-bmc',
+    users: [{ name: 'admin', password: PASSWORD, privilege: 4 }],
+    power: 'off',
+    onPowerChange: (c) => changes.push(c),
+  });
   ctl = await startControllerProcess({ extraToml: '[power]\ncall_timeout_s = 3\nsettle_timeout_s = 10' });
   conn = connect(ctl.url, { metadata: { authorization: `Bearer ${ctl.token}` } });
 }, 60_000);
@@ -30,7 +42,18 @@ afterAll(async () => {
 describe('bmctl with the native IPMI driver', () => {
   it('manages, powers and sets the boot device of a node through its virtual BMC', async () => {
     const nodes = conn.client(NodeService);
-    const node = await nodes.createNode({ name: 'native-1', pmAddress: bmc.address, pmPort: bmc.port, pmUser: 'admin', pmPassword: PASSWORD, cpus: 4, memoryMb: 8192, localGb: 100, cpuArch: 'x86_64', mac: '52:54:00:a2:00:01' });
+    const node = await nodes.createNode({
+      name: 'native-1',
+      pmAddress: bmc.address,
+      pmPort: bmc.port,
+      pmUser: 'admin',
+      pmPassword: PASSWORD,
+      cpus: 4,
+      memoryMb: 8192,
+      localGb: 100,
+      cpuArch: 'x86_64',
+      mac: '52:54:00:a2:00:01',
+    });
     expect(node.powerDriver).toBe('ipmi');
     const env = { BM_URL: ctl.url, BM_TOKEN: ctl.token };
 
@@ -61,7 +84,17 @@ describe('bmctl with the native IPMI driver', () => {
   it('ends in verify-failed naming the BMC when the password is wrong, and never shows it', async () => {
     const nodes = conn.client(NodeService);
     const wrong = 'definitely-wrong-9';
-    const node = await nodes.createNode({ pmAddress: bmc.address, pmPort: bmc.port, pmUser: 'admin', pmPassword: wrong, cpus: 1, memoryMb: 1024, localGb: 10, cpuArch: 'x86_64', mac: '52:54:00:a2:00:02' });
+    const node = await nodes.createNode({
+      pmAddress: bmc.address,
+      pmPort: bmc.port,
+      pmUser: 'admin',
+      pmPassword: wrong,
+      cpus: 1,
+      memoryMb: 1024,
+      localGb: 10,
+      cpuArch: 'x86_64',
+      mac: '52:54:00:a2:00:02',
+    });
     const env = { BM_URL: ctl.url, BM_TOKEN: ctl.token };
     const failed = await runBmctl(['node', 'manage', node.uuid, '--wait'], env);
     expect(failed.code).toBe(1);

@@ -12,7 +12,10 @@ let sim: IpmiSim;
 let pool: SessionPool;
 
 function driver(password = sim.password, options: { timeoutMs?: number; pool?: SessionPool } = {}): IpmiDriver {
-  return new IpmiDriver({ nodeUuid: 'node-sim', driver: 'ipmi', address: sim.address, port: sim.port, username: sim.user, password }, { pool: options.pool ?? pool, timeoutMs: options.timeoutMs ?? 8000 });
+  return new IpmiDriver(
+    { nodeUuid: 'node-sim', driver: 'ipmi', address: sim.address, port: sim.port, username: sim.user, password },
+    { pool: options.pool ?? pool, timeoutMs: options.timeoutMs ?? 8000 },
+  );
 }
 
 beforeAll(async () => {
@@ -63,7 +66,9 @@ describe('native IPMI driver against ipmi_sim', () => {
   });
 
   it('fails with an auth error on a wrong password, without leaking it', async () => {
-    const err = await driver('not-the-password').getPowerState().catch((e: unknown) => e);
+    const err = await driver('not-the-password')
+      .getPowerState()
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BmcAuthError);
     expect((err as Error).message).toContain(`${sim.address}:${sim.port}`);
     expect((err as Error).message).toContain('node-sim');
@@ -77,7 +82,10 @@ describe('native IPMI driver against ipmi_sim', () => {
     await new Promise<void>((r) => probe.close(() => r()));
     const own = new SessionPool({ attemptTimeoutMs: 300, retries: 2 });
     try {
-      const d = new IpmiDriver({ nodeUuid: 'node-dead', driver: 'ipmi', address: '127.0.0.1', port, username: 'admin', password: 'x' }, { pool: own, timeoutMs: 5000 });
+      const d = new IpmiDriver(
+        { nodeUuid: 'node-dead', driver: 'ipmi', address: '127.0.0.1', port, username: 'admin', password: 'x' },
+        { pool: own, timeoutMs: 5000 },
+      );
       const started = performance.now();
       const err = await d.getPowerState().catch((e: unknown) => e);
       const took = performance.now() - started;

@@ -22,8 +22,14 @@ function mac(i: number): string {
 }
 
 beforeAll(async () => {
-  fleet = await startFleet(BMCS, (i) => ({ users: [{ name: 'admin', password: `fleet-pw-${i}`, privilege: 4 }], power: i % 3 === 0 ? 'on' : 'off' }));
-  ctl = await startControllerProcess({ logLevel: 'warn', extraToml: '[power]\nsync_interval_s = 1\nsync_failure_threshold = 2\ncall_timeout_s = 4\nsync_concurrency = 32' });
+  fleet = await startFleet(BMCS, (i) => ({
+    users: [{ name: 'admin', password: `fleet-pw-${i}`, privilege: 4 }],
+    power: i % 3 === 0 ? 'on' : 'off',
+  }));
+  ctl = await startControllerProcess({
+    logLevel: 'warn',
+    extraToml: '[power]\nsync_interval_s = 1\nsync_failure_threshold = 2\ncall_timeout_s = 4\nsync_concurrency = 32',
+  });
   conn = connect(ctl.url, { metadata: { authorization: `Bearer ${ctl.token}` } });
 }, 120_000);
 
@@ -44,9 +50,22 @@ describe('power sync over a fleet of virtual BMCs', () => {
     const ids: string[] = [];
     for (let start = 0; start < BMCS; start += 25) {
       const batch = await Promise.all(
-        servers.slice(start, start + 25).map((s, k) =>
-          nodes.createNode({ name: `fleet-${start + k}`, pmAddress: s.address, pmPort: s.port, pmUser: 'admin', pmPassword: `fleet-pw-${start + k}`, cpus: 1, memoryMb: 1, localGb: 1, cpuArch: 'x86_64', mac: mac(start + k) }),
-        ),
+        servers
+          .slice(start, start + 25)
+          .map((s, k) =>
+            nodes.createNode({
+              name: `fleet-${start + k}`,
+              pmAddress: s.address,
+              pmPort: s.port,
+              pmUser: 'admin',
+              pmPassword: `fleet-pw-${start + k}`,
+              cpus: 1,
+              memoryMb: 1,
+              localGb: 1,
+              cpuArch: 'x86_64',
+              mac: mac(start + k),
+            }),
+          ),
       );
       ids.push(...batch.map((n) => n.uuid));
     }

@@ -29,7 +29,14 @@ afterAll(async () => {
 });
 
 describe('ipmitool driver against ipmi_sim', () => {
-  const target = () => ({ nodeUuid: 'n-1', driver: 'ipmitool', address: sim.address, port: sim.port, username: sim.user, password: sim.password });
+  const target = () => ({
+    nodeUuid: 'n-1',
+    driver: 'ipmitool',
+    address: sim.address,
+    port: sim.port,
+    username: sim.user,
+    password: sim.password,
+  });
 
   it('reads and changes power, and sets the boot device', async () => {
     const d = new IpmitoolDriver(target());
@@ -63,7 +70,19 @@ describe('ipmitool driver against ipmi_sim', () => {
 describe('power and manage through the API and bmctl', () => {
   it('manages a node (enroll -> verifying -> manageable) and powers it', async () => {
     const nodes = conn.client(NodeService);
-    const node = await nodes.createNode({ name: 'sim-node', pmAddress: sim.address, pmPort: sim.port, pmUser: sim.user, pmPassword: sim.password, powerDriver: 'ipmitool', cpus: 2, memoryMb: 2048, localGb: 20, cpuArch: 'x86_64', mac: '52:54:00:a1:00:01' });
+    const node = await nodes.createNode({
+      name: 'sim-node',
+      pmAddress: sim.address,
+      pmPort: sim.port,
+      pmUser: sim.user,
+      pmPassword: sim.password,
+      powerDriver: 'ipmitool',
+      cpus: 2,
+      memoryMb: 2048,
+      localGb: 20,
+      cpuArch: 'x86_64',
+      mac: '52:54:00:a1:00:01',
+    });
     const env = { BM_URL: ctl.url, BM_TOKEN: ctl.token };
     const manage = await runBmctl(['node', 'manage', 'sim-node', '--wait'], env);
     expect(manage.stderr).toBe('');
@@ -82,11 +101,24 @@ describe('power and manage through the API and bmctl', () => {
 
   it('ends in verify-failed with the reason when the password is wrong, and comes back after a fix', async () => {
     const nodes = conn.client(NodeService);
-    const node = await nodes.createNode({ pmAddress: sim.address, pmPort: sim.port, pmUser: sim.user, pmPassword: 'not-it', powerDriver: 'ipmitool', cpus: 2, memoryMb: 2048, localGb: 20, cpuArch: 'x86_64', mac: '52:54:00:a1:00:02' });
+    const node = await nodes.createNode({
+      pmAddress: sim.address,
+      pmPort: sim.port,
+      pmUser: sim.user,
+      pmPassword: 'not-it',
+      powerDriver: 'ipmitool',
+      cpus: 2,
+      memoryMb: 2048,
+      localGb: 20,
+      cpuArch: 'x86_64',
+      mac: '52:54:00:a1:00:02',
+    });
     const env = { BM_URL: ctl.url, BM_TOKEN: ctl.token };
     const failed = await runBmctl(['node', 'manage', node.uuid, '--wait'], env);
     expect(failed.code).toBe(1);
-    expect(failed.stdout).toMatch(/provision_state=verify-failed power=unknown last_error="verification failed: BMC 127\.0\.0\.1:\d+ of node .* refused the credentials/);
+    expect(failed.stdout).toMatch(
+      /provision_state=verify-failed power=unknown last_error="verification failed: BMC 127\.0\.0\.1:\d+ of node .* refused the credentials/,
+    );
     expect(failed.stdout).not.toContain('not-it');
     await nodes.updateNode({ id: node.uuid, pmPassword: sim.password });
     const fixed = await runBmctl(['node', 'manage', node.uuid, '--wait'], env);
@@ -94,12 +126,29 @@ describe('power and manage through the API and bmctl', () => {
     expect((await nodes.getNode({ id: node.uuid })).lastError).toBe('');
   });
 
-  it('refuses bad verbs and targets, and a verb the node\'s state does not allow, naming the state', async () => {
+  it("refuses bad verbs and targets, and a verb the node's state does not allow, naming the state", async () => {
     const nodes = conn.client(NodeService);
-    await expect(nodes.setPowerState({ id: 'sim-node', target: 'explode' })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/^target: /) });
+    await expect(nodes.setPowerState({ id: 'sim-node', target: 'explode' })).rejects.toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/^target: /),
+    });
     await expect(nodes.provision({ id: 'sim-node', verb: 'deploy' })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
-    const other = await nodes.createNode({ pmAddress: sim.address, pmPort: sim.port, pmUser: 'u', pmPassword: 'p', powerDriver: 'fake', cpus: 1, memoryMb: 1, localGb: 1, cpuArch: 'x86_64', mac: '52:54:00:a1:00:03' });
-    await expect(nodes.provision({ id: other.uuid, verb: 'provide' })).rejects.toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringMatching(/is enroll: cannot provide \(possible: manage\)/) });
+    const other = await nodes.createNode({
+      pmAddress: sim.address,
+      pmPort: sim.port,
+      pmUser: 'u',
+      pmPassword: 'p',
+      powerDriver: 'fake',
+      cpus: 1,
+      memoryMb: 1,
+      localGb: 1,
+      cpuArch: 'x86_64',
+      mac: '52:54:00:a1:00:03',
+    });
+    await expect(nodes.provision({ id: other.uuid, verb: 'provide' })).rejects.toMatchObject({
+      code: status.FAILED_PRECONDITION,
+      details: expect.stringMatching(/is enroll: cannot provide \(possible: manage\)/),
+    });
     expect((await nodes.getNode({ id: other.uuid })).provisionState).toBe('enroll');
     // The fake driver is registered like the real ones: its node answers without a BMC.
     expect(await nodes.getPowerState({ id: other.uuid })).toMatchObject({ powerState: 'off' });

@@ -63,6 +63,14 @@ describe('newc cpio writer', () => {
     expect(() => cpioArchive([{ kind: 'dir', path: '/etc', mode: 0o755 }], 0)).toThrow(CpioError);
     expect(() => cpioArchive([{ kind: 'dir', path: 'a/../b', mode: 0o755 }], 0)).toThrow(/"a\/..\/b"/);
     expect(() => cpioArchive([{ kind: 'dir', path: 'a//b', mode: 0o755 }], 0)).toThrow(CpioError);
-    expect(() => cpioArchive([{ kind: 'dir', path: 'a', mode: 0o755 }, { kind: 'symlink', path: 'a', target: 'b' }], 0)).toThrow(/appears twice/);
+    expect(() =>
+      cpioArchive(
+        [
+          { kind: 'dir', path: 'a', mode: 0o755 },
+          { kind: 'symlink', path: 'a', target: 'b' },
+        ],
+        0,
+      ),
+    ).toThrow(/appears twice/);
   });
 });

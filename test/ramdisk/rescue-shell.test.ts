@@ -13,12 +13,38 @@ describe('deploy ramdisk init', () => {
   it('says why on the console and keeps a working shell when no NIC appears', { timeout: 400_000 }, async () => {
     const qemu = requirePeer('/usr/bin/qemu-system-x86_64');
     const ramdisk = await ensureRamdisk();
-    const vm = spawn(qemu, ['-accel', 'tcg', '-m', '1024', '-nographic', '-monitor', 'none', '-no-user-config', '-nodefaults', '-serial', 'stdio', '-no-reboot', '-kernel', ramdisk.kernelFile, '-initrd', ramdisk.initrdFile, '-append', 'console=ttyS0 quiet'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const vm = spawn(
+      qemu,
+      [
+        '-accel',
+        'tcg',
+        '-m',
+        '1024',
+        '-nographic',
+        '-monitor',
+        'none',
+        '-no-user-config',
+        '-nodefaults',
+        '-serial',
+        'stdio',
+        '-no-reboot',
+        '-kernel',
+        ramdisk.kernelFile,
+        '-initrd',
+        ramdisk.initrdFile,
+        '-append',
+        'console=ttyS0 quiet',
+      ],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
     let out = '';
     try {
       out = await new Promise<string>((resolve, reject) => {
         let asked = false;
-        const timer = setTimeout(() => reject(new Error(`no answer from the rescue shell within 180 s; console:\n${out.slice(-3000)}`)), 180_000);
+        const timer = setTimeout(
+          () => reject(new Error(`no answer from the rescue shell within 180 s; console:\n${out.slice(-3000)}`)),
+          180_000,
+        );
         vm.stdout.on('data', (d: Buffer) => {
           out += d.toString('latin1');
           if (!asked && /a shell follows/.test(out)) {

@@ -139,7 +139,13 @@ describe('grpc-js adapter over protobuf-es descriptors', () => {
     const raw = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
     const garbage = Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]);
     const err = await new Promise<grpc.ServiceError | null>((resolve) => {
-      raw.makeUnaryRequest('/bm.testing.v1.EchoService/Unary', (b: Buffer) => b, (b: Buffer) => b, garbage, (e) => resolve(e));
+      raw.makeUnaryRequest(
+        '/bm.testing.v1.EchoService/Unary',
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        garbage,
+        (e) => resolve(e),
+      );
     });
     raw.close();
     expect(err?.code).toBe(grpc.status.INTERNAL);

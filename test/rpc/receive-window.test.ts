@@ -10,7 +10,16 @@ import { bindServer, shutdownServer } from '../../proto/rpc/index.ts';
 import { bindServerWithReceiveWindow } from '../../proto/rpc/receive-window.ts';
 
 const same = (b: Buffer): Buffer => b;
-const method = { path: '/bm.testing.Window/Push', requestStream: true, responseStream: false, requestSerialize: same, requestDeserialize: same, responseSerialize: same, responseDeserialize: same, originalName: 'push' };
+const method = {
+  path: '/bm.testing.Window/Push',
+  requestStream: true,
+  responseStream: false,
+  requestSerialize: same,
+  requestDeserialize: same,
+  responseSerialize: same,
+  responseDeserialize: same,
+  originalName: 'push',
+};
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();

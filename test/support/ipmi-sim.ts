@@ -47,7 +47,6 @@ export function requireBinary(name: string, pkg: string): void {
   }
 }
 
-
 export async function startIpmiSim(password = 'password'): Promise<IpmiSim> {
   requireBinary('ipmi_sim', 'openipmi');
   const dir = await mkdtemp(path.join(os.tmpdir(), 'bm-ipmisim-'));
@@ -71,8 +70,15 @@ set_working_mc 0x20
   user 2 true  "admin"   "${password}" admin    10       none md2 md5 straight
 `,
   );
-  await writeFile(path.join(dir, 'sim.emu'), 'mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n');
-  const child: ChildProcess = spawn('ipmi_sim', ['-c', path.join(dir, 'lan.conf'), '-f', path.join(dir, 'sim.emu'), '-n', '-s', path.join(dir, 'state')], { stdio: ['ignore', 'ignore', 'ignore'] });
+  await writeFile(
+    path.join(dir, 'sim.emu'),
+    'mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n',
+  );
+  const child: ChildProcess = spawn(
+    'ipmi_sim',
+    ['-c', path.join(dir, 'lan.conf'), '-f', path.join(dir, 'sim.emu'), '-n', '-s', path.join(dir, 'state')],
+    { stdio: ['ignore', 'ignore', 'ignore'] },
+  );
   // ipmi_sim opens its socket within a few ms; give it a moment before the first packet.
   await new Promise((r) => setTimeout(r, 300));
   if (child.exitCode !== null) throw new Error(`ipmi_sim exited at start with ${child.exitCode}`);

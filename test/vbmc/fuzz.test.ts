@@ -7,14 +7,27 @@
 import dgram from 'node:dgram';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseAuthCapabilities, parseBootFlagsResponse, parseChassisStatus, parseCipherSuiteRecords, parseDeviceId } from '../../controller/drivers/power/ipmi/commands.ts';
+import {
+  parseAuthCapabilities,
+  parseBootFlagsResponse,
+  parseChassisStatus,
+  parseCipherSuiteRecords,
+  parseDeviceId,
+} from '../../controller/drivers/power/ipmi/commands.ts';
 import { SUITE_17, SUITE_3, deriveKeys } from '../../controller/drivers/power/ipmi/crypto.ts';
 import { IpmiDriver } from '../../controller/drivers/power/ipmi/driver.ts';
 import { IpmiDecodeError } from '../../controller/drivers/power/ipmi/errors.ts';
 import { decodeResponse, decodeRequest, encodeRequest } from '../../controller/drivers/power/ipmi/message.ts';
 import { PAYLOAD_IPMI, decodeEnvelope, encodeV20, openPayload } from '../../controller/drivers/power/ipmi/packet.ts';
 import { SessionPool } from '../../controller/drivers/power/ipmi/pool.ts';
-import { decodeOpenSessionRequest, decodeOpenSessionResponse, decodeRakp1, decodeRakp2, decodeRakp3, decodeRakp4 } from '../../controller/drivers/power/ipmi/rakp.ts';
+import {
+  decodeOpenSessionRequest,
+  decodeOpenSessionResponse,
+  decodeRakp1,
+  decodeRakp2,
+  decodeRakp3,
+  decodeRakp4,
+} from '../../controller/drivers/power/ipmi/rakp.ts';
 import { BmcTimeoutError } from '../../controller/drivers/power/errors.ts';
 import { VirtualBmc } from '../../controller/lab/index.ts';
 
@@ -48,7 +61,10 @@ let driver: IpmiDriver;
 beforeAll(async () => {
   tap = await tappedBmc();
   pool = new SessionPool({ attemptTimeoutMs: 300, retries: 2 });
-  driver = new IpmiDriver({ nodeUuid: 'fuzz-node', driver: 'ipmi', address: '127.0.0.1', port: tap.port, username: 'admin', password: 'fuzz-pw' }, { pool });
+  driver = new IpmiDriver(
+    { nodeUuid: 'fuzz-node', driver: 'ipmi', address: '127.0.0.1', port: tap.port, username: 'admin', password: 'fuzz-pw' },
+    { pool },
+  );
   await driver.setPowerState('on');
   await driver.setBootDevice('pxe', { persistent: false, uefi: false });
   expect(await driver.getPowerState()).toBe('on');
@@ -94,18 +110,21 @@ describe('virtual BMC under bad input', () => {
             return copy;
           }),
           // A live session's header with a forged body and a fresh sequence number: the signature cannot match.
-          fc.tuple(fc.constantFrom(...inSession), fc.uint8Array({ minLength: 1, maxLength: 80 }), fc.integer({ min: 1, max: 0xffffffff })).map(([d, body, seq]) => {
-            const copy = new Uint8Array(16 + body.length);
-            copy.set(d.subarray(0, 16));
-            new DataView(copy.buffer).setUint32(10, seq, true);
-            new DataView(copy.buffer).setUint16(14, body.length, true);
-            copy.set(body, 16);
-            return copy;
-          }),
+          fc
+            .tuple(fc.constantFrom(...inSession), fc.uint8Array({ minLength: 1, maxLength: 80 }), fc.integer({ min: 1, max: 0xffffffff }))
+            .map(([d, body, seq]) => {
+              const copy = new Uint8Array(16 + body.length);
+              copy.set(d.subarray(0, 16));
+              new DataView(copy.buffer).setUint32(10, seq, true);
+              new DataView(copy.buffer).setUint16(14, body.length, true);
+              copy.set(body, 16);
+              return copy;
+            }),
         ),
         (datagram) => {
           const answer = tap.bmc.handle(datagram);
-          const claimsSession = datagram.length >= 10 && datagram[4] === 0x06 && new DataView(datagram.buffer, datagram.byteOffset).getUint32(6, true) !== 0;
+          const claimsSession =
+            datagram.length >= 10 && datagram[4] === 0x06 && new DataView(datagram.buffer, datagram.byteOffset).getUint32(6, true) !== 0;
           if (claimsSession) expect(answer).toBeNull();
         },
       ),
@@ -160,26 +179,39 @@ describe('client decoders under bad input', () => {
 
   it('reject every bit flip of a signed response, for suites 3 and 17', () => {
     fc.assert(
-      fc.property(fc.constantFrom(SUITE_3, SUITE_17), fc.uint8Array({ minLength: 20, maxLength: 20 }), fc.uint8Array({ maxLength: 40 }), fc.nat(), fc.integer({ min: 0, max: 7 }), (suite, sik, data, at, bit) => {
-        const keys = deriveKeys(suite, sik);
-        const good = encodeV20({ payloadType: PAYLOAD_IPMI, sessionId: 0x1234, sequence: 7, payload: encodeRequest(0x06, 0x01, 3, data), keys });
-        const env = decodeEnvelope(good, () => suite.integrityLength);
-        if (env.format !== 'v2.0') throw new Error('expected RMCP+');
-        expect(decodeRequest(openPayload(env, keys)).data).toEqual(data);
-        const bad = good.slice();
-        // Bytes 1 and 2 of the RMCP header (reserved, RMCP sequence) are not covered by the AuthCode.
-        const index = 4 + (at % (bad.length - 4));
-        bad[index]! ^= 1 << bit;
-        let rejected = false;
-        try {
-          const e = decodeEnvelope(bad, () => suite.integrityLength);
-          if (e.format === 'v2.0') openPayload(e, keys);
-        } catch (err) {
-          expect(err).toBeInstanceOf(IpmiDecodeError);
-          rejected = true;
-        }
-        expect(rejected).toBe(true);
-      }),
+      fc.property(
+        fc.constantFrom(SUITE_3, SUITE_17),
+        fc.uint8Array({ minLength: 20, maxLength: 20 }),
+        fc.uint8Array({ maxLength: 40 }),
+        fc.nat(),
+        fc.integer({ min: 0, max: 7 }),
+        (suite, sik, data, at, bit) => {
+          const keys = deriveKeys(suite, sik);
+          const good = encodeV20({
+            payloadType: PAYLOAD_IPMI,
+            sessionId: 0x1234,
+            sequence: 7,
+            payload: encodeRequest(0x06, 0x01, 3, data),
+            keys,
+          });
+          const env = decodeEnvelope(good, () => suite.integrityLength);
+          if (env.format !== 'v2.0') throw new Error('expected RMCP+');
+          expect(decodeRequest(openPayload(env, keys)).data).toEqual(data);
+          const bad = good.slice();
+          // Bytes 1 and 2 of the RMCP header (reserved, RMCP sequence) are not covered by the AuthCode.
+          const index = 4 + (at % (bad.length - 4));
+          bad[index]! ^= 1 << bit;
+          let rejected = false;
+          try {
+            const e = decodeEnvelope(bad, () => suite.integrityLength);
+            if (e.format === 'v2.0') openPayload(e, keys);
+          } catch (err) {
+            expect(err).toBeInstanceOf(IpmiDecodeError);
+            rejected = true;
+          }
+          expect(rejected).toBe(true);
+        },
+      ),
       { numRuns: RUNS },
     );
   });
@@ -198,7 +230,7 @@ describe('the client behind a link that forges and replays answers', () => {
       if (inSession) {
         // Before the real answer: a copy with one bit flipped past the RMCP header, and the previous answer again.
         const forged = answer.slice();
-        const at = 4 + (flips++ * 7) % (forged.length - 4);
+        const at = 4 + ((flips++ * 7) % (forged.length - 4));
         forged[at]! ^= 1 << (flips % 8);
         socket.send(forged, rinfo.port, rinfo.address);
         if (previous) socket.send(previous, rinfo.port, rinfo.address);
@@ -209,7 +241,17 @@ describe('the client behind a link that forges and replays answers', () => {
     await new Promise<void>((r) => socket.bind(0, '127.0.0.1', () => r()));
     const own = new SessionPool({ attemptTimeoutMs: 300 });
     try {
-      const d = new IpmiDriver({ nodeUuid: 'mitm-node', driver: 'ipmi', address: '127.0.0.1', port: socket.address().port, username: 'admin', password: 'password' }, { pool: own });
+      const d = new IpmiDriver(
+        {
+          nodeUuid: 'mitm-node',
+          driver: 'ipmi',
+          address: '127.0.0.1',
+          port: socket.address().port,
+          username: 'admin',
+          password: 'password',
+        },
+        { pool: own },
+      );
       for (let i = 0; i < 25; i++) {
         expect(await d.getPowerState()).toBe(bmc.power);
         await d.setPowerState(bmc.power === 'on' ? 'off' : 'on');
@@ -229,13 +271,20 @@ describe('a BMC that answers garbage', () => {
     const socket = dgram.createSocket('udp4');
     socket.on('message', (_msg, rinfo) => {
       // Well-formed RMCP, IPMI v1.5 header, then nonsense where the response should be.
-      socket.send(Buffer.from([0x06, 0x00, 0xff, 0x07, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0x04, 0xde, 0xad, 0xbe, 0xef]), rinfo.port, rinfo.address);
+      socket.send(
+        Buffer.from([0x06, 0x00, 0xff, 0x07, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0x04, 0xde, 0xad, 0xbe, 0xef]),
+        rinfo.port,
+        rinfo.address,
+      );
       socket.send(Buffer.from('garbage'), rinfo.port, rinfo.address);
     });
     await new Promise<void>((r) => socket.bind(0, '127.0.0.1', () => r()));
     const own = new SessionPool({ attemptTimeoutMs: 200, retries: 2 });
     try {
-      const d = new IpmiDriver({ nodeUuid: 'garbage-node', driver: 'ipmi', address: '127.0.0.1', port: socket.address().port, username: 'admin', password: 'x' }, { pool: own, timeoutMs: 3000 });
+      const d = new IpmiDriver(
+        { nodeUuid: 'garbage-node', driver: 'ipmi', address: '127.0.0.1', port: socket.address().port, username: 'admin', password: 'x' },
+        { pool: own, timeoutMs: 3000 },
+      );
       const started = performance.now();
       const err = await d.getPowerState().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(BmcTimeoutError);

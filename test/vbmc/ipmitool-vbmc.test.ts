@@ -14,11 +14,33 @@ const changes: PowerChange[] = [];
 const PASSWORD = 'vbmc-secret';
 
 function ipmitool(suite: number, args: readonly string[], password = PASSWORD): Promise<{ code: number; stdout: string; stderr: string }> {
-  const argv = ['-I', 'lanplus', '-H', server.address, '-p', String(server.port), '-U', 'admin', '-E', '-C', String(suite), '-R', '1', '-N', '1', ...args];
+  const argv = [
+    '-I',
+    'lanplus',
+    '-H',
+    server.address,
+    '-p',
+    String(server.port),
+    '-U',
+    'admin',
+    '-E',
+    '-C',
+    String(suite),
+    '-R',
+    '1',
+    '-N',
+    '1',
+    ...args,
+  ];
   return new Promise((resolve) => {
-    execFile('ipmitool', argv, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', IPMI_PASSWORD: password }, timeout: 15_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
+    execFile(
+      'ipmitool',
+      argv,
+      { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', IPMI_PASSWORD: password }, timeout: 15_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -31,7 +53,11 @@ async function ok(suite: number, args: readonly string[]): Promise<string> {
 
 beforeAll(async () => {
   requireBinary('ipmitool', 'ipmitool');
-  server = await startVirtualBmc({ name: 'accept', users: [{ name: 'admin', password: PASSWORD, privilege: 4 }], onPowerChange: (c) => changes.push(c) });
+  server = await startVirtualBmc({
+    name: 'accept',
+    users: [{ name: 'admin', password: PASSWORD, privilege: 4 }],
+    onPowerChange: (c) => changes.push(c),
+  });
 });
 
 afterAll(async () => {
@@ -86,7 +112,10 @@ describe('native driver against the virtual BMC', () => {
     const pool = new SessionPool({ attemptTimeoutMs: 500 });
     const suite17 = server.bmc.stats.suites[17] ?? 0;
     try {
-      const d = new IpmiDriver({ nodeUuid: 'n1', driver: 'ipmi', address: server.address, port: server.port, username: 'admin', password: PASSWORD }, { pool });
+      const d = new IpmiDriver(
+        { nodeUuid: 'n1', driver: 'ipmi', address: server.address, port: server.port, username: 'admin', password: PASSWORD },
+        { pool },
+      );
       await d.setPowerState('on');
       expect(server.bmc.stats.suites[17]).toBe(suite17 + 1);
       expect(await ok(3, ['power', 'status'])).toMatch(/Chassis Power is on/);

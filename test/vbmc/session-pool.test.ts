@@ -17,7 +17,10 @@ afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
 
-function target(server: { address: string; port: number }, password = 'password'): { nodeUuid: string; driver: string; address: string; port: number; username: string; password: string } {
+function target(
+  server: { address: string; port: number },
+  password = 'password',
+): { nodeUuid: string; driver: string; address: string; port: number; username: string; password: string } {
   return { nodeUuid: 'pool-node', driver: 'ipmi', address: server.address, port: server.port, username: 'admin', password };
 }
 
@@ -45,7 +48,10 @@ describe('native sessions against the virtual BMC', () => {
     });
     await new Promise<void>((r) => socket.bind(0, '127.0.0.1', () => r()));
     cleanup.push(() => new Promise((r) => socket.close(() => r())));
-    const d = new IpmiDriver(target({ address: '127.0.0.1', port: socket.address().port }), { pool: pool({ attemptTimeoutMs: 100, retries: 4 }), timeoutMs: 5000 });
+    const d = new IpmiDriver(target({ address: '127.0.0.1', port: socket.address().port }), {
+      pool: pool({ attemptTimeoutMs: 100, retries: 4 }),
+      timeoutMs: 5000,
+    });
     for (let i = 0; i < 10; i++) expect(await d.getPowerState()).toBe('on');
     await d.setPowerState('off');
     expect(bmc.power).toBe('off');
@@ -67,7 +73,10 @@ describe('native sessions against the virtual BMC', () => {
     });
     await new Promise<void>((r) => socket.bind(0, '127.0.0.1', () => r()));
     cleanup.push(() => new Promise((r) => socket.close(() => r())));
-    const d = new IpmiDriver(target({ address: '127.0.0.1', port: socket.address().port }), { pool: pool({ attemptTimeoutMs: 100, retries: 2 }), timeoutMs: 5000 });
+    const d = new IpmiDriver(target({ address: '127.0.0.1', port: socket.address().port }), {
+      pool: pool({ attemptTimeoutMs: 100, retries: 2 }),
+      timeoutMs: 5000,
+    });
     expect(await d.getPowerState()).toBe('on');
     expect(lost.size).toBe(3);
     expect(bmc.stats.authFailures).toBe(0);
@@ -119,7 +128,9 @@ describe('native sessions against the virtual BMC', () => {
       ports.push(socket.address().port);
     }
     const p = pool({ maxConcurrent: 2, attemptTimeoutMs: 500 });
-    const states = await Promise.all(ports.map((port) => new IpmiDriver(target({ address: '127.0.0.1', port }), { pool: p }).getPowerState()));
+    const states = await Promise.all(
+      ports.map((port) => new IpmiDriver(target({ address: '127.0.0.1', port }), { pool: p }).getPowerState()),
+    );
     expect(states).toEqual(Array(6).fill('on'));
     expect(peak).toBe(2);
   });
@@ -137,8 +148,21 @@ describe('native sessions against the virtual BMC', () => {
   it('keeps the session after a command the BMC refuses', async () => {
     const s = await server({ power: 'on' });
     const p = pool({});
-    const t = { address: s.address, port: s.port, username: 'admin', password: 'password', privilege: 4, context: { bmc: `${s.address}:${s.port}` } };
-    const refused = await p.use(t, (session) => session.call(GET_BOOT_OPTIONS, new Uint8Array([0x55, 0, 0]), performance.now() + 2000, 'Get System Boot Options 0x55'), performance.now() + 2000).catch((e: unknown) => e);
+    const t = {
+      address: s.address,
+      port: s.port,
+      username: 'admin',
+      password: 'password',
+      privilege: 4,
+      context: { bmc: `${s.address}:${s.port}` },
+    };
+    const refused = await p
+      .use(
+        t,
+        (session) => session.call(GET_BOOT_OPTIONS, new Uint8Array([0x55, 0, 0]), performance.now() + 2000, 'Get System Boot Options 0x55'),
+        performance.now() + 2000,
+      )
+      .catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(BmcCommandError);
     expect((refused as Error).message).toMatch(/parameter not supported \(0x80\)/);
     expect(await new IpmiDriver(target(s), { pool: p }).getPowerState()).toBe('on');

@@ -48,7 +48,8 @@ function archOf(client: BootClient): number {
 
 export function chooseBootFile(client: BootClient, config: BootFileConfig): BootTarget | null {
   if (!client.isPxe) return null;
-  if (client.isIpxe) return { kind: 'http', server: config.serverAddress, url: `http://${config.serverAddress}:${config.httpPort}/boot/${client.mac}.ipxe` };
+  if (client.isIpxe)
+    return { kind: 'http', server: config.serverAddress, url: `http://${config.serverAddress}:${config.httpPort}/boot/${client.mac}.ipxe` };
   switch (archOf(client)) {
     case ClientArch.x86Bios:
       return { kind: 'tftp', server: config.serverAddress, file: config.biosFile };

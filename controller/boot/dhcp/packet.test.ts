@@ -9,7 +9,14 @@ import { replyDestination } from './reply.ts';
 const chaddr = new Uint8Array([0x52, 0x54, 0, 0x12, 0x34, 0x56]);
 
 function discover(options: [number, Uint8Array][], fields: { giaddr?: string; ciaddr?: string } = {}): Uint8Array {
-  return encodeDhcp({ op: BOOTREQUEST, xid: 0xdeadbeef, flags: 0, chaddr, ...fields, options: [[Opt.messageType, new Uint8Array([MessageType.discover])], ...options] });
+  return encodeDhcp({
+    op: BOOTREQUEST,
+    xid: 0xdeadbeef,
+    flags: 0,
+    chaddr,
+    ...fields,
+    options: [[Opt.messageType, new Uint8Array([MessageType.discover])], ...options],
+  });
 }
 
 describe('DHCP codec', () => {
@@ -43,12 +50,16 @@ describe('DHCP codec', () => {
     const noType = encodeDhcp({ op: 1, xid: 1, flags: 0, chaddr, options: [] });
     const badHlen = good.slice();
     badHlen[2] = 17;
-    for (const wire of [good.subarray(0, 100), badCookie, overrun2, noType, badHlen]) expect(() => parseDhcp(wire)).toThrow(MalformedPacketError);
+    for (const wire of [good.subarray(0, 100), badCookie, overrun2, noType, badHlen])
+      expect(() => parseDhcp(wire)).toThrow(MalformedPacketError);
     expect(parseDhcp(overrun).options.get(53)).toEqual(new Uint8Array([1]));
   });
 
   it('never throws anything but MalformedPacketError on arbitrary or mutated bytes', () => {
-    const base = discover([[Opt.vendorClass, text('PXEClient:Arch:00000:UNDI:002001')], [Opt.clientArch, new Uint8Array([0, 7])]]);
+    const base = discover([
+      [Opt.vendorClass, text('PXEClient:Arch:00000:UNDI:002001')],
+      [Opt.clientArch, new Uint8Array([0, 7])],
+    ]);
     fc.assert(
       fc.property(
         fc.oneof(
@@ -86,11 +97,29 @@ describe('PXE options and the boot chain', () => {
   });
 
   it('sends legacy BIOS to undionly.kpxe, UEFI x86-64 to ipxe.efi, iPXE to its HTTP script', () => {
-    expect(chooseBootFile(client([[Opt.vendorClass, text('PXEClient:Arch:00000:UNDI:002001')], [Opt.clientArch, new Uint8Array([0, 0])]]), config)).toEqual({ kind: 'tftp', server: '10.0.0.1', file: 'undionly.kpxe' });
+    expect(
+      chooseBootFile(
+        client([
+          [Opt.vendorClass, text('PXEClient:Arch:00000:UNDI:002001')],
+          [Opt.clientArch, new Uint8Array([0, 0])],
+        ]),
+        config,
+      ),
+    ).toEqual({ kind: 'tftp', server: '10.0.0.1', file: 'undionly.kpxe' });
     expect(chooseBootFile(client([[Opt.clientArch, new Uint8Array([0, 7])]]), config)).toMatchObject({ file: 'ipxe.efi' });
     expect(chooseBootFile(client([[Opt.clientArch, new Uint8Array([0, 9])]]), config)).toMatchObject({ file: 'ipxe.efi' });
-    expect(chooseBootFile(client([[Opt.vendorClass, text('PXEClient:Arch:00007:UNDI:003016')]]), config)).toMatchObject({ file: 'ipxe.efi' });
-    expect(chooseBootFile(client([[Opt.userClass, text('iPXE')], [Opt.clientArch, new Uint8Array([0, 0])]]), config)).toEqual({ kind: 'http', server: '10.0.0.1', url: 'http://10.0.0.1:6386/boot/52:54:00:12:34:56.ipxe' });
+    expect(chooseBootFile(client([[Opt.vendorClass, text('PXEClient:Arch:00007:UNDI:003016')]]), config)).toMatchObject({
+      file: 'ipxe.efi',
+    });
+    expect(
+      chooseBootFile(
+        client([
+          [Opt.userClass, text('iPXE')],
+          [Opt.clientArch, new Uint8Array([0, 0])],
+        ]),
+        config,
+      ),
+    ).toEqual({ kind: 'http', server: '10.0.0.1', url: 'http://10.0.0.1:6386/boot/52:54:00:12:34:56.ipxe' });
     expect(chooseBootFile(client([[Opt.ipxeEncap, new Uint8Array([1, 1, 1])]]), config)).toMatchObject({ kind: 'http' });
   });
 
@@ -103,7 +132,10 @@ describe('PXE options and the boot chain', () => {
     const ports = { client: 68, relay: 67 };
     expect(replyDestination(parseDhcp(discover([], { giaddr: '10.1.0.1' })), false, ports)).toEqual({ address: '10.1.0.1', port: 67 });
     expect(replyDestination(parseDhcp(discover([], { ciaddr: '10.0.0.9' })), false, ports)).toEqual({ address: '10.0.0.9', port: 68 });
-    expect(replyDestination(parseDhcp(discover([], { ciaddr: '10.0.0.9' })), true, ports)).toEqual({ address: '255.255.255.255', port: 68 });
+    expect(replyDestination(parseDhcp(discover([], { ciaddr: '10.0.0.9' })), true, ports)).toEqual({
+      address: '255.255.255.255',
+      port: 68,
+    });
     expect(replyDestination(parseDhcp(discover([])), false, ports)).toEqual({ address: '255.255.255.255', port: 68 });
   });
 });

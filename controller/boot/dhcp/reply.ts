@@ -18,7 +18,11 @@ type OptionList = [number, Uint8Array][];
 /** PXE spec option 43 sub-option 6 = 8: skip boot server discovery, boot the file named in this reply. */
 const PXE_DISCOVERY_CONTROL = new Uint8Array([6, 1, 8, 255]);
 
-function bootOptions(request: DhcpPacket, target: BootTarget | null, proxy: boolean): { options: OptionList; siaddr: string; file: string } {
+function bootOptions(
+  request: DhcpPacket,
+  target: BootTarget | null,
+  proxy: boolean,
+): { options: OptionList; siaddr: string; file: string } {
   const options: OptionList = [];
   if (target === null) return { options, siaddr: '0.0.0.0', file: '' };
   const wants = request.options.get(Opt.parameterList) ?? new Uint8Array();

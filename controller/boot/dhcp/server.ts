@@ -77,7 +77,23 @@ export interface DhcpStats {
 }
 
 function emptyStats(): DhcpStats {
-  return { received: 0, malformed: 0, ignored: 0, unknownMac: 0, offers: 0, acks: 0, naks: 0, releases: 0, declines: 0, informs: 0, proxyOffers: 0, proxyAcks: 0, poolExhausted: 0, backendErrors: 0, overload: 0 };
+  return {
+    received: 0,
+    malformed: 0,
+    ignored: 0,
+    unknownMac: 0,
+    offers: 0,
+    acks: 0,
+    naks: 0,
+    releases: 0,
+    declines: 0,
+    informs: 0,
+    proxyOffers: 0,
+    proxyAcks: 0,
+    poolExhausted: 0,
+    backendErrors: 0,
+    overload: 0,
+  };
 }
 
 async function bindSocket(address: string, port: number): Promise<Socket> {
@@ -125,13 +141,30 @@ export class DhcpServer {
   constructor(options: DhcpServerOptions) {
     this.o = options;
     this.log = (options.log ?? silentLogger).child({ component: 'dhcp' });
-    this.admission = new Admission({ concurrency: options.maxInFlight ?? 32, maxQueued: options.maxQueued ?? 2048, targetDelayMs: options.targetQueueDelayMs ?? 250, maxWaitMs: 3000 }, () => {
-      this.stats.overload++;
-      const admitted = this.limiter.admit('overload');
-      if (admitted) this.log.warn({ running: this.admission.running, queued: this.admission.queued, suppressed: admitted.suppressed }, 'DHCP overloaded: exchange shed before the lease store');
-    });
+    this.admission = new Admission(
+      {
+        concurrency: options.maxInFlight ?? 32,
+        maxQueued: options.maxQueued ?? 2048,
+        targetDelayMs: options.targetQueueDelayMs ?? 250,
+        maxWaitMs: 3000,
+      },
+      () => {
+        this.stats.overload++;
+        const admitted = this.limiter.admit('overload');
+        if (admitted)
+          this.log.warn(
+            { running: this.admission.running, queued: this.admission.queued, suppressed: admitted.suppressed },
+            'DHCP overloaded: exchange shed before the lease store',
+          );
+      },
+    );
     const server = options.serverPort ?? 67;
-    this.ports = { server, client: options.clientPort ?? 68, proxy: options.proxyPort === undefined ? 4011 : options.proxyPort, relay: options.relayPort ?? server };
+    this.ports = {
+      server,
+      client: options.clientPort ?? 68,
+      proxy: options.proxyPort === undefined ? 4011 : options.proxyPort,
+      relay: options.relayPort ?? server,
+    };
     const r = options.range;
     if (options.mode === 'full' && !r) throw new BootConfigError('range_start', 'DHCP mode "full" needs range_start and range_end');
     this.pool = r ? { start: r.start, end: r.end, exclude: [options.serverAddress, ...(r.router ? [r.router] : [])] } : null;
@@ -199,7 +232,13 @@ export class DhcpServer {
       const admitted = this.limiter.admit('backend');
       if (admitted) {
         this.log.error(
-          { mac: macOf(packet), xid: xidText(packet.xid), type: packet.options.get(Opt.messageType)?.[0], err: errorText(err), ...(admitted.suppressed > 0 ? { suppressed: admitted.suppressed } : {}) },
+          {
+            mac: macOf(packet),
+            xid: xidText(packet.xid),
+            type: packet.options.get(Opt.messageType)?.[0],
+            err: errorText(err),
+            ...(admitted.suppressed > 0 ? { suppressed: admitted.suppressed } : {}),
+          },
           'DHCP exchange failed in the lease backend',
         );
       }
@@ -246,11 +285,21 @@ export class DhcpServer {
     switch (type) {
       case MessageType.discover: {
         let ip: string | null = node?.fixedAddress ?? null;
-        if (ip === null) ip = await this.o.backend.allocateLease({ mac, pool, requestedIp: readIp(p.options.get(Opt.requestedIp)), holdMs: this.o.offerHoldMs ?? 30_000 });
+        if (ip === null)
+          ip = await this.o.backend.allocateLease({
+            mac,
+            pool,
+            requestedIp: readIp(p.options.get(Opt.requestedIp)),
+            holdMs: this.o.offerHoldMs ?? 30_000,
+          });
         if (ip === null) {
           this.stats.poolExhausted++;
           const admitted = this.limiter.admit('exhausted');
-          if (admitted) this.log.warn({ mac, xid: xidText(p.xid), range: `${pool.start}-${pool.end}`, suppressed: admitted.suppressed }, 'address pool exhausted, DISCOVER not answered');
+          if (admitted)
+            this.log.warn(
+              { mac, xid: xidText(p.xid), range: `${pool.start}-${pool.end}`, suppressed: admitted.suppressed },
+              'address pool exhausted, DISCOVER not answered',
+            );
           return;
         }
         this.stats.offers++;

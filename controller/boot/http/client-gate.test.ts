@@ -35,7 +35,10 @@ describe('who may fetch boot kernels and ramdisks', () => {
 
   it('in full mode, asks the lease store, and never remembers a refusal', async () => {
     const leases = new MemoryBootBackend();
-    const gate = bootClientGate(bootConfigSchema.parse({ ...base, mode: 'full', range_start: '10.20.0.10', range_end: '10.20.0.20' }), leases);
+    const gate = bootClientGate(
+      bootConfigSchema.parse({ ...base, mode: 'full', range_start: '10.20.0.10', range_end: '10.20.0.20' }),
+      leases,
+    );
     expect(gate).toBeInstanceOf(LeaseGate);
     expect(await gate.allows('10.20.0.10')).toBe(false);
     await leases.commitLease({ mac: '52:54:00:00:00:01', ip: '10.20.0.10', expiresAt: Date.now() + 60_000 });

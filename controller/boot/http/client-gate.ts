@@ -85,7 +85,7 @@ export class NetworkGate implements BootClientGate {
   async allows(address: string): Promise<boolean> {
     if (!isIpv4(address)) return false;
     const n = ipToInt(address);
-    return this.#networks.some((net) => ((n & net.mask) >>> 0) === net.base);
+    return this.#networks.some((net) => (n & net.mask) >>> 0 === net.base);
   }
 
   /** Another server leases here: the provisioning network is all we can check (the token is still delivered once). */

@@ -55,7 +55,10 @@ export function answerMetadata(path: string, docs: InstanceDocuments | null): Me
     case '/latest':
       return text('meta-data\n' + (docs.userData ? 'user-data\n' : ''));
     case '/latest/meta-data':
-      return text(['instance-id', 'hostname', 'local-hostname', 'local-ipv4', ...(docs.publicKeys.length > 0 ? ['public-keys/'] : [])].join('\n') + '\n');
+      return text(
+        ['instance-id', 'hostname', 'local-hostname', 'local-ipv4', ...(docs.publicKeys.length > 0 ? ['public-keys/'] : [])].join('\n') +
+          '\n',
+      );
     case '/latest/meta-data/instance-id':
       return text(docs.instanceUuid);
     case '/latest/meta-data/hostname':

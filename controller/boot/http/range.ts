@@ -2,7 +2,10 @@
  * The Range header (RFC 9110 section 14): one byte range, or none. Several
  * ranges are answered with the whole body, which the RFC allows.
  */
-export type RangeResult = { readonly kind: 'none' } | { readonly kind: 'range'; readonly start: number; readonly end: number } | { readonly kind: 'unsatisfiable' };
+export type RangeResult =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'range'; readonly start: number; readonly end: number }
+  | { readonly kind: 'unsatisfiable' };
 
 export function parseRange(header: string | undefined, size: number): RangeResult {
   if (header === undefined) return { kind: 'none' };

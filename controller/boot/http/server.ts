@@ -65,7 +65,11 @@ export class HttpBootServer {
       this.handle(req, res).catch((err: unknown) => {
         this.stats.errors++;
         const admitted = this.limiter.admit('error');
-        if (admitted) this.log.error({ client: req.socket.remoteAddress, path: (req.url ?? '').split('?')[0], err: errorText(err), suppressed: admitted.suppressed }, 'HTTP boot request failed');
+        if (admitted)
+          this.log.error(
+            { client: req.socket.remoteAddress, path: (req.url ?? '').split('?')[0], err: errorText(err), suppressed: admitted.suppressed },
+            'HTTP boot request failed',
+          );
         if (!res.headersSent) this.plain(res, 500, 'internal error\n');
         else res.destroy();
       });
@@ -108,7 +112,11 @@ export class HttpBootServer {
       const client = clientIpv4(req.socket.remoteAddress);
       const answer = answerMetadata(rawPath, client ? await this.o.metadata.documentsFor(client) : null);
       if (answer.status === 404) this.stats.notFound++;
-      res.writeHead(answer.status, { 'content-type': answer.contentType, 'content-length': Buffer.byteLength(answer.body), 'cache-control': 'no-store' });
+      res.writeHead(answer.status, {
+        'content-type': answer.contentType,
+        'content-length': Buffer.byteLength(answer.body),
+        'cache-control': 'no-store',
+      });
       res.end(req.method === 'HEAD' ? undefined : answer.body);
       return;
     }
@@ -144,7 +152,11 @@ export class HttpBootServer {
       if (!client || !(await this.o.clients.allowsFor(client, mac))) {
         this.stats.strangers++;
         const admitted = this.limiter.admit('script-stranger');
-        if (admitted) this.log.warn({ mac, client: req.socket.remoteAddress, rule: this.o.clients.rule, suppressed: admitted.suppressed }, 'boot script with an agent token refused to an address that is not this machine');
+        if (admitted)
+          this.log.warn(
+            { mac, client: req.socket.remoteAddress, rule: this.o.clients.rule, suppressed: admitted.suppressed },
+            'boot script with an agent token refused to an address that is not this machine',
+          );
         return this.plain(res, 403, 'this boot script is served to the machine itself only\n');
       }
     }
@@ -155,8 +167,15 @@ export class HttpBootServer {
     }
     const body = renderIpxeScript(plan);
     this.stats.scripts++;
-    this.log.info({ mac, client: req.socket.remoteAddress, boot: plan.kind === 'local-disk' ? 'local-disk' : plan.purpose }, 'iPXE script served');
-    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+    this.log.info(
+      { mac, client: req.socket.remoteAddress, boot: plan.kind === 'local-disk' ? 'local-disk' : plan.purpose },
+      'iPXE script served',
+    );
+    res.writeHead(200, {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      'cache-control': 'no-store',
+    });
     res.end(req.method === 'HEAD' ? undefined : body);
   }
 
@@ -165,7 +184,11 @@ export class HttpBootServer {
     if (client === null || !(await this.o.clients.allows(client))) {
       this.stats.strangers++;
       const admitted = this.limiter.admit('stranger');
-      if (admitted) this.log.warn({ client: req.socket.remoteAddress, path: `/images/${encoded}`, rule: this.o.clients.rule, suppressed: admitted.suppressed }, 'boot image refused to a non-provisioning address');
+      if (admitted)
+        this.log.warn(
+          { client: req.socket.remoteAddress, path: `/images/${encoded}`, rule: this.o.clients.rule, suppressed: admitted.suppressed },
+          'boot image refused to a non-provisioning address',
+        );
       return this.plain(res, 403, 'boot images are served to provisioning clients only\n');
     }
     let name: string;

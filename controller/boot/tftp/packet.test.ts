@@ -61,10 +61,20 @@ describe('TFTP codec', () => {
   it('round-trips requests with arbitrary options', () => {
     const name = fc.string({ minLength: 1, maxLength: 20 }).filter((s) => !s.includes('\0') && /^[\x20-\x7e]+$/.test(s));
     fc.assert(
-      fc.property(name, fc.uniqueArray(fc.tuple(name.map((s) => s.toLowerCase()), name), { selector: (t) => t[0], maxLength: 5 }), (file, opts) => {
-        const parsed = parsePacket(encodeRequest('rrq', file, 'octet', new Map(opts)));
-        expect(parsed).toEqual({ kind: 'rrq', filename: file, mode: 'octet', options: new Map(opts) });
-      }),
+      fc.property(
+        name,
+        fc.uniqueArray(
+          fc.tuple(
+            name.map((s) => s.toLowerCase()),
+            name,
+          ),
+          { selector: (t) => t[0], maxLength: 5 },
+        ),
+        (file, opts) => {
+          const parsed = parsePacket(encodeRequest('rrq', file, 'octet', new Map(opts)));
+          expect(parsed).toEqual({ kind: 'rrq', filename: file, mode: 'octet', options: new Map(opts) });
+        },
+      ),
     );
   });
 });
@@ -72,14 +82,32 @@ describe('TFTP codec', () => {
 describe('TFTP option negotiation', () => {
   const limits = { maxBlockSize: 1468, maxWindowSize: 64 };
   it('caps blksize and windowsize at our limits and answers tsize with the file size', () => {
-    const n = negotiate(new Map([['blksize', '65464'], ['windowsize', '512'], ['tsize', '0'], ['timeout', '3']]), 12345, limits);
+    const n = negotiate(
+      new Map([
+        ['blksize', '65464'],
+        ['windowsize', '512'],
+        ['tsize', '0'],
+        ['timeout', '3'],
+      ]),
+      12345,
+      limits,
+    );
     expect(n.blockSize).toBe(1468);
     expect(n.windowSize).toBe(64);
     expect(n.timeoutMs).toBe(3000);
     expect(Object.fromEntries(n.accepted)).toEqual({ blksize: '1468', windowsize: '64', tsize: '12345', timeout: '3' });
   });
   it('ignores out-of-range and unknown options (plain RFC 1350 then)', () => {
-    const n = negotiate(new Map([['blksize', '7'], ['timeout', '0'], ['windowsize', 'x'], ['multicast', '']]), 1, limits);
+    const n = negotiate(
+      new Map([
+        ['blksize', '7'],
+        ['timeout', '0'],
+        ['windowsize', 'x'],
+        ['multicast', ''],
+      ]),
+      1,
+      limits,
+    );
     expect(n).toMatchObject({ blockSize: 512, windowSize: 1, timeoutMs: null });
     expect(n.accepted.size).toBe(0);
   });

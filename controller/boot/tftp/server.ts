@@ -125,7 +125,11 @@ export class TftpServer {
     if (this.active.has(key)) return;
     if (this.active.size >= this.opts.maxTransfers) {
       const admitted = this.limiter.admit('busy');
-      if (admitted) this.log.warn({ client: key, file: packet.filename, active: this.active.size, suppressed: admitted.suppressed }, 'TFTP busy: request refused');
+      if (admitted)
+        this.log.warn(
+          { client: key, file: packet.filename, active: this.active.size, suppressed: admitted.suppressed },
+          'TFTP busy: request refused',
+        );
       this.replyError(rinfo, TftpErrorCode.notDefined, 'server busy');
       return;
     }
@@ -144,7 +148,8 @@ export class TftpServer {
       if (err instanceof PathOutsideRootError) {
         this.stats.refused++;
         const admitted = this.limiter.admit('refused');
-        if (admitted) this.log.warn({ client: key, file: packet.filename, suppressed: admitted.suppressed }, 'TFTP path outside the root refused');
+        if (admitted)
+          this.log.warn({ client: key, file: packet.filename, suppressed: admitted.suppressed }, 'TFTP path outside the root refused');
         this.replyError(rinfo, TftpErrorCode.accessViolation, 'access outside the root refused');
       } else {
         this.stats.notFound++;
@@ -200,7 +205,11 @@ export class TftpServer {
         }
         this.stats.transfersFailed++;
         const admitted = this.limiter.admit('failed');
-        if (admitted) this.log.warn({ client: key, file: packet.filename, suppressed: admitted.suppressed }, 'TFTP transfer failed (client gone, timed out or sent an error)');
+        if (admitted)
+          this.log.warn(
+            { client: key, file: packet.filename, suppressed: admitted.suppressed },
+            'TFTP transfer failed (client gone, timed out or sent an error)',
+          );
       },
     });
     this.active.set(key, transfer);

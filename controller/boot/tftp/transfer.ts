@@ -235,7 +235,11 @@ export class ReadTransfer {
     if (this.prefetched !== null || cacheEnd >= this.p.file.size || sentEnd - this.cacheStart < this.cache.length / 2) return;
     // Block-aligned, so the block straddling the end of this buffer is whole in the next.
     const start = Math.floor(cacheEnd / this.blockSize) * this.blockSize;
-    const entry: { start: number; done: Promise<Buffer>; ready: Buffer | null } = { start, done: this.readAt(start, READ_AHEAD_BYTES), ready: null };
+    const entry: { start: number; done: Promise<Buffer>; ready: Buffer | null } = {
+      start,
+      done: this.readAt(start, READ_AHEAD_BYTES),
+      ready: null,
+    };
     entry.done.then(
       (buffer) => (entry.ready = buffer),
       () => {

@@ -62,7 +62,10 @@ async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskCo
   const node = ctx.node();
 
   // The image write: from the node's checkpoint (a broken stream or an earlier controller's progress).
-  const opened = await openImageSource(await deps.images.blobs.openRandomAccess(image.sha256), image.diskFormat === 'qcow2' ? 'qcow2' : 'raw');
+  const opened = await openImageSource(
+    await deps.images.blobs.openRandomAccess(image.sha256),
+    image.diskFormat === 'qcow2' ? 'qcow2' : 'raw',
+  );
   let shown = -PROGRESS_STEP;
   try {
     const resumeOffset = await deps.checkpoints.begin(node.uuid, image.rawSha256);
@@ -78,16 +81,27 @@ async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskCo
       checkpoint: async (offset) => {
         await deps.checkpoints.record(node.uuid, image.rawSha256, offset);
         const percent = image.virtualSize > 0 ? Math.min(99, Math.floor((offset / image.virtualSize) * 100)) : 99;
-        ctx.publish('deploy.progress', { instance: instance.uuid, percent: String(percent), committed: String(offset), total: String(image.virtualSize) });
+        ctx.publish('deploy.progress', {
+          instance: instance.uuid,
+          percent: String(percent),
+          committed: String(offset),
+          total: String(image.virtualSize),
+        });
         if (percent >= shown + PROGRESS_STEP) {
           shown = percent;
           await deps.instances.update(instance.uuid, { progress: percent });
         }
       },
-      onRetry: (attempt, offset, error) => deps.log.warn({ node: node.uuid, attempt, offset, err: error }, 'image stream broke; resuming from the checkpoint'),
+      onRetry: (attempt, offset, error) =>
+        deps.log.warn({ node: node.uuid, attempt, offset, err: error }, 'image stream broke; resuming from the checkpoint'),
     });
     await deps.checkpoints.clear(node.uuid);
-    ctx.publish('deploy.written', { instance: instance.uuid, sha256: result.sha256, digest: result.digestMethod, attempts: String(result.attempts) });
+    ctx.publish('deploy.written', {
+      instance: instance.uuid,
+      sha256: result.sha256,
+      digest: result.digestMethod,
+      attempts: String(result.attempts),
+    });
   } finally {
     await opened.close();
   }

@@ -50,7 +50,11 @@ export async function inspectSteps(boot: AgentBoot, store: NodeStore, ctx: TaskC
   const inventory = await boot.withAgent(agent, (a) => a.client.getInventory({}, { timeoutMs: 60_000 }));
   const hw = hardwareOf(inventory);
   const node = ctx.node();
-  await store.updateNode(node.uuid, { cpus: hw.cpus, memoryMb: hw.memoryMb, localGb: hw.localGb, ...(hw.cpuArch ? { cpuArch: hw.cpuArch } : {}) }, null);
+  await store.updateNode(
+    node.uuid,
+    { cpus: hw.cpus, memoryMb: hw.memoryMb, localGb: hw.localGb, ...(hw.cpuArch ? { cpuArch: hw.cpuArch } : {}) },
+    null,
+  );
   let ports = node.macs.length;
   for (const mac of hw.macs) {
     if (node.macs.includes(mac) || ports >= MAX_PORTS) continue;
@@ -61,7 +65,13 @@ export async function inspectSteps(boot: AgentBoot, store: NodeStore, ctx: TaskC
     ports++;
   }
   await ctx.refresh();
-  ctx.publish('inspect.recorded', { cpus: String(hw.cpus), memory_mb: String(hw.memoryMb), local_gb: String(hw.localGb), cpu_arch: hw.cpuArch ?? '', macs: hw.macs.join(',') });
+  ctx.publish('inspect.recorded', {
+    cpus: String(hw.cpus),
+    memory_mb: String(hw.memoryMb),
+    local_gb: String(hw.localGb),
+    cpu_arch: hw.cpuArch ?? '',
+    macs: hw.macs.join(','),
+  });
   await boot.powerOff(ctx);
   return hw;
 }

@@ -12,7 +12,11 @@ export interface BmcContext extends ErrorContext {
 
 export class BmcAuthError extends BmError {
   constructor(context: BmcContext, detail: string) {
-    super('permission-denied', `BMC ${context.bmc}${context.node ? ` of node ${context.node}` : ''} refused the credentials (${detail})`, context);
+    super(
+      'permission-denied',
+      `BMC ${context.bmc}${context.node ? ` of node ${context.node}` : ''} refused the credentials (${detail})`,
+      context,
+    );
   }
 }
 

@@ -9,7 +9,9 @@ describe('powerFactory', () => {
   it('refuses a node naming a driver this controller lacks, listing the ones it has', () => {
     const make = powerFactory({ fake: (t) => new FakePowerDriver(t, new FakeBmcWorld()) });
     expect(() => make({ ...target, driver: 'redfish' })).toThrow(BmError);
-    expect(() => make({ ...target, driver: 'redfish' })).toThrow(/names power driver "redfish", which this controller does not have \(it has: fake\)/);
+    expect(() => make({ ...target, driver: 'redfish' })).toThrow(
+      /names power driver "redfish", which this controller does not have \(it has: fake\)/,
+    );
   });
 
   it('hands out the fake driver, whose machines keep power and a one-time boot device', async () => {

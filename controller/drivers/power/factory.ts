@@ -10,7 +10,11 @@ export function powerFactory(drivers: Readonly<Record<string, (target: BmcTarget
   return (target) => {
     const make = drivers[target.driver];
     if (!make) {
-      throw new BmError('unsupported', `node ${target.nodeUuid} names power driver "${target.driver}", which this controller does not have (it has: ${Object.keys(drivers).join(', ')}); change it with \`bmctl node update --driver\``, { node: target.nodeUuid, driver: target.driver });
+      throw new BmError(
+        'unsupported',
+        `node ${target.nodeUuid} names power driver "${target.driver}", which this controller does not have (it has: ${Object.keys(drivers).join(', ')}); change it with \`bmctl node update --driver\``,
+        { node: target.nodeUuid, driver: target.driver },
+      );
     }
     return make(target);
   };

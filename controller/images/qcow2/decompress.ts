@@ -24,7 +24,10 @@ export interface CompressedCluster {
 }
 
 function failure(where: CompressedCluster, message: string): Qcow2FormatError {
-  return new Qcow2FormatError('compressed_cluster', `guest cluster ${where.cluster} at ${hex(where.host)} ${message}`, { cluster: where.cluster, value: hex(where.host) });
+  return new Qcow2FormatError('compressed_cluster', `guest cluster ${where.cluster} at ${hex(where.host)} ${message}`, {
+    cluster: where.cluster,
+    value: hex(where.host),
+  });
 }
 
 export function decompressCluster(type: number, compressed: Uint8Array, clusterSize: number, where: CompressedCluster): Uint8Array {

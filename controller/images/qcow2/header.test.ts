@@ -86,12 +86,15 @@ describe('qcow2 header', () => {
   it('accepts cluster_bits 9..21 and refuses 8 and 22', () => {
     for (let bits = 9; bits <= 21; bits++) {
       const header = parseQcow2Header(
-        v3((view) => {
-          view.setUint32(20, bits);
-          view.setBigUint64(40, 4n << 21n);
-          view.setBigUint64(48, 2n << 21n);
-          view.setUint32(100, 104);
-        }, Math.max(512, 2 ** bits)),
+        v3(
+          (view) => {
+            view.setUint32(20, bits);
+            view.setBigUint64(40, 4n << 21n);
+            view.setBigUint64(48, 2n << 21n);
+            view.setUint32(100, 104);
+          },
+          Math.max(512, 2 ** bits),
+        ),
       );
       expect(header.clusterSize).toBe(2 ** bits);
     }
@@ -134,7 +137,9 @@ describe('qcow2 header', () => {
     expect(zstd.compressionType).toBe(1);
     expect(() => assertReadable(zstd)).not.toThrow();
     const unknown = parseQcow2Header(withType(2));
-    expect(() => assertReadable(unknown)).toThrow(/compression_type: compression type 2 \(only 0, zlib\/deflate, and 1, zstd, are supported\)/);
+    expect(() => assertReadable(unknown)).toThrow(
+      /compression_type: compression type 2 \(only 0, zlib\/deflate, and 1, zstd, are supported\)/,
+    );
   });
 
   it('refuses a compression type without its feature bit, and the bit without a type', () => {
@@ -208,7 +213,7 @@ describe('qcow2 header', () => {
     expect(() => assertReadable(header)).toThrow(new RegExp(`crypt_method: image is encrypted \\(${name}`));
   });
 
-  it('names unknown incompatible features from the image\'s feature table', () => {
+  it("names unknown incompatible features from the image's feature table", () => {
     const entry = new Uint8Array(48);
     entry[0] = 0;
     entry[1] = 7;

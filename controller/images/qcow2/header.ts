@@ -81,7 +81,8 @@ const FEATURE_TYPES = ['incompatible', 'compatible', 'autoclear'] as const;
  */
 function u64Below(view: DataView, at: number, field: string, limit: number): number {
   const value = view.getBigUint64(at);
-  if (value >= BigInt(limit)) throw new Qcow2FormatError(field, `value ${hex(value)} is too large (limit ${hex(limit)})`, { value: hex(value) });
+  if (value >= BigInt(limit))
+    throw new Qcow2FormatError(field, `value ${hex(value)} is too large (limit ${hex(limit)})`, { value: hex(value) });
   return Number(value);
 }
 
@@ -96,11 +97,14 @@ function decodeString(bytes: Uint8Array): string {
  */
 export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
   if (bytes.length < V2_HEADER_LENGTH) {
-    throw new Qcow2FormatError('header', `file is ${bytes.length} bytes, shorter than the ${V2_HEADER_LENGTH}-byte qcow2 header`, { length: bytes.length });
+    throw new Qcow2FormatError('header', `file is ${bytes.length} bytes, shorter than the ${V2_HEADER_LENGTH}-byte qcow2 header`, {
+      length: bytes.length,
+    });
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const magic = view.getUint32(0);
-  if (magic !== QCOW2_MAGIC) throw new Qcow2FormatError('magic', `${hex(magic)} is not the qcow2 magic ${hex(QCOW2_MAGIC)}`, { value: hex(magic) });
+  if (magic !== QCOW2_MAGIC)
+    throw new Qcow2FormatError('magic', `${hex(magic)} is not the qcow2 magic ${hex(QCOW2_MAGIC)}`, { value: hex(magic) });
 
   const versionValue = view.getUint32(4);
   if (versionValue !== 2 && versionValue !== 3) {
@@ -110,16 +114,22 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
 
   const clusterBits = view.getUint32(20);
   if (clusterBits < MIN_CLUSTER_BITS) {
-    throw new Qcow2FormatError('cluster_bits', `${clusterBits} is below the minimum ${MIN_CLUSTER_BITS} (512-byte clusters)`, { value: clusterBits });
+    throw new Qcow2FormatError('cluster_bits', `${clusterBits} is below the minimum ${MIN_CLUSTER_BITS} (512-byte clusters)`, {
+      value: clusterBits,
+    });
   }
   if (clusterBits > MAX_CLUSTER_BITS) {
-    throw new UnsupportedImageError('qcow2', 'cluster_bits', `${clusterBits} exceeds ${MAX_CLUSTER_BITS} (clusters larger than 2 MiB)`, { value: clusterBits });
+    throw new UnsupportedImageError('qcow2', 'cluster_bits', `${clusterBits} exceeds ${MAX_CLUSTER_BITS} (clusters larger than 2 MiB)`, {
+      value: clusterBits,
+    });
   }
   const clusterSize = 2 ** clusterBits;
 
   const rawSize = view.getBigUint64(24);
   if (rawSize > BigInt(MAX_VIRTUAL_SIZE)) {
-    throw new UnsupportedImageError('qcow2', 'size', `virtual size ${rawSize} exceeds the ${MAX_VIRTUAL_SIZE}-byte (64 TiB) limit`, { value: rawSize.toString() });
+    throw new UnsupportedImageError('qcow2', 'size', `virtual size ${rawSize} exceeds the ${MAX_VIRTUAL_SIZE}-byte (64 TiB) limit`, {
+      value: rawSize.toString(),
+    });
   }
   // QEMU counts the disk in 512-byte sectors and drops a partial last sector
   // (total_sectors = size / 512); qemu-img never writes such a size, but a
@@ -127,7 +137,8 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
   const virtualSize = Number(rawSize) - (Number(rawSize) % 512);
 
   const cryptMethodValue = view.getUint32(32);
-  const cryptMethod: CryptMethod = cryptMethodValue === 0 ? 'none' : cryptMethodValue === 1 ? 'aes' : cryptMethodValue === 2 ? 'luks' : 'unknown';
+  const cryptMethod: CryptMethod =
+    cryptMethodValue === 0 ? 'none' : cryptMethodValue === 1 ? 'aes' : cryptMethodValue === 2 ? 'luks' : 'unknown';
   const l1Size = view.getUint32(36);
   // Offsets are bounded by 2^56 in the spec; 2^53 keeps them exact and is far beyond any real file.
   const l1TableOffset = u64Below(view, 40, 'l1_table_offset', 2 ** 53);
@@ -138,11 +149,17 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
   const backingFileOffset = u64Below(view, 8, 'backing_file_offset', 2 ** 53);
   const backingFileSize = view.getUint32(16);
 
-  for (const [field, value] of [['l1_table_offset', l1TableOffset], ['refcount_table_offset', refcountTableOffset]] as const) {
-    if (value % clusterSize !== 0) throw new Qcow2FormatError(field, `${hex(value)} is not aligned to the ${clusterSize}-byte cluster size`, { value: hex(value) });
+  for (const [field, value] of [
+    ['l1_table_offset', l1TableOffset],
+    ['refcount_table_offset', refcountTableOffset],
+  ] as const) {
+    if (value % clusterSize !== 0)
+      throw new Qcow2FormatError(field, `${hex(value)} is not aligned to the ${clusterSize}-byte cluster size`, { value: hex(value) });
   }
   if (snapshotCount > 0 && snapshotsOffset % clusterSize !== 0) {
-    throw new Qcow2FormatError('snapshots_offset', `${hex(snapshotsOffset)} is not aligned to the ${clusterSize}-byte cluster size`, { value: hex(snapshotsOffset) });
+    throw new Qcow2FormatError('snapshots_offset', `${hex(snapshotsOffset)} is not aligned to the ${clusterSize}-byte cluster size`, {
+      value: hex(snapshotsOffset),
+    });
   }
 
   let incompatibleFeatures = 0n;
@@ -153,25 +170,36 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
   let compressionType = 0;
   if (version === 3) {
     if (bytes.length < V3_MIN_HEADER_LENGTH) {
-      throw new Qcow2FormatError('header', `version 3 header needs ${V3_MIN_HEADER_LENGTH} bytes, file has ${bytes.length}`, { length: bytes.length });
+      throw new Qcow2FormatError('header', `version 3 header needs ${V3_MIN_HEADER_LENGTH} bytes, file has ${bytes.length}`, {
+        length: bytes.length,
+      });
     }
     incompatibleFeatures = view.getBigUint64(72);
     compatibleFeatures = view.getBigUint64(80);
     autoclearFeatures = view.getBigUint64(88);
     refcountOrder = view.getUint32(96);
     headerLength = view.getUint32(100);
-    if (refcountOrder > 6) throw new Qcow2FormatError('refcount_order', `${refcountOrder} exceeds 6 (64-bit refcounts)`, { value: refcountOrder });
+    if (refcountOrder > 6)
+      throw new Qcow2FormatError('refcount_order', `${refcountOrder} exceeds 6 (64-bit refcounts)`, { value: refcountOrder });
     if (headerLength < V3_MIN_HEADER_LENGTH || headerLength % 8 !== 0 || headerLength > Math.min(clusterSize, bytes.length)) {
-      throw new Qcow2FormatError('header_length', `${headerLength} must be a multiple of 8 in [${V3_MIN_HEADER_LENGTH}, ${Math.min(clusterSize, bytes.length)}]`, { value: headerLength });
+      throw new Qcow2FormatError(
+        'header_length',
+        `${headerLength} must be a multiple of 8 in [${V3_MIN_HEADER_LENGTH}, ${Math.min(clusterSize, bytes.length)}]`,
+        { value: headerLength },
+      );
     }
     // Additional fields are present only when header_length covers them (spec: "Additional fields").
     if (headerLength > 104) compressionType = view.getUint8(104);
     const typeBit = (incompatibleFeatures & IncompatibleFeature.compressionType) !== 0n;
     if (typeBit && compressionType === 0) {
-      throw new Qcow2FormatError('compression_type', 'incompatible feature "compression type" is set but compression_type is 0 (zlib)', { value: compressionType });
+      throw new Qcow2FormatError('compression_type', 'incompatible feature "compression type" is set but compression_type is 0 (zlib)', {
+        value: compressionType,
+      });
     }
     if (!typeBit && compressionType !== 0) {
-      throw new Qcow2FormatError('compression_type', `${compressionType} without the "compression type" incompatible feature bit`, { value: compressionType });
+      throw new Qcow2FormatError('compression_type', `${compressionType} without the "compression type" incompatible feature bit`, {
+        value: compressionType,
+      });
     }
   }
   const extendedL2 = (incompatibleFeatures & IncompatibleFeature.extendedL2) !== 0n;
@@ -199,7 +227,11 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
     if (type === HeaderExtensionType.end) break;
     const dataStart = at + 8;
     if (length > extensionsEnd - dataStart) {
-      throw new Qcow2FormatError('header_extension', `extension ${hex(type)} at ${at} claims ${length} bytes, past the end of the header area (${extensionsEnd})`, { type: hex(type), length });
+      throw new Qcow2FormatError(
+        'header_extension',
+        `extension ${hex(type)} at ${at} claims ${length} bytes, past the end of the header area (${extensionsEnd})`,
+        { type: hex(type), length },
+      );
     }
     const data = bytes.subarray(dataStart, dataStart + length);
     switch (type) {
@@ -217,7 +249,8 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
           const kind = FEATURE_TYPES[data[entry] ?? 255];
           const nameBytes = data.subarray(entry + 2, entry + 48);
           const nul = nameBytes.indexOf(0);
-          if (kind !== undefined) featureNames.set(`${kind}:${data[entry + 1] ?? 0}`, decodeString(nul < 0 ? nameBytes : nameBytes.subarray(0, nul)));
+          if (kind !== undefined)
+            featureNames.set(`${kind}:${data[entry + 1] ?? 0}`, decodeString(nul < 0 ? nameBytes : nameBytes.subarray(0, nul)));
         }
         break;
       default:
@@ -285,28 +318,46 @@ function featureList(header: Qcow2Header, bits: bigint): string {
  */
 export function assertReadable(header: Qcow2Header): void {
   if (header.corrupt) {
-    throw new Qcow2FormatError('incompatible_features', 'the corrupt bit is set; repair the image with `qemu-img check -r all` first', { value: hex(header.incompatibleFeatures) });
+    throw new Qcow2FormatError('incompatible_features', 'the corrupt bit is set; repair the image with `qemu-img check -r all` first', {
+      value: hex(header.incompatibleFeatures),
+    });
   }
   if (header.backingFileOffset !== 0) {
     const name = header.backingFile === undefined ? 'unreadable name' : JSON.stringify(header.backingFile);
-    throw new UnsupportedImageError('qcow2', 'backing_file', `image has a backing file (${name}${header.backingFormat === undefined ? '' : `, format ${header.backingFormat}`}); flatten it with \`qemu-img convert -O qcow2\` first`, {
-      backingFile: header.backingFile,
-    });
+    throw new UnsupportedImageError(
+      'qcow2',
+      'backing_file',
+      `image has a backing file (${name}${header.backingFormat === undefined ? '' : `, format ${header.backingFormat}`}); flatten it with \`qemu-img convert -O qcow2\` first`,
+      {
+        backingFile: header.backingFile,
+      },
+    );
   }
   if (header.cryptMethod !== 'none' || header.hasEncryptionHeader) {
-    throw new UnsupportedImageError('qcow2', 'crypt_method', `image is encrypted (${header.cryptMethod}, ${header.cryptMethodValue})`, { value: header.cryptMethodValue });
+    throw new UnsupportedImageError('qcow2', 'crypt_method', `image is encrypted (${header.cryptMethod}, ${header.cryptMethodValue})`, {
+      value: header.cryptMethodValue,
+    });
   }
   if ((header.incompatibleFeatures & IncompatibleFeature.externalDataFile) !== 0n) {
     const name = header.externalDataFile === undefined ? 'name not recorded' : JSON.stringify(header.externalDataFile);
-    throw new UnsupportedImageError('qcow2', 'external_data_file', `image keeps its data in an external file (${name})`, { dataFile: header.externalDataFile });
+    throw new UnsupportedImageError('qcow2', 'external_data_file', `image keeps its data in an external file (${name})`, {
+      dataFile: header.externalDataFile,
+    });
   }
   if (header.compressionType !== 0 && header.compressionType !== 1) {
-    throw new UnsupportedImageError('qcow2', 'compression_type', `compression type ${header.compressionType} (only 0, zlib/deflate, and 1, zstd, are supported)`, {
-      value: header.compressionType,
-    });
+    throw new UnsupportedImageError(
+      'qcow2',
+      'compression_type',
+      `compression type ${header.compressionType} (only 0, zlib/deflate, and 1, zstd, are supported)`,
+      {
+        value: header.compressionType,
+      },
+    );
   }
   const unknown = header.incompatibleFeatures & ~KNOWN_INCOMPATIBLE;
   if (unknown !== 0n) {
-    throw new UnsupportedImageError('qcow2', 'incompatible_features', `unknown incompatible features: ${featureList(header, unknown)}`, { value: hex(header.incompatibleFeatures) });
+    throw new UnsupportedImageError('qcow2', 'incompatible_features', `unknown incompatible features: ${featureList(header, unknown)}`, {
+      value: hex(header.incompatibleFeatures),
+    });
   }
 }

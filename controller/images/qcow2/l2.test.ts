@@ -74,11 +74,16 @@ describe('qcow2 L1/L2 entries', () => {
 
   it('decodes extended L2 entries from their subcluster bitmaps', () => {
     const view = table(
-      0x8000000000070000n, 0x00000000ffffffffn, // fully allocated
-      0x8000000000080000n, 0x0000000000000005n, // subclusters 0 and 2
-      0n, 0xffffffff00000000n, // all zero
-      0n, 0n, // unallocated
-      0x90000n, 0n, // preallocated, nothing allocated: zeros
+      0x8000000000070000n,
+      0x00000000ffffffffn, // fully allocated
+      0x8000000000080000n,
+      0x0000000000000005n, // subclusters 0 and 2
+      0n,
+      0xffffffff00000000n, // all zero
+      0n,
+      0n, // unallocated
+      0x90000n,
+      0n, // preallocated, nothing allocated: zeros
     );
     expect(decodeL2Entry(view, 0, EXT)).toEqual({ kind: 'data', hostOffset: 0x70000 });
     expect(decodeL2Entry(view, 1, EXT)).toEqual({ kind: 'subclusters', hostOffset: 0x80000, allocated: 5 });

@@ -52,7 +52,11 @@ export function decodeL1Entry(view: DataView, index: number, clusterSize: number
   const low = view.getUint32(index * 8 + 4);
   const offset = (high & OFFSET_HIGH_MASK) * TWO_32 + ((low & OFFSET_LOW_MASK) >>> 0);
   if (offset % clusterSize !== 0) {
-    throw new Qcow2FormatError('l1_entry', `L1 entry ${index} points at ${hex(offset)}, not aligned to the ${clusterSize}-byte cluster size`, { index, value: hex(offset) });
+    throw new Qcow2FormatError(
+      'l1_entry',
+      `L1 entry ${index} points at ${hex(offset)}, not aligned to the ${clusterSize}-byte cluster size`,
+      { index, value: hex(offset) },
+    );
   }
   return offset;
 }
@@ -77,14 +81,22 @@ export function decodeL2Entry(view: DataView, index: number, layout: L2Layout): 
 
   const hostOffset = (high & OFFSET_HIGH_MASK) * TWO_32 + ((low & OFFSET_LOW_MASK) >>> 0);
   if (hostOffset % clusterSize !== 0) {
-    throw new Qcow2FormatError('l2_entry', `cluster ${index} maps to ${hex(hostOffset)}, not aligned to the ${clusterSize}-byte cluster size`, { index, value: hex(hostOffset) });
+    throw new Qcow2FormatError(
+      'l2_entry',
+      `cluster ${index} maps to ${hex(hostOffset)}, not aligned to the ${clusterSize}-byte cluster size`,
+      { index, value: hex(hostOffset) },
+    );
   }
 
   if (layout.extendedL2) {
     const zeroes = view.getUint32(at + 8);
     const allocated = view.getUint32(at + 12);
     if ((zeroes & allocated) !== 0) {
-      throw new Qcow2FormatError('l2_bitmap', `cluster ${index}: subclusters ${hex((zeroes & allocated) >>> 0)} are both allocated and zero`, { index });
+      throw new Qcow2FormatError(
+        'l2_bitmap',
+        `cluster ${index}: subclusters ${hex((zeroes & allocated) >>> 0)} are both allocated and zero`,
+        { index },
+      );
     }
     if (allocated === 0) return hostOffset === 0 ? UNALLOCATED : ZERO;
     if (hostOffset === 0) {
@@ -115,7 +127,10 @@ export function decodeCompressed(high: number, low: number, clusterBits: number,
   const highOffsetBits = x - 32;
   const hostOffset = (high & ((1 << highOffsetBits) - 1)) * TWO_32 + (low >>> 0);
   if (hostOffset >= 2 ** 56) {
-    throw new Qcow2FormatError('l2_entry', `compressed cluster ${index} offset ${hex(hostOffset)} sets bits above 55`, { index, value: hex(hostOffset) });
+    throw new Qcow2FormatError('l2_entry', `compressed cluster ${index} offset ${hex(hostOffset)} sets bits above 55`, {
+      index,
+      value: hex(hostOffset),
+    });
   }
   const sectorMask = 2 ** (clusterBits - 8) - 1;
   const additionalSectors = (high >>> highOffsetBits) & sectorMask;

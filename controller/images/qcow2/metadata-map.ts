@@ -39,11 +39,26 @@ function words(region: MetadataRegion): RegionWords {
     case 'l1-table':
       return { what: 'the L1 table', entry: 'the L1 table (l1_table_offset)', field: 'l1_table_offset', context: {} };
     case 'refcount-table':
-      return { what: 'the refcount table', entry: 'the refcount table (refcount_table_offset)', field: 'refcount_table_offset', context: {} };
+      return {
+        what: 'the refcount table',
+        entry: 'the refcount table (refcount_table_offset)',
+        field: 'refcount_table_offset',
+        context: {},
+      };
     case 'refcount-block':
-      return { what: `the refcount block of refcount table entry ${region.index}`, entry: `refcount table entry ${region.index}`, field: 'refcount_table_entry', context: { index: region.index } };
+      return {
+        what: `the refcount block of refcount table entry ${region.index}`,
+        entry: `refcount table entry ${region.index}`,
+        field: 'refcount_table_entry',
+        context: { index: region.index },
+      };
     case 'l2-table':
-      return { what: `the L2 table of L1 entry ${region.index}`, entry: `L1 entry ${region.index}`, field: 'l1_entry', context: { index: region.index } };
+      return {
+        what: `the L2 table of L1 entry ${region.index}`,
+        entry: `L1 entry ${region.index}`,
+        field: 'l1_entry',
+        context: { index: region.index },
+      };
   }
 }
 
@@ -66,12 +81,15 @@ export class MetadataMap {
   seal(): void {
     const regions = this.#regions;
     // Ties in start keep insertion order, so the region added first is the one "pointed into".
-    const order = Array.from(regions.keys()).sort((a, b) => (regions[a] as MetadataRegion).start - (regions[b] as MetadataRegion).start || a - b);
+    const order = Array.from(regions.keys()).sort(
+      (a, b) => (regions[a] as MetadataRegion).start - (regions[b] as MetadataRegion).start || a - b,
+    );
     let widest: number | undefined;
     for (const current of order) {
       const region = regions[current] as MetadataRegion;
       if (widest !== undefined && region.start < (regions[widest] as MetadataRegion).end) {
-        const [owner, pointer] = widest < current ? [regions[widest] as MetadataRegion, region] : [region, regions[widest] as MetadataRegion];
+        const [owner, pointer] =
+          widest < current ? [regions[widest] as MetadataRegion, region] : [region, regions[widest] as MetadataRegion];
         const said = words(pointer);
         throw overlapError(said.entry, said.field, said.context, owner, pointer.start);
       }
@@ -112,7 +130,13 @@ export class MetadataMap {
   }
 }
 
-function overlapError(who: string, field: string, context: Readonly<Record<string, string | number>>, owner: MetadataRegion, at: number): Qcow2FormatError {
+function overlapError(
+  who: string,
+  field: string,
+  context: Readonly<Record<string, string | number>>,
+  owner: MetadataRegion,
+  at: number,
+): Qcow2FormatError {
   const what = words(owner).what;
   return new Qcow2FormatError(field, `${who} points at ${hex(at)}, into ${what} [${hex(owner.start)}, ${hex(owner.end)})`, {
     ...context,

@@ -23,7 +23,12 @@ export function checkL2TableBounds(layout: Qcow2Layout, l1Index: number, tableOf
   const { clusterSize, fileSize } = layout;
   const context = { index: l1Index, value: hex(tableOffset) };
   if (tableOffset < clusterSize) throw new Qcow2FormatError('l1_entry', `L1 entry ${l1Index} points into the header cluster`, context);
-  if (tableOffset + clusterSize > fileSize) throw new Qcow2FormatError('l1_entry', `L1 entry ${l1Index} points at ${hex(tableOffset)}, past the end of the ${fileSize}-byte file`, context);
+  if (tableOffset + clusterSize > fileSize)
+    throw new Qcow2FormatError(
+      'l1_entry',
+      `L1 entry ${l1Index} points at ${hex(tableOffset)}, past the end of the ${fileSize}-byte file`,
+      context,
+    );
 }
 
 export async function scanMetadata(reader: RandomAccessReader, layout: Qcow2Layout, l1: DataView): Promise<MetadataMap> {
@@ -36,12 +41,21 @@ export async function scanMetadata(reader: RandomAccessReader, layout: Qcow2Layo
   };
   add({ start: 0, end: clusterSize, kind: 'header', index: 0 });
   // The whole clusters the L1 table occupies: QEMU allocates them to it.
-  add({ start: header.l1TableOffset, end: Math.ceil((header.l1TableOffset + header.l1Size * 8) / clusterSize) * clusterSize, kind: 'l1-table', index: 0 });
+  add({
+    start: header.l1TableOffset,
+    end: Math.ceil((header.l1TableOffset + header.l1Size * 8) / clusterSize) * clusterSize,
+    kind: 'l1-table',
+    index: 0,
+  });
   const refcountTableBytes = header.refcountTableClusters * clusterSize;
   if (refcountTableBytes > MAX_REFCOUNT_TABLE_BYTES) {
-    throw new Qcow2FormatError('refcount_table_clusters', `${header.refcountTableClusters} clusters exceed the ${MAX_REFCOUNT_TABLE_BYTES}-byte refcount table limit`, {
-      value: header.refcountTableClusters,
-    });
+    throw new Qcow2FormatError(
+      'refcount_table_clusters',
+      `${header.refcountTableClusters} clusters exceed the ${MAX_REFCOUNT_TABLE_BYTES}-byte refcount table limit`,
+      {
+        value: header.refcountTableClusters,
+      },
+    );
   }
   add({ start: header.refcountTableOffset, end: header.refcountTableOffset + refcountTableBytes, kind: 'refcount-table', index: 0 });
   // The header's own tables must not overlap before any of them is read.
@@ -56,8 +70,18 @@ export async function scanMetadata(reader: RandomAccessReader, layout: Qcow2Layo
       if (offset === 0) continue;
       const entry = `refcount table entry ${index}`;
       const context = { index, value: hex(offset) };
-      if (offset % clusterSize !== 0) throw new Qcow2FormatError('refcount_table_entry', `${entry} points at ${hex(offset)}, not aligned to the ${clusterSize}-byte cluster size`, context);
-      if (offset >= fileSize) throw new Qcow2FormatError('refcount_table_entry', `${entry} points at ${hex(offset)}, past the end of the ${fileSize}-byte file`, context);
+      if (offset % clusterSize !== 0)
+        throw new Qcow2FormatError(
+          'refcount_table_entry',
+          `${entry} points at ${hex(offset)}, not aligned to the ${clusterSize}-byte cluster size`,
+          context,
+        );
+      if (offset >= fileSize)
+        throw new Qcow2FormatError(
+          'refcount_table_entry',
+          `${entry} points at ${hex(offset)}, past the end of the ${fileSize}-byte file`,
+          context,
+        );
       map.add({ start: offset, end: offset + clusterSize, kind: 'refcount-block', index });
     }
   }

@@ -69,7 +69,11 @@ describe('qcow2 reader', () => {
   });
 
   it('splits 2 MiB clusters into extents no larger than the chunk size', async () => {
-    const built = buildQcow2({ clusterBits: 21, virtualSize: 2 ** 22, clusters: [{ cluster: 1, kind: 'data', bytes: pattern(1, 2 ** 21) }] });
+    const built = buildQcow2({
+      clusterBits: 21,
+      virtualSize: 2 ** 22,
+      clusters: [{ cluster: 1, kind: 'data', bytes: pattern(1, 2 ** 21) }],
+    });
     const { bytes } = await collect(await Qcow2Image.open(new BytesReader(built.bytes)), 0, 1024 * 1024);
     expect(Buffer.from(bytes).equals(Buffer.from(built.raw))).toBe(true);
   });
@@ -77,7 +81,17 @@ describe('qcow2 reader', () => {
   it('starts at any fromOffset and yields exactly the tail of the image', async () => {
     const built = mixedImage();
     const image = await Qcow2Image.open(new BytesReader(built.bytes));
-    for (const from of [0, 1, CLUSTER - 1, CLUSTER, 3 * CLUSTER + 5, 4 * CLUSTER + 100, 7 * CLUSTER + 9000, 20 * CLUSTER + 1023, image.virtualSize]) {
+    for (const from of [
+      0,
+      1,
+      CLUSTER - 1,
+      CLUSTER,
+      3 * CLUSTER + 5,
+      4 * CLUSTER + 100,
+      7 * CLUSTER + 9000,
+      20 * CLUSTER + 1023,
+      image.virtualSize,
+    ]) {
       const { bytes } = await collect(image, from);
       expect(Buffer.from(bytes).equals(Buffer.from(built.raw.subarray(from))), `from ${from}`).toBe(true);
     }
@@ -92,7 +106,10 @@ describe('qcow2 reader', () => {
     const built = buildQcow2({ virtualSize: 8193 * CLUSTER, clusters });
     const reads: number[] = [];
     const inner = new BytesReader(built.bytes);
-    const image = await Qcow2Image.open({ size: inner.size, read: (position, length) => (reads.push(position), inner.read(position, length)) });
+    const image = await Qcow2Image.open({
+      size: inner.size,
+      read: (position, length) => (reads.push(position), inner.read(position, length)),
+    });
     reads.length = 0;
     await collect(image, 8192 * CLUSTER);
     const firstL2 = built.l2Offsets.get(0);
@@ -153,9 +170,15 @@ describe('qcow2 reader', () => {
 
     it('refuses a frame that decompresses to more than a cluster (a zstd bomb), or to less', async () => {
       const bomb = withCluster4(zstdCompressSync(new Uint8Array(16 * CLUSTER)));
-      await expect(read(bomb.bytes)).rejects.toMatchObject({ field: 'compressed_cluster', message: expect.stringMatching(/guest cluster 4 .* does not decompress \(zstd\) to one cluster/) });
+      await expect(read(bomb.bytes)).rejects.toMatchObject({
+        field: 'compressed_cluster',
+        message: expect.stringMatching(/guest cluster 4 .* does not decompress \(zstd\) to one cluster/),
+      });
       const short = withCluster4(zstdCompressSync(new Uint8Array(CLUSTER / 2)));
-      await expect(read(short.bytes)).rejects.toMatchObject({ field: 'compressed_cluster', message: expect.stringMatching(/guest cluster 4\b.*zstd/) });
+      await expect(read(short.bytes)).rejects.toMatchObject({
+        field: 'compressed_cluster',
+        message: expect.stringMatching(/guest cluster 4\b.*zstd/),
+      });
     });
 
     it('refuses garbage and a truncated frame', async () => {
@@ -166,7 +189,10 @@ describe('qcow2 reader', () => {
       const entry = view.getBigUint64(entryOf(built, 4));
       view.setBigUint64(entryOf(built, 4), entry & ~(0xffn << 54n)); // one sector of a frame that needs more
       expect(frame.length).toBeGreaterThan(512);
-      await expect(read(built.bytes)).rejects.toMatchObject({ field: 'compressed_cluster', message: expect.stringMatching(/runs past the compressed data/) });
+      await expect(read(built.bytes)).rejects.toMatchObject({
+        field: 'compressed_cluster',
+        message: expect.stringMatching(/runs past the compressed data/),
+      });
     });
   });
 
@@ -193,7 +219,10 @@ describe('qcow2 reader', () => {
       view.setBigUint64(built.l1Offset, 1n << 63n);
       expect(await refusal(built.bytes)).toBeUndefined();
       view.setBigUint64(built.l1Offset, BigInt(built.l1Offset));
-      expect(await refusal(built.bytes)).toMatchObject({ field: 'l1_entry', message: expect.stringMatching(/L1 entry 0 points at 0x10000, into the L1 table/) });
+      expect(await refusal(built.bytes)).toMatchObject({
+        field: 'l1_entry',
+        message: expect.stringMatching(/L1 entry 0 points at 0x10000, into the L1 table/),
+      });
     });
 
     it('refuses an L1 entry past the end of the file', async () => {
@@ -206,7 +235,10 @@ describe('qcow2 reader', () => {
       const built = buildQcow2({ virtualSize: 8192 * 2 * CLUSTER, clusters: [{ cluster: 0, kind: 'data', bytes: pattern(0) }] });
       const view = new DataView(built.bytes.buffer);
       view.setBigUint64(built.l1Offset + 8, view.getBigUint64(built.l1Offset));
-      expect(await refusal(built.bytes)).toMatchObject({ field: 'l1_entry', message: expect.stringMatching(/L1 entry 1 points at 0x30000, into the L2 table of L1 entry 0/) });
+      expect(await refusal(built.bytes)).toMatchObject({
+        field: 'l1_entry',
+        message: expect.stringMatching(/L1 entry 1 points at 0x30000, into the L2 table of L1 entry 0/),
+      });
     });
 
     it('reads a data entry of offset 0 as a hole, and refuses one past the end of the file', async () => {
@@ -226,9 +258,14 @@ describe('qcow2 reader', () => {
       expect(await refusal(built.bytes)).toMatchObject({ field: 'l2_entry' });
     });
 
-    describe('entries pointing into the image\'s own metadata', () => {
+    describe("entries pointing into the image's own metadata", () => {
       // The builder's layout: header at cluster 0, L1 at 1, refcount table at 2, L2 tables from 3.
-      const cases: { name: string; edit: (built: ReturnType<typeof buildQcow2>, view: DataView) => void; field: string; message: RegExp }[] = [
+      const cases: {
+        name: string;
+        edit: (built: ReturnType<typeof buildQcow2>, view: DataView) => void;
+        field: string;
+        message: RegExp;
+      }[] = [
         {
           name: 'a data entry pointing at the L1 table',
           edit: (built, view) => view.setBigUint64(l2Entry(built, 0, 1), (1n << 63n) | BigInt(built.l1Offset)),
@@ -329,7 +366,10 @@ describe('qcow2 reader', () => {
       bytes.set(bomb, at);
       const additional = BigInt(Math.ceil((at + bomb.length) / 512) - 1 - Math.floor(at / 512));
       new DataView(bytes.buffer).setBigUint64(l2Entry(built, 0, 4), (1n << 62n) | (additional << 54n) | BigInt(at));
-      expect(await refusal(bytes)).toMatchObject({ field: 'compressed_cluster', message: expect.stringMatching(/does not inflate to one cluster/) });
+      expect(await refusal(bytes)).toMatchObject({
+        field: 'compressed_cluster',
+        message: expect.stringMatching(/does not inflate to one cluster/),
+      });
     });
 
     it('refuses a compressed cluster whose data is garbage or too short', async () => {

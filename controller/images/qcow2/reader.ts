@@ -130,7 +130,9 @@ export class Qcow2Image implements ImageSource {
     const layout = planLayout(header, reader.size);
     const l1Bytes = await reader.read(header.l1TableOffset, layout.l1Entries * 8);
     if (l1Bytes.length !== layout.l1Entries * 8) {
-      throw new Qcow2FormatError('l1_table_offset', `L1 table truncated: read ${l1Bytes.length} of ${layout.l1Entries * 8} bytes`, { value: hex(header.l1TableOffset) });
+      throw new Qcow2FormatError('l1_table_offset', `L1 table truncated: read ${l1Bytes.length} of ${layout.l1Entries * 8} bytes`, {
+        value: hex(header.l1TableOffset),
+      });
     }
     const l1 = new DataView(l1Bytes.buffer, l1Bytes.byteOffset, l1Bytes.byteLength);
     const image = new Qcow2Image(reader, layout, l1, await scanMetadata(reader, layout, l1), options);
@@ -179,10 +181,14 @@ export class Qcow2Image implements ImageSource {
     const l1Index = Math.floor(cluster / l2Entries);
     const name = (): string => `L2 entry ${index} of L1 entry ${l1Index} (guest cluster ${cluster})`;
     if (entry.hostOffset < clusterSize || entry.hostOffset >= fileSize) {
-      throw new Qcow2FormatError('l2_entry', `${name()} maps to ${hex(entry.hostOffset)}, outside the data area of the ${fileSize}-byte file`, {
-        cluster,
-        value: hex(entry.hostOffset),
-      });
+      throw new Qcow2FormatError(
+        'l2_entry',
+        `${name()} maps to ${hex(entry.hostOffset)}, outside the data area of the ${fileSize}-byte file`,
+        {
+          cluster,
+          value: hex(entry.hostOffset),
+        },
+      );
     }
     const end = entry.hostOffset + (entry.kind === 'compressed' ? entry.compressedSize : clusterSize);
     this.#metadata.checkData(entry.hostOffset, end, name, { cluster, l1Index, index });
@@ -201,7 +207,10 @@ export class Qcow2Image implements ImageSource {
     const chunkSize = this.#chunkSize;
     const ops: Op[] = [];
     // The run being built: guest-contiguous pieces of one kind, and for reads host-contiguous too.
-    let run: { kind: 'zero' | 'read'; offset: number; host: number; length: number } | { kind: 'compressed'; offset: number; length: number; clusters: CompressedPiece[] } | undefined;
+    let run:
+      | { kind: 'zero' | 'read'; offset: number; host: number; length: number }
+      | { kind: 'compressed'; offset: number; length: number; clusters: CompressedPiece[] }
+      | undefined;
 
     const flush = (): void => {
       if (run === undefined) return;
@@ -225,7 +234,11 @@ export class Qcow2Image implements ImageSource {
       run = { kind: 'zero', offset: start, host: 0, length: end - start };
     };
     const addCompressed = (piece: CompressedPiece): void => {
-      if (run?.kind === 'compressed' && run.offset + run.length === piece.offset && run.length + piece.length <= Math.max(chunkSize, clusterSize)) {
+      if (
+        run?.kind === 'compressed' &&
+        run.offset + run.length === piece.offset &&
+        run.length + piece.length <= Math.max(chunkSize, clusterSize)
+      ) {
         run.length += piece.length;
         run.clusters.push(piece);
         return;
@@ -266,7 +279,14 @@ export class Qcow2Image implements ImageSource {
             addRead(start, end, entry.hostOffset + (start - guest));
             break;
           case 'compressed':
-            addCompressed({ offset: start, host: entry.hostOffset, compressedSize: entry.compressedSize, skip: start - guest, length: end - start, cluster });
+            addCompressed({
+              offset: start,
+              host: entry.hostOffset,
+              compressedSize: entry.compressedSize,
+              skip: start - guest,
+              length: end - start,
+              cluster,
+            });
             break;
           case 'subclusters':
             for (let sub = 0; sub < 32; sub++) {
@@ -365,13 +385,16 @@ export class Qcow2Image implements ImageSource {
       spanStart = Math.min(spanStart, piece.host);
       spanEnd = Math.max(spanEnd, piece.host + piece.compressedSize);
     }
-    const span = ordered && spanEnd - spanStart <= 2 * this.#chunkSize ? await this.#reader.read(spanStart, spanEnd - spanStart) : undefined;
+    const span =
+      ordered && spanEnd - spanStart <= 2 * this.#chunkSize ? await this.#reader.read(spanStart, spanEnd - spanStart) : undefined;
     const chunk = this.#pool.acquire();
     const data = chunk.data(op.length);
     try {
       for (const piece of op.clusters) {
         // The last sector named by a descriptor may extend past the end of the file.
-        const compressed = span ? span.subarray(piece.host - spanStart, piece.host - spanStart + piece.compressedSize) : await this.#reader.read(piece.host, piece.compressedSize);
+        const compressed = span
+          ? span.subarray(piece.host - spanStart, piece.host - spanStart + piece.compressedSize)
+          : await this.#reader.read(piece.host, piece.compressedSize);
         const cluster = decompressCluster(header.compressionType, compressed, clusterSize, { cluster: piece.cluster, host: piece.host });
         data.set(cluster.subarray(piece.skip, piece.skip + piece.length), piece.offset - op.offset);
       }

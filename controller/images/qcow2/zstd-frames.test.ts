@@ -39,11 +39,17 @@ describe('zstd frame lengths', () => {
 
   it('measures any frame Node writes, with any bytes after it (property)', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 70_000 }), fc.boolean(), fc.boolean(), fc.uint8Array({ maxLength: 600 }), (data, checksum, repeat, trailing) => {
-        const input = repeat ? Buffer.from(data).fill(data[0] ?? 0) : data;
-        const frame = zstdCompressSync(input, { params: { [constants.ZSTD_c_checksumFlag]: checksum ? 1 : 0 } });
-        expect(zstdFrameAt(withTrailing(frame, [...trailing]), 0).length).toBe(frame.length);
-      }),
+      fc.property(
+        fc.uint8Array({ maxLength: 70_000 }),
+        fc.boolean(),
+        fc.boolean(),
+        fc.uint8Array({ maxLength: 600 }),
+        (data, checksum, repeat, trailing) => {
+          const input = repeat ? Buffer.from(data).fill(data[0] ?? 0) : data;
+          const frame = zstdCompressSync(input, { params: { [constants.ZSTD_c_checksumFlag]: checksum ? 1 : 0 } });
+          expect(zstdFrameAt(withTrailing(frame, [...trailing]), 0).length).toBe(frame.length);
+        },
+      ),
       { numRuns: 200 },
     );
   });
@@ -57,7 +63,10 @@ describe('zstd frame lengths', () => {
       }
       return undefined;
     };
-    expect(refusal(Uint8Array.from([1, 2, 3, 4, 5, 6]))).toMatchObject({ field: 'compressed_cluster', message: expect.stringMatching(/guest cluster 7: zstd frame at byte 0 has magic 0x4030201/) });
+    expect(refusal(Uint8Array.from([1, 2, 3, 4, 5, 6]))).toMatchObject({
+      field: 'compressed_cluster',
+      message: expect.stringMatching(/guest cluster 7: zstd frame at byte 0 has magic 0x4030201/),
+    });
     const reservedBit = RAW_FRAME.slice();
     reservedBit[4] = 0x28;
     expect(refusal(reservedBit)).toMatchObject({ message: expect.stringMatching(/reserved descriptor bit/) });

@@ -36,7 +36,14 @@ export interface Reply {
 }
 
 /** Boot option parameters kept, with their data lengths (section 28.13). */
-const BOOT_PARAM_LENGTHS: ReadonlyMap<number, number> = new Map([[0, 1], [1, 1], [2, 1], [3, 1], [4, 2], [5, 5]]);
+const BOOT_PARAM_LENGTHS: ReadonlyMap<number, number> = new Map([
+  [0, 1],
+  [1, 1],
+  [2, 1],
+  [3, 1],
+  [4, 2],
+  [5, 5],
+]);
 
 export function is(req: IpmiRequest, cmd: CommandId): boolean {
   return req.netFn === cmd.netFn && req.command === cmd.command;

@@ -18,7 +18,10 @@ async function main(): Promise<void> {
   const count = Number(process.argv[2] ?? '100');
   const prefix = process.argv[3] ?? 'fleet-pw-';
   if (!process.send) throw new Error('fleet-process.ts must be started with an IPC channel');
-  const fleet = await startFleet(count, (i) => ({ users: [{ name: 'admin', password: `${prefix}${i}`, privilege: 4 }], power: i % 2 === 0 ? 'on' : 'off' }));
+  const fleet = await startFleet(count, (i) => ({
+    users: [{ name: 'admin', password: `${prefix}${i}`, privilege: 4 }],
+    power: i % 2 === 0 ? 'on' : 'off',
+  }));
   process.on('message', (raw: FleetMessage) => {
     const server = raw.index === undefined ? undefined : fleet.servers[raw.index];
     if (raw.type === 'set-power' && server && raw.power) server.bmc.setPower(raw.power);

@@ -26,10 +26,35 @@ import {
   type BootFlags,
   type CommandId,
 } from '../../drivers/power/ipmi/commands.ts';
-import { deriveKeys, rakp2Code, rakp3Code, rakp4Icv, sameBytes, sessionIntegrityKey, suiteById, userKey, type CipherSuite, type RakpExchange, type SessionKeys } from '../../drivers/power/ipmi/crypto.ts';
+import {
+  deriveKeys,
+  rakp2Code,
+  rakp3Code,
+  rakp4Icv,
+  sameBytes,
+  sessionIntegrityKey,
+  suiteById,
+  userKey,
+  type CipherSuite,
+  type RakpExchange,
+  type SessionKeys,
+} from '../../drivers/power/ipmi/crypto.ts';
 import { IpmiDecodeError } from '../../drivers/power/ipmi/errors.ts';
 import { decodeRequest, encodeResponse, type IpmiRequest } from '../../drivers/power/ipmi/message.ts';
-import { PAYLOAD_IPMI, PAYLOAD_OPEN_SESSION_REQUEST, PAYLOAD_OPEN_SESSION_RESPONSE, PAYLOAD_RAKP1, PAYLOAD_RAKP2, PAYLOAD_RAKP3, PAYLOAD_RAKP4, decodeEnvelope, encodeV15, encodeV20, openPayload, type V20Envelope } from '../../drivers/power/ipmi/packet.ts';
+import {
+  PAYLOAD_IPMI,
+  PAYLOAD_OPEN_SESSION_REQUEST,
+  PAYLOAD_OPEN_SESSION_RESPONSE,
+  PAYLOAD_RAKP1,
+  PAYLOAD_RAKP2,
+  PAYLOAD_RAKP3,
+  PAYLOAD_RAKP4,
+  decodeEnvelope,
+  encodeV15,
+  encodeV20,
+  openPayload,
+  type V20Envelope,
+} from '../../drivers/power/ipmi/packet.ts';
 import {
   RAKP_INVALID_AUTH_ALG,
   RAKP_INVALID_INTEGRITY,
@@ -220,7 +245,8 @@ export class VirtualBmc {
 
   #presession(env: V20Envelope): Uint8Array | null {
     const payload = openPayload(env, null);
-    const reply = (type: number, body: Uint8Array): Uint8Array => encodeV20({ payloadType: type, sessionId: 0, sequence: 0, payload: body });
+    const reply = (type: number, body: Uint8Array): Uint8Array =>
+      encodeV20({ payloadType: type, sessionId: 0, sequence: 0, payload: body });
     switch (env.payloadType) {
       case PAYLOAD_IPMI: {
         const req = decodeRequest(payload);
@@ -244,7 +270,15 @@ export class VirtualBmc {
 
   #openSession(payload: Uint8Array): Uint8Array {
     const req = decodeOpenSessionRequest(payload);
-    const fail = (status: number): Uint8Array => encodeOpenSessionResponse({ tag: req.tag, status, maxPrivilege: 0, consoleSessionId: req.consoleSessionId, bmcSessionId: 0, algorithms: null });
+    const fail = (status: number): Uint8Array =>
+      encodeOpenSessionResponse({
+        tag: req.tag,
+        status,
+        maxPrivilege: 0,
+        consoleSessionId: req.consoleSessionId,
+        bmcSessionId: 0,
+        algorithms: null,
+      });
     const { auth, integrity, confidentiality } = req.algorithms;
     const suite = this.#suites.find((s) => s.authAlg === auth && s.integrityAlg === integrity && s.confidentialityAlg === confidentiality);
     if (!suite) return fail(this.#suites.some((s) => s.authAlg === auth) ? RAKP_NO_CIPHER_SUITE : RAKP_INVALID_AUTH_ALG);
@@ -258,8 +292,29 @@ export class VirtualBmc {
     let bmcSessionId = 0;
     while (bmcSessionId === 0 || this.#sessions.has(bmcSessionId)) bmcSessionId = randomInt(1, 0xffffffff);
     const maxPrivilege = req.maxPrivilege === 0 ? 4 : req.maxPrivilege;
-    this.#sessions.set(bmcSessionId, { bmcSessionId, consoleSessionId: req.consoleSessionId, suite, maxPrivilege, state: 'opened', user: null, rakp: null, rakpAnswer: null, keys: null, privilege: PRIVILEGE_USER, outbound: 1, window: new SequenceWindow(), lastActivity: performance.now() });
-    return encodeOpenSessionResponse({ tag: req.tag, status: RAKP_OK, maxPrivilege, consoleSessionId: req.consoleSessionId, bmcSessionId, algorithms: req.algorithms });
+    this.#sessions.set(bmcSessionId, {
+      bmcSessionId,
+      consoleSessionId: req.consoleSessionId,
+      suite,
+      maxPrivilege,
+      state: 'opened',
+      user: null,
+      rakp: null,
+      rakpAnswer: null,
+      keys: null,
+      privilege: PRIVILEGE_USER,
+      outbound: 1,
+      window: new SequenceWindow(),
+      lastActivity: performance.now(),
+    });
+    return encodeOpenSessionResponse({
+      tag: req.tag,
+      status: RAKP_OK,
+      maxPrivilege,
+      consoleSessionId: req.consoleSessionId,
+      bmcSessionId,
+      algorithms: req.algorithms,
+    });
   }
 
   #rakp1(payload: Uint8Array): Uint8Array | null {
@@ -267,25 +322,53 @@ export class VirtualBmc {
     const session = this.#sessions.get(req.bmcSessionId);
     if (!session || session.state === 'active') return null;
     const previous = session.rakp;
-    if (session.state === 'rakp2' && previous && sameBytes(previous.consoleRandom, req.consoleRandom) && previous.role === req.role && previous.username === req.username) {
+    if (
+      session.state === 'rakp2' &&
+      previous &&
+      sameBytes(previous.consoleRandom, req.consoleRandom) &&
+      previous.role === req.role &&
+      previous.username === req.username
+    ) {
       return session.rakpAnswer;
     }
     const fail = (status: number): Uint8Array => {
       this.#sessions.delete(session.bmcSessionId);
       this.stats.authFailures++;
-      return encodeRakp2({ tag: req.tag, status, consoleSessionId: session.consoleSessionId, bmcRandom: new Uint8Array(0), bmcGuid: new Uint8Array(0), keyExchangeCode: new Uint8Array(0) });
+      return encodeRakp2({
+        tag: req.tag,
+        status,
+        consoleSessionId: session.consoleSessionId,
+        bmcRandom: new Uint8Array(0),
+        bmcGuid: new Uint8Array(0),
+        keyExchangeCode: new Uint8Array(0),
+      });
     };
     const privilege = req.role & 0x0f;
     if (privilege < 1 || privilege > 5 || (req.role & 0xe0) !== 0) return fail(RAKP_INVALID_ROLE);
     const user = this.#users.find((u) => u.name === req.username);
     if (!user) return fail(RAKP_UNAUTHORIZED_NAME);
     if (privilege > user.privilege || privilege > session.maxPrivilege) return fail(RAKP_UNAUTHORIZED_ROLE);
-    const rakp: RakpExchange = { consoleSessionId: session.consoleSessionId, bmcSessionId: session.bmcSessionId, consoleRandom: req.consoleRandom, bmcRandom: new Uint8Array(randomBytes(16)), bmcGuid: this.#guid, role: req.role, username: req.username };
+    const rakp: RakpExchange = {
+      consoleSessionId: session.consoleSessionId,
+      bmcSessionId: session.bmcSessionId,
+      consoleRandom: req.consoleRandom,
+      bmcRandom: new Uint8Array(randomBytes(16)),
+      bmcGuid: this.#guid,
+      role: req.role,
+      username: req.username,
+    };
     session.user = user;
     session.rakp = rakp;
     session.state = 'rakp2';
     session.lastActivity = performance.now();
-    session.rakpAnswer = encodeRakp2({ tag: req.tag, status: RAKP_OK, consoleSessionId: session.consoleSessionId, bmcRandom: rakp.bmcRandom, bmcGuid: this.#guid, keyExchangeCode: rakp2Code(session.suite, userKey(user.password), rakp) });
+    session.rakpAnswer = encodeRakp2({
+      tag: req.tag,
+      status: RAKP_OK,
+      consoleSessionId: session.consoleSessionId,
+      bmcRandom: rakp.bmcRandom,
+      bmcGuid: this.#guid,
+      keyExchangeCode: rakp2Code(session.suite, userKey(user.password), rakp),
+    });
     return session.rakpAnswer;
   }
 
@@ -306,7 +389,12 @@ export class VirtualBmc {
     if (!sameBytes(rakp3Code(suite, kuid, rakp), req.keyExchangeCode)) {
       this.#sessions.delete(session.bmcSessionId);
       this.stats.authFailures++;
-      return encodeRakp4({ tag: req.tag, status: RAKP_INVALID_INTEGRITY, consoleSessionId: session.consoleSessionId, integrityCheck: new Uint8Array(0) });
+      return encodeRakp4({
+        tag: req.tag,
+        status: RAKP_INVALID_INTEGRITY,
+        consoleSessionId: session.consoleSessionId,
+        integrityCheck: new Uint8Array(0),
+      });
     }
     const sik = sessionIntegrityKey(suite, kuid, rakp);
     session.keys = deriveKeys(suite, sik);
@@ -314,7 +402,12 @@ export class VirtualBmc {
     session.lastActivity = performance.now();
     this.stats.sessionsOpened++;
     this.stats.suites[suite.id] = (this.stats.suites[suite.id] ?? 0) + 1;
-    session.rakpAnswer = encodeRakp4({ tag: req.tag, status: RAKP_OK, consoleSessionId: session.consoleSessionId, integrityCheck: rakp4Icv(suite, sik, rakp) });
+    session.rakpAnswer = encodeRakp4({
+      tag: req.tag,
+      status: RAKP_OK,
+      consoleSessionId: session.consoleSessionId,
+      integrityCheck: rakp4Icv(suite, sik, rakp),
+    });
     return session.rakpAnswer;
   }
 
@@ -326,7 +419,13 @@ export class VirtualBmc {
     const req = decodeRequest(payload);
     session.lastActivity = performance.now();
     const reply = this.#command(req, session);
-    const answer = encodeV20({ payloadType: PAYLOAD_IPMI, sessionId: session.consoleSessionId, sequence: session.outbound, payload: encodeResponse(req, reply.cc, reply.data), keys });
+    const answer = encodeV20({
+      payloadType: PAYLOAD_IPMI,
+      sessionId: session.consoleSessionId,
+      sequence: session.outbound,
+      payload: encodeResponse(req, reply.cc, reply.data),
+      keys,
+    });
     session.outbound = (session.outbound + 1) >>> 0 || 1;
     return answer;
   }

@@ -33,7 +33,14 @@ describe('RMCP and session headers', () => {
   it('signs and encrypts an RMCP+ packet whose covered part is a multiple of 4', () => {
     for (const suite of [SUITE_3, SUITE_17]) {
       const keys = deriveKeys(suite, new Uint8Array(20).fill(7));
-      const packet = encodeV20({ payloadType: 0, sessionId: 0x01020304, sequence: 5, payload: hex('2018c88104017a'), keys, iv: new Uint8Array(16) });
+      const packet = encodeV20({
+        payloadType: 0,
+        sessionId: 0x01020304,
+        sequence: 5,
+        payload: hex('2018c88104017a'),
+        keys,
+        iv: new Uint8Array(16),
+      });
       expect(packet.subarray(0, 6)).toEqual(hex('0600ff0706c0'));
       expect(packet.subarray(6, 10)).toEqual(hex('04030201'));
       expect((packet.length - 4 - suite.integrityLength) % 4).toBe(0);
@@ -81,7 +88,12 @@ describe('crypto', () => {
 
 describe('payloads and parameters', () => {
   it('round-trips an Open Session Request for suite 17', () => {
-    const bytes = encodeOpenSessionRequest({ tag: 1, maxPrivilege: 4, consoleSessionId: 0xa0b0c0d0, algorithms: { auth: 3, integrity: 4, confidentiality: 1 } });
+    const bytes = encodeOpenSessionRequest({
+      tag: 1,
+      maxPrivilege: 4,
+      consoleSessionId: 0xa0b0c0d0,
+      algorithms: { auth: 3, integrity: 4, confidentiality: 1 },
+    });
     expect(toHex(bytes)).toBe('01040000d0c0b0a0' + '0000000803000000' + '0100000804000000' + '0200000801000000');
     expect(decodeOpenSessionRequest(bytes).algorithms).toEqual({ auth: 3, integrity: 4, confidentiality: 1 });
   });

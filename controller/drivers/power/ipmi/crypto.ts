@@ -21,9 +21,25 @@ export interface CipherSuite {
 }
 
 /** Suite 3: RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128 (Table 22-20). */
-export const SUITE_3: CipherSuite = { id: 3, authAlg: 0x01, integrityAlg: 0x01, confidentialityAlg: 0x01, hash: 'sha1', keyExchangeCodeLength: 20, integrityLength: 12 };
+export const SUITE_3: CipherSuite = {
+  id: 3,
+  authAlg: 0x01,
+  integrityAlg: 0x01,
+  confidentialityAlg: 0x01,
+  hash: 'sha1',
+  keyExchangeCodeLength: 20,
+  integrityLength: 12,
+};
 /** Suite 17: RAKP-HMAC-SHA256, HMAC-SHA256-128, AES-CBC-128. */
-export const SUITE_17: CipherSuite = { id: 17, authAlg: 0x03, integrityAlg: 0x04, confidentialityAlg: 0x01, hash: 'sha256', keyExchangeCodeLength: 32, integrityLength: 16 };
+export const SUITE_17: CipherSuite = {
+  id: 17,
+  authAlg: 0x03,
+  integrityAlg: 0x04,
+  confidentialityAlg: 0x01,
+  hash: 'sha256',
+  keyExchangeCodeLength: 32,
+  integrityLength: 16,
+};
 
 export const SUITES: readonly CipherSuite[] = [SUITE_17, SUITE_3];
 
@@ -81,7 +97,17 @@ export function userKey(password: string): Uint8Array {
 
 /** RAKP 2 key-exchange code: HMAC_Kuid(SIDm, SIDc, Rm, Rc, GUIDc, ROLEm, ULENGTHm, UNAMEm). */
 export function rakp2Code(suite: CipherSuite, kuid: Uint8Array, x: RakpExchange): Uint8Array {
-  return hmac(suite.hash, kuid, u32le(x.consoleSessionId), u32le(x.bmcSessionId), x.consoleRandom, x.bmcRandom, x.bmcGuid, new Uint8Array([x.role]), nameBytes(x.username));
+  return hmac(
+    suite.hash,
+    kuid,
+    u32le(x.consoleSessionId),
+    u32le(x.bmcSessionId),
+    x.consoleRandom,
+    x.bmcRandom,
+    x.bmcGuid,
+    new Uint8Array([x.role]),
+    nameBytes(x.username),
+  );
 }
 
 /** RAKP 3 key-exchange code: HMAC_Kuid(Rc, SIDm, ROLEm, ULENGTHm, UNAMEm). */
@@ -137,7 +163,8 @@ export function encryptPayload(aesKey: Uint8Array, data: Uint8Array, iv: Uint8Ar
 }
 
 export function decryptPayload(aesKey: Uint8Array, payload: Uint8Array): Uint8Array {
-  if (payload.length < 32 || payload.length % 16 !== 0) throw new IpmiDecodeError('decrypt', `encrypted payload of ${payload.length} bytes is not IV + whole AES blocks`);
+  if (payload.length < 32 || payload.length % 16 !== 0)
+    throw new IpmiDecodeError('decrypt', `encrypted payload of ${payload.length} bytes is not IV + whole AES blocks`);
   const decipher = createDecipheriv('aes-128-cbc', aesKey, payload.subarray(0, 16)).setAutoPadding(false);
   const plain = new Uint8Array(Buffer.concat([decipher.update(payload.subarray(16)), decipher.final()]));
   const padLength = plain[plain.length - 1]!;

@@ -68,14 +68,18 @@ export class IpmiDriver implements PowerControl {
 
   #with<T>(work: (session: IpmiSession, deadline: number) => Promise<T>): Promise<T> {
     const deadline = performance.now() + this.#timeoutMs;
-    return this.#pool.use(this.#target, async (session) => {
-      try {
-        return await work(session, deadline);
-      } catch (err) {
-        if (err instanceof IpmiDecodeError) throw new BmcCommandError(this.#context, `unusable answer: ${err.message}`);
-        throw err;
-      }
-    }, deadline);
+    return this.#pool.use(
+      this.#target,
+      async (session) => {
+        try {
+          return await work(session, deadline);
+        } catch (err) {
+          if (err instanceof IpmiDecodeError) throw new BmcCommandError(this.#context, `unusable answer: ${err.message}`);
+          throw err;
+        }
+      },
+      deadline,
+    );
   }
 
   /** Checks address and credentials: opens a session and reads the device ID. */
@@ -88,7 +92,9 @@ export class IpmiDriver implements PowerControl {
   }
 
   getPowerState(): Promise<PowerState> {
-    return this.#with(async (s, deadline) => (parseChassisStatus(await s.call(GET_CHASSIS_STATUS, new Uint8Array(0), deadline, 'Get Chassis Status')).powerOn ? 'on' : 'off'));
+    return this.#with(async (s, deadline) =>
+      parseChassisStatus(await s.call(GET_CHASSIS_STATUS, new Uint8Array(0), deadline, 'Get Chassis Status')).powerOn ? 'on' : 'off',
+    );
   }
 
   setPowerState(target: PowerTarget): Promise<void> {
@@ -108,13 +114,20 @@ export class IpmiDriver implements PowerControl {
 
   setBootDevice(device: BootDevice, options: { persistent: boolean; uefi: boolean }): Promise<void> {
     return this.#with(async (s, deadline) => {
-      await s.call(SET_BOOT_OPTIONS, setBootFlagsRequest({ device, valid: true, persistent: options.persistent, uefi: options.uefi }), deadline, `Set System Boot Options (boot device ${device})`);
+      await s.call(
+        SET_BOOT_OPTIONS,
+        setBootFlagsRequest({ device, valid: true, persistent: options.persistent, uefi: options.uefi }),
+        deadline,
+        `Set System Boot Options (boot device ${device})`,
+      );
     });
   }
 
   getBootDevice(): Promise<BootDeviceSetting> {
     return this.#with(async (s, deadline) => {
-      const flags = parseBootFlagsResponse(await s.call(GET_BOOT_OPTIONS, getBootOptionRequest(BOOT_PARAM_FLAGS), deadline, 'Get System Boot Options'));
+      const flags = parseBootFlagsResponse(
+        await s.call(GET_BOOT_OPTIONS, getBootOptionRequest(BOOT_PARAM_FLAGS), deadline, 'Get System Boot Options'),
+      );
       // The selector is reported even without the valid bit: ipmi_sim never sets it, and a BMC clears it after the boot it applied to.
       return { device: flags.device, persistent: flags.persistent, uefi: flags.uefi };
     });

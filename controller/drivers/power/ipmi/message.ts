@@ -51,7 +51,8 @@ function frame(first: number, netFnLun: number, second: number, seqLun: number, 
 function unframe(bytes: Uint8Array): void {
   if (bytes.length < 7) throw new IpmiDecodeError('truncated', `IPMI message of ${bytes.length} bytes is shorter than its header`);
   if (checksum(bytes, 0, 2) !== bytes[2]) throw new IpmiDecodeError('checksum', 'IPMI header checksum is wrong');
-  if (checksum(bytes, 3, bytes.length - 1) !== bytes[bytes.length - 1]) throw new IpmiDecodeError('checksum', 'IPMI data checksum is wrong');
+  if (checksum(bytes, 3, bytes.length - 1) !== bytes[bytes.length - 1])
+    throw new IpmiDecodeError('checksum', 'IPMI data checksum is wrong');
 }
 
 export function encodeRequest(netFn: number, command: number, sequence: number, data: Uint8Array = new Uint8Array(0)): Uint8Array {
@@ -75,7 +76,14 @@ export function encodeResponse(request: IpmiRequest, completionCode: number, dat
   const body = new Uint8Array(1 + data.length);
   body[0] = completionCode;
   body.set(data, 1);
-  return frame(request.requesterAddress, (((request.netFn | 1) << 2) & 0xfc) | request.requesterLun, request.responderAddress, (request.sequence << 2) & 0xfc, request.command, body);
+  return frame(
+    request.requesterAddress,
+    (((request.netFn | 1) << 2) & 0xfc) | request.requesterLun,
+    request.responderAddress,
+    (request.sequence << 2) & 0xfc,
+    request.command,
+    body,
+  );
 }
 
 export function decodeResponse(bytes: Uint8Array): IpmiResponse {
@@ -83,5 +91,11 @@ export function decodeResponse(bytes: Uint8Array): IpmiResponse {
   if (bytes.length < 8) throw new IpmiDecodeError('truncated', 'IPMI response has no completion code');
   const netFn = bytes[1]! >> 2;
   if ((netFn & 1) !== 1) throw new IpmiDecodeError('payload', `netFn ${netFn} is a request, not a response`);
-  return { netFn: netFn & ~1, sequence: bytes[4]! >> 2, command: bytes[5]!, completionCode: bytes[6]!, data: bytes.subarray(7, bytes.length - 1) };
+  return {
+    netFn: netFn & ~1,
+    sequence: bytes[4]! >> 2,
+    command: bytes[5]!,
+    completionCode: bytes[6]!,
+    data: bytes.subarray(7, bytes.length - 1),
+  };
 }

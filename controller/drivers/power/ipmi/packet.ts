@@ -123,7 +123,8 @@ export function peekSessionId(datagram: Uint8Array): number | null {
 /** Parses the headers. Throws IpmiDecodeError; checks no signature (the caller picks the keys by session ID). */
 export function decodeEnvelope(datagram: Uint8Array, integrityLength: (sessionId: number) => number): Envelope {
   if (datagram.length < 4) throw new IpmiDecodeError('truncated', 'shorter than an RMCP header');
-  if (datagram[0] !== RMCP_VERSION || datagram[3] !== RMCP_CLASS_IPMI) throw new IpmiDecodeError('not-rmcp', 'not an RMCP IPMI-class message');
+  if (datagram[0] !== RMCP_VERSION || datagram[3] !== RMCP_CLASS_IPMI)
+    throw new IpmiDecodeError('not-rmcp', 'not an RMCP IPMI-class message');
   if (datagram.length < 5) throw new IpmiDecodeError('truncated', 'no session header');
   const view = new DataView(datagram.buffer, datagram.byteOffset, datagram.byteLength);
   const authType = datagram[4]!;
@@ -131,10 +132,17 @@ export function decodeEnvelope(datagram: Uint8Array, integrityLength: (sessionId
     if (datagram.length < 14) throw new IpmiDecodeError('truncated', 'IPMI v1.5 session header cut short');
     const length = datagram[13]!;
     // One legacy pad byte may follow the message (section 13.6, note on lengths 56, 84...).
-    if (datagram.length < 14 + length || datagram.length > 15 + length) throw new IpmiDecodeError('length', `IPMI v1.5 message length ${length} does not match the ${datagram.length - 14} bytes present`);
-    return { format: 'v1.5', sequence: view.getUint32(5, true), sessionId: view.getUint32(9, true), message: datagram.subarray(14, 14 + length) };
+    if (datagram.length < 14 + length || datagram.length > 15 + length)
+      throw new IpmiDecodeError('length', `IPMI v1.5 message length ${length} does not match the ${datagram.length - 14} bytes present`);
+    return {
+      format: 'v1.5',
+      sequence: view.getUint32(5, true),
+      sessionId: view.getUint32(9, true),
+      message: datagram.subarray(14, 14 + length),
+    };
   }
-  if (authType !== AUTH_RMCP_PLUS) throw new IpmiDecodeError('auth-type', `session auth type ${authType} is not supported (only none and RMCP+)`);
+  if (authType !== AUTH_RMCP_PLUS)
+    throw new IpmiDecodeError('auth-type', `session auth type ${authType} is not supported (only none and RMCP+)`);
   if (datagram.length < 16) throw new IpmiDecodeError('truncated', 'RMCP+ session header cut short');
   const typeByte = datagram[5]!;
   const payloadType = typeByte & 0x3f;
@@ -145,11 +153,22 @@ export function decodeEnvelope(datagram: Uint8Array, integrityLength: (sessionId
   const sequence = view.getUint32(10, true);
   const length = view.getUint16(14, true);
   const payloadEnd = 16 + length;
-  if (datagram.length < payloadEnd) throw new IpmiDecodeError('truncated', `payload length ${length} exceeds the ${datagram.length - 16} bytes present`);
+  if (datagram.length < payloadEnd)
+    throw new IpmiDecodeError('truncated', `payload length ${length} exceeds the ${datagram.length - 16} bytes present`);
   const rawPayload = datagram.subarray(16, payloadEnd);
   if (!authenticated) {
     if (datagram.length !== payloadEnd) throw new IpmiDecodeError('length', 'unauthenticated packet has trailing bytes');
-    return { format: 'v2.0', payloadType, encrypted, authenticated, sessionId, sequence, rawPayload, covered: datagram.subarray(4, payloadEnd), authCode: new Uint8Array(0) };
+    return {
+      format: 'v2.0',
+      payloadType,
+      encrypted,
+      authenticated,
+      sessionId,
+      sequence,
+      rawPayload,
+      covered: datagram.subarray(4, payloadEnd),
+      authCode: new Uint8Array(0),
+    };
   }
   const codeLength = integrityLength(sessionId);
   const trailerStart = datagram.length - codeLength;
@@ -158,7 +177,17 @@ export function decodeEnvelope(datagram: Uint8Array, integrityLength: (sessionId
   if (datagram[trailerStart - 1] !== NEXT_HEADER || payloadEnd + padLength !== trailerStart - 2 || padLength > 3) {
     throw new IpmiDecodeError('length', 'integrity pad and next header do not fit the payload length');
   }
-  return { format: 'v2.0', payloadType, encrypted, authenticated, sessionId, sequence, rawPayload, covered: datagram.subarray(4, trailerStart), authCode: datagram.subarray(trailerStart) };
+  return {
+    format: 'v2.0',
+    payloadType,
+    encrypted,
+    authenticated,
+    sessionId,
+    sequence,
+    rawPayload,
+    covered: datagram.subarray(4, trailerStart),
+    authCode: datagram.subarray(trailerStart),
+  };
 }
 
 /**
@@ -168,10 +197,13 @@ export function decodeEnvelope(datagram: Uint8Array, integrityLength: (sessionId
  */
 export function openPayload(envelope: V20Envelope, keys: SessionKeys | null): Uint8Array {
   if (!keys) {
-    if (envelope.authenticated || envelope.encrypted) throw new IpmiDecodeError('integrity', 'signed or encrypted packet outside a session');
+    if (envelope.authenticated || envelope.encrypted)
+      throw new IpmiDecodeError('integrity', 'signed or encrypted packet outside a session');
     return envelope.rawPayload;
   }
-  if (!envelope.authenticated || !envelope.encrypted) throw new IpmiDecodeError('integrity', 'packet in an RMCP+ session is not signed and encrypted');
-  if (!sameBytes(integrityCode(keys, envelope.covered), envelope.authCode)) throw new IpmiDecodeError('integrity', 'AuthCode does not match');
+  if (!envelope.authenticated || !envelope.encrypted)
+    throw new IpmiDecodeError('integrity', 'packet in an RMCP+ session is not signed and encrypted');
+  if (!sameBytes(integrityCode(keys, envelope.covered), envelope.authCode))
+    throw new IpmiDecodeError('integrity', 'AuthCode does not match');
   return decryptPayload(keys.aesKey, envelope.rawPayload);
 }

@@ -69,7 +69,11 @@ export class SessionPool {
     this.#maxPerBmc = options.maxSessionsPerBmc ?? 1;
     this.#maxConcurrent = options.maxConcurrent ?? 256;
     this.#idleMs = options.idleMs ?? 30_000;
-    this.#sessionOptions = { attemptTimeoutMs: options.attemptTimeoutMs ?? 1000, retries: options.retries ?? 2, suites: options.suites ?? [17, 3] };
+    this.#sessionOptions = {
+      attemptTimeoutMs: options.attemptTimeoutMs ?? 1000,
+      retries: options.retries ?? 2,
+      suites: options.suites ?? [17, 3],
+    };
     this.#reaper = setInterval(() => void this.#reap(), Math.max(1000, this.#idleMs / 2));
     this.#reaper.unref();
   }
@@ -77,7 +81,14 @@ export class SessionPool {
   stats(): PoolStats {
     let open = 0;
     for (const e of this.#entries.values()) open += e.total;
-    return { bmcs: this.#entries.size, openSessions: open, sessionsOpened: this.#opened, reopened: this.#reopened, droppedDatagrams: this.#dropped, unclaimedDatagrams: this.#transport.unclaimed };
+    return {
+      bmcs: this.#entries.size,
+      openSessions: open,
+      sessionsOpened: this.#opened,
+      reopened: this.#reopened,
+      droppedDatagrams: this.#dropped,
+      unclaimedDatagrams: this.#transport.unclaimed,
+    };
   }
 
   #key(t: PoolTarget): string {
@@ -113,25 +124,44 @@ export class SessionPool {
     if (this.#closed) throw new BmcTimeoutError(named.context, 'the IPMI session pool is closed');
     // Answers are matched by the address they come from, which is an IP: resolve a BMC host name first.
     const target = isIPv4(named.address) ? named : { ...named, address: await this.#resolve(named) };
-    await this.#acquire(this.#slotWaiters, () => {
-      if (this.#active >= this.#maxConcurrent) return false;
-      this.#active++;
-      return true;
-    }, deadline, target.context, 'a free BMC conversation slot');
+    await this.#acquire(
+      this.#slotWaiters,
+      () => {
+        if (this.#active >= this.#maxConcurrent) return false;
+        this.#active++;
+        return true;
+      },
+      deadline,
+      target.context,
+      'a free BMC conversation slot',
+    );
     const key = this.#key(target);
     let entry = this.#entries.get(key);
     if (!entry) this.#entries.set(key, (entry = { idle: [], total: 0, waiters: [], suite: null }));
     const bmc = entry;
     try {
       let taken: IpmiSession | undefined;
-      await this.#acquire(bmc.waiters, () => {
-        taken = bmc.idle.pop();
-        if (taken) return true;
-        if (bmc.total >= this.#maxPerBmc) return false;
-        bmc.total++;
-        taken = new IpmiSession(this.#transport, target.address, target.port, target, { ...this.#sessionOptions, privilege: target.privilege }, target.context);
-        return true;
-      }, deadline, target.context, `a session to ${target.context.bmc}`);
+      await this.#acquire(
+        bmc.waiters,
+        () => {
+          taken = bmc.idle.pop();
+          if (taken) return true;
+          if (bmc.total >= this.#maxPerBmc) return false;
+          bmc.total++;
+          taken = new IpmiSession(
+            this.#transport,
+            target.address,
+            target.port,
+            target,
+            { ...this.#sessionOptions, privilege: target.privilege },
+            target.context,
+          );
+          return true;
+        },
+        deadline,
+        target.context,
+        `a session to ${target.context.bmc}`,
+      );
       const session = taken!;
       try {
         return await this.#run(bmc, session, work, deadline);
@@ -153,7 +183,10 @@ export class SessionPool {
     try {
       return (await lookup(target.address, { family: 4 })).address;
     } catch (err) {
-      throw new BmcCommandError(target.context, `cannot resolve ${target.address} to an IPv4 address (${err instanceof Error ? err.message : String(err)})`);
+      throw new BmcCommandError(
+        target.context,
+        `cannot resolve ${target.address} to an IPv4 address (${err instanceof Error ? err.message : String(err)})`,
+      );
     }
   }
 

@@ -94,7 +94,8 @@ function algorithmRecord(out: Uint8Array, at: number, type: number, algorithm: n
 
 function readAlgorithms(bytes: Uint8Array, at: number): Algorithms {
   const types = [bytes[at], bytes[at + 8], bytes[at + 16]];
-  if (types[0] !== 0 || types[1] !== 1 || types[2] !== 2) throw new IpmiDecodeError('payload', 'algorithm records are not auth, integrity, confidentiality');
+  if (types[0] !== 0 || types[1] !== 1 || types[2] !== 2)
+    throw new IpmiDecodeError('payload', 'algorithm records are not auth, integrity, confidentiality');
   return { auth: bytes[at + 4]! & 0x3f, integrity: bytes[at + 12]! & 0x3f, confidentiality: bytes[at + 20]! & 0x3f };
 }
 
@@ -134,9 +135,17 @@ export function encodeOpenSessionResponse(m: OpenSessionResponse): Uint8Array {
 export function decodeOpenSessionResponse(b: Uint8Array): OpenSessionResponse {
   need(b, 8, 'Open Session Response');
   const status = b[1]!;
-  if (status !== RAKP_OK) return { tag: b[0]!, status, maxPrivilege: b[2]!, consoleSessionId: u32(b, 4), bmcSessionId: 0, algorithms: null };
+  if (status !== RAKP_OK)
+    return { tag: b[0]!, status, maxPrivilege: b[2]!, consoleSessionId: u32(b, 4), bmcSessionId: 0, algorithms: null };
   need(b, 36, 'Open Session Response');
-  return { tag: b[0]!, status, maxPrivilege: b[2]!, consoleSessionId: u32(b, 4), bmcSessionId: u32(b, 8), algorithms: readAlgorithms(b, 12) };
+  return {
+    tag: b[0]!,
+    status,
+    maxPrivilege: b[2]!,
+    consoleSessionId: u32(b, 4),
+    bmcSessionId: u32(b, 8),
+    algorithms: readAlgorithms(b, 12),
+  };
 }
 
 export function encodeRakp1(m: Rakp1): Uint8Array {
@@ -155,7 +164,8 @@ export function encodeRakp1(m: Rakp1): Uint8Array {
 export function decodeRakp1(b: Uint8Array): Rakp1 {
   need(b, 28, 'RAKP 1');
   const nameLength = b[27]!;
-  if (nameLength > 16 || b.length !== 28 + nameLength) throw new IpmiDecodeError('length', `RAKP 1 user name length ${nameLength} does not fit`);
+  if (nameLength > 16 || b.length !== 28 + nameLength)
+    throw new IpmiDecodeError('length', `RAKP 1 user name length ${nameLength} does not fit`);
   return { tag: b[0]!, bmcSessionId: u32(b, 4), consoleRandom: b.slice(8, 24), role: b[24]!, username: utf8d.decode(b.subarray(28)) };
 }
 
@@ -176,9 +186,17 @@ export function decodeRakp2(b: Uint8Array): Rakp2 {
   need(b, 8, 'RAKP 2');
   const status = b[1]!;
   const empty = new Uint8Array(0);
-  if (status !== RAKP_OK) return { tag: b[0]!, status, consoleSessionId: u32(b, 4), bmcRandom: empty, bmcGuid: empty, keyExchangeCode: empty };
+  if (status !== RAKP_OK)
+    return { tag: b[0]!, status, consoleSessionId: u32(b, 4), bmcRandom: empty, bmcGuid: empty, keyExchangeCode: empty };
   need(b, 40, 'RAKP 2');
-  return { tag: b[0]!, status, consoleSessionId: u32(b, 4), bmcRandom: b.slice(8, 24), bmcGuid: b.slice(24, 40), keyExchangeCode: b.slice(40) };
+  return {
+    tag: b[0]!,
+    status,
+    consoleSessionId: u32(b, 4),
+    bmcRandom: b.slice(8, 24),
+    bmcGuid: b.slice(24, 40),
+    keyExchangeCode: b.slice(40),
+  };
 }
 
 function encodeStatusAndCode(tag: number, status: number, sessionId: number, code: Uint8Array): Uint8Array {

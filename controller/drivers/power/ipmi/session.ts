@@ -20,10 +20,37 @@ import {
   parseCipherSuiteRecords,
   type CommandId,
 } from './commands.ts';
-import { deriveKeys, rakp2Code, rakp3Code, rakp4Icv, sameBytes, sessionIntegrityKey, suiteByAlgorithms, suiteById, u32le, userKey, type CipherSuite, type RakpExchange, type SessionKeys } from './crypto.ts';
+import {
+  deriveKeys,
+  rakp2Code,
+  rakp3Code,
+  rakp4Icv,
+  sameBytes,
+  sessionIntegrityKey,
+  suiteByAlgorithms,
+  suiteById,
+  u32le,
+  userKey,
+  type CipherSuite,
+  type RakpExchange,
+  type SessionKeys,
+} from './crypto.ts';
 import { IpmiDecodeError } from './errors.ts';
 import { decodeResponse, encodeRequest, type IpmiResponse } from './message.ts';
-import { PAYLOAD_IPMI, PAYLOAD_OPEN_SESSION_REQUEST, PAYLOAD_OPEN_SESSION_RESPONSE, PAYLOAD_RAKP1, PAYLOAD_RAKP2, PAYLOAD_RAKP3, PAYLOAD_RAKP4, decodeEnvelope, encodeV15, encodeV20, openPayload, peekSessionId } from './packet.ts';
+import {
+  PAYLOAD_IPMI,
+  PAYLOAD_OPEN_SESSION_REQUEST,
+  PAYLOAD_OPEN_SESSION_RESPONSE,
+  PAYLOAD_RAKP1,
+  PAYLOAD_RAKP2,
+  PAYLOAD_RAKP3,
+  PAYLOAD_RAKP4,
+  decodeEnvelope,
+  encodeV15,
+  encodeV20,
+  openPayload,
+  peekSessionId,
+} from './packet.ts';
 import {
   RAKP_INVALID_AUTH_ALG,
   RAKP_NO_CIPHER_SUITE,
@@ -61,7 +88,15 @@ const NAME_ONLY_LOOKUP = 0x10;
 const SUITE_REFUSED = new Set([RAKP_INVALID_AUTH_ALG, 0x05, 0x10, RAKP_NO_CIPHER_SUITE]);
 
 function completionText(cc: number): string {
-  const names: Readonly<Record<number, string>> = { 0xc1: 'invalid command', 0xc7: 'request data length invalid', 0xc9: 'parameter out of range', 0xcc: 'invalid data field in request', 0xd4: 'insufficient privilege level', 0xd5: 'not supported in present state', 0x80: 'parameter not supported' };
+  const names: Readonly<Record<number, string>> = {
+    0xc1: 'invalid command',
+    0xc7: 'request data length invalid',
+    0xc9: 'parameter out of range',
+    0xcc: 'invalid data field in request',
+    0xd4: 'insufficient privilege level',
+    0xd5: 'not supported in present state',
+    0x80: 'parameter not supported',
+  };
   return `${names[cc] ?? 'completion code'} (0x${cc.toString(16).padStart(2, '0')})`;
 }
 
@@ -84,7 +119,14 @@ export class IpmiSession {
   /** Datagrams that claimed to be ours and failed a check (signature, window, checksum...). */
   dropped = 0;
 
-  constructor(transport: UdpTransport, address: string, port: number, credentials: Credentials, options: SessionOptions, context: BmcContext) {
+  constructor(
+    transport: UdpTransport,
+    address: string,
+    port: number,
+    credentials: Credentials,
+    options: SessionOptions,
+    context: BmcContext,
+  ) {
     this.#transport = transport;
     this.#address = address;
     this.#port = port;
@@ -103,7 +145,12 @@ export class IpmiSession {
    * returns undefined for datagrams meant for someone else and throws
    * IpmiDecodeError (counted) for datagrams that are ours but bad.
    */
-  async #exchange<T>(what: string, packet: (attempt: number) => Uint8Array, accept: (datagram: Uint8Array) => T | undefined, deadline: number): Promise<T> {
+  async #exchange<T>(
+    what: string,
+    packet: (attempt: number) => Uint8Array,
+    accept: (datagram: Uint8Array) => T | undefined,
+    deadline: number,
+  ): Promise<T> {
     let settle: ((value: T) => void) | undefined;
     const answered = new Promise<T>((resolve) => (settle = resolve));
     let done = false;
@@ -129,7 +176,9 @@ export class IpmiSession {
         if (left <= 0) break;
         await this.#transport.send(this.#address, this.#port, packet(attempt));
         let timer: NodeJS.Timeout | undefined;
-        const timedOut = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, Math.min(left, this.#options.attemptTimeoutMs), undefined)));
+        const timedOut = new Promise<undefined>(
+          (resolve) => (timer = setTimeout(resolve, Math.min(left, this.#options.attemptTimeoutMs), undefined)),
+        );
         const result = await Promise.race([answered.then((v) => ({ v })), timedOut]);
         clearTimeout(timer);
         if (result) return result.v;
@@ -158,13 +207,18 @@ export class IpmiSession {
     const sequence = this.#nextRequestSequence();
     const message = encodeRequest(command.netFn, command.command, sequence, data);
     const bytes = v15 ? encodeV15(message) : encodeV20({ payloadType: PAYLOAD_IPMI, sessionId: 0, sequence: 0, payload: message });
-    return this.#exchange(`command 0x${command.command.toString(16)}`, () => bytes, (datagram) => {
-      if (peekSessionId(datagram) !== 0) return undefined;
-      const env = decodeEnvelope(datagram, () => 0);
-      if (env.format === 'v1.5') return this.#matchResponse(env.message, command, sequence);
-      if (env.payloadType !== PAYLOAD_IPMI) return undefined;
-      return this.#matchResponse(openPayload(env, null), command, sequence);
-    }, deadline);
+    return this.#exchange(
+      `command 0x${command.command.toString(16)}`,
+      () => bytes,
+      (datagram) => {
+        if (peekSessionId(datagram) !== 0) return undefined;
+        const env = decodeEnvelope(datagram, () => 0);
+        if (env.format === 'v1.5') return this.#matchResponse(env.message, command, sequence);
+        if (env.payloadType !== PAYLOAD_IPMI) return undefined;
+        return this.#matchResponse(openPayload(env, null), command, sequence);
+      },
+      deadline,
+    );
   }
 
   async #discoverSuites(deadline: number): Promise<number[]> {
@@ -184,8 +238,10 @@ export class IpmiSession {
   /** Establishes the session. Throws BmcAuthError, BmcTimeoutError or BmcCommandError. */
   async open(deadline: number, suiteHint: CipherSuite | null = null): Promise<void> {
     const caps = await this.#sessionless(GET_CHANNEL_AUTH_CAPABILITIES, authCapabilitiesRequest(this.#options.privilege), true, deadline);
-    if (caps.completionCode !== CC_OK) throw new BmcCommandError(this.#context, `Get Channel Authentication Capabilities: ${completionText(caps.completionCode)}`);
-    if (!parseAuthCapabilities(caps.data).ipmiV20) throw new BmcCommandError(this.#context, 'the BMC does not offer IPMI v2.0 (RMCP+) on this channel');
+    if (caps.completionCode !== CC_OK)
+      throw new BmcCommandError(this.#context, `Get Channel Authentication Capabilities: ${completionText(caps.completionCode)}`);
+    if (!parseAuthCapabilities(caps.data).ipmiV20)
+      throw new BmcCommandError(this.#context, 'the BMC does not offer IPMI v2.0 (RMCP+) on this channel');
     let candidates: number[];
     if (suiteHint) candidates = [suiteHint.id];
     else {
@@ -224,49 +280,92 @@ export class IpmiSession {
       payloadType: PAYLOAD_OPEN_SESSION_REQUEST,
       sessionId: 0,
       sequence: 0,
-      payload: encodeOpenSessionRequest({ tag, maxPrivilege: this.#options.privilege, consoleSessionId, algorithms: { auth: suite.authAlg, integrity: suite.integrityAlg, confidentiality: suite.confidentialityAlg } }),
+      payload: encodeOpenSessionRequest({
+        tag,
+        maxPrivilege: this.#options.privilege,
+        consoleSessionId,
+        algorithms: { auth: suite.authAlg, integrity: suite.integrityAlg, confidentiality: suite.confidentialityAlg },
+      }),
     });
-    const opened = await this.#exchange('Open Session', () => request, (datagram) => {
-      if (peekSessionId(datagram) !== 0) return undefined;
-      const env = decodeEnvelope(datagram, () => 0);
-      if (env.format !== 'v2.0' || env.payloadType !== PAYLOAD_OPEN_SESSION_RESPONSE) return undefined;
-      const res = decodeOpenSessionResponse(openPayload(env, null));
-      return res.tag === tag && res.consoleSessionId === consoleSessionId ? res : undefined;
-    }, deadline);
+    const opened = await this.#exchange(
+      'Open Session',
+      () => request,
+      (datagram) => {
+        if (peekSessionId(datagram) !== 0) return undefined;
+        const env = decodeEnvelope(datagram, () => 0);
+        if (env.format !== 'v2.0' || env.payloadType !== PAYLOAD_OPEN_SESSION_RESPONSE) return undefined;
+        const res = decodeOpenSessionResponse(openPayload(env, null));
+        return res.tag === tag && res.consoleSessionId === consoleSessionId ? res : undefined;
+      },
+      deadline,
+    );
     if (opened.status !== RAKP_OK) {
       if (SUITE_REFUSED.has(opened.status)) return `suite ${suite.id}: ${rakpStatusText(opened.status)}`;
       throw new BmcCommandError(this.#context, `Open Session refused: ${rakpStatusText(opened.status)}`);
     }
     const algs = opened.algorithms;
-    if (!algs || algs.auth !== suite.authAlg || algs.integrity !== suite.integrityAlg || algs.confidentiality !== suite.confidentialityAlg) {
+    if (
+      !algs ||
+      algs.auth !== suite.authAlg ||
+      algs.integrity !== suite.integrityAlg ||
+      algs.confidentiality !== suite.confidentialityAlg
+    ) {
       return `suite ${suite.id}: the BMC answered with other algorithms`;
     }
     const bmcSessionId = opened.bmcSessionId;
     const consoleRandom = new Uint8Array(randomBytes(16));
     const role = this.#options.privilege | NAME_ONLY_LOOKUP;
     const { username, password } = this.#credentials;
-    const rakp1 = encodeV20({ payloadType: PAYLOAD_RAKP1, sessionId: 0, sequence: 0, payload: encodeRakp1({ tag, bmcSessionId, consoleRandom, role, username }) });
-    const rakp2 = await this.#exchange('RAKP 1', () => rakp1, (datagram) => {
-      if (peekSessionId(datagram) !== 0) return undefined;
-      const env = decodeEnvelope(datagram, () => 0);
-      if (env.format !== 'v2.0' || env.payloadType !== PAYLOAD_RAKP2) return undefined;
-      const res = decodeRakp2(openPayload(env, null));
-      return res.tag === tag && res.consoleSessionId === consoleSessionId ? res : undefined;
-    }, deadline);
+    const rakp1 = encodeV20({
+      payloadType: PAYLOAD_RAKP1,
+      sessionId: 0,
+      sequence: 0,
+      payload: encodeRakp1({ tag, bmcSessionId, consoleRandom, role, username }),
+    });
+    const rakp2 = await this.#exchange(
+      'RAKP 1',
+      () => rakp1,
+      (datagram) => {
+        if (peekSessionId(datagram) !== 0) return undefined;
+        const env = decodeEnvelope(datagram, () => 0);
+        if (env.format !== 'v2.0' || env.payloadType !== PAYLOAD_RAKP2) return undefined;
+        const res = decodeRakp2(openPayload(env, null));
+        return res.tag === tag && res.consoleSessionId === consoleSessionId ? res : undefined;
+      },
+      deadline,
+    );
     if (rakp2.status !== RAKP_OK) throw new BmcAuthError(this.#context, `RAKP 2: ${rakpStatusText(rakp2.status)}`);
-    const exchange: RakpExchange = { consoleSessionId, bmcSessionId, consoleRandom, bmcRandom: rakp2.bmcRandom, bmcGuid: rakp2.bmcGuid, role, username };
+    const exchange: RakpExchange = {
+      consoleSessionId,
+      bmcSessionId,
+      consoleRandom,
+      bmcRandom: rakp2.bmcRandom,
+      bmcGuid: rakp2.bmcGuid,
+      role,
+      username,
+    };
     const kuid = userKey(password);
     if (!sameBytes(rakp2Code(suite, kuid, exchange), rakp2.keyExchangeCode)) {
       throw new BmcAuthError(this.#context, `RAKP 2 key-exchange code does not match: wrong password for user "${username}"`);
     }
-    const rakp3 = encodeV20({ payloadType: PAYLOAD_RAKP3, sessionId: 0, sequence: 0, payload: encodeRakp3({ tag, status: RAKP_OK, bmcSessionId, keyExchangeCode: rakp3Code(suite, kuid, exchange) }) });
-    const rakp4 = await this.#exchange('RAKP 3', () => rakp3, (datagram) => {
-      if (peekSessionId(datagram) !== 0) return undefined;
-      const env = decodeEnvelope(datagram, () => 0);
-      if (env.format !== 'v2.0' || env.payloadType !== PAYLOAD_RAKP4) return undefined;
-      const res = decodeRakp4(openPayload(env, null));
-      return res.tag === tag && res.consoleSessionId === consoleSessionId ? res : undefined;
-    }, deadline);
+    const rakp3 = encodeV20({
+      payloadType: PAYLOAD_RAKP3,
+      sessionId: 0,
+      sequence: 0,
+      payload: encodeRakp3({ tag, status: RAKP_OK, bmcSessionId, keyExchangeCode: rakp3Code(suite, kuid, exchange) }),
+    });
+    const rakp4 = await this.#exchange(
+      'RAKP 3',
+      () => rakp3,
+      (datagram) => {
+        if (peekSessionId(datagram) !== 0) return undefined;
+        const env = decodeEnvelope(datagram, () => 0);
+        if (env.format !== 'v2.0' || env.payloadType !== PAYLOAD_RAKP4) return undefined;
+        const res = decodeRakp4(openPayload(env, null));
+        return res.tag === tag && res.consoleSessionId === consoleSessionId ? res : undefined;
+      },
+      deadline,
+    );
     if (rakp4.status !== RAKP_OK) throw new BmcAuthError(this.#context, `RAKP 4: ${rakpStatusText(rakp4.status)}`);
     const sik = sessionIntegrityKey(suite, kuid, exchange);
     if (!sameBytes(rakp4Icv(suite, sik, exchange), rakp4.integrityCheck)) {
@@ -280,7 +379,10 @@ export class IpmiSession {
     const granted = await this.request(SET_SESSION_PRIVILEGE, new Uint8Array([this.#options.privilege]), deadline);
     if (granted.completionCode !== CC_OK) {
       this.#keys = null;
-      throw new BmcAuthError(this.#context, `Set Session Privilege Level ${this.#options.privilege}: ${completionText(granted.completionCode)}`);
+      throw new BmcAuthError(
+        this.#context,
+        `Set Session Privilege Level ${this.#options.privilege}: ${completionText(granted.completionCode)}`,
+      );
     }
     return null;
   }
@@ -291,20 +393,26 @@ export class IpmiSession {
     if (!keys) throw new BmcCommandError(this.#context, 'session is not open');
     const sequence = this.#nextRequestSequence();
     const message = encodeRequest(command.netFn, command.command, sequence, data);
-    const response = await this.#exchange(`command 0x${command.command.toString(16)}`, () => {
-      // A retransmission is a new packet: a new session sequence number, the same request sequence.
-      const outbound = this.#outbound;
-      this.#outbound = (this.#outbound + 1) >>> 0 || 1;
-      return encodeV20({ payloadType: PAYLOAD_IPMI, sessionId: this.#bmcSessionId, sequence: outbound, payload: message, keys });
-    }, (datagram) => {
-      if (peekSessionId(datagram) !== this.#consoleSessionId) return undefined;
-      const env = decodeEnvelope(datagram, (sid) => (sid === this.#consoleSessionId ? keys.suite.integrityLength : 0));
-      if (env.format !== 'v2.0' || env.sessionId !== this.#consoleSessionId) return undefined;
-      const payload = openPayload(env, keys);
-      if (!this.#window.accept(env.sequence)) throw new IpmiDecodeError('replay', `session sequence ${env.sequence} is outside the window or repeated`);
-      if (env.payloadType !== PAYLOAD_IPMI) return undefined;
-      return this.#matchResponse(payload, command, sequence);
-    }, deadline);
+    const response = await this.#exchange(
+      `command 0x${command.command.toString(16)}`,
+      () => {
+        // A retransmission is a new packet: a new session sequence number, the same request sequence.
+        const outbound = this.#outbound;
+        this.#outbound = (this.#outbound + 1) >>> 0 || 1;
+        return encodeV20({ payloadType: PAYLOAD_IPMI, sessionId: this.#bmcSessionId, sequence: outbound, payload: message, keys });
+      },
+      (datagram) => {
+        if (peekSessionId(datagram) !== this.#consoleSessionId) return undefined;
+        const env = decodeEnvelope(datagram, (sid) => (sid === this.#consoleSessionId ? keys.suite.integrityLength : 0));
+        if (env.format !== 'v2.0' || env.sessionId !== this.#consoleSessionId) return undefined;
+        const payload = openPayload(env, keys);
+        if (!this.#window.accept(env.sequence))
+          throw new IpmiDecodeError('replay', `session sequence ${env.sequence} is outside the window or repeated`);
+        if (env.payloadType !== PAYLOAD_IPMI) return undefined;
+        return this.#matchResponse(payload, command, sequence);
+      },
+      deadline,
+    );
     this.lastUsed = performance.now();
     return response;
   }

@@ -30,28 +30,71 @@ export class IpmitoolDriver implements PowerControl {
 
   constructor(target: BmcTarget, options: IpmitoolOptions = {}) {
     this.#target = target;
-    this.#opts = { binary: 'ipmitool', cipherSuite: 3, privilege: 'ADMINISTRATOR', retries: 1, intervalSeconds: 1, timeoutMs: 15_000, ...options };
+    this.#opts = {
+      binary: 'ipmitool',
+      cipherSuite: 3,
+      privilege: 'ADMINISTRATOR',
+      retries: 1,
+      intervalSeconds: 1,
+      timeoutMs: 15_000,
+      ...options,
+    };
     this.#context = { node: target.nodeUuid, bmc: `${target.address}:${target.port}` };
   }
 
   #run(args: readonly string[]): Promise<string> {
     const t = this.#target;
-    const argv = ['-I', 'lanplus', '-H', t.address, '-p', String(t.port), '-U', t.username, '-E', '-L', this.#opts.privilege, '-C', String(this.#opts.cipherSuite), '-R', String(this.#opts.retries), '-N', String(this.#opts.intervalSeconds), '-v', ...args];
+    const argv = [
+      '-I',
+      'lanplus',
+      '-H',
+      t.address,
+      '-p',
+      String(t.port),
+      '-U',
+      t.username,
+      '-E',
+      '-L',
+      this.#opts.privilege,
+      '-C',
+      String(this.#opts.cipherSuite),
+      '-R',
+      String(this.#opts.retries),
+      '-N',
+      String(this.#opts.intervalSeconds),
+      '-v',
+      ...args,
+    ];
     return new Promise((resolve, reject) => {
-      execFile(this.#opts.binary, argv, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', IPMI_PASSWORD: t.password }, timeout: this.#opts.timeoutMs, maxBuffer: 1024 * 1024 }, (err, stdout, stderr) => {
-        if (!err) return resolve(stdout);
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return reject(new BmcCommandError(this.#context, `${this.#opts.binary} is not installed (apt-get install ipmitool)`));
-        if (err.killed) return reject(new BmcTimeoutError(this.#context, `ipmitool ran longer than ${this.#opts.timeoutMs} ms`));
-        const lastLine = stderr.trim().split('\n').filter((l) => !/IANA PEN/.test(l)).pop() ?? `exit ${String(err.code)}`;
-        switch (classifyFailure(stderr)) {
-          case 'auth':
-            return reject(new BmcAuthError(this.#context, lastLine));
-          case 'timeout':
-            return reject(new BmcTimeoutError(this.#context, lastLine));
-          default:
-            return reject(new BmcCommandError(this.#context, lastLine));
-        }
-      });
+      execFile(
+        this.#opts.binary,
+        argv,
+        {
+          env: { PATH: process.env.PATH ?? '/usr/bin:/bin', IPMI_PASSWORD: t.password },
+          timeout: this.#opts.timeoutMs,
+          maxBuffer: 1024 * 1024,
+        },
+        (err, stdout, stderr) => {
+          if (!err) return resolve(stdout);
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+            return reject(new BmcCommandError(this.#context, `${this.#opts.binary} is not installed (apt-get install ipmitool)`));
+          if (err.killed) return reject(new BmcTimeoutError(this.#context, `ipmitool ran longer than ${this.#opts.timeoutMs} ms`));
+          const lastLine =
+            stderr
+              .trim()
+              .split('\n')
+              .filter((l) => !/IANA PEN/.test(l))
+              .pop() ?? `exit ${String(err.code)}`;
+          switch (classifyFailure(stderr)) {
+            case 'auth':
+              return reject(new BmcAuthError(this.#context, lastLine));
+            case 'timeout':
+              return reject(new BmcTimeoutError(this.#context, lastLine));
+            default:
+              return reject(new BmcCommandError(this.#context, lastLine));
+          }
+        },
+      );
     });
   }
 

@@ -26,7 +26,17 @@ export type FailureKind = 'auth' | 'timeout' | 'other';
 
 /** Classifies a failed run from its verbose stderr: a wrong password and a dead BMC both end in the same last line. */
 export function classifyFailure(stderr: string): FailureKind {
-  if (/RAKP 2 HMAC is invalid|unauthorized name|invalid authentication algorithm|insufficient resources for session|RAKP 4 message has invalid integrity check|Invalid user name|Unauthorized/i.test(stderr)) return 'auth';
-  if (/Get Auth Capabilities error|No response from remote controller|Insufficient privilege level|Unable to get Channel Authentication Capabilities|timeout/i.test(stderr)) return 'timeout';
+  if (
+    /RAKP 2 HMAC is invalid|unauthorized name|invalid authentication algorithm|insufficient resources for session|RAKP 4 message has invalid integrity check|Invalid user name|Unauthorized/i.test(
+      stderr,
+    )
+  )
+    return 'auth';
+  if (
+    /Get Auth Capabilities error|No response from remote controller|Insufficient privilege level|Unable to get Channel Authentication Capabilities|timeout/i.test(
+      stderr,
+    )
+  )
+    return 'timeout';
   return 'other';
 }
