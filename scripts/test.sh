@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PATH="$PWD/node_modules/.bin:$PATH"
 npm run --silent typecheck
+# Unformatted code fails here with the diff; `npm run format` fixes it.
+npm run --silent check:format
 npm test -- "$@"

@@ -94,12 +94,10 @@ function progressView(names: readonly string[]): { listener: ProgressListener; s
     return {
       listener: (instances) => {
         for (const i of instances)
-          bars
-            .get(i.name)
-            ?.update(i.state === 'ACTIVE' ? 100 : i.progress, {
-              name: i.name,
-              state: i.state === 'BUILD' ? `BUILD (node ${i.nodeProvisionState})` : i.state,
-            });
+          bars.get(i.name)?.update(i.state === 'ACTIVE' ? 100 : i.progress, {
+            name: i.name,
+            state: i.state === 'BUILD' ? `BUILD (node ${i.nodeProvisionState})` : i.state,
+          });
       },
       stop: () => multi.stop(),
     };

@@ -86,18 +86,16 @@ describe('agent registry', () => {
   });
 
   it('answers Lookup and Heartbeat only with the node operation token, refusing forged and revoked ones', async () => {
-    const node = await admin
-      .client(NodeService)
-      .createNode({
-        pmAddress: '192.0.2.1',
-        pmUser: 'a',
-        pmPassword: 'p',
-        cpus: 1,
-        memoryMb: 1,
-        localGb: 1,
-        cpuArch: 'x86_64',
-        mac: '52:54:00:d3:00:01',
-      });
+    const node = await admin.client(NodeService).createNode({
+      pmAddress: '192.0.2.1',
+      pmUser: 'a',
+      pmPassword: 'p',
+      cpus: 1,
+      memoryMb: 1,
+      localGb: 1,
+      cpuArch: 'x86_64',
+      mac: '52:54:00:d3:00:01',
+    });
     const tokens = new MysqlAgentTokens(db.db);
     const token = await tokens.issue(node.uuid, 60_000);
     const withToken = connect(on.url, { metadata: { authorization: `Bearer ${token}` } }).client(AgentRegistry);

@@ -39,19 +39,17 @@ afterAll(async () => {
 async function createNode(ctl: ControllerProcess, name: string, mac: string): Promise<string> {
   const conn = connect(ctl.url, { metadata: { authorization: `Bearer ${ctl.token}` } });
   try {
-    const node = await conn
-      .client(NodeService)
-      .createNode({
-        name,
-        pmAddress: '192.0.2.30',
-        pmUser: 'admin',
-        pmPassword: 'Prefix-Pw-1',
-        cpus: 1,
-        memoryMb: 1024,
-        localGb: 10,
-        cpuArch: 'x86_64',
-        mac,
-      });
+    const node = await conn.client(NodeService).createNode({
+      name,
+      pmAddress: '192.0.2.30',
+      pmUser: 'admin',
+      pmPassword: 'Prefix-Pw-1',
+      cpus: 1,
+      memoryMb: 1024,
+      localGb: 10,
+      cpuArch: 'x86_64',
+      mac,
+    });
     return node.uuid;
   } finally {
     conn.close();

@@ -39,20 +39,18 @@ beforeAll(async () => {
   admin = as(ctl.token);
   db = await openDatabase(ctl.databaseUrl, { connectionLimit: 2 });
   for (let i = 0; i < 4; i++) {
-    await admin
-      .client(NodeService)
-      .createNode({
-        name: `proj-${i}`,
-        pmAddress: `fake-${i}`,
-        pmUser: 'admin',
-        pmPassword: 'proj-bmc-secret',
-        powerDriver: 'fake',
-        cpus: 4,
-        memoryMb: 8192,
-        localGb: 10,
-        cpuArch: 'x86_64',
-        mac: `52:54:00:dd:00:0${i}`,
-      });
+    await admin.client(NodeService).createNode({
+      name: `proj-${i}`,
+      pmAddress: `fake-${i}`,
+      pmUser: 'admin',
+      pmPassword: 'proj-bmc-secret',
+      powerDriver: 'fake',
+      cpus: 4,
+      memoryMb: 8192,
+      localGb: 10,
+      cpuArch: 'x86_64',
+      mac: `52:54:00:dd:00:0${i}`,
+    });
   }
   // Fixture: nodes as cleaning leaves them (cleaning runs with real agents in other tests).
   await db.pool.query("UPDATE nodes SET provision_state = 'available'");

@@ -132,18 +132,16 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
     ctx.log(`enrolling ${nodeCount} nodes through the API`);
     const t0 = performance.now();
     await inPool(nodeCount, ENROLL_CONCURRENCY, (i) =>
-      (i % 2 === 0 ? apiA : apiB)
-        .client(NodeService)
-        .createNode({
-          name: `sched-${i}`,
-          pmAddress: `fake-${i}`,
-          pmUser: 'admin',
-          pmPassword: 'sched-secret',
-          powerDriver: 'fake',
-          cpuArch: 'x86_64',
-          mac: mac(i),
-          ...size(i),
-        }),
+      (i % 2 === 0 ? apiA : apiB).client(NodeService).createNode({
+        name: `sched-${i}`,
+        pmAddress: `fake-${i}`,
+        pmUser: 'admin',
+        pmPassword: 'sched-secret',
+        powerDriver: 'fake',
+        cpuArch: 'x86_64',
+        mac: mac(i),
+        ...size(i),
+      }),
     );
     const enrollS = (performance.now() - t0) / 1000;
     const p = parseDatabaseUrl(a.databaseUrl);

@@ -80,18 +80,16 @@ async function curlFrom(source: string, url: string, extra: string[] = []): Prom
 }
 
 async function enroll(mac: string): Promise<string> {
-  const node = await admin
-    .client(NodeService)
-    .createNode({
-      pmAddress: '192.0.2.10',
-      pmUser: 'admin',
-      pmPassword: 'boot-test-secret',
-      cpus: 2,
-      memoryMb: 2048,
-      localGb: 20,
-      cpuArch: 'x86_64',
-      mac,
-    });
+  const node = await admin.client(NodeService).createNode({
+    pmAddress: '192.0.2.10',
+    pmUser: 'admin',
+    pmPassword: 'boot-test-secret',
+    cpus: 2,
+    memoryMb: 2048,
+    localGb: 20,
+    cpuArch: 'x86_64',
+    mac,
+  });
   return node.uuid;
 }
 
@@ -137,19 +135,17 @@ describe('controller with [boot] configured', () => {
   it('carries the token the conductor armed for this boot once: a second fetch gets none and revokes nothing', async () => {
     const mac = '52:54:00:b0:00:02';
     // The fake driver: the conductor's flow runs as for a real BMC, without one.
-    const node = await admin
-      .client(NodeService)
-      .createNode({
-        pmAddress: 'fake-bmc-02',
-        pmUser: 'admin',
-        pmPassword: 'boot-test-secret',
-        cpus: 2,
-        memoryMb: 2048,
-        localGb: 20,
-        cpuArch: 'x86_64',
-        mac,
-        powerDriver: 'fake',
-      });
+    const node = await admin.client(NodeService).createNode({
+      pmAddress: 'fake-bmc-02',
+      pmUser: 'admin',
+      pmPassword: 'boot-test-secret',
+      cpus: 2,
+      memoryMb: 2048,
+      localGb: 20,
+      cpuArch: 'x86_64',
+      mac,
+      powerDriver: 'fake',
+    });
     const uuid = node.uuid;
     const url = `http://127.0.0.1:${httpPort}/boot/${mac}.ipxe`;
     // Enrolled but not in an operation: nothing to boot.

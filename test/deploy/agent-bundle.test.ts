@@ -96,18 +96,16 @@ describe('the bundled agent', () => {
 
   it('is found by its MACs with its token from the kernel command line, heartbeats its address, and serves GetInventory', async () => {
     // The qemu-uefi-virtio fixture's NIC: 52:54:00:12:34:56.
-    const node = await admin!
-      .client(NodeService)
-      .createNode({
-        pmAddress: '192.0.2.10',
-        pmUser: 'admin',
-        pmPassword: 'secret',
-        cpus: 2,
-        memoryMb: 4096,
-        localGb: 20,
-        cpuArch: 'x86_64',
-        mac: '52:54:00:12:34:56',
-      });
+    const node = await admin!.client(NodeService).createNode({
+      pmAddress: '192.0.2.10',
+      pmUser: 'admin',
+      pmPassword: 'secret',
+      cpus: 2,
+      memoryMb: 4096,
+      localGb: 20,
+      cpuArch: 'x86_64',
+      mac: '52:54:00:12:34:56',
+    });
     const token = await new MysqlAgentTokens(db!.db).issue(node.uuid, 60_000);
     const cmdline = join(dir, 'cmdline');
     await writeFile(

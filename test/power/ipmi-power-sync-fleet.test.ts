@@ -50,22 +50,20 @@ describe('power sync over a fleet of virtual BMCs', () => {
     const ids: string[] = [];
     for (let start = 0; start < BMCS; start += 25) {
       const batch = await Promise.all(
-        servers
-          .slice(start, start + 25)
-          .map((s, k) =>
-            nodes.createNode({
-              name: `fleet-${start + k}`,
-              pmAddress: s.address,
-              pmPort: s.port,
-              pmUser: 'admin',
-              pmPassword: `fleet-pw-${start + k}`,
-              cpus: 1,
-              memoryMb: 1,
-              localGb: 1,
-              cpuArch: 'x86_64',
-              mac: mac(start + k),
-            }),
-          ),
+        servers.slice(start, start + 25).map((s, k) =>
+          nodes.createNode({
+            name: `fleet-${start + k}`,
+            pmAddress: s.address,
+            pmPort: s.port,
+            pmUser: 'admin',
+            pmPassword: `fleet-pw-${start + k}`,
+            cpus: 1,
+            memoryMb: 1,
+            localGb: 1,
+            cpuArch: 'x86_64',
+            mac: mac(start + k),
+          }),
+        ),
       );
       ids.push(...batch.map((n) => n.uuid));
     }
