@@ -6,11 +6,13 @@
 import * as grpc from '@grpc/grpc-js';
 import type { DescMethod } from '@bufbuild/protobuf';
 import { deserializer, serializer } from './codec.ts';
+import { defaultCredentials } from './trusted-servers.ts';
 import { methodPath, type CallOptions, type ServiceClient, type TypedService } from './types.ts';
 
 export interface ConnectOptions {
   /** Metadata sent with every call, e.g. { authorization: 'Bearer ...' }. */
   readonly metadata?: Readonly<Record<string, string>>;
+  /** Default: TLS for a server registered with trustServer(), plaintext otherwise. */
   readonly credentials?: grpc.ChannelCredentials;
   /** grpc-js channel options, e.g. 'grpc-node.flow_control_window'. */
   readonly channelOptions?: grpc.ChannelOptions;
@@ -58,7 +60,7 @@ async function* responses<T>(
 }
 
 export function connect(address: string, options: ConnectOptions = {}): RpcConnection {
-  const channel = new grpc.Client(address, options.credentials ?? grpc.credentials.createInsecure(), options.channelOptions ?? {});
+  const channel = new grpc.Client(address, options.credentials ?? defaultCredentials(address), options.channelOptions ?? {});
 
   const metadataFor = (call?: CallOptions): grpc.Metadata => {
     const md = new grpc.Metadata();
