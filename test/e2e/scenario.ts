@@ -46,7 +46,9 @@ export async function setUpE2e(options: { readonly discovery: boolean }): Promis
     await bed.close();
   };
   try {
-    const env = { BM_URL: bed.apiUrl, BM_TOKEN: bed.adminToken };
+    // The testbed's controller serves plaintext (its API is dialled at 10.99.0.1 from the namespace, which the
+    // suite's certificate does not name): BM_CA emptied, or bmctl would try the run's CA on it.
+    const env = { BM_URL: bed.apiUrl, BM_TOKEN: bed.adminToken, BM_CA: '' };
     api = connect(bed.apiUrl, { metadata: { authorization: `Bearer ${bed.adminToken}` } });
     const bmctl = async (args: readonly string[], timeoutMs = 120_000): Promise<string> => {
       const r = await runBmctl(args, env, timeoutMs);
