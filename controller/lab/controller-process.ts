@@ -175,13 +175,15 @@ export async function startControllerProcess(options: StartOptions = {}): Promis
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
 
   const url = `127.0.0.1:${apiPort}`;
+  // Both names the certificate carries: a test may dial either.
+  const dialled = [url, `localhost:${apiPort}`];
   const cleanup = async (keepDatabase: boolean): Promise<void> => {
-    forgetServer(url);
+    for (const address of dialled) forgetServer(address);
     if (!keepDatabase) await dropDatabase(databaseUrl).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   };
 
-  if (caPem) trustServer(url, caPem);
+  if (caPem) for (const address of dialled) trustServer(address, caPem);
   await waitServing(url, child, () => output, 30_000).catch(async (err: unknown) => {
     child.kill('SIGKILL');
     await cleanup(false);

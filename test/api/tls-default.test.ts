@@ -70,6 +70,7 @@ describe("the suite's default controller", () => {
 
   it('is reached the way tests always reached it: connect(ctl.url) and bmctl with BM_URL and BM_TOKEN', async () => {
     expect(await health(connect(ctl.url))).toBe(HealthCheckResponse_ServingStatus.SERVING);
+    expect(await health(connect(ctl.url.replace('127.0.0.1', 'localhost')))).toBe(HealthCheckResponse_ServingStatus.SERVING);
     const api = connect(ctl.url, { metadata: { authorization: `Bearer ${ctl.token}` } });
     try {
       await api.client(NodeService).createNode({
