@@ -14,7 +14,6 @@
  * read directly with an ordered consumer so the fetch is paced by the disk
  * writes, instead of the client's get(), which buffers without bound.
  */
-import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { jetstream, JetStreamApiCodes, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
@@ -42,6 +41,7 @@ setSha256Backend('native');
 const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 /** Chunks in flight from the server during a fetch (bounds the memory one fetch holds). */
 const FETCH_WINDOW_CHUNKS = 8;
+const CONSUMER_IDLE_MS = 10_000;
 const BUCKET_PATTERN = /^[A-Za-z0-9_-]{1,200}$/;
 
 export interface JetStreamBlobStoreOptions {
@@ -70,6 +70,30 @@ export function bucketName(natsPrefix: string, bucket: string): string {
 /** The object store's digest format for a hex sha256 ("SHA-256=" + padded base64url). */
 function objectDigest(sha256Hex: string): string {
   return `SHA-256=${Base64UrlPaddedCodec.encode(Buffer.from(sha256Hex, 'hex'))}`;
+}
+
+/**
+ * A file as a pull-driven stream of chunk-sized reads: the client asks for
+ * the next piece only after publishing the last, so an upload holds about
+ * one chunk in memory however large the image.
+ */
+function chunkStream(file: FileHandle, chunkBytes: number): ReadableStream<Uint8Array> {
+  let position = 0;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const buffer = Buffer.allocUnsafe(chunkBytes);
+        const { bytesRead } = await file.read(buffer, 0, chunkBytes, position);
+        if (bytesRead === 0) {
+          controller.close();
+          return;
+        }
+        position += bytesRead;
+        controller.enqueue(buffer.subarray(0, bytesRead));
+      },
+    },
+    { highWaterMark: 0 },
+  );
 }
 
 function isLive(info: ObjectInfo | null): info is ObjectInfo {
@@ -172,10 +196,11 @@ export class JetStreamBlobStore implements BlobStore {
     const digest = objectDigest(sha256);
     const existing = await this.#info(sha256);
     if (isLive(existing) && existing.digest === digest && existing.size === size) return;
+    const file = await open(staged.path, 'r');
     try {
       const stored = await this.#objects.put(
         { name: sha256, options: { max_chunk_size: this.#chunkBytes } },
-        Readable.toWeb(createReadStream(staged.path, { highWaterMark: this.#chunkBytes })) as ReadableStream<Uint8Array>,
+        chunkStream(file, this.#chunkBytes),
         // Expect the name's meta as we saw it (0: none): of two controllers storing the same
         // image at once, one wins and the other's chunks are purged, never left orphaned.
         { previousRevision: existing?.revision ?? 0, timeout: this.#timeoutMs },
@@ -193,6 +218,8 @@ export class JetStreamBlobStore implements BlobStore {
       const now = lost ? await this.#info(sha256) : null;
       if (isLive(now) && now.digest === digest && now.size === size) return;
       throw new BlobStoreUnavailableError(`cannot store blob ${sha256} in bucket ${this.bucket}`, { bucket: this.bucket, sha256 }, err);
+    } finally {
+      await file.close();
     }
   }
 
@@ -254,7 +281,11 @@ export class JetStreamBlobStore implements BlobStore {
     const context = { bucket: this.bucket, sha256 };
     let messages: Awaited<ReturnType<Awaited<ReturnType<JetStreamClient['consumers']['get']>>['consume']>>;
     try {
-      const consumer = await this.#js.consumers.get(this.#stream, { filter_subjects: `$O.${this.bucket}.C.${info.nuid}` });
+      const consumer = await this.#js.consumers.get(this.#stream, {
+        filter_subjects: `$O.${this.bucket}.C.${info.nuid}`,
+        // The server drops the consumer soon after the fetch (an ordered consumer re-creates itself if a pause outlasts this).
+        inactive_threshold: CONSUMER_IDLE_MS,
+      });
       messages = await consumer.consume({ max_messages: FETCH_WINDOW_CHUNKS });
     } catch (err) {
       throw new BlobStoreUnavailableError(`cannot fetch blob ${sha256} from bucket ${this.bucket}`, context, err);
