@@ -6,7 +6,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { natsUrl, uniqueNatsPrefix } from '../lab/controller-process.ts';
 import { ValidationError } from '../errors.ts';
-import { BlobNotFoundError } from './blob-store.ts';
+import { BlobNotFoundError, BlobStoreUnavailableError } from './blob-store.ts';
 import { blobStoreContract, chunks, readAll, sha } from './blob-store-contract.testutil.ts';
 import { bucketName, JetStreamBlobStore } from './jetstream-blob-store.ts';
 
@@ -160,5 +160,22 @@ describe('jetstream blob store', () => {
     expect(await fresh.store.strayChunks()).toEqual([]);
     const c = await peer();
     expect((await readAll(await c.openRead(sha(data)))).equals(data)).toBe(true);
+  });
+
+  it('keeps serving verified copies while NATS cannot be reached, and says so for the rest', async () => {
+    const cached = randomBytes(20_000);
+    const other = randomBytes(20_000);
+    await fresh.store.put(chunks(cached));
+    await fresh.store.put(chunks(other));
+    // A controller on a connection of its own, which then loses it.
+    const cacheDir = await mkdtemp(join(tmpdir(), 'bm-blob-cache-'));
+    others.push(() => rm(cacheDir, { recursive: true, force: true }));
+    const cut = await JetStreamBlobStore.connect(natsUrl, { bucket: fresh.bucket, replicas: 1, cacheDir, timeoutMs: 2000 });
+    expect((await readAll(await cut.openRead(sha(cached)))).equals(cached)).toBe(true);
+    await cut.close();
+    expect((await readAll(await cut.openRead(sha(cached), { offset: 100, length: 50 }))).equals(cached.subarray(100, 150))).toBe(true);
+    const failure = await cut.openRead(sha(other)).catch((err: unknown) => err);
+    expect(failure).toBeInstanceOf(BlobStoreUnavailableError);
+    expect((failure as BlobStoreUnavailableError).context).toMatchObject({ bucket: fresh.bucket, sha256: sha(other) });
   });
 });

@@ -10,9 +10,7 @@
  * an object is fetched once, verified against its name, then served from
  * disk with positioned reads, which the qcow2 reader needs.
  *
- * The object layout (`$O.<bucket>.C.<nuid>` chunk subjects, per ADR-20) is
- * read directly with an ordered consumer so the fetch is paced by the disk
- * writes, instead of the client's get(), which buffers without bound.
+ * Fetches read the chunks directly (object-chunks.ts), paced by the disk.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
@@ -21,6 +19,7 @@ import { Base64UrlPaddedCodec, Objm, setSha256Backend, StorageType, type ObjectI
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { BmError, ValidationError } from '../errors.ts';
 import { BlobCache, type StagedFile } from './blob-cache.ts';
+import { fetchObjectChunks, fileChunks } from './object-chunks.ts';
 import {
   BlobCorruptError,
   BlobNotFoundError,
@@ -39,9 +38,8 @@ setSha256Backend('native');
 
 /** Object chunks: the client clamps this to the server's max_payload (1 MiB by default). */
 const DEFAULT_CHUNK_BYTES = 1024 * 1024;
-/** Chunks in flight from the server during a fetch (bounds the memory one fetch holds). */
-const FETCH_WINDOW_CHUNKS = 8;
-const CONSUMER_IDLE_MS = 10_000;
+/** Per JetStream request; also how long a fetch waits for its next chunk, and how long a read waits before serving a cached copy while NATS is away. */
+const DEFAULT_TIMEOUT_MS = 10_000;
 const BUCKET_PATTERN = /^[A-Za-z0-9_-]{1,200}$/;
 
 export interface JetStreamBlobStoreOptions {
@@ -72,30 +70,6 @@ function objectDigest(sha256Hex: string): string {
   return `SHA-256=${Base64UrlPaddedCodec.encode(Buffer.from(sha256Hex, 'hex'))}`;
 }
 
-/**
- * A file as a pull-driven stream of chunk-sized reads: the client asks for
- * the next piece only after publishing the last, so an upload holds about
- * one chunk in memory however large the image.
- */
-function chunkStream(file: FileHandle, chunkBytes: number): ReadableStream<Uint8Array> {
-  let position = 0;
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        const buffer = Buffer.allocUnsafe(chunkBytes);
-        const { bytesRead } = await file.read(buffer, 0, chunkBytes, position);
-        if (bytesRead === 0) {
-          controller.close();
-          return;
-        }
-        position += bytesRead;
-        controller.enqueue(buffer.subarray(0, bytesRead));
-      },
-    },
-    { highWaterMark: 0 },
-  );
-}
-
 function isLive(info: ObjectInfo | null): info is ObjectInfo {
   return info !== null && !info.deleted;
 }
@@ -105,7 +79,6 @@ export class JetStreamBlobStore implements BlobStore {
   readonly cache: BlobCache;
   readonly #js: JetStreamClient;
   readonly #objects: ObjectStore;
-  readonly #stream: string;
   readonly #chunkBytes: number;
   readonly #timeoutMs: number;
   readonly #ownConnection: NatsConnection | null;
@@ -115,9 +88,8 @@ export class JetStreamBlobStore implements BlobStore {
     this.cache = new BlobCache(options.cacheDir);
     this.#js = js;
     this.#objects = objects;
-    this.#stream = `OBJ_${options.bucket}`;
     this.#chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
-    this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#ownConnection = ownConnection;
   }
 
@@ -153,7 +125,7 @@ export class JetStreamBlobStore implements BlobStore {
   static async #open(nc: NatsConnection, options: JetStreamBlobStoreOptions, own: NatsConnection | null): Promise<JetStreamBlobStore> {
     if (!BUCKET_PATTERN.test(options.bucket))
       throw new ValidationError('images.bucket', `${JSON.stringify(options.bucket)} is not a valid bucket`);
-    const js = jetstream(nc, { timeout: options.timeoutMs ?? 30_000 });
+    const js = jetstream(nc, { timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS });
     let objects: ObjectStore;
     try {
       objects = await new Objm(js).create(options.bucket, { replicas: options.replicas, storage: StorageType.File });
@@ -200,7 +172,7 @@ export class JetStreamBlobStore implements BlobStore {
     try {
       const stored = await this.#objects.put(
         { name: sha256, options: { max_chunk_size: this.#chunkBytes } },
-        chunkStream(file, this.#chunkBytes),
+        fileChunks(file, this.#chunkBytes),
         // Expect the name's meta as we saw it (0: none): of two controllers storing the same
         // image at once, one wins and the other's chunks are purged, never left orphaned.
         { previousRevision: existing?.revision ?? 0, timeout: this.#timeoutMs },
@@ -272,52 +244,10 @@ export class JetStreamBlobStore implements BlobStore {
       await this.cache.evict(sha256);
       throw new BlobNotFoundError(sha256);
     }
-    const path = await this.cache.ensure(sha256, info.size, (write) => this.#fetch(sha256, info, write));
+    const path = await this.cache.ensure(sha256, info.size, (write) =>
+      fetchObjectChunks(this.#js, { bucket: this.bucket, sha256, nuid: info.nuid, size: info.size, timeoutMs: this.#timeoutMs }, write),
+    );
     return { path, size: info.size };
-  }
-
-  async #fetch(sha256: string, info: ObjectInfo, write: (chunk: Uint8Array) => Promise<void>): Promise<void> {
-    if (info.size === 0) return;
-    const context = { bucket: this.bucket, sha256 };
-    let messages: Awaited<ReturnType<Awaited<ReturnType<JetStreamClient['consumers']['get']>>['consume']>>;
-    try {
-      const consumer = await this.#js.consumers.get(this.#stream, {
-        filter_subjects: `$O.${this.bucket}.C.${info.nuid}`,
-        // The server drops the consumer soon after the fetch (an ordered consumer re-creates itself if a pause outlasts this).
-        inactive_threshold: CONSUMER_IDLE_MS,
-      });
-      messages = await consumer.consume({ max_messages: FETCH_WINDOW_CHUNKS });
-    } catch (err) {
-      throw new BlobStoreUnavailableError(`cannot fetch blob ${sha256} from bucket ${this.bucket}`, context, err);
-    }
-    // A chunk that never comes (purged under us, NATS gone) must not hang a deploy forever.
-    let stalled = false;
-    let watchdog = setTimeout(() => {
-      stalled = true;
-      messages.stop();
-    }, this.#timeoutMs);
-    let received = 0;
-    try {
-      for await (const m of messages) {
-        clearTimeout(watchdog);
-        await write(m.data);
-        received += m.data.length;
-        if (received >= info.size || m.info.pending === 0) break;
-        watchdog = setTimeout(() => {
-          stalled = true;
-          messages.stop();
-        }, this.#timeoutMs);
-      }
-    } finally {
-      clearTimeout(watchdog);
-      messages.stop();
-    }
-    if (stalled)
-      throw new BlobStoreUnavailableError(
-        `fetching blob ${sha256} from bucket ${this.bucket}`,
-        { ...context, received, size: info.size },
-        new Error(`no chunk for ${this.#timeoutMs} ms`),
-      );
   }
 
   /** An open handle on the verified copy. The copy could be evicted or replaced between ensure and open, so the handle is checked against what was verified. */
