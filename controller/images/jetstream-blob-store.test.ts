@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, open, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { jetstream } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { natsUrl, uniqueNatsPrefix } from '../lab/controller-process.ts';
@@ -177,5 +178,21 @@ describe('jetstream blob store', () => {
     const failure = await cut.openRead(sha(other)).catch((err: unknown) => err);
     expect(failure).toBeInstanceOf(BlobStoreUnavailableError);
     expect((failure as BlobStoreUnavailableError).context).toMatchObject({ bucket: fresh.bucket, sha256: sha(other) });
+  });
+
+  it('purges the stale chunks of an upload cut off by a crash, sparing fresh ones and stored objects', async () => {
+    const data = randomBytes(200_000);
+    await fresh.store.put(chunks(data));
+    // What a controller killed mid-upload leaves: chunks under a nuid no meta names.
+    const stray = `$O.${fresh.bucket}.C.crashedUploadNuid0000`;
+    const js = jetstream(nc);
+    for (let i = 0; i < 3; i++) await js.publish(stray, randomBytes(1000));
+    expect(await fresh.store.strayChunks()).toEqual([stray]);
+    expect(await fresh.store.sweepStrayChunks(3_600_000)).toBe(0);
+    expect(await fresh.store.strayChunks()).toEqual([stray]);
+    expect(await fresh.store.sweepStrayChunks(3_600_000, Date.now() + 2 * 3_600_000)).toBe(1);
+    expect(await fresh.store.strayChunks()).toEqual([]);
+    const b = await peer();
+    expect((await readAll(await b.openRead(sha(data)))).equals(data)).toBe(true);
   });
 });

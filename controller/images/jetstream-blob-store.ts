@@ -312,6 +312,27 @@ export class JetStreamBlobStore implements BlobStore {
       .sort();
   }
 
+  /**
+   * Purges stray chunks whose newest message is older than `olderThanMs`:
+   * an upload cut off by a crashed controller, whose bytes no meta points at
+   * and nothing else would ever remove. An upload in flight publishes a
+   * chunk at least every request timeout, so it is never that old. Call at
+   * start-up; returns how many uploads' chunks went.
+   */
+  async sweepStrayChunks(olderThanMs = 60 * 60 * 1000, now = Date.now()): Promise<number> {
+    const jsm = await this.#js.jetstreamManager();
+    let purged = 0;
+    for (const subject of await this.strayChunks()) {
+      const last = await jsm.streams.getMessage(`OBJ_${this.bucket}`, { last_by_subj: subject });
+      if (last === null || now - last.time.getTime() < olderThanMs) continue;
+      // Re-checked: a meta that landed since the listing makes these chunks an object's.
+      if (!(await this.strayChunks()).includes(subject)) continue;
+      await jsm.streams.purge(`OBJ_${this.bucket}`, { filter: subject });
+      purged++;
+    }
+    return purged;
+  }
+
   /** Closes the connection if the store opened it. */
   async close(): Promise<void> {
     await this.#ownConnection?.close();

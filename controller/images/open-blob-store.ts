@@ -29,6 +29,8 @@ export async function openBlobStore(config: Pick<Config, 'images' | 'nats'>, con
   });
   try {
     await store.cache.sweepTemp();
+    const strays = await store.sweepStrayChunks();
+    if (strays > 0) log.warn({ bucket, uploads: strays }, 'purged the chunks of uploads cut off by a crash');
     const replicas = await store.replicas();
     if (replicas !== images.replicas)
       log.warn(
