@@ -15,10 +15,12 @@
  * dropped: other work shares this machine), so local and warm figures are
  * memory-speed reads; the cold figure is bounded by NATS.
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { connect } from '@nats-io/transport-node';
 import { natsUrl, uniqueNatsPrefix } from '../../controller/lab/index.ts';
 import type { BlobStore } from '../../controller/images/blob-store.ts';
@@ -26,6 +28,7 @@ import { bucketName, JetStreamBlobStore } from '../../controller/images/jetstrea
 import { LocalBlobStore } from '../../controller/images/local-blob-store.ts';
 import { goal, peakRssMiB, type BenchContext, type BenchReport } from './harness.ts';
 
+const run = promisify(execFile);
 const MIB = 1024 * 1024;
 const FULL_BYTES = 1024 * MIB;
 const ROUNDS = 3;
@@ -81,10 +84,15 @@ export default async function blobstoreBench(ctx: BenchContext): Promise<BenchRe
     const { sha256 } = jsPut.value;
     if (sha256 !== localPut.value.sha256) throw new Error('the two stores disagree on the digest');
 
+    // The uploads left gigabytes of dirty pages (local store, staging, NATS's own file); a second
+    // controller on another host would not be writing its cache behind them, so they are flushed first.
+    ctx.log('flushing the uploads to disk');
+    await run('sync', []);
     // A second controller: same bucket, empty cache.
     const reader = await JetStreamBlobStore.open(nc, { bucket, replicas: 1, cacheDir: path.join(dir, 'cache-b') });
     ctx.log('reading from JetStream, cold (fetch into the cache, verify, read)');
     const cold = await timed(() => drain(reader, sha256));
+    const rssAfterCold = peakRssMiB();
     // Local and warm reads are both file reads: alternated, three each, medians compared, so the load of the moment hits both alike.
     const localRuns: number[] = [];
     const warmRuns: number[] = [];
@@ -121,6 +129,7 @@ export default async function blobstoreBench(ctx: BenchContext): Promise<BenchRe
         ratio_cold_to_local: Math.round((coldMBs / localMBs) * 1000) / 1000,
         ratio_warm_to_local: Math.round((warmMBs / localMBs) * 1000) / 1000,
         refetches: reader.cache.refetches + restarted.cache.refetches,
+        peak_rss_after_both_puts_and_cold_fetch_mib: rssAfterCold,
         peak_rss_mib: peakRssMiB(),
       },
       goals: [
@@ -138,7 +147,13 @@ export default async function blobstoreBench(ctx: BenchContext): Promise<BenchRe
           117,
           "the first deploy of an image on a controller is not slower than one node's 1 GbE link",
         ),
-        goal('peak RSS MiB with a 1 GiB blob', peakRssMiB(), '<=', 512, 'a fetch holds a bounded window of chunks, never the blob'),
+        goal(
+          'peak RSS MiB through both uploads and the cold fetch',
+          rssAfterCold,
+          '<=',
+          512,
+          'a fetch holds a bounded window of chunks, never the blob',
+        ),
       ],
     };
   } finally {
