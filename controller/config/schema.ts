@@ -119,9 +119,20 @@ export const configSchema = z
       .prefault({}),
     images: z
       .object({
+        /** Where image bytes live: "local" (store_path: one controller, or a shared filesystem) or "jetstream" (the NATS object store every controller reads). */
+        store: z.enum(['local', 'jetstream']).default('local'),
         /** Where the local blob store keeps image bytes, content-addressed. */
         store_path: z.string().min(1).default('/var/lib/bm/images'),
         max_upload_gb: positiveInt.default(256),
+        /** jetstream: the object store bucket; the [nats] prefix goes in front, so clusters sharing a NATS keep apart. */
+        bucket: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected up to 64 letters, digits, "_" or "-"')
+          .default('images'),
+        /** jetstream: copies the NATS cluster keeps (JetStream allows 1 to 5); only applied when the bucket is created. */
+        replicas: z.coerce.number().int().min(1).max(5).default(1),
+        /** jetstream: this controller's cache of verified image copies (positioned reads for qcow2, one fetch per image). */
+        cache_dir: z.string().min(1).default('/var/lib/bm/image-cache'),
       })
       .strict()
       .prefault({}),

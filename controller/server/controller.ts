@@ -18,7 +18,7 @@ import { AGENT_REGISTRY_PREFIX, agentRegistryHandlers } from '../api/agent-regis
 import { AgentRegistry } from '../agents/registry.ts';
 import { MysqlAgentTokens } from '../agents/tokens.ts';
 import { ImageCatalog } from '../images/catalog.ts';
-import { LocalBlobStore } from '../images/local-blob-store.ts';
+import { openBlobStore } from '../images/open-blob-store.ts';
 import { addService, bindServer, shutdownServer, type ServeOptions } from '../../proto/rpc/index.ts';
 import { eventHandlers } from '../api/event-service.ts';
 import { healthHandlers, HealthState } from '../api/health-service.ts';
@@ -131,10 +131,9 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     const store = new MysqlNodeStore(handle.db);
     const enrollment = new Enrollment(store, bus, secrets);
     const health = new HealthState();
-    const blobs = new LocalBlobStore(config.images.store_path);
-    // Uploads cut off by a crash leave temp files; none can be live before we serve.
-    await blobs.sweepTemp();
-    const catalog = new ImageCatalog(handle.db, blobs, { maxUploadBytes: config.images.max_upload_gb * 1024 ** 3 });
+    const blobs = await openBlobStore(config, id, log);
+    cleanup.unshift(() => blobs.close());
+    const catalog = new ImageCatalog(handle.db, blobs.store, { maxUploadBytes: config.images.max_upload_gb * 1024 ** 3 });
 
     const directory = new TokenDirectory(tokens, handle.db);
     const refusals = new RefusalLog(log);
