@@ -51,19 +51,24 @@ export async function makeCa(dir: string, name: string, days = 2): Promise<CaFil
   return { cert, key };
 }
 
-/** A server certificate for 127.0.0.1 and localhost signed by `ca`; a fresh key unless `reuseKey` names one. */
+/**
+ * A server certificate for 127.0.0.1 and localhost (and `extraIps`, e.g. a namespace's
+ * provisioning address) signed by `ca`; a fresh key unless `reuseKey` names one.
+ */
 export async function makeServerCert(
   dir: string,
   ca: CaFiles,
   name: string,
   reuseKey?: string,
   days = 2,
+  extraIps: readonly string[] = [],
 ): Promise<{ cert: string; key: string }> {
   const cert = path.join(dir, `${name}.pem`);
   const key = reuseKey ?? path.join(dir, `${name}.key`);
   const csr = path.join(dir, `${name}.csr`);
   const ext = path.join(dir, `${name}.ext`);
-  await writeFile(ext, 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  const names = ['IP:127.0.0.1', 'DNS:localhost', ...extraIps.map((ip) => `IP:${ip}`)].join(',');
+  await writeFile(ext, `subjectAltName=${names}\nextendedKeyUsage=serverAuth\n`);
   await openssl([
     'req',
     '-new',
