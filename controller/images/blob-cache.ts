@@ -16,6 +16,7 @@ import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs
 import { join } from 'node:path';
 import type { Stats } from 'node:fs';
 import { BlobCorruptError, BlobTooLargeError, checkSha256, type PutOptions } from './blob-store.ts';
+import { isNotFound, sweepStaleParts, writeFully } from './blob-files.ts';
 
 interface FileIdentity {
   readonly ino: number;
@@ -30,18 +31,6 @@ function identityOf(st: Stats): FileIdentity {
 
 function sameIdentity(a: FileIdentity, b: FileIdentity): boolean {
   return a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
-}
-
-function isNotFound(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && 'code' in err && err.code === 'ENOENT';
-}
-
-async function writeFully(handle: FileHandle, data: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < data.length) {
-    const { bytesWritten } = await handle.write(data, written, data.length - written);
-    written += bytesWritten;
-  }
 }
 
 /** Streams a file through sha256. */
@@ -222,27 +211,7 @@ export class BlobCache {
 
   /** Removes temp files older than `olderThanMs` (left by a crash); call at start-up. */
   async sweepTemp(olderThanMs = 60 * 60 * 1000, now = Date.now()): Promise<number> {
-    let names: string[];
-    try {
-      names = await readdir(this.#tmpDir);
-    } catch (err) {
-      if (isNotFound(err)) return 0;
-      throw err;
-    }
-    let removed = 0;
-    for (const name of names) {
-      if (!name.endsWith('.part')) continue;
-      const path = join(this.#tmpDir, name);
-      try {
-        if (now - (await stat(path)).mtimeMs >= olderThanMs) {
-          await rm(path, { force: true });
-          removed++;
-        }
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
-    }
-    return removed;
+    return sweepStaleParts(this.#tmpDir, olderThanMs, now);
   }
 
   /** Temp files present now (tests check an aborted upload left none). */

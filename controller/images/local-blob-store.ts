@@ -22,21 +22,10 @@ import {
   type PutOptions,
 } from './blob-store.ts';
 import { FileHandleReader, type ClosableRandomAccessReader } from './random-access.ts';
+import { isNotFound, sweepStaleParts, writeFully } from './blob-files.ts';
 
 // Callers that caught the limit error from here keep importing it from here.
 export { BlobTooLargeError };
-
-function isNotFound(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && 'code' in err && err.code === 'ENOENT';
-}
-
-async function writeFully(handle: FileHandle, data: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < data.length) {
-    const { bytesWritten } = await handle.write(data, written, data.length - written);
-    written += bytesWritten;
-  }
-}
 
 async function syncDirectory(path: string): Promise<void> {
   const dir = await open(path, 'r');
@@ -169,26 +158,6 @@ export class LocalBlobStore implements BlobStore {
    * Call at start-up; a live upload's temp file is younger than any sane age.
    */
   async sweepTemp(olderThanMs = 60 * 60 * 1000, now = Date.now()): Promise<number> {
-    let names: string[];
-    try {
-      names = await readdir(this.#tmpDir);
-    } catch (err) {
-      if (isNotFound(err)) return 0;
-      throw err;
-    }
-    let removed = 0;
-    for (const name of names) {
-      if (!name.endsWith('.part')) continue;
-      const path = join(this.#tmpDir, name);
-      try {
-        if (now - (await stat(path)).mtimeMs >= olderThanMs) {
-          await rm(path, { force: true });
-          removed++;
-        }
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
-    }
-    return removed;
+    return sweepStaleParts(this.#tmpDir, olderThanMs, now);
   }
 }
