@@ -4,7 +4,7 @@
  * its project's instances; an admin reaches all.
  */
 import type { Caller } from '../auth/caller.ts';
-import type { PowerConductor } from '../conductor/power.ts';
+import type { NodeActions } from '../conductor/node-actions.ts';
 import type { Provisioner } from '../conductor/provisioner.ts';
 import { BmError, ValidationError } from '../errors.ts';
 import type { FlavorCatalog } from '../flavors/catalog.ts';
@@ -35,7 +35,8 @@ export class InstanceManager {
   readonly #images: ImageCatalog;
   readonly #scheduler: Scheduler;
   readonly #provisioner: Provisioner;
-  readonly #power: PowerConductor;
+  /** Power and teardown of an instance's node, run here or at the node's owner. */
+  readonly #actions: NodeActions;
   readonly #controllerId: string;
 
   constructor(deps: {
@@ -45,7 +46,7 @@ export class InstanceManager {
     images: ImageCatalog;
     scheduler: Scheduler;
     provisioner: Provisioner;
-    power: PowerConductor;
+    actions: NodeActions;
     controllerId: string;
   }) {
     this.#store = deps.store;
@@ -54,7 +55,7 @@ export class InstanceManager {
     this.#images = deps.images;
     this.#scheduler = deps.scheduler;
     this.#provisioner = deps.provisioner;
-    this.#power = deps.power;
+    this.#actions = deps.actions;
     this.#controllerId = deps.controllerId;
   }
 
@@ -125,18 +126,18 @@ export class InstanceManager {
   async delete(caller: Caller, id: string): Promise<InstanceRecord> {
     const instance = await this.get(caller, id);
     if (instance.state === 'DELETING') return instance;
-    await this.#provisioner.undeploy(instance);
+    await this.#actions.undeploy(instance);
     return (await this.#store.find(instance.uuid, null)) ?? { ...instance, state: 'DELETING' };
   }
 
   async reboot(caller: Caller, id: string, hard: boolean): Promise<InstanceRecord> {
     const instance = await this.#active(caller, id);
     const node = await this.#provisioner.nodeOf(instance);
-    if (hard) await this.#power.setPowerState(node.uuid, 'reboot');
+    if (hard) await this.#actions.setPowerState(node.uuid, 'reboot');
     else {
       // ACPI first, so the OS shuts down cleanly; then on again.
-      await this.#power.setPowerState(node.uuid, 'soft-off');
-      await this.#power.setPowerState(node.uuid, 'on');
+      await this.#actions.setPowerState(node.uuid, 'soft-off');
+      await this.#actions.setPowerState(node.uuid, 'on');
     }
     return instance;
   }
@@ -145,7 +146,7 @@ export class InstanceManager {
     if (target !== 'on' && target !== 'off') throw new ValidationError('target', 'must be on or off');
     const instance = await this.#active(caller, id);
     const node = await this.#provisioner.nodeOf(instance);
-    await this.#power.setPowerState(node.uuid, target);
+    await this.#actions.setPowerState(node.uuid, target);
     return instance;
   }
 
