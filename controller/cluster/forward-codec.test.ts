@@ -21,10 +21,9 @@ describe('forward codec', () => {
       action: 'power-set',
       args: { node: NODE, target: 'on' },
       from: 'ctl-a',
-      expiresAt: 1700000000000,
     };
     expect(new TextDecoder().decode(encodeRequest(req))).toBe(
-      `{"v":1,"action":"power-set","args":{"node":"${NODE}","target":"on"},"from":"ctl-a","expiresAt":1700000000000}`,
+      `{"v":1,"action":"power-set","args":{"node":"${NODE}","target":"on"},"from":"ctl-a"}`,
     );
     expect(decodeRequest(encodeRequest(req))).toEqual(req);
   });
@@ -32,7 +31,7 @@ describe('forward codec', () => {
   it('keeps only the fields an action defines: anything extra (a password, say) never reaches the owner', () => {
     const decoded = decodeRequest(
       bytes(
-        `{"v":1,"action":"boot-device-set","args":{"node":"${NODE}","device":"pxe","persistent":false,"uefi":true,"pmPassword":"x"},"from":"ctl-a","expiresAt":1}`,
+        `{"v":1,"action":"boot-device-set","args":{"node":"${NODE}","device":"pxe","persistent":false,"uefi":true,"pmPassword":"x"},"from":"ctl-a"}`,
       ),
     );
     expect(decoded.args).toEqual({ node: NODE, device: 'pxe', persistent: false, uefi: true });
@@ -43,20 +42,17 @@ describe('forward codec', () => {
       ['not json', /UTF-8 JSON/],
       ['[1]', /not an object/],
       ['{"v":2,"action":"provision"}', /version 2/],
-      ['{"v":1,"action":"format-disk","args":{},"from":"a","expiresAt":1}', /unknown action/],
-      ['{"v":1,"action":"provision","args":{"node":"n"},"from":"a","expiresAt":1}', /args\.verb/],
-      ['{"v":1,"action":"provision","args":{"node":"n","verb":"manage"},"from":"","expiresAt":1}', /from/],
-      ['{"v":1,"action":"provision","args":{"node":"n","verb":"manage"},"from":"a"}', /expiresAt/],
-      [
-        '{"v":1,"action":"boot-device-set","args":{"node":"n","device":"pxe","persistent":"yes","uefi":false},"from":"a","expiresAt":1}',
-        /persistent/,
-      ],
+      ['{"v":1,"action":"format-disk","args":{},"from":"a"}', /unknown action/],
+      ['{"v":1,"action":"provision","args":{"node":"n"},"from":"a"}', /args\.verb/],
+      ['{"v":1,"action":"provision","args":{"node":"n","verb":"manage"},"from":""}', /from/],
+      ['{"v":1,"action":"boot-device-set","args":{"node":"n","device":"pxe","persistent":"yes","uefi":false},"from":"a"}', /persistent/],
     ];
     for (const [text, why] of bad) {
       expect(() => decodeRequest(bytes(text))).toThrow(ForwardCodecError);
       expect(() => decodeRequest(bytes(text))).toThrow(why);
     }
     expect(() => decodeReply(bytes('{"v":1,"kind":"maybe"}'))).toThrow(/unknown reply kind/);
+    expect(() => decodeReply(bytes('{"v":1,"kind":"accepted"}'))).toThrow(/confirm subject/);
     expect(() => decodeReply(bytes('{"v":1,"kind":"error","error":{"code":"teapot","message":"x"}}'))).toThrow(/code, message/);
   });
 
@@ -86,7 +82,7 @@ describe('forward codec', () => {
 
   it('round-trips every reply kind', () => {
     for (const r of [
-      { kind: 'accepted' },
+      { kind: 'accepted', confirm: '_INBOX.abc' },
       { kind: 'working' },
       { kind: 'ok', result: null },
       { kind: 'ok', result: { powerState: 'on' } },
@@ -108,7 +104,7 @@ describe('forward codec', () => {
     );
     fc.assert(
       fc.property(fc.jsonValue(), (value) => {
-        const data = bytes(JSON.stringify({ v: 1, action: 'provision', args: value, from: 'a', expiresAt: 1 }));
+        const data = bytes(JSON.stringify({ v: 1, action: 'provision', args: value, from: 'a' }));
         try {
           decodeRequest(data);
         } catch (err) {

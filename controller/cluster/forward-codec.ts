@@ -4,7 +4,8 @@
  * so a controller of the next release can tell an older peer's frame from
  * garbage. A request names the action and the node (never a credential: the
  * owner reads BMC passwords from the database itself); a reply is either
- * `accepted`/`working` (the owner is alive and at it) or the final `ok` or
+ * `accepted` (the owner is there and waits for the caller's go), `working`
+ * (it is at it) or the final `ok` or
  * `error`, whose code and message are what the owner's API would have said.
  */
 import { BmError, type ErrorCode, type ErrorContext } from '../errors.ts';
@@ -41,8 +42,6 @@ export interface ForwardRequest<A extends ForwardAction = ForwardAction> {
   readonly args: ForwardArgs[A];
   /** The controller that received the API call (for the owner's log). */
   readonly from: string;
-  /** Epoch ms after which the caller has given up: an owner that was paused past it drops the request instead of acting late. */
-  readonly expiresAt: number;
 }
 
 export interface RemoteErrorBody {
@@ -54,7 +53,8 @@ export interface RemoteErrorBody {
 }
 
 export type ForwardReply =
-  | { readonly kind: 'accepted' }
+  /** The owner will act once the caller says go on `confirm`: a caller that gave up meanwhile never does, so a late request runs nothing. */
+  | { readonly kind: 'accepted'; readonly confirm: string }
   | { readonly kind: 'working' }
   | { readonly kind: 'ok'; readonly result: unknown }
   | { readonly kind: 'error'; readonly error: RemoteErrorBody };
@@ -145,8 +145,7 @@ export function decodeRequest(bytes: Uint8Array): ForwardRequest {
   if (!isForwardAction(frame.action)) throw new ForwardCodecError(`unknown action ${JSON.stringify(frame.action)}`);
   if (!isRecord(frame.args)) throw new ForwardCodecError('args: expected an object');
   if (typeof frame.from !== 'string' || frame.from.length === 0) throw new ForwardCodecError('from: expected a controller id');
-  if (typeof frame.expiresAt !== 'number' || !Number.isFinite(frame.expiresAt)) throw new ForwardCodecError('expiresAt: expected epoch ms');
-  return { action: frame.action, args: checkArgs(frame.action, frame.args), from: frame.from, expiresAt: frame.expiresAt };
+  return { action: frame.action, args: checkArgs(frame.action, frame.args), from: frame.from };
 }
 
 export function encodeReply(reply: ForwardReply): Uint8Array {
@@ -157,8 +156,11 @@ export function decodeReply(bytes: Uint8Array): ForwardReply {
   const frame = parse(bytes);
   switch (frame.kind) {
     case 'accepted':
+      if (typeof frame.confirm !== 'string' || frame.confirm.length === 0)
+        throw new ForwardCodecError('accepted: expected a confirm subject');
+      return { kind: 'accepted', confirm: frame.confirm };
     case 'working':
-      return { kind: frame.kind };
+      return { kind: 'working' };
     case 'ok':
       return { kind: 'ok', result: frame.result ?? null };
     case 'error': {

@@ -1,12 +1,14 @@
 /**
  * Forwarding of node actions to the node's owner over NATS request/reply, on
  * `<prefix>.rpc.<ownerId>.<action>` (subjects.ts). The owner answers
- * `accepted` at once and `working` every third of the timeout while the
- * action runs (a power change waits for the machine to settle, far longer
- * than any sane "is the owner there?" timeout), then `ok` or `error`. So the
- * caller tells a dead or paused owner from a slow action: silence for
- * `timeoutMs` at any point is UNAVAILABLE naming the owner, however long the
- * action itself takes.
+ * `accepted` with a subject of its own and acts only once the caller says go
+ * there: a caller that has given up (the owner was paused, its request sat in
+ * a socket) never says it, so a late request runs nothing, without trusting
+ * anyone's clock. While the action runs the owner says `working` every third
+ * of the timeout (a power change waits for the machine to settle, far longer
+ * than any sane "is the owner there?" timeout), then `ok` or `error`. So
+ * silence for `timeoutMs` at any point is UNAVAILABLE naming the owner,
+ * however long the action itself takes.
  */
 import { createInbox, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
@@ -54,10 +56,8 @@ export interface ForwardClient {
 export interface ForwarderOptions {
   readonly self: string;
   readonly subjects: Subjects;
-  /** Longest silence from the owner before the caller gives up (no `accepted`, no `working`, no answer). */
+  /** Longest silence before giving up: the caller's for any answer, the owner's for the caller's go. */
   readonly timeoutMs: number;
-  /** How far peers' clocks may differ when a paused owner judges whether a request has expired. */
-  readonly clockSkewMs?: number;
 }
 
 export class Forwarder implements ForwardClient {
@@ -74,7 +74,7 @@ export class Forwarder implements ForwardClient {
   }
 
   call<A extends ForwardAction>(owner: ForwardTarget, action: A, args: ForwardArgs[A]): Promise<ForwardResults[A]> {
-    const request: ForwardRequest<A> = { action, args, from: this.#opts.self, expiresAt: Date.now() + this.#opts.timeoutMs };
+    const request: ForwardRequest<A> = { action, args, from: this.#opts.self };
     const inbox = createInbox();
     return new Promise<ForwardResults[A]>((resolve, reject) => {
       let accepted = false;
@@ -94,7 +94,7 @@ export class Forwarder implements ForwardClient {
                 owner,
                 action,
                 accepted
-                  ? `stopped answering (silent for ${this.#opts.timeoutMs} ms while working)`
+                  ? `stopped answering while at it (silent for ${this.#opts.timeoutMs} ms; the action may be done in part)`
                   : `did not answer within ${this.#opts.timeoutMs} ms`,
               ),
             ),
@@ -114,10 +114,13 @@ export class Forwarder implements ForwardClient {
               new BmError('internal', `controller ${owner.id} answered a forwarded ${action} with a bad frame`, {}, { cause: decodeErr }),
             );
           }
-          if (reply.kind === 'accepted' || reply.kind === 'working') {
+          if (reply.kind === 'accepted') {
+            // Still waiting (this callback would not run after finish): from here on we wait for the outcome.
             accepted = true;
+            this.#nc.publish(reply.confirm);
             return arm();
           }
+          if (reply.kind === 'working') return arm();
           if (reply.kind === 'error') return finish(new RemoteError(reply.error, owner.id));
           finish(null, reply.result as ForwardResults[A]);
         },
@@ -154,15 +157,14 @@ export class Forwarder implements ForwardClient {
       msg.respond(encodeReply({ kind: 'error', error: errorBody(err) }));
       return;
     }
-    // A request that waited in our socket while we were paused: its caller was told UNAVAILABLE, so acting now would surprise it.
-    if (Date.now() > request.expiresAt + (this.#opts.clockSkewMs ?? 2000)) {
+    if (!(await this.#go(msg))) {
+      // The request waited (we were paused, or slow) until its caller gave up and told its user UNAVAILABLE.
       this.#log.warn(
         { action: request.action, from: request.from, args: request.args },
         'dropped a forwarded action its caller gave up on',
       );
       return;
     }
-    msg.respond(encodeReply({ kind: 'accepted' }));
     const keepalive = setInterval(() => msg.respond(encodeReply({ kind: 'working' })), Math.max(50, Math.floor(this.#opts.timeoutMs / 3)));
     try {
       const result = await handler(request.action, request.args as never, request.from);
@@ -172,6 +174,25 @@ export class Forwarder implements ForwardClient {
     } finally {
       clearInterval(keepalive);
     }
+  }
+
+  /** Says `accepted` and waits for the caller's go; false when it does not come within the timeout. */
+  #go(msg: Msg): Promise<boolean> {
+    const confirm = createInbox();
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        sub.unsubscribe();
+        resolve(false);
+      }, this.#opts.timeoutMs);
+      const sub = this.#nc.subscribe(confirm, {
+        max: 1,
+        callback: () => {
+          clearTimeout(timer);
+          resolve(true);
+        },
+      });
+      msg.respond(encodeReply({ kind: 'accepted', confirm }));
+    });
   }
 
   /** Takes no new forwards and waits for the ones running to answer. */

@@ -1,0 +1,257 @@
+/**
+ * Any controller answers the API; an action on a node runs at the node's
+ * owner. Three real controller processes of one cluster (one database, NATS
+ * prefix and secret key) on the real NATS, nodes on the fake power driver:
+ * what the owner ran shows in the owner's own log (its BMC audit lines and
+ * "ran a forwarded action"), never in the receiver's; a typed refusal reads
+ * the same through any controller; a paused (SIGSTOP) or killed owner makes
+ * the caller's answer UNAVAILABLE naming the owner and its API address.
+ */
+import { randomBytes } from 'node:crypto';
+import { status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase, type DbHandle } from '../../db/connect.ts';
+import { HashRing } from '../../controller/cluster/hash-ring.ts';
+import { ClusterService } from '../../proto/gen/bm/v1/cluster_pb.js';
+import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
+import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
+import { type ControllerProcess, startControllerProcess, uniqueDatabaseUrl, uniqueNatsPrefix } from '../../controller/lab/index.ts';
+
+const IDS = ['fw-a', 'fw-b', 'fw-c'] as const;
+type Id = (typeof IDS)[number];
+const FORWARD_TIMEOUT_MS = 1500;
+const ctl = new Map<Id, ControllerProcess>();
+const api = new Map<Id, RpcConnection>();
+const stopped = new Set<number>();
+let db: DbHandle | undefined;
+/** Node uuids by the controller the ring gives them to. */
+const owned = new Map<Id, string[]>();
+
+function grpcError(err: unknown): { code: number; details: string } {
+  const e = err as { code?: unknown; details?: unknown };
+  if (typeof e.code !== 'number' || typeof e.details !== 'string') throw err;
+  return { code: e.code, details: e.details };
+}
+
+/** Lines of a controller's JSON log that mention `text` (the node's uuid, say). */
+function logLines(id: Id, ...texts: string[]): Record<string, unknown>[] {
+  return ctl
+    .get(id)!
+    .logs()
+    .split('\n')
+    .filter((l) => l.startsWith('{') && texts.every((t) => l.includes(t)))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+async function waitFor(what: string, ok: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await ok())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+beforeAll(async () => {
+  const databaseUrl = uniqueDatabaseUrl('bm_forward');
+  const natsPrefix = uniqueNatsPrefix();
+  const env = { BM_SECRETS_KEY: randomBytes(32).toString('base64') };
+  for (const id of IDS) {
+    ctl.set(
+      id,
+      await startControllerProcess({
+        databaseUrl,
+        natsPrefix,
+        env,
+        logLevel: 'info',
+        // A long dead_after: the paused owner must still be the ring's owner when the call is made.
+        extraToml: [
+          '[controller]',
+          `id = "${id}"`,
+          'heartbeat_interval_ms = 300',
+          'dead_after_s = 60',
+          `forward_timeout_ms = ${FORWARD_TIMEOUT_MS}`,
+          '[power]',
+          'settle_timeout_s = 2',
+        ].join('\n'),
+      }),
+    );
+    api.set(id, connect(ctl.get(id)!.url, { metadata: { authorization: `Bearer ${ctl.get(id)!.token}` } }));
+  }
+  db = await openDatabase(databaseUrl, { connectionLimit: 2 });
+  await waitFor('three live members', async () => {
+    const list = await api.get('fw-a')!.client(ClusterService).listControllers({});
+    return list.controllers.filter((c) => c.alive).length === 3;
+  });
+  // Twelve nodes, each with a BMC of its own on the fake driver (every process has its own fake BMCs).
+  const ring = new HashRing([...IDS]);
+  for (const id of IDS) owned.set(id, []);
+  for (let i = 0; i < 12; i++) {
+    const node = await api
+      .get('fw-a')!
+      .client(NodeService)
+      .createNode({
+        name: `fw-${i}`,
+        pmAddress: `fake-fw-${i}`,
+        pmUser: 'admin',
+        pmPassword: 'fw-bmc-secret',
+        powerDriver: 'fake',
+        cpus: 2,
+        memoryMb: 2048,
+        localGb: 10,
+        cpuArch: 'x86_64',
+        mac: `52:54:00:fa:00:${i.toString(16).padStart(2, '0')}`,
+      });
+    owned.get(ring.owner(node.uuid) as Id)!.push(node.uuid);
+  }
+  for (const id of IDS) expect(owned.get(id)!.length, `the ring gives ${id} no node of 12`).toBeGreaterThan(0);
+}, 120_000);
+
+afterAll(async () => {
+  for (const c of api.values()) c.close();
+  await db?.close();
+  // fw-a drops the shared database, so it stops last.
+  for (const [id, c] of [...ctl].reverse()) {
+    if (stopped.has(c.pid)) continue;
+    // A paused process would not see SIGTERM until continued.
+    try {
+      process.kill(c.pid, 'SIGCONT');
+    } catch {}
+    await c.stop({ keepDatabase: id !== 'fw-a' });
+  }
+});
+
+describe('forwarding to the node owner', () => {
+  it('runs a power change and a provision verb sent to a non-owner on the owner', async () => {
+    const node = owned.get('fw-b')![0]!;
+    const on = await api.get('fw-a')!.client(NodeService).setPowerState({ id: node, target: 'on' });
+    expect(on.powerState).toBe('on');
+    // The owner talked to the BMC; the receiver did not.
+    await waitFor('the owner to log it', () => logLines('fw-b', node, 'ran a forwarded action').length === 1);
+    expect(logLines('fw-b', node, '"audit":"bmc"', 'power on')).toHaveLength(1);
+    expect(logLines('fw-b', node, 'ran a forwarded action', '"from":"fw-a"', 'power-set')).toHaveLength(1);
+    expect(logLines('fw-a', node, '"audit":"bmc"')).toHaveLength(0);
+    expect(logLines('fw-c', node, '"audit":"bmc"')).toHaveLength(0);
+    // The receiver still audits the API call it answered.
+    expect(logLines('fw-a', node, '"audit":"api"', 'SetPowerState')).toHaveLength(1);
+
+    // manage: the owner's task takes the reservation and verifies the BMC; the answer comes from the receiver.
+    const managed = await api.get('fw-c')!.client(NodeService).provision({ id: node, verb: 'manage' });
+    expect(['verifying', 'manageable']).toContain(managed.provisionState);
+    await waitFor(
+      'manageable',
+      async () => (await api.get('fw-c')!.client(NodeService).getNode({ id: node })).provisionState === 'manageable',
+    );
+    await waitFor('the owner to log the verify', () => logLines('fw-b', node, '"audit":"bmc"', 'verify (power status)').length === 1);
+    expect(logLines('fw-b', node, 'ran a forwarded action', '"from":"fw-c"', 'provision')).toHaveLength(1);
+    expect(logLines('fw-c', node, '"audit":"bmc"')).toHaveLength(0);
+
+    // An action on the receiver's own node stays there.
+    const mine = owned.get('fw-a')![0]!;
+    await api.get('fw-a')!.client(NodeService).setPowerState({ id: mine, target: 'on' });
+    expect(logLines('fw-a', mine, '"audit":"bmc"', 'power on')).toHaveLength(1);
+    expect(logLines('fw-b', mine, 'forwarded')).toHaveLength(0);
+    expect(logLines('fw-c', mine, 'forwarded')).toHaveLength(0);
+  }, 60_000);
+
+  it("answers the owner's refusal with the same code and message as the owner's own API", async () => {
+    const node = owned.get('fw-b')![1] ?? owned.get('fw-b')![0]!;
+    const [viaPeer, viaOwner] = await Promise.all(
+      (['fw-a', 'fw-b'] as const).map((id) =>
+        api
+          .get(id)!
+          .client(NodeService)
+          .provision({ id: node, verb: 'deploy-now' })
+          .then(
+            () => null,
+            (err: unknown) => grpcError(err),
+          ),
+      ),
+    );
+    expect(viaOwner?.code).toBe(status.INVALID_ARGUMENT);
+    expect(viaPeer).toEqual(viaOwner);
+    // A transition the state table refuses (provide from enroll) is decided by the owner too.
+    const enrolled = owned.get('fw-c')![0]!;
+    const refusals = await Promise.all(
+      (['fw-a', 'fw-c'] as const).map((id) =>
+        api
+          .get(id)!
+          .client(NodeService)
+          .provision({ id: enrolled, verb: 'provide' })
+          .then(
+            () => null,
+            (err: unknown) => grpcError(err),
+          ),
+      ),
+    );
+    expect(refusals[1]?.code).toBe(status.FAILED_PRECONDITION);
+    expect(refusals[0]).toEqual(refusals[1]);
+    await waitFor(
+      'the owner to log the refusal',
+      () => logLines('fw-c', enrolled, 'forwarded action failed', '"from":"fw-a"').length === 1,
+    );
+  }, 30_000);
+
+  it('answers UNAVAILABLE naming a paused owner, which then drops the late request instead of acting on it', async () => {
+    const b = ctl.get('fw-b')!;
+    const node = owned.get('fw-b')![0]!;
+    const powerOffsBefore = logLines('fw-b', node, '"audit":"bmc"', 'power off').length;
+    process.kill(b.pid, 'SIGSTOP');
+    let err: { code: number; details: string } | null = null;
+    const started = Date.now();
+    try {
+      err = await api
+        .get('fw-a')!
+        .client(NodeService)
+        .setPowerState({ id: node, target: 'off' })
+        .then(
+          () => null,
+          (e: unknown) => grpcError(e),
+        );
+    } finally {
+      process.kill(b.pid, 'SIGCONT');
+    }
+    const took = Date.now() - started;
+    expect(err?.code).toBe(status.UNAVAILABLE);
+    expect(err?.details).toContain(`controller fw-b (API ${b.url})`);
+    expect(err?.details).toMatch(/did not answer within 1500 ms/);
+    expect(took).toBeGreaterThanOrEqual(FORWARD_TIMEOUT_MS - 100);
+    expect(took).toBeLessThan(FORWARD_TIMEOUT_MS + 5000);
+    // Woken up, the owner finds the request, says accepted to a caller that has gone, gets no go and leaves the node alone.
+    await waitFor(
+      'the late request dropped',
+      () => logLines('fw-b', 'dropped a forwarded action its caller gave up on', node).length === 1,
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    expect(logLines('fw-b', node, '"audit":"bmc"', 'power off')).toHaveLength(powerOffsBefore);
+    // And it answers again.
+    const again = await api.get('fw-a')!.client(NodeService).getPowerState({ id: node });
+    expect(again.powerState).toBe('on');
+  }, 60_000);
+
+  it('answers UNAVAILABLE naming an owner killed before its heartbeat lapsed', async () => {
+    const c = ctl.get('fw-c')!;
+    const node = owned.get('fw-c')![0]!;
+    process.kill(c.pid, 'SIGKILL');
+    stopped.add(c.pid);
+    await c.stop({ keepDatabase: true });
+    const started = Date.now();
+    const err = await api
+      .get('fw-b')!
+      .client(NodeService)
+      .setPowerState({ id: node, target: 'on' })
+      .then(
+        () => null,
+        (e: unknown) => grpcError(e),
+      );
+    expect(err?.code).toBe(status.UNAVAILABLE);
+    expect(err?.details).toContain(`controller fw-c (API ${c.url})`);
+    // NATS knows at once that nobody listens: no need to wait out the timeout.
+    expect(err?.details).toMatch(/is not listening on NATS/);
+    expect(Date.now() - started).toBeLessThan(FORWARD_TIMEOUT_MS);
+    // Its row is still alive (dead_after 60 s): the ring still names it, and nothing ran anywhere else.
+    const [rows] = await db!.pool.query('SELECT id FROM controllers ORDER BY id');
+    expect((rows as { id: string }[]).map((r) => r.id)).toEqual(['fw-a', 'fw-b', 'fw-c']);
+    expect(logLines('fw-a', node, '"audit":"bmc"')).toHaveLength(0);
+    expect(logLines('fw-b', node, '"audit":"bmc"')).toHaveLength(0);
+  }, 30_000);
+});
