@@ -50,6 +50,11 @@ export class OwnerMap {
     return this.#live.find((m) => m.id === id) ?? null;
   }
 
+  /** A live member (or this controller) by id. */
+  member(id: string): ClusterMember | null {
+    return id === this.#self.id ? this.#self : (this.#live.find((m) => m.id === id) ?? null);
+  }
+
   isSelf(member: ClusterMember | null): boolean {
     return member?.id === this.#self.id;
   }

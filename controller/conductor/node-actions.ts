@@ -12,6 +12,7 @@ import type { BootDeviceSetting } from '../drivers/power/types.ts';
 import { NotFoundError } from '../errors.ts';
 import type { InstanceStore } from '../instances/store.ts';
 import type { InstanceRecord } from '../instances/types.ts';
+import type { NodeStore } from '../nodes/store.ts';
 import type { NodeRecord } from '../nodes/types.ts';
 import type { PowerConductor } from './power.ts';
 import type { Provisioner } from './provisioner.ts';
@@ -26,6 +27,8 @@ export interface NodeActions {
   provision(id: string, verb: string): Promise<NodeRecord>;
   /** Tears the instance down (cancelling its deploy if it runs where this lands). */
   undeploy(instance: InstanceRecord): Promise<void>;
+  /** Starts the deploy of a node the scheduler just claimed, at the controller the claim made its holder. */
+  deploy(node: NodeRecord, instance: InstanceRecord): Promise<void>;
 }
 
 export class LocalNodeActions implements NodeActions {
@@ -60,10 +63,14 @@ export class LocalNodeActions implements NodeActions {
   undeploy(instance: InstanceRecord): Promise<void> {
     return this.#provisioner.undeploy(instance);
   }
+
+  async deploy(node: NodeRecord, instance: InstanceRecord): Promise<void> {
+    this.#provisioner.startClaimed(node, instance);
+  }
 }
 
 /** What the owner runs for a forwarded action: the same local code the API would have called. */
-export function forwardedActionHandler(local: LocalNodeActions, instances: InstanceStore, log: Logger): ForwardHandler {
+export function forwardedActionHandler(local: LocalNodeActions, nodes: NodeStore, instances: InstanceStore, log: Logger): ForwardHandler {
   const run = async (action: ForwardAction, args: ForwardArgs[ForwardAction]): Promise<ForwardResults[ForwardAction]> => {
     switch (action) {
       case 'power-set': {
@@ -95,8 +102,15 @@ export function forwardedActionHandler(local: LocalNodeActions, instances: Insta
         await local.undeploy(instance);
         return null;
       }
-      case 'deploy':
-        throw new NotFoundError('forwarded action', action);
+      case 'deploy': {
+        const a = args as ForwardArgs['deploy'];
+        const node = await nodes.findNode(a.node);
+        if (!node) throw new NotFoundError('node', a.node);
+        const instance = await instances.find(a.instance, null);
+        if (!instance) throw new NotFoundError('instance', a.instance);
+        await local.deploy(node, instance);
+        return null;
+      }
     }
   };
   return (async (action, args, from) => {

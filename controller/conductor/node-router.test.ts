@@ -51,6 +51,9 @@ class RecordingLocal implements NodeActions {
   async undeploy(instance: InstanceRecord): Promise<void> {
     this.calls.push(`undeploy ${instance.uuid}`);
   }
+  async deploy(node: NodeRecord, instance: InstanceRecord): Promise<void> {
+    this.calls.push(`deploy ${node.uuid} ${instance.uuid}`);
+  }
 }
 
 class RecordingForward implements ForwardClient {
@@ -155,6 +158,21 @@ describe('NodeRouter', () => {
     await router.undeploy({ ...instance, nodeUuid: null });
     expect(forward.calls).toEqual([`ctl-b undeploy {"instance":"${instance.uuid}"}`]);
     expect(local.calls).toEqual([`undeploy ${instance.uuid}`]);
+  });
+
+  it('starts a deploy where the claim put the reservation, not where the ring points now', async () => {
+    const { local, forward, router, nodes } = await setup();
+    const instance = { uuid: uuidv7(), nodeUuid: nodes.mine.uuid } as InstanceRecord;
+    // The ring gives "mine" to ctl-a, but the claim made ctl-b its holder: ctl-b deploys it.
+    await router.deploy({ ...nodes.mine, reservation: 'ctl-b' }, instance);
+    await router.deploy({ ...nodes.theirs, reservation: 'ctl-a' }, instance);
+    // A holder with no live heartbeat is still asked (NATS tells whether it listens), named as best we can.
+    await router.deploy({ ...nodes.theirs, reservation: 'ctl-c' }, instance);
+    expect(forward.calls).toEqual([
+      `ctl-b deploy {"node":"${nodes.mine.uuid}","instance":"${instance.uuid}"}`,
+      `ctl-c deploy {"node":"${nodes.theirs.uuid}","instance":"${instance.uuid}"}`,
+    ]);
+    expect(local.calls).toEqual([`deploy ${nodes.theirs.uuid} ${instance.uuid}`]);
   });
 
   it("hands the owner's failure to the caller as it came, and runs nothing here", async () => {

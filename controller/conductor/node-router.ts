@@ -109,6 +109,18 @@ export class NodeRouter implements NodeActions {
     );
   }
 
+  /**
+   * A claimed node's deploy runs at the claim's holder: the scheduler made the node's owner the holder, so the
+   * decision was taken with the claim, and the ring changing since must not make two controllers think it theirs.
+   */
+  async deploy(node: NodeRecord, instance: InstanceRecord): Promise<void> {
+    const holder = node.reservation;
+    if (holder === null || holder === this.#ownership.selfId) return this.#local.deploy(node, instance);
+    const member = (await this.#ownership.snapshot()).member(holder) ?? { id: holder, apiAddress: 'unknown (no live heartbeat)' };
+    this.#log.debug({ node: node.uuid, instance: instance.uuid, owner: holder }, 'forwarding a deploy to the node owner');
+    await this.#forward.call(member, 'deploy', { node: node.uuid, instance: instance.uuid });
+  }
+
   undeploy(instance: InstanceRecord): Promise<void> {
     return this.#route(
       instance.nodeUuid,

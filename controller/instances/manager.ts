@@ -4,6 +4,7 @@
  * its project's instances; an admin reaches all.
  */
 import type { Caller } from '../auth/caller.ts';
+import type { OwnedNode, Ownership } from '../cluster/ownership.ts';
 import type { NodeActions } from '../conductor/node-actions.ts';
 import type { Provisioner } from '../conductor/provisioner.ts';
 import { BmError, ValidationError } from '../errors.ts';
@@ -37,6 +38,7 @@ export class InstanceManager {
   readonly #provisioner: Provisioner;
   /** Power and teardown of an instance's node, run here or at the node's owner. */
   readonly #actions: NodeActions;
+  readonly #ownership: Ownership | null;
   readonly #controllerId: string;
 
   constructor(deps: {
@@ -47,6 +49,8 @@ export class InstanceManager {
     scheduler: Scheduler;
     provisioner: Provisioner;
     actions: NodeActions;
+    /** Who owns which node (absent: this controller deploys every node it claims). */
+    ownership?: Ownership;
     controllerId: string;
   }) {
     this.#store = deps.store;
@@ -56,6 +60,7 @@ export class InstanceManager {
     this.#scheduler = deps.scheduler;
     this.#provisioner = deps.provisioner;
     this.#actions = deps.actions;
+    this.#ownership = deps.ownership ?? null;
     this.#controllerId = deps.controllerId;
   }
 
@@ -103,13 +108,23 @@ export class InstanceManager {
     // The row is written in the claim's transaction, already on its node: one commit per boot, and
     // "no valid node" leaves nothing behind to clean up.
     const written: { instance?: InstanceRecord } = {};
-    const { node } = await this.#scheduler.claim(flavor, fields.uuid, this.#controllerId, async (tx, claimed) => {
+    // The claim reserves the node for its owner on the hash ring (this controller when no live member serves its group),
+    // which then runs the deploy: the one that will also answer its power verbs and take it over if need be.
+    const owners = await this.#ownership?.snapshot();
+    const holder = owners ? (n: OwnedNode) => owners.ownerOf(n)?.id ?? this.#controllerId : this.#controllerId;
+    const claim = await this.#scheduler.claim(flavor, fields.uuid, holder, async (tx, claimed) => {
       written.instance = await this.#store.create({ ...fields, nodeUuid: claimed }, tx);
     });
     const placed = written.instance;
     if (!placed) throw new BmError('internal', `instance ${fields.uuid} was not written with its claim`);
-    this.#provisioner.deploy(node, placed);
-    return { instance: placed, node };
+    try {
+      await this.#actions.deploy(claim.node, placed);
+    } catch (err) {
+      // Its owner could not be told to start it: the node goes back to the pool and no instance is left behind. Unless
+      // the owner started it after all (it was slow, or its own sweep found the node): then the boot stands.
+      if (await this.#scheduler.unclaim(claim, (tx) => this.#store.remove(placed.uuid, tx))) throw err;
+    }
+    return { instance: placed, node: claim.node };
   }
 
   get(caller: Caller, id: string): Promise<InstanceRecord> {

@@ -275,7 +275,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       log,
     );
     const actions = new NodeRouter(localActions, store, ownership, forwarder, log);
-    const answerForwarded = forwardedActionHandler(localActions, instanceStore, log);
+    const answerForwarded = forwardedActionHandler(localActions, store, instanceStore, log);
     // The caller's API maps the error as ours would have: typed errors travel as they are; a database failure as its one line.
     forwarder.serve((async (action, args, from) => {
       try {
@@ -298,6 +298,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       scheduler: new Scheduler(handle.db),
       provisioner,
       actions,
+      ownership,
       controllerId: id,
     });
     const recent = new RecentEvents();

@@ -8,14 +8,24 @@
  * the caller's answer UNAVAILABLE naming the owner and its API address.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type DbHandle } from '../../db/connect.ts';
 import { HashRing } from '../../controller/cluster/hash-ring.ts';
 import { ClusterService } from '../../proto/gen/bm/v1/cluster_pb.js';
+import { InstanceService } from '../../proto/gen/bm/v1/instance_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
-import { type ControllerProcess, startControllerProcess, uniqueDatabaseUrl, uniqueNatsPrefix } from '../../controller/lab/index.ts';
+import {
+  type ControllerProcess,
+  runBmctl,
+  startControllerProcess,
+  uniqueDatabaseUrl,
+  uniqueNatsPrefix,
+} from '../../controller/lab/index.ts';
 
 const IDS = ['fw-a', 'fw-b', 'fw-c'] as const;
 type Id = (typeof IDS)[number];
@@ -26,6 +36,9 @@ const stopped = new Set<number>();
 let db: DbHandle | undefined;
 /** Node uuids by the controller the ring gives them to. */
 const owned = new Map<Id, string[]>();
+/** Available nodes of resource class "fwd", all owned by fw-b: whatever fw-a boots lands on fw-b's nodes. */
+const deployable: string[] = [];
+let dir = '';
 
 function grpcError(err: unknown): { code: number; details: string } {
   const e = err as { code?: unknown; details?: unknown };
@@ -72,6 +85,10 @@ beforeAll(async () => {
           `forward_timeout_ms = ${FORWARD_TIMEOUT_MS}`,
           '[power]',
           'settle_timeout_s = 2',
+          // Deploys wait for an agent that never comes (fake BMCs): they stay in wait-callback on their owner.
+          '[conductor]',
+          'callback_timeout_s = 600',
+          'poll_ms = 200',
         ].join('\n'),
       }),
     );
@@ -104,11 +121,43 @@ beforeAll(async () => {
     owned.get(ring.owner(node.uuid) as Id)!.push(node.uuid);
   }
   for (const id of IDS) expect(owned.get(id)!.length, `the ring gives ${id} no node of 12`).toBeGreaterThan(0);
+
+  // Two nodes of fw-b for instances, as cleaning leaves them (cleaning runs with real agents in other tests).
+  for (let i = 0; deployable.length < 2; i++) {
+    const node = await api
+      .get('fw-a')!
+      .client(NodeService)
+      .createNode({
+        name: `fwd-${i}`,
+        pmAddress: `fake-fwd-${i}`,
+        pmUser: 'admin',
+        pmPassword: 'fw-bmc-secret',
+        powerDriver: 'fake',
+        cpus: 2,
+        memoryMb: 2048,
+        localGb: 10,
+        cpuArch: 'x86_64',
+        mac: `52:54:00:fa:01:${i.toString(16).padStart(2, '0')}`,
+        resourceClass: 'fwd',
+      });
+    if (ring.owner(node.uuid) !== 'fw-b') continue;
+    deployable.push(node.uuid);
+    await db.pool.query("UPDATE nodes SET provision_state = 'available' WHERE uuid = ?", [node.uuid]);
+  }
+  dir = await mkdtemp(path.join(os.tmpdir(), 'bm-forward-'));
+  const image = path.join(dir, 'tiny.raw');
+  await writeFile(image, randomBytes(4096));
+  await truncate(image, 1024 * 1024);
+  const cli = { BM_URL: ctl.get('fw-a')!.url, BM_TOKEN: ctl.get('fw-a')!.token };
+  expect((await runBmctl(['image', 'create', image, '--name', 'fw-image', '--disk-format', 'raw'], cli)).code).toBe(0);
+  const flavor = await runBmctl(['flavor', 'create', 'fwd', '--ram', '1024', '--disk', '1', '--cpus', '1', '--resource-class', 'fwd'], cli);
+  expect(flavor.code, flavor.stderr).toBe(0);
 }, 120_000);
 
 afterAll(async () => {
   for (const c of api.values()) c.close();
   await db?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
   // fw-a drops the shared database, so it stops last.
   for (const [id, c] of [...ctl].reverse()) {
     if (stopped.has(c.pid)) continue;
@@ -190,6 +239,67 @@ describe('forwarding to the node owner', () => {
       () => logLines('fw-c', enrolled, 'forwarded action failed', '"from":"fw-a"').length === 1,
     );
   }, 30_000);
+
+  it('boots an instance through a non-owner: the owner deploys it, and a delete through a third controller cancels it there', async () => {
+    const vm = await api.get('fw-a')!.client(InstanceService).createInstance({ name: 'fw-vm', flavor: 'fwd', image: 'fw-image' });
+    expect(deployable).toContain(vm.nodeUuid);
+    // The claim reserved the node for its owner, which runs the deploy (to wait-callback: no agent will come).
+    await waitFor('the deploy to reach wait-callback', async () => {
+      const [rows] = await db!.pool.query('SELECT provision_state, reservation FROM nodes WHERE uuid = ?', [vm.nodeUuid]);
+      const row = (rows as { provision_state: string; reservation: string | null }[])[0];
+      return row?.provision_state === 'wait-callback' && row.reservation === 'fw-b';
+    });
+    await waitFor('the owner to log the deploy', () => logLines('fw-b', vm.nodeUuid, 'ran a forwarded action', '"deploy"').length === 1);
+    expect(logLines('fw-b', vm.nodeUuid, '"audit":"bmc"').length).toBeGreaterThan(0);
+    expect(logLines('fw-a', vm.nodeUuid, '"audit":"bmc"')).toHaveLength(0);
+
+    // Only the controller running the deploy can cancel it; the delete reaches it wherever it is sent.
+    const deleted = await api.get('fw-c')!.client(InstanceService).deleteInstance({ id: vm.uuid });
+    expect(deleted.uuid).toBe(vm.uuid);
+    await waitFor('the owner to log the undeploy', () => logLines('fw-b', 'ran a forwarded action', '"undeploy"', vm.uuid).length === 1);
+    await waitFor('the instance to be gone', async () =>
+      api
+        .get('fw-c')!
+        .client(InstanceService)
+        .getInstance({ id: vm.uuid })
+        .then(
+          () => false,
+          (err: unknown) => grpcError(err).code === status.NOT_FOUND,
+        ),
+    );
+    const node = await api.get('fw-a')!.client(NodeService).getNode({ id: vm.nodeUuid });
+    expect(node.instanceUuid).toBe('');
+    expect(['cleaning', 'available']).toContain(node.provisionState);
+  }, 60_000);
+
+  it('refuses a boot whose owner is paused with UNAVAILABLE naming it, and leaves no instance and no claimed node behind', async () => {
+    const b = ctl.get('fw-b')!;
+    const [before] = await db!.pool.query("SELECT uuid FROM nodes WHERE resource_class = 'fwd' AND provision_state = 'available'");
+    expect((before as unknown[]).length).toBeGreaterThan(0);
+    process.kill(b.pid, 'SIGSTOP');
+    let err: { code: number; details: string } | null = null;
+    try {
+      err = await api
+        .get('fw-a')!
+        .client(InstanceService)
+        .createInstance({ name: 'fw-vm-2', flavor: 'fwd', image: 'fw-image' })
+        .then(
+          () => null,
+          (e: unknown) => grpcError(e),
+        );
+    } finally {
+      process.kill(b.pid, 'SIGCONT');
+    }
+    expect(err?.code).toBe(status.UNAVAILABLE);
+    expect(err?.details).toContain(`controller fw-b (API ${b.url})`);
+    const [instances] = await db!.pool.query("SELECT uuid FROM instances WHERE name = 'fw-vm-2'");
+    expect(instances).toEqual([]);
+    const [after] = await db!.pool.query(
+      "SELECT uuid FROM nodes WHERE resource_class = 'fwd' AND provision_state = 'available' AND reservation IS NULL AND instance_uuid IS NULL",
+    );
+    expect((after as unknown[]).length).toBe((before as unknown[]).length);
+    await waitFor('the late deploy request dropped', () => logLines('fw-b', 'dropped a forwarded action', '"deploy"').length === 1);
+  }, 60_000);
 
   it('answers UNAVAILABLE naming a paused owner, which then drops the late request instead of acting on it', async () => {
     const b = ctl.get('fw-b')!;
