@@ -63,18 +63,37 @@ export class OwnerMap {
 export class Ownership {
   readonly #self: () => ClusterMember;
   readonly #source: () => MemberSource | null;
+  readonly #maxAgeMs: number;
+  #last: { readonly at: number; readonly map: Promise<OwnerMap> } | null = null;
 
-  /** `self` and `source` are read on each snapshot: the API address is known once bound, the membership once joined. */
-  constructor(self: () => ClusterMember, source: () => MemberSource | null) {
+  /**
+   * `self` and `source` are read on each reading: the API address is known once bound, the membership once joined.
+   * A reading younger than `maxAgeMs` is reused (a boot storm asks for one per boot; membership moves on the
+   * heartbeat interval anyway).
+   */
+  constructor(self: () => ClusterMember, source: () => MemberSource | null, maxAgeMs = 1000) {
     this.#self = self;
     this.#source = source;
+    this.#maxAgeMs = maxAgeMs;
   }
 
   get selfId(): string {
     return this.#self().id;
   }
 
-  async snapshot(): Promise<OwnerMap> {
+  snapshot(): Promise<OwnerMap> {
+    const now = Date.now();
+    if (this.#last && now - this.#last.at < this.#maxAgeMs) return this.#last.map;
+    const map = this.#read();
+    this.#last = { at: now, map };
+    // A failed reading is not kept: the next caller asks the database again.
+    map.catch(() => {
+      if (this.#last?.map === map) this.#last = null;
+    });
+    return map;
+  }
+
+  async #read(): Promise<OwnerMap> {
     const source = this.#source();
     const self = this.#self();
     const live = source ? (await source.members()).filter((m) => m.alive && m.id !== self.id) : [];
