@@ -112,6 +112,27 @@ describe('Forwarder', () => {
     await b.close();
   });
 
+  it('tells a caller whose owner died while at it that the action may be done in part', async () => {
+    const ncDying = await connect({ servers: natsUrl });
+    const b = new Forwarder(ncDying, { self: 'ctl-b', subjects, timeoutMs: 300 }, log);
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    b.serve(async () => {
+      started();
+      return new Promise<never>(() => undefined);
+    });
+    await ncDying.flush();
+    const call = forwarder(ncA, 'ctl-a', 300)
+      .call(ownerB, 'power-set', { node: NODE, target: 'off' })
+      .catch((e: unknown) => e);
+    await running;
+    // The owner's host goes away mid-action: no more keepalives.
+    await ncDying.close();
+    const err = await call;
+    expect(err).toBeInstanceOf(OwnerUnavailableError);
+    expect((err as Error).message).toMatch(/controller ctl-b .* stopped answering while at it .*power-set may be done in part/);
+  });
+
   it('answers a malformed request with a typed error instead of running anything', async () => {
     const ran: string[] = [];
     const b = forwarder(ncB, 'ctl-b');

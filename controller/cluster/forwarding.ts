@@ -34,12 +34,16 @@ export interface ForwardTarget {
   readonly apiAddress: string;
 }
 
-/** The owner could not be reached, or went silent: nothing is known to have run. */
+/** The owner could not be reached, or went silent. `started`: it had been told to go, so the action may be done in part. */
 export class OwnerUnavailableError extends BmError {
-  constructor(owner: ForwardTarget, action: ForwardAction, why: string) {
+  constructor(owner: ForwardTarget, action: ForwardAction, why: string, started = false) {
     super(
       'unavailable',
-      `the node's owner, controller ${owner.id} (API ${owner.apiAddress}), ${why}; ${action} not done; retry, or wait until its heartbeat lapses and another controller takes its nodes over`,
+      `the node's owner, controller ${owner.id} (API ${owner.apiAddress}), ${why}; ${
+        started
+          ? `${action} may be done in part: check the node before retrying`
+          : `${action} not done; retry, or wait until its heartbeat lapses and another controller takes its nodes over`
+      }`,
       { owner: owner.id, ownerApi: owner.apiAddress, action },
     );
   }
@@ -90,41 +94,48 @@ export class Forwarder implements ForwardClient {
         timer = setTimeout(
           () =>
             finish(
-              new OwnerUnavailableError(
-                owner,
-                action,
-                accepted
-                  ? `stopped answering while at it (silent for ${this.#opts.timeoutMs} ms; the action may be done in part)`
-                  : `did not answer within ${this.#opts.timeoutMs} ms`,
-              ),
+              accepted
+                ? new OwnerUnavailableError(owner, action, `stopped answering while at it (silent for ${this.#opts.timeoutMs} ms)`, true)
+                : new OwnerUnavailableError(owner, action, `did not answer within ${this.#opts.timeoutMs} ms`),
             ),
           this.#opts.timeoutMs,
         );
       };
-      const sub = this.#nc.subscribe(inbox, {
-        callback: (err, msg) => {
-          if (err) return finish(new OwnerUnavailableError(owner, action, `could not be asked (${err.message})`));
-          // The server's "no responders" status: nobody subscribes to the owner's subject (it is not running).
-          if (msg.headers?.code === 503) return finish(new OwnerUnavailableError(owner, action, 'is not listening on NATS'));
-          let reply: ForwardReply;
-          try {
-            reply = decodeReply(msg.data);
-          } catch (decodeErr) {
-            return finish(
-              new BmError('internal', `controller ${owner.id} answered a forwarded ${action} with a bad frame`, {}, { cause: decodeErr }),
-            );
-          }
-          if (reply.kind === 'accepted') {
-            // Still waiting (this callback would not run after finish): from here on we wait for the outcome.
-            accepted = true;
-            this.#nc.publish(reply.confirm);
-            return arm();
-          }
-          if (reply.kind === 'working') return arm();
-          if (reply.kind === 'error') return finish(new RemoteError(reply.error, owner.id));
-          finish(null, reply.result as ForwardResults[A]);
-        },
-      });
+      let sub: Subscription;
+      try {
+        sub = this.#nc.subscribe(inbox, {
+          callback: (err, msg) => {
+            if (err) return finish(new OwnerUnavailableError(owner, action, `could not be asked (${err.message})`));
+            // The server's "no responders" status: nobody subscribes to the owner's subject (it is not running).
+            if (msg.headers?.code === 503) return finish(new OwnerUnavailableError(owner, action, 'is not listening on NATS'));
+            let reply: ForwardReply;
+            try {
+              reply = decodeReply(msg.data);
+            } catch (decodeErr) {
+              return finish(
+                new BmError('internal', `controller ${owner.id} answered a forwarded ${action} with a bad frame`, {}, { cause: decodeErr }),
+              );
+            }
+            if (reply.kind === 'accepted') {
+              // Still waiting (this callback would not run after finish): from here on we wait for the outcome.
+              accepted = true;
+              try {
+                this.#nc.publish(reply.confirm);
+              } catch (goErr) {
+                return finish(new OwnerUnavailableError(owner, action, `could not be told to go (${String(goErr)})`));
+              }
+              return arm();
+            }
+            if (reply.kind === 'working') return arm();
+            if (reply.kind === 'error') return finish(new RemoteError(reply.error, owner.id));
+            finish(null, reply.result as ForwardResults[A]);
+          },
+        });
+      } catch (err) {
+        // Our own connection is closed or draining (this controller is stopping).
+        reject(new OwnerUnavailableError(owner, action, `could not be asked (${err instanceof Error ? err.message : String(err)})`));
+        return;
+      }
       arm();
       try {
         this.#nc.publish(this.#opts.subjects.rpc(owner.id, action), encodeRequest(request), { reply: inbox });
@@ -142,7 +153,10 @@ export class Forwarder implements ForwardClient {
           this.#log.warn({ err }, 'forwarded-action subscription failed');
           return;
         }
-        const run = this.#answer(msg, handler).finally(() => this.#inFlight.delete(run));
+        const run = this.#answer(msg, handler)
+          // Answering can only fail on our own connection (closing): the caller then hears silence and says so.
+          .catch((answerErr: unknown) => this.#log.warn({ err: answerErr }, 'could not answer a forwarded action'))
+          .finally(() => this.#inFlight.delete(run));
         this.#inFlight.add(run);
       },
     });
