@@ -106,6 +106,11 @@ export const configSchema = z
         heartbeat_interval_ms: positiveInt.default(5000),
         /** A controller whose heartbeat is older than this is dead: its reservations are broken (Ironic: 60 s). */
         dead_after_s: positiveInt.default(30),
+        /**
+         * An action on a node owned by another controller is forwarded to it over NATS; this is the longest
+         * silence from the owner (no acknowledgement, no keepalive) before the caller gets UNAVAILABLE naming it.
+         */
+        forward_timeout_ms: positiveInt.default(5000),
       })
       .strict()
       .prefault({}),

@@ -24,7 +24,7 @@ import { eventHandlers } from '../api/event-service.ts';
 import { healthHandlers, HealthState } from '../api/health-service.ts';
 import { nodeHandlers } from '../api/node-service.ts';
 import { portHandlers } from '../api/port-service.ts';
-import { describeDatabaseError } from '../api/database-error.ts';
+import { describeDatabaseError, isDatabaseError, isDatabaseUnreachable } from '../api/database-error.ts';
 import { statusMapper } from '../api/status.ts';
 import { requestLimits } from '../api/limits.ts';
 import { adminAuth, callerAuth } from '../auth/interceptor.ts';
@@ -70,7 +70,10 @@ import { FlavorCatalog } from '../flavors/catalog.ts';
 import { InstanceManager } from '../instances/manager.ts';
 import { InstanceStore } from '../instances/store.ts';
 import { Scheduler } from '../scheduler/scheduler.ts';
-import { HashRing } from '../cluster/hash-ring.ts';
+import { Forwarder, type ForwardHandler } from '../cluster/forwarding.ts';
+import { Ownership } from '../cluster/ownership.ts';
+import { forwardedActionHandler, LocalNodeActions } from '../conductor/node-actions.ts';
+import { NodeRouter } from '../conductor/node-router.ts';
 import type { NodeRecord } from '../nodes/types.ts';
 import { MysqlMetadataSource } from '../conductor/metadata-source.ts';
 import { diagnoseNode, type DiagnoseDeps } from '../conductor/diagnose.ts';
@@ -227,18 +230,16 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     });
     // Membership joins once the API is bound (its row names the bound address); the handler reads it then.
     const clusterView: { membership: Membership | null } = { membership: null };
+    // The API address is known once bound; until then (and until it joins) the ring holds only this controller.
+    let apiAddress = config.api.listen;
+    const ownership = new Ownership(
+      () => ({ id, apiAddress, groups: config.controller.groups }),
+      () => clusterView.membership,
+    );
     const recover = async (): Promise<void> => {
-      // One ring per group per sweep, over the members alive now (before this controller joined: only itself).
-      const members = clusterView.membership ? (await clusterView.membership.members()).filter((m) => m.alive) : [];
-      const rings = new Map<string, HashRing>();
-      const owns = async (node: NodeRecord): Promise<boolean> => {
-        let ring = rings.get(node.group);
-        if (!ring) {
-          ring = new HashRing([id, ...members.filter((m) => m.groups.includes(node.group)).map((m) => m.id)]);
-          rings.set(node.group, ring);
-        }
-        return ring.owner(node.uuid) === id;
-      };
+      // One reading of the members alive now per sweep.
+      const owners = await ownership.snapshot();
+      const owns = async (node: NodeRecord): Promise<boolean> => owners.isSelf(owners.ownerOf(node));
       const recovered = await provisioner.recover(id, breakDead, owns);
       if (recovered > 0)
         log.warn(
@@ -265,6 +266,28 @@ export async function startController(config: Config, log: Logger): Promise<Runn
         if ((e.type === 'controller.left' || e.type === 'controller.dead') && e.details.controller !== id) setTimeout(sweep, 200).unref();
       }
     })().catch(() => undefined);
+    // Actions on nodes run at the node's owner: here, or forwarded to it over NATS.
+    const localActions = new LocalNodeActions(power, provisioner);
+    const forwarder = new Forwarder(
+      bus.connection,
+      { self: id, subjects: bus.subjects, timeoutMs: config.controller.forward_timeout_ms },
+      log,
+    );
+    const actions = new NodeRouter(localActions, store, ownership, forwarder, log);
+    const answerForwarded = forwardedActionHandler(localActions, store, instanceStore, log);
+    // The caller's API maps the error as ours would have: typed errors travel as they are; a database failure as its one line.
+    forwarder.serve((async (action, args, from) => {
+      try {
+        return await answerForwarded(action, args, from);
+      } catch (err) {
+        if (err instanceof BmError) throw err;
+        if (isDatabaseError(err))
+          throw new BmError(isDatabaseUnreachable(err) ? 'unavailable' : 'internal', `database error: ${describeDatabaseError(err)}`);
+        log.error({ err, forwarded: action, from }, 'unexpected error in a forwarded action');
+        throw err;
+      }
+    }) as ForwardHandler);
+    cleanup.unshift(() => forwarder.close());
     const flavors = new FlavorCatalog(handle.db, catalog);
     const instances = new InstanceManager({
       store: instanceStore,
@@ -273,7 +296,8 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       images: catalog,
       scheduler: new Scheduler(handle.db),
       provisioner,
-      power,
+      actions,
+      ownership,
       controllerId: id,
     });
     const recent = new RecentEvents();
@@ -293,7 +317,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
         },
         nodeId,
       );
-    addService(server, NodeService, nodeHandlers(enrollment, store, power, provisioner, diagnose), serve);
+    addService(server, NodeService, nodeHandlers(enrollment, store, actions, diagnose), serve);
     addService(server, FlavorService, flavorHandlers(flavors), serve);
     addService(server, InstanceService, instanceHandlers(instances, store), serve);
     addService(server, PortService, portHandlers(enrollment, store), serve);
@@ -303,6 +327,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     addService(server, ImageService, imageHandlers(catalog), serve);
     addService(server, AgentRegistryService, agentRegistryHandlers(registry), serve);
     const apiPort = await bindServer(server, `${host}:${portText}`, tls?.serverCredentials());
+    apiAddress = `${host}:${apiPort}`;
     cleanup.unshift(() => shutdownServer(server, 5000));
     if (tls) {
       cleanup.unshift(async () => tls.stop());
