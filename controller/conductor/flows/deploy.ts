@@ -108,7 +108,7 @@ async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskCo
         deps.log.warn({ node: node.uuid, attempt, offset, err: error }, 'image stream broke; resuming from the checkpoint'),
     };
     // Relays and followers must reach each other: fan-out stays within the node's group (its L2 segment).
-    const result = deps.fanout
+    const relayed = deps.fanout
       ? await deployImageFanout({
           ...options,
           planner: deps.fanout,
@@ -120,13 +120,16 @@ async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskCo
               'relayed image stream failed; the controller streams the rest',
             ),
         })
-      : await deployImage(options);
+      : undefined;
+    const result = relayed ?? (await deployImage(options));
     await deps.checkpoints.clear(node.uuid);
     ctx.publish('deploy.written', {
       instance: instance.uuid,
       sha256: result.sha256,
       digest: result.digestMethod,
       attempts: String(result.attempts),
+      // Which node's agent relayed the image to this one, if any (rack fan-out).
+      ...(relayed?.relayedBy ? { relay: relayed.relayedBy, relayFellBack: String(relayed.fellBack) } : {}),
     });
   } finally {
     await opened.close();
