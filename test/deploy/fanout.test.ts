@@ -179,47 +179,78 @@ describe('rack fan-out', () => {
     for (const n of [a!, b!, c!, late!]) expect(await diskMatches(n.disk)).toBe(true);
   }, 60_000);
 
-  it('after a relay is killed with SIGKILL mid-stream, its follower finishes from the controller at its own checkpoint', async () => {
-    const planner = new FanoutPlanner({ fanout: 1 });
-    const [a, b, c] = await Promise.all(['kill-a', 'kill-b', 'kill-c'].map(node));
-    let followerCommitted = 0;
-    const followerCheckpoints: number[] = [];
-    const src = throttled(await source(), 30 * MIB);
-    const rootDeploy = deploy(planner, a!, src);
-    // The relay's own deploy ends when its agent dies (one attempt: nothing to resume to).
+  it('after a relay is killed with SIGKILL mid-stream, both its followers finish from the controller at their own checkpoints', async () => {
+    const planner = new FanoutPlanner({ fanout: 2 });
+    const [a, b, c, d, e] = await Promise.all(['kill-a', 'kill-b', 'kill-c', 'kill-d', 'kill-e'].map(node));
+    const committed = new Map<string, number[]>();
+    const track = (n: Node) => ({
+      checkpoint: (offset: number) => committed.set(n.uuid, [...(committed.get(n.uuid) ?? []), offset]),
+    });
+    const last = (n: Node): number => committed.get(n.uuid)?.at(-1) ?? 0;
+    const rootDeploy = deploy(planner, a!, throttled(await source(), 30 * MIB));
+    // b's own deploy ends when its agent dies (one attempt: nothing to resume to).
     const relayDeploy = deploy(planner, b!, await source(), { attempts: 1 }).then(
       () => 'finished',
       (error: unknown) => error,
     );
-    const followerDeploy = deploy(planner, c!, await source(), {
-      checkpoint: (offset) => {
-        followerCommitted = offset;
-        followerCheckpoints.push(offset);
-      },
-    });
-    await until(() => followerCommitted >= 2 * FANOUT_COMMIT_INTERVAL_BYTES, 'the follower to commit two intervals');
-    const killedAt = followerCommitted;
+    const sibling = deploy(planner, c!, await source(), track(c!));
+    const followers = [deploy(planner, d!, await source(), track(d!)), deploy(planner, e!, await source(), track(e!))];
+    await until(
+      () => last(d!) >= 2 * FANOUT_COMMIT_INTERVAL_BYTES && last(e!) >= 2 * FANOUT_COMMIT_INTERVAL_BYTES,
+      'both followers of b to commit two intervals',
+    );
+    const killedAt = Math.min(last(d!), last(e!));
     await b!.agent.kill();
 
-    const follower = await followerDeploy;
-    expect(follower.relayedBy).toBe('node-kill-b');
-    expect(follower.fellBack).toBe(true);
-    // The controller resumed it where its own checkpoint was, not at 0: it sent only the rest.
-    expect(follower.relayedCommittedOffset).toBeGreaterThanOrEqual(killedAt);
-    expect(follower.startOffsets).toEqual([0, follower.relayedCommittedOffset]);
-    expect(follower.dataBytesSent).toBeLessThan(imageDataBytes - 8 * MIB);
-    expect(follower.sha256).toBe(expected.hex);
-    expect(followerCheckpoints.at(-1)).toBe(imageBytes.length);
+    for (const [n, result] of [
+      [d!, await followers[0]!],
+      [e!, await followers[1]!],
+    ] as const) {
+      expect(result.relayedBy).toBe('node-kill-b');
+      expect(result.fellBack).toBe(true);
+      // The controller resumed it where its own checkpoint was, not at 0: it sent only the rest.
+      expect(result.relayedCommittedOffset).toBeGreaterThanOrEqual(killedAt);
+      expect(result.startOffsets).toEqual([0, result.relayedCommittedOffset]);
+      expect(result.dataBytesSent).toBeLessThan(imageDataBytes - 8 * MIB);
+      expect(result.sha256).toBe(expected.hex);
+      expect(last(n)).toBe(imageBytes.length);
+      expect(await diskMatches(n.disk)).toBe(true);
+    }
+    // b's sibling hangs off a, which lives: it never noticed.
+    const siblingResult = await sibling;
+    expect(siblingResult).toMatchObject({ relayedBy: 'node-kill-a', fellBack: false, sha256: expected.hex, dataBytesSent: 0 });
     expect(await diskMatches(c!.disk)).toBe(true);
-
     const root = await rootDeploy;
     expect(root.sha256).toBe(expected.hex);
     expect(await diskMatches(a!.disk)).toBe(true);
-    const relayOutcome = await relayDeploy;
-    expect(relayOutcome).not.toBe('finished');
-    // What left the controller: the root's image and the follower's remainder, under two images.
-    expect(root.dataBytesSent + follower.dataBytesSent).toBeLessThan(2 * imageDataBytes);
-  }, 60_000);
+    expect(await relayDeploy).not.toBe('finished');
+    // What left the controller: the root's image and the two remainders, under two images.
+    const sent = root.dataBytesSent + (await followers[0]!).dataBytesSent + (await followers[1]!).dataBytesSent;
+    expect(sent).toBeLessThan(2 * imageDataBytes);
+  }, 90_000);
+
+  it("keeps a relay's own followers on it when the relay falls back to the controller (its feed survives the switch)", async () => {
+    const planner = new FanoutPlanner({ fanout: 1 });
+    const [a, b, c, d] = await Promise.all(['switch-a', 'switch-b', 'switch-c', 'switch-d'].map(node));
+    let cCommitted = 0;
+    const rootDeploy = deploy(planner, a!, throttled(await source(), 30 * MIB));
+    const bDeploy = deploy(planner, b!, await source(), { attempts: 1 }).then(
+      () => 'finished',
+      (error: unknown) => error,
+    );
+    const cDeploy = deploy(planner, c!, await source(), { checkpoint: (offset) => (cCommitted = offset) });
+    const dDeploy = deploy(planner, d!, await source());
+    await until(() => cCommitted >= FANOUT_COMMIT_INTERVAL_BYTES, 'c to commit an interval');
+    await b!.agent.kill();
+    const [cResult, dResult, root] = await Promise.all([cDeploy, dDeploy, rootDeploy]);
+    // c lost its relay and the controller fed it from its checkpoint; d stayed behind c throughout.
+    expect(cResult).toMatchObject({ relayedBy: 'node-switch-b', fellBack: true, sha256: expected.hex });
+    expect(cResult.startOffsets[1]).toBeGreaterThanOrEqual(FANOUT_COMMIT_INTERVAL_BYTES);
+    expect(dResult).toMatchObject({ relayedBy: 'node-switch-c', fellBack: false, sha256: expected.hex, dataBytesSent: 0 });
+    expect(root.sha256).toBe(expected.hex);
+    for (const n of [a!, c!, d!]) expect(await diskMatches(n.disk)).toBe(true);
+    expect(await bDeploy).not.toBe('finished');
+  }, 90_000);
 
   it('refuses to relay an image other than the one the agent writes, and the deploy then falls back to the controller', async () => {
     const [idle, follower] = await Promise.all(['idle', 'refused'].map(node));
