@@ -17,12 +17,17 @@ import { AgentError } from '../errors.ts';
 import { openTarget } from '../disk/target.ts';
 import type { AgentContext } from './context.ts';
 import { safeNumber } from './convert.ts';
-import { relayToFollower } from './relay-sender.ts';
+import { RELAY_STALL_MS, relayToFollower } from './relay-sender.ts';
 
 type Ack = MessageInitShape<typeof WriteImageAckSchema>;
 
-/** How long a relay request waits for this agent's own stream of the image to begin. */
-const RELAY_FEED_WAIT_MS = 10_000;
+/**
+ * How long a relay request waits for this agent's own stream of the image to
+ * begin. In a deep tree under load that stream is itself waiting for its
+ * relay's (measured: a 20-deep chain on the loaded 2-core machine passed
+ * 10 s), so as long as a stalled stream may last.
+ */
+const RELAY_FEED_WAIT_MS = RELAY_STALL_MS;
 
 const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
 

@@ -35,8 +35,12 @@ type Start = MessageInitShape<typeof WriteImageStartSchema>;
 
 /** Largest data frame: the controller's chunk size, below grpc-js's default 4 MiB message limit. */
 export const RELAY_CHUNK_BYTES = 1024 * 1024;
-/** Data handed to grpc-js and not yet written to the socket, per follower. */
-const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
+/**
+ * Data handed to grpc-js and not yet written to the socket, per follower.
+ * Small: grpc-js holds a copy of each frame too, and an agent relaying to two
+ * followers while it writes its own image has a 128 MiB budget in all.
+ */
+const MAX_BUFFERED_BYTES = 2 * 1024 * 1024;
 /** A relay whose own image stops advancing this long lets its followers go to the controller. */
 export const RELAY_STALL_MS = 60_000;
 
@@ -59,16 +63,21 @@ export class FollowerStreamError extends AgentError {
   }
 }
 
-/** A few read buffers, reused: a fresh 1 MiB buffer per frame is what makes V8 collect often. */
-class ReadBuffers {
-  readonly #free: Buffer[] = [];
+/**
+ * Read buffers, reused by every relay of the process: a fresh 1 MiB buffer
+ * per frame is what makes V8 collect often. At most MAX_FREE_BUFFERS wait
+ * here; each relay has about MAX_BUFFERED_BYTES / chunk + 1 in use.
+ */
+const MAX_FREE_BUFFERS = 6;
+const freeBuffers: Buffer[] = [];
+const readBuffers = {
   take(): Buffer {
-    return this.#free.pop() ?? Buffer.allocUnsafeSlow(MAX_DATA_FRAME_HEADER_BYTES + RELAY_CHUNK_BYTES);
-  }
+    return freeBuffers.pop() ?? Buffer.allocUnsafeSlow(MAX_DATA_FRAME_HEADER_BYTES + RELAY_CHUNK_BYTES);
+  },
   give(buffer: Buffer): void {
-    if (this.#free.length < 8) this.#free.push(buffer);
-  }
-}
+    if (freeBuffers.length < MAX_FREE_BUFFERS) freeBuffers.push(buffer);
+  },
+};
 
 async function readFully(handle: FileHandle, into: Buffer, at: number, length: number, position: number): Promise<void> {
   let done = 0;
@@ -106,7 +115,6 @@ export async function* relayToFollower(
     {},
   ) as grpc.ClientDuplexStream<Buffer, WriteImageAck>;
   const acks = new AsyncQueue<Ack>();
-  const buffers = new ReadBuffers();
   let buffered = 0;
   let accepted = false;
   let over = false;
@@ -171,10 +179,10 @@ export async function* relayToFollower(
         }
         for (let at = run.offset; at < run.offset + run.length; at += RELAY_CHUNK_BYTES) {
           const length = Math.min(RELAY_CHUNK_BYTES, run.offset + run.length - at);
-          const buffer = buffers.take();
+          const buffer = readBuffers.take();
           await readFully(target, buffer, MAX_DATA_FRAME_HEADER_BYTES, length, at);
           const data = buffer.subarray(MAX_DATA_FRAME_HEADER_BYTES, MAX_DATA_FRAME_HEADER_BYTES + length);
-          await send(encodeDataFrame(at, data, MAX_DATA_FRAME_HEADER_BYTES), length, () => buffers.give(buffer));
+          await send(encodeDataFrame(at, data, MAX_DATA_FRAME_HEADER_BYTES), length, () => readBuffers.give(buffer));
         }
       }
       position = committed;

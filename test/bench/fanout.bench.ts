@@ -194,6 +194,10 @@ export default async function fanout(ctx: BenchContext): Promise<BenchReport> {
       directSlowestVsSingle: round(direct.slowestS / single.slowestS),
       chainSlowestVsSingle: round(chain.slowestS / single.slowestS),
       fanoutSlowestVsDirect: round(tree.slowestS / direct.slowestS),
+      // What relaying costs the agents, per GiB one agent forwards to another, against what sending
+      // costs the controller per GiB in the direct run: the work moves, it does not grow.
+      relayAgentCpuSPerGiBRelayed: round((tree.agentsCpuS - direct.agentsCpuS) / (((COUNT - 1) * size) / GIB), 2),
+      directControllerCpuSPerGiBSent: round(direct.controllerCpuS / ((COUNT * size) / GIB), 2),
     };
     return {
       results,
