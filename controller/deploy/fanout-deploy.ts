@@ -10,7 +10,10 @@
  *
  * Streams in a fan-out commit every FANOUT_COMMIT_INTERVAL_BYTES rather than
  * the default 64 MiB: a relay forwards only what it has committed, so the
- * interval is the lag each hop adds.
+ * interval is the lag each hop adds. The caller's checkpoint (a MySQL write
+ * and a progress event per call in the deploy flow) still runs about every
+ * default interval: a fall-back resumes from the stream's own, finer,
+ * committed offset; the stored checkpoint is for a controller taking over.
  */
 import { connectAgent, type AgentConnection } from './agent-client.ts';
 import { deployImage, type DeployImageOptions, type DeployImageResult } from './deploy.ts';
@@ -43,6 +46,8 @@ export interface FanoutDeployOptions extends DeployImageOptions {
   readonly imageKey: string;
   /** Told when a relayed stream fails and the controller takes over. */
   readonly onFallback?: (relay: RelayEndpoint, committedOffset: number, error: unknown) => void;
+  /** Call `checkpoint` once the committed offset has moved this far (default 64 MiB; 0: at every commit). */
+  readonly checkpointStepBytes?: number;
   /** How long a finished deploy waits for its followers before it returns (default 0: not at all). */
   readonly followersTimeoutMs?: number;
 }
@@ -56,8 +61,29 @@ export interface FanoutDeployResult extends DeployImageResult {
   readonly relayedCommittedOffset: number;
 }
 
+/** Passes on a committed offset once it is `step` past the last one passed on, and the image end. */
+function coarseCheckpoint(
+  checkpoint: (offset: number) => Promise<void>,
+  from: number,
+  step: number,
+  end: number,
+): (offset: number) => Promise<void> {
+  let passed = from;
+  return async (offset) => {
+    if (offset - passed < step && offset < end) return;
+    passed = offset;
+    await checkpoint(offset);
+  };
+}
+
 export async function deployImageFanout(options: FanoutDeployOptions): Promise<FanoutDeployResult> {
   const tuning = options.tuning ?? FANOUT_TUNING;
+  const checkpoint = coarseCheckpoint(
+    options.checkpoint,
+    options.resumeOffset ?? 0,
+    options.checkpointStepBytes ?? DEFAULT_TUNING.commitIntervalBytes,
+    options.source.virtualSize,
+  );
   const lease = options.planner.join({
     nodeUuid: options.nodeUuid,
     imageKey: options.imageKey,
@@ -82,7 +108,7 @@ export async function deployImageFanout(options: FanoutDeployOptions): Promise<F
             imageSize: options.source.virtualSize,
             resumeOffset,
             commitIntervalBytes: tuning.commitIntervalBytes,
-            checkpoint: options.checkpoint,
+            checkpoint,
             expected: options.expected,
             ...(options.signal ? { signal: options.signal } : {}),
           },
@@ -106,7 +132,7 @@ export async function deployImageFanout(options: FanoutDeployOptions): Promise<F
         // A wrong digest says nothing about which bytes were wrong: write them all again.
         resumeOffset = error instanceof DeployChecksumError ? 0 : progress.committedOffset;
         options.onFallback?.(relay, progress.committedOffset, error);
-        const direct = await deployImage({ ...options, tuning, resumeOffset, imageId: options.imageKey });
+        const direct = await deployImage({ ...options, checkpoint, tuning, resumeOffset, imageId: options.imageKey });
         lease.leave();
         await lease.followersDone(options.followersTimeoutMs ?? 0);
         return {
@@ -121,7 +147,7 @@ export async function deployImageFanout(options: FanoutDeployOptions): Promise<F
         connection.close();
       }
     }
-    const direct = await deployImage({ ...options, tuning, resumeOffset, imageId: options.imageKey });
+    const direct = await deployImage({ ...options, checkpoint, tuning, resumeOffset, imageId: options.imageKey });
     lease.leave();
     await lease.followersDone(options.followersTimeoutMs ?? 0);
     return { ...direct, fellBack: false, relayedCommittedOffset: 0 };

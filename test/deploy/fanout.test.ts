@@ -94,6 +94,8 @@ function deploy(
     source: src,
     expected,
     checkpoint: async (offset) => extra.checkpoint?.(offset),
+    // Every commit, so the tests see the streams' progress (the flow checkpoints every 64 MiB).
+    checkpointStepBytes: 0,
     retryDelayMs: 100,
     ...(extra.attempts ? { attempts: extra.attempts } : {}),
   });
@@ -187,7 +189,7 @@ describe('rack fan-out', () => {
       checkpoint: (offset: number) => committed.set(n.uuid, [...(committed.get(n.uuid) ?? []), offset]),
     });
     const last = (n: Node): number => committed.get(n.uuid)?.at(-1) ?? 0;
-    const rootDeploy = deploy(planner, a!, throttled(await source(), 30 * MIB));
+    const rootDeploy = deploy(planner, a!, throttled(await source(), 20 * MIB));
     // b's own deploy ends when its agent dies (one attempt: nothing to resume to).
     const relayDeploy = deploy(planner, b!, await source(), { attempts: 1 }).then(
       () => 'finished',
@@ -233,7 +235,7 @@ describe('rack fan-out', () => {
     const planner = new FanoutPlanner({ fanout: 1 });
     const [a, b, c, d] = await Promise.all(['switch-a', 'switch-b', 'switch-c', 'switch-d'].map(node));
     let cCommitted = 0;
-    const rootDeploy = deploy(planner, a!, throttled(await source(), 30 * MIB));
+    const rootDeploy = deploy(planner, a!, throttled(await source(), 20 * MIB));
     const bDeploy = deploy(planner, b!, await source(), { attempts: 1 }).then(
       () => 'finished',
       (error: unknown) => error,
@@ -288,6 +290,7 @@ describe('rack fan-out', () => {
       agentToken: idle!.token,
     });
     const fallbacks: string[] = [];
+    const checkpoints: number[] = [];
     const result = await deployImageFanout({
       planner,
       imageKey: fanoutImageKey(expected, imageBytes.length),
@@ -296,11 +299,15 @@ describe('rack fan-out', () => {
       agentToken: follower!.token,
       source: await source(),
       expected,
-      checkpoint: async () => undefined,
+      checkpoint: async (offset) => {
+        checkpoints.push(offset);
+      },
       onFallback: (relay) => fallbacks.push(relay.nodeUuid),
     });
     expect(fallbacks).toEqual([idle!.uuid]);
     expect(result).toMatchObject({ fellBack: true, sha256: expected.hex, startOffsets: [0, 0] });
+    // The stream committed every 8 MiB; the caller's checkpoint (a database write in the flow) ran every 64 MiB: here only at the end.
+    expect(checkpoints).toEqual([imageBytes.length]);
     expect(await diskMatches(follower!.disk)).toBe(true);
   }, 60_000);
 });
