@@ -127,6 +127,9 @@ export async function* relayToFollower(
   const waitChange = (): Promise<void> => new Promise((resolve) => (wake = resolve));
   const onAbort = (): void => call.cancel();
   signal.addEventListener('abort', onAbort, { once: true });
+  // Ends the sender's waits (the feed may not advance for a long time) when this relay ends for any reason.
+  const stop = new AbortController();
+  const senderSignal = AbortSignal.any([signal, stop.signal]);
 
   call.on('data', (ack: WriteImageAck) => {
     accepted = true;
@@ -171,7 +174,7 @@ export async function* relayToFollower(
     while (!accepted && !over) await waitChange();
     let position = resumeOffset;
     while (position < feed.imageSize) {
-      const committed = await feed.waitPast(position, signal, RELAY_STALL_MS);
+      const committed = await feed.waitPast(position, senderSignal, RELAY_STALL_MS);
       for (const run of feed.runs(position, committed)) {
         if (!run.data) {
           await send(message({ offset: BigInt(run.offset), zeroLength: BigInt(run.length) }), 0);
@@ -200,6 +203,7 @@ export async function* relayToFollower(
     signal.removeEventListener('abort', onAbort);
     over = true;
     changed();
+    stop.abort();
     call.cancel();
     await sender.catch(() => undefined);
     client.close();
