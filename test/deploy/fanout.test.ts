@@ -163,7 +163,7 @@ describe('rack fan-out', () => {
     const planner = new FanoutPlanner({ fanout: 2 });
     const [a, b, c, late] = await Promise.all(['tree-a', 'tree-b', 'tree-c', 'tree-late'].map(node));
     let rootCommitted = 0;
-    const src = throttled(await source(), 40 * MIB);
+    const src = throttled(await source(), 20 * MIB);
     const first = [
       deploy(planner, a!, src, { checkpoint: (offset) => (rootCommitted = offset) }),
       deploy(planner, b!, await source()),
