@@ -3,6 +3,7 @@
  * reboot and power. Scoped by the caller's project: a member reaches only
  * its project's instances; an admin reaches all.
  */
+import type { FenceView } from '../cluster/fence.ts';
 import type { Caller } from '../auth/caller.ts';
 import type { PowerConductor } from '../conductor/power.ts';
 import type { Provisioner } from '../conductor/provisioner.ts';
@@ -37,6 +38,7 @@ export class InstanceManager {
   readonly #provisioner: Provisioner;
   readonly #power: PowerConductor;
   readonly #controllerId: string;
+  readonly #fence: FenceView | undefined;
 
   constructor(deps: {
     store: InstanceStore;
@@ -47,6 +49,8 @@ export class InstanceManager {
     provisioner: Provisioner;
     power: PowerConductor;
     controllerId: string;
+    /** A fenced controller places no instance (its claim would start a deploy it must not run). */
+    fence?: FenceView;
   }) {
     this.#store = deps.store;
     this.#nodes = deps.nodes;
@@ -56,6 +60,7 @@ export class InstanceManager {
     this.#provisioner = deps.provisioner;
     this.#power = deps.power;
     this.#controllerId = deps.controllerId;
+    this.#fence = deps.fence;
   }
 
   static scope(caller: Caller): string | null {
@@ -102,6 +107,7 @@ export class InstanceManager {
     // The row is written in the claim's transaction, already on its node: one commit per boot, and
     // "no valid node" leaves nothing behind to clean up.
     const written: { instance?: InstanceRecord } = {};
+    this.#fence?.check();
     const { node } = await this.#scheduler.claim(flavor, fields.uuid, this.#controllerId, async (tx, claimed) => {
       written.instance = await this.#store.create({ ...fields, nodeUuid: claimed }, tx);
     });

@@ -30,6 +30,7 @@ import { requestLimits } from '../api/limits.ts';
 import { adminAuth, callerAuth } from '../auth/interceptor.ts';
 import { RefusalLog } from '../auth/refusal-log.ts';
 import { TokenSet } from '../auth/tokens.ts';
+import { Fence } from '../cluster/fence.ts';
 import { Membership } from '../cluster/membership.ts';
 import type { Config } from '../config/schema.ts';
 import { BmError } from '../errors.ts';
@@ -177,6 +178,10 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       ipmitool: (target) => new IpmitoolDriver(target, { cipherSuite: config.power.ipmitool_cipher_suite }),
       fake: (target) => new FakePowerDriver(target, fakeBmcs),
     });
+    // Closes when the heartbeat has not renewed for half of dead_after: well before peers may take our nodes.
+    const fence = new Fence({ controllerId: id, fenceAfterMs: (config.controller.dead_after_s * 1000) / 2 }, log);
+    fence.start();
+    cleanup.unshift(async () => fence.stop());
     const powerSync = new PowerSync(
       new MysqlPowerSyncStore(handle.db, secrets, config.controller.groups),
       drivers,
@@ -187,6 +192,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
         enforce: config.power.sync_enforce,
         failureThreshold: config.power.sync_failure_threshold,
         callTimeoutMs: config.power.call_timeout_s * 1000,
+        paused: () => fence.fenced,
       },
       metrics,
       log,
@@ -198,13 +204,13 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       secrets,
       bus,
       drivers,
-      { controllerId: id, settleTimeoutMs: config.power.settle_timeout_s * 1000, settlePollMs: 500 },
+      { controllerId: id, settleTimeoutMs: config.power.settle_timeout_s * 1000, settlePollMs: 500, fence },
       log,
     );
     const agentTokens = new MysqlAgentTokens(handle.db, secrets);
     const deadReservations = new DeadReservations(handle.db, config.controller.dead_after_s * 1000, id);
     const breakDead = (nodeUuid: string): Promise<boolean> => deadReservations.breakIfDead(nodeUuid);
-    const tasks = new TaskManager(store, bus, { controllerId: id, breakDead }, log);
+    const tasks = new TaskManager(store, bus, { controllerId: id, breakDead, fence }, log);
     // Stop order: tasks let go of their nodes (keeping their states) before the database closes.
     cleanup.unshift(() => tasks.stop());
     const bmc = new BmcAccess(store, secrets, drivers, bmcObserver(log, metrics));
@@ -229,6 +235,8 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     // Membership joins once the API is bound (its row names the bound address); the handler reads it then.
     const clusterView: { membership: Membership | null } = { membership: null };
     const recover = async (): Promise<void> => {
+      // Fenced, we may not judge anyone dead nor take anything over; the sweep after the unfence does it.
+      if (fence.fenced) return;
       // One ring per group per sweep, over the members alive now (before this controller joined: only itself).
       const members = clusterView.membership ? (await clusterView.membership.members()).filter((m) => m.alive) : [];
       const rings = new Map<string, HashRing>();
@@ -258,6 +266,8 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     const recovery = setInterval(sweep, config.controller.dead_after_s * 1000);
     recovery.unref();
     cleanup.unshift(async () => clearInterval(recovery));
+    // Back from a fence: our nodes that no peer took meanwhile are resumed (a taken one is theirs now: its epoch moved).
+    fence.onUnfenced(() => setTimeout(sweep, 0).unref());
     // A peer that leaves (a rolling restart) or is found dead hands its nodes over now, not at the next interval.
     const peerEvents = bus.subscribe(null);
     cleanup.unshift(async () => peerEvents.close());
@@ -276,6 +286,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       provisioner,
       power,
       controllerId: id,
+      fence,
     });
     const recent = new RecentEvents();
     recent.start(bus);
@@ -351,6 +362,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       },
       log,
       { events: bus, heartbeat: (controllerId, payload) => bus.publishRaw(bus.subjects.controllerHeartbeat(controllerId), payload) },
+      fence,
     );
     clusterView.membership = membership;
     await membership.join();

@@ -79,7 +79,9 @@ async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskCo
       resumeOffset,
       signal: ctx.signal,
       checkpoint: async (offset) => {
-        await deps.checkpoints.record(node.uuid, image.rawSha256, offset);
+        // A fenced controller records nothing more; the next owner resumes from the last checkpoint that landed.
+        ctx.checkFence();
+        await deps.checkpoints.record(node.uuid, image.rawSha256, offset, ctx.owner);
         const percent = image.virtualSize > 0 ? Math.min(99, Math.floor((offset / image.virtualSize) * 100)) : 99;
         ctx.publish('deploy.progress', {
           instance: instance.uuid,
