@@ -49,6 +49,8 @@ export class Membership {
   readonly #fence: Fence | null;
   #beating = false;
   #failing = false;
+  /** Monotonic time since which our renews succeed; null while they fail. */
+  #healthySince: number | null = null;
 
   constructor(db: Database, opts: MembershipOptions, log: Logger, bus: MembershipBus | null = null, fence: Fence | null = null) {
     this.#db = db;
@@ -99,12 +101,15 @@ export class Membership {
       await this.#renew();
       if (this.#failing) this.#log.warn({ id: this.#opts.id }, 'controller heartbeat renewed again');
       this.#failing = false;
+      this.#healthySince ??= performance.now();
     } catch (err) {
       // Said once per outage, not every interval.
       if (!this.#failing) this.#log.warn({ err }, 'controller heartbeat renew failed; retrying every interval');
       this.#failing = true;
+      this.#healthySince = null;
       return;
     }
+    if (!this.settled) return;
     this.#bus?.heartbeat(
       this.#opts.id,
       new TextEncoder().encode(
@@ -135,6 +140,15 @@ export class Membership {
     }
   }
 
+  /**
+   * True once our own renews have succeeded for a whole dead_after: only then may a stale peer row mean
+   * a dead peer. Right after an outage of the database every row is stale, and the peers need one
+   * interval to renew theirs; judging them before would take over nodes of controllers that are alive.
+   */
+  get settled(): boolean {
+    return this.#healthySince !== null && performance.now() - this.#healthySince >= this.#opts.deadAfterMs;
+  }
+
   async #insertRow(now: Date): Promise<void> {
     await this.#db
       .insert(controllers)
@@ -161,6 +175,7 @@ export class Membership {
     const started = this.#fence?.renewStarted() ?? 0;
     await this.#insertRow(new Date());
     this.#fence?.renewed(started);
+    this.#healthySince = performance.now();
     this.#bus?.events.publish({
       nodeUuid: '',
       type: 'controller.joined',

@@ -209,7 +209,11 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     );
     const agentTokens = new MysqlAgentTokens(handle.db, secrets);
     const deadReservations = new DeadReservations(handle.db, config.controller.dead_after_s * 1000, id);
-    const breakDead = (nodeUuid: string): Promise<boolean> => deadReservations.breakIfDead(nodeUuid);
+    // Membership joins once the API is bound (its row names the bound address); the handler reads it then.
+    const clusterView: { membership: Membership | null } = { membership: null };
+    // Nobody's reservation is judged dead while our own view of the heartbeats is not settled (after an outage).
+    const breakDead = async (nodeUuid: string): Promise<boolean> =>
+      clusterView.membership !== null && !clusterView.membership.settled ? false : deadReservations.breakIfDead(nodeUuid);
     const tasks = new TaskManager(store, bus, { controllerId: id, breakDead, fence }, log);
     // Stop order: tasks let go of their nodes (keeping their states) before the database closes.
     cleanup.unshift(() => tasks.stop());
@@ -232,8 +236,6 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       groups: config.controller.groups,
       log,
     });
-    // Membership joins once the API is bound (its row names the bound address); the handler reads it then.
-    const clusterView: { membership: Membership | null } = { membership: null };
     const recover = async (): Promise<void> => {
       // Fenced, we may not judge anyone dead nor take anything over; the sweep after the unfence does it.
       if (fence.fenced) return;

@@ -97,6 +97,7 @@ async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskCo
       onRetry: (attempt, offset, error) =>
         deps.log.warn({ node: node.uuid, attempt, offset, err: error }, 'image stream broke; resuming from the checkpoint'),
     });
+    ctx.checkFence();
     await deps.checkpoints.clear(node.uuid);
     ctx.publish('deploy.written', {
       instance: instance.uuid,
@@ -110,6 +111,7 @@ async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskCo
 
   // cloud-init's config drive, after the image so the drive never overlaps it.
   const cloudNode = { uuid: node.uuid, group: node.group, macs: node.macs };
+  ctx.checkFence();
   await deps.boot.withAgent(agent, (a) =>
     a.client.writeConfigDrive({
       metaDataJson: metaDataJson(instance, cloudNode),
