@@ -45,6 +45,7 @@ import { Registry } from 'prom-client';
 import { IpmiDriver } from '../drivers/power/ipmi/driver.ts';
 import { SessionPool } from '../drivers/power/ipmi/pool.ts';
 import { IpmitoolDriver } from '../drivers/power/ipmitool/driver.ts';
+import { FencedNodeStore } from '../nodes/fenced-store.ts';
 import { MysqlNodeStore } from '../nodes/mysql-store.ts';
 import { loadSecretKey } from '../secrets/key-file.ts';
 import { SecretBox } from '../secrets/secret-box.ts';
@@ -129,7 +130,12 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     await checkSchema(handle, config.database.url);
     const bus = await NatsEventBus.connect(config.nats.url, id, { subjects: new Subjects(config.nats.prefix) });
     cleanup.unshift(() => bus.close());
-    const store = new MysqlNodeStore(handle.db);
+    // Closes when the heartbeat has not renewed for half of dead_after: well before peers may take our nodes.
+    const fence = new Fence({ controllerId: id, fenceAfterMs: (config.controller.dead_after_s * 1000) / 2 }, log);
+    fence.start();
+    cleanup.unshift(async () => fence.stop());
+    // Every node write of this process passes the fence at the moment it is made.
+    const store = new FencedNodeStore(new MysqlNodeStore(handle.db), fence);
     const enrollment = new Enrollment(store, bus, secrets);
     const health = new HealthState();
     const blobs = new LocalBlobStore(config.images.store_path);
@@ -178,10 +184,6 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       ipmitool: (target) => new IpmitoolDriver(target, { cipherSuite: config.power.ipmitool_cipher_suite }),
       fake: (target) => new FakePowerDriver(target, fakeBmcs),
     });
-    // Closes when the heartbeat has not renewed for half of dead_after: well before peers may take our nodes.
-    const fence = new Fence({ controllerId: id, fenceAfterMs: (config.controller.dead_after_s * 1000) / 2 }, log);
-    fence.start();
-    cleanup.unshift(async () => fence.stop());
     const powerSync = new PowerSync(
       new MysqlPowerSyncStore(handle.db, secrets, config.controller.groups),
       drivers,
@@ -212,8 +214,9 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     // Membership joins once the API is bound (its row names the bound address); the handler reads it then.
     const clusterView: { membership: Membership | null } = { membership: null };
     // Nobody's reservation is judged dead while our own view of the heartbeats is not settled (after an outage).
+    // Fenced, nobody's reservation is judged either: a sweep that began before the fence stops breaking at it.
     const breakDead = async (nodeUuid: string): Promise<boolean> =>
-      clusterView.membership !== null && !clusterView.membership.settled ? false : deadReservations.breakIfDead(nodeUuid);
+      fence.fenced || (clusterView.membership !== null && !clusterView.membership.settled) ? false : deadReservations.breakIfDead(nodeUuid);
     const tasks = new TaskManager(store, bus, { controllerId: id, breakDead, fence }, log);
     // Stop order: tasks let go of their nodes (keeping their states) before the database closes.
     cleanup.unshift(() => tasks.stop());
@@ -315,7 +318,24 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     addService(server, TokenService, tokenHandlers(directory), serve);
     addService(server, ClusterService, clusterHandlers(clusterView, store, id), serve);
     addService(server, ImageService, imageHandlers(catalog), serve);
-    addService(server, AgentRegistryService, agentRegistryHandlers(registry), serve);
+    // A fenced controller records no agent: the agent retries, and its heartbeat lands once a renew succeeds.
+    const agentHandlers = agentRegistryHandlers(registry);
+    addService(
+      server,
+      AgentRegistryService,
+      {
+        ...agentHandlers,
+        register: async (req, ctx) => {
+          fence.check();
+          return agentHandlers.register(req, ctx);
+        },
+        heartbeat: async (req, ctx) => {
+          fence.check();
+          return agentHandlers.heartbeat(req, ctx);
+        },
+      },
+      serve,
+    );
     const apiPort = await bindServer(server, `${host}:${portText}`, tls?.serverCredentials());
     cleanup.unshift(() => shutdownServer(server, 5000));
     if (tls) {
