@@ -131,6 +131,8 @@ export class TaskManager {
     fields: StateFields = {},
     afterFailure?: AfterFailure,
   ): Promise<NodeRecord> {
+    // Before any read: a fenced controller answers at once instead of waiting on a database it cannot reach.
+    this.#fence.check();
     const found = await this.#store.findNode(id);
     if (!found) throw new NotFoundError('node', id);
     // Checked before locking too, so a wrong verb is refused even while another task runs.

@@ -7,9 +7,11 @@
  * no write while fenced, and keeps no reservation once the peer took the
  * node; after the cut heals it touches nothing the peer owns.
  */
+import { status } from '@grpc/grpc-js';
 import mysql from 'mysql2/promise';
 import { afterEach, describe, expect, it } from 'vitest';
 import { uniqueDatabaseUrl, type ControllerProcess } from '../../controller/lab/index.ts';
+import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import type { RpcConnection } from '../../proto/rpc/index.ts';
 import { CutProxy } from '../support/cut-proxy.ts';
 import { ChaosCluster } from './cluster-fixture.ts';
@@ -131,6 +133,7 @@ describe('fencing', () => {
       () => cluster!.logs(),
     );
     expect(takenAt - stoppedAt).toBeGreaterThanOrEqual(DEAD_AFTER_S * 1000 - 500);
+    console.info(`frozen owner: peer took over ${takenAt - stoppedAt} ms after SIGSTOP (dead_after ${DEAD_AFTER_S} s)`);
     const taken = await nodeRow(url);
     expect(taken.reservation).toBe('ctl-b');
     expect(taken.owner_epoch).toBeGreaterThanOrEqual(before.owner_epoch + 2);
@@ -150,6 +153,12 @@ describe('fencing', () => {
     // It found itself fenced on waking, ended its task without failing the node, and joined again.
     expect(firstAt(a, /controller fenced/, resumedAt - 1000), a.logs()).toBeDefined();
     expect(a.logs()).toMatch(/task stopped by the fence|taken over meanwhile/);
+    console.info(
+      `frozen owner on waking: ${a
+        .logs()
+        .match(/task stopped by the fence|taken over meanwhile/g)
+        ?.join(', ')}`,
+    );
     expect(a.logs()).not.toMatch(/"msg":"task failed"/);
     expect(a.logs()).toMatch(/our controller row was gone \(peers found us dead\); joining again/);
   }, 600_000);
@@ -194,9 +203,20 @@ describe('fencing', () => {
     // Fenced at half of dead_after after its last renew (at most one interval before the cut), before the peer could take over.
     expect(fencedAt - cutAt).toBeLessThanOrEqual((DEAD_AFTER_S * 1000) / 2 + 1000);
     expect(fencedAt).toBeLessThan(takenAt);
+    console.info(`cut off: fenced after ${fencedAt - cutAt} ms, peer took over after ${takenAt - cutAt} ms (dead_after ${DEAD_AFTER_S} s)`);
     const taken = await nodeRow(direct);
     expect(taken.reservation).toBe('ctl-b');
     expect(taken.owner_epoch).toBeGreaterThanOrEqual(before.owner_epoch + 2);
+    // Meanwhile its API refuses to act on nodes, at once and saying why.
+    const viaA = cluster.api('ctl-a').client(NodeService);
+    for (const call of [
+      viaA.setPowerState({ id: before.uuid, target: 'off' }, { timeoutMs: 5000 }),
+      viaA.provision({ id: before.uuid, verb: 'manage' }, { timeoutMs: 5000 }),
+    ])
+      await expect(call).rejects.toMatchObject({
+        code: status.UNAVAILABLE,
+        details: expect.stringMatching(/^controller fenced: cannot reach the database since \d{4}-/),
+      });
     // Hold the cut a little longer, then let everything it sent arrive, late.
     await new Promise((r) => setTimeout(r, 2000));
     const healAt = Date.now();
@@ -219,6 +239,17 @@ describe('fencing', () => {
       (s) => /^\s*(insert|update|delete|replace)\b/i.test(s.sql) && !/^\s*\S+\s+(into\s+)?`controllers`/i.test(s.sql),
     );
     expect(writes).toEqual([]);
+    console.info(`while fenced (${unfencedAt - fencedAt} ms): ${whileFenced.length} statements sent, ${writes.length} writes`);
+    // Writes it sent after the cut but before its fence were held and landed after the peer took over: the epoch refused them.
+    const held = proxy.statements.filter((s) => s.at >= cutAt && s.at < fencedAt && /^\s*update\s+`nodes`/i.test(s.sql));
+    console.info(
+      `held node writes delivered late: ${held.length}; ${held.filter((s) => /owner_epoch/.test(s.sql)).length} carried the old epoch; old owner said: ${
+        a
+          .logs()
+          .match(/task stopped by the fence|taken over meanwhile/g)
+          ?.join(', ') ?? 'nothing'
+      }`,
+    );
     expect(whileFenced.some((s) => /`controllers`/.test(s.sql))).toBe(true);
     const after = await nodeRow(direct);
     expect(after).toMatchObject({ provision_state: 'active', reservation: null, last_error: null });
