@@ -52,6 +52,7 @@ export class CutProxy {
   readonly #links = new Set<Link>();
   readonly #target: { readonly port: number; readonly host: string };
   #cut = false;
+  #cutOn: RegExp | null = null;
   #port = 0;
 
   private constructor(targetPort: number, targetHost: string) {
@@ -85,7 +86,13 @@ export class CutProxy {
     client.on('error', end).on('close', end);
     upstream.on('error', end).on('close', end);
     client.on('data', (chunk: Buffer) => {
-      for (const sql of link.statements(chunk)) this.statements.push({ at: Date.now(), sql });
+      for (const sql of link.statements(chunk)) {
+        this.statements.push({ at: Date.now(), sql });
+        if (this.#cutOn?.test(sql)) {
+          this.#cutOn = null;
+          this.#cut = true;
+        }
+      }
       if (this.#cut) link.up.push(chunk);
       else upstream.write(chunk);
     });
@@ -98,6 +105,15 @@ export class CutProxy {
   /** From now on nothing passes either way (held, not dropped). */
   cut(): void {
     this.#cut = true;
+  }
+
+  /** Cuts at the first statement matching `pattern`, holding that statement itself. */
+  cutOn(pattern: RegExp): void {
+    this.#cutOn = pattern;
+  }
+
+  get isCut(): boolean {
+    return this.#cut;
   }
 
   /** Delivers everything held, in order, and forwards again. */
