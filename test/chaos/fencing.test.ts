@@ -12,7 +12,6 @@ import mysql from 'mysql2/promise';
 import { afterEach, describe, expect, it } from 'vitest';
 import { uniqueDatabaseUrl, type ControllerProcess } from '../../controller/lab/index.ts';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
-import type { RpcConnection } from '../../proto/rpc/index.ts';
 import { CutProxy } from '../support/cut-proxy.ts';
 import { ChaosCluster } from './cluster-fixture.ts';
 
@@ -88,15 +87,18 @@ async function nodeRow(url: string): Promise<NodeRow> {
   }
 }
 
-/** Boots one instance through ctl-a (so ctl-a claims and deploys it) and waits until its stream is under way. */
-async function deployOnA(c: ChaosCluster, viaB: RpcConnection): Promise<string> {
+const CHECKPOINT = /^update `nodes` set `deploy_committed_offset`/;
+
+/**
+ * Boots one instance through ctl-a (so ctl-a claims and deploys it) and cuts ctl-a's database link at its
+ * first checkpoint write, holding that write: the stream is then under way, whatever the machine's speed.
+ */
+async function deployOnAUntilCheckpoint(c: ChaosCluster, cut: CutProxy): Promise<string> {
+  cut.cutOn(CHECKPOINT);
   const [vm] = await c.boot('ctl-a', 1);
   await until(
-    'a stream at 10 %',
-    async () => {
-      const [i] = (await c.instances(viaB, [vm!.uuid])) ?? [];
-      return i && i.progress >= 10 && i.progress < 90;
-    },
+    'a checkpoint write',
+    async () => cut.isCut,
     180_000,
     () => c.logs(),
   );
@@ -124,21 +126,13 @@ describe('fencing', () => {
     const a = cluster.controllers.get('ctl-a')!;
     const b = cluster.controllers.get('ctl-b')!;
     const viaB = cluster.api('ctl-b');
-    const vm = await deployOnA(cluster, viaB);
-    const before = await nodeRow(direct);
-    expect(before).toMatchObject({ provision_state: 'deploying', reservation: 'ctl-a' });
-
-    // Freeze the owner the moment it sends its next checkpoint (held by the proxy, unanswered).
-    proxy.cutOn(/^update `nodes` set `deploy_committed_offset`/);
-    await until(
-      'a checkpoint write',
-      async () => proxy!.isCut,
-      60_000,
-      () => cluster!.logs(),
-    );
+    // Freeze the owner the moment it sends its first checkpoint (held by the proxy, unanswered).
+    const vm = await deployOnAUntilCheckpoint(cluster, proxy);
     process.kill(a.pid, 'SIGSTOP');
     const stoppedAt = Date.now();
-    const late = proxy.statements.filter((s) => /^update `nodes` set `deploy_committed_offset`/.test(s.sql)).at(-1)!;
+    const before = await nodeRow(direct);
+    expect(before).toMatchObject({ provision_state: 'deploying', reservation: 'ctl-a' });
+    const late = proxy.statements.filter((s) => CHECKPOINT.test(s.sql)).at(-1)!;
     expect(late.sql).toContain(`\`nodes\`.\`owner_epoch\` = ${before.owner_epoch}`);
     // The peer breaks the reservation once the heartbeat is dead_after old, and streams on.
     const takenAt = await until(
@@ -193,12 +187,11 @@ describe('fencing', () => {
     const a = cluster.controllers.get('ctl-a')!;
     const b = cluster.controllers.get('ctl-b')!;
     const viaB = cluster.api('ctl-b');
-    const vm = await deployOnA(cluster, viaB);
+    // Cut off at its first checkpoint write (held with everything after it).
+    const vm = await deployOnAUntilCheckpoint(cluster, proxy);
+    const cutAt = proxy.statements.find((s) => CHECKPOINT.test(s.sql))!.at;
     const before = await nodeRow(direct);
     expect(before).toMatchObject({ provision_state: 'deploying', reservation: 'ctl-a' });
-
-    proxy.cut();
-    const cutAt = Date.now();
     const fencedAt = await until(
       'the fence',
       async () => firstAt(a, /controller fenced/, cutAt),
