@@ -13,6 +13,7 @@ import { uuidv7 } from '../nodes/uuid.ts';
 import { SecretBox } from '../secrets/secret-box.ts';
 import { BmcAccess } from './bmc-access.ts';
 import { Fence } from '../cluster/fence.ts';
+import { FencedNodeStore } from '../nodes/fenced-store.ts';
 import { StaleOwnerError } from '../nodes/owner.ts';
 import { TaskManager } from './task.ts';
 
@@ -155,6 +156,20 @@ describe('TaskManager with a fence and owner epochs', () => {
     });
     expect(reasons).toEqual([]);
     await expect(store.recordState(uuid, { lastError: 'x' }, { controllerId: 'ctl-a', epoch: 1 })).rejects.toThrow(StaleOwnerError);
+  });
+
+  it('lets a fenced controller read its nodes but write none, whoever asks', async () => {
+    const { store, uuid } = await setup('available');
+    const clock = { now: 0 };
+    const fence = new Fence({ controllerId: 'ctl-a', fenceAfterMs: 1000, clock: () => clock.now }, silentLogger);
+    fence.renewed(fence.renewStarted());
+    const fenced = new FencedNodeStore(store, fence);
+    clock.now = 1000;
+    expect((await fenced.findNode(uuid))?.provisionState).toBe('available');
+    await expect(fenced.recordAgent(uuid, '127.0.0.1:9999', new Date())).rejects.toThrow(/controller fenced/);
+    await expect(fenced.reserve(uuid, 'ctl-a')).rejects.toThrow(/controller fenced/);
+    await expect(fenced.updateNode(uuid, { name: 'renamed' }, null)).rejects.toThrow(/controller fenced/);
+    expect(await store.findNode(uuid)).toMatchObject({ name: 'n1', reservation: null, agentAddress: null });
   });
 
   it('stops a running task when the fence closes, keeping the node and its reservation, and starts none while fenced', async () => {

@@ -96,6 +96,11 @@ describe('database outage', () => {
       expect(c.logs(), why).toMatch(/controller unfenced: heartbeat renewed/);
     }
     expect(outageMs).toBeGreaterThanOrEqual(10_000);
+    // Every row was stale when the database came back, yet nobody was alive-but-judged-dead: each waited for its peers to renew.
+    for (const c of cluster.controllers.values()) {
+      expect(c.logs(), why).not.toMatch(/controller found dead/);
+      expect(c.logs(), why).not.toMatch(/our controller row was gone/);
+    }
     // A task in flight stopped at the fence and its node was resumed after it, not failed.
     const all = [...cluster.controllers.values()].map((c) => c.logs()).join('\n');
     expect(all, why).toMatch(/task stopped by the fence; the node keeps its state/);
