@@ -7,6 +7,7 @@ import { AgentBusyError, OperationSupersededError } from '../errors.ts';
 import { selectRootDisk, type RootDeviceHints } from '../disk/root-device.ts';
 import type { DigestMethod } from '../disk/writer.ts';
 import { readDisks } from '../inventory/disks.ts';
+import { ReceivedBytes } from './received-bytes.ts';
 
 export type DigestPolicy = DigestMethod | 'auto';
 
@@ -49,6 +50,14 @@ export class AgentContext {
   zeroFrom: number | undefined;
   /** Size of the last image written completely, for WriteConfigDrive. */
   lastImageSize: number | undefined;
+  /** What the write-image streams of the current deploy delivered (received-bytes.ts). */
+  readonly received = new ReceivedBytes();
+  /**
+   * How far the last write-image stream made its image durable, by image id:
+   * a later stream of the same image may continue there. Any other operation
+   * on the disk forgets it.
+   */
+  committedImage: { readonly imageKey: string; readonly offset: number } | undefined;
   #running: Running | undefined;
 
   constructor(config: AgentConfig) {
@@ -101,6 +110,7 @@ export class AgentContext {
     });
     const running: Running = { name, abort, done };
     this.#running = running;
+    if (name !== 'write-image') this.committedImage = undefined;
     try {
       return await fn(abort.signal);
     } finally {

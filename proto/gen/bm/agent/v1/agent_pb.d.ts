@@ -93,6 +93,18 @@ export declare type WriteImageStart = Message<"bm.agent.v1.WriteImageStart"> & {
    * @generated from field: string digest_algorithm = 4;
    */
   digestAlgorithm: string;
+
+  /**
+   * What identifies the image's bytes (the controller sends its expected
+   * digest). An agent that has already committed more of the same image
+   * than resume_offset (a takeover resumes from the last checkpoint the old
+   * controller stored, which may lag the agent) answers start with its own
+   * committed offset, and the sender continues from there instead. Empty:
+   * the agent starts at resume_offset.
+   *
+   * @generated from field: string image_id = 5;
+   */
+  imageId: string;
 };
 
 /**
@@ -102,8 +114,10 @@ export declare type WriteImageStart = Message<"bm.agent.v1.WriteImageStart"> & {
 export declare const WriteImageStartSchema: GenMessage<WriteImageStart>;
 
 /**
- * Sent once when the agent has accepted `start` (committed_offset = the
- * resume offset; senders hold data frames until then), after each fsync
+ * Sent once when the agent has accepted `start` (committed_offset = where
+ * the stream continues: the resume offset, or the agent's own committed
+ * offset of the same image_id when that is further; senders hold data
+ * frames until then), after each fsync
  * (committed_offset advanced) and once at the end (done, with the digest).
  * A new stream may resume at any committed offset.
  *
