@@ -1,0 +1,174 @@
+/**
+ * The fleet under chaos (issue 16): three controllers of one cluster, 30
+ * virtual machines, 20 boots at once. One controller is killed (SIGKILL)
+ * mid-stream: its peers take its deploys over and all 20 reach ACTIVE, each
+ * machine holding one instance and the image's bytes, and no resumed deploy
+ * received more than one commit interval twice (the agents' own counters).
+ * Then, with a fourth controller in, one is stopped (SIGTERM) during 20 more
+ * boots: no deploy fails.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InstanceService, type Instance } from '../../proto/gen/bm/v1/instance_pb.js';
+import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
+import { agentStreamCounters, sha256OfFilePrefix, type AgentStreamCounters } from '../../controller/lab/index.ts';
+import { DEFAULT_TUNING } from '../../controller/deploy/tuning.ts';
+import { ChaosCluster, type ClusterImage } from './fleet-cluster.ts';
+
+const MIB = 1024 * 1024;
+/** Two commit intervals of data: a stream broken in its second half resumes from a checkpoint. */
+const IMAGE_BYTES = 144 * MIB;
+const MACHINES = 30;
+const BOOTS = 20;
+const COMMIT = DEFAULT_TUNING.commitIntervalBytes;
+const log: string[] = [];
+let cluster: ChaosCluster;
+let image: ClusterImage;
+
+beforeAll(async () => {
+  cluster = new ChaosCluster({ name: 'fleet', deadAfterS: 3, heartbeatMs: 500, say: (m) => log.push(m) });
+  // ctl-c serves the machines' network boot and is never stopped (see fleet-cluster.ts).
+  await cluster.start('ctl-c');
+  await cluster.addController('ctl-a');
+  await cluster.addController('ctl-b');
+  image = await cluster.uploadImage('ctl-c', 'chaos', IMAGE_BYTES);
+  await cluster.addMachines('ctl-c', MACHINES, IMAGE_BYTES + 64 * MIB);
+}, 900_000);
+
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+/** Waits until `controller` has reported a checkpoint of a stream that is not finished: it is mid-stream with committed work. */
+async function midStream(controller: string, since: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const seen = cluster.events.some(
+      (e) =>
+        e.at >= since &&
+        e.type === 'deploy.progress' &&
+        e.controllerId === controller &&
+        Number(e.details.committed) >= COMMIT &&
+        Number(e.details.committed) < IMAGE_BYTES,
+    );
+    if (seen) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${controller} reported no checkpoint mid-stream within ${timeoutMs / 1000} s\n${log.join('\n')}`);
+}
+
+/** Nodes whose image `controller` was streaming (it reported progress) but had not finished when it went. */
+function streamingOn(controller: string, since: number): Set<string> {
+  const streaming = new Set<string>();
+  for (const e of cluster.events) {
+    if (e.at < since || e.controllerId !== controller) continue;
+    if (e.type === 'deploy.progress') streaming.add(e.nodeUuid);
+    if (e.type === 'deploy.written') streaming.delete(e.nodeUuid);
+  }
+  return streaming;
+}
+
+function why(instances: readonly Instance[]): string {
+  const bad = instances.filter((i) => i.state !== 'ACTIVE').map((i) => `${i.name}: ${i.state} ${i.nodeProvisionState} ${i.lastError}`);
+  const logs = [...cluster.controllers.entries()].map(([id, c]) => `--- ${id}\n${c.logs().slice(-3000)}`);
+  return [...bad, ...logs, ...log.slice(-50)].join('\n');
+}
+
+/** Each instance on a machine of its own, named by the node, with the image's bytes on the disk; the agents' counters. */
+async function checkFleet(via: string, instances: readonly Instance[]): Promise<Map<string, AgentStreamCounters>> {
+  expect(new Set(instances.map((i) => i.nodeUuid)).size).toBe(instances.length);
+  const all = (await cluster.api(via).client(InstanceService).listInstances({})).instances;
+  for (const i of instances) {
+    // No second instance (a duplicate deploy by the new owner) landed on the node.
+    expect(all.filter((x) => x.nodeUuid === i.nodeUuid && x.state !== 'DELETED').map((x) => x.uuid)).toEqual([i.uuid]);
+    expect((await cluster.api(via).client(NodeService).getNode({ id: i.nodeUuid })).instanceUuid).toBe(i.uuid);
+  }
+  const counters = new Map<string, AgentStreamCounters>();
+  for (const i of instances) {
+    const m = await cluster.machineOf(via, i.nodeUuid);
+    expect(await sha256OfFilePrefix(m.disk, IMAGE_BYTES), `${m.o.name}'s disk`).toBe(image.sha256);
+    // The deploy ramdisk's agent: the last one the machine ran (it then booted from its disk).
+    const c = agentStreamCounters(m.agentsRun.at(-1)?.output() ?? '').at(-1);
+    expect(c, `${m.o.name}: its agent logged no finished write`).toBeDefined();
+    counters.set(i.nodeUuid, c!);
+  }
+  return counters;
+}
+
+describe('a fleet of three controllers', () => {
+  it('brings all 20 boots to ACTIVE when a controller is killed mid-stream, re-sending at most one commit interval per deploy', async () => {
+    const since = performance.now();
+    const vms = await cluster.boot(['ctl-a', 'ctl-b', 'ctl-c'], 'kill', BOOTS, image.name);
+    await midStream('ctl-a', since, 600_000);
+    const orphans = streamingOn('ctl-a', since);
+    await cluster.kill('ctl-a');
+
+    const done = await cluster.settle(
+      'ctl-b',
+      vms.map((v) => v.uuid),
+      600_000,
+    );
+    expect(
+      done.every((i) => i.state === 'ACTIVE'),
+      why(done),
+    ).toBe(true);
+    const counters = await checkFleet('ctl-b', done);
+
+    // Every deploy the dead controller was streaming was finished by a peer, from a checkpoint or the agent's own commit.
+    expect(orphans.size).toBeGreaterThan(0);
+    for (const node of orphans) {
+      const finisher = cluster.events.find((e) => e.at >= since && e.nodeUuid === node && e.type === 'instance.active');
+      expect(['ctl-b', 'ctl-c']).toContain(finisher?.controllerId);
+      const c = counters.get(node)!;
+      expect(c.streams, `node ${node}: ${JSON.stringify(c)}`).toBeGreaterThanOrEqual(2);
+    }
+    for (const [node, c] of counters) {
+      expect(c.bytesReceived, `node ${node}`).toBeGreaterThanOrEqual(image.dataBytes);
+      expect(c.bytesResent, `node ${node}: ${JSON.stringify(c)}`).toBeLessThanOrEqual(COMMIT);
+      expect(c.bytesReceived - c.bytesResent, `node ${node}: each byte arrives at least once`).toBeGreaterThanOrEqual(image.dataBytes);
+    }
+    // One line for the CI log: how much the takeover cost.
+    console.info(
+      `kill -9: ${orphans.size} deploys taken over; MiB re-sent each: ${[...orphans].map((n) => (counters.get(n)!.bytesResent / MIB).toFixed(1)).join(' ')}`,
+    );
+  }, 1_500_000);
+
+  it('fails no deploy of 20 when a controller is stopped (SIGTERM) mid-stream', async () => {
+    const first = (await cluster.api('ctl-b').client(InstanceService).listInstances({})).instances.filter((i) =>
+      i.name.startsWith('kill-'),
+    );
+    expect(first.length).toBe(BOOTS);
+    await cluster.deleteAll(
+      'ctl-b',
+      first.map((i) => i.uuid),
+      600_000,
+    );
+    await cluster.addController('ctl-d');
+
+    const since = performance.now();
+    const vms = await cluster.boot(['ctl-b', 'ctl-c', 'ctl-d'], 'term', BOOTS, image.name);
+    await midStream('ctl-d', since, 600_000);
+    const handed = streamingOn('ctl-d', since);
+    // A rolling restart: the controller checkpoints, lets go of its nodes and exits cleanly.
+    expect(await cluster.terminate('ctl-d')).toBe(0);
+
+    const done = await cluster.settle(
+      'ctl-b',
+      vms.map((v) => v.uuid),
+      600_000,
+    );
+    expect(
+      done.filter((i) => i.state !== 'ACTIVE'),
+      why(done),
+    ).toEqual([]);
+    const counters = await checkFleet('ctl-b', done);
+    expect(handed.size).toBeGreaterThan(0);
+    for (const node of handed) {
+      const finisher = cluster.events.find((e) => e.at >= since && e.nodeUuid === node && e.type === 'instance.active');
+      expect(['ctl-b', 'ctl-c']).toContain(finisher?.controllerId);
+    }
+    for (const [node, c] of counters) expect(c.bytesResent, `node ${node}: ${JSON.stringify(c)}`).toBeLessThanOrEqual(COMMIT);
+    console.info(
+      `SIGTERM: ${handed.size} deploys handed over; MiB re-sent each: ${[...handed].map((n) => (counters.get(n)!.bytesResent / MIB).toFixed(1)).join(' ')}`,
+    );
+  }, 1_500_000);
+});
