@@ -22,3 +22,24 @@ export function agentStreamCounters(output: string): AgentStreamCounters[] {
   }
   return found;
 }
+
+/** A write-image stream as the agent saw it begin: when, where it was asked to start, where it continued. */
+export interface AgentStreamStart {
+  /** The agent's clock, in ms since the epoch. */
+  readonly at: number;
+  readonly resumeOffset: number;
+  readonly startOffset: number;
+}
+
+/** Every write-image stream an agent began, in order. */
+export function agentStreamStarts(output: string): AgentStreamStart[] {
+  const found: AgentStreamStart[] = [];
+  for (const line of output.split('\n')) {
+    if (!line.includes('"msg":"write-image started"')) continue;
+    const entry = JSON.parse(line) as { time?: unknown; resumeOffset?: unknown; startOffset?: unknown };
+    if (typeof entry.time !== 'string' || typeof entry.resumeOffset !== 'number' || typeof entry.startOffset !== 'number')
+      throw new Error(`an agent's write-image start line lacks its fields: ${line.slice(0, 300)}`);
+    found.push({ at: Date.parse(entry.time), resumeOffset: entry.resumeOffset, startOffset: entry.startOffset });
+  }
+  return found;
+}

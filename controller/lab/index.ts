@@ -5,7 +5,7 @@
  */
 export { bmctlPath, machineRoot, repoRoot } from './paths.ts';
 export { startAgentProcess, type AgentProcess, type AgentProcessOptions } from './agent-process.ts';
-export { agentStreamCounters, type AgentStreamCounters } from './agent-counters.ts';
+export { agentStreamCounters, agentStreamStarts, type AgentStreamCounters, type AgentStreamStart } from './agent-counters.ts';
 export {
   freePort,
   natsUrl,

@@ -41,7 +41,8 @@ const MIB = 1024 * 1024;
 export interface ClusterOptions {
   readonly name: string;
   readonly deadAfterS: number;
-  readonly heartbeatMs: number;
+  /** The controllers' heartbeat interval; their default when absent. */
+  readonly heartbeatMs?: number;
   readonly say: (message: string) => void;
 }
 
@@ -95,7 +96,8 @@ export class ChaosCluster {
     this.#databaseUrl = uniqueDatabaseUrl(`bm_${this.o.name}`);
     this.#natsPrefix = uniqueNatsPrefix();
     this.#nc = await connectNats({ servers: natsUrl });
-    const sub = this.#nc.subscribe(`${this.#natsPrefix}.events.node.*`);
+    // Nodes' events and the controllers' (joined, left, found dead).
+    const sub = this.#nc.subscribe(`${this.#natsPrefix}.events.>`);
     void (async () => {
       for await (const msg of sub) {
         const e = fromBinary(EventSchema, msg.data);
@@ -117,7 +119,7 @@ export class ChaosCluster {
       extraToml: [
         '[controller]',
         `id = "${id}"`,
-        `heartbeat_interval_ms = ${this.o.heartbeatMs}`,
+        ...(this.o.heartbeatMs ? [`heartbeat_interval_ms = ${this.o.heartbeatMs}`] : []),
         `dead_after_s = ${this.o.deadAfterS}`,
         '[conductor]',
         'callback_timeout_s = 600',
@@ -247,6 +249,49 @@ export class ChaosCluster {
       if (all.every((i) => i.state !== 'BUILD') || Date.now() > deadline) return all;
       await new Promise((r) => setTimeout(r, 500));
     }
+  }
+
+  /**
+   * Waits until `controller` streams at least `streams` images at once (or
+   * all it was given) and has reported a checkpoint of one of them short of
+   * `imageBytes`: it is mid-stream, with work a takeover must not redo.
+   */
+  async midStream(
+    controller: string,
+    since: number,
+    o: { readonly streams: number; readonly committed: number; readonly imageBytes: number; readonly timeoutMs: number },
+  ): Promise<void> {
+    const deadline = Date.now() + o.timeoutMs;
+    while (Date.now() < deadline) {
+      const streaming = this.streamingOn(controller, since);
+      const checkpointed = this.events.some(
+        (e) =>
+          e.at >= since &&
+          e.type === 'deploy.progress' &&
+          e.controllerId === controller &&
+          streaming.has(e.nodeUuid) &&
+          Number(e.details.committed) >= o.committed &&
+          Number(e.details.committed) < o.imageBytes,
+      );
+      if (checkpointed && streaming.size >= o.streams) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(
+      `${controller} was not streaming ${o.streams} images with one past a checkpoint within ${o.timeoutMs / 1000} s (streaming ${this.streamingOn(controller, since).size})`,
+    );
+  }
+
+  /** Nodes whose image `controller` is streaming: their agent called back to it (or it resumed them) and the image is not written yet. */
+  streamingOn(controller: string, since: number): Set<string> {
+    const streaming = new Set<string>();
+    for (const e of this.events) {
+      if (e.at < since || e.controllerId !== controller) continue;
+      const begins =
+        (e.type === 'provision.changed' && e.details.event === 'resume') || e.type === 'deploy.resumed' || e.type === 'deploy.progress';
+      if (begins) streaming.add(e.nodeUuid);
+      if (e.type === 'deploy.written') streaming.delete(e.nodeUuid);
+    }
+    return streaming;
   }
 
   /** The machine behind a node of the API. */
