@@ -136,6 +136,14 @@ async function writeStream(
     });
   } finally {
     if (!finished) {
+      // The stream broke (its controller died, or a new one superseded it): what reached the disk is kept, durable.
+      await writer.commitWritten().catch((error: unknown) =>
+        ctx.config.log('write-image could not commit what it wrote', {
+          target: path,
+          committedOffset: writer.committedOffset,
+          error: error instanceof Error ? error.message : String(error),
+        }),
+      );
       await writer.close();
       ctx.config.log('write-image stopped', {
         target: path,
