@@ -75,6 +75,11 @@ export default async function takeoverBench(ctx: BenchContext): Promise<BenchRep
     );
     const stormS = (performance.now() - t1) / 1000;
 
+    // The survivor's own account: when its sweep took each deploy over (pino's epoch-ms time).
+    const tookOver = (cluster.controllers.get('ctl-b')?.logs() ?? '')
+      .split('\n')
+      .filter((line) => line.includes('took over a deploy left by a stopped controller'))
+      .map((line) => ((JSON.parse(line) as { time: number }).time - killedAtWall) / 1000);
     const dead = cluster.events.find((e) => e.type === 'controller.dead' && e.details.controller === 'ctl-a' && e.at >= killedAt);
     const detectS = dead ? (dead.at - killedAt) / 1000 : null;
     const resumeS: number[] = [];
@@ -115,6 +120,8 @@ export default async function takeoverBench(ctx: BenchContext): Promise<BenchRep
         resume_after_kill_p50_s: resumeS.length ? round1(percentile(resumeS, 50)) : null,
         resume_after_kill_p95_s: resumeS.length ? round1(percentile(resumeS, 95)) : null,
         resume_after_detection_p95_s: resumeS.length && detectS !== null ? round1(percentile(resumeS, 95) - detectS) : null,
+        taken_over_after_kill_s: tookOver.length ? [round1(Math.min(...tookOver)), round1(Math.max(...tookOver))] : null,
+        taken_over: tookOver.length,
         checkpoint_asked_mib: askedMib,
         agent_continued_at_mib: continuedMib,
         resent_per_resumed_deploy_mib: resentMib,
