@@ -252,32 +252,37 @@ export class ChaosCluster {
   }
 
   /**
-   * Waits until `controller` streams at least `streams` images at once (or
-   * all it was given) and has reported a checkpoint of one of them short of
-   * `imageBytes`: it is mid-stream, with work a takeover must not redo.
+   * Waits until one of `controllers` streams at least `streams` images at
+   * once and has reported a checkpoint of one of them short of `imageBytes`:
+   * it is mid-stream, with work a takeover must not redo. Returns that one.
+   * (Each deploy runs on its node's hash-ring owner, so which controller
+   * streams the most is the ring's choice, not the test's.)
    */
   async midStream(
-    controller: string,
+    controllers: readonly string[],
     since: number,
     o: { readonly streams: number; readonly committed: number; readonly imageBytes: number; readonly timeoutMs: number },
-  ): Promise<void> {
+  ): Promise<string> {
     const deadline = Date.now() + o.timeoutMs;
     while (Date.now() < deadline) {
-      const streaming = this.streamingOn(controller, since);
-      const checkpointed = this.events.some(
-        (e) =>
-          e.at >= since &&
-          e.type === 'deploy.progress' &&
-          e.controllerId === controller &&
-          streaming.has(e.nodeUuid) &&
-          Number(e.details.committed) >= o.committed &&
-          Number(e.details.committed) < o.imageBytes,
-      );
-      if (checkpointed && streaming.size >= o.streams) return;
+      for (const controller of controllers) {
+        const streaming = this.streamingOn(controller, since);
+        const checkpointed = this.events.some(
+          (e) =>
+            e.at >= since &&
+            e.type === 'deploy.progress' &&
+            e.controllerId === controller &&
+            streaming.has(e.nodeUuid) &&
+            Number(e.details.committed) >= o.committed &&
+            Number(e.details.committed) < o.imageBytes,
+        );
+        if (checkpointed && streaming.size >= o.streams) return controller;
+      }
       await new Promise((r) => setTimeout(r, 50));
     }
+    const counts = controllers.map((c) => `${c}: ${this.streamingOn(c, since).size}`).join(', ');
     throw new Error(
-      `${controller} was not streaming ${o.streams} images with one past a checkpoint within ${o.timeoutMs / 1000} s (streaming ${this.streamingOn(controller, since).size})`,
+      `none of ${counts} (streams now) streamed ${o.streams} images with one past a checkpoint within ${o.timeoutMs / 1000} s`,
     );
   }
 

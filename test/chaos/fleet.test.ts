@@ -5,7 +5,9 @@
  * machine holding one instance and the image's bytes, and no resumed deploy
  * received more than one commit interval twice (the agents' own counters).
  * Then, with a fourth controller in, one is stopped (SIGTERM) during 20 more
- * boots: no deploy fails.
+ * boots: no deploy fails. Each deploy runs on its node's hash-ring owner, so
+ * the controller stopped is whichever streams first (never ctl-c, which
+ * serves the machines' network boot).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InstanceService, type Instance } from '../../proto/gen/bm/v1/instance_pb.js';
@@ -69,16 +71,17 @@ describe('a fleet of three controllers', () => {
   it('brings all 20 boots to ACTIVE when a controller is killed mid-stream, re-sending at most one commit interval per deploy', async () => {
     const since = performance.now();
     const vms = await cluster.boot(['ctl-a', 'ctl-b', 'ctl-c'], 'kill', BOOTS, image.name);
-    await cluster
-      .midStream('ctl-a', since, { streams: 4, committed: COMMIT, imageBytes: IMAGE_BYTES, timeoutMs: 600_000 })
+    const victim = await cluster
+      .midStream(['ctl-a', 'ctl-b'], since, { streams: 2, committed: COMMIT, imageBytes: IMAGE_BYTES, timeoutMs: 600_000 })
       .catch((e: Error) => {
         throw new Error(`${e.message}\n${log.join('\n')}`);
       });
-    const orphans = cluster.streamingOn('ctl-a', since);
-    await cluster.kill('ctl-a');
+    const orphans = cluster.streamingOn(victim, since);
+    await cluster.kill(victim);
+    const survivors = [...cluster.controllers.keys()];
 
     const done = await cluster.settle(
-      'ctl-b',
+      'ctl-c',
       vms.map((v) => v.uuid),
       600_000,
     );
@@ -86,13 +89,13 @@ describe('a fleet of three controllers', () => {
       done.every((i) => i.state === 'ACTIVE'),
       why(done),
     ).toBe(true);
-    const counters = await checkFleet('ctl-b', done);
+    const counters = await checkFleet('ctl-c', done);
 
     // Every deploy the dead controller was streaming was finished by a peer, from a checkpoint or the agent's own commit.
-    expect(orphans.size).toBeGreaterThanOrEqual(4);
+    expect(orphans.size).toBeGreaterThanOrEqual(2);
     for (const node of orphans) {
       const finisher = cluster.events.find((e) => e.at >= since && e.nodeUuid === node && e.type === 'instance.active');
-      expect(['ctl-b', 'ctl-c']).toContain(finisher?.controllerId);
+      expect(survivors).toContain(finisher?.controllerId);
     }
     // The same agents carried on: a second stream to each that had received bytes before the kill.
     const resumed = [...orphans].filter((node) => counters.get(node)!.streams >= 2);
@@ -104,35 +107,37 @@ describe('a fleet of three controllers', () => {
     }
     // One line for the CI log: how much the takeover cost.
     console.info(
-      `kill -9: ${orphans.size} deploys taken over, ${resumed.length} mid-stream; MiB re-sent each: ${[...orphans].map((n) => (counters.get(n)!.bytesResent / MIB).toFixed(1)).join(' ')}`,
+      `kill -9 ${victim}: ${orphans.size} deploys taken over, ${resumed.length} mid-stream; MiB re-sent each: ${[...orphans].map((n) => (counters.get(n)!.bytesResent / MIB).toFixed(1)).join(' ')}`,
     );
   }, 1_500_000);
 
   it('fails no deploy of 20 when a controller is stopped (SIGTERM) mid-stream', async () => {
-    const first = (await cluster.api('ctl-b').client(InstanceService).listInstances({})).instances.filter((i) =>
+    const first = (await cluster.api('ctl-c').client(InstanceService).listInstances({})).instances.filter((i) =>
       i.name.startsWith('kill-'),
     );
     expect(first.length).toBe(BOOTS);
     await cluster.deleteAll(
-      'ctl-b',
+      'ctl-c',
       first.map((i) => i.uuid),
       600_000,
     );
     await cluster.addController('ctl-d');
+    const candidates = [...cluster.controllers.keys()].filter((id) => id !== 'ctl-c');
 
     const since = performance.now();
-    const vms = await cluster.boot(['ctl-b', 'ctl-c', 'ctl-d'], 'term', BOOTS, image.name);
-    await cluster
-      .midStream('ctl-d', since, { streams: 4, committed: COMMIT, imageBytes: IMAGE_BYTES, timeoutMs: 600_000 })
+    const vms = await cluster.boot([...cluster.controllers.keys()], 'term', BOOTS, image.name);
+    const stopped = await cluster
+      .midStream(candidates, since, { streams: 2, committed: COMMIT, imageBytes: IMAGE_BYTES, timeoutMs: 600_000 })
       .catch((e: Error) => {
         throw new Error(`${e.message}\n${log.join('\n')}`);
       });
-    const handed = cluster.streamingOn('ctl-d', since);
+    const handed = cluster.streamingOn(stopped, since);
     // A rolling restart: the controller checkpoints, lets go of its nodes and exits cleanly.
-    expect(await cluster.terminate('ctl-d')).toBe(0);
+    expect(await cluster.terminate(stopped)).toBe(0);
+    const survivors = [...cluster.controllers.keys()];
 
     const done = await cluster.settle(
-      'ctl-b',
+      'ctl-c',
       vms.map((v) => v.uuid),
       600_000,
     );
@@ -140,15 +145,15 @@ describe('a fleet of three controllers', () => {
       done.filter((i) => i.state !== 'ACTIVE'),
       why(done),
     ).toEqual([]);
-    const counters = await checkFleet('ctl-b', done);
-    expect(handed.size).toBeGreaterThanOrEqual(4);
+    const counters = await checkFleet('ctl-c', done);
+    expect(handed.size).toBeGreaterThanOrEqual(2);
     for (const node of handed) {
       const finisher = cluster.events.find((e) => e.at >= since && e.nodeUuid === node && e.type === 'instance.active');
-      expect(['ctl-b', 'ctl-c']).toContain(finisher?.controllerId);
+      expect(survivors).toContain(finisher?.controllerId);
     }
     for (const [node, c] of counters) expect(c.bytesResent, `node ${node}: ${JSON.stringify(c)}`).toBeLessThanOrEqual(COMMIT);
     console.info(
-      `SIGTERM: ${handed.size} deploys handed over; MiB re-sent each: ${[...handed].map((n) => (counters.get(n)!.bytesResent / MIB).toFixed(1)).join(' ')}`,
+      `SIGTERM ${stopped}: ${handed.size} deploys handed over; MiB re-sent each: ${[...handed].map((n) => (counters.get(n)!.bytesResent / MIB).toFixed(1)).join(' ')}`,
     );
   }, 1_500_000);
 });
