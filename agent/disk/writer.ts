@@ -328,6 +328,28 @@ export class ImageWriter {
     });
   }
 
+  /**
+   * Makes every byte written so far durable and commits it (one fdatasync),
+   * without finishing the image: after a broken stream the next one, which
+   * continues from this agent's committed offset, has nothing to send again
+   * but the frames that never reached the writer. If a write or the sync
+   * failed, the committed offset stays where it was and this throws.
+   */
+  async commitWritten(): Promise<number> {
+    if (this.#finished) return this.#committedOffset;
+    if (this.#busy) throw new AgentError('failed-precondition', 'commitWritten() while a frame is being written');
+    this.#busy = true;
+    try {
+      await this.#drainWrites();
+      await this.#pendingSync;
+      this.#throwIfSyncFailed();
+      await this.#sync(this.#nextOffset);
+    } finally {
+      this.#busy = false;
+    }
+    return this.#committedOffset;
+  }
+
   /** Closes the target if this writer opened it. Uncommitted bytes are left as they are. */
   async close(): Promise<void> {
     if (!this.#finished) this.#readBack?.abandon();

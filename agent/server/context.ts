@@ -8,6 +8,7 @@ import { selectRootDisk, type RootDeviceHints } from '../disk/root-device.ts';
 import type { DigestMethod } from '../disk/writer.ts';
 import { readDisks } from '../inventory/disks.ts';
 import type { ImageFeed } from './image-feed.ts';
+import { ReceivedBytes } from './received-bytes.ts';
 
 export type DigestPolicy = DigestMethod | 'auto';
 
@@ -53,6 +54,14 @@ export class AgentContext {
   /** The image being (or last) written, as relays forward it (image-feed.ts); undefined when none can be. */
   #feed: ImageFeed | undefined;
   readonly #feedWaiters = new Set<() => void>();
+  /** What the write-image streams of the current deploy delivered (received-bytes.ts). */
+  readonly received = new ReceivedBytes();
+  /**
+   * How far the last write-image stream made its image durable, by image id:
+   * a later stream of the same image may continue there. Any other operation
+   * on the disk forgets it.
+   */
+  committedImage: { readonly imageKey: string; readonly offset: number } | undefined;
   #running: Running | undefined;
 
   constructor(config: AgentConfig) {
@@ -147,6 +156,7 @@ export class AgentContext {
     });
     const running: Running = { name, abort, done };
     this.#running = running;
+    if (name !== 'write-image') this.committedImage = undefined;
     try {
       return await fn(abort.signal);
     } finally {

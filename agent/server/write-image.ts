@@ -5,8 +5,12 @@
  * and ends with the sha256 of the image's bytes on the target.
  *
  * The first frame carries `start` (image size, resume offset, commit
- * interval); the agent answers it with an acknowledgement of the resume
- * offset once the target is open and known to hold the image. A new stream supersedes one still running: after a broken
+ * interval, image id); the agent answers it with an acknowledgement of
+ * where the stream continues once the target is open and known to hold the
+ * image: the resume offset, or further when this agent has already committed
+ * more of the same image (a peer taking over resumes from the checkpoint the
+ * dead controller last stored, which lags what the agent made durable; all
+ * it would send up to there is bytes the disk already holds). A new stream supersedes one still running: after a broken
  * connection the old call may not have noticed yet, and a resume must not
  * wait for it. The abandoned writer's knowledge of which bytes still read
  * as zeros carries over to the next, in this process only.
@@ -59,14 +63,18 @@ async function writeStream(
       `unknown digest algorithm "${digestAlgorithm.slice(0, 64)}": use "${DigestAlgorithm.sha256}" or "${DigestAlgorithm.blocks}"`,
     );
   }
+  const imageKey = `${start.imageId}/${imageSize}`;
+  // Only a sender that names the image reads the first acknowledgement as where to continue.
+  const known = start.imageId !== '' && ctx.committedImage?.imageKey === imageKey ? ctx.committedImage.offset : 0;
+  const startOffset = Math.max(resumeOffset, Math.min(known, imageSize));
   const path = await ctx.targetFor(imageSize);
-  const feed = feedFor(ctx, start.imageId, imageSize, path, resumeOffset);
+  const feed = feedFor(ctx, start.imageId, imageSize, path, startOffset);
   const writer: ImageWriter = await openImageWriter(path, {
     imageSize,
-    resumeOffset,
+    resumeOffset: startOffset,
     ...(ctx.zeroFrom !== undefined ? { knownZeroFrom: ctx.zeroFrom } : {}),
     fsyncIntervalBytes: commitInterval(ctx, start.commitIntervalBytes),
-    digest: digestFor(ctx, resumeOffset),
+    digest: digestFor(ctx, startOffset),
     digestAlgorithm,
     sysRoot: ctx.config.root,
     onCommit: (committedOffset) => {
@@ -74,20 +82,35 @@ async function writeStream(
       acks.push({ committedOffset: BigInt(committedOffset) });
     },
   });
-  // Until this writer ends, nothing is known about the bytes after its resume offset.
+  // Until this writer ends, nothing is known about the bytes after its start offset.
   ctx.zeroFrom = undefined;
+  ctx.committedImage = undefined;
+  ctx.received.beginStream(imageKey);
   // The first acknowledgement says the target is open and the image fits: the sender holds its data until then.
-  acks.push({ committedOffset: BigInt(resumeOffset) });
+  acks.push({ committedOffset: BigInt(startOffset) });
   ctx.lastImageSize = undefined;
-  ctx.config.log('write-image started', { target: path, imageSize, resumeOffset, digest: writer.digestMethod, digestAlgorithm });
+  ctx.config.log('write-image started', {
+    target: path,
+    imageSize,
+    resumeOffset,
+    startOffset,
+    digest: writer.digestMethod,
+    digestAlgorithm,
+  });
   let finished = false;
   try {
-    let frame: WireFrame | undefined = first.value;
+    // The start frame carries no bytes; when the stream continues past its offset, there is nothing in it to write.
+    let frame: WireFrame | undefined = startOffset > resumeOffset && first.value.data.length === 0 ? undefined : first.value;
+    if (!frame) {
+      const next: IteratorResult<WireFrame> = await nextOrAbort(iterator, signal);
+      frame = next.done ? undefined : next.value;
+    }
     while (frame) {
       const offset = safeNumber('offset', frame.offset);
       const zeroLength = safeNumber('zero_length', frame.zeroLength);
       const data = frame.data;
       feed?.record(offset, data.length > 0 ? data.length : zeroLength, data.length > 0);
+      ctx.received.data(offset, data.length);
       // The frame's bytes live in a pooled receive buffer (pooled-decoder.ts): back to the pool once written.
       await writer.write({
         offset,
@@ -100,6 +123,7 @@ async function writeStream(
     const result = await writer.finish({ signal });
     finished = true;
     feed?.commit(result.committedOffset);
+    ctx.received.finished();
     ctx.lastImageSize = imageSize;
     acks.push({
       committedOffset: BigInt(result.committedOffset),
@@ -114,13 +138,29 @@ async function writeStream(
       bytesWritten: result.bytesWritten,
       zeroBytesSkipped: result.zeroBytesSkipped,
       digest: result.digestMethod,
+      // Over every stream of this deploy: what a resume cost (tests and the takeover bench read these).
+      ...ctx.received.snapshot(),
     });
   } finally {
     if (!finished) {
+      // The stream broke (its controller died, or a new one superseded it): what reached the disk is kept, durable.
+      await writer.commitWritten().catch((error: unknown) =>
+        ctx.config.log('write-image could not commit what it wrote', {
+          target: path,
+          committedOffset: writer.committedOffset,
+          error: error instanceof Error ? error.message : String(error),
+        }),
+      );
       await writer.close();
-      ctx.config.log('write-image stopped', { target: path, committedOffset: writer.committedOffset, nextOffset: writer.nextOffset });
+      ctx.config.log('write-image stopped', {
+        target: path,
+        committedOffset: writer.committedOffset,
+        nextOffset: writer.nextOffset,
+        ...ctx.received.snapshot(),
+      });
     }
     ctx.zeroFrom = writer.readsAsZerosFrom;
+    ctx.committedImage = { imageKey, offset: writer.committedOffset };
   }
 }
 

@@ -48,6 +48,9 @@ const INTERRUPTED: Readonly<Record<string, string>> = {
   deleting: 'provide it again',
 };
 
+/** Interrupted nodes one recovery sweep works on at once. */
+const RECOVERY_CONCURRENCY = 8;
+
 export class Provisioner {
   readonly #d: ProvisionerDeps;
   /** Nodes the recovery sweep is working on now: a forwarded deploy of the same node leaves them to it (and the other way round). */
@@ -191,15 +194,21 @@ export class Provisioner {
       let marker: string | null = null;
       do {
         const page = await this.#d.store.listNodes({ provisionState: state }, 500, marker);
-        for (const node of page.items) {
-          if (!this.#d.groups.includes(node.group) || this.#d.tasks.busy(node.uuid) || this.#recovering.has(node.uuid)) continue;
-          this.#recovering.add(node.uuid);
-          try {
-            if (await this.#recoverNode(node, state, wayBack, controllerId, breakDead, owns)) recovered++;
-          } finally {
-            this.#recovering.delete(node.uuid);
+        // A dead peer's nodes are taken over a few at a time: one by one, the last of twenty deploys
+        // resumed 7.7 s after the first (a handful of queries each, on a loaded host).
+        const queue = [...page.items];
+        const worker = async (): Promise<void> => {
+          for (let node = queue.shift(); node; node = queue.shift()) {
+            if (!this.#d.groups.includes(node.group) || this.#d.tasks.busy(node.uuid) || this.#recovering.has(node.uuid)) continue;
+            this.#recovering.add(node.uuid);
+            try {
+              if (await this.#recoverNode(node, state, wayBack, controllerId, breakDead, owns)) recovered++;
+            } finally {
+              this.#recovering.delete(node.uuid);
+            }
           }
-        }
+        };
+        await Promise.all(Array.from({ length: Math.min(RECOVERY_CONCURRENCY, queue.length) }, worker));
         marker = page.nextMarker;
       } while (marker);
     }

@@ -115,6 +115,7 @@ export async function streamImage(
   let dataCommitted = 0;
   let finished = false;
   let accepted = false;
+  let startOffset = options.resumeOffset;
   let callError: unknown;
 
   const advanceCommit = (offset: number): void => {
@@ -166,7 +167,9 @@ export async function streamImage(
             resumeOffset: BigInt(options.resumeOffset),
             commitIntervalBytes: BigInt(tuning.commitIntervalBytes),
             digestAlgorithm: options.expected.algorithm,
-            imageId: options.imageId ?? '',
+            // The image's key (fan-out's, or the digest): an agent that committed more of these bytes than our
+            // checkpoint says continues there, and a relay serves a follower only the image it writes itself.
+            imageId: options.imageId ?? `${options.expected.algorithm}:${options.expected.hex}`,
           },
         },
       },
@@ -177,7 +180,8 @@ export async function streamImage(
     // call is connected grpc-js takes messages without back-pressure, and would buffer up to
     // maxUncommittedBytes of them (measured: a peak of 268 MiB RSS for a 256 MiB image).
     while (!accepted && callError === undefined && !finished) await changed.wait();
-    for await (const extent of source.extents(options.resumeOffset)) {
+    // The acceptance names where to continue: our resume offset, or the agent's own committed offset when further.
+    for await (const extent of source.extents(startOffset)) {
       if (extent.kind === 'data') {
         await send(
           { encoded: encodeDataFrame(extent.offset, extent.data, extent.headroom ?? 0) },
@@ -201,11 +205,20 @@ export async function streamImage(
   try {
     for await (const message of call) {
       const ack = message as WriteImageAck;
+      const offset = Number(ack.committedOffset);
       if (!accepted) {
+        if (offset < options.resumeOffset || offset > source.virtualSize) {
+          callError ??= new DeployStreamError(
+            `node ${options.nodeUuid}: the agent accepted the stream at ${offset}, outside ${options.resumeOffset}..${source.virtualSize}`,
+            { node: options.nodeUuid, committedOffset: offset },
+          );
+          call.cancel();
+          break;
+        }
+        startOffset = offset;
         accepted = true;
         changed.wake();
       }
-      const offset = Number(ack.committedOffset);
       if (offset > progress.committedOffset) {
         progress.committedOffset = offset;
         advanceCommit(offset);

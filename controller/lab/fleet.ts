@@ -95,7 +95,7 @@ async function makeImage(dir: string, say: (m: string) => void): Promise<LabImag
  * of machines booting at once on a few shared cores needs. Null without
  * esbuild; the machines then run the sources.
  */
-async function bundleAgent(dir: string, say: (m: string) => void): Promise<string | null> {
+export async function bundleAgent(dir: string, say: (m: string) => void): Promise<string | null> {
   const out = path.join(dir, 'agent/agent.js');
   try {
     await run(path.join(repoRoot, 'scripts/build-agent.sh'), [out], { cwd: repoRoot });

@@ -5,6 +5,7 @@
  */
 export { bmctlPath, machineRoot, repoRoot } from './paths.ts';
 export { startAgentProcess, type AgentProcess, type AgentProcessOptions } from './agent-process.ts';
+export { agentStreamCounters, agentStreamStarts, type AgentStreamCounters, type AgentStreamStart } from './agent-counters.ts';
 export {
   freePort,
   natsUrl,
@@ -20,6 +21,7 @@ export {
 export { ensureSuiteTls, prepareSuiteTls, suiteTls, SUITE_TLS_DIR_ENV, type SuiteTls } from './suite-tls.ts';
 export { makeCa, makeServerCert, type CaFiles } from './tls-certs.ts';
 export { freeUdpPort } from './udp-port.ts';
+export { StartLimiter } from './start-limiter.ts';
 export { loopbackBootToml, type LoopbackBoot } from './boot-toml.ts';
 export { sha256OfFilePrefix } from './file-sha.ts';
 export { VirtualNode, type RamdiskBoot, type VirtualNodeOptions } from './virtual-node.ts';
@@ -32,7 +34,7 @@ export {
   type VirtualBmcUser,
 } from './vbmc/virtual-bmc.ts';
 export { startFleet, startVirtualBmc, type VirtualBmcServer, type VirtualFleet } from './vbmc/server.ts';
-export { startLabFleet, type LabFleet, type LabFleetOptions, type LabImage, type LabMachine } from './fleet.ts';
+export { bundleAgent, startLabFleet, type LabFleet, type LabFleetOptions, type LabImage, type LabMachine } from './fleet.ts';
 export {
   bootAll,
   createFlavor,

@@ -52,6 +52,8 @@ export class VirtualNode {
   #ramdisk: RamdiskBoot | null = null;
   #booting: Promise<void> = Promise.resolve();
   #waiters: ((boot: RamdiskBoot) => void)[] = [];
+  /** Every ramdisk agent this machine ran, oldest first: their logs (and byte counters) outlive them. */
+  readonly agentsRun: AgentProcess[] = [];
   /** The last boot's failure, for the lab to report. */
   lastBootError: string | null = null;
   /** false: the NIC never network-boots (a cable pulled, PXE off in the firmware); tests use it. */
@@ -136,6 +138,7 @@ export class VirtualNode {
     await writeFile(path.join(root, 'sys/class/net/enp1s0/address'), `${this.o.mac}\n`);
     await writeFile(path.join(root, 'proc/cmdline'), `${cmdline}\n`);
     this.#agent = await this.#startAgent(root);
+    this.agentsRun.push(this.#agent);
     const boot = { nodeUuid: arg('bm.node'), token: arg('bm.token'), agent: this.#agent };
     this.#ramdisk = boot;
     this.o.say(`${this.o.name}: network boot: ${arg('bm.purpose')} ramdisk running, agent on ${this.#agent.address}`);

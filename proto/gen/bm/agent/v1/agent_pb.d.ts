@@ -95,9 +95,15 @@ export declare type WriteImageStart = Message<"bm.agent.v1.WriteImageStart"> & {
   digestAlgorithm: string;
 
   /**
-   * Which image this is (the controller's key for its raw content). A
+   * What identifies the image's bytes (the controller's key for its raw
+   * content: the expected digest, with fan-out also the size and group).
+   * An agent that has already committed more of the same image than
+   * resume_offset (a takeover resumes from the last checkpoint the old
+   * controller stored, which may lag the agent) answers start with its own
+   * committed offset, and the sender continues from there instead. A
    * relaying agent serves a follower only the image it is writing itself:
    * RelayImage refuses a start whose image_id differs from its own stream's.
+   * Empty: the agent starts at resume_offset.
    *
    * @generated from field: string image_id = 5;
    */
@@ -111,8 +117,10 @@ export declare type WriteImageStart = Message<"bm.agent.v1.WriteImageStart"> & {
 export declare const WriteImageStartSchema: GenMessage<WriteImageStart>;
 
 /**
- * Sent once when the agent has accepted `start` (committed_offset = the
- * resume offset; senders hold data frames until then), after each fsync
+ * Sent once when the agent has accepted `start` (committed_offset = where
+ * the stream continues: the resume offset, or the agent's own committed
+ * offset of the same image_id when that is further; senders hold data
+ * frames until then), after each fsync
  * (committed_offset advanced) and once at the end (done, with the digest).
  * A new stream may resume at any committed offset.
  *
