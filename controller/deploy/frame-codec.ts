@@ -6,12 +6,9 @@
  * stream put it at about a fifth of the controller's CPU. Frames with `start`
  * or a zero run are small and rare, and go through toBinary. The bytes are
  * the same protobuf encoding either way (frame-codec.test.ts checks them
- * against toBinary), so the agent decodes them with the generated schema.
+ * against toBinary), so the agent decodes them with the generated schema;
+ * the rpc adapter sends them as they are (its encoded()).
  */
-import { create, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
-import { ImageFrameSchema } from '../../proto/gen/bm/agent/v1/agent_pb.js';
-
-type FrameInit = MessageInitShape<typeof ImageFrameSchema>;
 
 const TAG_OFFSET = (1 << 3) | 0; // field 1, varint
 const TAG_DATA = (2 << 3) | 2; // field 2, length-delimited
@@ -67,13 +64,4 @@ function writeHeader(buffer: Buffer, offset: number, dataLength: number): number
     position = writeVarint(buffer, position, dataLength);
   }
   return position;
-}
-
-/** A frame to send: already-encoded bytes (data frames) or a message for toBinary. */
-export type OutgoingFrame = { readonly encoded: Buffer } | { readonly message: FrameInit };
-
-export function serializeFrame(frame: OutgoingFrame): Buffer {
-  if ('encoded' in frame) return frame.encoded;
-  const bytes = toBinary(ImageFrameSchema, create(ImageFrameSchema, frame.message));
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

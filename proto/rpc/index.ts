@@ -8,7 +8,10 @@ export {
   type ServerInterceptor,
   type StatusError,
 } from './server.ts';
-export { connect, isServiceError, type ConnectOptions, type RpcConnection } from './client.ts';
+export { bindServerWithReceiveWindow, GrpcInternalsChangedError } from './receive-window.ts';
+export { connect, isServiceError, type BidiMethod, type ConnectOptions, type RpcConnection } from './client.ts';
+export { encoded, EncodedMessage, EncodedSchemaMismatchError } from './codec.ts';
+export type { DuplexCall } from './duplex.ts';
 export { tlsCredentials } from './tls.ts';
 export type { CallContext, CallOptions, ServiceClient, ServiceHandlers, TypedService } from './types.ts';
 export { status, Metadata, Server } from '@grpc/grpc-js';
