@@ -2,8 +2,8 @@
  * A fast path for the one message that carries the image: a data frame
  * `{offset, data}` encoded straight into one buffer. protobuf-es's
  * BinaryWriter collects chunks and concatenates them, growing as it goes,
- * which for a 1 MiB payload costs two to three copies; profiling the deploy
- * stream put it at about a fifth of the controller's CPU. Frames with `start`
+ * which for a 1 MiB payload costs two to three copies, a large share of the
+ * controller's CPU in a deploy (docs/performance-notes.md). Frames with `start`
  * or a zero run are small and rare, and go through toBinary. The bytes are
  * the same protobuf encoding either way (frame-codec.test.ts checks them
  * against toBinary), so the agent decodes them with the generated schema;

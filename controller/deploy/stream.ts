@@ -163,7 +163,7 @@ export async function streamImage(
     );
     // Hold the data until the agent has accepted the start (target open, image fits): until the
     // call is connected grpc-js takes messages without back-pressure, and would buffer up to
-    // maxUncommittedBytes of them (measured: a peak of 268 MiB RSS for a 256 MiB image).
+    // maxUncommittedBytes of them, about the whole image in RSS (docs/performance-notes.md).
     while (!accepted && callError === undefined && !finished) await changed.wait();
     for await (const extent of source.extents(options.resumeOffset)) {
       if (extent.kind === 'data') {

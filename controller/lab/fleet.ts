@@ -91,7 +91,7 @@ async function makeImage(dir: string, say: (m: string) => void): Promise<LabImag
 
 /**
  * The agent bundled as the ramdisk carries it (scripts/build-agent.sh): one
- * file starts in a third of the time the sources take, which is what a fleet
+ * file starts much faster than the sources (docs/performance-notes.md), which is what a fleet
  * of machines booting at once on a few shared cores needs. Null without
  * esbuild; the machines then run the sources.
  */
