@@ -59,7 +59,7 @@
  * split into blocks; read back, one worker hashes it in order after the last
  * fdatasync. `hashPool: null` hashes on the main thread instead.
  */
-import { createImageHasher, DigestAlgorithm, type ImageHasher } from '../../proto/digest/block-sha256.ts';
+import { createImageHasher, DigestAlgorithm, type ImageHasher } from '../../proto/digest/index.ts';
 import { AgentError, DiskTooSmallError, FrameError, TargetIoError } from '../errors.ts';
 import { BlockReadBack } from './block-read-back.ts';
 import { digestOfTarget } from './hash.ts';

@@ -6,8 +6,7 @@
  * the holder's liveness in the database itself.
  */
 import { and, eq, isNotNull, sql } from 'drizzle-orm';
-import type { Database } from '../../db/connect.ts';
-import { controllers, nodes } from '../../db/schema.ts';
+import { type Database, controllers, nodes } from '../../db/index.ts';
 
 export class DeadReservations {
   readonly #db: Database;

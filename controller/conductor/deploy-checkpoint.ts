@@ -5,8 +5,7 @@
  * resumes from there; a different image starts from zero.
  */
 import { and, eq, sql } from 'drizzle-orm';
-import type { Database } from '../../db/connect.ts';
-import { nodes } from '../../db/schema.ts';
+import { type Database, nodes } from '../../db/index.ts';
 
 export interface DeployCheckpoints {
   /** Starts (or continues) writing `imageSha256` to the node; resolves to the offset to resume from. */

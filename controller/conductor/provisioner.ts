@@ -6,11 +6,9 @@
  */
 import type { Logger } from 'pino';
 import { BmError, NotFoundError, ValidationError } from '../errors.ts';
-import type { ImageCatalog } from '../images/catalog.ts';
-import type { InstanceStore } from '../instances/store.ts';
-import type { InstanceRecord } from '../instances/types.ts';
-import type { NodeStore } from '../nodes/store.ts';
-import type { NodeRecord } from '../nodes/types.ts';
+import type { ImageCatalog } from '../images/index.ts';
+import type { InstanceStore, InstanceRecord } from '../instances/index.ts';
+import type { NodeStore, NodeRecord } from '../nodes/index.ts';
 import type { AgentBoot } from './agent-boot.ts';
 import type { BmcAccess } from './bmc-access.ts';
 import type { DeployCheckpoints } from './deploy-checkpoint.ts';

@@ -8,9 +8,8 @@
  */
 import type { Logger } from 'pino';
 import { BmError, ConflictError, NotFoundError } from '../errors.ts';
-import type { EventBus } from '../events/bus.ts';
-import type { NodeStore, StateFields } from '../nodes/store.ts';
-import type { NodeRecord } from '../nodes/types.ts';
+import type { EventBus } from '../events/index.ts';
+import type { NodeStore, StateFields, NodeRecord } from '../nodes/index.ts';
 import { NodeLockedError } from './reservation.ts';
 import { nextState, TRANSITIONS, type ProvisionEvent } from './states.ts';
 

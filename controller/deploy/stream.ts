@@ -21,7 +21,7 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { AgentService, ImageFrameSchema } from '../../proto/gen/bm/agent/v1/agent_pb.js';
 import { encoded, type EncodedMessage } from '../../proto/rpc/index.ts';
-import type { ImageSource } from '../images/extents.ts';
+import type { ImageSource } from '../images/index.ts';
 import type { AgentConnection } from './agent-client.ts';
 import type { ExpectedDigest } from './digest.ts';
 import { DeployChecksumError, DeployStreamError } from './errors.ts';

@@ -13,7 +13,7 @@ import { open, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { ImageFormat } from '../images/extents.ts';
+import type { ImageFormat } from '../images/index.ts';
 import { freePort, startControllerProcess, type ControllerProcess } from './controller-process.ts';
 import { makeLabTls } from './tls-certs.ts';
 import { LAB_MAX_NODES } from './lab-state.ts';

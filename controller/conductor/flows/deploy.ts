@@ -7,13 +7,9 @@
  */
 import type { Logger } from 'pino';
 import type { DeployCheckpoints } from '../deploy-checkpoint.ts';
-import { deployImage } from '../../deploy/deploy.ts';
-import { expectedDigestOf } from '../../deploy/digest.ts';
-import type { ImageCatalog } from '../../images/catalog.ts';
-import { openImageSource } from '../../images/open.ts';
-import { metaDataJson, networkDataJson } from '../../instances/cloud-init.ts';
-import type { InstanceStore } from '../../instances/store.ts';
-import type { InstanceRecord } from '../../instances/types.ts';
+import { deployImage, expectedDigestOf } from '../../deploy/index.ts';
+import { type ImageCatalog, openImageSource } from '../../images/index.ts';
+import { metaDataJson, networkDataJson, type InstanceStore, type InstanceRecord } from '../../instances/index.ts';
 import type { AgentBoot, AgentSession } from '../agent-boot.ts';
 import type { AfterFailure, TaskContext, TaskWork } from '../task.ts';
 

@@ -1,0 +1,4 @@
+/** The public face of controller/deploy/: what other folders import (scripts/check-imports.ts). */
+export { type AgentConnection, connectAgent } from './agent-client.ts';
+export { deployImage } from './deploy.ts';
+export { expectedDigestOf } from './digest.ts';
