@@ -18,11 +18,14 @@
  * is public. The other way is refused: code outside test/ never imports
  * test/ (STYLE.md rule 12).
  *
- * Two layering rules on top, from issue 11: the conductor imports nothing
- * from a specific power driver (only controller/drivers/power's face, which
- * itself re-exports no driver's folder), and no driver imports upward (files
- * under controller/drivers/ import only controller/drivers/, the loose
- * files of controller/ such as errors.ts, proto/ and packages).
+ * Layering rules on top (tests exempt): agent/ and controller/ never import
+ * each other (they run on different machines and meet only over proto/),
+ * db/ imports neither, proto/ imports none of the three; and from issue 11,
+ * the conductor imports nothing from a specific power driver (only
+ * controller/drivers/power's face, which itself re-exports no driver's
+ * folder), and no driver imports upward (files under controller/drivers/
+ * import only controller/drivers/, the loose files of controller/ such as
+ * errors.ts, proto/ and packages).
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -48,6 +51,14 @@ const FACE = 'index.ts';
 const DRIVERS = 'controller/drivers/';
 const POWER = 'controller/drivers/power/';
 const CONDUCTOR = 'controller/conductor/';
+
+/** Top-level folders that must not import others (what each may not reach, and why). */
+const LAYERS: readonly { readonly from: string; readonly not: readonly string[]; readonly why: string }[] = [
+  { from: 'agent/', not: ['controller/', 'db/'], why: 'the agent runs in the ramdisk and shares only proto/ with the controller' },
+  { from: 'controller/', not: ['agent/'], why: 'the controller talks to the agent over proto/, never through its code' },
+  { from: 'db/', not: ['controller/', 'agent/'], why: 'the schema sits below every user of it' },
+  { from: 'proto/', not: ['controller/', 'agent/', 'db/'], why: 'the contracts and the adapter sit below both ends' },
+];
 
 export interface Violation {
   readonly file: string;
@@ -146,6 +157,12 @@ export function checkFile(file: string, text: string): Violation[] {
 
     if (!isTest(file) && target.startsWith('test/')) {
       fail(`imports test code (${target}); what the product runs lives outside test/`);
+      continue;
+    }
+
+    const layer = isTest(file) ? undefined : LAYERS.find((l) => file.startsWith(l.from) && l.not.some((n) => target.startsWith(n)));
+    if (layer) {
+      fail(`imports ${target}, but ${layer.from} never imports ${layer.not.join(' or ')}: ${layer.why}`);
       continue;
     }
 

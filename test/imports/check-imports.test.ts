@@ -56,6 +56,14 @@ describe('the public-face import check', () => {
     );
   });
 
+  it('keeps agent/ and controller/ apart, and db/ and proto/ below them', () => {
+    expect(imports('agent/server/index.ts', '../../controller/errors.ts')[0]?.message).toContain('agent/ never imports controller/ or db/');
+    expect(imports('controller/deploy/stream.ts', '../../agent/disk/index.ts')[0]?.message).toContain('controller/ never imports agent/');
+    expect(imports('db/schema.ts', '../controller/errors.ts')).toHaveLength(1);
+    expect(imports('proto/rpc/client.ts', '../../db/index.ts')).toHaveLength(1);
+    expect(imports('test/agent/example.test.ts', '../../controller/errors.ts')).toEqual([]);
+  });
+
   it('lets tests import deep, and refuses product code importing test/', () => {
     expect(imports('test/deploy/deploy.test.ts', '../../controller/deploy/stream.ts')).toEqual([]);
     expect(imports('controller/deploy/stream.test.ts', '../../test/support/counting-proxy.ts')).toEqual([]);

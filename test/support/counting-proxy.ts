@@ -10,8 +10,6 @@ export interface CountingProxy {
   readonly address: string;
   /** Connections accepted so far. */
   connections(): number;
-  /** Connections open now. */
-  open(): number;
   close(): Promise<void>;
 }
 
@@ -39,7 +37,6 @@ export async function startCountingProxy(targetPort: number): Promise<CountingPr
   return {
     address: `127.0.0.1:${port}`,
     connections: () => accepted,
-    open: () => sockets.size / 2,
     close: () =>
       new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();
