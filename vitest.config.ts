@@ -5,6 +5,8 @@ import { defineConfig } from 'vitest/config';
 // timing-sensitive protocol tests flaky, so files run two at a time.
 export default defineConfig({
   test: {
+    // The suite's TLS (controller/lab/suite-tls.ts): controllers the tests start serve TLS unless a test opts out.
+    globalSetup: ['test/support/global-setup.ts'],
     include: ['controller/**/*.test.ts', 'agent/**/*.test.ts', 'db/**/*.test.ts', 'proto/**/*.test.ts', 'test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,

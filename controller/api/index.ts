@@ -1,7 +1,7 @@
 /** The public face of controller/api/: what other folders import (scripts/check-imports.ts). */
 export { AGENT_REGISTRY_PREFIX, agentRegistryHandlers } from './agent-registry-service.ts';
 export { clusterHandlers } from './cluster-service.ts';
-export { describeDatabaseError, isDatabaseError } from './database-error.ts';
+export { describeDatabaseError, isDatabaseError, isDatabaseUnreachable } from './database-error.ts';
 export { eventHandlers } from './event-service.ts';
 export { flavorHandlers } from './flavor-service.ts';
 export { healthHandlers, HealthState } from './health-service.ts';

@@ -11,15 +11,15 @@ import {
   DEFAULT_POWER_DRIVER,
   isUuid,
 } from '../nodes/index.ts';
-import type { PowerConductor, Provisioner } from '../conductor/index.ts';
+import type { NodeActions } from '../conductor/index.ts';
 import { nodeMessage } from './convert.ts';
 import { pageLimit, pageMarker } from './paging.ts';
 
 export function nodeHandlers(
   enrollment: Enrollment,
   store: NodeStore,
-  power: PowerConductor,
-  provisioner: Provisioner,
+  /** Power, boot device and provision verbs: run here or at the node's owner (conductor/node-router.ts). */
+  actions: NodeActions,
   diagnose: (id: string) => Promise<Record<string, unknown>>,
 ): ServiceHandlers<typeof NodeService> {
   return {
@@ -96,19 +96,19 @@ export function nodeHandlers(
       return {};
     },
     async setPowerState(req) {
-      return nodeMessage(await power.setPowerState(req.id, req.target));
+      return nodeMessage(await actions.setPowerState(req.id, req.target));
     },
     async getPowerState(req) {
-      return { powerState: await power.powerState(req.id) };
+      return { powerState: await actions.powerState(req.id) };
     },
     async setBootDevice(req) {
-      return power.setBootDevice(req.id, req.device, req.persistent, req.uefi);
+      return actions.setBootDevice(req.id, req.device, req.persistent, req.uefi);
     },
     async getBootDevice(req) {
-      return power.bootDevice(req.id);
+      return actions.bootDevice(req.id);
     },
     async provision(req) {
-      return nodeMessage(await provisioner.provision(req.id, req.verb));
+      return nodeMessage(await actions.provision(req.id, req.verb));
     },
     async diagnose(req) {
       return { reportJson: JSON.stringify(await diagnose(req.id)) };

@@ -10,7 +10,7 @@ import type { RefusalLog } from '../auth/index.ts';
 import { BmError, type ErrorCode } from '../errors.ts';
 import { describeDatabaseError, isDatabaseError, isDatabaseUnreachable } from './database-error.ts';
 
-/** Trailer naming what failed behind the controller, for clients that word their message by it. */
+/** Trailer naming what failed behind the controller (database, owner, behind), for clients that word their message by it. */
 export const CAUSE_HEADER = 'bm-cause';
 
 const codes: Record<ErrorCode, status> = {
@@ -34,6 +34,12 @@ export function statusMapper(log: Logger, refusals: RefusalLog): (err: unknown, 
       if (err.code === 'internal') log.error({ err, method: ctx.path }, 'internal error');
       else if (err.code !== 'unauthenticated') log.debug({ code: err.code, method: ctx.path, context: err.context }, err.message);
       else refusals.refused(ctx.path, ctx.peer);
+      if (err.code === 'unavailable') {
+        // UNAVAILABLE alone reads as "this controller is down"; it answered: a peer (a node's owner) or a device did not.
+        const metadata = new Metadata();
+        metadata.set(CAUSE_HEADER, err.context.owner !== undefined ? 'owner' : 'behind');
+        return { code: codes[err.code], details: err.message, metadata };
+      }
       return { code: codes[err.code], details: err.code === 'internal' ? 'internal error' : err.message };
     }
     if (isDatabaseError(err)) {

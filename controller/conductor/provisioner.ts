@@ -5,7 +5,7 @@
  * pool). API handlers call these; none of them talks to a driver directly.
  */
 import type { Logger } from 'pino';
-import { BmError, NotFoundError, ValidationError } from '../errors.ts';
+import { BmError, ConflictError, NotFoundError, ValidationError } from '../errors.ts';
 import type { ImageCatalog } from '../images/index.ts';
 import type { InstanceStore, InstanceRecord } from '../instances/index.ts';
 import type { NodeStore, NodeRecord } from '../nodes/index.ts';
@@ -45,6 +45,8 @@ const INTERRUPTED: Readonly<Record<string, string>> = {
 
 export class Provisioner {
   readonly #d: ProvisionerDeps;
+  /** Nodes the recovery sweep is working on now: a forwarded deploy of the same node leaves them to it (and the other way round). */
+  readonly #recovering = new Set<string>();
 
   constructor(deps: ProvisionerDeps) {
     this.#d = deps;
@@ -100,6 +102,25 @@ export class Provisioner {
       log: this.#d.log,
     };
     this.#d.tasks.adopt(node, deployWork(deps, instance), deployFailed(deps, instance));
+  }
+
+  /**
+   * Starts the deploy of a node another controller claimed for this one (the hash ring's owner runs every deploy of
+   * its nodes; the claim made it the holder). Already running here (the recovery sweep found it first): nothing to do.
+   */
+  startClaimed(node: NodeRecord, instance: InstanceRecord): void {
+    if (this.#d.tasks.busy(node.uuid) || this.#recovering.has(node.uuid)) return;
+    if (
+      node.reservation !== this.#d.tasks.controllerId ||
+      node.provisionState !== 'deploying' ||
+      node.instanceUuid !== instance.uuid ||
+      instance.state !== 'BUILD'
+    )
+      throw new ConflictError(
+        `node ${node.uuid} is no longer claimed for instance ${instance.uuid} by controller ${this.#d.tasks.controllerId} (now ${node.provisionState}, reserved by ${node.reservation ?? 'nobody'}); deploy not started`,
+        { node: node.uuid, instance: instance.uuid },
+      );
+    this.deploy(node, instance);
   }
 
   /** Tears the instance down: a running deploy is cancelled first; the node powers off, erases its disk and returns to the pool. */
@@ -165,30 +186,44 @@ export class Provisioner {
       do {
         const page = await this.#d.store.listNodes({ provisionState: state }, 500, marker);
         for (const node of page.items) {
-          if (!this.#d.groups.includes(node.group) || this.#d.tasks.busy(node.uuid)) continue;
-          // Of the group's live controllers, the hash ring's owner of the node picks it up.
-          if (node.reservation !== controllerId && !(await owns(node))) continue;
-          if (node.reservation === controllerId) await this.#d.store.release(node.uuid, controllerId);
-          else if (node.reservation !== null && !(await breakDead(node.uuid))) continue;
-          if (await this.#resumeDeploy(node)) {
-            recovered++;
-            continue;
-          }
+          if (!this.#d.groups.includes(node.group) || this.#d.tasks.busy(node.uuid) || this.#recovering.has(node.uuid)) continue;
+          this.#recovering.add(node.uuid);
           try {
-            await this.#d.tasks.start(node.uuid, 'fail', async () => undefined, {
-              lastError: `interrupted: its controller (${node.reservation ?? 'none'}) stopped while the node was ${state}; ${wayBack}`,
-            });
-            if (node.instanceUuid)
-              await this.#d.instances.update(node.instanceUuid, { state: 'ERROR', lastError: `interrupted while ${state}; ${wayBack}` });
-            recovered++;
-          } catch (err) {
-            this.#d.log.warn({ err, node: node.uuid }, 'could not recover an interrupted node');
+            if (await this.#recoverNode(node, state, wayBack, controllerId, breakDead, owns)) recovered++;
+          } finally {
+            this.#recovering.delete(node.uuid);
           }
         }
         marker = page.nextMarker;
       } while (marker);
     }
     return recovered;
+  }
+
+  async #recoverNode(
+    node: NodeRecord,
+    state: string,
+    wayBack: string,
+    controllerId: string,
+    breakDead: (nodeUuid: string) => Promise<boolean>,
+    owns: (node: NodeRecord) => Promise<boolean>,
+  ): Promise<boolean> {
+    // Of the group's live controllers, the hash ring's owner of the node picks it up.
+    if (node.reservation !== controllerId && !(await owns(node))) return false;
+    if (node.reservation === controllerId) await this.#d.store.release(node.uuid, controllerId);
+    else if (node.reservation !== null && !(await breakDead(node.uuid))) return false;
+    if (await this.#resumeDeploy(node)) return true;
+    try {
+      await this.#d.tasks.start(node.uuid, 'fail', async () => undefined, {
+        lastError: `interrupted: its controller (${node.reservation ?? 'none'}) stopped while the node was ${state}; ${wayBack}`,
+      });
+      if (node.instanceUuid)
+        await this.#d.instances.update(node.instanceUuid, { state: 'ERROR', lastError: `interrupted while ${state}; ${wayBack}` });
+      return true;
+    } catch (err) {
+      this.#d.log.warn({ err, node: node.uuid }, 'could not recover an interrupted node');
+      return false;
+    }
   }
 
   /**

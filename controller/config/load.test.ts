@@ -52,6 +52,22 @@ describe('config', () => {
     );
   });
 
+  it('keeps images on local disk by default and takes the JetStream store with its bucket, replicas and cache', async () => {
+    const { config } = await loadConfig(undefined, {});
+    expect(config.images).toMatchObject({ store: 'local', bucket: 'images', replicas: 1, cache_dir: '/var/lib/bm/image-cache' });
+    const p = await file('[images]\nstore = "jetstream"\nbucket = "img"\nreplicas = 3\ncache_dir = "/srv/cache"\n');
+    expect((await loadConfig(p, {})).config.images).toMatchObject({
+      store: 'jetstream',
+      bucket: 'img',
+      replicas: 3,
+      cache_dir: '/srv/cache',
+    });
+    expect((await loadConfig(undefined, { BM_IMAGES_STORE: 'jetstream', BM_IMAGES_REPLICAS: '5' })).config.images.replicas).toBe(5);
+    await expect(loadConfig(await file('[images]\nstore = "s3"\n'), {})).rejects.toThrow(/images\.store/);
+    await expect(loadConfig(undefined, { BM_IMAGES_REPLICAS: '6' })).rejects.toThrow(/images\.replicas/);
+    await expect(loadConfig(await file('[images]\nbucket = "a.b"\n'), {})).rejects.toThrow(/images\.bucket/);
+  });
+
   it('names the key, the value and what was expected', async () => {
     const p = await file('[api]\nlisten = "nowhere"\n');
     await expect(loadConfig(p, {})).rejects.toThrow(ConfigError);

@@ -105,6 +105,11 @@ export const configSchema = z
         heartbeat_interval_ms: positiveInt.default(5000),
         /** A controller whose heartbeat is older than this is dead: its reservations are broken (Ironic: 60 s). */
         dead_after_s: positiveInt.default(30),
+        /**
+         * An action on a node owned by another controller is forwarded to it over NATS; this is the longest
+         * silence from the owner (no acknowledgement, no keepalive) before the caller gets UNAVAILABLE naming it.
+         */
+        forward_timeout_ms: positiveInt.default(5000),
       })
       .strict()
       .prefault({}),
@@ -118,9 +123,20 @@ export const configSchema = z
       .prefault({}),
     images: z
       .object({
+        /** Where image bytes live: "local" (store_path: one controller, or a shared filesystem) or "jetstream" (the NATS object store every controller reads). */
+        store: z.enum(['local', 'jetstream']).default('local'),
         /** Where the local blob store keeps image bytes, content-addressed. */
         store_path: z.string().min(1).default('/var/lib/bm/images'),
         max_upload_gb: positiveInt.default(256),
+        /** jetstream: the object store bucket; the [nats] prefix goes in front, so clusters sharing a NATS keep apart. */
+        bucket: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected up to 64 letters, digits, "_" or "-"')
+          .default('images'),
+        /** jetstream: copies the NATS cluster keeps (JetStream allows 1 to 5); only applied when the bucket is created. */
+        replicas: z.coerce.number().int().min(1).max(5).default(1),
+        /** jetstream: this controller's cache of verified image copies (positioned reads for qcow2, one fetch per image). */
+        cache_dir: z.string().min(1).default('/var/lib/bm/image-cache'),
       })
       .strict()
       .prefault({}),

@@ -35,6 +35,16 @@ export class Subjects {
     return `${this.prefix}.controllers.${controllerId}.heartbeat`;
   }
 
+  /** `<prefix>.rpc.<ownerId>.<action>`: a node action forwarded to the node's owner (cluster/forwarding.ts). */
+  rpc(ownerId: string, action: string): string {
+    return `${this.prefix}.rpc.${ownerId}.${action}`;
+  }
+
+  /** Every action forwarded to this controller (one token per action). */
+  rpcOf(controllerId: string): string {
+    return `${this.prefix}.rpc.${controllerId}.*`;
+  }
+
   /** `<prefix>.events.node.<uuid>`; every node's events (a wildcard) for null. */
   nodeEvents(nodeUuid: string | null): string {
     return `${this.prefix}.events.node.${nodeUuid ?? '*'}`;

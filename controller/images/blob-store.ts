@@ -1,11 +1,11 @@
 /**
  * Where uploaded image bytes live: content-addressed by sha256, so the same
  * image uploaded twice is stored once, and a blob's name is a promise about
- * its content. The local-disk store is the default; a replicated store
- * (JetStream object store) comes with the HA work behind the same interface.
+ * its content. The local-disk store is the default; the JetStream object
+ * store (jetstream-blob-store.ts) serves every controller of a cluster.
  */
 import type { Readable } from 'node:stream';
-import { NotFoundError, ValidationError } from '../errors.ts';
+import { BmError, NotFoundError, ValidationError, type ErrorContext } from '../errors.ts';
 import type { ClosableRandomAccessReader } from './random-access.ts';
 
 export interface BlobInfo {
@@ -48,6 +48,26 @@ export class BlobNotFoundError extends NotFoundError {
   }
 }
 
+export class BlobTooLargeError extends BmError {
+  constructor(maxBytes: number) {
+    super('resource-exhausted', `upload exceeds the ${maxBytes}-byte limit`, { maxBytes });
+  }
+}
+
+/** Stored bytes that do not hash to their name: a store (or cache) that lost data, never the caller's fault. */
+export class BlobCorruptError extends BmError {
+  constructor(sha256: string, message: string, context: ErrorContext = {}) {
+    super('internal', `blob ${sha256}: ${message}`, { ...context, sha256 });
+  }
+}
+
+/** The backing service (NATS JetStream) could not be reached or refused the request; the cause is kept for logs. */
+export class BlobStoreUnavailableError extends BmError {
+  constructor(message: string, context: ErrorContext, cause: unknown) {
+    super('unavailable', `${message}: ${cause instanceof Error ? cause.message : String(cause)}`, context, { cause });
+  }
+}
+
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /** Blob names come only from here: a digest that is exactly 64 lowercase hex digits. */
@@ -55,4 +75,17 @@ export function checkSha256(sha256: string): string {
   if (!SHA256_HEX.test(sha256))
     throw new ValidationError('sha256', `${JSON.stringify(sha256.slice(0, 80))} is not 64 lowercase hex digits`);
   return sha256;
+}
+
+/** Checks a range against a blob's size; returns the bytes it covers (the whole rest of the blob when no length is given). */
+export function resolveRange(sha256: string, size: number, range: BlobRange = { offset: 0 }): { offset: number; length: number } {
+  const { offset } = range;
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset > size) {
+    throw new ValidationError('range.offset', `${offset} is outside the ${size}-byte blob`, { sha256 });
+  }
+  const length = range.length ?? size - offset;
+  if (!Number.isSafeInteger(length) || length < 0 || offset + length > size) {
+    throw new ValidationError('range.length', `${length} bytes from ${offset} run past the ${size}-byte blob`, { sha256 });
+  }
+  return { offset, length };
 }

@@ -4,3 +4,4 @@ export { ImageCatalog, type ImageRecord } from './catalog.ts';
 export type { ImageFormat, ImageSource } from './extents.ts';
 export { LocalBlobStore } from './local-blob-store.ts';
 export { openImageSource } from './open.ts';
+export { openBlobStore } from './open-blob-store.ts';

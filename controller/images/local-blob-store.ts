@@ -10,27 +10,22 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { BmError, ValidationError } from '../errors.ts';
-import { BlobNotFoundError, checkSha256, type BlobInfo, type BlobRange, type BlobStore, type PutOptions } from './blob-store.ts';
+import { ValidationError } from '../errors.ts';
+import {
+  BlobNotFoundError,
+  BlobTooLargeError,
+  checkSha256,
+  resolveRange,
+  type BlobInfo,
+  type BlobRange,
+  type BlobStore,
+  type PutOptions,
+} from './blob-store.ts';
 import { FileHandleReader, type ClosableRandomAccessReader } from './random-access.ts';
+import { isNotFound, sweepStaleParts, writeFully } from './blob-files.ts';
 
-export class BlobTooLargeError extends BmError {
-  constructor(maxBytes: number) {
-    super('resource-exhausted', `upload exceeds the ${maxBytes}-byte limit`, { maxBytes });
-  }
-}
-
-function isNotFound(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && 'code' in err && err.code === 'ENOENT';
-}
-
-async function writeFully(handle: FileHandle, data: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < data.length) {
-    const { bytesWritten } = await handle.write(data, written, data.length - written);
-    written += bytesWritten;
-  }
-}
+// Callers that caught the limit error from here keep importing it from here.
+export { BlobTooLargeError };
 
 async function syncDirectory(path: string): Promise<void> {
   const dir = await open(path, 'r');
@@ -117,14 +112,7 @@ export class LocalBlobStore implements BlobStore {
   async openRead(sha256: string, range: BlobRange = { offset: 0 }): Promise<Readable> {
     const info = await this.stat(sha256);
     if (info === undefined) throw new BlobNotFoundError(sha256);
-    const { offset } = range;
-    if (!Number.isSafeInteger(offset) || offset < 0 || offset > info.size) {
-      throw new ValidationError('range.offset', `${offset} is outside the ${info.size}-byte blob`, { sha256 });
-    }
-    const length = range.length ?? info.size - offset;
-    if (!Number.isSafeInteger(length) || length < 0 || offset + length > info.size) {
-      throw new ValidationError('range.length', `${length} bytes from ${offset} run past the ${info.size}-byte blob`, { sha256 });
-    }
+    const { offset, length } = resolveRange(sha256, info.size, range);
     if (length === 0) return Readable.from([]);
     // `end` is inclusive in createReadStream.
     return createReadStream(this.#path(sha256), { start: offset, end: offset + length - 1 });
@@ -170,26 +158,6 @@ export class LocalBlobStore implements BlobStore {
    * Call at start-up; a live upload's temp file is younger than any sane age.
    */
   async sweepTemp(olderThanMs = 60 * 60 * 1000, now = Date.now()): Promise<number> {
-    let names: string[];
-    try {
-      names = await readdir(this.#tmpDir);
-    } catch (err) {
-      if (isNotFound(err)) return 0;
-      throw err;
-    }
-    let removed = 0;
-    for (const name of names) {
-      if (!name.endsWith('.part')) continue;
-      const path = join(this.#tmpDir, name);
-      try {
-        if (now - (await stat(path)).mtimeMs >= olderThanMs) {
-          await rm(path, { force: true });
-          removed++;
-        }
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
-    }
-    return removed;
+    return sweepStaleParts(this.#tmpDir, olderThanMs, now);
   }
 }

@@ -4,7 +4,8 @@
  * its project's instances; an admin reaches all.
  */
 import type { Caller } from '../auth/index.ts';
-import type { PowerConductor, Provisioner } from '../conductor/index.ts';
+import type { OwnedNode, Ownership } from '../cluster/index.ts';
+import type { NodeActions, Provisioner } from '../conductor/index.ts';
 import { BmError, ValidationError } from '../errors.ts';
 import type { FlavorCatalog } from '../flavors/index.ts';
 import type { ImageCatalog } from '../images/index.ts';
@@ -32,7 +33,9 @@ export class InstanceManager {
   readonly #images: ImageCatalog;
   readonly #scheduler: Scheduler;
   readonly #provisioner: Provisioner;
-  readonly #power: PowerConductor;
+  /** Power and teardown of an instance's node, run here or at the node's owner. */
+  readonly #actions: NodeActions;
+  readonly #ownership: Ownership | null;
   readonly #controllerId: string;
 
   constructor(deps: {
@@ -42,7 +45,9 @@ export class InstanceManager {
     images: ImageCatalog;
     scheduler: Scheduler;
     provisioner: Provisioner;
-    power: PowerConductor;
+    actions: NodeActions;
+    /** Who owns which node (absent: this controller deploys every node it claims). */
+    ownership?: Ownership;
     controllerId: string;
   }) {
     this.#store = deps.store;
@@ -51,7 +56,8 @@ export class InstanceManager {
     this.#images = deps.images;
     this.#scheduler = deps.scheduler;
     this.#provisioner = deps.provisioner;
-    this.#power = deps.power;
+    this.#actions = deps.actions;
+    this.#ownership = deps.ownership ?? null;
     this.#controllerId = deps.controllerId;
   }
 
@@ -99,13 +105,23 @@ export class InstanceManager {
     // The row is written in the claim's transaction, already on its node: one commit per boot, and
     // "no valid node" leaves nothing behind to clean up.
     const written: { instance?: InstanceRecord } = {};
-    const { node } = await this.#scheduler.claim(flavor, fields.uuid, this.#controllerId, async (tx, claimed) => {
+    // The claim reserves the node for its owner on the hash ring (this controller when no live member serves its group),
+    // which then runs the deploy: the one that will also answer its power verbs and take it over if need be.
+    const owners = await this.#ownership?.snapshot();
+    const holder = owners ? (n: OwnedNode) => owners.ownerOf(n)?.id ?? this.#controllerId : this.#controllerId;
+    const claim = await this.#scheduler.claim(flavor, fields.uuid, holder, async (tx, claimed) => {
       written.instance = await this.#store.create({ ...fields, nodeUuid: claimed }, tx);
     });
     const placed = written.instance;
     if (!placed) throw new BmError('internal', `instance ${fields.uuid} was not written with its claim`);
-    this.#provisioner.deploy(node, placed);
-    return { instance: placed, node };
+    try {
+      await this.#actions.deploy(claim.node, placed);
+    } catch (err) {
+      // Its owner could not be told to start it: the node goes back to the pool and no instance is left behind. Unless
+      // the owner started it after all (it was slow, or its own sweep found the node): then the boot stands.
+      if (await this.#scheduler.unclaim(claim, (tx) => this.#store.remove(placed.uuid, tx))) throw err;
+    }
+    return { instance: placed, node: claim.node };
   }
 
   get(caller: Caller, id: string): Promise<InstanceRecord> {
@@ -122,18 +138,18 @@ export class InstanceManager {
   async delete(caller: Caller, id: string): Promise<InstanceRecord> {
     const instance = await this.get(caller, id);
     if (instance.state === 'DELETING') return instance;
-    await this.#provisioner.undeploy(instance);
+    await this.#actions.undeploy(instance);
     return (await this.#store.find(instance.uuid, null)) ?? { ...instance, state: 'DELETING' };
   }
 
   async reboot(caller: Caller, id: string, hard: boolean): Promise<InstanceRecord> {
     const instance = await this.#active(caller, id);
     const node = await this.#provisioner.nodeOf(instance);
-    if (hard) await this.#power.setPowerState(node.uuid, 'reboot');
+    if (hard) await this.#actions.setPowerState(node.uuid, 'reboot');
     else {
       // ACPI first, so the OS shuts down cleanly; then on again.
-      await this.#power.setPowerState(node.uuid, 'soft-off');
-      await this.#power.setPowerState(node.uuid, 'on');
+      await this.#actions.setPowerState(node.uuid, 'soft-off');
+      await this.#actions.setPowerState(node.uuid, 'on');
     }
     return instance;
   }
@@ -142,7 +158,7 @@ export class InstanceManager {
     if (target !== 'on' && target !== 'off') throw new ValidationError('target', 'must be on or off');
     const instance = await this.#active(caller, id);
     const node = await this.#provisioner.nodeOf(instance);
-    await this.#power.setPowerState(node.uuid, target);
+    await this.#actions.setPowerState(node.uuid, target);
     return instance;
   }
 

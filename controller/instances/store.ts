@@ -106,7 +106,7 @@ export class InstanceStore {
     return rows.length > 0;
   }
 
-  async remove(uuid: string): Promise<void> {
-    await this.#db.delete(instances).where(eq(instances.uuid, uuid));
+  async remove(uuid: string, tx?: Transaction): Promise<void> {
+    await (tx ?? this.#db).delete(instances).where(eq(instances.uuid, uuid));
   }
 }

@@ -12,9 +12,9 @@ import path from 'node:path';
 import { syncDatabase, dropDatabase } from '../../db/index.ts';
 import { hashToken, newToken } from '../auth/index.ts';
 import { Health, HealthCheckResponse_ServingStatus } from '../../proto/gen/grpc/health/v1/health_pb.js';
-import type * as grpc from '@grpc/grpc-js';
-import { connect, tlsCredentials } from '../../proto/rpc/index.ts';
+import { connect, forgetServer, trustServer } from '../../proto/rpc/index.ts';
 import { bmctlPath, repoRoot } from './paths.ts';
+import { suiteTls } from './suite-tls.ts';
 
 /**
  * Node's flags for a controller. V8's default young generation on a 64-bit
@@ -37,15 +37,9 @@ export function freePort(): Promise<number> {
   });
 }
 
-async function waitServing(
-  url: string,
-  child: ChildProcess,
-  output: () => string,
-  timeoutMs: number,
-  credentials?: grpc.ChannelCredentials,
-): Promise<void> {
+async function waitServing(url: string, child: ChildProcess, output: () => string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  const conn = connect(url, credentials ? { credentials } : {});
+  const conn = connect(url);
   try {
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`controller exited with ${child.exitCode} before serving:\n${output()}`);
@@ -77,7 +71,11 @@ export interface ControllerProcess {
   readonly databaseUrl: string;
   /** The NATS subject prefix of this run: its events are `<natsPrefix>.events.node.<uuid>`. */
   readonly natsPrefix: string;
-  /** The CA file clients verify this controller with; null when it serves plaintext. */
+  /**
+   * The CA file clients verify this controller with (the suite's unless the
+   * test gave its own); null when it serves plaintext. While it runs,
+   * connect(url) without credentials verifies it against this CA.
+   */
   readonly ca: string | null;
   readonly dir: string;
   readonly pid: number;
@@ -93,8 +91,21 @@ export interface StartOptions {
   readonly logLevel?: string;
   /** Defaults to a prefix of its own, so parallel runs on one NATS never see each other's events. */
   readonly natsPrefix?: string;
-  /** Serve the API with TLS only: PEM files for [api] tls_cert/tls_key/tls_ca (ca: what clients verify against). */
-  readonly tls?: { readonly cert: string; readonly key: string; readonly ca: string; readonly reloadMs?: number };
+  /**
+   * The API serves TLS only, by default with the suite's CA and certificate
+   * (suite-tls.ts; BM_CA names that CA in the test run's environment, so
+   * bmctl verifies it too). PEM files of the test's own for [api]
+   * tls_cert/tls_key/tls_ca (ca: what clients verify against), or false for a
+   * plaintext API: a test about plaintext says so here.
+   */
+  readonly tls?: TlsFiles | false;
+}
+
+export interface TlsFiles {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca: string;
+  readonly reloadMs?: number;
 }
 
 export function uniqueNatsPrefix(): string {
@@ -119,18 +130,20 @@ export async function startControllerProcess(options: StartOptions = {}): Promis
   const databaseUrl = options.databaseUrl ?? uniqueDatabaseUrl();
   const token = newToken();
   const natsPrefix = options.natsPrefix ?? uniqueNatsPrefix();
+  const tls: TlsFiles | null = options.tls === false ? null : (options.tls ?? (await suiteTls()));
+  const caPem = tls ? await readFile(tls.ca) : null;
   await syncDatabase(databaseUrl);
   const apiPort = await freePort();
   const config = [
     '[api]',
     `listen = "127.0.0.1:${apiPort}"`,
     `tokens = ["${hashToken(token)}"]`,
-    ...(options.tls
+    ...(tls
       ? [
-          `tls_cert = "${options.tls.cert}"`,
-          `tls_key = "${options.tls.key}"`,
-          `tls_ca = "${options.tls.ca}"`,
-          ...(options.tls.reloadMs ? [`tls_reload_ms = ${options.tls.reloadMs}`] : []),
+          `tls_cert = "${tls.cert}"`,
+          `tls_key = "${tls.key}"`,
+          `tls_ca = "${tls.ca}"`,
+          ...(tls.reloadMs ? [`tls_reload_ms = ${tls.reloadMs}`] : []),
         ]
       : []),
     '[database]',
@@ -161,14 +174,17 @@ export async function startControllerProcess(options: StartOptions = {}): Promis
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
 
+  const url = `127.0.0.1:${apiPort}`;
+  // Both names the certificate carries: a test may dial either.
+  const dialled = [url, `localhost:${apiPort}`];
   const cleanup = async (keepDatabase: boolean): Promise<void> => {
+    for (const address of dialled) forgetServer(address);
     if (!keepDatabase) await dropDatabase(databaseUrl).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   };
 
-  const url = `127.0.0.1:${apiPort}`;
-  const credentials = options.tls ? tlsCredentials(await readFile(options.tls.ca)) : undefined;
-  await waitServing(url, child, () => output, 30_000, credentials).catch(async (err: unknown) => {
+  if (caPem) for (const address of dialled) trustServer(address, caPem);
+  await waitServing(url, child, () => output, 30_000).catch(async (err: unknown) => {
     child.kill('SIGKILL');
     await cleanup(false);
     throw err;
@@ -179,7 +195,7 @@ export async function startControllerProcess(options: StartOptions = {}): Promis
     token,
     databaseUrl,
     natsPrefix,
-    ca: options.tls?.ca ?? null,
+    ca: tls?.ca ?? null,
     dir,
     pid: child.pid!,
     logs: () => output,

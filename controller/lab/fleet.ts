@@ -133,7 +133,7 @@ export async function startLabFleet(o: LabFleetOptions): Promise<LabFleet> {
       `starting a controller on its own database${tls ? ', its API with TLS (a CA made for this lab)' : ''}, with HTTP and TFTP boot on loopback`,
     );
     controller = await startControllerProcess({
-      ...(tls ? { tls } : {}),
+      tls: tls ?? false,
       databaseUrl: o.databaseUrl,
       natsPrefix: o.natsPrefix,
       logLevel: o.logLevel ?? 'warn',

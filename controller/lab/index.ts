@@ -15,7 +15,10 @@ export {
   type CliResult,
   type ControllerProcess,
   type StartOptions,
+  type TlsFiles,
 } from './controller-process.ts';
+export { ensureSuiteTls, prepareSuiteTls, suiteTls, SUITE_TLS_DIR_ENV, type SuiteTls } from './suite-tls.ts';
+export { makeCa, makeServerCert, type CaFiles } from './tls-certs.ts';
 export { freeUdpPort } from './udp-port.ts';
 export { loopbackBootToml, type LoopbackBoot } from './boot-toml.ts';
 export { sha256OfFilePrefix } from './file-sha.ts';

@@ -1,7 +1,7 @@
 /**
  * Certificates made with Debian's openssl for a lab run or a test's temp dir:
- * a CA, and server certificates for 127.0.0.1 it signs. Short-lived (2 days):
- * they never leave this machine.
+ * a CA, and server certificates for 127.0.0.1 it signs. Short-lived (2 days
+ * unless `days` says otherwise): they never leave this machine.
  */
 import { execFile } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -24,7 +24,7 @@ export interface CaFiles {
   readonly key: string;
 }
 
-export async function makeCa(dir: string, name: string): Promise<CaFiles> {
+export async function makeCa(dir: string, name: string, days = 2): Promise<CaFiles> {
   const cert = path.join(dir, `${name}.pem`);
   const key = path.join(dir, `${name}.key`);
   await openssl([
@@ -40,7 +40,7 @@ export async function makeCa(dir: string, name: string): Promise<CaFiles> {
     '-out',
     cert,
     '-days',
-    '2',
+    String(days),
     '-subj',
     `/CN=${name}`,
     '-addext',
@@ -51,13 +51,24 @@ export async function makeCa(dir: string, name: string): Promise<CaFiles> {
   return { cert, key };
 }
 
-/** A server certificate for 127.0.0.1 signed by `ca`; a fresh key unless `reuseKey` names one. */
-export async function makeServerCert(dir: string, ca: CaFiles, name: string, reuseKey?: string): Promise<{ cert: string; key: string }> {
+/**
+ * A server certificate for 127.0.0.1 and localhost (and `extraIps`, e.g. a namespace's
+ * provisioning address) signed by `ca`; a fresh key unless `reuseKey` names one.
+ */
+export async function makeServerCert(
+  dir: string,
+  ca: CaFiles,
+  name: string,
+  reuseKey?: string,
+  days = 2,
+  extraIps: readonly string[] = [],
+): Promise<{ cert: string; key: string }> {
   const cert = path.join(dir, `${name}.pem`);
   const key = reuseKey ?? path.join(dir, `${name}.key`);
   const csr = path.join(dir, `${name}.csr`);
   const ext = path.join(dir, `${name}.ext`);
-  await writeFile(ext, 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  const names = ['IP:127.0.0.1', 'DNS:localhost', ...extraIps.map((ip) => `IP:${ip}`)].join(',');
+  await writeFile(ext, `subjectAltName=${names}\nextendedKeyUsage=serverAuth\n`);
   await openssl([
     'req',
     '-new',
@@ -79,7 +90,7 @@ export async function makeServerCert(dir: string, ca: CaFiles, name: string, reu
     '-set_serial',
     `0x${Date.now().toString(16)}${Math.floor(Math.random() * 0xffff).toString(16)}`,
     '-days',
-    '2',
+    String(days),
     '-out',
     cert,
     '-extfile',

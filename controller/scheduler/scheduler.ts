@@ -13,6 +13,9 @@ export type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
 
 /** Runs inside the claim's transaction once the node is ours (e.g. inserts the instance row already placed on it); its error rolls the claim back. */
 export type BindClaim = (tx: Transaction, nodeUuid: string) => Promise<void>;
+
+/** Whose reservation a claimed node gets: one controller, or per node (the node's owner on the hash ring, who then runs its deploy). */
+export type ClaimHolder = string | ((node: { readonly uuid: string; readonly group: string }) => string);
 import { nextState } from '../conductor/index.ts';
 import { macsOfNodes, toNode, type NodeRecord } from '../nodes/index.ts';
 import { type FlavorRecord, capabilitiesMatch, FLAVOR_KEYS, requiredCapabilities } from '../flavors/index.ts';
@@ -50,7 +53,7 @@ interface Candidate {
 
 interface PendingClaim {
   readonly instanceUuid: string;
-  readonly controllerId: string;
+  readonly holder: ClaimHolder;
   readonly bind: BindClaim | undefined;
   losses: number;
   readonly resolve: (claim: Claim) => void;
@@ -105,14 +108,14 @@ export class Scheduler {
   }
 
   /**
-   * Claims a node for the instance: it is then `deploying`, reserved by `controllerId`, and holds `instanceUuid`.
+   * Claims a node for the instance: it is then `deploying`, reserved by `holder`, and holds `instanceUuid`.
    * With `bind`, the claim and what `bind` writes are one transaction: one commit, and never one without the other.
    */
-  claim(flavor: FlavorRecord, instanceUuid: string, controllerId: string, bind?: BindClaim): Promise<Claim> {
+  claim(flavor: FlavorRecord, instanceUuid: string, holder: ClaimHolder, bind?: BindClaim): Promise<Claim> {
     const key = `${flavor.uuid}/${flavor.cpus}/${flavor.ramMb}/${flavor.diskGb}/${JSON.stringify(flavor.extraSpecs)}`;
     return new Promise<Claim>((resolve, reject) => {
       const queue = this.#queues.get(key);
-      const pending = { instanceUuid, controllerId, bind, losses: 0, resolve, reject };
+      const pending = { instanceUuid, holder, bind, losses: 0, resolve, reject };
       if (queue) {
         queue.waiting.push(pending);
         return;
@@ -214,7 +217,7 @@ export class Scheduler {
       instanceUuid: c.instanceUuid,
       provisionState: nextState('(scheduler)', 'available', 'deploy'),
       targetProvisionState: 'active',
-      reservation: c.controllerId,
+      reservation: typeof c.holder === 'string' ? c.holder : c.holder({ uuid: candidate.uuid, group: candidate.row.group }),
       lastError: null,
       version: candidate.row.version + 1,
       updatedAt: new Date(),
@@ -235,6 +238,39 @@ export class Scheduler {
         })
       : await claimIn(this.#db);
     return won ? { node: toNode({ ...candidate.row, ...set }, candidate.macs) } : null;
+  }
+
+  /**
+   * Undoes a claim whose deploy never started (its holder could not be told to run it): the node is free again and
+   * `unbind` (deleting the instance row) commits with it. Only while the node is exactly as the claim left it
+   * (same version): once its holder has started the deploy, false, and the deploy goes on.
+   */
+  async unclaim(claim: Claim, unbind: BindClaim): Promise<boolean> {
+    const { node } = claim;
+    return this.#db.transaction(async (tx) => {
+      const [result] = await tx
+        .update(nodes)
+        .set({
+          instanceUuid: null,
+          provisionState: 'available',
+          targetProvisionState: null,
+          reservation: null,
+          version: node.version + 1,
+          updatedAt: new Date(),
+        })
+        .where(
+          and(
+            eq(nodes.uuid, node.uuid),
+            eq(nodes.version, node.version),
+            eq(nodes.provisionState, node.provisionState),
+            sql`${nodes.reservation} <=> ${node.reservation}`,
+            sql`${nodes.instanceUuid} <=> ${node.instanceUuid}`,
+          ),
+        );
+      if (result.affectedRows !== 1) return false;
+      await unbind(tx, node.uuid);
+      return true;
+    });
   }
 
   /** Why nothing fits: each free node counted once, under the first filter it fails. */

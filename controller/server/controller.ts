@@ -22,6 +22,8 @@ import {
   nodeHandlers,
   portHandlers,
   describeDatabaseError,
+  isDatabaseError,
+  isDatabaseUnreachable,
   statusMapper,
   requestLimits,
   flavorHandlers,
@@ -32,10 +34,10 @@ import {
 } from '../api/index.ts';
 import { AgentRegistry as AgentRegistryService } from '../../proto/gen/bm/v1/agent_registry_pb.js';
 import { AgentRegistry, MysqlAgentTokens } from '../agents/index.ts';
-import { ImageCatalog, LocalBlobStore, CatalogBlobSource } from '../images/index.ts';
+import { ImageCatalog, openBlobStore, CatalogBlobSource } from '../images/index.ts';
 import { addService, bindServer, shutdownServer, type ServeOptions } from '../../proto/rpc/index.ts';
 import { adminAuth, callerAuth, RefusalLog, TokenSet, TokenDirectory } from '../auth/index.ts';
-import { Membership, HashRing } from '../cluster/index.ts';
+import { Membership, Forwarder, type ForwardHandler, Ownership } from '../cluster/index.ts';
 import type { Config } from '../config/index.ts';
 import { BmError } from '../errors.ts';
 import { NatsEventBus, Subjects, RecentEvents } from '../events/index.ts';
@@ -53,6 +55,9 @@ import {
   Provisioner,
   TaskManager,
   DeadReservations,
+  forwardedActionHandler,
+  LocalNodeActions,
+  NodeRouter,
   MysqlMetadataSource,
   diagnoseNode,
   type DiagnoseDeps,
@@ -124,10 +129,9 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     const store = new MysqlNodeStore(handle.db);
     const enrollment = new Enrollment(store, bus, secrets);
     const health = new HealthState();
-    const blobs = new LocalBlobStore(config.images.store_path);
-    // Uploads cut off by a crash leave temp files; none can be live before we serve.
-    await blobs.sweepTemp();
-    const catalog = new ImageCatalog(handle.db, blobs, { maxUploadBytes: config.images.max_upload_gb * 1024 ** 3 });
+    const blobs = await openBlobStore(config, id, log);
+    cleanup.unshift(() => blobs.close());
+    const catalog = new ImageCatalog(handle.db, blobs.store, { maxUploadBytes: config.images.max_upload_gb * 1024 ** 3 });
 
     const directory = new TokenDirectory(tokens, handle.db);
     const refusals = new RefusalLog(log);
@@ -221,18 +225,16 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     });
     // Membership joins once the API is bound (its row names the bound address); the handler reads it then.
     const clusterView: { membership: Membership | null } = { membership: null };
+    // The API address is known once bound; until then (and until it joins) the ring holds only this controller.
+    let apiAddress = config.api.listen;
+    const ownership = new Ownership(
+      () => ({ id, apiAddress, groups: config.controller.groups }),
+      () => clusterView.membership,
+    );
     const recover = async (): Promise<void> => {
-      // One ring per group per sweep, over the members alive now (before this controller joined: only itself).
-      const members = clusterView.membership ? (await clusterView.membership.members()).filter((m) => m.alive) : [];
-      const rings = new Map<string, HashRing>();
-      const owns = async (node: NodeRecord): Promise<boolean> => {
-        let ring = rings.get(node.group);
-        if (!ring) {
-          ring = new HashRing([id, ...members.filter((m) => m.groups.includes(node.group)).map((m) => m.id)]);
-          rings.set(node.group, ring);
-        }
-        return ring.owner(node.uuid) === id;
-      };
+      // One reading of the members alive now per sweep.
+      const owners = await ownership.snapshot();
+      const owns = async (node: NodeRecord): Promise<boolean> => owners.isSelf(owners.ownerOf(node));
       const recovered = await provisioner.recover(id, breakDead, owns);
       if (recovered > 0)
         log.warn(
@@ -259,6 +261,28 @@ export async function startController(config: Config, log: Logger): Promise<Runn
         if ((e.type === 'controller.left' || e.type === 'controller.dead') && e.details.controller !== id) setTimeout(sweep, 200).unref();
       }
     })().catch(() => undefined);
+    // Actions on nodes run at the node's owner: here, or forwarded to it over NATS.
+    const localActions = new LocalNodeActions(power, provisioner);
+    const forwarder = new Forwarder(
+      bus.connection,
+      { self: id, subjects: bus.subjects, timeoutMs: config.controller.forward_timeout_ms },
+      log,
+    );
+    const actions = new NodeRouter(localActions, store, ownership, forwarder, log);
+    const answerForwarded = forwardedActionHandler(localActions, store, instanceStore, log);
+    // The caller's API maps the error as ours would have: typed errors travel as they are; a database failure as its one line.
+    forwarder.serve((async (action, args, from) => {
+      try {
+        return await answerForwarded(action, args, from);
+      } catch (err) {
+        if (err instanceof BmError) throw err;
+        if (isDatabaseError(err))
+          throw new BmError(isDatabaseUnreachable(err) ? 'unavailable' : 'internal', `database error: ${describeDatabaseError(err)}`);
+        log.error({ err, forwarded: action, from }, 'unexpected error in a forwarded action');
+        throw err;
+      }
+    }) as ForwardHandler);
+    cleanup.unshift(() => forwarder.close());
     const flavors = new FlavorCatalog(handle.db, catalog);
     const instances = new InstanceManager({
       store: instanceStore,
@@ -267,7 +291,8 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       images: catalog,
       scheduler: new Scheduler(handle.db),
       provisioner,
-      power,
+      actions,
+      ownership,
       controllerId: id,
     });
     const recent = new RecentEvents();
@@ -287,7 +312,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
         },
         nodeId,
       );
-    addService(server, NodeService, nodeHandlers(enrollment, store, power, provisioner, diagnose), serve);
+    addService(server, NodeService, nodeHandlers(enrollment, store, actions, diagnose), serve);
     addService(server, FlavorService, flavorHandlers(flavors), serve);
     addService(server, InstanceService, instanceHandlers(instances, store), serve);
     addService(server, PortService, portHandlers(enrollment, store), serve);
@@ -297,6 +322,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     addService(server, ImageService, imageHandlers(catalog), serve);
     addService(server, AgentRegistryService, agentRegistryHandlers(registry), serve);
     const apiPort = await bindServer(server, `${host}:${portText}`, tls?.serverCredentials());
+    apiAddress = `${host}:${apiPort}`;
     cleanup.unshift(() => shutdownServer(server, 5000));
     if (tls) {
       cleanup.unshift(async () => tls.stop());

@@ -8,11 +8,13 @@ import * as grpc from '@grpc/grpc-js';
 import type { DescMethod } from '@bufbuild/protobuf';
 import { deserializer, serializer, type EncodedMessage } from './codec.ts';
 import { duplexCall, type DuplexCall } from './duplex.ts';
+import { defaultCredentials } from './trusted-servers.ts';
 import { methodPath, type CallOptions, type InInit, type Out, type ServiceClient, type TypedService } from './types.ts';
 
 export interface ConnectOptions {
   /** Metadata sent with every call, e.g. { authorization: 'Bearer ...' }. */
   readonly metadata?: Readonly<Record<string, string>>;
+  /** Default: TLS for a server registered with trustServer(), plaintext otherwise. */
   readonly credentials?: grpc.ChannelCredentials;
   /**
    * The HTTP/2 receive window this side advertises, per stream and for the
@@ -82,7 +84,7 @@ export function connect(address: string, options: ConnectOptions = {}): RpcConne
     ...(options.receiveWindowBytes !== undefined ? { 'grpc-node.flow_control_window': options.receiveWindowBytes } : {}),
     ...options.channelOptions,
   };
-  const channel = new grpc.Client(address, options.credentials ?? grpc.credentials.createInsecure(), channelOptions);
+  const channel = new grpc.Client(address, options.credentials ?? defaultCredentials(address), channelOptions);
 
   const metadataFor = (call?: CallOptions): grpc.Metadata => {
     const md = new grpc.Metadata();

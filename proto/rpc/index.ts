@@ -13,5 +13,6 @@ export { connect, isServiceError, type BidiMethod, type ConnectOptions, type Rpc
 export { encoded, EncodedMessage, EncodedSchemaMismatchError } from './codec.ts';
 export type { DuplexCall } from './duplex.ts';
 export { tlsCredentials } from './tls.ts';
+export { defaultCredentials, forgetServer, trustServer } from './trusted-servers.ts';
 export type { CallContext, CallOptions, ServiceClient, ServiceHandlers, TypedService } from './types.ts';
 export { status, Metadata, Server } from '@grpc/grpc-js';

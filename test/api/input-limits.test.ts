@@ -14,7 +14,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import { NodeService, type CreateNodeRequest, type CreateNodeRequestSchema } from '../../proto/gen/bm/v1/node_pb.js';
 import { PortService } from '../../proto/gen/bm/v1/port_pb.js';
 import { ImageService } from '../../proto/gen/bm/v1/image_pb.js';
-import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
+import { connect, defaultCredentials, type RpcConnection } from '../../proto/rpc/index.ts';
 import { parseDatabaseUrl } from '../../db/connect.ts';
 import { dropDatabase } from '../../db/migrate.ts';
 import { hashToken, newToken } from '../../controller/auth/tokens.ts';
@@ -49,7 +49,7 @@ function nodeRequest(overrides: NodeFields = {}): MessageInitShape<typeof Create
 
 /** A unary call with raw bytes as the request, so a test can send what no typed client would. */
 function rawUnary(url: string, method: string, body: Buffer, token?: string): Promise<{ code: grpc.status; details: string }> {
-  const client = new grpc.Client(url, grpc.credentials.createInsecure(), { 'grpc.max_send_message_length': 64 * 1024 * 1024 });
+  const client = new grpc.Client(url, defaultCredentials(url), { 'grpc.max_send_message_length': 64 * 1024 * 1024 });
   const metadata = new grpc.Metadata();
   if (token) metadata.set('authorization', `Bearer ${token}`);
   return new Promise((resolve) => {

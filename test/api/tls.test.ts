@@ -60,7 +60,7 @@ afterAll(async () => {
 
 describe('a TLS-only API', () => {
   it('refuses a plaintext client and serves one that verifies it against the CA', async () => {
-    const plain = connect(ctl.url);
+    const plain = connect(ctl.url, { credentials: grpc.credentials.createInsecure() });
     try {
       await expect(plain.client(Health).check({}, { timeoutMs: 3000 })).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
     } finally {
@@ -84,7 +84,8 @@ describe('a TLS-only API', () => {
     const withEnv = await runBmctl(['node', 'list', '--url', `https://${ctl.url}`], { ...token, BM_CA: ca.cert });
     expect(withEnv.code).toBe(0);
 
-    const without = await runBmctl(['node', 'list', '--url', ctl.url], token);
+    // BM_CA emptied: the run's environment names the suite's CA.
+    const without = await runBmctl(['node', 'list', '--url', ctl.url], { ...token, BM_CA: '' });
     expect(without.code).toBe(1);
     expect(without.stderr.trim().split('\n')).toHaveLength(1);
     expect(without.stderr).toMatch(/speaks TLS: pass --ca FILE \(or set BM_CA\)/);

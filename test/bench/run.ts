@@ -6,6 +6,7 @@
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { prepareSuiteTls } from '../../controller/lab/suite-tls.ts';
 import type { Bench, BenchReport } from './harness.ts';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
@@ -40,6 +41,8 @@ async function main(): Promise<void> {
   const scale = Number(process.env.BENCH_SCALE ?? '1');
   if (!(scale > 0)) throw new Error(`BENCH_SCALE must be a positive number, got ${process.env.BENCH_SCALE}`);
   await mkdir(resultsDir, { recursive: true });
+  // As in the tests: the controllers benchmarks start serve TLS with the suite's CA, which bmctl finds in BM_CA.
+  await prepareSuiteTls();
   let failed = false;
   for (const name of wanted.length > 0 ? wanted : known) {
     const mod = (await import(pathToFileURL(path.join(benchDir, `${name}.bench.ts`)).href)) as { default: Bench };

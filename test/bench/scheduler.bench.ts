@@ -124,7 +124,8 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
     // Deploys start after each claim and wait for an agent that never comes: slow polling keeps them from crowding the claims out.
     const extraToml = ['[conductor]', 'callback_timeout_s = 3600', 'poll_ms = 2000', '[power]', 'sync_interval_s = 3600'].join('\n');
     a = await startControllerProcess({ env, extraToml, logLevel: 'warn' });
-    b = await startControllerProcess({ env, extraToml, logLevel: 'warn', databaseUrl: a.databaseUrl });
+    // One cluster: the same database and NATS prefix (a boot's deploy runs at its node's owner, reached over NATS).
+    b = await startControllerProcess({ env, extraToml, logLevel: 'warn', databaseUrl: a.databaseUrl, natsPrefix: a.natsPrefix });
     const apiA = connect(a.url, { metadata: { authorization: `Bearer ${a.token}` } });
     const apiB = connect(b.url, { metadata: { authorization: `Bearer ${b.token}` } });
     conns.push(apiA, apiB);

@@ -6,6 +6,7 @@
  * the real AgentRegistry.
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import http from 'node:http';
@@ -166,7 +167,14 @@ describe('controller with [boot] configured', () => {
     expect(script).toMatch(/^#!ipxe/);
     expect(script).toContain(`bm.node=${uuid}`);
     expect(script).toContain('bm.purpose=clean');
-    expect(script).toContain(`bm.controller=http://127.0.0.1:${ctl.url.split(':')[1]}`);
+    // The suite's controllers serve TLS: the ramdisk is told to verify the API against the CA the boot port serves.
+    expect(script).toContain(`bm.controller=https://127.0.0.1:${ctl.url.split(':')[1]}`);
+    expect(script).toContain(
+      `bm.ca=${createHash('sha256')
+        .update(await readFile(ctl.ca!))
+        .digest('hex')}`,
+    );
+    expect(script).toContain(`bm.ca_url=http://127.0.0.1:${httpPort}/ca.pem`);
     expect(script).toContain(`http://127.0.0.1:${httpPort}/images/deploy/vmlinuz`);
     const token = /bm\.token=(\S+)/.exec(script)?.[1];
     expect(token).toBeDefined();

@@ -11,6 +11,7 @@ import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase } from '../../db/connect.ts';
 import { InstanceService } from '../../proto/gen/bm/v1/instance_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
 import {
@@ -37,6 +38,8 @@ const log: string[] = [];
 /** What the second case needs of the first: the cluster's shared settings, the image's digest. */
 const clusterOf = new Map<string, { databaseUrl: string; natsPrefix: string; key: string }>();
 const imageShaOf = new Map<string, string>();
+/** The id of the controller the first case leaves running (held in `b`). */
+let bId = 'ctl-b';
 
 async function toml(id: string, httpPort: number, tftpPort: number): Promise<string> {
   return [
@@ -49,6 +52,17 @@ async function toml(id: string, httpPort: number, tftpPort: number): Promise<str
     'poll_ms = 200',
     await loopbackBootToml({ dir, httpPort, tftpPort }),
   ].join('\n');
+}
+
+/** Which controller holds the node's reservation: the one running its deploy. */
+async function holderOf(databaseUrl: string, nodeUuid: string): Promise<string | null> {
+  const db = await openDatabase(databaseUrl, { connectionLimit: 1 });
+  try {
+    const [rows] = await db.pool.query('SELECT reservation FROM nodes WHERE uuid = ?', [nodeUuid]);
+    return (rows as { reservation: string | null }[])[0]?.reservation ?? null;
+  } finally {
+    await db.close();
+  }
 }
 
 beforeAll(async () => {
@@ -154,27 +168,35 @@ describe('takeover', () => {
     }
     expect(progress).toBeGreaterThanOrEqual(10);
     expect(progress).toBeLessThan(100);
-    process.kill(a.pid, 'SIGKILL');
-    await a.stop({ keepDatabase: true });
+    // The node's owner on the hash ring streams it, whichever controller was asked: that one is killed.
+    const holder = await holderOf(databaseUrl, vm.nodeUuid);
+    expect(['ctl-a', 'ctl-b']).toContain(holder);
+    const [victim, survivor] = holder === 'ctl-a' ? [a, b] : [b, a];
+    process.kill(victim.pid, 'SIGKILL');
+    await victim.stop({ keepDatabase: true });
+    // The survivor carries on as b (the second case joins it), and nothing is left to stop as a.
     a = undefined;
+    b = survivor;
+    bId = holder === 'ctl-a' ? 'ctl-b' : 'ctl-a';
+    const apiS = holder === 'ctl-a' ? apiB : apiA;
 
     // The peer takes it over and finishes it.
     const doneBy = Date.now() + 150_000;
-    let current = await apiB.client(InstanceService).getInstance({ id: vm.uuid });
+    let current = await apiS.client(InstanceService).getInstance({ id: vm.uuid });
     while (current.state === 'BUILD' && Date.now() < doneBy) {
       await new Promise((r) => setTimeout(r, 250));
-      current = await apiB.client(InstanceService).getInstance({ id: vm.uuid });
+      current = await apiS.client(InstanceService).getInstance({ id: vm.uuid });
     }
-    expect(current, `${b.logs().slice(-4000)}\n${log.join('\n')}`).toMatchObject({ state: 'ACTIVE', nodeProvisionState: 'active' });
+    expect(current, `${survivor.logs().slice(-4000)}\n${log.join('\n')}`).toMatchObject({ state: 'ACTIVE', nodeProvisionState: 'active' });
     expect(await sha256OfFilePrefix(m.disk, IMAGE_BYTES)).toBe(imageSha);
     // It continued from a checkpoint, not from zero: at most one commit interval was sent again.
-    const diag = await runBmctl(['node', 'diagnose', 'tk-1'], { BM_URL: b.url, BM_TOKEN: b.token });
+    const diag = await runBmctl(['node', 'diagnose', 'tk-1'], { BM_URL: survivor.url, BM_TOKEN: survivor.token });
     const resumed = (JSON.parse(diag.stdout) as { recentEvents: { type: string; details: Record<string, string> }[] }).recentEvents.find(
       (e) => e.type === 'deploy.resumed',
     );
     expect(resumed?.details.entry).toBe('stream');
     expect(Number(resumed?.details.from)).toBeGreaterThan(0);
-    expect(b.logs()).toMatch(/took over a deploy left by a stopped controller/);
+    expect(survivor.logs()).toMatch(/took over a deploy left by a stopped controller/);
   }, 420_000);
 
   it('fails no deploy when a controller is stopped gracefully (SIGTERM) mid-stream: a peer continues it at once', async () => {
@@ -249,19 +271,28 @@ describe('takeover', () => {
         await new Promise((r) => setTimeout(r, 50));
       }
       expect(progress).toBeLessThan(100);
-      // A rolling restart: SIGTERM, and the controller exits after handing its nodes over.
-      await c.stop({ keepDatabase: true });
-      let current = await apiB.client(InstanceService).getInstance({ id: vm.uuid });
+      // A rolling restart of the controller streaming it (the node's owner): SIGTERM, and it exits after handing its nodes over.
+      const holder = await holderOf(shared.databaseUrl, vm.nodeUuid);
+      expect([bId, 'ctl-c']).toContain(holder);
+      const stopping = holder === 'ctl-c' ? c : b!;
+      const survivor = holder === 'ctl-c' ? b! : c;
+      const apiS = holder === 'ctl-c' ? apiB : apiC;
+      await stopping.stop({ keepDatabase: true });
+      if (stopping === b) b = c;
+      let current = await apiS.client(InstanceService).getInstance({ id: vm.uuid });
       const doneBy = Date.now() + 150_000;
       while (current.state === 'BUILD' && Date.now() < doneBy) {
         await new Promise((r) => setTimeout(r, 250));
-        current = await apiB.client(InstanceService).getInstance({ id: vm.uuid });
+        current = await apiS.client(InstanceService).getInstance({ id: vm.uuid });
       }
-      expect(current, `${b!.logs().slice(-4000)}\n${log.join('\n')}`).toMatchObject({ state: 'ACTIVE', nodeProvisionState: 'active' });
+      expect(current, `${survivor.logs().slice(-4000)}\n${log.join('\n')}`).toMatchObject({
+        state: 'ACTIVE',
+        nodeProvisionState: 'active',
+      });
       expect(await sha256OfFilePrefix(m2.disk, IMAGE_BYTES)).toBe(imageShaOf.get('big'));
     } finally {
       await m2.stop().catch(() => undefined);
-      await c.stop({ keepDatabase: true }).catch(() => undefined);
+      if (b !== c) await c.stop({ keepDatabase: true }).catch(() => undefined);
     }
   }, 420_000);
 });

@@ -32,7 +32,8 @@ beforeAll(async () => {
   const env = { BM_SECRETS_KEY: randomBytes(32).toString('base64') };
   const extraToml = ['[conductor]', 'callback_timeout_s = 3', 'poll_ms = 500'].join('\n');
   a = await startControllerProcess({ env, extraToml, logLevel: 'warn' });
-  b = await startControllerProcess({ env, extraToml, logLevel: 'warn', databaseUrl: a.databaseUrl });
+  // One cluster: the same database and NATS prefix (a boot's deploy runs at its node's owner, reached over NATS).
+  b = await startControllerProcess({ env, extraToml, logLevel: 'warn', databaseUrl: a.databaseUrl, natsPrefix: a.natsPrefix });
   apiA = connect(a.url, { metadata: { authorization: `Bearer ${a.token}` } });
   apiB = connect(b.url, { metadata: { authorization: `Bearer ${b.token}` } });
   db = await openDatabase(a.databaseUrl, { connectionLimit: 2 });

@@ -2,10 +2,13 @@
  * The esbuild bundle (scripts/build-agent.sh) as the ramdisk runs it, against
  * a real controller: with discovery on, an unknown machine registers itself
  * from its inventory; a known one is found by its MACs with its agent token
- * and heartbeats its address; and the bundle serves GetInventory.
+ * and heartbeats its address; and the bundle serves GetInventory. The
+ * controller serves TLS (the suite's default): the agent verifies it as the
+ * ramdisk does, against the CA the boot port serves and bm.ca pins.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -20,6 +23,9 @@ import { connectAgent } from '../../controller/deploy/agent-client.ts';
 import {
   startControllerProcess,
   type ControllerProcess,
+  freePort,
+  freeUdpPort,
+  loopbackBootToml,
   repoRoot,
   startAgentProcess,
   type AgentProcess,
@@ -32,6 +38,8 @@ let dir: string;
 let bundle: string;
 let controller: ControllerProcess | undefined;
 let admin: RpcConnection | undefined;
+/** The kernel arguments that make an agent verify this controller: its CA's sha256 and where the boot port serves it. */
+let pinned: string;
 let db: DbHandle | undefined;
 const agents: AgentProcess[] = [];
 
@@ -51,10 +59,17 @@ beforeAll(async () => {
   await run(join(repoRoot, 'scripts/build-agent.sh'), [bundle]);
   await writeFile(join(dir, 'disk'), '');
   await truncate(join(dir, 'disk'), 8 * 1024 * 1024);
+  // The boot port is what serves the CA (/ca.pem) to agents.
+  const httpPort = await freePort();
+  const bootToml = await loopbackBootToml({ dir: join(dir, 'boot'), httpPort, tftpPort: await freeUdpPort() });
   controller = await startControllerProcess({
-    extraToml: '[discovery]\nenabled = true\ngroup = "rack1"\nrate_per_second = 1\nburst = 5',
+    extraToml: `[discovery]\nenabled = true\ngroup = "rack1"\nrate_per_second = 1\nburst = 5\n${bootToml}`,
     logLevel: 'warn',
   });
+  const caSha = createHash('sha256')
+    .update(await readFile(controller.ca!))
+    .digest('hex');
+  pinned = `bm.ca=${caSha} bm.ca_url=http://127.0.0.1:${httpPort}/ca.pem`;
   admin = connect(controller.url, { metadata: { authorization: `Bearer ${controller.token}` } });
   db = await openDatabase(controller.databaseUrl, { connectionLimit: 2 });
 }, 120_000);
@@ -73,18 +88,22 @@ describe('the bundled agent', () => {
     expect(help.stdout).toMatch(/Usage: node .*agent\.js \[options\]/);
 
     // The server-nvme-sata fixture: MACs 3c:ec:ef:1a:2b:3c/3d, unknown to this controller.
+    const discoveryCmdline = join(dir, 'discovery-cmdline');
+    await writeFile(discoveryCmdline, `BOOT_IMAGE=vmlinuz ${pinned} quiet\n`);
     const agent = await startAgentProcess({
       script: bundle,
       token: 'unused-token-for-serving',
       target: join(dir, 'disk'),
       root: fixtureRoot('server-nvme-sata'),
-      controller: `http://${controller!.url}`,
+      controller: `https://${controller!.url}`,
+      extraArgs: ['--cmdline', discoveryCmdline],
     });
     agents.push(agent);
     const nodeUuid = await waitFor(
       'registration',
       async () => /"msg":"registered with the controller","node":"([0-9a-f-]{36})"/.exec(agent.output())?.[1],
     );
+    expect(agent.output()).toContain('controller CA verified');
     const node = await admin!.client(NodeService).getNode({ id: nodeUuid });
     expect(node.provisionState).toBe('enroll');
     expect(node.group).toBe('rack1');
@@ -110,7 +129,7 @@ describe('the bundled agent', () => {
     const cmdline = join(dir, 'cmdline');
     await writeFile(
       cmdline,
-      `BOOT_IMAGE=vmlinuz initrd=initrd bm.controller=http://${controller!.url} bm.purpose=deploy bm.node=${node.uuid} bm.token=${token} quiet\n`,
+      `BOOT_IMAGE=vmlinuz initrd=initrd bm.controller=https://${controller!.url} ${pinned} bm.purpose=deploy bm.node=${node.uuid} bm.token=${token} quiet\n`,
     );
     const agent = await startAgentProcess({
       script: bundle,

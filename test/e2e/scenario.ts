@@ -12,7 +12,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { ImageService, type Image } from '../../proto/gen/bm/v1/image_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
-import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
+import { connect, tlsCredentials, type RpcConnection } from '../../proto/rpc/index.ts';
 import type { RamdiskManifest } from '../../ramdisk/build.ts';
 import { repoRoot, runBmctl } from '../../controller/lab/index.ts';
 import { ensureRamdisk, ramdiskCache } from './ensure-ramdisk.ts';
@@ -46,8 +46,12 @@ export async function setUpE2e(options: { readonly discovery: boolean }): Promis
     await bed.close();
   };
   try {
-    const env = { BM_URL: bed.apiUrl, BM_TOKEN: bed.adminToken };
-    api = connect(bed.apiUrl, { metadata: { authorization: `Bearer ${bed.adminToken}` } });
+    // The testbed's controller has a CA of its own (its certificate also names 10.99.0.1, where the VMs dial it).
+    const env = { BM_URL: bed.apiUrl, BM_TOKEN: bed.adminToken, BM_CA: bed.caFile };
+    api = connect(bed.apiUrl, {
+      metadata: { authorization: `Bearer ${bed.adminToken}` },
+      credentials: tlsCredentials(await readFile(bed.caFile)),
+    });
     const bmctl = async (args: readonly string[], timeoutMs = 120_000): Promise<string> => {
       const r = await runBmctl(args, env, timeoutMs);
       if (r.code !== 0)

@@ -9,16 +9,16 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { hashToken, newToken } from '../../controller/auth/tokens.ts';
 import { dropDatabase, syncDatabase } from '../../db/migrate.ts';
 import { Health, HealthCheckResponse_ServingStatus } from '../../proto/gen/grpc/health/v1/health_pb.js';
-import { connect } from '../../proto/rpc/index.ts';
+import { connect, tlsCredentials } from '../../proto/rpc/index.ts';
 import { ip, stopChild } from '../boot/netns.ts';
 import { startTunnel, type Tunnel } from './tunnel.ts';
-import { bmctlPath, natsUrl, repoRoot, uniqueDatabaseUrl, uniqueNatsPrefix } from '../../controller/lab/index.ts';
+import { bmctlPath, makeCa, makeServerCert, natsUrl, repoRoot, uniqueDatabaseUrl, uniqueNatsPrefix } from '../../controller/lab/index.ts';
 
 export const SERVER_ADDRESS = '10.99.0.1';
 export const API_PORT = 6385;
@@ -33,8 +33,10 @@ export interface TestbedOptions {
 export interface Testbed {
   readonly ns: string;
   readonly dir: string;
-  /** The API as the test reaches it (127.0.0.1:port on the host). */
+  /** The API as the test reaches it (127.0.0.1:port on the host), TLS only. */
   readonly apiUrl: string;
+  /** The CA the API's certificate (for 127.0.0.1 and the provisioning address) chains to: bmctl's --ca. */
+  readonly caFile: string;
   readonly adminToken: string;
   readonly databaseUrl: string;
   readonly tunnel: Tunnel;
@@ -81,11 +83,18 @@ export async function startTestbed(options: TestbedOptions): Promise<Testbed> {
     ]);
     await syncDatabase(databaseUrl);
     const insideDb = databaseUrl.replace(/@[^/]+\//, '@127.0.0.1:3306/');
-    for (const sub of ['tftp', 'http', 'images']) await mkdir(path.join(dir, sub), { recursive: true });
+    for (const sub of ['tftp', 'http', 'images', 'tls']) await mkdir(path.join(dir, sub), { recursive: true });
+    // TLS as in production: the agent in the VM dials 10.99.0.1 and verifies the CA the boot script pins.
+    const tlsDir = path.join(dir, 'tls');
+    const ca = await makeCa(tlsDir, 'e2e-ca');
+    const server = await makeServerCert(tlsDir, ca, 'e2e-api', undefined, 2, [SERVER_ADDRESS]);
     const config = [
       '[api]',
       `listen = "0.0.0.0:${API_PORT}"`,
       `tokens = ["${hashToken(adminToken)}"]`,
+      `tls_cert = "${server.cert}"`,
+      `tls_key = "${server.key}"`,
+      `tls_ca = "${ca.cert}"`,
       '[database]',
       `url = "${insideDb}"`,
       '[nats]',
@@ -127,7 +136,7 @@ export async function startTestbed(options: TestbedOptions): Promise<Testbed> {
     controller.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     controller.stderr!.on('data', (d: Buffer) => (output += d.toString()));
     const apiUrl = await tunnel.reach('127.0.0.1', API_PORT);
-    const conn = connect(apiUrl);
+    const conn = connect(apiUrl, { credentials: tlsCredentials(await readFile(ca.cert)) });
     try {
       const deadline = Date.now() + 60_000;
       for (;;) {
@@ -149,6 +158,7 @@ export async function startTestbed(options: TestbedOptions): Promise<Testbed> {
       ns,
       dir,
       apiUrl,
+      caFile: ca.cert,
       adminToken,
       databaseUrl,
       tunnel: t,
