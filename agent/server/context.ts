@@ -6,6 +6,7 @@
 import { AgentBusyError, OperationSupersededError } from '../errors.ts';
 import { selectRootDisk, type RootDeviceHints, type DigestMethod } from '../disk/index.ts';
 import { readDisks } from '../inventory/index.ts';
+import type { ImageFeed } from './image-feed.ts';
 
 export type DigestPolicy = DigestMethod | 'auto';
 
@@ -48,6 +49,9 @@ export class AgentContext {
   zeroFrom: number | undefined;
   /** Size of the last image written completely, for WriteConfigDrive. */
   lastImageSize: number | undefined;
+  /** The image being (or last) written, as relays forward it (image-feed.ts); undefined when none can be. */
+  #feed: ImageFeed | undefined;
+  readonly #feedWaiters = new Set<() => void>();
   #running: Running | undefined;
 
   constructor(config: AgentConfig) {
@@ -67,6 +71,48 @@ export class AgentContext {
     const disk = selectRootDisk(disks, imageSize, this.config.rootHints ?? {});
     this.#chosenTarget = disk.path;
     return disk.path;
+  }
+
+  get feed(): ImageFeed | undefined {
+    return this.#feed;
+  }
+
+  set feed(feed: ImageFeed | undefined) {
+    this.#feed = feed;
+    for (const wake of [...this.#feedWaiters]) wake();
+  }
+
+  /** Ends the feed (relays reading it fail, their followers go back to the controller). */
+  endFeed(reason: string): void {
+    this.#feed?.end(reason);
+    this.feed = undefined;
+  }
+
+  /**
+   * The feed of image `imageId`, waiting up to `timeoutMs` for this agent's
+   * own stream of it to start: the controller plans a follower behind this
+   * agent as soon as this agent's deploy begins, and the follower's request
+   * may arrive first. undefined when it did not start, or another image did.
+   */
+  async feedOf(imageId: string, imageSize: number, signal: AbortSignal, timeoutMs: number): Promise<ImageFeed | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const feed = this.#feed;
+      if (feed && !feed.ended) return feed.imageId === imageId && feed.imageSize === imageSize ? feed : undefined;
+      const left = deadline - Date.now();
+      if (left <= 0 || signal.aborted) return undefined;
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          this.#feedWaiters.delete(done);
+          signal.removeEventListener('abort', done);
+          resolve();
+        };
+        const timer = setTimeout(done, left);
+        this.#feedWaiters.add(done);
+        signal.addEventListener('abort', done, { once: true });
+      });
+    }
   }
 
   /** Runs `fn` as the one operation on the disk; refuses while another runs. */

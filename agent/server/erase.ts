@@ -19,6 +19,8 @@ export function eraseHandler(ctx: AgentContext): (request: EraseRequest) => Prom
       const target = await openTarget(await ctx.targetFor(0), { write: true, sysRoot: ctx.config.root });
       try {
         ctx.lastImageSize = undefined;
+        // Relays must not forward what an erase is overwriting.
+        ctx.endFeed('the disk is being erased');
         if (mode === 'full') {
           ctx.zeroFrom = undefined;
           await eraseFull(target, { signal });

@@ -12,6 +12,7 @@ import { eraseHandler } from './erase.ts';
 import { inventoryHandler } from './inventory.ts';
 import { powerHandlers } from './power.ts';
 import { readImageHandler } from './read-image.ts';
+import { relayImageHandler } from './relay-image.ts';
 import { agentStatusMapper } from './status.ts';
 import { writeImageHandler } from './write-image.ts';
 
@@ -45,6 +46,7 @@ export async function startAgentServer(config: AgentConfig, options: ServerOptio
       getInventory: inventoryHandler(context),
       writeImage: writeImageHandler(context),
       readImage: readImageHandler(context),
+      relayImage: relayImageHandler(context),
       erase: eraseHandler(context),
       writeConfigDrive: configDriveHandler(context),
       reboot: power.reboot,

@@ -18,6 +18,7 @@ import { DigestAlgorithm, isDigestAlgorithm } from '../../proto/digest/index.ts'
 import { AgentError, FrameError } from '../errors.ts';
 import { openImageWriter, type DigestMethod, type ImageWriter } from '../disk/index.ts';
 import { MAX_COMMIT_INTERVAL, MIN_COMMIT_INTERVAL, type AgentContext } from './context.ts';
+import { ImageFeed } from './image-feed.ts';
 import { installPooledDecoder, releaseFrameBuffer } from './pooled-decoder.ts';
 import { safeNumber } from './convert.ts';
 import { AsyncQueue, anySignal, nextOrAbort } from './queue.ts';
@@ -59,6 +60,7 @@ async function writeStream(
     );
   }
   const path = await ctx.targetFor(imageSize);
+  const feed = feedFor(ctx, start.imageId, imageSize, path, resumeOffset);
   const writer: ImageWriter = await openImageWriter(path, {
     imageSize,
     resumeOffset,
@@ -67,7 +69,10 @@ async function writeStream(
     digest: digestFor(ctx, resumeOffset),
     digestAlgorithm,
     sysRoot: ctx.config.root,
-    onCommit: (committedOffset) => acks.push({ committedOffset: BigInt(committedOffset) }),
+    onCommit: (committedOffset) => {
+      feed?.commit(committedOffset);
+      acks.push({ committedOffset: BigInt(committedOffset) });
+    },
   });
   // Until this writer ends, nothing is known about the bytes after its resume offset.
   ctx.zeroFrom = undefined;
@@ -82,6 +87,7 @@ async function writeStream(
       const offset = safeNumber('offset', frame.offset);
       const zeroLength = safeNumber('zero_length', frame.zeroLength);
       const data = frame.data;
+      feed?.record(offset, data.length > 0 ? data.length : zeroLength, data.length > 0);
       // The frame's bytes live in a pooled receive buffer (pooled-decoder.ts): back to the pool once written.
       await writer.write({
         offset,
@@ -93,6 +99,7 @@ async function writeStream(
     }
     const result = await writer.finish({ signal });
     finished = true;
+    feed?.commit(result.committedOffset);
     ctx.lastImageSize = imageSize;
     acks.push({
       committedOffset: BigInt(result.committedOffset),
@@ -115,6 +122,22 @@ async function writeStream(
     }
     ctx.zeroFrom = writer.readsAsZerosFrom;
   }
+}
+
+/**
+ * The feed relays read (image-feed.ts): kept when this stream resumes the
+ * image it describes, replaced otherwise. A stream without an image id
+ * cannot be relayed (a relay must know it serves the image it is asked for).
+ */
+function feedFor(ctx: AgentContext, imageId: string, imageSize: number, path: string, resumeOffset: number): ImageFeed | undefined {
+  if (imageId !== '' && ctx.feed?.sameImage(imageId, imageSize, path)) {
+    ctx.feed.restart(resumeOffset);
+    return ctx.feed;
+  }
+  ctx.endFeed('another image is being written');
+  if (imageId === '') return undefined;
+  ctx.feed = new ImageFeed(imageId, imageSize, path, resumeOffset);
+  return ctx.feed;
 }
 
 export function writeImageHandler(ctx: AgentContext): (requests: AsyncIterable<WireFrame>, call: CallContext) => AsyncIterable<Ack> {

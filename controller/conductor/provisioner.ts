@@ -4,6 +4,7 @@
  * node the scheduler claimed), undeploy (power off, erase, back to the
  * pool). API handlers call these; none of them talks to a driver directly.
  */
+import type { FanoutPlanner } from '../deploy/index.ts';
 import type { Logger } from 'pino';
 import { BmError, ConflictError, NotFoundError, ValidationError } from '../errors.ts';
 import type { ImageCatalog } from '../images/index.ts';
@@ -26,6 +27,8 @@ export interface ProvisionerDeps {
   readonly instances: InstanceStore;
   readonly checkpoints: DeployCheckpoints;
   readonly eraseMode: EraseMode;
+  /** Plans rack fan-out for concurrent deploys of one image; absent: every deploy streams from the controller. */
+  readonly fanout?: FanoutPlanner;
   readonly groups: readonly string[];
   readonly log: Logger;
 }
@@ -100,6 +103,7 @@ export class Provisioner {
       instances: this.#d.instances,
       checkpoints: this.#d.checkpoints,
       log: this.#d.log,
+      ...(this.#d.fanout ? { fanout: this.#d.fanout } : {}),
     };
     this.#d.tasks.adopt(node, deployWork(deps, instance), deployFailed(deps, instance));
   }
@@ -248,6 +252,7 @@ export class Provisioner {
       instances: this.#d.instances,
       checkpoints: this.#d.checkpoints,
       log: this.#d.log,
+      ...(this.#d.fanout ? { fanout: this.#d.fanout } : {}),
     };
     try {
       await this.#d.tasks.takeOver(node.uuid, deployWork(deps, instance, entry), deployFailed(deps, instance));

@@ -165,6 +165,11 @@ export const configSchema = z
         erase_mode: z.enum(['metadata', 'full']).default('metadata'),
         /** How often a task re-reads its node while waiting (an agent's heartbeat, a power change). */
         poll_ms: positiveInt.default(500),
+        /**
+         * Rack fan-out: deploys of one image at once feed each other through
+         * agent relays, this many followers per relay (controller/deploy/fanout-planner.ts); 0 turns it off.
+         */
+        deploy_fanout: z.coerce.number().int().min(0).max(16).default(2),
       })
       .strict()
       .prefault({}),

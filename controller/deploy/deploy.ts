@@ -23,6 +23,8 @@ export interface DeployImageOptions {
   readonly source: ImageSource;
   /** The digest the written image must have (expectedDigestOf(image)). */
   readonly expected: ExpectedDigest;
+  /** The image's id, sent in the stream's start so the agent may relay the image to others (fanout-deploy.ts). */
+  readonly imageId?: string;
   /** The checkpointed offset to start from: 0, or what an earlier attempt or controller committed. */
   readonly resumeOffset?: number;
   readonly checkpoint: (committedOffset: number) => Promise<void>;
@@ -102,6 +104,7 @@ export async function deployImage(options: DeployImageOptions): Promise<DeployIm
           resumeOffset,
           checkpoint: options.checkpoint,
           expected: options.expected,
+          ...(options.imageId ? { imageId: options.imageId } : {}),
           tuning,
           ...(options.signal ? { signal: options.signal } : {}),
           ...(options.budget ? { budget: options.budget } : {}),

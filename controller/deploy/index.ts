@@ -2,3 +2,6 @@
 export { type AgentConnection, connectAgent } from './agent-client.ts';
 export { deployImage } from './deploy.ts';
 export { expectedDigestOf } from './digest.ts';
+export type { DeployImageOptions } from './deploy.ts';
+export { deployImageFanout } from './fanout-deploy.ts';
+export { fanoutImageKey, FanoutPlanner } from './fanout-planner.ts';

@@ -36,6 +36,8 @@ export interface StreamOptions {
   /** Persist a committed offset (called in order, only with growing values). */
   readonly checkpoint: (committedOffset: number) => Promise<void>;
   readonly expected: ExpectedDigest;
+  /** Sent in the start: lets the agent relay this image to followers (agent/server/relay-image.ts). */
+  readonly imageId?: string;
   readonly tuning?: StreamTuning;
   readonly signal?: AbortSignal;
   /** Shared by all streams of the controller (buffer-budget.ts); the process-wide one by default. */
@@ -156,6 +158,7 @@ export async function streamImage(
           resumeOffset: BigInt(options.resumeOffset),
           commitIntervalBytes: BigInt(tuning.commitIntervalBytes),
           digestAlgorithm: options.expected.algorithm,
+          imageId: options.imageId ?? '',
         },
       },
       0,

@@ -2,6 +2,7 @@
  * The controller process: wires config, database, NATS, secrets and the gRPC
  * API together, and takes them apart again in reverse on stop.
  */
+import { FanoutPlanner } from '../deploy/index.ts';
 import os from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -220,6 +221,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       instances: instanceStore,
       checkpoints: new MysqlDeployCheckpoints(handle.db),
       eraseMode: config.conductor.erase_mode,
+      ...(config.conductor.deploy_fanout > 0 ? { fanout: new FanoutPlanner({ fanout: config.conductor.deploy_fanout }) } : {}),
       groups: config.controller.groups,
       log,
     });

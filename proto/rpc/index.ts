@@ -16,3 +16,5 @@ export { tlsCredentials } from './tls.ts';
 export { defaultCredentials, forgetServer, trustServer } from './trusted-servers.ts';
 export type { CallContext, CallOptions, ServiceClient, ServiceHandlers, TypedService } from './types.ts';
 export { status, Metadata, Server } from '@grpc/grpc-js';
+export { deserializer } from './codec.ts';
+export { methodPath } from './types.ts';

@@ -7,7 +7,14 @@
  */
 import type { Logger } from 'pino';
 import type { DeployCheckpoints } from '../deploy-checkpoint.ts';
-import { deployImage, expectedDigestOf } from '../../deploy/index.ts';
+import {
+  deployImage,
+  type DeployImageOptions,
+  expectedDigestOf,
+  deployImageFanout,
+  fanoutImageKey,
+  type FanoutPlanner,
+} from '../../deploy/index.ts';
 import { type ImageCatalog, openImageSource } from '../../images/index.ts';
 import { metaDataJson, networkDataJson, type InstanceStore, type InstanceRecord } from '../../instances/index.ts';
 import type { AgentBoot, AgentSession } from '../agent-boot.ts';
@@ -19,7 +26,16 @@ export interface DeployDeps {
   readonly instances: InstanceStore;
   readonly checkpoints: DeployCheckpoints;
   readonly log: Logger;
+  /** Rack fan-out for concurrent deploys of one image (controller/deploy/fanout-planner.ts); absent: off. */
+  readonly fanout?: FanoutPlanner;
 }
+
+/**
+ * How long a deploy that relays the image to others waits for them before
+ * its node reboots out of the ramdisk (a follower still streaming then falls
+ * back to the controller, so this bounds a wait, not correctness).
+ */
+const FOLLOWERS_TIMEOUT_MS = 120_000;
 
 /** Progress lands in the instance row at most this often (every event still goes to NATS). */
 const PROGRESS_STEP = 5;
@@ -66,12 +82,13 @@ async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskCo
   try {
     const resumeOffset = await deps.checkpoints.begin(node.uuid, image.rawSha256);
     if (resumeOffset > 0) ctx.publish('deploy.resumed', { instance: instance.uuid, from: String(resumeOffset), entry });
-    const result = await deployImage({
+    const expected = expectedDigestOf(image);
+    const options: DeployImageOptions = {
       nodeUuid: node.uuid,
       agentAddress: agent.address,
       agentToken: agent.token,
       source: opened.source,
-      expected: expectedDigestOf(image),
+      expected,
       resumeOffset,
       signal: ctx.signal,
       checkpoint: async (offset) => {
@@ -90,13 +107,30 @@ async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskCo
       },
       onRetry: (attempt, offset, error) =>
         deps.log.warn({ node: node.uuid, attempt, offset, err: error }, 'image stream broke; resuming from the checkpoint'),
-    });
+    };
+    // Relays and followers must reach each other: fan-out stays within the node's group (its L2 segment).
+    const relayed = deps.fanout
+      ? await deployImageFanout({
+          ...options,
+          planner: deps.fanout,
+          imageKey: `${fanoutImageKey(expected, image.virtualSize)}@${node.group}`,
+          followersTimeoutMs: FOLLOWERS_TIMEOUT_MS,
+          onFallback: (relay, offset, error) =>
+            deps.log.warn(
+              { node: node.uuid, relay: relay.nodeUuid, offset, err: error },
+              'relayed image stream failed; the controller streams the rest',
+            ),
+        })
+      : undefined;
+    const result = relayed ?? (await deployImage(options));
     await deps.checkpoints.clear(node.uuid);
     ctx.publish('deploy.written', {
       instance: instance.uuid,
       sha256: result.sha256,
       digest: result.digestMethod,
       attempts: String(result.attempts),
+      // Which node's agent relayed the image to this one, if any (rack fan-out).
+      ...(relayed?.relayedBy ? { relay: relayed.relayedBy, relayFellBack: String(relayed.fellBack) } : {}),
     });
   } finally {
     await opened.close();

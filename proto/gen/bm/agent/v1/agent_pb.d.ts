@@ -93,6 +93,15 @@ export declare type WriteImageStart = Message<"bm.agent.v1.WriteImageStart"> & {
    * @generated from field: string digest_algorithm = 4;
    */
   digestAlgorithm: string;
+
+  /**
+   * Which image this is (the controller's key for its raw content). A
+   * relaying agent serves a follower only the image it is writing itself:
+   * RelayImage refuses a start whose image_id differs from its own stream's.
+   *
+   * @generated from field: string image_id = 5;
+   */
+  imageId: string;
 };
 
 /**
@@ -276,6 +285,45 @@ export declare type WriteConfigDriveResponse = Message<"bm.agent.v1.WriteConfigD
 export declare const WriteConfigDriveResponseSchema: GenMessage<WriteConfigDriveResponse>;
 
 /**
+ * Asks an agent that is writing (or has written) an image to forward it to
+ * a follower agent: the relay calls the follower's WriteImage with the
+ * follower's own token and streams the blocks it has committed, read back
+ * from its disk; the follower verifies its own digest as usual.
+ *
+ * @generated from message bm.agent.v1.RelayImageRequest
+ */
+export declare type RelayImageRequest = Message<"bm.agent.v1.RelayImageRequest"> & {
+  /**
+   * host:port of the follower's agent.
+   *
+   * @generated from field: string follower_address = 1;
+   */
+  followerAddress: string;
+
+  /**
+   * The follower's per-deploy agent token; used only as the bearer token of
+   * the call to the follower, never logged.
+   *
+   * @generated from field: string follower_token = 2;
+   */
+  followerToken: string;
+
+  /**
+   * The start the follower's stream carries (image size, resume offset,
+   * commit interval, digest algorithm, image id).
+   *
+   * @generated from field: bm.agent.v1.WriteImageStart start = 3;
+   */
+  start?: WriteImageStart | undefined;
+};
+
+/**
+ * Describes the message bm.agent.v1.RelayImageRequest.
+ * Use `create(RelayImageRequestSchema)` to create a new message.
+ */
+export declare const RelayImageRequestSchema: GenMessage<RelayImageRequest>;
+
+/**
  * @generated from message bm.agent.v1.PowerRequest
  */
 export declare type PowerRequest = Message<"bm.agent.v1.PowerRequest"> & {
@@ -326,6 +374,16 @@ export declare const AgentService: GenService<{
     methodKind: "server_streaming";
     input: typeof ReadImageRequestSchema;
     output: typeof ImageChunkSchema;
+  },
+  /**
+   * The follower's acknowledgements, as its WriteImage sends them to the relay.
+   *
+   * @generated from rpc bm.agent.v1.AgentService.RelayImage
+   */
+  relayImage: {
+    methodKind: "server_streaming";
+    input: typeof RelayImageRequestSchema;
+    output: typeof WriteImageAckSchema;
   },
   /**
    * @generated from rpc bm.agent.v1.AgentService.Erase

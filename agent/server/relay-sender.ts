@@ -1,0 +1,210 @@
+/**
+ * The relay's side of a follower's WriteImage: the same block protocol the
+ * controller speaks (a start frame, data frames and zero runs in order, the
+ * follower acknowledging commits and ending with its own digest), fed from
+ * this agent's image feed: committed runs read back from the target, zero
+ * runs as lengths. The follower's acknowledgements are what this yields; the
+ * relay keeps nothing to send again: after a break the controller resumes the
+ * follower from the follower's own checkpoint.
+ *
+ * Bounds: data handed to grpc-js but not yet on the socket stays within
+ * MAX_BUFFERED_BYTES (read buffers come from a small pool and go back once
+ * grpc-js has them); the follower's stream waits for its first
+ * acknowledgement before any data goes (until the call is connected grpc-js
+ * would buffer without back-pressure).
+ */
+import { create, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
+import * as grpc from '@grpc/grpc-js';
+import type { FileHandle } from 'node:fs/promises';
+import {
+  AgentService,
+  ImageFrameSchema,
+  WriteImageAckSchema,
+  type WriteImageAck,
+  type WriteImageStartSchema,
+} from '../../proto/gen/bm/agent/v1/agent_pb.js';
+import { encodeDataFrame, MAX_DATA_FRAME_HEADER_BYTES } from '../../proto/frames/index.ts';
+import { deserializer, methodPath } from '../../proto/rpc/index.ts';
+import { AgentError } from '../errors.ts';
+import type { ImageFeed } from './image-feed.ts';
+import { AsyncQueue } from './queue.ts';
+
+type Ack = MessageInitShape<typeof WriteImageAckSchema>;
+type Start = MessageInitShape<typeof WriteImageStartSchema>;
+
+/** Largest data frame: the controller's chunk size, below grpc-js's default 4 MiB message limit. */
+export const RELAY_CHUNK_BYTES = 1024 * 1024;
+/**
+ * Data handed to grpc-js and not yet written to the socket, per follower.
+ * Small: grpc-js holds a copy of each frame too, and an agent relaying to two
+ * followers while it writes its own image has a 128 MiB budget in all.
+ */
+const MAX_BUFFERED_BYTES = 2 * 1024 * 1024;
+/** A relay whose own image stops advancing this long lets its followers go to the controller. */
+export const RELAY_STALL_MS = 60_000;
+
+const writeImagePath = methodPath(AgentService.method.writeImage);
+const deserializeAck = deserializer(WriteImageAckSchema);
+
+export interface Follower {
+  /** host:port of the follower's agent. */
+  readonly address: string;
+  /** The follower's agent token: its bearer token, never logged. */
+  readonly token: string;
+}
+
+/** The follower's stream broke or the follower refused it; the status code is the follower's. */
+export class FollowerStreamError extends AgentError {
+  readonly followerCode: number;
+  constructor(address: string, code: number, details: string) {
+    super('failed-precondition', `follower ${address}: ${details}`, { follower: address, followerCode: code });
+    this.followerCode = code;
+  }
+}
+
+/**
+ * Read buffers, reused by every relay of the process: a fresh 1 MiB buffer
+ * per frame is what makes V8 collect often. At most MAX_FREE_BUFFERS wait
+ * here; each relay has about MAX_BUFFERED_BYTES / chunk + 1 in use.
+ */
+const MAX_FREE_BUFFERS = 6;
+const freeBuffers: Buffer[] = [];
+const readBuffers = {
+  take(): Buffer {
+    return freeBuffers.pop() ?? Buffer.allocUnsafeSlow(MAX_DATA_FRAME_HEADER_BYTES + RELAY_CHUNK_BYTES);
+  },
+  give(buffer: Buffer): void {
+    if (freeBuffers.length < MAX_FREE_BUFFERS) freeBuffers.push(buffer);
+  },
+};
+
+async function readFully(handle: FileHandle, into: Buffer, at: number, length: number, position: number): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await handle.read(into, at + done, length - done, position + done);
+    if (bytesRead === 0) throw new AgentError('io', `the target ended at ${position + done} while relaying`, { position: position + done });
+    done += bytesRead;
+  }
+}
+
+/**
+ * Streams the feed to `follower` from `start.resumeOffset` to the image end
+ * and yields the follower's acknowledgements as they come.
+ */
+export async function* relayToFollower(
+  feed: ImageFeed,
+  target: FileHandle,
+  follower: Follower,
+  start: Start,
+  signal: AbortSignal,
+): AsyncIterable<Ack> {
+  const client = new grpc.Client(follower.address, grpc.credentials.createInsecure(), {
+    'grpc.max_send_message_length': RELAY_CHUNK_BYTES + 64 * 1024,
+    'grpc.enable_retries': 0,
+    'grpc.keepalive_time_ms': 10_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+  });
+  const metadata = new grpc.Metadata();
+  metadata.set('authorization', `Bearer ${follower.token}`);
+  const call = client.makeBidiStreamRequest(
+    writeImagePath,
+    (frame: Buffer) => frame,
+    deserializeAck,
+    metadata,
+    {},
+  ) as grpc.ClientDuplexStream<Buffer, WriteImageAck>;
+  const acks = new AsyncQueue<Ack>();
+  let buffered = 0;
+  let accepted = false;
+  let over = false;
+  let wake: (() => void) | undefined;
+  const changed = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const waitChange = (): Promise<void> => new Promise((resolve) => (wake = resolve));
+  const onAbort = (): void => call.cancel();
+  signal.addEventListener('abort', onAbort, { once: true });
+  // Ends the sender's waits (the feed may not advance for a long time) when this relay ends for any reason.
+  const stop = new AbortController();
+  const senderSignal = AbortSignal.any([signal, stop.signal]);
+
+  call.on('data', (ack: WriteImageAck) => {
+    accepted = true;
+    changed();
+    acks.push({
+      committedOffset: ack.committedOffset,
+      done: ack.done,
+      sha256: ack.sha256,
+      digestMethod: ack.digestMethod,
+      digestAlgorithm: ack.digestAlgorithm,
+    });
+  });
+  call.on('error', (error: grpc.ServiceError) => {
+    over = true;
+    changed();
+    acks.fail(signal.aborted ? signal.reason : new FollowerStreamError(follower.address, error.code, error.details || error.message));
+  });
+  call.on('end', () => {
+    over = true;
+    changed();
+    acks.close();
+  });
+
+  const send = async (frame: Buffer, dataBytes: number, release?: () => void): Promise<void> => {
+    if (over) throw new AgentError('failed-precondition', `follower ${follower.address} ended the stream early`);
+    buffered += dataBytes;
+    call.write(frame, () => {
+      release?.();
+      buffered -= dataBytes;
+      changed();
+    });
+    while (buffered > MAX_BUFFERED_BYTES && !over) await waitChange();
+  };
+  const message = (init: MessageInitShape<typeof ImageFrameSchema>): Buffer => {
+    const bytes = toBinary(ImageFrameSchema, create(ImageFrameSchema, init));
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+
+  const sender = (async (): Promise<void> => {
+    const resumeOffset = Number(start.resumeOffset ?? 0n);
+    await send(message({ offset: BigInt(resumeOffset), start }), 0);
+    while (!accepted && !over) await waitChange();
+    let position = resumeOffset;
+    while (position < feed.imageSize) {
+      const committed = await feed.waitPast(position, senderSignal, RELAY_STALL_MS);
+      for (const run of feed.runs(position, committed)) {
+        if (!run.data) {
+          await send(message({ offset: BigInt(run.offset), zeroLength: BigInt(run.length) }), 0);
+          continue;
+        }
+        for (let at = run.offset; at < run.offset + run.length; at += RELAY_CHUNK_BYTES) {
+          const length = Math.min(RELAY_CHUNK_BYTES, run.offset + run.length - at);
+          const buffer = readBuffers.take();
+          await readFully(target, buffer, MAX_DATA_FRAME_HEADER_BYTES, length, at);
+          const data = buffer.subarray(MAX_DATA_FRAME_HEADER_BYTES, MAX_DATA_FRAME_HEADER_BYTES + length);
+          await send(encodeDataFrame(at, data, MAX_DATA_FRAME_HEADER_BYTES), length, () => readBuffers.give(buffer));
+        }
+      }
+      position = committed;
+    }
+    call.end();
+  })();
+  sender.catch((error: unknown) => {
+    acks.fail(error);
+    call.cancel();
+  });
+
+  try {
+    yield* acks;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    over = true;
+    changed();
+    stop.abort();
+    call.cancel();
+    await sender.catch(() => undefined);
+    client.close();
+  }
+}
