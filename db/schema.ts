@@ -76,6 +76,9 @@ export const nodes = mysqlTable(
     resourceClass: varchar('resource_class', { length: 80 }).notNull().default(''),
     // The controller holding the node's lock (see conductor reservations), or NULL.
     reservation: varchar('reservation', { length: 64 }),
+    // Bumped each time the reservation is taken or broken: a task's writes require the epoch it reserved
+    // at, so a late write from an owner that was fenced and taken over is refused (no split brain).
+    ownerEpoch: bigint('owner_epoch', { mode: 'number', unsigned: true }).notNull().default(0),
     // Row version for optimistic concurrency: every write checks and bumps it.
     version: bigint('version', { mode: 'number', unsigned: true }).notNull().default(1),
     createdAt: createdAt(),

@@ -4,3 +4,4 @@ export { Membership } from './membership.ts';
 export type { ForwardAction, ForwardArgs, ForwardResults } from './forward-codec.ts';
 export { type ForwardClient, Forwarder, type ForwardHandler } from './forwarding.ts';
 export { type OwnedNode, Ownership } from './ownership.ts';
+export { Fence, FencedError, type FenceView } from './fence.ts';

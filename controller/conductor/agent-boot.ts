@@ -34,6 +34,32 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
     signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
   });
 
+/**
+ * The node's BMC as a task may use it: every command first checks the task's fence, so a task that was
+ * fenced while a database write hung does not power-cycle a node a peer may own by the time it returns.
+ */
+function fenced(control: PowerControl, ctx: TaskContext): PowerControl {
+  return {
+    getPowerState: async () => {
+      ctx.checkFence();
+      return control.getPowerState();
+    },
+    setPowerState: async (target) => {
+      ctx.checkFence();
+      return control.setPowerState(target);
+    },
+    setBootDevice: async (device, options) => {
+      ctx.checkFence();
+      return control.setBootDevice(device, options);
+    },
+    getBootDevice: async () => {
+      ctx.checkFence();
+      return control.getBootDevice();
+    },
+    close: () => control.close(),
+  };
+}
+
 export class AgentBoot {
   readonly #bmc: BmcAccess;
   readonly #tokens: AgentTokenStore;
@@ -63,12 +89,14 @@ export class AgentBoot {
   /** Arms a token, sets a one-time PXE boot and powers the node on (or cycles it). Returns when the BMC did so. */
   async bootRamdisk(ctx: TaskContext, purpose: string): Promise<Date> {
     const node = ctx.node();
+    ctx.checkFence();
     await this.#tokens.issue(node.uuid, this.#opts.tokenTtlMs);
     // Heartbeats older than this belong to an earlier boot.
     const since = new Date();
     await this.#bmc.with(
       node,
-      async (control) => {
+      async (bmc) => {
+        const control = fenced(bmc, ctx);
         await control.setBootDevice('pxe', { persistent: false, uefi: true });
         const was = await control.getPowerState();
         await control.setPowerState(was === 'on' ? 'reboot' : 'on');
@@ -133,13 +161,15 @@ export class AgentBoot {
     const node = ctx.node();
     await this.#bmc.with(
       node,
-      async (control) => {
+      async (bmc) => {
+        const control = fenced(bmc, ctx);
         if ((await control.getPowerState()) === 'off') return;
         await control.setPowerState('off');
         await this.#settle(ctx, control, 'off');
       },
       'power off',
     );
+    ctx.checkFence();
     await this.#tokens.revoke(node.uuid);
     await ctx.record({ powerState: 'off' });
     ctx.publish('power.changed', { target: 'off' });
@@ -148,10 +178,12 @@ export class AgentBoot {
   /** Makes the disk the boot device from now on and power-cycles the node into it. */
   async bootFromDisk(ctx: TaskContext): Promise<void> {
     const node = ctx.node();
+    ctx.checkFence();
     await this.#tokens.revoke(node.uuid);
     await this.#bmc.with(
       node,
-      async (control) => {
+      async (bmc) => {
+        const control = fenced(bmc, ctx);
         await control.setBootDevice('disk', { persistent: true, uefi: true });
         const was = await control.getPowerState();
         await control.setPowerState(was === 'on' ? 'reboot' : 'on');

@@ -55,6 +55,8 @@ export interface PowerSyncOptions {
   readonly enforce: boolean;
   readonly failureThreshold: number;
   readonly callTimeoutMs: number;
+  /** True while the controller is fenced: the sync reads and writes nothing (a peer may own these nodes now). */
+  readonly paused?: () => boolean;
 }
 
 export interface SweepReport {
@@ -148,11 +150,12 @@ export class PowerSync {
 
   async #sweep(): Promise<SweepReport> {
     const started = performance.now();
-    const nodes = await this.#store.candidates();
+    const paused = this.#opts.paused ?? (() => false);
+    const nodes = paused() ? [] : await this.#store.candidates();
     const totals = { changed: 0, enforced: 0, failed: 0, flagged: 0, unreadable: 0 };
     let next = 0;
     const worker = async (): Promise<void> => {
-      while (next < nodes.length) {
+      while (next < nodes.length && !paused()) {
         const node = nodes[next++]!;
         // One node's trouble (its store write, its enforce call) is its own; the sweep goes on.
         const outcome = await (isUnreadable(node) ? this.#skipUnreadable(node) : this.#syncOne(node)).catch((err: unknown) => {
@@ -210,6 +213,8 @@ export class PowerSync {
       return flag ? 'flagged' : 'failed';
     }
     end();
+    // Fenced while the BMC answered: what it said is not ours to record.
+    if (this.#opts.paused?.()) return 'same';
     if (node.failures > 0) await this.#store.recordFailures(node.uuid, 0, null);
     if (state === node.powerState) return 'same';
     const expected = node.powerState;

@@ -4,6 +4,7 @@
  * is recorded and published. Passwords are decrypted here, handed to the
  * driver and never kept.
  */
+import type { FenceView } from '../cluster/index.ts';
 import type { Logger } from 'pino';
 import { BmError, ValidationError } from '../errors.ts';
 import type { EventBus } from '../events/index.ts';
@@ -21,6 +22,8 @@ export interface PowerConductorOptions {
   /** How long to wait for a node to reach the state asked for (soft-off takes an OS shutdown). */
   readonly settleTimeoutMs: number;
   readonly settlePollMs: number;
+  /** A fenced controller answers power verbs with UNAVAILABLE instead of touching a BMC a peer may own now. */
+  readonly fence?: FenceView;
 }
 
 export class PowerConductor {
@@ -46,6 +49,7 @@ export class PowerConductor {
   }
 
   async #node(id: string): Promise<NodeRecord> {
+    this.#opts.fence?.check();
     if (id.length === 0 || id.length > 255) throw new ValidationError('id', 'must be a node uuid or name');
     const node = await this.#store.findNode(id);
     if (!node) throw new BmError('not-found', `node ${id} not found`, { id });

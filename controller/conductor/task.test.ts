@@ -12,6 +12,9 @@ import { InMemoryNodeStore } from '../nodes/memory-store.ts';
 import { uuidv7 } from '../nodes/uuid.ts';
 import { SecretBox } from '../secrets/secret-box.ts';
 import { BmcAccess } from './bmc-access.ts';
+import { Fence } from '../cluster/fence.ts';
+import { FencedNodeStore } from '../nodes/fenced-store.ts';
+import { StaleOwnerError } from '../nodes/owner.ts';
 import { TaskManager } from './task.ts';
 
 const secrets = new SecretBox(randomBytes(32));
@@ -118,6 +121,78 @@ describe('TaskManager', () => {
     );
     await tasks.stop();
     expect(await store.findNode(uuid)).toMatchObject({ provisionState: 'deploying', reservation: null });
+  });
+});
+
+describe('TaskManager with a fence and owner epochs', () => {
+  it('refuses the late write of an owner whose node a peer took over, and ends its task without touching the node', async () => {
+    const { store, tasks, uuid } = await setup('available');
+    let resume!: () => void;
+    const paused = new Promise<void>((r) => (resume = r));
+    const reasons: string[] = [];
+    await tasks.start(
+      uuid,
+      'deploy',
+      async (ctx) => {
+        await paused;
+        await ctx.record({ lastError: 'late write from the old owner' });
+      },
+      {},
+      async (reason) => void reasons.push(reason),
+    );
+    // The peer: breaks the old owner's reservation (epoch +1), reserves (epoch +1) and moves the node on.
+    store.breakReservation(uuid);
+    const epoch = await store.reserve(uuid, 'ctl-b');
+    expect(epoch).toBe(3);
+    const taken = (await store.findNode(uuid))!;
+    await store.transition(uuid, 'deploying', 'wait-callback', {}, null, { controllerId: 'ctl-b', epoch: epoch! });
+    resume();
+    await tasks.drain();
+    expect(await store.findNode(uuid)).toMatchObject({
+      provisionState: 'wait-callback',
+      reservation: 'ctl-b',
+      ownerEpoch: 3,
+      lastError: taken.lastError,
+    });
+    expect(reasons).toEqual([]);
+    await expect(store.recordState(uuid, { lastError: 'x' }, { controllerId: 'ctl-a', epoch: 1 })).rejects.toThrow(StaleOwnerError);
+  });
+
+  it('lets a fenced controller read its nodes but write none, whoever asks', async () => {
+    const { store, uuid } = await setup('available');
+    const clock = { now: 0 };
+    const fence = new Fence({ controllerId: 'ctl-a', fenceAfterMs: 1000, clock: () => clock.now }, silentLogger);
+    fence.renewed(fence.renewStarted());
+    const fenced = new FencedNodeStore(store, fence);
+    clock.now = 1000;
+    expect((await fenced.findNode(uuid))?.provisionState).toBe('available');
+    await expect(fenced.recordAgent(uuid, '127.0.0.1:9999', new Date())).rejects.toThrow(/controller fenced/);
+    await expect(fenced.reserve(uuid, 'ctl-a')).rejects.toThrow(/controller fenced/);
+    await expect(fenced.updateNode(uuid, { name: 'renamed' }, null)).rejects.toThrow(/controller fenced/);
+    expect(await store.findNode(uuid)).toMatchObject({ name: 'n1', reservation: null, agentAddress: null });
+  });
+
+  it('stops a running task when the fence closes, keeping the node and its reservation, and starts none while fenced', async () => {
+    const { store, bus, uuid } = await setup('available');
+    const clock = { now: 0 };
+    const fence = new Fence({ controllerId: 'ctl-a', fenceAfterMs: 1000, clock: () => clock.now }, silentLogger);
+    fence.renewed(fence.renewStarted());
+    const tasks = new TaskManager(store, bus, { controllerId: 'ctl-a', lockWaitMs: 300, fence }, silentLogger);
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    let wroteAfterFence = false;
+    await tasks.start(uuid, 'deploy', async (ctx) => {
+      started();
+      await new Promise((r) => ctx.signal.addEventListener('abort', r));
+      await ctx.record({ lastError: 'should not land' }).then(() => (wroteAfterFence = true));
+    });
+    await running;
+    clock.now = 1000;
+    expect(fence.fenced).toBe(true);
+    await tasks.drain();
+    expect(wroteAfterFence).toBe(false);
+    expect(await store.findNode(uuid)).toMatchObject({ provisionState: 'deploying', reservation: 'ctl-a', lastError: null });
+    await expect(tasks.start(uuid, 'fail', async () => undefined)).rejects.toThrow(/controller fenced/);
   });
 });
 

@@ -5,11 +5,17 @@
  * the reservation, in the background when the work outlives the API call,
  * and releases it at the end, even on error. Work that throws ends the node
  * in the failed state its current state leads to, with last_error.
+ *
+ * Every write a task makes carries its owner epoch (nodes/owner.ts), and each
+ * step first checks the fence (cluster/fence.ts): a fenced controller's task
+ * stops at its next step without touching the node or its reservation, and a
+ * task whose node was taken over meanwhile ends quietly on the refused write.
  */
 import type { Logger } from 'pino';
+import { FencedError, type FenceView } from '../cluster/index.ts';
 import { BmError, ConflictError, NotFoundError } from '../errors.ts';
 import type { EventBus } from '../events/index.ts';
-import type { NodeStore, StateFields, NodeRecord } from '../nodes/index.ts';
+import { StaleOwnerError, type NodeOwner, type NodeStore, type StateFields, type NodeRecord } from '../nodes/index.ts';
 import { NodeLockedError } from './reservation.ts';
 import { nextState, TRANSITIONS, type ProvisionEvent } from './states.ts';
 
@@ -25,6 +31,10 @@ export interface TaskContext {
   /** Re-reads the node (e.g. to see an agent's heartbeat). */
   refresh(): Promise<NodeRecord>;
   publish(type: string, details?: Readonly<Record<string, string>>, message?: string): void;
+  /** Who writes: this controller at the epoch it reserved the node at (for writes outside the node store, e.g. checkpoints). */
+  readonly owner: NodeOwner;
+  /** Throws FencedError while this controller is fenced: call before a write the store does not guard. */
+  checkFence(): void;
 }
 
 export type TaskWork = (ctx: TaskContext) => Promise<void>;
@@ -54,7 +64,11 @@ export interface TaskManagerOptions {
   readonly lockWaitMs?: number;
   /** Breaks a reservation whose controller is dead; true when it did (dead-reservations.ts). */
   readonly breakDead?: (nodeUuid: string) => Promise<boolean>;
+  /** While fenced, no task starts and running ones stop at their next step (absent: never fenced). */
+  readonly fence?: FenceView;
 }
+
+const NEVER_FENCED: FenceView = { check: () => undefined, fenced: false, signal: new AbortController().signal };
 
 export class TaskManager {
   readonly #store: NodeStore;
@@ -63,24 +77,30 @@ export class TaskManager {
   readonly #opts: TaskManagerOptions;
   readonly #running = new Map<string, { readonly done: Promise<void>; readonly cancel: AbortController }>();
   readonly #stop = new AbortController();
+  readonly #fence: FenceView;
 
   constructor(store: NodeStore, events: EventBus, opts: TaskManagerOptions, log: Logger) {
     this.#store = store;
     this.#events = events;
     this.#opts = opts;
     this.#log = log;
+    this.#fence = opts.fence ?? NEVER_FENCED;
   }
 
   get controllerId(): string {
     return this.#opts.controllerId;
   }
 
-  async #reserve(nodeUuid: string): Promise<void> {
+  /** Resolves to the owner epoch taken. */
+  async #reserve(nodeUuid: string): Promise<number> {
     // A task that just reached its last state still releases the lock a moment later: a verb right
     // after it (manage --wait, then provide) waits that moment out instead of failing.
     const deadline = Date.now() + (this.#opts.lockWaitMs ?? 5000);
     let checkedHolder = false;
-    while (!(await this.#store.reserve(nodeUuid, this.#opts.controllerId))) {
+    for (;;) {
+      this.#fence.check();
+      const epoch = await this.#store.reserve(nodeUuid, this.#opts.controllerId);
+      if (epoch !== null) return epoch;
       if (!checkedHolder && this.#opts.breakDead) {
         checkedHolder = true;
         if (await this.#opts.breakDead(nodeUuid)) {
@@ -109,21 +129,25 @@ export class TaskManager {
     fields: StateFields = {},
     afterFailure?: AfterFailure,
   ): Promise<NodeRecord> {
+    // Before any read: a fenced controller answers at once instead of waiting on a database it cannot reach.
+    this.#fence.check();
     const found = await this.#store.findNode(id);
     if (!found) throw new NotFoundError('node', id);
     // Checked before locking too, so a wrong verb is refused even while another task runs.
     nextState(found.uuid, found.provisionState, event);
-    await this.#reserve(found.uuid);
+    const epoch = await this.#reserve(found.uuid);
+    const owner = { controllerId: this.#opts.controllerId, epoch };
     let node: NodeRecord;
     try {
       const current = await this.#store.findNode(found.uuid);
       if (!current) throw new NotFoundError('node', found.uuid);
-      node = await this.#transition(current, event, fields);
+      this.#fence.check();
+      node = await this.#transition(current, event, fields, owner);
     } catch (err) {
-      await this.#store.release(found.uuid, this.#opts.controllerId);
+      if (!this.#fence.fenced) await this.#store.release(found.uuid, this.#opts.controllerId, epoch);
       throw err;
     }
-    this.adopt(node, work, afterFailure);
+    this.adopt(node, work, afterFailure, epoch);
     return node;
   }
 
@@ -132,20 +156,24 @@ export class TaskManager {
    * holder's reservation) and runs `work` from the state it is in, without a transition.
    */
   async takeOver(nodeUuid: string, work: TaskWork, afterFailure?: AfterFailure): Promise<NodeRecord> {
-    await this.#reserve(nodeUuid);
+    const epoch = await this.#reserve(nodeUuid);
     const node = await this.#store.findNode(nodeUuid);
     if (!node) {
-      await this.#store.release(nodeUuid, this.#opts.controllerId);
+      await this.#store.release(nodeUuid, this.#opts.controllerId, epoch);
       throw new NotFoundError('node', nodeUuid);
     }
-    this.adopt(node, work, afterFailure);
+    this.adopt(node, work, afterFailure, epoch);
     return node;
   }
 
-  /** Runs `work` on a node this controller has already reserved and moved (the scheduler's claim does both in one UPDATE). */
-  adopt(node: NodeRecord, work: TaskWork, afterFailure?: AfterFailure): void {
+  /**
+   * Runs `work` on a node this controller has already reserved and moved (the scheduler's claim does both
+   * in one UPDATE, bumping the epoch the record carries).
+   */
+  adopt(node: NodeRecord, work: TaskWork, afterFailure?: AfterFailure, epoch = node.ownerEpoch): void {
     const cancel = new AbortController();
-    const done = this.#run(node, work, cancel.signal, afterFailure).finally(() => this.#running.delete(node.uuid));
+    const owner = { controllerId: this.#opts.controllerId, epoch };
+    const done = this.#run(node, work, cancel.signal, owner, afterFailure).finally(() => this.#running.delete(node.uuid));
     this.#running.set(node.uuid, { done, cancel });
   }
 
@@ -158,11 +186,11 @@ export class TaskManager {
     return true;
   }
 
-  async #transition(node: NodeRecord, event: ProvisionEvent, fields: StateFields, message?: string): Promise<NodeRecord> {
+  async #transition(node: NodeRecord, event: ProvisionEvent, fields: StateFields, owner: NodeOwner, message?: string): Promise<NodeRecord> {
     const to = nextState(node.uuid, node.provisionState, event);
     let current = node;
     for (let attempt = 0; attempt < 5; attempt++) {
-      const updated = await this.#store.transition(current.uuid, current.provisionState, to, fields, current.version);
+      const updated = await this.#store.transition(current.uuid, current.provisionState, to, fields, current.version, owner);
       if (updated) {
         this.#events.publish({
           nodeUuid: updated.uuid,
@@ -178,6 +206,8 @@ export class TaskManager {
       // Continue only if the node is still where we left it and still ours.
       const reread = await this.#store.findNode(current.uuid);
       if (!reread) throw new NotFoundError('node', current.uuid);
+      if (reread.reservation !== owner.controllerId || reread.ownerEpoch !== owner.epoch)
+        throw new StaleOwnerError(current.uuid, owner, reread.reservation, reread.ownerEpoch);
       if (
         reread.provisionState !== current.provisionState ||
         (reread.reservation !== null && reread.reservation !== this.#opts.controllerId)
@@ -192,20 +222,30 @@ export class TaskManager {
     throw new ConflictError(`node ${node.uuid} kept changing; ${event} not applied`, { node: node.uuid });
   }
 
-  async #run(initial: NodeRecord, work: TaskWork, cancelled: AbortSignal, afterFailure?: AfterFailure): Promise<void> {
+  async #run(initial: NodeRecord, work: TaskWork, cancelled: AbortSignal, owner: NodeOwner, afterFailure?: AfterFailure): Promise<void> {
     let node = initial;
+    // The fence's signal of now: once it closes, this task is over even if the fence opens again (the sweep resumes the node).
+    const fenced = this.#fence.signal;
     const ctx: TaskContext = {
-      signal: AbortSignal.any([this.#stop.signal, cancelled]),
+      signal: AbortSignal.any([this.#stop.signal, cancelled, fenced]),
+      owner,
+      checkFence: () => {
+        if (fenced.aborted) throw fenced.reason;
+        this.#fence.check();
+      },
       node: () => node,
       advance: async (event, fields = {}, message) => {
-        node = await this.#transition(node, event, fields, message);
+        ctx.checkFence();
+        node = await this.#transition(node, event, fields, owner, message);
         return node;
       },
       record: async (fields) => {
-        await this.#store.recordState(node.uuid, fields);
+        ctx.checkFence();
+        await this.#store.recordState(node.uuid, fields, owner);
         node = (await this.#store.findNode(node.uuid)) ?? node;
       },
       refresh: async () => {
+        ctx.checkFence();
         node = (await this.#store.findNode(node.uuid)) ?? node;
         return node;
       },
@@ -219,10 +259,21 @@ export class TaskManager {
           ...(message ? { message } : {}),
         }),
     };
+    // A fenced task leaves its reservation for a peer to break (or for our own sweep once unfenced); a superseded one has none.
+    let release = true;
     try {
       await work(ctx);
     } catch (err) {
-      if (this.#stop.signal.aborted) {
+      if (err instanceof StaleOwnerError) {
+        release = false;
+        this.#log.warn(
+          { node: node.uuid, epoch: owner.epoch, holder: err.context.holder },
+          'task ended: the node was taken over meanwhile; not touching it',
+        );
+      } else if (fenced.aborted || err instanceof FencedError) {
+        release = false;
+        this.#log.warn({ node: node.uuid, state: node.provisionState }, 'task stopped by the fence; the node keeps its state');
+      } else if (this.#stop.signal.aborted) {
         this.#log.warn({ node: node.uuid, state: node.provisionState }, 'task interrupted by stop; the node keeps its state');
       } else {
         const reason = await this.#fail(ctx, node, cancelled.aborted ? cancelled.reason : err);
@@ -231,9 +282,10 @@ export class TaskManager {
         );
       }
     } finally {
-      await this.#store
-        .release(node.uuid, this.#opts.controllerId)
-        .catch((err: unknown) => this.#log.error({ err, node: node.uuid }, 'could not release the reservation'));
+      if (release && !this.#fence.fenced)
+        await this.#store
+          .release(node.uuid, this.#opts.controllerId, owner.epoch)
+          .catch((err: unknown) => this.#log.error({ err, node: node.uuid }, 'could not release the reservation'));
     }
   }
 

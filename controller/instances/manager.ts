@@ -3,8 +3,8 @@
  * reboot and power. Scoped by the caller's project: a member reaches only
  * its project's instances; an admin reaches all.
  */
+import type { FenceView, OwnedNode, Ownership } from '../cluster/index.ts';
 import type { Caller } from '../auth/index.ts';
-import type { OwnedNode, Ownership } from '../cluster/index.ts';
 import type { NodeActions, Provisioner } from '../conductor/index.ts';
 import { BmError, ValidationError } from '../errors.ts';
 import type { FlavorCatalog } from '../flavors/index.ts';
@@ -37,6 +37,7 @@ export class InstanceManager {
   readonly #actions: NodeActions;
   readonly #ownership: Ownership | null;
   readonly #controllerId: string;
+  readonly #fence: FenceView | undefined;
 
   constructor(deps: {
     store: InstanceStore;
@@ -49,6 +50,8 @@ export class InstanceManager {
     /** Who owns which node (absent: this controller deploys every node it claims). */
     ownership?: Ownership;
     controllerId: string;
+    /** A fenced controller places no instance (its claim would start a deploy it must not run). */
+    fence?: FenceView;
   }) {
     this.#store = deps.store;
     this.#nodes = deps.nodes;
@@ -59,6 +62,7 @@ export class InstanceManager {
     this.#actions = deps.actions;
     this.#ownership = deps.ownership ?? null;
     this.#controllerId = deps.controllerId;
+    this.#fence = deps.fence;
   }
 
   static scope(caller: Caller): string | null {
@@ -105,6 +109,7 @@ export class InstanceManager {
     // The row is written in the claim's transaction, already on its node: one commit per boot, and
     // "no valid node" leaves nothing behind to clean up.
     const written: { instance?: InstanceRecord } = {};
+    this.#fence?.check();
     // The claim reserves the node for its owner on the hash ring (this controller when no live member serves its group),
     // which then runs the deploy: the one that will also answer its power verbs and take it over if need be.
     const owners = await this.#ownership?.snapshot();

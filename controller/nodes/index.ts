@@ -7,3 +7,5 @@ export type { NodeStore, StateFields } from './store.ts';
 export type { NodeRecord, PortRecord, ProvisionState } from './types.ts';
 export { isUuid, uuidv7 } from './uuid.ts';
 export { CPU_ARCHES, groupName, hasControlCharacter, MAX_PORTS_PER_NODE, POWER_DRIVERS, type PowerDriverName } from './validate.ts';
+export { FencedNodeStore } from './fenced-store.ts';
+export { type NodeOwner, StaleOwnerError } from './owner.ts';

@@ -5,6 +5,7 @@
  * state and version, every write bumps the version.
  */
 import { AlreadyExistsError, BmError, ConflictError, NotFoundError } from '../errors.ts';
+import { StaleOwnerError, type NodeOwner } from './owner.ts';
 import type { NewNode, NodeChanges, NodeStore, StateFields } from './store.ts';
 import type { NodeFilter, NodeRecord, Page, PortRecord } from './types.ts';
 import { isUuid } from './uuid.ts';
@@ -54,6 +55,7 @@ export class InMemoryNodeStore implements NodeStore {
       lastError: null,
       properties: { ...node.properties },
       reservation: null,
+      ownerEpoch: 0,
       agentAddress: null,
       agentSeenAt: null,
       powerSyncFailures: 0,
@@ -149,16 +151,27 @@ export class InMemoryNodeStore implements NodeStore {
     return this.#rows.size;
   }
 
-  async reserve(uuid: string, controllerId: string): Promise<boolean> {
+  async reserve(uuid: string, controllerId: string): Promise<number | null> {
     const row = this.#rows.get(uuid);
-    if (!row || row.node.reservation !== null) return false;
-    row.node = { ...row.node, reservation: controllerId };
-    return true;
+    if (!row || row.node.reservation !== null) return null;
+    row.node = { ...row.node, reservation: controllerId, ownerEpoch: row.node.ownerEpoch + 1 };
+    return row.node.ownerEpoch;
   }
 
-  async release(uuid: string, controllerId: string): Promise<void> {
+  async release(uuid: string, controllerId: string, epoch?: number): Promise<void> {
     const row = this.#rows.get(uuid);
-    if (row?.node.reservation === controllerId) row.node = { ...row.node, reservation: null };
+    if (row?.node.reservation === controllerId && (epoch === undefined || row.node.ownerEpoch === epoch))
+      row.node = { ...row.node, reservation: null };
+  }
+
+  /** What a peer's dead-reservation breaker does: clears the lock and bumps the epoch. */
+  breakReservation(uuid: string): void {
+    const row = this.#rows.get(uuid);
+    if (row) row.node = { ...row.node, reservation: null, ownerEpoch: row.node.ownerEpoch + 1 };
+  }
+
+  #owns(node: NodeRecord, owner: NodeOwner | undefined): boolean {
+    return !owner || (node.reservation === owner.controllerId && node.ownerEpoch === owner.epoch);
   }
 
   async transition(
@@ -167,16 +180,25 @@ export class InMemoryNodeStore implements NodeStore {
     to: string,
     fields: StateFields,
     expectedVersion: number | null,
+    owner?: NodeOwner,
   ): Promise<NodeRecord | null> {
     const row = this.#rows.get(uuid);
-    if (!row || row.node.provisionState !== from || (expectedVersion !== null && row.node.version !== expectedVersion)) return null;
+    if (
+      !row ||
+      row.node.provisionState !== from ||
+      (expectedVersion !== null && row.node.version !== expectedVersion) ||
+      !this.#owns(row.node, owner)
+    )
+      return null;
     this.#bump(row, { ...fields, provisionState: to } as Partial<NodeRecord>);
     return this.#view(row);
   }
 
-  async recordState(uuid: string, fields: StateFields): Promise<void> {
+  async recordState(uuid: string, fields: StateFields, owner?: NodeOwner): Promise<void> {
     const row = this.#rows.get(uuid);
-    if (row && Object.keys(fields).length > 0) this.#bump(row, fields as Partial<NodeRecord>);
+    if (!row || Object.keys(fields).length === 0) return;
+    if (owner && !this.#owns(row.node, owner)) throw new StaleOwnerError(uuid, owner, row.node.reservation, row.node.ownerEpoch);
+    this.#bump(row, fields as Partial<NodeRecord>);
   }
 
   async recordAgent(uuid: string, address: string, seenAt: Date): Promise<void> {

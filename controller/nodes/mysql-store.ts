@@ -6,6 +6,7 @@
 import { and, asc, eq, gt, inArray, isNotNull, isNull, notInArray, sql, type SQL } from 'drizzle-orm';
 import { type Database, nodes, ports, type NodeRow, type PortRow } from '../../db/index.ts';
 import { AlreadyExistsError, BmError, ConflictError, NotFoundError, TooManyPortsError } from '../errors.ts';
+import { StaleOwnerError, type NodeOwner } from './owner.ts';
 import type { NewNode, NodeChanges, NodeStore, StateFields } from './store.ts';
 import type { NodeFilter, NodeRecord, Page, PortRecord } from './types.ts';
 import { isUuid } from './uuid.ts';
@@ -52,6 +53,7 @@ export function toNode(row: NodeRow, macs: readonly string[]): NodeRecord {
     lastError: row.lastError,
     properties: row.properties ?? {},
     reservation: row.reservation,
+    ownerEpoch: row.ownerEpoch,
     agentAddress: row.agentAddress,
     agentSeenAt: row.agentSeenAt,
     powerSyncFailures: row.powerSyncFailures,
@@ -124,6 +126,7 @@ export class MysqlNodeStore implements NodeStore {
       instanceUuid: null,
       lastError: null,
       reservation: null,
+      ownerEpoch: 0,
       agentAddress: null,
       agentSeenAt: null,
       agentTokenHash: null,
@@ -306,19 +309,22 @@ export class MysqlNodeStore implements NodeStore {
     return Number(rows[0]?.n ?? 0);
   }
 
-  async reserve(uuid: string, controllerId: string): Promise<boolean> {
+  async reserve(uuid: string, controllerId: string): Promise<number | null> {
+    // LAST_INSERT_ID(expr) hands the bumped epoch back in the same statement: no read that a breaker could slip before.
     const [result] = await this.#db
       .update(nodes)
-      .set({ reservation: controllerId })
+      .set({ reservation: controllerId, ownerEpoch: sql`LAST_INSERT_ID(${nodes.ownerEpoch} + 1)` })
       .where(and(eq(nodes.uuid, uuid), isNull(nodes.reservation)));
-    return result.affectedRows === 1;
+    return result.affectedRows === 1 ? Number(result.insertId) : null;
   }
 
-  async release(uuid: string, controllerId: string): Promise<void> {
+  async release(uuid: string, controllerId: string, epoch?: number): Promise<void> {
+    const where = [eq(nodes.uuid, uuid), eq(nodes.reservation, controllerId)];
+    if (epoch !== undefined) where.push(eq(nodes.ownerEpoch, epoch));
     await this.#db
       .update(nodes)
       .set({ reservation: null })
-      .where(and(eq(nodes.uuid, uuid), eq(nodes.reservation, controllerId)));
+      .where(and(...where));
   }
 
   async transition(
@@ -327,9 +333,11 @@ export class MysqlNodeStore implements NodeStore {
     to: string,
     fields: StateFields,
     expectedVersion: number | null,
+    owner?: NodeOwner,
   ): Promise<NodeRecord | null> {
     const where = [eq(nodes.uuid, uuid), eq(nodes.provisionState, from)];
     if (expectedVersion !== null) where.push(eq(nodes.version, expectedVersion));
+    if (owner) where.push(eq(nodes.reservation, owner.controllerId), eq(nodes.ownerEpoch, owner.epoch));
     const [result] = await this.#db
       .update(nodes)
       .set({ ...fields, provisionState: to, version: sql`${nodes.version} + 1`, updatedAt: sql`CURRENT_TIMESTAMP(3)` })
@@ -338,12 +346,18 @@ export class MysqlNodeStore implements NodeStore {
     return this.findNode(uuid);
   }
 
-  async recordState(uuid: string, fields: StateFields): Promise<void> {
+  async recordState(uuid: string, fields: StateFields, owner?: NodeOwner): Promise<void> {
     if (Object.keys(fields).length === 0) return;
-    await this.#db
+    const where = [eq(nodes.uuid, uuid)];
+    if (owner) where.push(eq(nodes.reservation, owner.controllerId), eq(nodes.ownerEpoch, owner.epoch));
+    const [result] = await this.#db
       .update(nodes)
       .set({ ...fields, version: sql`${nodes.version} + 1`, updatedAt: sql`CURRENT_TIMESTAMP(3)` })
-      .where(eq(nodes.uuid, uuid));
+      .where(and(...where));
+    if (result.affectedRows === 0 && owner) {
+      const now = await this.findNode(uuid);
+      if (now) throw new StaleOwnerError(uuid, owner, now.reservation, now.ownerEpoch);
+    }
   }
 
   async recordAgent(uuid: string, address: string, seenAt: Date): Promise<void> {

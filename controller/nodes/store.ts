@@ -3,6 +3,7 @@
  * real one; the interface lets conductor logic be unit-tested without a
  * database.
  */
+import type { NodeOwner } from './owner.ts';
 import type { NodeFilter, NodeRecord, NodeSpec, Page, PortRecord } from './types.ts';
 
 export interface NewNode extends NodeSpec {
@@ -42,14 +43,27 @@ export interface NodeStore {
   listPorts(nodeUuid: string | null, limit: number, marker: string | null): Promise<Page<PortRecord>>;
   deletePort(uuid: string): Promise<void>;
   countNodes(): Promise<number>;
-  /** Atomically takes the node's lock (`UPDATE ... WHERE reservation IS NULL`); false when another holds it. */
-  reserve(uuid: string, controllerId: string): Promise<boolean>;
-  /** Releases the lock if this controller still holds it. */
-  release(uuid: string, controllerId: string): Promise<void>;
-  /** Changes state fields when the node is still in `from` (and at `expectedVersion` when given). */
-  transition(uuid: string, from: string, to: string, fields: StateFields, expectedVersion: number | null): Promise<NodeRecord | null>;
-  /** Records observed state (power, last_error) without a provision transition. */
-  recordState(uuid: string, fields: StateFields): Promise<void>;
+  /**
+   * Atomically takes the node's lock (`UPDATE ... WHERE reservation IS NULL`) and bumps its owner epoch;
+   * resolves to the new epoch (always > 0), or null when another holds the lock.
+   */
+  reserve(uuid: string, controllerId: string): Promise<number | null>;
+  /** Releases the lock if this controller still holds it (at `epoch`, when given). */
+  release(uuid: string, controllerId: string, epoch?: number): Promise<void>;
+  /**
+   * Changes state fields when the node is still in `from` (and at `expectedVersion` when given, and still
+   * held by `owner` at its epoch when given); null when a condition failed.
+   */
+  transition(
+    uuid: string,
+    from: string,
+    to: string,
+    fields: StateFields,
+    expectedVersion: number | null,
+    owner?: NodeOwner,
+  ): Promise<NodeRecord | null>;
+  /** Records observed state (power, last_error) without a provision transition; with `owner`, StaleOwnerError once it lost the node. */
+  recordState(uuid: string, fields: StateFields, owner?: NodeOwner): Promise<void>;
   /** Where a node's agent listens and when it last called in. */
   recordAgent(uuid: string, address: string, seenAt: Date): Promise<void>;
   /** The sealed BMC password, for power drivers only. */

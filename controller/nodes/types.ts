@@ -46,6 +46,8 @@ export interface NodeRecord extends NodeSpec {
   readonly lastError: string | null;
   readonly properties: Readonly<Record<string, string>>;
   readonly reservation: string | null;
+  /** Bumped whenever the reservation is taken or broken (nodes/owner.ts). */
+  readonly ownerEpoch: number;
   readonly agentAddress: string | null;
   readonly agentSeenAt: Date | null;
   readonly powerSyncFailures: number;

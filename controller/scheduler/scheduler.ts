@@ -218,6 +218,8 @@ export class Scheduler {
       provisionState: nextState('(scheduler)', 'available', 'deploy'),
       targetProvisionState: 'active',
       reservation: typeof c.holder === 'string' ? c.holder : c.holder({ uuid: candidate.uuid, group: candidate.row.group }),
+      // The version check below makes this bump atomic with the claim: the deploy's writes carry it.
+      ownerEpoch: candidate.row.ownerEpoch + 1,
       lastError: null,
       version: candidate.row.version + 1,
       updatedAt: new Date(),

@@ -38,11 +38,11 @@ import { AgentRegistry, MysqlAgentTokens } from '../agents/index.ts';
 import { ImageCatalog, openBlobStore, CatalogBlobSource } from '../images/index.ts';
 import { addService, bindServer, shutdownServer, type ServeOptions } from '../../proto/rpc/index.ts';
 import { adminAuth, callerAuth, RefusalLog, TokenSet, TokenDirectory } from '../auth/index.ts';
-import { Membership, Forwarder, type ForwardHandler, Ownership } from '../cluster/index.ts';
+import { Fence, Membership, Forwarder, type ForwardHandler, Ownership } from '../cluster/index.ts';
 import type { Config } from '../config/index.ts';
 import { BmError } from '../errors.ts';
 import { NatsEventBus, Subjects, RecentEvents } from '../events/index.ts';
-import { Enrollment, MysqlNodeStore, type NodeRecord } from '../nodes/index.ts';
+import { Enrollment, FencedNodeStore, MysqlNodeStore, type NodeRecord } from '../nodes/index.ts';
 import {
   PowerConductor,
   PowerSync,
@@ -127,7 +127,12 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     await checkSchema(handle, config.database.url);
     const bus = await NatsEventBus.connect(config.nats.url, id, { subjects: new Subjects(config.nats.prefix) });
     cleanup.unshift(() => bus.close());
-    const store = new MysqlNodeStore(handle.db);
+    // Closes when the heartbeat has not renewed for half of dead_after: well before peers may take our nodes.
+    const fence = new Fence({ controllerId: id, fenceAfterMs: (config.controller.dead_after_s * 1000) / 2 }, log);
+    fence.start();
+    cleanup.unshift(async () => fence.stop());
+    // Every node write of this process passes the fence at the moment it is made.
+    const store = new FencedNodeStore(new MysqlNodeStore(handle.db), fence);
     const enrollment = new Enrollment(store, bus, secrets);
     const health = new HealthState();
     const blobs = await openBlobStore(config, id, log);
@@ -185,6 +190,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
         enforce: config.power.sync_enforce,
         failureThreshold: config.power.sync_failure_threshold,
         callTimeoutMs: config.power.call_timeout_s * 1000,
+        paused: () => fence.fenced,
       },
       metrics,
       log,
@@ -196,13 +202,18 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       secrets,
       bus,
       drivers,
-      { controllerId: id, settleTimeoutMs: config.power.settle_timeout_s * 1000, settlePollMs: 500 },
+      { controllerId: id, settleTimeoutMs: config.power.settle_timeout_s * 1000, settlePollMs: 500, fence },
       log,
     );
     const agentTokens = new MysqlAgentTokens(handle.db, secrets);
     const deadReservations = new DeadReservations(handle.db, config.controller.dead_after_s * 1000, id);
-    const breakDead = (nodeUuid: string): Promise<boolean> => deadReservations.breakIfDead(nodeUuid);
-    const tasks = new TaskManager(store, bus, { controllerId: id, breakDead }, log);
+    // Membership joins once the API is bound (its row names the bound address); the handler reads it then.
+    const clusterView: { membership: Membership | null } = { membership: null };
+    // Nobody's reservation is judged dead while our own view of the heartbeats is not settled (after an outage).
+    // Fenced, nobody's reservation is judged either: a sweep that began before the fence stops breaking at it.
+    const breakDead = async (nodeUuid: string): Promise<boolean> =>
+      fence.fenced || (clusterView.membership !== null && !clusterView.membership.settled) ? false : deadReservations.breakIfDead(nodeUuid);
+    const tasks = new TaskManager(store, bus, { controllerId: id, breakDead, fence }, log);
     // Stop order: tasks let go of their nodes (keeping their states) before the database closes.
     cleanup.unshift(() => tasks.stop());
     const bmc = new BmcAccess(store, secrets, drivers, bmcObserver(log, metrics));
@@ -225,8 +236,6 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       groups: config.controller.groups,
       log,
     });
-    // Membership joins once the API is bound (its row names the bound address); the handler reads it then.
-    const clusterView: { membership: Membership | null } = { membership: null };
     // The API address is known once bound; until then (and until it joins) the ring holds only this controller.
     let apiAddress = config.api.listen;
     const ownership = new Ownership(
@@ -234,6 +243,8 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       () => clusterView.membership,
     );
     const recover = async (): Promise<void> => {
+      // Fenced, we may not judge anyone dead nor take anything over; the sweep after the unfence does it.
+      if (fence.fenced) return;
       // One reading of the members alive now per sweep.
       const owners = await ownership.snapshot();
       const owns = async (node: NodeRecord): Promise<boolean> => owners.isSelf(owners.ownerOf(node));
@@ -255,6 +266,8 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     const recovery = setInterval(sweep, config.controller.dead_after_s * 1000);
     recovery.unref();
     cleanup.unshift(async () => clearInterval(recovery));
+    // Back from a fence: our nodes that no peer took meanwhile are resumed (a taken one is theirs now: its epoch moved).
+    fence.onUnfenced(() => setTimeout(sweep, 0).unref());
     // A peer that leaves (a rolling restart) or is found dead hands its nodes over now, not at the next interval.
     const peerEvents = bus.subscribe(null);
     cleanup.unshift(async () => peerEvents.close());
@@ -296,6 +309,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       actions,
       ownership,
       controllerId: id,
+      fence,
     });
     const recent = new RecentEvents();
     recent.start(bus);
@@ -322,7 +336,24 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     addService(server, TokenService, tokenHandlers(directory), serve);
     addService(server, ClusterService, clusterHandlers(clusterView, store, id), serve);
     addService(server, ImageService, imageHandlers(catalog), serve);
-    addService(server, AgentRegistryService, agentRegistryHandlers(registry), serve);
+    // A fenced controller records no agent: the agent retries, and its heartbeat lands once a renew succeeds.
+    const agentHandlers = agentRegistryHandlers(registry);
+    addService(
+      server,
+      AgentRegistryService,
+      {
+        ...agentHandlers,
+        register: async (req, ctx) => {
+          fence.check();
+          return agentHandlers.register(req, ctx);
+        },
+        heartbeat: async (req, ctx) => {
+          fence.check();
+          return agentHandlers.heartbeat(req, ctx);
+        },
+      },
+      serve,
+    );
     const apiPort = await bindServer(server, `${host}:${portText}`, tls?.serverCredentials());
     apiAddress = `${host}:${apiPort}`;
     cleanup.unshift(() => shutdownServer(server, 5000));
@@ -372,6 +403,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       },
       log,
       { events: bus, heartbeat: (controllerId, payload) => bus.publishRaw(bus.subjects.controllerHeartbeat(controllerId), payload) },
+      fence,
     );
     clusterView.membership = membership;
     await membership.join();

@@ -92,7 +92,9 @@ async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskCo
       resumeOffset,
       signal: ctx.signal,
       checkpoint: async (offset) => {
-        await deps.checkpoints.record(node.uuid, image.rawSha256, offset);
+        // A fenced controller records nothing more; the next owner resumes from the last checkpoint that landed.
+        ctx.checkFence();
+        await deps.checkpoints.record(node.uuid, image.rawSha256, offset, ctx.owner);
         const percent = image.virtualSize > 0 ? Math.min(99, Math.floor((offset / image.virtualSize) * 100)) : 99;
         ctx.publish('deploy.progress', {
           instance: instance.uuid,
@@ -123,6 +125,7 @@ async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskCo
         })
       : undefined;
     const result = relayed ?? (await deployImage(options));
+    ctx.checkFence();
     await deps.checkpoints.clear(node.uuid);
     ctx.publish('deploy.written', {
       instance: instance.uuid,
@@ -138,6 +141,7 @@ async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskCo
 
   // cloud-init's config drive, after the image so the drive never overlaps it.
   const cloudNode = { uuid: node.uuid, group: node.group, macs: node.macs };
+  ctx.checkFence();
   await deps.boot.withAgent(agent, (a) =>
     a.client.writeConfigDrive({
       metaDataJson: metaDataJson(instance, cloudNode),

@@ -1,0 +1,1 @@
+ALTER TABLE `nodes` ADD `owner_epoch` bigint unsigned DEFAULT 0 NOT NULL;
