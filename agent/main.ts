@@ -6,8 +6,8 @@
  * a file as its disk and a fixture tree as its /proc and /sys.
  *
  * The ramdisk runs it as `node --max-semi-space-size=1 --max-old-space-size=64
- * agent.js`: small V8 heaps collect the streamed frame buffers sooner (peak
- * RSS about 110 MiB instead of 145; docs/deploy-agent.md).
+ * agent.js`: small V8 heaps collect the streamed frame buffers sooner, which
+ * lowers its peak RSS (docs/performance-notes.md).
  */
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';

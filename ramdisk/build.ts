@@ -12,8 +12,8 @@
  * its libraries, the agent sources) give the same bytes, because the cpio
  * entries are sorted, owned by root and dated SOURCE_DATE_EPOCH (default 0),
  * and gzip -n leaves out name and time. gzip rather than xz: under QEMU's
- * TCG, xz unpacking alone took 20 s where gzip's whole boot took 9
- * (../shared/PEERS.md).
+ * TCG, xz unpacking alone takes longer than gzip's whole boot
+ * (docs/performance-notes.md).
  *
  * Options: --out DIR, --cache DIR (the .deb files; default ramdisk/cache),
  * --kernel PACKAGE (default linux-image-amd64: Debian's cloud kernel lacks

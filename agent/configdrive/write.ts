@@ -2,7 +2,7 @@
  * Writes a built config drive to the end of a target (see placement.ts for
  * where, and for what is left out), made durable with fdatasync.
  */
-import { readFully, writeFully, type Target } from '../disk/target.ts';
+import { readFully, writeFully, type Target } from '../disk/index.ts';
 import { detectPartitionTable, placeConfigDrive, type Placement } from './placement.ts';
 
 /** Enough of the disk's start to see an MBR and a GPT header with 512-byte or 4 KiB sectors. */

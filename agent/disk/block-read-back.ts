@@ -13,7 +13,7 @@
  * hashed as zeros without reading, as before; a block that is all skipped
  * zeros has a known digest and costs nothing.
  */
-import { combineBlockDigests, DIGEST_BLOCK_BYTES, zeroBlockSha256 } from '../../proto/digest/block-sha256.ts';
+import { combineBlockDigests, DIGEST_BLOCK_BYTES, zeroBlockSha256 } from '../../proto/digest/index.ts';
 import type { HashPool } from './hash-pool.ts';
 import type { SkippedRanges } from './skipped-ranges.ts';
 

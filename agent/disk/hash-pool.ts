@@ -1,7 +1,7 @@
 /**
  * Worker threads that hash 4 MiB blocks, so the agent's main thread keeps
- * receiving and writing frames while SHA-256 (about 1.5 GB/s per core) runs
- * on the node's other cores. One pool per process, sized to the cores: all
+ * receiving and writing frames while SHA-256 (slower per core than the
+ * stream; docs/performance-notes.md) runs on the node's other cores. One pool per process, sized to the cores: all
  * but one (the main thread's), at least one, at most eight.
  *
  * Tasks wait in the pool's queue and each worker holds at most two (one

@@ -13,7 +13,7 @@
  * can drop the caches (`echo 1 > /proc/sys/vm/drop_caches` in the ramdisk)
  * before hashing; we leave that to the caller.
  */
-import { createImageHasher, DigestAlgorithm } from '../../proto/digest/block-sha256.ts';
+import { createImageHasher, DigestAlgorithm } from '../../proto/digest/index.ts';
 import type { FileHandle } from 'node:fs/promises';
 import { TargetIoError } from '../errors.ts';
 import type { ByteRange } from './skipped-ranges.ts';

@@ -7,7 +7,7 @@
  * and memory stays fixed whatever the image size. Whole blocks of zeros
  * have a known digest and are never copied or hashed.
  */
-import { combineBlockDigests, DigestAlgorithm, DIGEST_BLOCK_BYTES, zeroBlockSha256 } from '../../proto/digest/block-sha256.ts';
+import { combineBlockDigests, DigestAlgorithm, DIGEST_BLOCK_BYTES, zeroBlockSha256 } from '../../proto/digest/index.ts';
 import type { HashPool } from './hash-pool.ts';
 
 interface Block {

@@ -16,8 +16,7 @@
  * byte is written.
  */
 import { DiskTooSmallError, InvalidHintError, NoMatchingDiskError } from '../errors.ts';
-import { normaliseWwn } from '../inventory/disks.ts';
-import type { DiskInventory } from '../inventory/types.ts';
+import { normaliseWwn, type DiskInventory } from '../inventory/index.ts';
 
 export interface RootDeviceHints {
   readonly size?: number | string;

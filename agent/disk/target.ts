@@ -7,7 +7,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { TargetIoError } from '../errors.ts';
-import { readInteger, under } from '../inventory/sysfs.ts';
+import { readInteger, under } from '../inventory/index.ts';
 
 export type TargetKind = 'block-device' | 'file';
 

@@ -27,9 +27,9 @@
  * do not depend on each other; the writes still in flight are awaited before
  * every fdatasync, so a committed offset still covers only finished writes.
  * A frame's data must therefore stay unchanged until the writer finishes
- * (the stream hands over a fresh buffer per frame). On the 2-core bench
- * machine it changes nothing measurable: the stream is CPU-bound there, both
- * processes at 100%. It is for disks whose writes take time of their own.
+ * (the stream hands over a fresh buffer per frame). Where the stream is
+ * CPU-bound (the 2-core bench machine) it changes nothing; it is for disks
+ * whose writes take time of their own.
  *
  * Digest: `finish()` returns the digest (`digestAlgorithm`: a plain
  * sha256, or the 4 MiB block digest of proto/digest/block-sha256.ts) of the
@@ -37,8 +37,8 @@
  * final fdatasync (see hash.ts for what that does and does not prove),
  * except the zero runs this writer skipped: those it hashes as zeros without
  * reading, on the same premise that let it skip them (the target read as
- * zeros there). For a sparse image that is most of it: 10 GiB virtual / 1 GiB
- * data, reading back the holes took about 20 of the deploy's 30 s. The read
+ * zeros there). For a sparse image that is most of it: reading back the
+ * holes would cost most of the deploy (docs/performance-notes.md). The read
  * costs one sequential pass over what was written, but it checks what is on
  * the target rather than what we meant to write, and it is the only method
  * that works after a resume: bytes before the resume offset came from
@@ -59,7 +59,7 @@
  * split into blocks; read back, one worker hashes it in order after the last
  * fdatasync. `hashPool: null` hashes on the main thread instead.
  */
-import { createImageHasher, DigestAlgorithm, type ImageHasher } from '../../proto/digest/block-sha256.ts';
+import { createImageHasher, DigestAlgorithm, type ImageHasher } from '../../proto/digest/index.ts';
 import { AgentError, DiskTooSmallError, FrameError, TargetIoError } from '../errors.ts';
 import { BlockReadBack } from './block-read-back.ts';
 import { digestOfTarget } from './hash.ts';
@@ -425,9 +425,9 @@ export class ImageWriter {
    * the kernel flushes: fdatasync makes durable every write that completed
    * before it was called, so when it returns the offset taken now is
    * committed. At most one sync is in flight; a second interval waits for
-   * the first, which bounds the dirty data to about two intervals. (On this
-   * shared machine, 1 GiB to a file with a 64 MiB interval: about 150-200
-   * MB/s syncing in turn, 185-250 MB/s overlapped; the figures are noisy.)
+   * the first, which bounds the dirty data to about two intervals.
+   * Overlapping measured faster than syncing in turn
+   * (docs/performance-notes.md).
    */
   async #startSync(): Promise<void> {
     await this.#pendingSync;

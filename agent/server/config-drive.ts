@@ -7,9 +7,8 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { WriteConfigDriveRequest, WriteConfigDriveResponseSchema } from '../../proto/gen/bm/agent/v1/agent_pb.js';
 import { ConfigDriveError } from '../errors.ts';
-import { buildConfigDrive } from '../configdrive/configdrive.ts';
-import { writeConfigDrive } from '../configdrive/write.ts';
-import { openTarget } from '../disk/target.ts';
+import { buildConfigDrive, writeConfigDrive } from '../configdrive/index.ts';
+import { openTarget } from '../disk/index.ts';
 import type { AgentContext } from './context.ts';
 import { safeNumber } from './convert.ts';
 

@@ -4,9 +4,8 @@
  * operation that may hold the disk at a time.
  */
 import { AgentBusyError, OperationSupersededError } from '../errors.ts';
-import { selectRootDisk, type RootDeviceHints } from '../disk/root-device.ts';
-import type { DigestMethod } from '../disk/writer.ts';
-import { readDisks } from '../inventory/disks.ts';
+import { selectRootDisk, type RootDeviceHints, type DigestMethod } from '../disk/index.ts';
+import { readDisks } from '../inventory/index.ts';
 import type { ImageFeed } from './image-feed.ts';
 import { ReceivedBytes } from './received-bytes.ts';
 

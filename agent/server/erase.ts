@@ -7,8 +7,7 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { EraseRequest, EraseResponseSchema } from '../../proto/gen/bm/agent/v1/agent_pb.js';
 import { AgentError } from '../errors.ts';
-import { eraseFull, eraseMetadata } from '../disk/erase.ts';
-import { openTarget } from '../disk/target.ts';
+import { eraseFull, eraseMetadata, openTarget } from '../disk/index.ts';
 import type { AgentContext } from './context.ts';
 
 export function eraseHandler(ctx: AgentContext): (request: EraseRequest) => Promise<MessageInitShape<typeof EraseResponseSchema>> {

@@ -4,8 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { AgentService } from '../../proto/gen/bm/agent/v1/agent_pb.js';
-import { addService, shutdownServer } from '../../proto/rpc/index.ts';
-import { bindServerWithReceiveWindow } from '../../proto/rpc/receive-window.ts';
+import { addService, bindServerWithReceiveWindow, shutdownServer } from '../../proto/rpc/index.ts';
 import { agentTokenInterceptor } from '../auth.ts';
 import { configDriveHandler } from './config-drive.ts';
 import { AgentContext, type AgentConfig } from './context.ts';

@@ -1,8 +1,7 @@
 /** GetInventory: the hardware as read from /proc and /sys, in wire form. */
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { InventorySchema } from '../../proto/gen/bm/agent/v1/inventory_pb.js';
-import { readInventory } from '../inventory/inventory.ts';
-import type { Inventory } from '../inventory/types.ts';
+import { readInventory, type Inventory } from '../inventory/index.ts';
 import type { AgentContext } from './context.ts';
 
 export type WireInventory = MessageInitShape<typeof InventorySchema>;

@@ -3,8 +3,7 @@
  * each message into a fresh buffer (its stream decoder concatenates the
  * HTTP/2 chunks), so a deploy allocated a 1 MiB ArrayBuffer per frame: about
  * 1 GiB of external memory per GiB streamed, which is what starts V8's major
- * GCs (measured with --trace-gc: 35-47 mark-compacts per 512 MiB, for a
- * 10 MiB heap). This replaces the decoder's `write` with one that gathers
+ * GCs (dozens per GiB for a tiny heap; docs/performance-notes.md). This replaces the decoder's `write` with one that gathers
  * large messages into pooled buffers; the image writer hands a frame's
  * buffer back (`releaseFrameBuffer`) once its write has finished, and the
  * next frame reuses it. A message nobody releases (any other call) is left

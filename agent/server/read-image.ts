@@ -7,8 +7,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { ImageChunkSchema, ReadImageRequest } from '../../proto/gen/bm/agent/v1/agent_pb.js';
 import type { CallContext } from '../../proto/rpc/index.ts';
 import { AgentError } from '../errors.ts';
-import { readTargetChunks } from '../disk/hash.ts';
-import { openTarget } from '../disk/target.ts';
+import { readTargetChunks, openTarget } from '../disk/index.ts';
 import type { AgentContext } from './context.ts';
 import { safeNumber } from './convert.ts';
 

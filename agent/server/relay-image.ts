@@ -14,7 +14,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { RelayImageRequest, WriteImageAckSchema } from '../../proto/gen/bm/agent/v1/agent_pb.js';
 import type { CallContext } from '../../proto/rpc/index.ts';
 import { AgentError } from '../errors.ts';
-import { openTarget } from '../disk/target.ts';
+import { openTarget } from '../disk/index.ts';
 import type { AgentContext } from './context.ts';
 import { safeNumber } from './convert.ts';
 import { RELAY_STALL_MS, relayToFollower } from './relay-sender.ts';

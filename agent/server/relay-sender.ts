@@ -23,9 +23,8 @@ import {
   type WriteImageAck,
   type WriteImageStartSchema,
 } from '../../proto/gen/bm/agent/v1/agent_pb.js';
-import { encodeDataFrame, MAX_DATA_FRAME_HEADER_BYTES } from '../../proto/frames/data-frame.ts';
-import { deserializer } from '../../proto/rpc/codec.ts';
-import { methodPath } from '../../proto/rpc/types.ts';
+import { encodeDataFrame, MAX_DATA_FRAME_HEADER_BYTES } from '../../proto/frames/index.ts';
+import { deserializer, methodPath } from '../../proto/rpc/index.ts';
 import { AgentError } from '../errors.ts';
 import type { ImageFeed } from './image-feed.ts';
 import { AsyncQueue } from './queue.ts';

@@ -18,9 +18,9 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { ImageFrame as WireFrame, WriteImageAckSchema } from '../../proto/gen/bm/agent/v1/agent_pb.js';
 import type { CallContext } from '../../proto/rpc/index.ts';
-import { DigestAlgorithm, isDigestAlgorithm } from '../../proto/digest/block-sha256.ts';
+import { DigestAlgorithm, isDigestAlgorithm } from '../../proto/digest/index.ts';
 import { AgentError, FrameError } from '../errors.ts';
-import { openImageWriter, type DigestMethod, type ImageWriter } from '../disk/writer.ts';
+import { openImageWriter, type DigestMethod, type ImageWriter } from '../disk/index.ts';
 import { MAX_COMMIT_INTERVAL, MIN_COMMIT_INTERVAL, type AgentContext } from './context.ts';
 import { ImageFeed } from './image-feed.ts';
 import { installPooledDecoder, releaseFrameBuffer } from './pooled-decoder.ts';

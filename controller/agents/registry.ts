@@ -5,15 +5,20 @@
  */
 import type { Inventory } from '../../proto/gen/bm/agent/v1/inventory_pb.js';
 import { BmError, ValidationError } from '../errors.ts';
-import type { EventBus } from '../events/bus.ts';
+import type { EventBus } from '../events/index.ts';
 import { isIP } from 'node:net';
-import { normalizeMac } from '../nodes/mac.ts';
-import type { NodeStore } from '../nodes/store.ts';
-import { CPU_ARCHES, MAX_PORTS_PER_NODE } from '../nodes/validate.ts';
-import type { NodeRecord } from '../nodes/types.ts';
-import { isUuid, uuidv7 } from '../nodes/uuid.ts';
-import { DEFAULT_PM_PORT, DEFAULT_POWER_DRIVER } from '../nodes/defaults.ts';
-import { UnauthenticatedError } from '../auth/interceptor.ts';
+import {
+  normalizeMac,
+  type NodeStore,
+  CPU_ARCHES,
+  MAX_PORTS_PER_NODE,
+  type NodeRecord,
+  isUuid,
+  uuidv7,
+  DEFAULT_PM_PORT,
+  DEFAULT_POWER_DRIVER,
+} from '../nodes/index.ts';
+import { UnauthenticatedError } from '../auth/index.ts';
 import { TokenBucket } from './rate-limit.ts';
 import type { AgentTokenStore } from './tokens.ts';
 

@@ -10,9 +10,8 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { and, eq, gt, isNotNull, sql } from 'drizzle-orm';
-import type { Database } from '../../db/connect.ts';
-import { nodes } from '../../db/schema.ts';
-import type { SecretBox } from '../secrets/secret-box.ts';
+import { type Database, nodes } from '../../db/index.ts';
+import type { SecretBox } from '../secrets/index.ts';
 
 export interface AgentTokenStore {
   /** A new token for the node's next boot (the previous one stops working); not yet delivered. */

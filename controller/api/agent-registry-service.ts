@@ -4,8 +4,8 @@
  */
 import type { ServiceHandlers } from '../../proto/rpc/index.ts';
 import { AgentRegistry as AgentRegistryService } from '../../proto/gen/bm/v1/agent_registry_pb.js';
-import type { AgentRegistry } from '../agents/registry.ts';
-import { bearerToken } from '../auth/interceptor.ts';
+import type { AgentRegistry } from '../agents/index.ts';
+import { bearerToken } from '../auth/index.ts';
 
 export const AGENT_REGISTRY_PREFIX = '/bm.v1.AgentRegistry/';
 

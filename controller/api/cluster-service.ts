@@ -3,10 +3,9 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceHandlers } from '../../proto/rpc/index.ts';
 import { ClusterService, ControllerInfoSchema } from '../../proto/gen/bm/v1/cluster_pb.js';
-import { HashRing } from '../cluster/hash-ring.ts';
-import type { Membership } from '../cluster/membership.ts';
+import { HashRing, type Membership } from '../cluster/index.ts';
 import { BmError } from '../errors.ts';
-import type { NodeStore } from '../nodes/store.ts';
+import type { NodeStore } from '../nodes/index.ts';
 
 export function clusterHandlers(
   view: { readonly membership: Membership | null },

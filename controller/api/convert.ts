@@ -3,7 +3,7 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { NodeSchema, type Node } from '../../proto/gen/bm/v1/node_pb.js';
 import { PortSchema, type Port } from '../../proto/gen/bm/v1/port_pb.js';
-import type { NodeRecord, PortRecord } from '../nodes/types.ts';
+import type { NodeRecord, PortRecord } from '../nodes/index.ts';
 
 export function nodeMessage(n: NodeRecord): Node {
   return create(NodeSchema, {

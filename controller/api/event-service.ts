@@ -1,10 +1,10 @@
 /** EventService.Watch: a client's live view of the NATS event stream. */
 import type { ServiceHandlers } from '../../proto/rpc/index.ts';
 import { EventService } from '../../proto/gen/bm/v1/event_pb.js';
-import { callerOf } from '../auth/caller.ts';
+import { callerOf } from '../auth/index.ts';
 import { BmError, ValidationError } from '../errors.ts';
-import type { EventBus } from '../events/bus.ts';
-import { isUuid } from '../nodes/uuid.ts';
+import type { EventBus } from '../events/index.ts';
+import { isUuid } from '../nodes/index.ts';
 
 /** Whether a project has an instance on the node (members may watch only those nodes). */
 export type ProjectNodeCheck = (project: string, nodeUuid: string) => Promise<boolean>;

@@ -3,8 +3,8 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceHandlers } from '../../proto/rpc/index.ts';
 import { FlavorSchema, FlavorService, type Flavor } from '../../proto/gen/bm/v1/flavor_pb.js';
-import { callerOf, requireAdmin } from '../auth/caller.ts';
-import type { FlavorCatalog, FlavorRecord } from '../flavors/catalog.ts';
+import { callerOf, requireAdmin } from '../auth/index.ts';
+import type { FlavorCatalog, FlavorRecord } from '../flavors/index.ts';
 
 export function flavorMessage(f: FlavorRecord): Flavor {
   return create(FlavorSchema, {

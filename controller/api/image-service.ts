@@ -4,7 +4,7 @@ import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceHandlers } from '../../proto/rpc/index.ts';
 import { ImageSchema, ImageService, type CreateImageRequest, type Image } from '../../proto/gen/bm/v1/image_pb.js';
 import { ValidationError } from '../errors.ts';
-import type { ImageCatalog, ImageRecord } from '../images/catalog.ts';
+import type { ImageCatalog, ImageRecord } from '../images/index.ts';
 import { pageLimit, pageMarker } from './paging.ts';
 
 export function imageMessage(i: ImageRecord): Image {

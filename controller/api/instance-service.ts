@@ -3,11 +3,9 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceHandlers } from '../../proto/rpc/index.ts';
 import { InstanceSchema, InstanceService, type Instance } from '../../proto/gen/bm/v1/instance_pb.js';
-import { callerOf } from '../auth/caller.ts';
-import type { InstanceManager } from '../instances/manager.ts';
-import type { InstanceRecord } from '../instances/types.ts';
-import type { NodeStore } from '../nodes/store.ts';
-import type { NodeRecord } from '../nodes/types.ts';
+import { callerOf } from '../auth/index.ts';
+import type { InstanceManager, InstanceRecord } from '../instances/index.ts';
+import type { NodeStore, NodeRecord } from '../nodes/index.ts';
 
 /** `known`: the instance's node when the caller already holds it (a boot's claim), saving a read. */
 async function instanceMessage(i: InstanceRecord, nodes: NodeStore, known?: NodeRecord): Promise<Instance> {

@@ -2,12 +2,16 @@
 import type { ServiceHandlers } from '../../proto/rpc/index.ts';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { ValidationError } from '../errors.ts';
-import type { Enrollment } from '../nodes/enrollment.ts';
-import type { NodeStore } from '../nodes/store.ts';
-import type { PowerDriverName } from '../nodes/validate.ts';
-import type { NodeActions } from '../conductor/node-actions.ts';
-import { DEFAULT_GROUP, DEFAULT_PM_PORT, DEFAULT_POWER_DRIVER } from '../nodes/defaults.ts';
-import { isUuid } from '../nodes/uuid.ts';
+import {
+  type Enrollment,
+  type NodeStore,
+  type PowerDriverName,
+  DEFAULT_GROUP,
+  DEFAULT_PM_PORT,
+  DEFAULT_POWER_DRIVER,
+  isUuid,
+} from '../nodes/index.ts';
+import type { NodeActions } from '../conductor/index.ts';
 import { nodeMessage } from './convert.ts';
 import { pageLimit, pageMarker } from './paging.ts';
 

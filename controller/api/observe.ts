@@ -12,8 +12,7 @@ import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { CallContext } from '../../proto/rpc/index.ts';
-import { callerIfAny } from '../auth/caller.ts';
-import { bearerToken } from '../auth/interceptor.ts';
+import { callerIfAny, bearerToken } from '../auth/index.ts';
 
 const READS = /^(Get|List|Watch|Check)/;
 const QUIET = new Set(['/bm.v1.AgentRegistry/Heartbeat', '/bm.v1.AgentRegistry/Lookup']);

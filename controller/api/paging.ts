@@ -1,5 +1,5 @@
 import { ValidationError } from '../errors.ts';
-import { isUuid } from '../nodes/uuid.ts';
+import { isUuid } from '../nodes/index.ts';
 
 export const DEFAULT_PAGE = 100;
 export const MAX_PAGE = 1000;

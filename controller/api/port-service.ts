@@ -1,8 +1,7 @@
 /** PortService: thin handlers over enrollment. */
 import type { ServiceHandlers } from '../../proto/rpc/index.ts';
 import { PortService } from '../../proto/gen/bm/v1/port_pb.js';
-import type { Enrollment } from '../nodes/enrollment.ts';
-import type { NodeStore } from '../nodes/store.ts';
+import type { Enrollment, NodeStore } from '../nodes/index.ts';
 import { portMessage } from './convert.ts';
 import { pageLimit, pageMarker } from './paging.ts';
 

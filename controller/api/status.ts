@@ -6,7 +6,7 @@
 import { Metadata, status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { CallContext, StatusError } from '../../proto/rpc/index.ts';
-import type { RefusalLog } from '../auth/refusal-log.ts';
+import type { RefusalLog } from '../auth/index.ts';
 import { BmError, type ErrorCode } from '../errors.ts';
 import { describeDatabaseError, isDatabaseError, isDatabaseUnreachable } from './database-error.ts';
 

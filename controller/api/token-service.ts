@@ -3,7 +3,7 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceHandlers } from '../../proto/rpc/index.ts';
 import { ApiTokenSchema, TokenService, type ApiToken } from '../../proto/gen/bm/v1/token_pb.js';
-import type { TokenDirectory, TokenInfo } from '../auth/directory.ts';
+import type { TokenDirectory, TokenInfo } from '../auth/index.ts';
 
 function tokenMessage(t: TokenInfo): ApiToken {
   return create(ApiTokenSchema, {

@@ -7,8 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { asc, eq, like } from 'drizzle-orm';
-import type { Database } from '../../db/connect.ts';
-import { apiTokens, type ApiTokenRow } from '../../db/schema.ts';
+import { type Database, apiTokens, type ApiTokenRow } from '../../db/index.ts';
 import { BmError, NotFoundError, ValidationError } from '../errors.ts';
 import { ADMIN_CALLER, type Caller, type Role } from './caller.ts';
 import { newToken, type TokenSet } from './tokens.ts';

@@ -5,7 +5,7 @@
  * expansions or extra kernel arguments.
  */
 import { ValidationError } from '../errors.ts';
-import { isUuid } from '../nodes/uuid.ts';
+import { isUuid } from '../nodes/index.ts';
 
 export type BootPurpose = 'deploy' | 'clean' | 'inspect' | 'discovery';
 

@@ -1,6 +1,6 @@
 /** bmctl db sync, controller start, token create: the commands that run on a controller host. */
 import type { Command } from 'commander';
-import { hashToken, newToken } from '../auth/tokens.ts';
+import { hashToken, newToken } from '../auth/index.ts';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { ClusterService, ControllerInfoSchema } from '../../proto/gen/bm/v1/cluster_pb.js';
 import { ApiTokenSchema, TokenService } from '../../proto/gen/bm/v1/token_pb.js';
@@ -18,9 +18,9 @@ export function registerAdminCommands(program: Command, globals: Globals): void 
     .action(async (o: { config?: string }) => {
       // Loaded on use: operators' everyday commands need none of the server side.
       const [{ loadConfig }, { syncDatabase }, { redactDatabaseUrl }] = await Promise.all([
-        import('../config/load.ts'),
-        import('../../db/migrate.ts'),
-        import('../../db/connect.ts'),
+        import('../config/index.ts'),
+        import('../../db/index.ts'),
+        import('../../db/index.ts'),
       ]);
       const { config } = await loadConfig(o.config ?? process.env.BM_CONFIG);
       const result = await syncDatabase(config.database.url);
@@ -64,9 +64,9 @@ export function registerAdminCommands(program: Command, globals: Globals): void 
     .option('--config <file>', 'bm.toml (default: BM_CONFIG)')
     .action(async (o: { config?: string }) => {
       const [{ loadConfig }, { createLogger }, { startController }] = await Promise.all([
-        import('../config/load.ts'),
-        import('../log/logger.ts'),
-        import('../server/controller.ts'),
+        import('../config/index.ts'),
+        import('../log/index.ts'),
+        import('../server/index.ts'),
       ]);
       const loaded = await loadConfig(o.config ?? process.env.BM_CONFIG);
       const log = createLogger(loaded.config.log.level);

@@ -1,8 +1,7 @@
 /** One clear line and a non-zero exit for every failure. */
 import { status } from '@grpc/grpc-js';
 import { isServiceError } from '../../proto/rpc/index.ts';
-import { CAUSE_HEADER } from '../api/status.ts';
-import { describeDatabaseError, isDatabaseError } from '../api/database-error.ts';
+import { CAUSE_HEADER, describeDatabaseError, isDatabaseError } from '../api/index.ts';
 
 export class CliUsageError extends Error {}
 

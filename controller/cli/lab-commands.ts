@@ -18,10 +18,24 @@ import type { Instance } from '../../proto/gen/bm/v1/instance_pb.js';
 import { InstanceService } from '../../proto/gen/bm/v1/instance_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, tlsCredentials, type RpcConnection } from '../../proto/rpc/index.ts';
-import { isLabProcess, LAB_MAX_NODES, labStateDir, logFile, readLabState, stateFile, type LabState } from '../lab/lab-state.ts';
-import { bootAll, createFlavor, enroll, instanceName, provisionAll, uploadImage, type ProgressListener } from '../lab/operator.ts';
-import { repoRoot } from '../lab/paths.ts';
-import { sha256OfFilePrefix } from '../lab/file-sha.ts';
+import {
+  isLabProcess,
+  LAB_MAX_NODES,
+  labStateDir,
+  logFile,
+  readLabState,
+  stateFile,
+  type LabState,
+  bootAll,
+  createFlavor,
+  enroll,
+  instanceName,
+  provisionAll,
+  uploadImage,
+  type ProgressListener,
+  repoRoot,
+  sha256OfFilePrefix,
+} from '../lab/index.ts';
 import { CliUsageError } from './errors.ts';
 import { nodeRow, NODE_HEADERS } from './node-commands.ts';
 import { table } from './output.ts';

@@ -2,8 +2,7 @@
 import type { Command } from 'commander';
 import { NodeSchema, NodeService, type Node } from '../../proto/gen/bm/v1/node_pb.js';
 import { messageJson, printDeleted, printJson, printMessage, table } from './output.ts';
-import { DEFAULT_GROUP, DEFAULT_PM_PORT, DEFAULT_POWER_DRIVER } from '../nodes/defaults.ts';
-import { POWER_DRIVERS } from '../nodes/validate.ts';
+import { DEFAULT_GROUP, DEFAULT_PM_PORT, DEFAULT_POWER_DRIVER, POWER_DRIVERS } from '../nodes/index.ts';
 import { withApi } from './connection.ts';
 import { CliUsageError } from './errors.ts';
 import type { Globals } from './options.ts';

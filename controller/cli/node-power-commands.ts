@@ -1,7 +1,7 @@
 /** bmctl node power|bootdev|manage|provide|inspect|maintenance-on|maintenance-off. */
 import type { Command } from 'commander';
 import { NodeSchema, NodeService, type Node } from '../../proto/gen/bm/v1/node_pb.js';
-import { FAILED_STATES, isTransientState } from '../conductor/states.ts';
+import { FAILED_STATES, isTransientState } from '../conductor/index.ts';
 import { withApi } from './connection.ts';
 import { CliUsageError } from './errors.ts';
 import { messageJson, printJson } from './output.ts';

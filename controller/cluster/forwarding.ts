@@ -13,7 +13,7 @@
 import { createInbox, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { BmError } from '../errors.ts';
-import type { Subjects } from '../events/subjects.ts';
+import type { Subjects } from '../events/index.ts';
 import {
   decodeReply,
   decodeRequest,

@@ -15,9 +15,8 @@
 import os from 'node:os';
 import { and, eq, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import type { Database } from '../../db/connect.ts';
-import { controllers, type ControllerRow } from '../../db/schema.ts';
-import type { EventBus } from '../events/bus.ts';
+import { type Database, controllers, type ControllerRow } from '../../db/index.ts';
+import type { EventBus } from '../events/index.ts';
 import type { Fence } from './fence.ts';
 
 export interface MembershipOptions {

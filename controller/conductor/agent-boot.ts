@@ -5,10 +5,10 @@
  * deadline and ends early when the task is stopped.
  */
 import { BmError, TimeoutError } from '../errors.ts';
-import type { AgentTokenStore } from '../agents/tokens.ts';
-import { connectAgent, type AgentConnection } from '../deploy/agent-client.ts';
-import type { PowerControl, PowerState } from '../drivers/power/types.ts';
-import type { NodeRecord } from '../nodes/types.ts';
+import type { AgentTokenStore } from '../agents/index.ts';
+import { connectAgent, type AgentConnection } from '../deploy/index.ts';
+import type { PowerControl, PowerState } from '../drivers/power/index.ts';
+import type { NodeRecord } from '../nodes/index.ts';
 import type { BmcAccess } from './bmc-access.ts';
 import type { TaskContext } from './task.ts';
 

@@ -6,10 +6,9 @@
 import type { Logger } from 'pino';
 import { Histogram, type Registry } from 'prom-client';
 import { BmError } from '../errors.ts';
-import type { PowerControl, PowerControlFactory } from '../drivers/power/types.ts';
-import type { NodeStore } from '../nodes/store.ts';
-import type { NodeRecord } from '../nodes/types.ts';
-import type { SecretBox } from '../secrets/secret-box.ts';
+import type { PowerControl, PowerControlFactory } from '../drivers/power/index.ts';
+import type { NodeStore, NodeRecord } from '../nodes/index.ts';
+import type { SecretBox } from '../secrets/index.ts';
 
 /** Where BMC actions are counted and audited; absent in unit tests. */
 export interface BmcObserver {

@@ -6,9 +6,7 @@
  * Raw SQL through the mysql2 pool: this is the hot path of a PXE storm.
  */
 import type mysql from 'mysql2/promise';
-import type { AllocateRequest, BootBackend, BootNode, Lease } from '../boot/backend.ts';
-import { intToIp, ipToInt } from '../boot/dhcp/options.ts';
-import { LeaseConflictError } from '../boot/errors.ts';
+import { type AllocateRequest, type BootBackend, type BootNode, type Lease, intToIp, ipToInt, LeaseConflictError } from '../boot/index.ts';
 
 /** Declined addresses are parked under a MAC no NIC has, so nobody matches them. */
 const NOBODY = '00:00:00:00:00:00';

@@ -6,12 +6,11 @@
  * (baremetal:deploy_kernel_id / _ramdisk_id), else the configured defaults.
  */
 import { eq } from 'drizzle-orm';
-import type { Database } from '../../db/connect.ts';
-import { flavors, instances } from '../../db/schema.ts';
-import type { BootProvisionState, BootStateSource, NodeBootState } from '../boot/boot-plan.ts';
-import type { AgentTokenStore } from '../agents/tokens.ts';
-import { FLAVOR_KEYS } from '../flavors/keys.ts';
-import type { NodeStore } from '../nodes/store.ts';
+import { type Database, flavors, instances } from '../../db/index.ts';
+import type { BootProvisionState, BootStateSource, NodeBootState } from '../boot/index.ts';
+import type { AgentTokenStore } from '../agents/index.ts';
+import { FLAVOR_KEYS } from '../flavors/index.ts';
+import type { NodeStore } from '../nodes/index.ts';
 
 function bootStateOf(provisionState: string): BootProvisionState {
   switch (provisionState) {

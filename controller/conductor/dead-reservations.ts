@@ -7,8 +7,7 @@
  * epoch, so the dead holder's writes, should it wake up, are refused.
  */
 import { and, eq, isNotNull, sql } from 'drizzle-orm';
-import type { Database } from '../../db/connect.ts';
-import { controllers, nodes } from '../../db/schema.ts';
+import { type Database, controllers, nodes } from '../../db/index.ts';
 
 export class DeadReservations {
   readonly #db: Database;

@@ -7,9 +7,8 @@
  * so a late checkpoint of a taken-over deploy cannot move the new owner's.
  */
 import { and, eq, sql } from 'drizzle-orm';
-import type { Database } from '../../db/connect.ts';
-import { nodes } from '../../db/schema.ts';
-import { StaleOwnerError, type NodeOwner } from '../nodes/owner.ts';
+import { type Database, nodes } from '../../db/index.ts';
+import { StaleOwnerError, type NodeOwner } from '../nodes/index.ts';
 
 export interface DeployCheckpoints {
   /** Starts (or continues) writing `imageSha256` to the node; resolves to the offset to resume from. */

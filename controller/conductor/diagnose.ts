@@ -6,15 +6,12 @@
  * now (token masked, and without handing one out), and its recent events.
  */
 import { inArray } from 'drizzle-orm';
-import type { Database } from '../../db/connect.ts';
-import { controllers, dhcpLeases } from '../../db/schema.ts';
-import { planBoot, type BootPlanConfig, type BootStateSource } from '../boot/boot-plan.ts';
-import { intToIp } from '../boot/dhcp/options.ts';
-import { renderIpxeScript } from '../boot/ipxe-script.ts';
+import { type Database, controllers, dhcpLeases } from '../../db/index.ts';
+import { planBoot, type BootPlanConfig, type BootStateSource, intToIp, renderIpxeScript } from '../boot/index.ts';
 import { NotFoundError } from '../errors.ts';
-import type { RecentEvents } from '../events/recent.ts';
-import type { InstanceStore } from '../instances/store.ts';
-import type { NodeStore } from '../nodes/store.ts';
+import type { RecentEvents } from '../events/index.ts';
+import type { InstanceStore } from '../instances/index.ts';
+import type { NodeStore } from '../nodes/index.ts';
 
 export interface DiagnoseDeps {
   readonly db: Database;

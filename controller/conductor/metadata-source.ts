@@ -4,13 +4,10 @@
  * static address) and that instance's cloud-init documents.
  */
 import { and, eq, gt, inArray, sql } from 'drizzle-orm';
-import type { Database } from '../../db/connect.ts';
-import { dhcpLeases, instances, nodes, ports } from '../../db/schema.ts';
-import type { InstanceDocuments, MetadataSource } from '../boot/http/metadata.ts';
-import { metaDataJson, networkDataJson } from '../instances/cloud-init.ts';
-import type { InstanceStore } from '../instances/store.ts';
-import type { InstanceRecord } from '../instances/types.ts';
-import type { NodeStore } from '../nodes/store.ts';
+import { type Database, dhcpLeases, instances, nodes, ports } from '../../db/index.ts';
+import type { InstanceDocuments, MetadataSource } from '../boot/index.ts';
+import { metaDataJson, networkDataJson, type InstanceStore, type InstanceRecord } from '../instances/index.ts';
+import type { NodeStore } from '../nodes/index.ts';
 
 /** Instances past scheduling whose OS may ask (cloud-init runs on the first boot from disk). */
 const SERVED_STATES = ['BUILD', 'ACTIVE'];

@@ -6,14 +6,11 @@
  * forwarded action runs `LocalNodeActions` through `forwardedActionHandler`.
  */
 import type { Logger } from 'pino';
-import type { ForwardAction, ForwardArgs, ForwardResults } from '../cluster/forward-codec.ts';
-import type { ForwardHandler } from '../cluster/forwarding.ts';
-import type { BootDeviceSetting } from '../drivers/power/types.ts';
+import type { ForwardAction, ForwardArgs, ForwardResults, ForwardHandler } from '../cluster/index.ts';
+import type { BootDeviceSetting } from '../drivers/power/index.ts';
 import { NotFoundError } from '../errors.ts';
-import type { InstanceStore } from '../instances/store.ts';
-import type { InstanceRecord } from '../instances/types.ts';
-import type { NodeStore } from '../nodes/store.ts';
-import type { NodeRecord } from '../nodes/types.ts';
+import type { InstanceStore, InstanceRecord } from '../instances/index.ts';
+import type { NodeStore, NodeRecord } from '../nodes/index.ts';
 import type { PowerConductor } from './power.ts';
 import type { Provisioner } from './provisioner.ts';
 

@@ -7,13 +7,10 @@
  * group no live controller serves (nobody else could do better).
  */
 import type { Logger } from 'pino';
-import type { ForwardAction, ForwardArgs, ForwardResults } from '../cluster/forward-codec.ts';
-import type { ForwardClient } from '../cluster/forwarding.ts';
-import type { Ownership } from '../cluster/ownership.ts';
-import type { BootDeviceSetting } from '../drivers/power/types.ts';
-import type { InstanceRecord } from '../instances/types.ts';
-import type { NodeStore } from '../nodes/store.ts';
-import type { NodeRecord } from '../nodes/types.ts';
+import type { ForwardAction, ForwardArgs, ForwardResults, ForwardClient, Ownership } from '../cluster/index.ts';
+import type { BootDeviceSetting } from '../drivers/power/index.ts';
+import type { InstanceRecord } from '../instances/index.ts';
+import type { NodeStore, NodeRecord } from '../nodes/index.ts';
 import { NotFoundError } from '../errors.ts';
 import type { NodeActions } from './node-actions.ts';
 

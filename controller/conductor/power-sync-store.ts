@@ -1,9 +1,8 @@
 /** PowerSyncStore over MySQL: the nodes of this controller's groups that have BMC credentials. */
 import { and, eq, inArray, isNotNull, isNull, ne, notInArray, sql } from 'drizzle-orm';
-import type { Database } from '../../db/connect.ts';
-import { nodes } from '../../db/schema.ts';
-import { SecretDecryptError, type SecretBox } from '../secrets/secret-box.ts';
-import type { PowerState } from '../drivers/power/types.ts';
+import { type Database, nodes } from '../../db/index.ts';
+import { SecretDecryptError, type SecretBox } from '../secrets/index.ts';
+import type { PowerState } from '../drivers/power/index.ts';
 import type { PowerSyncStore, SweepEntry } from './power-sync.ts';
 
 /** Provision states the sync loop leaves alone: credentials not (yet) verified. */

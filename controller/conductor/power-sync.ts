@@ -7,8 +7,8 @@
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import type { EventBus } from '../events/bus.ts';
-import type { BmcTarget, PowerControlFactory, PowerState } from '../drivers/power/types.ts';
+import type { EventBus } from '../events/index.ts';
+import type { BmcTarget, PowerControlFactory, PowerState } from '../drivers/power/index.ts';
 
 export interface SyncCandidate {
   readonly uuid: string;

@@ -4,14 +4,13 @@
  * is recorded and published. Passwords are decrypted here, handed to the
  * driver and never kept.
  */
-import type { FenceView } from '../cluster/fence.ts';
+import type { FenceView } from '../cluster/index.ts';
 import type { Logger } from 'pino';
 import { BmError, ValidationError } from '../errors.ts';
-import type { EventBus } from '../events/bus.ts';
-import type { NodeStore } from '../nodes/store.ts';
-import type { NodeRecord } from '../nodes/types.ts';
-import type { SecretBox } from '../secrets/secret-box.ts';
-import type { BootDevice, BootDeviceSetting, PowerControl, PowerControlFactory, PowerState, PowerTarget } from '../drivers/power/types.ts';
+import type { EventBus } from '../events/index.ts';
+import type { NodeStore, NodeRecord } from '../nodes/index.ts';
+import type { SecretBox } from '../secrets/index.ts';
+import type { BootDevice, BootDeviceSetting, PowerControl, PowerControlFactory, PowerState, PowerTarget } from '../drivers/power/index.ts';
 import { BmcAccess } from './bmc-access.ts';
 import { withNodeReservation } from './reservation.ts';
 

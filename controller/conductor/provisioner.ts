@@ -4,14 +4,12 @@
  * node the scheduler claimed), undeploy (power off, erase, back to the
  * pool). API handlers call these; none of them talks to a driver directly.
  */
-import type { FanoutPlanner } from '../deploy/fanout-planner.ts';
+import type { FanoutPlanner } from '../deploy/index.ts';
 import type { Logger } from 'pino';
 import { BmError, ConflictError, NotFoundError, ValidationError } from '../errors.ts';
-import type { ImageCatalog } from '../images/catalog.ts';
-import type { InstanceStore } from '../instances/store.ts';
-import type { InstanceRecord } from '../instances/types.ts';
-import type { NodeStore } from '../nodes/store.ts';
-import type { NodeRecord } from '../nodes/types.ts';
+import type { ImageCatalog } from '../images/index.ts';
+import type { InstanceStore, InstanceRecord } from '../instances/index.ts';
+import type { NodeStore, NodeRecord } from '../nodes/index.ts';
 import type { AgentBoot } from './agent-boot.ts';
 import type { BmcAccess } from './bmc-access.ts';
 import type { DeployCheckpoints } from './deploy-checkpoint.ts';

@@ -5,7 +5,7 @@
  * controller sharing the database.
  */
 import { BmError } from '../errors.ts';
-import type { NodeStore } from '../nodes/store.ts';
+import type { NodeStore } from '../nodes/index.ts';
 
 export class NodeLockedError extends BmError {
   constructor(nodeUuid: string, holder: string | null) {

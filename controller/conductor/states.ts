@@ -5,7 +5,7 @@
  * what the conductor reports as work progresses.
  */
 import { BmError } from '../errors.ts';
-import type { ProvisionState } from '../nodes/types.ts';
+import type { ProvisionState } from '../nodes/index.ts';
 
 export type ProvisionEvent = 'manage' | 'provide' | 'inspect' | 'deploy' | 'undeploy' | 'done' | 'fail' | 'wait' | 'resume';
 

@@ -12,12 +12,10 @@
  * task whose node was taken over meanwhile ends quietly on the refused write.
  */
 import type { Logger } from 'pino';
-import { FencedError, type FenceView } from '../cluster/fence.ts';
+import { FencedError, type FenceView } from '../cluster/index.ts';
 import { BmError, ConflictError, NotFoundError } from '../errors.ts';
-import type { EventBus } from '../events/bus.ts';
-import { StaleOwnerError, type NodeOwner } from '../nodes/owner.ts';
-import type { NodeStore, StateFields } from '../nodes/store.ts';
-import type { NodeRecord } from '../nodes/types.ts';
+import type { EventBus } from '../events/index.ts';
+import { StaleOwnerError, type NodeOwner, type NodeStore, type StateFields, type NodeRecord } from '../nodes/index.ts';
 import { NodeLockedError } from './reservation.ts';
 import { nextState, TRANSITIONS, type ProvisionEvent } from './states.ts';
 

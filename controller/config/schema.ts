@@ -4,10 +4,9 @@
  * arrive as strings, so numbers, booleans and lists are coerced here.
  */
 import { z } from 'zod';
-import { bootConfigSchema } from '../boot/config.ts';
-import { DEFAULT_GROUP } from '../nodes/defaults.ts';
-import { groupName } from '../nodes/validate.ts';
-import { DEFAULT_SUBJECT_PREFIX, SUBJECT_PREFIX_PATTERN } from '../events/subjects.ts';
+import { bootConfigSchema } from '../boot/index.ts';
+import { DEFAULT_GROUP, groupName } from '../nodes/index.ts';
+import { DEFAULT_SUBJECT_PREFIX, SUBJECT_PREFIX_PATTERN } from '../events/index.ts';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port');
 

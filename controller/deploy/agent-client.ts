@@ -1,11 +1,10 @@
 /**
- * The controller's connection to one deploy agent: every call carries the
- * node's agent token as a bearer token. Unary and server-stream calls go
- * through the project's adapter; WriteImage gets its own sender (stream.ts)
- * because it needs to know when bytes have left for the socket, which the
- * adapter's pump does not tell.
+ * The controller's connection to one deploy agent: one HTTP/2 connection
+ * through the project's rpc adapter, every call carrying the node's agent
+ * token as a bearer token. WriteImage runs on it as a duplex call
+ * (stream.ts), so the image stream and the unary calls share it.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { AgentService } from '../../proto/gen/bm/agent/v1/agent_pb.js';
 import { connect, type RpcConnection, type ServiceClient } from '../../proto/rpc/index.ts';
 import { DEFAULT_TUNING, type StreamTuning } from './tuning.ts';
@@ -15,9 +14,8 @@ export type AgentClient = ServiceClient<typeof AgentService>;
 export interface AgentConnection {
   readonly address: string;
   readonly client: AgentClient;
-  /** The raw channel, for WriteImage's own sender. */
-  readonly channel: grpc.Client;
-  readonly metadata: grpc.Metadata;
+  /** The connection itself, for calls the typed client does not drive (WriteImage's duplex call). */
+  readonly rpc: RpcConnection;
   close(): void;
 }
 
@@ -26,7 +24,6 @@ const MAX_RECEIVE_BYTES = 16 * 1024 * 1024;
 
 export function connectAgent(address: string, token: string, tuning: StreamTuning = DEFAULT_TUNING): AgentConnection {
   const channelOptions: grpc.ChannelOptions = {
-    'grpc-node.flow_control_window': tuning.flowControlWindow,
     'grpc.max_receive_message_length': MAX_RECEIVE_BYTES,
     'grpc.max_send_message_length': tuning.chunkBytes + 64 * 1024,
     'grpc.enable_retries': 0,
@@ -35,18 +32,17 @@ export function connectAgent(address: string, token: string, tuning: StreamTunin
     'grpc.keepalive_timeout_ms': 10_000,
     'grpc.keepalive_permit_without_calls': 0,
   };
-  const rpc: RpcConnection = connect(address, { metadata: { authorization: `Bearer ${token}` }, channelOptions });
-  const channel = new grpc.Client(address, grpc.credentials.createInsecure(), channelOptions);
-  const metadata = new grpc.Metadata();
-  metadata.set('authorization', `Bearer ${token}`);
+  const rpc = connect(address, {
+    metadata: { authorization: `Bearer ${token}` },
+    receiveWindowBytes: tuning.flowControlWindow,
+    channelOptions,
+  });
   return {
     address,
     client: rpc.client(AgentService),
-    channel,
-    metadata,
+    rpc,
     close() {
       rpc.close();
-      channel.close();
     },
   };
 }

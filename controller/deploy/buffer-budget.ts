@@ -81,6 +81,7 @@ export class BufferBudget {
 
 /**
  * The controller's budget: 64 MiB lets 16 streams run at their full per-stream
- * bound (4 MiB, the measured sweet spot) and caps 50 at the same total.
+ * bound (4 MiB: more stopped helping, docs/performance-notes.md) and caps 50
+ * at the same total.
  */
 export const DEPLOY_BUFFER_BUDGET = new BufferBudget(64 * 1024 * 1024);

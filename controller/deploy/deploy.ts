@@ -7,7 +7,7 @@
  */
 import { status } from '@grpc/grpc-js';
 import { isServiceError } from '../../proto/rpc/index.ts';
-import type { ImageSource } from '../images/extents.ts';
+import type { ImageSource } from '../images/index.ts';
 import { connectAgent, type AgentConnection } from './agent-client.ts';
 import type { ExpectedDigest } from './digest.ts';
 import { DeployChecksumError, DeployStreamError } from './errors.ts';

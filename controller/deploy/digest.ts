@@ -3,7 +3,7 @@
  * image's 4 MiB block digest where the catalog has one (its holes cost the
  * agent nothing to hash), else the plain sha256 of its raw content.
  */
-import { DigestAlgorithm } from '../../proto/digest/block-sha256.ts';
+import { DigestAlgorithm } from '../../proto/digest/index.ts';
 
 export interface ExpectedDigest {
   readonly algorithm: DigestAlgorithm;

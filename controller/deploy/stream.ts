@@ -18,15 +18,14 @@
  * A third is shared: the controller-wide budget of data handed to grpc-js
  * but not yet on a socket, over all streams (buffer-budget.ts).
  */
-import * as grpc from '@grpc/grpc-js';
-import { AgentService, WriteImageAckSchema, type WriteImageAck } from '../../proto/gen/bm/agent/v1/agent_pb.js';
-import { deserializer } from '../../proto/rpc/codec.ts';
-import { methodPath } from '../../proto/rpc/types.ts';
-import type { ImageSource } from '../images/extents.ts';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import { AgentService, ImageFrameSchema } from '../../proto/gen/bm/agent/v1/agent_pb.js';
+import { encoded, type EncodedMessage } from '../../proto/rpc/index.ts';
+import type { ImageSource } from '../images/index.ts';
 import type { AgentConnection } from './agent-client.ts';
 import type { ExpectedDigest } from './digest.ts';
 import { DeployChecksumError, DeployStreamError } from './errors.ts';
-import { encodeDataFrame, serializeFrame, type OutgoingFrame } from './frame-codec.ts';
+import { encodeDataFrame } from './frame-codec.ts';
 import { DEPLOY_BUFFER_BUDGET, type BufferBudget } from './buffer-budget.ts';
 import { checkTuning, DEFAULT_TUNING, type StreamTuning } from './tuning.ts';
 
@@ -61,8 +60,8 @@ export interface StreamProgress {
   frames: number;
 }
 
-const writeImagePath = methodPath(AgentService.method.writeImage);
-const deserializeAck = deserializer(WriteImageAckSchema);
+/** A frame to send: a small message (start, zero run) or a data frame already encoded by frame-codec.ts. */
+type OutgoingFrame = MessageInitShape<typeof ImageFrameSchema> | EncodedMessage<typeof ImageFrameSchema>;
 
 /** A one-shot waiter list: wake() resolves everyone waiting now. */
 class Waiters {
@@ -91,13 +90,7 @@ export async function streamImage(
   const tuning = options.tuning ?? DEFAULT_TUNING;
   checkTuning(tuning);
   progress.committedOffset = options.resumeOffset;
-  const call = agent.channel.makeBidiStreamRequest(
-    writeImagePath,
-    serializeFrame,
-    deserializeAck,
-    agent.metadata.clone(),
-    {},
-  ) as grpc.ClientDuplexStream<OutgoingFrame, WriteImageAck>;
+  const call = agent.rpc.duplex(AgentService.method.writeImage);
   const onAbort = (): void => call.cancel();
   if (options.signal?.aborted) call.cancel();
   options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -160,17 +153,15 @@ export async function streamImage(
   const sender = (async (): Promise<void> => {
     await send(
       {
-        message: {
-          offset: BigInt(options.resumeOffset),
-          start: {
-            imageSize: BigInt(source.virtualSize),
-            resumeOffset: BigInt(options.resumeOffset),
-            commitIntervalBytes: BigInt(tuning.commitIntervalBytes),
-            digestAlgorithm: options.expected.algorithm,
-            // The image's key (fan-out's, or the digest): an agent that committed more of these bytes than our
-            // checkpoint says continues there, and a relay serves a follower only the image it writes itself.
-            imageId: options.imageId ?? `${options.expected.algorithm}:${options.expected.hex}`,
-          },
+        offset: BigInt(options.resumeOffset),
+        start: {
+          imageSize: BigInt(source.virtualSize),
+          resumeOffset: BigInt(options.resumeOffset),
+          commitIntervalBytes: BigInt(tuning.commitIntervalBytes),
+          digestAlgorithm: options.expected.algorithm,
+          // The image's key (fan-out's, or the digest): an agent that committed more of these bytes than our
+          // checkpoint says continues there, and a relay serves a follower only the image it writes itself.
+          imageId: options.imageId ?? `${options.expected.algorithm}:${options.expected.hex}`,
         },
       },
       0,
@@ -178,19 +169,19 @@ export async function streamImage(
     );
     // Hold the data until the agent has accepted the start (target open, image fits): until the
     // call is connected grpc-js takes messages without back-pressure, and would buffer up to
-    // maxUncommittedBytes of them (measured: a peak of 268 MiB RSS for a 256 MiB image).
+    // maxUncommittedBytes of them, about the whole image in RSS (docs/performance-notes.md).
     while (!accepted && callError === undefined && !finished) await changed.wait();
     // The acceptance names where to continue: our resume offset, or the agent's own committed offset when further.
     for await (const extent of source.extents(startOffset)) {
       if (extent.kind === 'data') {
         await send(
-          { encoded: encodeDataFrame(extent.offset, extent.data, extent.headroom ?? 0) },
+          encoded(ImageFrameSchema, encodeDataFrame(extent.offset, extent.data, extent.headroom ?? 0)),
           extent.data.length,
           extent.offset + extent.data.length,
           extent.release,
         );
       } else {
-        await send({ message: { offset: BigInt(extent.offset), zeroLength: BigInt(extent.length) } }, 0, extent.offset + extent.length);
+        await send({ offset: BigInt(extent.offset), zeroLength: BigInt(extent.length) }, 0, extent.offset + extent.length);
       }
     }
     call.end();
@@ -203,8 +194,7 @@ export async function streamImage(
 
   let final: { sha256: string; method: string; algorithm: string; committed: number } | undefined;
   try {
-    for await (const message of call) {
-      const ack = message as WriteImageAck;
+    for await (const ack of call) {
       const offset = Number(ack.committedOffset);
       if (!accepted) {
         if (offset < options.resumeOffset || offset > source.virtualSize) {

@@ -1,18 +1,18 @@
 /**
- * The deploy stream's tuning, measured on loopback to agents writing to
- * files (test/bench/stream.bench.ts; figures in docs and the bench output):
+ * The deploy stream's tuning, chosen by measuring on loopback to agents
+ * writing to files (test/bench/stream.bench.ts; figures in
+ * docs/performance-notes.md and the bench output):
  *
- * - chunk size: the largest data frame. Measured at 256 KiB, 1 MiB and
- *   4 MiB on this (shared, 2-core) machine: no size wins consistently; the
- *   run-to-run noise (±30%) is larger than the differences. 1 MiB was best
- *   or close in most runs and keeps per-stream memory small (every chunk
- *   exists two or three times on its way: read, encoded, framed).
+ * - chunk size: the largest data frame. Of 256 KiB, 1 MiB and 4 MiB no size
+ *   wins consistently: the run-to-run noise is larger than the differences.
+ *   1 MiB was best or close in most runs and keeps per-stream memory small
+ *   (every chunk exists two or three times on its way: read, encoded,
+ *   framed).
  * - flow-control window: grpc-js's `grpc-node.flow_control_window` sets the
  *   HTTP/2 window this side advertises (what the agent may send us before
  *   we read: acknowledgements and ReadImage chunks). The window for frames
- *   we send is the agent's to set; grpc-js servers keep Node's 64 KiB
- *   default, which on loopback costs little because the agent acknowledges
- *   window as fast as it reads.
+ *   we send is the agent's to set (it widens grpc-js's 64 KiB default:
+ *   proto/rpc/receive-window.ts).
  * - commit interval: how often the agent fdatasyncs and acknowledges; the
  *   checkpoint granularity.
  * - max uncommitted: how far the sender may run ahead of the last

@@ -9,7 +9,7 @@ import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { EventSchema, type Event } from '../../proto/gen/bm/v1/event_pb.js';
 import { BmError } from '../errors.ts';
-import { uuidv7 } from '../nodes/uuid.ts';
+import { uuidv7 } from '../nodes/index.ts';
 import type { EventBus, EventSubscription, NodeEvent } from './bus.ts';
 import { Subjects } from './subjects.ts';
 

@@ -3,11 +3,10 @@
  * instance cannot be deleted (its deploys still read its keys).
  */
 import { asc, count, eq } from 'drizzle-orm';
-import type { Database } from '../../db/connect.ts';
-import { flavors, instances, type FlavorRow } from '../../db/schema.ts';
+import { type Database, flavors, instances, type FlavorRow } from '../../db/index.ts';
 import { AlreadyExistsError, BmError, NotFoundError, ValidationError } from '../errors.ts';
-import type { ImageCatalog } from '../images/catalog.ts';
-import { isUuid, uuidv7 } from '../nodes/uuid.ts';
+import type { ImageCatalog } from '../images/index.ts';
+import { isUuid, uuidv7 } from '../nodes/index.ts';
 import { checkFlavorKey, FLAVOR_KEYS, MAX_FLAVOR_KEYS } from './keys.ts';
 
 export interface FlavorRecord {

@@ -3,7 +3,7 @@
  * vocabulary), and the checks every key and value passes.
  */
 import { ValidationError } from '../errors.ts';
-import { CPU_ARCHES } from '../nodes/validate.ts';
+import { CPU_ARCHES } from '../nodes/index.ts';
 
 export const FLAVOR_KEYS = {
   cpuArch: 'cpu_arch',

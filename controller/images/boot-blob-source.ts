@@ -6,8 +6,7 @@
  * stays confined to its root.
  */
 import { PassThrough } from 'node:stream';
-import type { BlobSource, ServedBlob } from '../boot/http/blob-source.ts';
-import { NotBootBlobError } from '../boot/errors.ts';
+import { type BlobSource, type ServedBlob, NotBootBlobError } from '../boot/index.ts';
 import type { ImageCatalog } from './catalog.ts';
 
 export class CatalogBlobSource implements BlobSource {

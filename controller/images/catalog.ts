@@ -6,11 +6,9 @@
  * content digest deploys verify against, and only then becomes active.
  */
 import { and, asc, eq, gt, ne, or, sql } from 'drizzle-orm';
-import type { Database } from '../../db/connect.ts';
-import { images, type ImageRow } from '../../db/schema.ts';
+import { type Database, images, type ImageRow } from '../../db/index.ts';
 import { AlreadyExistsError, BmError, NotFoundError, ValidationError } from '../errors.ts';
-import { isUuid, uuidv7 } from '../nodes/uuid.ts';
-import { hasControlCharacter } from '../nodes/validate.ts';
+import { isUuid, uuidv7, hasControlCharacter } from '../nodes/index.ts';
 import type { BlobStore } from './blob-store.ts';
 import { rawContentSha256 } from './digest.ts';
 import { inspectImage } from './inspect.ts';

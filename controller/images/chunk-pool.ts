@@ -1,7 +1,8 @@
 /**
  * Reusable read buffers for image sources, so a deploy stream does not
- * allocate (and V8 does not collect) a fresh 1 MiB buffer per frame: on the
- * controller a third of the stream's CPU was major GCs of those buffers.
+ * allocate (and V8 does not collect) a fresh 1 MiB buffer per frame: major
+ * GCs of those buffers were a large share of the controller's stream CPU
+ * (docs/performance-notes.md).
  *
  * Each buffer has `FRAME_HEADROOM` spare bytes in front of the image bytes:
  * the deploy stream writes the frame's protobuf header there, so a data

@@ -7,7 +7,7 @@
  * take them as lengths.
  */
 import { BmError } from '../errors.ts';
-import { BlockSha256, PlainSha256 } from '../../proto/digest/block-sha256.ts';
+import { BlockSha256, PlainSha256 } from '../../proto/digest/index.ts';
 import { extentEnd, type ImageSource } from './extents.ts';
 
 export interface RawDigest {

@@ -3,7 +3,7 @@
  * files left by a crash are swept first (none can be live before we serve).
  */
 import type { Logger } from 'pino';
-import type { Config } from '../config/schema.ts';
+import type { Config } from '../config/index.ts';
 import type { BlobStore } from './blob-store.ts';
 import { bucketName, JetStreamBlobStore } from './jetstream-blob-store.ts';
 import { LocalBlobStore } from './local-blob-store.ts';

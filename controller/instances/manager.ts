@@ -3,18 +3,14 @@
  * reboot and power. Scoped by the caller's project: a member reaches only
  * its project's instances; an admin reaches all.
  */
-import type { FenceView } from '../cluster/fence.ts';
-import type { Caller } from '../auth/caller.ts';
-import type { OwnedNode, Ownership } from '../cluster/ownership.ts';
-import type { NodeActions } from '../conductor/node-actions.ts';
-import type { Provisioner } from '../conductor/provisioner.ts';
+import type { FenceView, OwnedNode, Ownership } from '../cluster/index.ts';
+import type { Caller } from '../auth/index.ts';
+import type { NodeActions, Provisioner } from '../conductor/index.ts';
 import { BmError, ValidationError } from '../errors.ts';
-import type { FlavorCatalog } from '../flavors/catalog.ts';
-import type { ImageCatalog } from '../images/catalog.ts';
-import type { NodeStore } from '../nodes/store.ts';
-import type { NodeRecord } from '../nodes/types.ts';
-import { uuidv7 } from '../nodes/uuid.ts';
-import type { Scheduler } from '../scheduler/scheduler.ts';
+import type { FlavorCatalog } from '../flavors/index.ts';
+import type { ImageCatalog } from '../images/index.ts';
+import { type NodeStore, type NodeRecord, uuidv7 } from '../nodes/index.ts';
+import type { Scheduler } from '../scheduler/index.ts';
 import type { InstanceStore } from './store.ts';
 import type { InstanceRecord } from './types.ts';
 import { checkInstanceName, checkNetwork, checkSshKeys, checkUserData } from './validate.ts';

@@ -4,11 +4,10 @@
  * whatever id it sends.
  */
 import { and, asc, eq, type SQL } from 'drizzle-orm';
-import type { Database } from '../../db/connect.ts';
-import { instances, type InstanceRow } from '../../db/schema.ts';
+import { type Database, instances, type InstanceRow } from '../../db/index.ts';
 import { NotFoundError } from '../errors.ts';
-import { isUuid } from '../nodes/uuid.ts';
-import type { Transaction } from '../scheduler/scheduler.ts';
+import { isUuid } from '../nodes/index.ts';
+import type { Transaction } from '../scheduler/index.ts';
 import type { InstanceNetwork, InstanceRecord, InstanceState } from './types.ts';
 
 function toRecord(row: InstanceRow): InstanceRecord {

@@ -4,7 +4,7 @@
  */
 import { isIPv4 } from 'node:net';
 import { ValidationError } from '../errors.ts';
-import { isUuid } from '../nodes/uuid.ts';
+import { isUuid } from '../nodes/index.ts';
 import type { InstanceNetwork } from './types.ts';
 
 export const MAX_USER_DATA = 64 * 1024;

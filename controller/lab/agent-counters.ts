@@ -5,9 +5,15 @@
  * on the agent because the controller that streamed the first part may be
  * dead; tests and the takeover benchmark read it here.
  */
-import type { ReceivedBytesSnapshot } from '../../agent/server/received-bytes.ts';
-
-export type AgentStreamCounters = ReceivedBytesSnapshot;
+/** The counters the agent logs (its ReceivedBytesSnapshot); read from the log line, not imported, as controller/ never imports agent/. */
+export interface AgentStreamCounters {
+  /** Streams of this deploy so far, the first included. */
+  readonly streams: number;
+  /** Data bytes received (zero runs travel as a length and are not counted). */
+  readonly bytesReceived: number;
+  /** Data bytes received at offsets an earlier stream of this deploy had already delivered. */
+  readonly bytesResent: number;
+}
 
 /** One entry per finished image write, in order, from an agent's stderr (AgentProcess.output()). */
 export function agentStreamCounters(output: string): AgentStreamCounters[] {

@@ -9,8 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { syncDatabase, dropDatabase } from '../../db/migrate.ts';
-import { hashToken, newToken } from '../auth/tokens.ts';
+import { syncDatabase, dropDatabase } from '../../db/index.ts';
+import { hashToken, newToken } from '../auth/index.ts';
 import { Health, HealthCheckResponse_ServingStatus } from '../../proto/gen/grpc/health/v1/health_pb.js';
 import { connect, forgetServer, trustServer } from '../../proto/rpc/index.ts';
 import { bmctlPath, repoRoot } from './paths.ts';
@@ -18,9 +18,9 @@ import { suiteTls } from './suite-tls.ts';
 
 /**
  * Node's flags for a controller. V8's default young generation on a 64-bit
- * host is large (semi-spaces of tens of MiB): a controller measured 285 MiB
- * RSS right after start-up with 39 MiB of live heap, 177 MiB with 4 MiB
- * semi-spaces. The old generation is left unbounded: a cap would turn a big
+ * host is large (semi-spaces of tens of MiB), so an idle controller's RSS is
+ * mostly dead young objects; 4 MiB semi-spaces cut it by more than a third
+ * (docs/performance-notes.md). The old generation is left unbounded: a cap would turn a big
  * fleet into an out-of-memory crash.
  */
 export const CONTROLLER_NODE_ARGS: readonly string[] = ['--max-semi-space-size=4'];

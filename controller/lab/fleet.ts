@@ -13,7 +13,7 @@ import { open, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { ImageFormat } from '../images/extents.ts';
+import type { ImageFormat } from '../images/index.ts';
 import { freePort, startControllerProcess, type ControllerProcess } from './controller-process.ts';
 import { makeLabTls } from './tls-certs.ts';
 import { LAB_MAX_NODES } from './lab-state.ts';
@@ -91,7 +91,7 @@ async function makeImage(dir: string, say: (m: string) => void): Promise<LabImag
 
 /**
  * The agent bundled as the ramdisk carries it (scripts/build-agent.sh): one
- * file starts in a third of the time the sources take, which is what a fleet
+ * file starts much faster than the sources (docs/performance-notes.md), which is what a fleet
  * of machines booting at once on a few shared cores needs. Null without
  * esbuild; the machines then run the sources.
  */

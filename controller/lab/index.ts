@@ -48,4 +48,4 @@ export {
   type BootOutcome,
   type ProgressListener,
 } from './operator.ts';
-export { LAB_MAX_NODES, labStateDir, readLabState, type LabState } from './lab-state.ts';
+export { isLabProcess, LAB_MAX_NODES, labStateDir, logFile, readLabState, stateFile, type LabState } from './lab-state.ts';

@@ -14,7 +14,7 @@ import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { dropDatabase } from '../../db/migrate.ts';
+import { dropDatabase } from '../../db/index.ts';
 import { startLabFleet, type LabFleet } from './fleet.ts';
 import { readLabState, removeLabState, writeLabState } from './lab-state.ts';
 

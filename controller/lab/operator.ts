@@ -12,7 +12,7 @@ import { ImageService, type CreateImageRequestSchema, type Image } from '../../p
 import { InstanceService, type Instance } from '../../proto/gen/bm/v1/instance_pb.js';
 import { NodeService, type Node } from '../../proto/gen/bm/v1/node_pb.js';
 import type { RpcConnection } from '../../proto/rpc/index.ts';
-import { isTransientState } from '../conductor/states.ts';
+import { isTransientState } from '../conductor/index.ts';
 import { BmError } from '../errors.ts';
 import type { LabImage, LabMachine } from './fleet.ts';
 

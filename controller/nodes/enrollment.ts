@@ -4,8 +4,8 @@
  * published for what was committed.
  */
 import { BmError, NotFoundError, TooManyPortsError, ValidationError } from '../errors.ts';
-import type { EventBus } from '../events/bus.ts';
-import type { SecretBox } from '../secrets/secret-box.ts';
+import type { EventBus } from '../events/index.ts';
+import type { SecretBox } from '../secrets/index.ts';
 import { normalizeMac } from './mac.ts';
 import type { NodeChanges, NodeStore } from './store.ts';
 import { UNDELETABLE_STATES, type NodeRecord, type PortRecord } from './types.ts';

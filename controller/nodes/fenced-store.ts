@@ -5,7 +5,7 @@
  * on the database (an agent's heartbeat, an API verb) still writes nothing
  * once it has closed.
  */
-import type { FenceView } from '../cluster/fence.ts';
+import type { FenceView } from '../cluster/index.ts';
 import type { NodeOwner } from './owner.ts';
 import type { NewNode, NodeChanges, NodeStore, StateFields } from './store.ts';
 import type { NodeFilter, NodeRecord, Page, PortRecord } from './types.ts';

@@ -4,8 +4,7 @@
  * two controllers enrolling at once cannot both win.
  */
 import { and, asc, eq, gt, inArray, isNotNull, isNull, notInArray, sql, type SQL } from 'drizzle-orm';
-import type { Database } from '../../db/connect.ts';
-import { nodes, ports, type NodeRow, type PortRow } from '../../db/schema.ts';
+import { type Database, nodes, ports, type NodeRow, type PortRow } from '../../db/index.ts';
 import { AlreadyExistsError, BmError, ConflictError, NotFoundError, TooManyPortsError } from '../errors.ts';
 import { StaleOwnerError, type NodeOwner } from './owner.ts';
 import type { NewNode, NodeChanges, NodeStore, StateFields } from './store.ts';

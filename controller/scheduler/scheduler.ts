@@ -6,7 +6,7 @@
  * even on two controllers, can never both get one node.
  */
 import { and, asc, eq, gte, isNull, sql } from 'drizzle-orm';
-import type { Database } from '../../db/connect.ts';
+import { type Database, nodes, type NodeRow } from '../../db/index.ts';
 
 /** A transaction handle: what a claim's `bind` step writes with, so it commits (or rolls back) with the claim. */
 export type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
@@ -16,12 +16,9 @@ export type BindClaim = (tx: Transaction, nodeUuid: string) => Promise<void>;
 
 /** Whose reservation a claimed node gets: one controller, or per node (the node's owner on the hash ring, who then runs its deploy). */
 export type ClaimHolder = string | ((node: { readonly uuid: string; readonly group: string }) => string);
-import { nodes, type NodeRow } from '../../db/schema.ts';
-import { nextState } from '../conductor/states.ts';
-import { macsOfNodes, toNode } from '../nodes/mysql-store.ts';
-import type { NodeRecord } from '../nodes/types.ts';
-import type { FlavorRecord } from '../flavors/catalog.ts';
-import { capabilitiesMatch, FLAVOR_KEYS, requiredCapabilities } from '../flavors/keys.ts';
+import { nextState } from '../conductor/index.ts';
+import { macsOfNodes, toNode, type NodeRecord } from '../nodes/index.ts';
+import { type FlavorRecord, capabilitiesMatch, FLAVOR_KEYS, requiredCapabilities } from '../flavors/index.ts';
 import { NoValidNodeError } from './errors.ts';
 
 /**

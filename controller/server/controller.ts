@@ -2,90 +2,83 @@
  * The controller process: wires config, database, NATS, secrets and the gRPC
  * API together, and takes them apart again in reverse on stop.
  */
-import { FanoutPlanner } from '../deploy/fanout-planner.ts';
+import { FanoutPlanner } from '../deploy/index.ts';
 import os from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { sql } from 'drizzle-orm';
-import { openDatabase, redactDatabaseUrl, type DbHandle } from '../../db/connect.ts';
+import { openDatabase, redactDatabaseUrl, type DbHandle } from '../../db/index.ts';
 import { Health } from '../../proto/gen/grpc/health/v1/health_pb.js';
 import { EventService } from '../../proto/gen/bm/v1/event_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { PortService } from '../../proto/gen/bm/v1/port_pb.js';
 import { ImageService } from '../../proto/gen/bm/v1/image_pb.js';
-import { imageHandlers } from '../api/image-service.ts';
+import {
+  imageHandlers,
+  AGENT_REGISTRY_PREFIX,
+  agentRegistryHandlers,
+  eventHandlers,
+  healthHandlers,
+  HealthState,
+  nodeHandlers,
+  portHandlers,
+  describeDatabaseError,
+  isDatabaseError,
+  isDatabaseUnreachable,
+  statusMapper,
+  requestLimits,
+  flavorHandlers,
+  instanceHandlers,
+  apiObserver,
+  tokenHandlers,
+  clusterHandlers,
+} from '../api/index.ts';
 import { AgentRegistry as AgentRegistryService } from '../../proto/gen/bm/v1/agent_registry_pb.js';
-import { AGENT_REGISTRY_PREFIX, agentRegistryHandlers } from '../api/agent-registry-service.ts';
-import { AgentRegistry } from '../agents/registry.ts';
-import { MysqlAgentTokens } from '../agents/tokens.ts';
-import { ImageCatalog } from '../images/catalog.ts';
-import { openBlobStore } from '../images/open-blob-store.ts';
+import { AgentRegistry, MysqlAgentTokens } from '../agents/index.ts';
+import { ImageCatalog, openBlobStore, CatalogBlobSource } from '../images/index.ts';
 import { addService, bindServer, shutdownServer, type ServeOptions } from '../../proto/rpc/index.ts';
-import { eventHandlers } from '../api/event-service.ts';
-import { healthHandlers, HealthState } from '../api/health-service.ts';
-import { nodeHandlers } from '../api/node-service.ts';
-import { portHandlers } from '../api/port-service.ts';
-import { describeDatabaseError, isDatabaseError, isDatabaseUnreachable } from '../api/database-error.ts';
-import { statusMapper } from '../api/status.ts';
-import { requestLimits } from '../api/limits.ts';
-import { adminAuth, callerAuth } from '../auth/interceptor.ts';
-import { RefusalLog } from '../auth/refusal-log.ts';
-import { TokenSet } from '../auth/tokens.ts';
-import { Fence } from '../cluster/fence.ts';
-import { Membership } from '../cluster/membership.ts';
-import type { Config } from '../config/schema.ts';
+import { adminAuth, callerAuth, RefusalLog, TokenSet, TokenDirectory } from '../auth/index.ts';
+import { Fence, Membership, Forwarder, type ForwardHandler, Ownership } from '../cluster/index.ts';
+import type { Config } from '../config/index.ts';
 import { BmError } from '../errors.ts';
-import { NatsEventBus } from '../events/nats-bus.ts';
-import { Subjects } from '../events/subjects.ts';
-import { Enrollment } from '../nodes/enrollment.ts';
-import { PowerConductor } from '../conductor/power.ts';
-import { powerFactory } from '../drivers/power/factory.ts';
-import { PowerSync } from '../conductor/power-sync.ts';
-import { MysqlPowerSyncStore } from '../conductor/power-sync-store.ts';
+import { NatsEventBus, Subjects, RecentEvents } from '../events/index.ts';
+import { Enrollment, FencedNodeStore, MysqlNodeStore, type NodeRecord } from '../nodes/index.ts';
+import {
+  PowerConductor,
+  PowerSync,
+  MysqlPowerSyncStore,
+  MysqlBootBackend,
+  MysqlBootStateSource,
+  AgentBoot,
+  BmcAccess,
+  bmcObserver,
+  MysqlDeployCheckpoints,
+  Provisioner,
+  TaskManager,
+  DeadReservations,
+  forwardedActionHandler,
+  LocalNodeActions,
+  NodeRouter,
+  MysqlMetadataSource,
+  diagnoseNode,
+  type DiagnoseDeps,
+} from '../conductor/index.ts';
+import { powerFactory } from '../drivers/power/index.ts';
 import { Registry } from 'prom-client';
-import { IpmiDriver } from '../drivers/power/ipmi/driver.ts';
-import { SessionPool } from '../drivers/power/ipmi/pool.ts';
-import { IpmitoolDriver } from '../drivers/power/ipmitool/driver.ts';
-import { FencedNodeStore } from '../nodes/fenced-store.ts';
-import { MysqlNodeStore } from '../nodes/mysql-store.ts';
-import { loadSecretKey } from '../secrets/key-file.ts';
-import { SecretBox } from '../secrets/secret-box.ts';
-import { bootPlanConfig, startBootServices } from '../boot/services.ts';
+import { IpmiDriver, SessionPool } from '../drivers/power/ipmi/index.ts';
+import { IpmitoolDriver } from '../drivers/power/ipmitool/index.ts';
+import { loadSecretKey, SecretBox } from '../secrets/index.ts';
+import { bootPlanConfig, startBootServices, DirectoryBlobSource } from '../boot/index.ts';
 import { loadAgentCa, ReloadingTlsIdentity } from './tls-identity.ts';
-import { DirectoryBlobSource } from '../boot/http/blob-source.ts';
-import { MysqlBootBackend } from '../conductor/boot-backend.ts';
-import { MysqlBootStateSource } from '../conductor/boot-state.ts';
-import { CatalogBlobSource } from '../images/boot-blob-source.ts';
 import { FlavorService } from '../../proto/gen/bm/v1/flavor_pb.js';
 import { InstanceService } from '../../proto/gen/bm/v1/instance_pb.js';
-import { flavorHandlers } from '../api/flavor-service.ts';
-import { instanceHandlers } from '../api/instance-service.ts';
-import { AgentBoot } from '../conductor/agent-boot.ts';
-import { BmcAccess, bmcObserver } from '../conductor/bmc-access.ts';
-import { MysqlDeployCheckpoints } from '../conductor/deploy-checkpoint.ts';
-import { Provisioner } from '../conductor/provisioner.ts';
-import { TaskManager } from '../conductor/task.ts';
-import { apiObserver } from '../api/observe.ts';
 import { startMetricsServer } from './metrics-server.ts';
-import { DeadReservations } from '../conductor/dead-reservations.ts';
-import { FakeBmcWorld, FakePowerDriver } from '../drivers/power/fake/driver.ts';
-import { FlavorCatalog } from '../flavors/catalog.ts';
-import { InstanceManager } from '../instances/manager.ts';
-import { InstanceStore } from '../instances/store.ts';
-import { Scheduler } from '../scheduler/scheduler.ts';
-import { Forwarder, type ForwardHandler } from '../cluster/forwarding.ts';
-import { Ownership } from '../cluster/ownership.ts';
-import { forwardedActionHandler, LocalNodeActions } from '../conductor/node-actions.ts';
-import { NodeRouter } from '../conductor/node-router.ts';
-import type { NodeRecord } from '../nodes/types.ts';
-import { MysqlMetadataSource } from '../conductor/metadata-source.ts';
-import { diagnoseNode, type DiagnoseDeps } from '../conductor/diagnose.ts';
-import { RecentEvents } from '../events/recent.ts';
-import { TokenDirectory } from '../auth/directory.ts';
-import { tokenHandlers } from '../api/token-service.ts';
+import { FakeBmcWorld, FakePowerDriver } from '../drivers/power/fake/index.ts';
+import { FlavorCatalog } from '../flavors/index.ts';
+import { InstanceManager, InstanceStore } from '../instances/index.ts';
+import { Scheduler } from '../scheduler/index.ts';
 import { TokenService } from '../../proto/gen/bm/v1/token_pb.js';
 import { ClusterService } from '../../proto/gen/bm/v1/cluster_pb.js';
-import { clusterHandlers } from '../api/cluster-service.ts';
 
 export interface RunningController {
   readonly id: string;

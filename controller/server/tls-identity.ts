@@ -12,7 +12,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import type { AgentCa } from '../boot/boot-plan.ts';
+import type { AgentCa } from '../boot/index.ts';
 import { BmError } from '../errors.ts';
 
 type IdentityUpdate = grpc.experimental.IdentityCertificateUpdate;

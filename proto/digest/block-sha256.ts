@@ -5,10 +5,10 @@
  *   digest = sha256(sha256(block 0) ‖ sha256(block 1) ‖ … )
  *
  * Why not a plain sha256 of the raw content: that one is a single sequential
- * hash over every byte, holes included, and hashing runs at about 1.5 GB/s
- * here. A qcow2 of 10 GiB virtual size with 1 GiB of data cost the agent
- * (and the controller at upload) six seconds of hashing zeros, more than
- * streaming the data. Per block, a block of zeros has a known digest, so
+ * hash over every byte, holes included, so a sparse image (a qcow2 with far
+ * more virtual size than data) cost the agent, and the controller at upload,
+ * more time hashing zeros than streaming the data (docs/performance-notes.md).
+ * Per block, a block of zeros has a known digest, so
  * holes cost nothing; and blocks can be hashed in any order or in parallel.
  *
  * It is part of the wire contract (the controller asks for it in

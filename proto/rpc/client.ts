@@ -1,25 +1,41 @@
 /**
  * Calls protobuf-es v2 services over grpc-js with typed methods: promises for
  * unary and client-streaming calls, async iterables for streamed responses,
- * backpressure on streamed requests, and AbortSignal cancellation.
+ * backpressure on streamed requests, and AbortSignal cancellation. One
+ * RpcConnection is one HTTP/2 connection, whatever mix of calls runs on it.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { DescMethod } from '@bufbuild/protobuf';
-import { deserializer, serializer } from './codec.ts';
+import { deserializer, serializer, type EncodedMessage } from './codec.ts';
+import { duplexCall, type DuplexCall } from './duplex.ts';
 import { defaultCredentials } from './trusted-servers.ts';
-import { methodPath, type CallOptions, type ServiceClient, type TypedService } from './types.ts';
+import { methodPath, type CallOptions, type InInit, type Out, type ServiceClient, type TypedService } from './types.ts';
 
 export interface ConnectOptions {
   /** Metadata sent with every call, e.g. { authorization: 'Bearer ...' }. */
   readonly metadata?: Readonly<Record<string, string>>;
   /** Default: TLS for a server registered with trustServer(), plaintext otherwise. */
   readonly credentials?: grpc.ChannelCredentials;
-  /** grpc-js channel options, e.g. 'grpc-node.flow_control_window'. */
+  /**
+   * The HTTP/2 receive window this side advertises, per stream and for the
+   * connection (what the peer may send before we read); Node's default is
+   * 64 KiB. The window for what we send is the server's (bindServerWithReceiveWindow).
+   */
+  readonly receiveWindowBytes?: number;
+  /** Further grpc-js channel options, e.g. message size limits and keepalive. */
   readonly channelOptions?: grpc.ChannelOptions;
 }
 
+/** A bidi method of a protobuf-es service descriptor. */
+export type BidiMethod = DescMethod & { readonly methodKind: 'bidi_streaming' };
+
 export interface RpcConnection {
   client<S extends TypedService>(service: S): ServiceClient<S>;
+  /**
+   * Opens a bidi call its caller drives (duplex.ts): writes with feedback,
+   * already-encoded requests (codec.ts encoded()) passed through as they are.
+   */
+  duplex<M extends BidiMethod>(method: M, call?: CallOptions): DuplexCall<InInit<M> | EncodedMessage<M['input']>, Out<M>>;
   /** Resolves once the channel is connected, rejects after timeoutMs. */
   waitForReady(timeoutMs: number): Promise<void>;
   close(): void;
@@ -60,7 +76,15 @@ async function* responses<T>(
 }
 
 export function connect(address: string, options: ConnectOptions = {}): RpcConnection {
-  const channel = new grpc.Client(address, options.credentials ?? defaultCredentials(address), options.channelOptions ?? {});
+  const channelOptions: grpc.ChannelOptions = {
+    // grpc-js otherwise shares a connection between channels with equal options and credentials
+    // process-wide, so close() would not close it and two connections could silently become one
+    // (or, once their options differ, one become two).
+    'grpc.use_local_subchannel_pool': 1,
+    ...(options.receiveWindowBytes !== undefined ? { 'grpc-node.flow_control_window': options.receiveWindowBytes } : {}),
+    ...options.channelOptions,
+  };
+  const channel = new grpc.Client(address, options.credentials ?? defaultCredentials(address), channelOptions);
 
   const metadataFor = (call?: CallOptions): grpc.Metadata => {
     const md = new grpc.Metadata();
@@ -130,6 +154,17 @@ export function connect(address: string, options: ConnectOptions = {}): RpcConne
         methods[key] = makeMethod(service.method[key]!);
       }
       return methods as ServiceClient<S>;
+    },
+    duplex<M extends BidiMethod>(method: M, call?: CallOptions): DuplexCall<InInit<M> | EncodedMessage<M['input']>, Out<M>> {
+      const c = channel.makeBidiStreamRequest(
+        methodPath(method),
+        serializer(method.input) as (value: InInit<M> | EncodedMessage<M['input']>) => Buffer,
+        deserializer(method.output) as (bytes: Buffer) => Out<M>,
+        metadataFor(call),
+        callOptionsFor(call),
+      );
+      bindSignal(c, call?.signal);
+      return duplexCall(c);
     },
     waitForReady(timeoutMs: number): Promise<void> {
       return new Promise((resolve, reject) => channel.waitForReady(Date.now() + timeoutMs, (err) => (err ? reject(err) : resolve())));

@@ -8,8 +8,12 @@ export {
   type ServerInterceptor,
   type StatusError,
 } from './server.ts';
-export { connect, isServiceError, type ConnectOptions, type RpcConnection } from './client.ts';
+export { bindServerWithReceiveWindow, GrpcInternalsChangedError } from './receive-window.ts';
+export { connect, isServiceError, type BidiMethod, type ConnectOptions, type RpcConnection } from './client.ts';
+// deserializer and methodPath: for the agent's relay sender, still on raw grpc-js (agent/server/relay-sender.ts).
+export { deserializer, encoded, EncodedMessage, EncodedSchemaMismatchError } from './codec.ts';
+export type { DuplexCall } from './duplex.ts';
 export { tlsCredentials } from './tls.ts';
 export { defaultCredentials, forgetServer, trustServer } from './trusted-servers.ts';
-export type { CallContext, CallOptions, ServiceClient, ServiceHandlers, TypedService } from './types.ts';
+export { methodPath, type CallContext, type CallOptions, type ServiceClient, type ServiceHandlers, type TypedService } from './types.ts';
 export { status, Metadata, Server } from '@grpc/grpc-js';

@@ -2,9 +2,9 @@
  * grpc-js servers keep Node's default HTTP/2 receive windows (64 KiB per
  * stream and per connection) and offer no option to change them. A client
  * streaming MiB-sized messages then waits on every 64 KiB for the server's
- * event loop to read it and send a WINDOW_UPDATE: measured on a deploy
- * stream, the sender spent 4.2 of 5.4 s waiting for its writes to drain;
- * with 16 MiB windows, 0.5 s. This widens both windows through two grpc-js
+ * event loop to read it and send a WINDOW_UPDATE: on a deploy stream the
+ * sender spent most of its time waiting for its writes to drain
+ * (docs/performance-notes.md). This widens both windows through two grpc-js
  * internals (the options it creates its HTTP/2 servers with, and those
  * servers); grpc-js is pinned in package-lock.json, and receive-window.test.ts
  * fails if an upgrade moves them.

@@ -18,12 +18,11 @@
  * The controller side runs in its own process (stream-driver.ts), the
  * agents as the agent process; targets are fresh sparse files. Both run as
  * esbuild bundles, the agent as the ramdisk runs it: Node's type stripping
- * alone adds about 65 MiB of RSS that has nothing to do with streaming.
+ * alone adds RSS that has nothing to do with streaming.
  * Both run with --max-semi-space-size=1 --max-old-space-size=64 (as the
  * ramdisk runs the agent; docs/deploy-agent.md): 1 MiB frames churn through
  * short-lived buffers, and smaller heap limits make V8 collect them sooner
- * (measured on 256 MiB: agent peak 145 → 110 MiB, driver 150 → 113 MiB,
- * throughput within the run-to-run noise). The driver's RSS is the deploy
+ * (lower peaks at the same throughput; docs/performance-notes.md). The driver's RSS is the deploy
  * code's (image reader, stream, grpc-js), not a whole controller's.
  */
 import { execFile, spawn } from 'node:child_process';

@@ -110,7 +110,7 @@ export async function startTestbed(options: TestbedOptions): Promise<Testbed> {
       '[discovery]',
       `enabled = ${options.discovery}`,
       '[conductor]',
-      // TCG is slow and the machine shared: a PXE boot into the agent takes about a minute, give it ten.
+      // TCG is slow and the machine shared (docs/performance-notes.md): give a PXE boot into the agent ten times what it takes.
       'callback_timeout_s = 600',
       'poll_ms = 200',
       '[power]',

@@ -1,8 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { create, toBinary } from '@bufbuild/protobuf';
-import { EchoRequestSchema, EchoService } from '../../proto/gen/bm/testing/v1/echo_pb.js';
-import { addService, bindServer, connect, isServiceError, shutdownServer, type RpcConnection } from '../../proto/rpc/index.ts';
+import { EchoRequestSchema, EchoResponseSchema, EchoService } from '../../proto/gen/bm/testing/v1/echo_pb.js';
+import {
+  addService,
+  bindServer,
+  connect,
+  encoded,
+  EncodedSchemaMismatchError,
+  isServiceError,
+  shutdownServer,
+  type RpcConnection,
+} from '../../proto/rpc/index.ts';
 
 class TeapotError extends Error {}
 
@@ -11,6 +20,9 @@ let conn: RpcConnection;
 let port: number;
 const seenPeers: string[] = [];
 let cancelledStreams = 0;
+let cancelledBidis = 0;
+/** A bidi request with text 'hold' makes the server stop reading until this resolves. */
+let held: Promise<void> = Promise.resolve();
 
 beforeAll(async () => {
   server = new grpc.Server();
@@ -39,9 +51,18 @@ beforeAll(async () => {
         for await (const r of reqs) parts.push(r.text);
         return { text: parts.join(','), index: parts.length };
       },
-      async *bidi(reqs) {
+      async *bidi(reqs, ctx) {
         let i = 0;
-        for await (const r of reqs) yield { text: `echo:${r.text}`, index: i++ };
+        try {
+          for await (const r of reqs) {
+            if (r.text === 'hold') await held;
+            yield { text: `echo:${r.text.slice(0, 16)}`, index: i++ };
+          }
+        } finally {
+          // A cancelled call's request stream may end before the signal says why: count the abort itself.
+          if (ctx.signal.aborted) cancelledBidis++;
+          else ctx.signal.addEventListener('abort', () => cancelledBidis++, { once: true });
+        }
       },
     },
     {
@@ -97,6 +118,83 @@ describe('grpc-js adapter over protobuf-es descriptors', () => {
     const got: string[] = [];
     for await (const r of echo.bidi([{ text: 'a' }, { text: 'b' }, { text: 'c' }])) got.push(`${r.index}:${r.text}`);
     expect(got).toEqual(['0:echo:a', '1:echo:b', '2:echo:c']);
+  });
+
+  it('drives a duplex call message by message: sent callbacks, responses in order, encoded bytes passed through', async () => {
+    const call = conn.duplex(EchoService.method.bidi);
+    const sent: number[] = [];
+    call.write({ text: 'a' }, () => sent.push(0));
+    call.write(encoded(EchoRequestSchema, Buffer.from(toBinary(EchoRequestSchema, create(EchoRequestSchema, { text: 'pre' })))), () =>
+      sent.push(1),
+    );
+    call.write({ text: 'c' }, () => sent.push(2));
+    call.end();
+    const got: string[] = [];
+    for await (const r of call) got.push(`${r.index}:${r.text}`);
+    expect(got).toEqual(['0:echo:a', '1:echo:pre', '2:echo:c']);
+    expect(sent.sort()).toEqual([0, 1, 2]);
+  });
+
+  it('refuses bytes encoded as another message type instead of sending them', async () => {
+    const call = conn.duplex(EchoService.method.bidi);
+    const wrong = encoded(EchoResponseSchema, Buffer.from(toBinary(EchoResponseSchema, create(EchoResponseSchema, { text: 'x' }))));
+    // The types refuse it too; a cast stands for a caller that got around them.
+    call.write(wrong as never);
+    call.end();
+    const failure = await (async () => {
+      for await (const _ of call) void _;
+    })().catch((e: unknown) => e);
+    expect(isServiceError(failure) && failure.code).toBe(grpc.status.INTERNAL);
+    expect(isServiceError(failure) && failure.details).toContain(
+      new EncodedSchemaMismatchError('bm.testing.v1.EchoRequest', 'bm.testing.v1.EchoResponse').message,
+    );
+  });
+
+  it('answers false on write while the server reads nothing, and drains once it reads again', async () => {
+    let release = (): void => undefined;
+    held = new Promise<void>((resolve) => (release = resolve));
+    const call = conn.duplex(EchoService.method.bidi);
+    const big = 'x'.repeat(256 * 1024);
+    let sent = 0;
+    let written = 1;
+    call.write({ text: 'hold' }, () => sent++);
+    // The server's buffers, the 64 KiB HTTP/2 windows and the socket's take the first MiBs; then grpc-js stops sending.
+    let stalled = false;
+    while (!stalled && written < 1000) {
+      written++;
+      if (!call.write({ text: big }, () => sent++))
+        stalled = await Promise.race([call.drained().then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), 300))]);
+    }
+    expect(stalled).toBe(true);
+    expect(sent).toBeLessThan(written);
+    release();
+    await call.drained();
+    call.end();
+    let responses = 0;
+    for await (const _ of call) responses++;
+    expect(responses).toBe(written);
+    expect(sent).toBe(written);
+  });
+
+  it('cancels a duplex call on both sides', async () => {
+    let release = (): void => undefined;
+    held = new Promise<void>((resolve) => (release = resolve));
+    const before = cancelledBidis;
+    const call = conn.duplex(EchoService.method.bidi);
+    call.write({ text: 'first' });
+    call.write({ text: 'hold' });
+    const reading = (async () => {
+      const got: string[] = [];
+      for await (const r of call) {
+        got.push(r.text);
+        call.cancel();
+      }
+      return got;
+    })();
+    const failure = await reading.catch((e: unknown) => e);
+    expect(isServiceError(failure) && failure.code).toBe(grpc.status.CANCELLED);
+    release();
+    await expect.poll(() => cancelledBidis, { timeout: 2000 }).toBe(before + 1);
   });
 
   it('maps a typed error to its status and hides unknown ones', async () => {

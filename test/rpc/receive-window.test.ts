@@ -6,8 +6,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { bindServer, shutdownServer } from '../../proto/rpc/index.ts';
-import { bindServerWithReceiveWindow } from '../../proto/rpc/receive-window.ts';
+import { bindServer, bindServerWithReceiveWindow, shutdownServer } from '../../proto/rpc/index.ts';
 
 const same = (b: Buffer): Buffer => b;
 const method = {

@@ -8,7 +8,7 @@
  *   the configured provisioning networks (by default the server address's
  *   own network).
  */
-import { ipToInt, isIpv4 } from '../dhcp/options.ts';
+import { ipToInt, isIpv4 } from '../dhcp/index.ts';
 
 export interface BootClientGate {
   /** Whether `address` (IPv4, dotted) may fetch boot blobs. */

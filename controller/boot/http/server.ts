@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { BmError } from '../../errors.ts';
-import { normalizeMac } from '../../nodes/mac.ts';
+import { normalizeMac } from '../../nodes/index.ts';
 import { AGENT_CA_PATH, planBoot, type BootPlanConfig, type BootStateSource } from '../boot-plan.ts';
 import { NotBootBlobError, PathOutsideRootError } from '../errors.ts';
 import { renderIpxeScript } from '../ipxe-script.ts';

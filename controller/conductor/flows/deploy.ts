@@ -7,15 +7,16 @@
  */
 import type { Logger } from 'pino';
 import type { DeployCheckpoints } from '../deploy-checkpoint.ts';
-import { deployImage, type DeployImageOptions } from '../../deploy/deploy.ts';
-import { expectedDigestOf } from '../../deploy/digest.ts';
-import { deployImageFanout } from '../../deploy/fanout-deploy.ts';
-import { fanoutImageKey, type FanoutPlanner } from '../../deploy/fanout-planner.ts';
-import type { ImageCatalog } from '../../images/catalog.ts';
-import { openImageSource } from '../../images/open.ts';
-import { metaDataJson, networkDataJson } from '../../instances/cloud-init.ts';
-import type { InstanceStore } from '../../instances/store.ts';
-import type { InstanceRecord } from '../../instances/types.ts';
+import {
+  deployImage,
+  type DeployImageOptions,
+  expectedDigestOf,
+  deployImageFanout,
+  fanoutImageKey,
+  type FanoutPlanner,
+} from '../../deploy/index.ts';
+import { type ImageCatalog, openImageSource } from '../../images/index.ts';
+import { metaDataJson, networkDataJson, type InstanceStore, type InstanceRecord } from '../../instances/index.ts';
 import type { AgentBoot, AgentSession } from '../agent-boot.ts';
 import type { AfterFailure, TaskContext, TaskWork } from '../task.ts';
 

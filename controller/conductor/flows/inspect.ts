@@ -4,10 +4,7 @@
  * MAC it has that no port holds yet, power off, back to manageable.
  */
 import type { Inventory } from '../../../proto/gen/bm/agent/v1/inventory_pb.js';
-import { normalizeMac } from '../../nodes/mac.ts';
-import type { NodeStore } from '../../nodes/store.ts';
-import { uuidv7 } from '../../nodes/uuid.ts';
-import { CPU_ARCHES } from '../../nodes/validate.ts';
+import { normalizeMac, type NodeStore, uuidv7, CPU_ARCHES } from '../../nodes/index.ts';
 import type { AgentBoot } from '../agent-boot.ts';
 import type { TaskContext } from '../task.ts';
 

@@ -17,8 +17,8 @@ import {
   decodeBootFlags,
   type BootFlags,
   type CommandId,
-} from '../../drivers/power/ipmi/commands.ts';
-import type { IpmiRequest } from '../../drivers/power/ipmi/message.ts';
+  type IpmiRequest,
+} from '../../drivers/power/ipmi/index.ts';
 
 export type PowerCause = 'on' | 'off' | 'cycle' | 'reset' | 'soft-off' | 'external';
 

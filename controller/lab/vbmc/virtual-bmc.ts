@@ -25,8 +25,6 @@ import {
   SET_SESSION_PRIVILEGE,
   type BootFlags,
   type CommandId,
-} from '../../drivers/power/ipmi/commands.ts';
-import {
   deriveKeys,
   rakp2Code,
   rakp3Code,
@@ -38,10 +36,10 @@ import {
   type CipherSuite,
   type RakpExchange,
   type SessionKeys,
-} from '../../drivers/power/ipmi/crypto.ts';
-import { IpmiDecodeError } from '../../drivers/power/ipmi/errors.ts';
-import { decodeRequest, encodeResponse, type IpmiRequest } from '../../drivers/power/ipmi/message.ts';
-import {
+  IpmiDecodeError,
+  decodeRequest,
+  encodeResponse,
+  type IpmiRequest,
   PAYLOAD_IPMI,
   PAYLOAD_OPEN_SESSION_REQUEST,
   PAYLOAD_OPEN_SESSION_RESPONSE,
@@ -54,8 +52,6 @@ import {
   encodeV20,
   openPayload,
   type V20Envelope,
-} from '../../drivers/power/ipmi/packet.ts';
-import {
   RAKP_INVALID_AUTH_ALG,
   RAKP_INVALID_INTEGRITY,
   RAKP_INVALID_ROLE,
@@ -70,8 +66,8 @@ import {
   encodeOpenSessionResponse,
   encodeRakp2,
   encodeRakp4,
-} from '../../drivers/power/ipmi/rakp.ts';
-import { SequenceWindow } from '../../drivers/power/ipmi/window.ts';
+  SequenceWindow,
+} from '../../drivers/power/ipmi/index.ts';
 import { Chassis, is, type PowerChange, type Reply } from './chassis.ts';
 
 export type { PowerCause, PowerChange } from './chassis.ts';

@@ -1,0 +1,2 @@
+/** The public face of controller/drivers/power/ipmitool/: what other folders import (scripts/check-imports.ts). */
+export { IpmitoolDriver } from './driver.ts';

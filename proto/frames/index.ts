@@ -1,0 +1,2 @@
+/** The public face of proto/frames/: what other folders import (scripts/check-imports.ts). */
+export { encodeDataFrame, MAX_DATA_FRAME_HEADER_BYTES } from './data-frame.ts';
