@@ -3,6 +3,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { ForwardAction, ForwardArgs, ForwardResults } from '../cluster/forward-codec.ts';
 import type { ForwardClient, ForwardTarget } from '../cluster/forwarding.ts';
+import { FencedError, type FenceView } from '../cluster/fence.ts';
 import { HashRing } from '../cluster/hash-ring.ts';
 import { type ClusterMember, Ownership } from '../cluster/ownership.ts';
 import { BmError, NotFoundError } from '../errors.ts';
@@ -124,6 +125,36 @@ async function setup() {
 }
 
 describe('NodeRouter', () => {
+  it('refuses every action at once while this controller is fenced, without reading the store or forwarding', async () => {
+    const { local, forward, store, nodes } = await setup();
+    const fenced = new FencedError('ctl-a', new Date('2026-01-01T00:00:00Z'));
+    const fence: FenceView = {
+      fenced: true,
+      signal: AbortSignal.abort(fenced),
+      check: () => {
+        throw fenced;
+      },
+    };
+    const reads: string[] = [];
+    const watched = new Proxy(store, {
+      get: (target, prop, receiver) => {
+        if (prop === 'findNode') reads.push(String(prop));
+        const value: unknown = Reflect.get(target, prop, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const ownership = new Ownership(
+      () => self,
+      () => ({ members: async () => peers }),
+    );
+    const router = new NodeRouter(local, watched, ownership, forward, pino({ level: 'silent' }), fence);
+    await expect(router.setPowerState(nodes.theirs.uuid, 'off')).rejects.toBe(fenced);
+    await expect(router.provision(nodes.mine.uuid, 'manage')).rejects.toBe(fenced);
+    expect(reads).toEqual([]);
+    expect(local.calls).toEqual([]);
+    expect(forward.calls).toEqual([]);
+  });
+
   it("runs actions on this controller's own nodes here, and forwards the others' by uuid to their owner", async () => {
     const { local, forward, router, nodes } = await setup();
     await router.setPowerState('mine', 'on');

@@ -7,7 +7,7 @@
  * group no live controller serves (nobody else could do better).
  */
 import type { Logger } from 'pino';
-import type { ForwardAction, ForwardArgs, ForwardResults, ForwardClient, Ownership } from '../cluster/index.ts';
+import type { FenceView, ForwardAction, ForwardArgs, ForwardResults, ForwardClient, Ownership } from '../cluster/index.ts';
 import type { BootDeviceSetting } from '../drivers/power/index.ts';
 import type { InstanceRecord } from '../instances/index.ts';
 import type { NodeStore, NodeRecord } from '../nodes/index.ts';
@@ -23,9 +23,12 @@ export class NodeRouter implements NodeActions {
   readonly #ownership: Ownership;
   readonly #forward: ForwardClient;
   readonly #log: Logger;
+  readonly #fence: FenceView | undefined;
 
-  constructor(local: NodeActions, store: NodeStore, ownership: Ownership, forward: ForwardClient, log: Logger) {
+  /** `fence`: while fenced, an action is refused at once; finding its owner would wait on a database we cannot reach. */
+  constructor(local: NodeActions, store: NodeStore, ownership: Ownership, forward: ForwardClient, log: Logger, fence?: FenceView) {
     this.#local = local;
+    this.#fence = fence;
     this.#store = store;
     this.#ownership = ownership;
     this.#forward = forward;
@@ -39,6 +42,7 @@ export class NodeRouter implements NodeActions {
     local: () => Promise<R>,
     fromRemote: (result: ForwardResults[A], nodeUuid: string) => R | Promise<R>,
   ): Promise<R> {
+    this.#fence?.check();
     if (nodeId === null || nodeId.length === 0 || nodeId.length > MAX_ID) return local();
     const node = await this.#store.findNode(nodeId);
     if (!node) return local();
@@ -111,6 +115,7 @@ export class NodeRouter implements NodeActions {
    * decision was taken with the claim, and the ring changing since must not make two controllers think it theirs.
    */
   async deploy(node: NodeRecord, instance: InstanceRecord): Promise<void> {
+    this.#fence?.check();
     const holder = node.reservation;
     if (holder === null || holder === this.#ownership.selfId) return this.#local.deploy(node, instance);
     const member = (await this.#ownership.snapshot()).member(holder) ?? { id: holder, apiAddress: 'unknown (no live heartbeat)' };

@@ -283,7 +283,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       { self: id, subjects: bus.subjects, timeoutMs: config.controller.forward_timeout_ms },
       log,
     );
-    const actions = new NodeRouter(localActions, store, ownership, forwarder, log);
+    const actions = new NodeRouter(localActions, store, ownership, forwarder, log, fence);
     const answerForwarded = forwardedActionHandler(localActions, store, instanceStore, log);
     // The caller's API maps the error as ours would have: typed errors travel as they are; a database failure as its one line.
     forwarder.serve((async (action, args, from) => {
