@@ -19,10 +19,11 @@ export class MysqlPowerSyncStore implements PowerSyncStore {
     this.#groups = groups;
   }
 
-  async candidates(): Promise<SweepEntry[]> {
+  async candidates(mine: (node: { readonly uuid: string; readonly group: string }) => boolean = () => true): Promise<SweepEntry[]> {
     const rows = await this.#db
       .select({
         uuid: nodes.uuid,
+        group: nodes.group,
         provisionState: nodes.provisionState,
         powerState: nodes.powerState,
         maintenance: nodes.maintenance,
@@ -48,7 +49,8 @@ export class MysqlPowerSyncStore implements PowerSyncStore {
       );
     const out: SweepEntry[] = [];
     for (const r of rows) {
-      if (!r.sealed) continue;
+      // Another member's node (by the ring) is that member's to poll; its password is not even opened here.
+      if (!r.sealed || !mine(r)) continue;
       let password: string;
       try {
         password = this.#secrets.decrypt(r.sealed, r.uuid);

@@ -41,8 +41,8 @@ function isUnreadable(entry: SweepEntry): entry is UnreadableCandidate {
 }
 
 export interface PowerSyncStore {
-  /** Nodes this controller syncs: in its groups, with BMC credentials, not reserved. */
-  candidates(): Promise<readonly SweepEntry[]>;
+  /** Nodes this controller syncs: in its groups, with BMC credentials, not reserved, and `mine` (default: all). */
+  candidates(mine?: (node: { readonly uuid: string; readonly group: string }) => boolean): Promise<readonly SweepEntry[]>;
   recordPower(uuid: string, state: PowerState): Promise<void>;
   /** Sets the consecutive-failure count and, when given, last_error. */
   recordFailures(uuid: string, failures: number, lastError: string | null): Promise<void>;
@@ -57,6 +57,11 @@ export interface PowerSyncOptions {
   readonly callTimeoutMs: number;
   /** True while the controller is fenced: the sync reads and writes nothing (a peer may own these nodes now). */
   readonly paused?: () => boolean;
+  /**
+   * Read once per sweep: which nodes this controller owns (the hash ring over the live members), so each
+   * node is polled by one member and the polling moves with ownership. Absent: every node of the groups.
+   */
+  readonly owned?: () => Promise<(node: { readonly uuid: string; readonly group: string }) => boolean>;
 }
 
 export interface SweepReport {
@@ -151,7 +156,7 @@ export class PowerSync {
   async #sweep(): Promise<SweepReport> {
     const started = performance.now();
     const paused = this.#opts.paused ?? (() => false);
-    const nodes = paused() ? [] : await this.#store.candidates();
+    const nodes = paused() ? [] : await this.#store.candidates(this.#opts.owned ? await this.#opts.owned() : undefined);
     const totals = { changed: 0, enforced: 0, failed: 0, flagged: 0, unreadable: 0 };
     let next = 0;
     const worker = async (): Promise<void> => {

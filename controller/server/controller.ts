@@ -180,6 +180,14 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       ipmitool: (target) => new IpmitoolDriver(target, { cipherSuite: config.power.ipmitool_cipher_suite }),
       fake: (target) => new FakePowerDriver(target, fakeBmcs),
     });
+    // Membership joins once the API is bound (its row names the bound address); the handler reads it then.
+    const clusterView: { membership: Membership | null } = { membership: null };
+    // The API address is known once bound; until then (and until it joins) the ring holds only this controller.
+    let apiAddress = config.api.listen;
+    const ownership = new Ownership(
+      () => ({ id, apiAddress, groups: config.controller.groups }),
+      () => clusterView.membership,
+    );
     const powerSync = new PowerSync(
       new MysqlPowerSyncStore(handle.db, secrets, config.controller.groups),
       drivers,
@@ -191,6 +199,10 @@ export async function startController(config: Config, log: Logger): Promise<Runn
         failureThreshold: config.power.sync_failure_threshold,
         callTimeoutMs: config.power.call_timeout_s * 1000,
         paused: () => fence.fenced,
+        owned: async () => {
+          const owners = await ownership.snapshot();
+          return (node) => owners.isSelf(owners.ownerOf(node));
+        },
       },
       metrics,
       log,
@@ -207,8 +219,6 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     );
     const agentTokens = new MysqlAgentTokens(handle.db, secrets);
     const deadReservations = new DeadReservations(handle.db, config.controller.dead_after_s * 1000, id);
-    // Membership joins once the API is bound (its row names the bound address); the handler reads it then.
-    const clusterView: { membership: Membership | null } = { membership: null };
     // Nobody's reservation is judged dead while our own view of the heartbeats is not settled (after an outage).
     // Fenced, nobody's reservation is judged either: a sweep that began before the fence stops breaking at it.
     const breakDead = async (nodeUuid: string): Promise<boolean> =>
@@ -236,12 +246,6 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       groups: config.controller.groups,
       log,
     });
-    // The API address is known once bound; until then (and until it joins) the ring holds only this controller.
-    let apiAddress = config.api.listen;
-    const ownership = new Ownership(
-      () => ({ id, apiAddress, groups: config.controller.groups }),
-      () => clusterView.membership,
-    );
     const recover = async (): Promise<void> => {
       // Fenced, we may not judge anyone dead nor take anything over; the sweep after the unfence does it.
       if (fence.fenced) return;
