@@ -76,6 +76,11 @@ export class TaskManager {
   readonly #log: Logger;
   readonly #opts: TaskManagerOptions;
   readonly #running = new Map<string, { readonly done: Promise<void>; readonly cancel: AbortController }>();
+  /**
+   * Nodes a start or takeover of ours is reserving right now: already ours in the database but not yet
+   * running, which the recovery sweep must not mistake for a reservation left by a stopped task.
+   */
+  readonly #starting = new Map<string, number>();
   readonly #stop = new AbortController();
   readonly #fence: FenceView;
 
@@ -135,20 +140,25 @@ export class TaskManager {
     if (!found) throw new NotFoundError('node', id);
     // Checked before locking too, so a wrong verb is refused even while another task runs.
     nextState(found.uuid, found.provisionState, event);
-    const epoch = await this.#reserve(found.uuid);
-    const owner = { controllerId: this.#opts.controllerId, epoch };
-    let node: NodeRecord;
+    this.#markStarting(found.uuid, 1);
     try {
-      const current = await this.#store.findNode(found.uuid);
-      if (!current) throw new NotFoundError('node', found.uuid);
-      this.#fence.check();
-      node = await this.#transition(current, event, fields, owner);
-    } catch (err) {
-      if (!this.#fence.fenced) await this.#store.release(found.uuid, this.#opts.controllerId, epoch);
-      throw err;
+      const epoch = await this.#reserve(found.uuid);
+      const owner = { controllerId: this.#opts.controllerId, epoch };
+      let node: NodeRecord;
+      try {
+        const current = await this.#store.findNode(found.uuid);
+        if (!current) throw new NotFoundError('node', found.uuid);
+        this.#fence.check();
+        node = await this.#transition(current, event, fields, owner);
+      } catch (err) {
+        if (!this.#fence.fenced) await this.#store.release(found.uuid, this.#opts.controllerId, epoch);
+        throw err;
+      }
+      this.adopt(node, work, afterFailure, epoch);
+      return node;
+    } finally {
+      this.#markStarting(found.uuid, -1);
     }
-    this.adopt(node, work, afterFailure, epoch);
-    return node;
   }
 
   /**
@@ -156,14 +166,25 @@ export class TaskManager {
    * holder's reservation) and runs `work` from the state it is in, without a transition.
    */
   async takeOver(nodeUuid: string, work: TaskWork, afterFailure?: AfterFailure): Promise<NodeRecord> {
-    const epoch = await this.#reserve(nodeUuid);
-    const node = await this.#store.findNode(nodeUuid);
-    if (!node) {
-      await this.#store.release(nodeUuid, this.#opts.controllerId, epoch);
-      throw new NotFoundError('node', nodeUuid);
+    this.#markStarting(nodeUuid, 1);
+    try {
+      const epoch = await this.#reserve(nodeUuid);
+      const node = await this.#store.findNode(nodeUuid);
+      if (!node) {
+        await this.#store.release(nodeUuid, this.#opts.controllerId, epoch);
+        throw new NotFoundError('node', nodeUuid);
+      }
+      this.adopt(node, work, afterFailure, epoch);
+      return node;
+    } finally {
+      this.#markStarting(nodeUuid, -1);
     }
-    this.adopt(node, work, afterFailure, epoch);
-    return node;
+  }
+
+  #markStarting(nodeUuid: string, delta: 1 | -1): void {
+    const n = (this.#starting.get(nodeUuid) ?? 0) + delta;
+    if (n > 0) this.#starting.set(nodeUuid, n);
+    else this.#starting.delete(nodeUuid);
   }
 
   /**
@@ -303,9 +324,9 @@ export class TaskManager {
     return reason;
   }
 
-  /** True while a task of this controller runs on the node. */
+  /** True while a task of this controller runs on the node, or is reserving it to run. */
   busy(nodeUuid: string): boolean {
-    return this.#running.has(nodeUuid);
+    return this.#running.has(nodeUuid) || this.#starting.has(nodeUuid);
   }
 
   /** Stops every task (they keep their nodes' states, for a takeover) and waits for them to let go. */

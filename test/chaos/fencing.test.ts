@@ -116,7 +116,8 @@ describe('fencing', () => {
     cluster = await ChaosCluster.start({
       name: 'fstop',
       databaseUrl: (id) => (id === 'ctl-a' ? proxied.toString() : direct),
-      controllers: ['ctl-a', 'ctl-b'],
+      // ctl-b joins once ctl-a deploys: alone, ctl-a owns the node on the ring, so it claims and streams.
+      controllers: ['ctl-a'],
       nodes: 1,
       imageMiB: 384,
       deadAfterS: DEAD_AFTER_S,
@@ -124,12 +125,12 @@ describe('fencing', () => {
     });
     await cluster.prepare('ctl-a');
     const a = cluster.controllers.get('ctl-a')!;
-    const b = cluster.controllers.get('ctl-b')!;
-    const viaB = cluster.api('ctl-b');
     // Freeze the owner the moment it sends its first checkpoint (held by the proxy, unanswered).
     const vm = await deployOnAUntilCheckpoint(cluster, proxy);
     process.kill(a.pid, 'SIGSTOP');
     const stoppedAt = Date.now();
+    const b = await cluster.startController('ctl-b');
+    const viaB = cluster.api('ctl-b');
     const before = await nodeRow(direct);
     expect(before).toMatchObject({ provision_state: 'deploying', reservation: 'ctl-a' });
     const late = proxy.statements.filter((s) => CHECKPOINT.test(s.sql)).at(-1)!;
@@ -177,7 +178,8 @@ describe('fencing', () => {
     cluster = await ChaosCluster.start({
       name: 'fcut',
       databaseUrl: (id) => (id === 'ctl-a' ? viaProxy : direct),
-      controllers: ['ctl-a', 'ctl-b'],
+      // ctl-b joins once ctl-a deploys: alone, ctl-a owns the node on the ring, so it claims and streams.
+      controllers: ['ctl-a'],
       nodes: 1,
       imageMiB: 384,
       deadAfterS: DEAD_AFTER_S,
@@ -185,11 +187,11 @@ describe('fencing', () => {
     });
     await cluster.prepare('ctl-a');
     const a = cluster.controllers.get('ctl-a')!;
-    const b = cluster.controllers.get('ctl-b')!;
-    const viaB = cluster.api('ctl-b');
     // Cut off at its first checkpoint write (held with everything after it).
     const vm = await deployOnAUntilCheckpoint(cluster, proxy);
     const cutAt = proxy.statements.find((s) => CHECKPOINT.test(s.sql))!.at;
+    const b = await cluster.startController('ctl-b');
+    const viaB = cluster.api('ctl-b');
     const before = await nodeRow(direct);
     expect(before).toMatchObject({ provision_state: 'deploying', reservation: 'ctl-a' });
     const fencedAt = await until(
