@@ -49,6 +49,25 @@ async function setup(state = 'enroll') {
 }
 
 describe('TaskManager', () => {
+  it('counts a node as busy from its reservation on, before the task runs (the recovery sweep must not take it)', async () => {
+    const { store, tasks, uuid } = await setup();
+    const seen: boolean[] = [];
+    // Look at busy() the moment the reservation is in the store, before the transition and the task.
+    const reserve = store.reserve.bind(store);
+    store.reserve = async (...args: Parameters<typeof store.reserve>) => {
+      const epoch = await reserve(...args);
+      seen.push(tasks.busy(uuid));
+      return epoch;
+    };
+    expect(tasks.busy(uuid)).toBe(false);
+    await tasks.start(uuid, 'manage', async (ctx) => {
+      await ctx.advance('done');
+    });
+    await tasks.drain();
+    expect(seen).toEqual([true]);
+    expect(tasks.busy(uuid)).toBe(false);
+  });
+
   it('locks, transitions, runs the work holding the lock, and releases it', async () => {
     const { store, bus, tasks, uuid } = await setup();
     let heldDuringWork: string | null = null;

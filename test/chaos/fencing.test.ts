@@ -129,12 +129,13 @@ describe('fencing', () => {
     const vm = await deployOnAUntilCheckpoint(cluster, proxy);
     process.kill(a.pid, 'SIGSTOP');
     const stoppedAt = Date.now();
-    const b = await cluster.startController('ctl-b');
-    const viaB = cluster.api('ctl-b');
+    // Read before ctl-b joins: it may take the deploy over and finish it while it starts.
     const before = await nodeRow(direct);
     expect(before).toMatchObject({ provision_state: 'deploying', reservation: 'ctl-a' });
     const late = proxy.statements.filter((s) => CHECKPOINT.test(s.sql)).at(-1)!;
     expect(late.sql).toContain(`\`nodes\`.\`owner_epoch\` = ${before.owner_epoch}`);
+    const b = await cluster.startController('ctl-b');
+    const viaB = cluster.api('ctl-b');
     // The peer breaks the reservation once the heartbeat is dead_after old, and streams on.
     const takenAt = await until(
       'the takeover',
@@ -190,10 +191,10 @@ describe('fencing', () => {
     // Cut off at its first checkpoint write (held with everything after it).
     const vm = await deployOnAUntilCheckpoint(cluster, proxy);
     const cutAt = proxy.statements.find((s) => CHECKPOINT.test(s.sql))!.at;
-    const b = await cluster.startController('ctl-b');
-    const viaB = cluster.api('ctl-b');
     const before = await nodeRow(direct);
     expect(before).toMatchObject({ provision_state: 'deploying', reservation: 'ctl-a' });
+    const b = await cluster.startController('ctl-b');
+    const viaB = cluster.api('ctl-b');
     const fencedAt = await until(
       'the fence',
       async () => firstAt(a, /controller fenced/, cutAt),
