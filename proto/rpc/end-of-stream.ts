@@ -47,24 +47,27 @@ export function http2SessionOf(call: object): http2.ServerHttp2Session | undefin
 export async function confirmEndOfRequests(call: object, cancelled: AbortSignal, path: string): Promise<void> {
   if (!cancelled.aborted) {
     await new Promise<void>((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
+      const timers: NodeJS.Timeout[] = [];
       const done = (): void => {
-        clearTimeout(timer);
+        for (const timer of timers) clearTimeout(timer);
         cancelled.removeEventListener('abort', done);
         resolve();
       };
+      const grace = (): void => void timers.push(setTimeout(done, FALLBACK_GRACE_MS));
       cancelled.addEventListener('abort', done, { once: true });
       const session = http2SessionOf(call);
+      // ping() answers false (and fails the callback) with too many pings outstanding (Node's
+      // maxOutstandingPings, 10): many streams ending at once on one connection wait the grace instead.
       const pinged =
         session !== undefined &&
         !session.destroyed &&
         session.ping((err) => {
-          // A failed ping means the connection is going away: the cancel (if any) follows at once.
-          // grpc-js reports it a few ticks after the frame was read: setImmediate runs after those ticks.
-          if (err) timer = setTimeout(done, FALLBACK_GRACE_MS);
+          // grpc-js reports a cancel a few ticks after its frame was read: setImmediate runs after those ticks.
+          // A failed ping means the connection is going away; a cancel, if any, is reported within the grace.
+          if (err) grace();
           else setImmediate(done);
         });
-      if (!pinged) timer = setTimeout(done, FALLBACK_GRACE_MS);
+      if (!pinged) grace();
     });
   }
   if (cancelled.aborted) throw new CallCancelledError(path);

@@ -92,6 +92,13 @@ describe('the end of a client stream', () => {
     expect(await outcomeOf('finished')).toEqual({ kind: 'completed', received: 3 });
   });
 
+  it('is the end for thirty streams finishing at once on one connection', async () => {
+    const echo = conn.client(EchoService);
+    const replies = await Promise.all(Array.from({ length: 30 }, (_, i) => echo.clientStream([{ text: `many-${i}` }, { text: 'b' }])));
+    expect(replies.map((r) => r.index)).toEqual(Array.from({ length: 30 }, () => 2));
+    for (let i = 0; i < 30; i++) expect(await outcomeOf(`many-${i}`)).toEqual({ kind: 'completed', received: 2 });
+  });
+
   it("finds the call's HTTP/2 session in grpc-js's internals (else every end waits the fallback grace)", async () => {
     const raw = new grpc.Server();
     let found: boolean | undefined;
