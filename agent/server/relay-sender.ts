@@ -7,30 +7,35 @@
  * relay keeps nothing to send again: after a break the controller resumes the
  * follower from the follower's own checkpoint.
  *
+ * The stream runs on the rpc adapter's duplex call, as the controller's does
+ * (controller/deploy/stream.ts): data frames go as encoded() bytes with the
+ * frame header written in front of the payload, start and zero runs as
+ * messages.
+ *
  * Bounds: data handed to grpc-js but not yet on the socket stays within
  * MAX_BUFFERED_BYTES (read buffers come from a small pool and go back once
  * grpc-js has them); the follower's stream waits for its first
  * acknowledgement before any data goes (until the call is connected grpc-js
  * would buffer without back-pressure).
  */
-import { create, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
+import type { MessageInitShape } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import type { FileHandle } from 'node:fs/promises';
 import {
   AgentService,
   ImageFrameSchema,
-  WriteImageAckSchema,
-  type WriteImageAck,
+  type WriteImageAckSchema,
   type WriteImageStartSchema,
 } from '../../proto/gen/bm/agent/v1/agent_pb.js';
 import { encodeDataFrame, MAX_DATA_FRAME_HEADER_BYTES } from '../../proto/frames/index.ts';
-import { deserializer, methodPath } from '../../proto/rpc/index.ts';
+import { connect, encoded, type EncodedMessage, isServiceError } from '../../proto/rpc/index.ts';
 import { AgentError } from '../errors.ts';
 import type { ImageFeed } from './image-feed.ts';
-import { AsyncQueue } from './queue.ts';
 
 type Ack = MessageInitShape<typeof WriteImageAckSchema>;
 type Start = MessageInitShape<typeof WriteImageStartSchema>;
+/** A frame to send: a small message (start, zero run) or a data frame already encoded. */
+type OutgoingFrame = MessageInitShape<typeof ImageFrameSchema> | EncodedMessage<typeof ImageFrameSchema>;
 
 /** Largest data frame: the controller's chunk size, below grpc-js's default 4 MiB message limit. */
 export const RELAY_CHUNK_BYTES = 1024 * 1024;
@@ -42,9 +47,6 @@ export const RELAY_CHUNK_BYTES = 1024 * 1024;
 const MAX_BUFFERED_BYTES = 2 * 1024 * 1024;
 /** A relay whose own image stops advancing this long lets its followers go to the controller. */
 export const RELAY_STALL_MS = 60_000;
-
-const writeImagePath = methodPath(AgentService.method.writeImage);
-const deserializeAck = deserializer(WriteImageAckSchema);
 
 export interface Follower {
   /** host:port of the follower's agent. */
@@ -98,25 +100,22 @@ export async function* relayToFollower(
   start: Start,
   signal: AbortSignal,
 ): AsyncIterable<Ack> {
-  const client = new grpc.Client(follower.address, grpc.credentials.createInsecure(), {
-    'grpc.max_send_message_length': RELAY_CHUNK_BYTES + 64 * 1024,
-    'grpc.enable_retries': 0,
-    'grpc.keepalive_time_ms': 10_000,
-    'grpc.keepalive_timeout_ms': 10_000,
+  // Agents serve plaintext: the follower's token is what authenticates the relay to it.
+  const rpc = connect(follower.address, {
+    credentials: grpc.credentials.createInsecure(),
+    metadata: { authorization: `Bearer ${follower.token}` },
+    channelOptions: {
+      'grpc.max_send_message_length': RELAY_CHUNK_BYTES + 64 * 1024,
+      'grpc.enable_retries': 0,
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+    },
   });
-  const metadata = new grpc.Metadata();
-  metadata.set('authorization', `Bearer ${follower.token}`);
-  const call = client.makeBidiStreamRequest(
-    writeImagePath,
-    (frame: Buffer) => frame,
-    deserializeAck,
-    metadata,
-    {},
-  ) as grpc.ClientDuplexStream<Buffer, WriteImageAck>;
-  const acks = new AsyncQueue<Ack>();
+  const call = rpc.duplex(AgentService.method.writeImage);
   let buffered = 0;
   let accepted = false;
   let over = false;
+  let senderError: unknown;
   let wake: (() => void) | undefined;
   const changed = (): void => {
     const w = wake;
@@ -130,53 +129,28 @@ export async function* relayToFollower(
   const stop = new AbortController();
   const senderSignal = AbortSignal.any([signal, stop.signal]);
 
-  call.on('data', (ack: WriteImageAck) => {
-    accepted = true;
-    changed();
-    acks.push({
-      committedOffset: ack.committedOffset,
-      done: ack.done,
-      sha256: ack.sha256,
-      digestMethod: ack.digestMethod,
-      digestAlgorithm: ack.digestAlgorithm,
-    });
-  });
-  call.on('error', (error: grpc.ServiceError) => {
-    over = true;
-    changed();
-    acks.fail(signal.aborted ? signal.reason : new FollowerStreamError(follower.address, error.code, error.details || error.message));
-  });
-  call.on('end', () => {
-    over = true;
-    changed();
-    acks.close();
-  });
-
-  const send = async (frame: Buffer, dataBytes: number, release?: () => void): Promise<void> => {
+  const send = async (frame: OutgoingFrame, dataBytes: number, release?: () => void): Promise<void> => {
     if (over) throw new AgentError('failed-precondition', `follower ${follower.address} ended the stream early`);
     buffered += dataBytes;
     call.write(frame, () => {
+      // grpc-js has copied the frame into its own message: the read buffer may be reused.
       release?.();
       buffered -= dataBytes;
       changed();
     });
     while (buffered > MAX_BUFFERED_BYTES && !over) await waitChange();
   };
-  const message = (init: MessageInitShape<typeof ImageFrameSchema>): Buffer => {
-    const bytes = toBinary(ImageFrameSchema, create(ImageFrameSchema, init));
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  };
 
   const sender = (async (): Promise<void> => {
     const resumeOffset = Number(start.resumeOffset ?? 0n);
-    await send(message({ offset: BigInt(resumeOffset), start }), 0);
+    await send({ offset: BigInt(resumeOffset), start }, 0);
     while (!accepted && !over) await waitChange();
     let position = resumeOffset;
     while (position < feed.imageSize) {
       const committed = await feed.waitPast(position, senderSignal, RELAY_STALL_MS);
       for (const run of feed.runs(position, committed)) {
         if (!run.data) {
-          await send(message({ offset: BigInt(run.offset), zeroLength: BigInt(run.length) }), 0);
+          await send({ offset: BigInt(run.offset), zeroLength: BigInt(run.length) }, 0);
           continue;
         }
         for (let at = run.offset; at < run.offset + run.length; at += RELAY_CHUNK_BYTES) {
@@ -184,7 +158,9 @@ export async function* relayToFollower(
           const buffer = readBuffers.take();
           await readFully(target, buffer, MAX_DATA_FRAME_HEADER_BYTES, length, at);
           const data = buffer.subarray(MAX_DATA_FRAME_HEADER_BYTES, MAX_DATA_FRAME_HEADER_BYTES + length);
-          await send(encodeDataFrame(at, data, MAX_DATA_FRAME_HEADER_BYTES), length, () => readBuffers.give(buffer));
+          await send(encoded(ImageFrameSchema, encodeDataFrame(at, data, MAX_DATA_FRAME_HEADER_BYTES)), length, () =>
+            readBuffers.give(buffer),
+          );
         }
       }
       position = committed;
@@ -192,12 +168,31 @@ export async function* relayToFollower(
     call.end();
   })();
   sender.catch((error: unknown) => {
-    acks.fail(error);
+    senderError ??= error;
     call.cancel();
   });
 
   try {
-    yield* acks;
+    try {
+      for await (const ack of call) {
+        accepted = true;
+        changed();
+        yield {
+          committedOffset: ack.committedOffset,
+          done: ack.done,
+          sha256: ack.sha256,
+          digestMethod: ack.digestMethod,
+          digestAlgorithm: ack.digestAlgorithm,
+        };
+      }
+    } catch (error) {
+      // Our own failure (the feed stalled, the target unreadable) cancelled the call: say that, not CANCELLED.
+      if (senderError !== undefined) throw senderError;
+      if (signal.aborted) throw signal.reason;
+      if (isServiceError(error)) throw new FollowerStreamError(follower.address, error.code, error.details || error.message);
+      throw error;
+    }
+    if (senderError !== undefined) throw senderError;
   } finally {
     signal.removeEventListener('abort', onAbort);
     over = true;
@@ -205,6 +200,6 @@ export async function* relayToFollower(
     stop.abort();
     call.cancel();
     await sender.catch(() => undefined);
-    client.close();
+    rpc.close();
   }
 }

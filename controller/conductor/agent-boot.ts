@@ -6,7 +6,7 @@
  */
 import { BmError, TimeoutError } from '../errors.ts';
 import type { AgentTokenStore } from '../agents/index.ts';
-import { connectAgent, type AgentConnection } from '../deploy/index.ts';
+import { AgentLink, type AgentConnection } from '../deploy/index.ts';
 import type { PowerControl, PowerState } from '../drivers/power/index.ts';
 import type { NodeRecord } from '../nodes/index.ts';
 import type { BmcAccess } from './bmc-access.ts';
@@ -25,7 +25,11 @@ export interface AgentBootOptions {
 export interface AgentSession {
   readonly address: string;
   readonly token: string;
-  connect(): AgentConnection;
+  /**
+   * The one connection the operation uses for every call to this agent, the image stream's
+   * attempts included; redialled only when it broke. The flow closes it when done (closeAgent).
+   */
+  readonly link: AgentLink;
 }
 
 const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
@@ -122,7 +126,7 @@ export class AgentBoot {
             node: node.uuid,
           });
         const address = node.agentAddress;
-        return { address, token, connect: () => connectAgent(address, token) };
+        return { address, token, link: new AgentLink(address, token) };
       }
       if (Date.now() >= deadline) {
         throw new TimeoutError(
@@ -143,7 +147,7 @@ export class AgentBoot {
         node: node.uuid,
       });
     const address = node.agentAddress;
-    return { address, token, connect: () => connectAgent(address, token) };
+    return { address, token, link: new AgentLink(address, token) };
   }
 
   /** Whether this operation's agent is known: a token armed for it, and a heartbeat since. */
@@ -195,13 +199,13 @@ export class AgentBoot {
     ctx.publish('power.changed', { target: 'on', bootDevice: 'disk' });
   }
 
-  /** The agent's connection for one step, closed after it. */
+  /** One step on the session's connection, which stays open for the next (closeAgent ends it). */
   async withAgent<T>(session: AgentSession, work: (agent: AgentConnection) => Promise<T>): Promise<T> {
-    const agent = session.connect();
-    try {
-      return await work(agent);
-    } finally {
-      agent.close();
-    }
+    return session.link.call(work);
+  }
+
+  /** Ends the session's connection; the flow calls it once it is done with the agent, even on failure. */
+  closeAgent(session: AgentSession): void {
+    session.link.close();
   }
 }

@@ -8,7 +8,7 @@
 import { status } from '@grpc/grpc-js';
 import { isServiceError } from '../../proto/rpc/index.ts';
 import type { ImageSource } from '../images/index.ts';
-import { connectAgent, type AgentConnection } from './agent-client.ts';
+import { AgentLink, type AgentConnector } from './agent-link.ts';
 import type { ExpectedDigest } from './digest.ts';
 import { DeployChecksumError, DeployStreamError } from './errors.ts';
 import { streamImage, type StreamProgress } from './stream.ts';
@@ -38,8 +38,13 @@ export interface DeployImageOptions {
   readonly signal?: AbortSignal;
   /** Told about each broken stream before the retry. */
   readonly onRetry?: (attempt: number, committedOffset: number, error: unknown) => void;
-  /** Overridable for tests; default connectAgent. */
-  readonly connect?: (address: string, token: string, tuning: StreamTuning) => AgentConnection;
+  /**
+   * The operation's connection to this agent (agent-link.ts), shared with its other calls; the
+   * deploy leaves it open. Absent: the deploy dials its own and closes it at the end.
+   */
+  readonly link?: AgentLink;
+  /** How the deploy's own link dials (without `link`); default connectAgent. Overridable for tests. */
+  readonly connect?: AgentConnector;
 }
 
 export interface DeployImageResult {
@@ -85,7 +90,24 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
 export async function deployImage(options: DeployImageOptions): Promise<DeployImageResult> {
   const tuning = options.tuning ?? DEFAULT_TUNING;
   const attempts = options.attempts ?? 5;
-  const open = options.connect ?? connectAgent;
+  const link = options.link ?? new AgentLink(options.agentAddress, options.agentToken, tuning, options.connect);
+  try {
+    if (link.tuning.chunkBytes < tuning.chunkBytes)
+      throw new RangeError(
+        `node ${options.nodeUuid}: the agent's connection takes frames of ${link.tuning.chunkBytes} bytes, the stream sends ${tuning.chunkBytes}`,
+      );
+    return await streamWithRetries(options, link, tuning, attempts);
+  } finally {
+    if (!options.link) link.close();
+  }
+}
+
+async function streamWithRetries(
+  options: DeployImageOptions,
+  link: AgentLink,
+  tuning: StreamTuning,
+  attempts: number,
+): Promise<DeployImageResult> {
   let resumeOffset = options.resumeOffset ?? 0;
   let delay = options.retryDelayMs ?? 1000;
   let dataBytesSent = 0;
@@ -94,10 +116,9 @@ export async function deployImage(options: DeployImageOptions): Promise<DeployIm
     options.signal?.throwIfAborted();
     startOffsets.push(resumeOffset);
     const progress: StreamProgress = { committedOffset: resumeOffset, dataBytesSent: 0, frames: 0 };
-    const agent = open(options.agentAddress, options.agentToken, tuning);
     try {
       const result = await streamImage(
-        agent,
+        link.connection,
         options.source,
         {
           nodeUuid: options.nodeUuid,
@@ -128,8 +149,9 @@ export async function deployImage(options: DeployImageOptions): Promise<DeployIm
       options.onRetry?.(attempt, resumeOffset, error);
       await sleep(delay, options.signal);
       delay = Math.min(delay * 2, 30_000);
-    } finally {
-      agent.close();
+      // Asked after the wait, when grpc-js has seen the connection's fate: a stream that broke on a live
+      // connection (the agent ended it, a superseding stream) resumes on that connection.
+      link.dropIfBroken();
     }
   }
 }

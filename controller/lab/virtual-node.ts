@@ -32,6 +32,11 @@ export interface VirtualNodeOptions {
   readonly agentCompileCache?: string;
   /** Shared by a lab's machines: bounds how many start their ramdisk at once. */
   readonly starts?: StartLimiter;
+  /**
+   * The address the agent listening on 127.0.0.1:`port` advertises to the controller; default that
+   * address itself. Tests put a forwarder there to watch what the controller dials.
+   */
+  readonly agentAddress?: (port: number) => Promise<string>;
 }
 
 /** Ramdisk start attempts per network boot (iPXE's `goto retry`), each within AGENT_LISTEN_MS. */
@@ -150,6 +155,7 @@ export class VirtualNode {
       try {
         const start = async (): Promise<AgentProcess> => {
           const port = await freePort();
+          const advertised = this.o.agentAddress ? await this.o.agentAddress(port) : `127.0.0.1:${port}`;
           return startAgentProcess({
             token: '',
             target: this.disk,
@@ -161,16 +167,7 @@ export class VirtualNode {
             ...(this.o.agentScript ? { script: this.o.agentScript } : {}),
             ...(this.o.agentCompileCache ? { env: { NODE_COMPILE_CACHE: this.o.agentCompileCache } } : {}),
             // Advertised to the controller, which dials it: loopback, like the listen address.
-            extraArgs: [
-              '--advertise',
-              `127.0.0.1:${port}`,
-              '--heartbeat-interval',
-              '2',
-              '--reboot-command',
-              'true',
-              '--poweroff-command',
-              'true',
-            ],
+            extraArgs: ['--advertise', advertised, '--heartbeat-interval', '2', '--reboot-command', 'true', '--poweroff-command', 'true'],
           });
         };
         return await (this.o.starts ? this.o.starts.run(start) : start());

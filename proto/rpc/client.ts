@@ -38,6 +38,11 @@ export interface RpcConnection {
   duplex<M extends BidiMethod>(method: M, call?: CallOptions): DuplexCall<InInit<M> | EncodedMessage<M['input']>, Out<M>>;
   /** Resolves once the channel is connected, rejects after timeoutMs. */
   waitForReady(timeoutMs: number): Promise<void>;
+  /**
+   * Whether the HTTP/2 connection is up now. After a failed call, false says the connection
+   * itself broke (closed, reset, keepalive timed out), not only the call.
+   */
+  connected(): boolean;
   close(): void;
 }
 
@@ -168,6 +173,9 @@ export function connect(address: string, options: ConnectOptions = {}): RpcConne
     },
     waitForReady(timeoutMs: number): Promise<void> {
       return new Promise((resolve, reject) => channel.waitForReady(Date.now() + timeoutMs, (err) => (err ? reject(err) : resolve())));
+    },
+    connected(): boolean {
+      return channel.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
     },
     close(): void {
       channel.close();

@@ -8,9 +8,9 @@ export {
   type ServerInterceptor,
   type StatusError,
 } from './server.ts';
+export { CallCancelledError } from './end-of-stream.ts';
 export { bindServerWithReceiveWindow, GrpcInternalsChangedError } from './receive-window.ts';
 export { connect, isServiceError, type BidiMethod, type ConnectOptions, type RpcConnection } from './client.ts';
-// deserializer and methodPath: for the agent's relay sender, still on raw grpc-js (agent/server/relay-sender.ts).
 export { deserializer, encoded, EncodedMessage, EncodedSchemaMismatchError } from './codec.ts';
 export type { DuplexCall } from './duplex.ts';
 export { tlsCredentials } from './tls.ts';

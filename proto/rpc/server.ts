@@ -7,6 +7,7 @@ import type { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import type { DescMethod } from '@bufbuild/protobuf';
 import { deserializer, serializer } from './codec.ts';
+import { CallCancelledError, confirmEndOfRequests } from './end-of-stream.ts';
 import { methodPath, type CallContext, type ServiceHandlers, type TypedService } from './types.ts';
 
 /** Runs before every handler; throwing rejects the call (e.g. authentication). */
@@ -72,8 +73,14 @@ function contextFor(call: AnyCall, method: DescMethod): CallContext {
   return { path: methodPath(method), method, metadata: call.metadata, peer: call.getPeer(), signal: controller.signal };
 }
 
-async function* readAll<T>(stream: AsyncIterable<unknown>, path: string, limit: number | undefined): AsyncIterable<T> {
-  for await (const message of stream) yield checkedRequest(message, path, limit) as T;
+/** The call's requests; a cancel throws CallCancelledError instead of looking like the client's end (end-of-stream.ts). */
+async function* readAll<T>(
+  call: grpc.ServerReadableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
+  ctx: CallContext,
+  limit: number | undefined,
+): AsyncIterable<T> {
+  for await (const message of call) yield checkedRequest(message, ctx.path, limit) as T;
+  await confirmEndOfRequests(call, ctx.signal, ctx.path);
 }
 
 /** Writes with backpressure; resolves false when the call was cancelled first. */
@@ -115,6 +122,7 @@ export function addService<S extends TypedService>(
   const asServiceError = (err: unknown, ctx: CallContext): Partial<grpc.ServiceError> => {
     if (err instanceof RequestTooLargeError)
       return { code: grpc.status.RESOURCE_EXHAUSTED, details: err.message, metadata: new grpc.Metadata() };
+    if (err instanceof CallCancelledError) return { code: grpc.status.CANCELLED, details: err.message, metadata: new grpc.Metadata() };
     const status = toStatus(err, ctx);
     return { code: status.code, details: status.details, metadata: status.metadata ?? new grpc.Metadata() };
   };
@@ -171,7 +179,7 @@ export function addService<S extends TypedService>(
           const started = performance.now();
           (async () => {
             await intercept(ctx);
-            return await (handler(readAll(call, path, limit), ctx) as Promise<unknown>);
+            return await (handler(readAll(call, ctx, limit), ctx) as Promise<unknown>);
           })().then(
             (response) => {
               callback(null, response);
@@ -211,7 +219,7 @@ export function addService<S extends TypedService>(
           const started = performance.now();
           (async () => {
             await intercept(ctx);
-            await writeAll(call, handler(readAll(call, path, limit), ctx) as AsyncIterable<unknown>, ctx.signal);
+            await writeAll(call, handler(readAll(call, ctx, limit), ctx) as AsyncIterable<unknown>, ctx.signal);
           })().then(
             () => {
               call.end();

@@ -11,7 +11,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
-import { ImageService } from '../../proto/gen/bm/v1/image_pb.js';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import { type CreateImageRequestSchema, ImageService } from '../../proto/gen/bm/v1/image_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
 import { runBmctl, startControllerProcess, type ControllerProcess } from '../../controller/lab/index.ts';
 
@@ -163,6 +164,39 @@ describe('image store', () => {
     const names = (await conn.client(ImageService).listImages({})).images.map((i) => i.name);
     expect(names).not.toContain('wrong-format');
     expect(names).not.toContain('bad-digest');
+  });
+
+  it('keeps nothing of an upload the client cancels half-way (no image, no blob)', async () => {
+    // grpc-js's client sends END_STREAM before RST_STREAM on a cancel: the server must not take the
+    // end of a cancelled request stream for a finished upload.
+    const sent = createHash('sha256');
+    const abort = new AbortController();
+    let chunks = 0;
+    async function* upload(): AsyncIterable<MessageInitShape<typeof CreateImageRequestSchema>> {
+      yield { part: { case: 'meta', value: { name: 'cancelled-upload', diskFormat: 'raw' } } };
+      for (; chunks < 16; chunks++) {
+        const chunk = randomBytes(64 * 1024);
+        sent.update(chunk);
+        yield { part: { case: 'chunk', value: chunk } };
+      }
+      await new Promise((resolve) => abort.signal.addEventListener('abort', resolve, { once: true }));
+    }
+    const uploading = conn
+      .client(ImageService)
+      .createImage(upload(), { signal: abort.signal })
+      .catch((e: unknown) => e);
+    await expect.poll(() => chunks, { timeout: 5000 }).toBe(16);
+    // Let the chunks reach the server before the cancel.
+    await new Promise((r) => setTimeout(r, 300));
+    abort.abort();
+    expect(await uploading).toMatchObject({ code: status.CANCELLED });
+    const partial = sent.digest('hex');
+    // Long enough for a wrongly finished upload to be hashed, inspected and recorded.
+    await new Promise((r) => setTimeout(r, 1500));
+    const names = (await conn.client(ImageService).listImages({})).images.map((i) => i.name);
+    expect(names).not.toContain('cancelled-upload');
+    const blobs = await readdir(path.join(ctl.dir, 'images'), { recursive: true });
+    expect(blobs.filter((f) => f.endsWith(partial))).toEqual([]);
   });
 
   it('refuses an upload that does not start with meta', async () => {

@@ -254,6 +254,41 @@ describe('rack fan-out', () => {
     expect(await bDeploy).not.toBe('finished');
   }, 90_000);
 
+  it("passes on a follower's refusal with the follower's own status and address (a wrong follower token)", async () => {
+    const [relay, follower] = await Promise.all(['refusal-relay', 'refusal-follower'].map(node));
+    await deployImage({
+      nodeUuid: relay!.uuid,
+      agentAddress: relay!.agent.address,
+      agentToken: relay!.token,
+      source: await source(),
+      expected,
+      imageId: 'refusal-image',
+      checkpoint: async () => undefined,
+    });
+    const conn = connectAgent(relay!.agent.address, relay!.token);
+    connections.push(conn);
+    const wrongToken = token();
+    const error = await (async () => {
+      for await (const _ of conn.client.relayImage({
+        followerAddress: follower!.agent.address,
+        followerToken: wrongToken,
+        start: { imageSize: BigInt(imageBytes.length), imageId: 'refusal-image', digestAlgorithm: expected.algorithm },
+      }));
+    })().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isServiceError(error) && error.code).toBe(status.FAILED_PRECONDITION);
+    expect(isServiceError(error) && error.details).toContain(`follower ${follower!.agent.address}`);
+    // The follower's own words (its UNAUTHENTICATED), without the token.
+    expect(isServiceError(error) && error.details).toMatch(/invalid agent token/);
+    expect(isServiceError(error) && error.details).not.toContain(wrongToken);
+    expect(relay!.agent.output()).toMatch(/relay stopped/);
+    expect(relay!.agent.output()).not.toContain(wrongToken);
+    // Nothing reached the follower's disk.
+    expect((await readFile(follower!.disk)).subarray(0, imageBytes.length).every((b) => b === 0)).toBe(true);
+  }, 60_000);
+
   it('refuses to relay an image other than the one the agent writes, and the deploy then falls back to the controller', async () => {
     const [idle, follower] = await Promise.all(['idle', 'refused'].map(node));
     // idle writes another image (same bytes, another id): a relay serves only the image it was asked for.

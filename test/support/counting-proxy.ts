@@ -10,6 +10,8 @@ export interface CountingProxy {
   readonly address: string;
   /** Connections accepted so far. */
   connections(): number;
+  /** Breaks every connection open now (as a dropped network would); new ones are still accepted. */
+  breakConnections(): void;
   close(): Promise<void>;
 }
 
@@ -37,6 +39,9 @@ export async function startCountingProxy(targetPort: number): Promise<CountingPr
   return {
     address: `127.0.0.1:${port}`,
     connections: () => accepted,
+    breakConnections: () => {
+      for (const socket of sockets) socket.resetAndDestroy();
+    },
     close: () =>
       new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();

@@ -12,7 +12,11 @@ export async function cleanSteps(boot: AgentBoot, ctx: TaskContext, mode: EraseM
   const since = await boot.bootRamdisk(ctx, 'clean');
   const agent = await boot.waitForAgent(ctx, since);
   ctx.publish('clean.erasing', { mode });
-  await boot.withAgent(agent, (a) => a.client.erase({ mode }, { timeoutMs: 6 * 3600_000 }));
+  try {
+    await boot.withAgent(agent, (a) => a.client.erase({ mode }, { timeoutMs: 6 * 3600_000 }));
+  } finally {
+    boot.closeAgent(agent);
+  }
   ctx.publish('clean.erased', { mode });
   await boot.powerOff(ctx);
 }

@@ -15,7 +15,7 @@ import {
   fanoutImageKey,
   type FanoutPlanner,
 } from '../../deploy/index.ts';
-import { type ImageCatalog, openImageSource } from '../../images/index.ts';
+import { type ImageCatalog, type ImageRecord, openImageSource } from '../../images/index.ts';
 import { metaDataJson, networkDataJson, type InstanceStore, type InstanceRecord } from '../../instances/index.ts';
 import type { AgentBoot, AgentSession } from '../agent-boot.ts';
 import type { AfterFailure, TaskContext, TaskWork } from '../task.ts';
@@ -70,6 +70,28 @@ async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskCo
   } else {
     agent = await deps.boot.liveAgent(ctx);
   }
+  // One connection to the agent for everything below: every stream attempt and the config drive.
+  try {
+    await writeToAgent(deps, instance, ctx, entry, agent, image);
+  } finally {
+    deps.boot.closeAgent(agent);
+  }
+  await deps.boot.bootFromDisk(ctx);
+  const address = instance.network.mode === 'static' ? (instance.network.address ?? null) : hostOf(agent.address);
+  await ctx.advance('done', { targetProvisionState: null, lastError: null });
+  await deps.instances.update(instance.uuid, { state: 'ACTIVE', progress: 100, lastError: null, address });
+  ctx.publish('instance.active', { instance: instance.uuid });
+}
+
+/** The image, then the config drive, written by the agent over the session's one connection. */
+async function writeToAgent(
+  deps: DeployDeps,
+  instance: InstanceRecord,
+  ctx: TaskContext,
+  entry: DeployEntry,
+  agent: AgentSession,
+  image: ImageRecord,
+): Promise<void> {
   if (ctx.node().provisionState === 'wait-callback') await ctx.advance('resume', {}, `agent at ${agent.address} called back`);
   const node = ctx.node();
 
@@ -87,6 +109,7 @@ async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskCo
       nodeUuid: node.uuid,
       agentAddress: agent.address,
       agentToken: agent.token,
+      link: agent.link,
       source: opened.source,
       expected,
       resumeOffset,
@@ -150,10 +173,4 @@ async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskCo
       imageSize: BigInt(image.virtualSize),
     }),
   );
-
-  await deps.boot.bootFromDisk(ctx);
-  const address = instance.network.mode === 'static' ? (instance.network.address ?? null) : hostOf(agent.address);
-  await ctx.advance('done', { targetProvisionState: null, lastError: null });
-  await deps.instances.update(instance.uuid, { state: 'ACTIVE', progress: 100, lastError: null, address });
-  ctx.publish('instance.active', { instance: instance.uuid });
 }

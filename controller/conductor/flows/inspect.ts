@@ -44,7 +44,12 @@ export async function inspectSteps(boot: AgentBoot, store: NodeStore, ctx: TaskC
   const since = await boot.bootRamdisk(ctx, 'inspect');
   await ctx.advance('wait');
   const agent = await boot.waitForAgent(ctx, since);
-  const inventory = await boot.withAgent(agent, (a) => a.client.getInventory({}, { timeoutMs: 60_000 }));
+  let inventory: Inventory;
+  try {
+    inventory = await boot.withAgent(agent, (a) => a.client.getInventory({}, { timeoutMs: 60_000 }));
+  } finally {
+    boot.closeAgent(agent);
+  }
   const hw = hardwareOf(inventory);
   const node = ctx.node();
   await store.updateNode(
