@@ -110,9 +110,11 @@ describe('a fleet of three controllers', () => {
     const resumed = [...orphans].filter((node) => counters.get(node)!.streams >= 2);
     expect(resumed.length, JSON.stringify(Object.fromEntries(counters))).toBeGreaterThan(0);
     for (const [node, c] of counters) {
-      expect(c.bytesReceived, `node ${node}`).toBeGreaterThanOrEqual(image.dataBytes);
+      // Every disk already hashed right (checkFleet); the counters say what it cost. (Received minus re-sent is not
+      // checked against the image: a superseded stream's last frames can land after its successor began, and then
+      // count as re-sent below the successor's start.)
+      expect(c.bytesReceived, `node ${node}: ${JSON.stringify(c)}`).toBeGreaterThanOrEqual(image.dataBytes);
       expect(c.bytesResent, `node ${node}: ${JSON.stringify(c)}`).toBeLessThanOrEqual(COMMIT);
-      expect(c.bytesReceived - c.bytesResent, `node ${node}: each byte arrives at least once`).toBeGreaterThanOrEqual(image.dataBytes);
     }
     // One line for the CI log: how much the takeover cost.
     console.info(

@@ -26,6 +26,7 @@ import {
   uniqueDatabaseUrl,
   uniqueNatsPrefix,
 } from '../../controller/lab/index.ts';
+import { createNodeWithBmctl } from '../support/bmctl-enroll.ts';
 
 const MIB = 1024 * 1024;
 const IMAGE_BYTES = 512 * MIB;
@@ -121,33 +122,7 @@ describe('takeover', () => {
       say: (msg) => log.push(msg),
     });
     await m.start();
-    expect(
-      (
-        await runBmctl(
-          [
-            'node',
-            'create',
-            '--name',
-            'tk-1',
-            '--pm-address',
-            m.bmc.address,
-            '--pm-port',
-            String(m.bmc.port),
-            '--pm-user',
-            'admin',
-            '--cpus',
-            '2',
-            '--memory-mb',
-            '2048',
-            '--disk-gb',
-            '1',
-            '--mac',
-            m.o.mac,
-          ],
-          { ...cliA, BM_PM_PASSWORD: 'takeover-secret' },
-        )
-      ).code,
-    ).toBe(0);
+    await createNodeWithBmctl(m, cliA, { name: 'tk-1', cpus: 2, memoryMb: 2048, bmcPassword: 'takeover-secret' });
     for (const verb of ['manage', 'provide']) {
       const r = await runBmctl(['node', verb, 'tk-1', '--wait', '--timeout', '120'], cliA, 150_000);
       expect(r.code, `${r.stdout}${r.stderr}\n${log.join('\n')}`).toBe(0);
@@ -224,35 +199,13 @@ describe('takeover', () => {
     });
     await m2.start();
     try {
-      expect(
-        (
-          await runBmctl(
-            [
-              'node',
-              'create',
-              '--name',
-              'tk-2',
-              '--pm-address',
-              m2.bmc.address,
-              '--pm-port',
-              String(m2.bmc.port),
-              '--pm-user',
-              'admin',
-              '--cpus',
-              '2',
-              '--memory-mb',
-              '2048',
-              '--disk-gb',
-              '1',
-              '--mac',
-              m2.o.mac,
-              '--resource-class',
-              'tk2',
-            ],
-            { ...cliC, BM_PM_PASSWORD: 'takeover-secret' },
-          )
-        ).code,
-      ).toBe(0);
+      await createNodeWithBmctl(m2, cliC, {
+        name: 'tk-2',
+        cpus: 2,
+        memoryMb: 2048,
+        extra: ['--resource-class', 'tk2'],
+        bmcPassword: 'takeover-secret',
+      });
       for (const verb of ['manage', 'provide']) {
         const r = await runBmctl(['node', verb, 'tk-2', '--wait', '--timeout', '120'], cliC, 150_000);
         expect(r.code, `${r.stdout}${r.stderr}\n${log.join('\n')}`).toBe(0);

@@ -29,6 +29,7 @@ import {
   sha256OfFilePrefix,
   VirtualNode,
 } from '../../controller/lab/index.ts';
+import { createNodeWithBmctl, provisionWithBmctl } from '../support/bmctl-enroll.ts';
 
 const run = promisify(execFile);
 const MIB = 1024 * 1024;
@@ -67,45 +68,13 @@ async function machine(i: number, verbs: readonly string[] = ['manage', 'provide
   });
   await m.start();
   machines.push(m);
-  const created = await runBmctl(
-    [
-      'node',
-      'create',
-      '--name',
-      name,
-      '--pm-address',
-      m.bmc.address,
-      '--pm-port',
-      String(m.bmc.port),
-      '--pm-user',
-      'admin',
-      '--pm-password',
-      m.o.bmcPassword,
-      '--cpus',
-      '4',
-      '--memory-mb',
-      '8192',
-      '--disk-gb',
-      '1',
-      '--arch',
-      'x86_64',
-      '--mac',
-      m.o.mac,
-      '--resource-class',
-      `rc-${i}`,
-    ],
-    env,
-  );
-  expect(created.code, created.stderr).toBe(0);
+  await createNodeWithBmctl(m, env, { name: name, cpus: 4, memoryMb: 8192, extra: ['--arch', 'x86_64', '--resource-class', `rc-${i}`] });
   const flavor = await runBmctl(
     ['flavor', 'create', `orch-${i}`, '--ram', '4096', '--disk', '1', '--cpus', '2', '--resource-class', `rc-${i}`],
     env,
   );
   expect(flavor.code, flavor.stderr).toBe(0);
-  for (const verb of verbs) {
-    const r = await runBmctl(['node', verb, name, '--wait', '--timeout', '120'], env, 150_000);
-    expect(r.code, `${verb}: ${r.stdout}${r.stderr}\n${log.join('\n')}`).toBe(0);
-  }
+  await provisionWithBmctl(name, verbs, env, log);
   expect(await nodeState(name)).toBe(verbs.includes('provide') ? 'available' : 'manageable');
   return m;
 }

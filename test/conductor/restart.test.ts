@@ -26,6 +26,7 @@ import {
   uniqueDatabaseUrl,
   uniqueNatsPrefix,
 } from '../../controller/lab/index.ts';
+import { createNodeWithBmctl } from '../support/bmctl-enroll.ts';
 
 const MIB = 1024 * 1024;
 let dir: string;
@@ -93,33 +94,7 @@ describe('a controller killed mid-task', () => {
       say: (msg) => log.push(msg),
     });
     await m.start();
-    expect(
-      (
-        await runBmctl(
-          [
-            'node',
-            'create',
-            '--name',
-            'restart-1',
-            '--pm-address',
-            m.bmc.address,
-            '--pm-port',
-            String(m.bmc.port),
-            '--pm-user',
-            'admin',
-            '--cpus',
-            '1',
-            '--memory-mb',
-            '1024',
-            '--disk-gb',
-            '1',
-            '--mac',
-            m.o.mac,
-          ],
-          { ...cli(a), BM_PM_PASSWORD: 'restart-secret' },
-        )
-      ).code,
-    ).toBe(0);
+    await createNodeWithBmctl(m, cli(a), { name: 'restart-1', cpus: 1, memoryMb: 1024, bmcPassword: 'restart-secret' });
     expect((await runBmctl(['node', 'manage', 'restart-1', '--wait', '--timeout', '60'], cli(a), 90_000)).code).toBe(0);
 
     // Cleaning starts, and waits for an agent that will not come (the machine does not network-boot).

@@ -26,6 +26,7 @@ import {
   type ControllerProcess,
   VirtualNode,
 } from '../../controller/lab/index.ts';
+import { createNodeWithBmctl, provisionWithBmctl } from '../support/bmctl-enroll.ts';
 
 const MIB = 1024 * 1024;
 const IMAGE_BYTES = 96 * MIB;
@@ -53,36 +54,8 @@ async function machine(i: number): Promise<VirtualNode> {
   });
   await m.start();
   machines.push(m);
-  const created = await runBmctl(
-    [
-      'node',
-      'create',
-      '--name',
-      name,
-      '--pm-address',
-      m.bmc.address,
-      '--pm-port',
-      String(m.bmc.port),
-      '--pm-user',
-      'admin',
-      '--pm-password',
-      m.o.bmcPassword,
-      '--cpus',
-      '2',
-      '--memory-mb',
-      '2048',
-      '--disk-gb',
-      '1',
-      '--mac',
-      m.o.mac,
-    ],
-    env,
-  );
-  expect(created.code, created.stderr).toBe(0);
-  for (const verb of ['manage', 'provide']) {
-    const r = await runBmctl(['node', verb, name, '--wait', '--timeout', '120'], env, 150_000);
-    expect(r.code, `${verb}: ${r.stdout}${r.stderr}\n${log.join('\n')}`).toBe(0);
-  }
+  await createNodeWithBmctl(m, env, { name: name, cpus: 2, memoryMb: 2048 });
+  await provisionWithBmctl(name, ['manage', 'provide'], env, log);
   return m;
 }
 

@@ -24,6 +24,7 @@ import {
   type ControllerProcess,
   VirtualNode,
 } from '../../controller/lab/index.ts';
+import { createNodeWithBmctl, provisionWithBmctl } from '../support/bmctl-enroll.ts';
 import { startCountingProxy, type CountingProxy } from '../support/counting-proxy.ts';
 
 const MIB = 1024 * 1024;
@@ -85,36 +86,8 @@ afterAll(async () => {
 describe("the conductor's connection to an agent", () => {
   it('is one per operation: the deploy streams the image and writes the config drive over one', async () => {
     const m = machine!;
-    const created = await runBmctl(
-      [
-        'node',
-        'create',
-        '--name',
-        'flow-conn',
-        '--pm-address',
-        m.bmc.address,
-        '--pm-port',
-        String(m.bmc.port),
-        '--pm-user',
-        'admin',
-        '--pm-password',
-        m.o.bmcPassword,
-        '--cpus',
-        '2',
-        '--memory-mb',
-        '2048',
-        '--disk-gb',
-        '1',
-        '--mac',
-        m.o.mac,
-      ],
-      env,
-    );
-    expect(created.code, created.stderr).toBe(0);
-    for (const verb of ['manage', 'provide']) {
-      const r = await runBmctl(['node', verb, 'flow-conn', '--wait', '--timeout', '120'], env, 150_000);
-      expect(r.code, `${verb}: ${r.stdout}${r.stderr}\n${log.join('\n')}`).toBe(0);
-    }
+    await createNodeWithBmctl(m, env, { name: 'flow-conn', cpus: 2, memoryMb: 2048 });
+    await provisionWithBmctl('flow-conn', ['manage', 'provide'], env, log);
     // provide cleaned the disk through the first ramdisk boot's agent.
     expect(forwarders).toHaveLength(1);
     expect(forwarders[0]!.connections()).toBe(1);
