@@ -110,9 +110,9 @@ describe('a fleet of three controllers', () => {
     const resumed = [...orphans].filter((node) => counters.get(node)!.streams >= 2);
     expect(resumed.length, JSON.stringify(Object.fromEntries(counters))).toBeGreaterThan(0);
     for (const [node, c] of counters) {
-      // Every disk already hashed right (checkFleet); the counters say what it cost. (Received minus re-sent is not
-      // checked against the image: a superseded stream's last frames can land after its successor began, and then
-      // count as re-sent below the successor's start.)
+      // Every disk already hashed right (checkFleet); the counters say what it cost. Received minus re-sent is not
+      // held against the image's size: once in CI it came to 109 of 126 MiB on a disk that hashed right (the re-sent
+      // count can include bytes its own count never saw, e.g. across a reset of the count), so it is no proof of loss.
       expect(c.bytesReceived, `node ${node}: ${JSON.stringify(c)}`).toBeGreaterThanOrEqual(image.dataBytes);
       expect(c.bytesResent, `node ${node}: ${JSON.stringify(c)}`).toBeLessThanOrEqual(COMMIT);
     }
