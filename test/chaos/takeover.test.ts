@@ -26,6 +26,7 @@ import {
   uniqueDatabaseUrl,
   uniqueNatsPrefix,
 } from '../../controller/lab/index.ts';
+import { dropDatabase } from '../../db/migrate.ts';
 import { createNodeWithBmctl } from '../support/bmctl-enroll.ts';
 
 const MIB = 1024 * 1024;
@@ -66,6 +67,8 @@ async function holderOf(databaseUrl: string, nodeUuid: string): Promise<string |
   }
 }
 
+const databases = new Set<string>();
+
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'bm-takeover-'));
   await mkdir(path.join(dir, 'images'), { recursive: true });
@@ -76,6 +79,8 @@ afterAll(async () => {
   await m?.stop().catch(() => undefined);
   await b?.stop({ keepDatabase: true });
   await a?.stop();
+  // Controllers stopped with keepDatabase (or killed) leave the shared database: it goes here.
+  for (const url of databases) await dropDatabase(url).catch(() => undefined);
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -84,6 +89,7 @@ describe('takeover', () => {
     // One cluster: database, NATS prefix, secret key and image store shared (as with a NATS object store or NFS).
     const env = { BM_SECRETS_KEY: randomBytes(32).toString('base64'), BM_IMAGES_STORE_PATH: path.join(dir, 'images') };
     const databaseUrl = uniqueDatabaseUrl('bm_takeover');
+    databases.add(databaseUrl);
     const natsPrefix = uniqueNatsPrefix();
     clusterOf.set('shared', { databaseUrl, natsPrefix, key: env.BM_SECRETS_KEY });
     const httpA = await freePort();

@@ -26,6 +26,7 @@ import {
   uniqueDatabaseUrl,
   uniqueNatsPrefix,
 } from '../../controller/lab/index.ts';
+import { dropDatabase } from '../../db/migrate.ts';
 import { createNodeWithBmctl } from '../support/bmctl-enroll.ts';
 
 const MIB = 1024 * 1024;
@@ -57,6 +58,8 @@ async function nodeOf(ctl: ControllerProcess) {
   }
 }
 
+const databases = new Set<string>();
+
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'bm-restart-'));
 });
@@ -65,6 +68,8 @@ afterAll(async () => {
   await m?.stop().catch(() => undefined);
   await b?.stop({ keepDatabase: true });
   await a?.stop();
+  // Controllers stopped with keepDatabase (or killed) leave the shared database: it goes here.
+  for (const url of databases) await dropDatabase(url).catch(() => undefined);
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -74,6 +79,7 @@ describe('a controller killed mid-task', () => {
     const httpPort = await freePort();
     const tftpPort = await freeUdpPort();
     const databaseUrl = uniqueDatabaseUrl('bm_restart');
+    databases.add(databaseUrl);
     // One cluster: one database, one secret key, one NATS prefix.
     const natsPrefix = uniqueNatsPrefix();
     a = await startControllerProcess({
