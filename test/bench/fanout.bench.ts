@@ -28,6 +28,7 @@ import { promisify } from 'node:util';
 import { rawContentSha256 } from '../../controller/images/digest.ts';
 import { openImageFile } from '../../controller/images/open.ts';
 import { sha256OfFilePrefix, startAgentProcess, type AgentProcess } from '../../controller/lab/index.ts';
+import { bundleAgentAndDriver, cpuSecondsOf, peakRssOf } from './bench-process.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
 
 const run = promisify(execFile);
@@ -37,7 +38,6 @@ const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(benchDir, '../..');
 /** As the ramdisk runs the agent, and as the stream bench runs both sides (see stream.bench.ts). */
 const NODE_ARGS = ['--max-semi-space-size=1', '--max-old-space-size=64'];
-const CLOCK_TICKS = 100;
 const COUNT = 20;
 
 const round = (value: number, digits = 3): number => Math.round(value * 10 ** digits) / 10 ** digits;
@@ -53,35 +53,6 @@ interface DriverResult {
   readonly seconds: number;
   readonly cpuSeconds: number;
   readonly streams: readonly StreamFigures[];
-}
-
-async function cpuSecondsOf(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
-
-async function peakRssOf(pid: number): Promise<number> {
-  const text = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-  const match = /VmHWM:\s+(\d+) kB/.exec(text);
-  return match ? round(Number(match[1]) / 1024, 1) : 0;
-}
-
-async function bundle(dir: string): Promise<{ agent: string; driver: string }> {
-  const agent = path.join(dir, 'agent.js');
-  await run(path.join(repoRoot, 'scripts/build-agent.sh'), [agent]);
-  const driver = path.join(dir, 'fanout-driver.mjs');
-  await run(path.join(repoRoot, 'node_modules/.bin/esbuild'), [
-    path.join(benchDir, 'fanout-driver.ts'),
-    '--bundle',
-    '--platform=node',
-    '--target=node24',
-    '--format=esm',
-    '--log-level=warning',
-    `--outfile=${driver}`,
-    "--banner:js=import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
-  ]);
-  return { agent, driver };
 }
 
 function runDriver(driver: string, input: object): Promise<DriverResult> {
@@ -119,7 +90,7 @@ export default async function fanout(ctx: BenchContext): Promise<BenchReport> {
     await Promise.all(agents.splice(0).map((a) => a.stop()));
   };
   try {
-    const { agent: agentScript, driver } = await bundle(dir);
+    const { agent: agentScript, driver } = await bundleAgentAndDriver(dir, 'fanout-driver');
     const size = Math.max(32 * MIB, Math.round((256 * MIB * ctx.scale) / MIB) * MIB);
     const image = path.join(dir, 'image.raw');
     ctx.log(`making a ${size / MIB} MiB raw image of random data`);
@@ -150,7 +121,7 @@ export default async function fanout(ctx: BenchContext): Promise<BenchReport> {
         ...(fanoutWidth ? { fanout: fanoutWidth } : {}),
       });
       const agentCpu = (await Promise.all(agents.map((a) => cpuSecondsOf(a.pid)))).reduce((sum, v, i) => sum + v - cpuBefore[i]!, 0);
-      const agentRss = Math.max(...(await Promise.all(agents.map((a) => peakRssOf(a.pid)))));
+      const agentRss = Math.max(...(await Promise.all(agents.map(async (a) => (await peakRssOf(a.pid)) ?? 0))));
       await stopAgents();
       let disksMatch: boolean | null = null;
       if (verifyDisks) {

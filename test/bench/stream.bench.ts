@@ -35,6 +35,7 @@ import { promisify } from 'node:util';
 import { rawContentSha256, type RawDigest } from '../../controller/images/digest.ts';
 import { openImageFile } from '../../controller/images/open.ts';
 import { startAgentProcess, type AgentProcess, sha256OfFilePrefix } from '../../controller/lab/index.ts';
+import { bundleAgentAndDriver, cpuSecondsOf, peakRssOf } from './bench-process.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
 
 const run = promisify(execFile);
@@ -46,26 +47,13 @@ const repoRoot = path.resolve(benchDir, '../..');
 let driverPath = path.join(benchDir, 'stream-driver.ts');
 let agentScript: string | undefined;
 const NODE_ARGS = ['--max-semi-space-size=1', '--max-old-space-size=64'];
-/** USER_HZ: what /proc/<pid>/stat counts CPU time in (100 on every Linux this runs on). */
-const CLOCK_TICKS = 100;
 const ironicWay = path.join(benchDir, 'ironic-way.py');
 
-/** Bundles the agent (scripts/build-agent.sh) and the driver into `dir`. */
+/** Bundles the agent and the driver into `dir`; the bench then runs those. */
 async function bundle(dir: string): Promise<void> {
-  agentScript = path.join(dir, 'agent.js');
-  await run(path.join(repoRoot, 'scripts/build-agent.sh'), [agentScript]);
-  const driver = path.join(dir, 'stream-driver.mjs');
-  await run(path.join(repoRoot, 'node_modules/.bin/esbuild'), [
-    path.join(benchDir, 'stream-driver.ts'),
-    '--bundle',
-    '--platform=node',
-    '--target=node24',
-    '--format=esm',
-    '--log-level=warning',
-    `--outfile=${driver}`,
-    "--banner:js=import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
-  ]);
-  driverPath = driver;
+  const bundled = await bundleAgentAndDriver(dir, 'stream-driver');
+  agentScript = bundled.agent;
+  driverPath = bundled.driver;
 }
 
 const round = (value: number, digits = 3): number => Math.round(value * 10 ** digits) / 10 ** digits;
@@ -104,20 +92,6 @@ async function digestOf(file: string, format: 'raw' | 'qcow2'): Promise<RawDiges
   } finally {
     await image.close();
   }
-}
-
-async function peakRssOf(pid: number): Promise<number | null> {
-  const statusText = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-  const match = /VmHWM:\s+(\d+) kB/.exec(statusText);
-  return match ? round(Number(match[1]) / 1024, 1) : null;
-}
-
-/** User + system CPU seconds a process has used so far (all its threads), from /proc/<pid>/stat. */
-async function cpuSecondsOf(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may hold spaces) start at ")"; utime and stime are fields 14 and 15.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
 interface DriverResult {

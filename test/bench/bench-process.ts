@@ -1,0 +1,49 @@
+/**
+ * What the stream and fan-out benches both need of their processes: the
+ * agent and a bench driver bundled as the ramdisk runs them (one file each,
+ * no type stripping), and a process's CPU time and peak RSS from /proc.
+ */
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const benchDir = path.dirname(fileURLToPath(import.meta.url));
+const repoRoot = path.resolve(benchDir, '../..');
+/** USER_HZ: what /proc/<pid>/stat counts CPU time in (100 on every Linux this runs on). */
+const CLOCK_TICKS = 100;
+
+/** Bundles the agent (scripts/build-agent.sh) and the bench driver `driverName` (a .ts beside this file) into `dir`. */
+export async function bundleAgentAndDriver(dir: string, driverName: string): Promise<{ agent: string; driver: string }> {
+  const agent = path.join(dir, 'agent.js');
+  await run(path.join(repoRoot, 'scripts/build-agent.sh'), [agent]);
+  const driver = path.join(dir, `${driverName}.mjs`);
+  await run(path.join(repoRoot, 'node_modules/.bin/esbuild'), [
+    path.join(benchDir, `${driverName}.ts`),
+    '--bundle',
+    '--platform=node',
+    '--target=node24',
+    '--format=esm',
+    '--log-level=warning',
+    `--outfile=${driver}`,
+    "--banner:js=import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+  ]);
+  return { agent, driver };
+}
+
+/** User + system CPU seconds a process has used so far (all its threads), from /proc/<pid>/stat. */
+export async function cpuSecondsOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces) start at ")"; utime and stime are fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** Peak RSS in MiB (one decimal), or null once the process is gone. */
+export async function peakRssOf(pid: number): Promise<number | null> {
+  const text = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const match = /VmHWM:\s+(\d+) kB/.exec(text);
+  return match ? Math.round(Number(match[1]) / 102.4) / 10 : null;
+}
