@@ -10,7 +10,7 @@ import { BmError, ValidationError } from '../errors.ts';
 import type { FlavorCatalog } from '../flavors/index.ts';
 import type { ImageCatalog } from '../images/index.ts';
 import { type NodeStore, type NodeRecord, uuidv7 } from '../nodes/index.ts';
-import type { Scheduler } from '../scheduler/index.ts';
+import type { ClaimWriter, Scheduler } from '../scheduler/index.ts';
 import type { InstanceStore } from './store.ts';
 import type { InstanceRecord } from './types.ts';
 import { checkInstanceName, checkNetwork, checkSshKeys, checkUserData } from './validate.ts';
@@ -38,6 +38,8 @@ export class InstanceManager {
   readonly #ownership: Ownership | null;
   readonly #controllerId: string;
   readonly #fence: FenceView | undefined;
+  /** One writer for every boot here, so the boots of one claim batch are inserted together. */
+  readonly #rowWriter: ClaimWriter<InstanceRecord> = { write: (tx, rows) => this.#store.insertMany(rows, tx) };
 
   constructor(deps: {
     store: InstanceStore;
@@ -106,25 +108,30 @@ export class InstanceManager {
       network,
       address: null,
     };
-    // The row is written in the claim's transaction, already on its node: one commit per boot, and
-    // "no valid node" leaves nothing behind to clean up.
-    const written: { instance?: InstanceRecord } = {};
+    // The row is written in the claim's transaction, already on its node (with the rows of the boots claimed in the same
+    // batch: one INSERT and one commit for all), and "no valid node" leaves nothing behind to clean up.
+    let placed: InstanceRecord | undefined;
     this.#fence?.check();
     // The claim reserves the node for its owner on the hash ring (this controller when no live member serves its group),
     // which then runs the deploy: the one that will also answer its power verbs and take it over if need be.
     const owners = await this.#ownership?.snapshot();
     const holder = owners ? (n: OwnedNode) => owners.ownerOf(n)?.id ?? this.#controllerId : this.#controllerId;
-    const claim = await this.#scheduler.claim(flavor, fields.uuid, holder, async (tx, claimed) => {
-      written.instance = await this.#store.create({ ...fields, nodeUuid: claimed }, tx);
+    const claim = await this.#scheduler.claim(flavor, fields.uuid, holder, {
+      writer: this.#rowWriter,
+      item: (nodeUuid) => {
+        const now = new Date();
+        placed = { ...fields, nodeUuid, createdAt: now, updatedAt: now };
+        return placed;
+      },
     });
-    const placed = written.instance;
     if (!placed) throw new BmError('internal', `instance ${fields.uuid} was not written with its claim`);
     try {
       await this.#actions.deploy(claim.node, placed);
     } catch (err) {
       // Its owner could not be told to start it: the node goes back to the pool and no instance is left behind. Unless
       // the owner started it after all (it was slow, or its own sweep found the node): then the boot stands.
-      if (await this.#scheduler.unclaim(claim, (tx) => this.#store.remove(placed.uuid, tx))) throw err;
+      const written = placed;
+      if (await this.#scheduler.unclaim(claim, (tx) => this.#store.remove(written.uuid, tx))) throw err;
     }
     return { instance: placed, node: claim.node };
   }

@@ -48,15 +48,20 @@ export class InstanceStore {
   /** Inserts the row; inside `tx` (the scheduler's claim) when given, so the row exists exactly when its node is claimed. */
   async create(record: Omit<InstanceRecord, 'createdAt' | 'updatedAt'>, tx?: Transaction): Promise<InstanceRecord> {
     const now = new Date();
-    const row = {
+    const created = { ...record, createdAt: now, updatedAt: now };
+    await this.insertMany([created], tx);
+    return created;
+  }
+
+  /** Inserts the records as they are, with one statement (a batch of claims binds all its instances at once). */
+  async insertMany(records: readonly InstanceRecord[], tx?: Transaction): Promise<void> {
+    if (records.length === 0) return;
+    const rows = records.map((record) => ({
       ...record,
       sshKeys: [...record.sshKeys],
       network: { ...record.network } as Record<string, unknown>,
-      createdAt: now,
-      updatedAt: now,
-    };
-    await (tx ?? this.#db).insert(instances).values(row);
-    return { ...record, createdAt: now, updatedAt: now };
+    }));
+    await (tx ?? this.#db).insert(instances).values(rows);
   }
 
   /** By UUID, or by name within the project; null project: any project (admin). */

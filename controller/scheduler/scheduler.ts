@@ -1,25 +1,24 @@
 /**
  * Picks a node for a flavor and claims it. Best fit: among the nodes that
  * satisfy every filter, the smallest (RAM, then CPUs, then disk) first, so big
- * machines stay free for big flavors. The claim is one conditional UPDATE that
- * also takes the node's reservation and moves it to `deploying`: two boots,
- * even on two controllers, can never both get one node.
+ * machines stay free for big flavors. Claims are group-committed: those that
+ * arrive while a batch is in flight wait for the next one, which takes a node
+ * for each of them in one transaction (batch-claim.ts). Every claim is a
+ * conditional UPDATE that also takes the node's reservation and moves it to
+ * `deploying`: two boots, even on two controllers, can never both get one node.
  */
-import { and, asc, eq, gte, isNull, sql } from 'drizzle-orm';
+import { and, asc, eq, gte, sql } from 'drizzle-orm';
 import { type Database, nodes, type NodeRow } from '../../db/index.ts';
-
-/** A transaction handle: what a claim's `bind` step writes with, so it commits (or rolls back) with the claim. */
-export type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
-
-/** Runs inside the claim's transaction once the node is ours (e.g. inserts the instance row already placed on it); its error rolls the claim back. */
-export type BindClaim = (tx: Transaction, nodeUuid: string) => Promise<void>;
-
-/** Whose reservation a claimed node gets: one controller, or per node (the node's owner on the hash ring, who then runs its deploy). */
-export type ClaimHolder = string | ((node: { readonly uuid: string; readonly group: string }) => string);
 import { nextState } from '../conductor/index.ts';
 import { macsOfNodes, toNode, type NodeRecord } from '../nodes/index.ts';
 import { type FlavorRecord, capabilitiesMatch, FLAVOR_KEYS, requiredCapabilities } from '../flavors/index.ts';
+import { type Assignment, type BindClaim, claimBatch, claimedFields, FREE } from './batch-claim.ts';
 import { NoValidNodeError } from './errors.ts';
+import { explainNoFit } from './explain.ts';
+import type { ClaimHolder, Transaction } from './types.ts';
+
+/** Runs inside a claim's transaction once the node is ours (e.g. removes the instance row); its error rolls the claim back. */
+export type UnbindClaim = (tx: Transaction, nodeUuid: string) => Promise<void>;
 
 /**
  * Claims waiting in this process for one flavor are served together: one
@@ -48,7 +47,6 @@ interface Candidate {
   readonly localGb: number;
   readonly properties: Record<string, string>;
   readonly row: NodeRow;
-  readonly macs: readonly string[];
 }
 
 interface PendingClaim {
@@ -90,14 +88,6 @@ function spreadEquals(candidates: readonly Candidate[]): Candidate[] {
   return out;
 }
 
-/** A node no one has: available, not in maintenance, no instance, no task. */
-const FREE = and(
-  eq(nodes.provisionState, 'available'),
-  eq(nodes.maintenance, false),
-  isNull(nodes.instanceUuid),
-  isNull(nodes.reservation),
-);
-
 export class Scheduler {
   readonly #db: Database;
   /** Claims waiting, per flavor (and its keys as they were asked for), while a round for that flavor runs. */
@@ -111,7 +101,7 @@ export class Scheduler {
    * Claims a node for the instance: it is then `deploying`, reserved by `holder`, and holds `instanceUuid`.
    * With `bind`, the claim and what `bind` writes are one transaction: one commit, and never one without the other.
    */
-  claim(flavor: FlavorRecord, instanceUuid: string, holder: ClaimHolder, bind?: BindClaim): Promise<Claim> {
+  claim<T>(flavor: FlavorRecord, instanceUuid: string, holder: ClaimHolder, bind?: BindClaim<T>): Promise<Claim> {
     const key = `${flavor.uuid}/${flavor.cpus}/${flavor.ramMb}/${flavor.diskGb}/${JSON.stringify(flavor.extraSpecs)}`;
     return new Promise<Claim>((resolve, reject) => {
       const queue = this.#queues.get(key);
@@ -142,7 +132,7 @@ export class Scheduler {
     }
   }
 
-  /** One window for the batch; each claim tries distinct candidates from it. Returns the claims to try again with a fresh window. */
+  /** One window for the batch, one transaction for its claims. Returns the claims to try again with a fresh window. */
   async #round(flavor: FlavorRecord, batch: readonly PendingClaim[]): Promise<PendingClaim[]> {
     const arch = flavor.extraSpecs[FLAVOR_KEYS.cpuArch] ?? 'x86_64';
     const resourceClass = flavor.extraSpecs[FLAVOR_KEYS.resourceClass] ?? '';
@@ -162,10 +152,6 @@ export class Scheduler {
       )
       .orderBy(asc(nodes.memoryMb), asc(nodes.cpus), asc(nodes.localGb))
       .limit(batch.length * CANDIDATES_PER_CLAIM + SPARE);
-    const macs = await macsOfNodes(
-      this.#db,
-      rows.map((r) => r.uuid),
-    );
     const fits = spreadEquals(
       rows.map((row) => ({
         uuid: row.uuid,
@@ -174,72 +160,62 @@ export class Scheduler {
         localGb: row.localGb,
         properties: row.properties ?? {},
         row,
-        macs: macs.get(row.uuid) ?? [],
       })),
     ).filter((c) => capabilitiesMatch(capabilities, c.properties));
     if (fits.length === 0) {
-      const noFit = new NoValidNodeError(await this.#explain(flavor, arch, resourceClass, capabilities));
+      const noFit = new NoValidNodeError(await explainNoFit(this.#db, flavor, arch, resourceClass, capabilities));
       for (const c of batch) c.reject(noFit);
       return [];
     }
-    let next = 0;
-    const again: PendingClaim[] = [];
-    await Promise.all(
-      batch.map(async (c) => {
-        // Each claim settles on its own: one failing UPDATE must not fail a sibling that has already won its node.
-        try {
-          while (next < fits.length) {
-            const candidate = fits[next++]!;
-            const claim = await this.#tryClaim(candidate, c);
-            if (claim) return c.resolve(claim);
-            if (++c.losses >= MAX_LOSSES) {
-              return c.reject(new NoValidNodeError(`no valid node: ${MAX_LOSSES} candidates went to other boots meanwhile; try again`));
-            }
-          }
-          // The window ran out before this claim won (its siblings took the rest): a fresh window decides.
-          again.push(c);
-        } catch (err) {
-          c.reject(err);
-        }
-      }),
-    );
+    // Best fits first, each node once; claims beyond the window's fits wait for a fresh window (which says "no valid node" once none is left).
+    const paired = batch.slice(0, fits.length).map((c, i) => ({ c, candidate: fits[i]! }));
+    const again: PendingClaim[] = batch.slice(fits.length);
+    const now = new Date();
+    const provisionState = nextState('(scheduler)', 'available', 'deploy');
+    const assignments: Assignment[] = paired.map(({ c, candidate }) => ({
+      row: candidate.row,
+      instanceUuid: c.instanceUuid,
+      reservation: typeof c.holder === 'string' ? c.holder : c.holder({ uuid: candidate.uuid, group: candidate.row.group }),
+      bind: c.bind,
+    }));
+    let won: ReadonlySet<string>;
+    try {
+      won = await claimBatch(this.#db, assignments, provisionState, now);
+    } catch {
+      // One claim's binding (or a deadlock) must not fail its siblings: each tries on its own, and fails alone.
+      won = await this.#claimEach(assignments, provisionState, now, paired);
+    }
+    const macs = won.size > 0 ? await macsOfNodes(this.#db, [...won]) : new Map<string, string[]>();
+    paired.forEach(({ c }, i) => {
+      const a = assignments[i]!;
+      if (won.has(a.row.uuid)) {
+        const fields = claimedFields(a.row, a.instanceUuid, a.reservation, provisionState, now);
+        c.resolve({ node: toNode({ ...a.row, ...fields }, macs.get(a.row.uuid) ?? []) });
+      } else if (++c.losses >= MAX_LOSSES) {
+        c.reject(new NoValidNodeError(`no valid node: ${MAX_LOSSES} candidates went to other boots meanwhile; try again`));
+      } else again.push(c);
+    });
     return again;
   }
 
-  /**
-   * The claim itself: one conditional UPDATE, so two boots (on any controllers) never both get the node.
-   * It also requires the window's row version, so a won claim knows the whole row without reading it
-   * again (a node changed since the window is simply another lost candidate). A lost race changes
-   * nothing, so its (empty) transaction commits without a log flush.
-   */
-  async #tryClaim(candidate: Candidate, c: PendingClaim): Promise<Claim | null> {
-    const set = {
-      instanceUuid: c.instanceUuid,
-      provisionState: nextState('(scheduler)', 'available', 'deploy'),
-      targetProvisionState: 'active',
-      reservation: typeof c.holder === 'string' ? c.holder : c.holder({ uuid: candidate.uuid, group: candidate.row.group }),
-      // The version check below makes this bump atomic with the claim: the deploy's writes carry it.
-      ownerEpoch: candidate.row.ownerEpoch + 1,
-      lastError: null,
-      version: candidate.row.version + 1,
-      updatedAt: new Date(),
-    };
-    const claimIn = async (db: Database | Transaction): Promise<boolean> => {
-      const [result] = await db
-        .update(nodes)
-        .set(set)
-        .where(and(eq(nodes.uuid, candidate.uuid), eq(nodes.version, candidate.row.version), FREE));
-      return result.affectedRows === 1;
-    };
-    const bind = c.bind;
-    const won = bind
-      ? await this.#db.transaction(async (tx) => {
-          if (!(await claimIn(tx))) return false;
-          await bind(tx, candidate.uuid);
-          return true;
-        })
-      : await claimIn(this.#db);
-    return won ? { node: toNode({ ...candidate.row, ...set }, candidate.macs) } : null;
+  /** The batch claim failed: each assignment claims in its own transaction; an error rejects only its claim. */
+  async #claimEach(
+    assignments: readonly Assignment[],
+    provisionState: string,
+    now: Date,
+    paired: readonly { readonly c: PendingClaim }[],
+  ): Promise<Set<string>> {
+    const won = new Set<string>();
+    await Promise.all(
+      assignments.map(async (a, i) => {
+        try {
+          if ((await claimBatch(this.#db, [a], provisionState, now)).has(a.row.uuid)) won.add(a.row.uuid);
+        } catch (err) {
+          paired[i]!.c.reject(err);
+        }
+      }),
+    );
+    return won;
   }
 
   /**
@@ -247,7 +223,7 @@ export class Scheduler {
    * `unbind` (deleting the instance row) commits with it. Only while the node is exactly as the claim left it
    * (same version): once its holder has started the deploy, false, and the deploy goes on.
    */
-  async unclaim(claim: Claim, unbind: BindClaim): Promise<boolean> {
+  async unclaim(claim: Claim, unbind: UnbindClaim): Promise<boolean> {
     const { node } = claim;
     return this.#db.transaction(async (tx) => {
       const [result] = await tx
@@ -273,38 +249,5 @@ export class Scheduler {
       await unbind(tx, node.uuid);
       return true;
     });
-  }
-
-  /** Why nothing fits: each free node counted once, under the first filter it fails. */
-  async #explain(flavor: FlavorRecord, arch: string, resourceClass: string, capabilities: ReadonlyMap<string, string>): Promise<string> {
-    const rows = await this.#db
-      .select({
-        why: sql<string>`CASE
-          WHEN ${nodes.maintenance} THEN 'in maintenance'
-          WHEN ${nodes.reservation} IS NOT NULL THEN 'busy with another task'
-          WHEN ${nodes.cpuArch} <> ${arch} THEN 'wrong arch'
-          WHEN ${nodes.cpus} < ${flavor.cpus} THEN 'too few CPUs'
-          WHEN ${nodes.memoryMb} < ${flavor.ramMb} THEN 'too little RAM'
-          WHEN ${nodes.localGb} < ${flavor.diskGb} THEN 'too little disk'
-          WHEN ${resourceClass} <> '' AND ${nodes.resourceClass} <> ${resourceClass} THEN 'wrong resource class'
-          ELSE 'fit' END`.as('why'),
-        n: sql<number>`COUNT(*)`.as('n'),
-      })
-      .from(nodes)
-      .where(and(eq(nodes.provisionState, 'available'), isNull(nodes.instanceUuid)))
-      .groupBy(sql`why`);
-    const total = rows.reduce((sum, r) => sum + Number(r.n), 0);
-    if (total === 0) return 'no valid node: 0 available';
-    const parts = rows
-      .filter((r) => r.why !== 'fit')
-      .sort((a, b) => Number(b.n) - Number(a.n))
-      .map((r) => `${Number(r.n)} ${r.why}`);
-    const fit = Number(rows.find((r) => r.why === 'fit')?.n ?? 0);
-    // Nodes that pass the SQL filters but not the capabilities (or were claimed by concurrent boots meanwhile).
-    if (fit > 0)
-      parts.push(
-        `${fit} ${capabilities.size > 0 ? 'without the capabilities asked for, or claimed by other boots meanwhile' : 'claimed by other boots meanwhile'}`,
-      );
-    return `no valid node: ${total} available; ${parts.join('; ')}`;
   }
 }

@@ -47,6 +47,35 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/** Statement and row counters MariaDB keeps server-wide (other databases' traffic included: a noisy neighbour shows up here too). */
+const STATUS_COUNTERS = [
+  'Com_select',
+  'Com_update',
+  'Com_insert',
+  'Com_delete',
+  'Com_commit',
+  'Com_begin',
+  'Com_rollback',
+  'Questions',
+  'Handler_read_key',
+  'Handler_read_next',
+  'Handler_update',
+  'Handler_write',
+  'Innodb_log_writes',
+] as const;
+
+async function globalStatus(sql: mysql.Connection): Promise<Map<string, number>> {
+  const [rows] = await sql.query<mysql.RowDataPacket[]>('SHOW GLOBAL STATUS WHERE Variable_name IN (?)', [[...STATUS_COUNTERS]]);
+  return new Map(rows.map((r) => [String(r.Variable_name), Number(r.Value)]));
+}
+
+/** Per boot, so runs of different scales compare. */
+function statusDelta(before: Map<string, number>, after: Map<string, number>, boots: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const name of STATUS_COUNTERS) out[name] = Math.round((((after.get(name) ?? 0) - (before.get(name) ?? 0)) / boots) * 10) / 10;
+  return out;
+}
+
 async function inPool(count: number, concurrency: number, work: (i: number) => Promise<unknown>): Promise<void> {
   let next = 0;
   await Promise.all(
@@ -162,6 +191,7 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
 
       ctx.log(`${boots} concurrent boots through two controllers`);
       const cpuBefore = (await cpuSeconds(a.pid)) + (await cpuSeconds(b.pid));
+      const statusBefore = await globalStatus(sql);
       const t1 = performance.now();
       const results = await Promise.allSettled(
         Array.from({ length: boots }, (_, i) =>
@@ -171,6 +201,7 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
         ),
       );
       const bootS = (performance.now() - t1) / 1000;
+      const statusPerBoot = statusDelta(statusBefore, await globalStatus(sql), boots);
       const controllersCpuS = (await cpuSeconds(a.pid)) + (await cpuSeconds(b.pid)) - cpuBefore;
       const claimed = results.filter((r) => r.status === 'fulfilled').length;
       const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -235,6 +266,7 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
           boot_storm_s: Math.round(bootS * 100) / 100,
           claims_per_s: Math.round(claimsPerS),
           controllers_cpu_s_during_storm: Math.round(controllersCpuS * 10) / 10,
+          mariadb_status_per_boot_during_storm: statusPerBoot,
           scheduler_only_claims_per_s: Math.round(schedulerOnlyPerS),
           scheduler_only_claimed: schedulerOnlyClaimed,
           scheduler_only_vs_raw: Math.round((schedulerOnlyPerS / raw.perSecond) * 100) / 100,
