@@ -10,6 +10,7 @@ import { AgentLink, type AgentConnection } from '../deploy/index.ts';
 import type { PowerControl, PowerState } from '../drivers/power/index.ts';
 import type { NodeRecord } from '../nodes/index.ts';
 import type { BmcAccess } from './bmc-access.ts';
+import type { ProvisionEvent } from './states.ts';
 import type { TaskContext } from './task.ts';
 
 export interface AgentBootOptions {
@@ -90,8 +91,12 @@ export class AgentBoot {
     }
   }
 
-  /** Arms a token, sets a one-time PXE boot and powers the node on (or cycles it). Returns when the BMC did so. */
-  async bootRamdisk(ctx: TaskContext, purpose: string): Promise<Date> {
+  /**
+   * Arms a token, sets a one-time PXE boot and powers the node on (or cycles it). Returns when the BMC did so.
+   * With `then`, that transition also records the power state: one write where two were (a boot storm's deploys
+   * were half of the database's statements).
+   */
+  async bootRamdisk(ctx: TaskContext, purpose: string, then?: ProvisionEvent): Promise<Date> {
     const node = ctx.node();
     ctx.checkFence();
     await this.#tokens.issue(node.uuid, this.#opts.tokenTtlMs);
@@ -108,7 +113,8 @@ export class AgentBoot {
       },
       `bootdev pxe + power on (${purpose})`,
     );
-    await ctx.record({ powerState: 'on' });
+    if (then) await ctx.advance(then, { powerState: 'on' });
+    else await ctx.record({ powerState: 'on' });
     ctx.publish('power.changed', { target: 'on', purpose, bootDevice: 'pxe' });
     return since;
   }

@@ -7,10 +7,11 @@ import type { FenceView, OwnedNode, Ownership } from '../cluster/index.ts';
 import type { Caller } from '../auth/index.ts';
 import type { NodeActions, Provisioner } from '../conductor/index.ts';
 import { BmError, ValidationError } from '../errors.ts';
-import type { FlavorCatalog } from '../flavors/index.ts';
-import type { ImageCatalog } from '../images/index.ts';
+import type { FlavorCatalog, FlavorRecord } from '../flavors/index.ts';
+import type { ImageCatalog, ImageRecord } from '../images/index.ts';
 import { type NodeStore, type NodeRecord, uuidv7 } from '../nodes/index.ts';
 import type { ClaimWriter, Scheduler } from '../scheduler/index.ts';
+import { LookupCache } from './lookup-cache.ts';
 import type { InstanceStore } from './store.ts';
 import type { InstanceRecord } from './types.ts';
 import { checkInstanceName, checkNetwork, checkSshKeys, checkUserData } from './validate.ts';
@@ -25,6 +26,8 @@ export interface BootRequest {
 }
 
 const GIB = 1024 ** 3;
+/** How long a boot may use a flavor or image read by an earlier boot (a deleted image is refused within this). */
+const LOOKUP_TTL_MS = 1000;
 
 export class InstanceManager {
   readonly #store: InstanceStore;
@@ -39,6 +42,8 @@ export class InstanceManager {
   readonly #controllerId: string;
   readonly #fence: FenceView | undefined;
   /** One writer for every boot here, so the boots of one claim batch are inserted together. */
+  readonly #flavorCache = new LookupCache<FlavorRecord>(LOOKUP_TTL_MS);
+  readonly #imageCache = new LookupCache<ImageRecord>(LOOKUP_TTL_MS, (image) => image.status === 'active');
   readonly #rowWriter: ClaimWriter<InstanceRecord> = { write: (tx, rows) => this.#store.insertMany(rows, tx) };
 
   constructor(deps: {
@@ -79,8 +84,12 @@ export class InstanceManager {
     const network = checkNetwork(req.network);
     if (req.flavor === '') throw new ValidationError('flavor', 'is required');
     if (req.image === '') throw new ValidationError('image', 'is required');
-    const flavor = await this.#flavors.get(req.flavor);
-    const image = await this.#images.get(req.image);
+    // Both asked at once; a bad flavor is still the error reported when both are bad.
+    const flavorLookup = this.#flavorCache.get(req.flavor, (name) => this.#flavors.get(name));
+    const imageLookup = this.#imageCache.get(req.image, (name) => this.#images.get(name));
+    imageLookup.catch(() => undefined);
+    const flavor = await flavorLookup;
+    const image = await imageLookup;
     if (image.status !== 'active')
       throw new BmError('failed-precondition', `image ${image.name} is ${image.status}, not active`, { image: image.uuid });
     if (image.diskFormat !== 'raw' && image.diskFormat !== 'qcow2')

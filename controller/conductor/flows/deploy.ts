@@ -61,8 +61,7 @@ async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskCo
   const image = await deps.images.get(instance.imageUuid);
   let agent: AgentSession;
   if (entry === 'start') {
-    const since = await deps.boot.bootRamdisk(ctx, 'deploy');
-    await ctx.advance('wait');
+    const since = await deps.boot.bootRamdisk(ctx, 'deploy', 'wait');
     agent = await deps.boot.waitForAgent(ctx, since);
   } else if (entry === 'wait') {
     // Taken over while the machine boots: its armed token is in the row, its agent calls back to any controller.
