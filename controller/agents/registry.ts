@@ -69,6 +69,9 @@ export function peerHost(peer: string): string {
   return v4 ? v4[1]! : bare;
 }
 
+/** Published on an agent's first heartbeat of a boot: a deploy, clean or inspection waiting for it reads the node then. */
+export const AGENT_CALLED_BACK = 'agent.called-back';
+
 export class AgentRegistry {
   readonly #store: NodeStore;
   readonly #tokens: AgentTokenStore;
@@ -140,6 +143,14 @@ export class AgentRegistry {
       });
     }
     await this.#store.recordAgent(node.uuid, agentAddress, new Date());
+    // The first heartbeat of a boot (arming the token cleared the last one) wakes the flow waiting for it, on any controller.
+    if (node.agentSeenAt === null)
+      this.#events.publish({
+        nodeUuid: node.uuid,
+        type: AGENT_CALLED_BACK,
+        provisionState: node.provisionState,
+        details: { address: agentAddress },
+      });
     return actionFor(node.provisionState);
   }
 

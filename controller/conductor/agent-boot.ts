@@ -6,6 +6,8 @@
  */
 import { BmError, TimeoutError } from '../errors.ts';
 import type { AgentTokenStore } from '../agents/index.ts';
+import type { EventBus } from '../events/index.ts';
+import { CallbackWaker } from './callback-waker.ts';
 import { AgentLink, type AgentConnection } from '../deploy/index.ts';
 import type { PowerControl, PowerState } from '../drivers/power/index.ts';
 import type { NodeRecord } from '../nodes/index.ts';
@@ -21,7 +23,15 @@ export interface AgentBootOptions {
   /** How long to wait for the BMC to report the power state asked for. */
   readonly settleTimeoutMs: number;
   readonly pollMs: number;
+  /**
+   * Where agents' callbacks are heard (agent.called-back): a wait for one then reads the node when it is heard, and
+   * polls only every CALLBACK_POLL_FACTOR × pollMs in case the event was lost. Absent: polls every pollMs.
+   */
+  readonly events?: EventBus;
 }
+
+/** How much slower a wait that hears callbacks on the bus polls the database than one that does not. */
+const CALLBACK_POLL_FACTOR = 10;
 
 export interface AgentSession {
   readonly address: string;
@@ -121,6 +131,19 @@ export class AgentBoot {
 
   /** Waits for the agent of this boot to heartbeat; its address and the token to call it with. */
   async waitForAgent(ctx: TaskContext, since: Date): Promise<AgentSession> {
+    const events = this.#opts.events;
+    const waker = events ? new CallbackWaker(events.subscribe(ctx.node().uuid)) : null;
+    try {
+      // Subscribed before the first read: a callback after that read is heard.
+      // Bounded: a NATS that is away must not hold the wait up (its polls still see the callback).
+      if (events) await Promise.race([events.flush().catch(() => undefined), sleep(this.#opts.pollMs, ctx.signal)]);
+      return await this.#awaitCallback(ctx, since, waker);
+    } finally {
+      waker?.close();
+    }
+  }
+
+  async #awaitCallback(ctx: TaskContext, since: Date, waker: CallbackWaker | null): Promise<AgentSession> {
     const deadline = Date.now() + this.#opts.callbackTimeoutMs;
     for (;;) {
       ctx.signal.throwIfAborted();
@@ -140,7 +163,9 @@ export class AgentBoot {
           { node: node.uuid },
         );
       }
-      await sleep(this.#opts.pollMs, ctx.signal);
+      const wait = Math.min(waker ? this.#opts.pollMs * CALLBACK_POLL_FACTOR : this.#opts.pollMs, Math.max(0, deadline - Date.now()));
+      if (waker) await waker.next(wait, ctx.signal);
+      else await sleep(wait, ctx.signal);
     }
   }
 

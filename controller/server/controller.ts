@@ -237,6 +237,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
         tokenTtlMs: config.agent.token_ttl_s * 1000,
         settleTimeoutMs: config.power.settle_timeout_s * 1000,
         pollMs: config.conductor.poll_ms,
+        events: bus,
       }),
       images: catalog,
       instances: instanceStore,
