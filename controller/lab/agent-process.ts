@@ -5,6 +5,7 @@
  * child, by its PID.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { agentMainPath, machineRoot } from './paths.ts';
 
 export interface AgentProcessOptions {
@@ -35,10 +36,31 @@ export interface AgentProcess {
   readonly child: ChildProcess;
   /** What the agent logged so far (stderr). */
   output(): string;
+  /**
+   * CPU seconds (user + system) the agent had used when it first listened (its start-up) and when
+   * stop() or kill() ended it (its whole life), null until then or when /proc could not tell: the
+   * lab's machines share this host's cores, and the bench splits their cost with these.
+   */
+  readonly cpu: { readonly atListen: number | null; readonly atStop: number | null };
   /** Kills with SIGKILL, as a crash or a power cut would. */
   kill(): Promise<void>;
   /** SIGTERM, then SIGKILL after a grace period. */
   stop(): Promise<void>;
+}
+
+/** USER_HZ: what /proc/<pid>/stat counts CPU time in. */
+const CLOCK_TICKS = 100;
+
+/** User + system CPU seconds of a live process, or null when /proc cannot tell (it is gone, or this is not Linux). */
+function cpuSecondsOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const seconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+    return Number.isFinite(seconds) ? seconds : null;
+  } catch {
+    return null;
+  }
 }
 
 function exited(child: ChildProcess): Promise<void> {
@@ -91,18 +113,27 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
   });
   const pid = child.pid;
   if (pid === undefined) throw new Error('agent has no pid');
+  const cpu = { atListen: cpuSecondsOf(pid), atStop: null as number | null };
+  const alive = (): boolean => child.exitCode === null && child.signalCode === null;
+  // Read before the signal: once the child is reaped its /proc entry is gone.
+  const lastCpu = (): void => {
+    if (alive()) cpu.atStop = cpuSecondsOf(pid) ?? cpu.atStop;
+  };
   return {
     pid,
     port,
     address: `127.0.0.1:${port}`,
     child,
     output: () => log,
+    cpu,
     async kill() {
-      if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGKILL');
+      lastCpu();
+      if (alive()) process.kill(pid, 'SIGKILL');
       await exited(child);
     },
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
+      if (!alive()) return;
+      lastCpu();
       process.kill(pid, 'SIGTERM');
       const timer = setTimeout(() => {
         if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGKILL');

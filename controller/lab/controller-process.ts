@@ -25,6 +25,14 @@ import { suiteTls } from './suite-tls.ts';
  */
 export const CONTROLLER_NODE_ARGS: readonly string[] = ['--max-semi-space-size=4'];
 
+/**
+ * LAB_CONTROLLER_NODE_ARGS: more flags for Node, space-separated, when
+ * looking into a controller's memory or CPU (--trace-gc, --cpu-prof ...).
+ */
+function extraNodeArgs(): string[] {
+  return (process.env.LAB_CONTROLLER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+}
+
 /** A port the kernel just handed out, so parallel test files do not collide. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -163,7 +171,7 @@ export async function startControllerProcess(options: StartOptions = {}): Promis
 
   const child = spawn(
     process.execPath,
-    [...CONTROLLER_NODE_ARGS, bmctlPath, 'controller', 'start', '--config', path.join(dir, 'bm.toml')],
+    [...CONTROLLER_NODE_ARGS, ...extraNodeArgs(), bmctlPath, 'controller', 'start', '--config', path.join(dir, 'bm.toml')],
     {
       cwd: repoRoot,
       env: { ...process.env, ...options.env },
