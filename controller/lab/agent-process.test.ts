@@ -27,6 +27,9 @@ describe('agent process', () => {
       await agent.stop();
     }
     expect(agent.cpu.atStop).toBeGreaterThanOrEqual(agent.cpu.atListen!);
+    // It wrote no image, so those marks stay unset.
+    expect(agent.cpu.atWriteStarted).toBeNull();
+    expect(agent.cpu.atWriteFinished).toBeNull();
     // Stopping an agent that has ended keeps what was read while it lived.
     const read = agent.cpu.atStop;
     await agent.stop();

@@ -29,6 +29,19 @@ export interface AgentProcessOptions {
   readonly listenTimeoutMs?: number;
 }
 
+/**
+ * CPU seconds (user + system) an agent had used when it first listened (its
+ * start-up), when its first image write began and ended (as its log said so),
+ * and when stop() or kill() ended it (its whole life); null until then, or
+ * when /proc could not tell.
+ */
+export interface AgentCpu {
+  readonly atListen: number | null;
+  readonly atWriteStarted: number | null;
+  readonly atWriteFinished: number | null;
+  readonly atStop: number | null;
+}
+
 export interface AgentProcess {
   readonly pid: number;
   readonly port: number;
@@ -36,12 +49,8 @@ export interface AgentProcess {
   readonly child: ChildProcess;
   /** What the agent logged so far (stderr). */
   output(): string;
-  /**
-   * CPU seconds (user + system) the agent had used when it first listened (its start-up) and when
-   * stop() or kill() ended it (its whole life), null until then or when /proc could not tell: the
-   * lab's machines share this host's cores, and the bench splits their cost with these.
-   */
-  readonly cpu: { readonly atListen: number | null; readonly atStop: number | null };
+  /** What the agent's CPU time was at points of its life (the lab's machines share this host's cores). */
+  readonly cpu: AgentCpu;
   /** Kills with SIGKILL, as a crash or a power cut would. */
   kill(): Promise<void>;
   /** SIGTERM, then SIGKILL after a grace period. */
@@ -90,7 +99,18 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
     env: { ...process.env, ...options.env, BM_AGENT_TOKEN: options.token },
   });
   let log = '';
+  const cpu: { -readonly [K in keyof AgentCpu]: AgentCpu[K] } = {
+    atListen: null,
+    atWriteStarted: null,
+    atWriteFinished: null,
+    atStop: null,
+  };
+  const cpuNow = (): number | null => (child.pid === undefined ? null : cpuSecondsOf(child.pid));
   child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (text: string) => {
+    if (cpu.atWriteStarted === null && text.includes('"msg":"write-image started"')) cpu.atWriteStarted = cpuNow();
+    if (cpu.atWriteFinished === null && text.includes('"msg":"write-image finished"')) cpu.atWriteFinished = cpuNow();
+  });
   const port = await new Promise<number>((resolve, reject) => {
     const listenMs = options.listenTimeoutMs ?? 15_000;
     const timer = setTimeout(() => {
@@ -102,6 +122,7 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
       log += text;
       const match = /"msg":"listening"[^\n]*"port":(\d+)/.exec(log);
       if (match) {
+        cpu.atListen ??= cpuNow();
         clearTimeout(timer);
         resolve(Number(match[1]));
       }
@@ -113,7 +134,6 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
   });
   const pid = child.pid;
   if (pid === undefined) throw new Error('agent has no pid');
-  const cpu = { atListen: cpuSecondsOf(pid), atStop: null as number | null };
   const alive = (): boolean => child.exitCode === null && child.signalCode === null;
   // Read before the signal: once the child is reaped its /proc entry is gone.
   const lastCpu = (): void => {
