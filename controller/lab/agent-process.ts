@@ -5,6 +5,7 @@
  * child, by its PID.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { agentMainPath, machineRoot } from './paths.ts';
 
 export interface AgentProcessOptions {
@@ -28,6 +29,19 @@ export interface AgentProcessOptions {
   readonly listenTimeoutMs?: number;
 }
 
+/**
+ * CPU seconds (user + system) an agent had used when it first listened (its
+ * start-up), when its first image write began and ended (as its log said so),
+ * and when stop() or kill() ended it (its whole life); null until then, or
+ * when /proc could not tell.
+ */
+export interface AgentCpu {
+  readonly atListen: number | null;
+  readonly atWriteStarted: number | null;
+  readonly atWriteFinished: number | null;
+  readonly atStop: number | null;
+}
+
 export interface AgentProcess {
   readonly pid: number;
   readonly port: number;
@@ -35,10 +49,27 @@ export interface AgentProcess {
   readonly child: ChildProcess;
   /** What the agent logged so far (stderr). */
   output(): string;
+  /** What the agent's CPU time was at points of its life (the lab's machines share this host's cores). */
+  readonly cpu: AgentCpu;
   /** Kills with SIGKILL, as a crash or a power cut would. */
   kill(): Promise<void>;
   /** SIGTERM, then SIGKILL after a grace period. */
   stop(): Promise<void>;
+}
+
+/** USER_HZ: what /proc/<pid>/stat counts CPU time in. */
+const CLOCK_TICKS = 100;
+
+/** User + system CPU seconds of a live process, or null when /proc cannot tell (it is gone, or this is not Linux). */
+function cpuSecondsOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const seconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+    return Number.isFinite(seconds) ? seconds : null;
+  } catch {
+    return null;
+  }
 }
 
 function exited(child: ChildProcess): Promise<void> {
@@ -68,7 +99,18 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
     env: { ...process.env, ...options.env, BM_AGENT_TOKEN: options.token },
   });
   let log = '';
+  const cpu: { -readonly [K in keyof AgentCpu]: AgentCpu[K] } = {
+    atListen: null,
+    atWriteStarted: null,
+    atWriteFinished: null,
+    atStop: null,
+  };
+  const cpuNow = (): number | null => (child.pid === undefined ? null : cpuSecondsOf(child.pid));
   child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (text: string) => {
+    if (cpu.atWriteStarted === null && text.includes('"msg":"write-image started"')) cpu.atWriteStarted = cpuNow();
+    if (cpu.atWriteFinished === null && text.includes('"msg":"write-image finished"')) cpu.atWriteFinished = cpuNow();
+  });
   const port = await new Promise<number>((resolve, reject) => {
     const listenMs = options.listenTimeoutMs ?? 15_000;
     const timer = setTimeout(() => {
@@ -80,6 +122,7 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
       log += text;
       const match = /"msg":"listening"[^\n]*"port":(\d+)/.exec(log);
       if (match) {
+        cpu.atListen ??= cpuNow();
         clearTimeout(timer);
         resolve(Number(match[1]));
       }
@@ -91,18 +134,26 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
   });
   const pid = child.pid;
   if (pid === undefined) throw new Error('agent has no pid');
+  const alive = (): boolean => child.exitCode === null && child.signalCode === null;
+  // Read before the signal: once the child is reaped its /proc entry is gone.
+  const lastCpu = (): void => {
+    if (alive()) cpu.atStop = cpuSecondsOf(pid) ?? cpu.atStop;
+  };
   return {
     pid,
     port,
     address: `127.0.0.1:${port}`,
     child,
     output: () => log,
+    cpu,
     async kill() {
-      if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGKILL');
+      lastCpu();
+      if (alive()) process.kill(pid, 'SIGKILL');
       await exited(child);
     },
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
+      if (!alive()) return;
+      lastCpu();
       process.kill(pid, 'SIGTERM');
       const timer = setTimeout(() => {
         if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGKILL');

@@ -106,6 +106,17 @@ export async function bundleAgent(dir: string, say: (m: string) => void): Promis
   }
 }
 
+/**
+ * Node's flags for the machines' agents: the ramdisk's (agent/main.ts: small
+ * V8 heaps), and LAB_AGENT_NODE_ARGS (space-separated) when looking into
+ * their CPU or memory.
+ */
+const AGENT_NODE_ARGS: readonly string[] = [
+  '--max-semi-space-size=1',
+  '--max-old-space-size=64',
+  ...(process.env.LAB_AGENT_NODE_ARGS ?? '').split(' ').filter((a) => a !== ''),
+];
+
 /** The i-th machine's hardware: a mix of sizes, so best fit has something to choose from. */
 function hardware(i: number): { cpus: number; memoryMb: number; diskGb: number } {
   return { cpus: 8 * (1 + (i % 4)), memoryMb: 16384, diskGb: 1 };
@@ -167,6 +178,7 @@ export async function startLabFleet(o: LabFleetOptions): Promise<LabFleet> {
         say: o.say,
         starts,
         ...(agentScript ? { agentScript, agentCompileCache: path.join(o.dir, 'agent/compile-cache') } : {}),
+        agentNodeArgs: AGENT_NODE_ARGS,
       });
       await machine.start();
       machines.push(machine);

@@ -4,7 +4,7 @@
  * controller and agent processes. Tests and benchmarks import it from here.
  */
 export { bmctlPath, machineRoot, repoRoot } from './paths.ts';
-export { startAgentProcess, type AgentProcess, type AgentProcessOptions } from './agent-process.ts';
+export { startAgentProcess, type AgentCpu, type AgentProcess, type AgentProcessOptions } from './agent-process.ts';
 export { agentStreamCounters, agentStreamStarts, type AgentStreamCounters, type AgentStreamStart } from './agent-counters.ts';
 export {
   freePort,

@@ -7,6 +7,7 @@
  */
 import { createReadStream } from 'node:fs';
 import type { MessageInitShape } from '@bufbuild/protobuf';
+import { EventService } from '../../proto/gen/bm/v1/event_pb.js';
 import { FlavorService } from '../../proto/gen/bm/v1/flavor_pb.js';
 import { ImageService, type CreateImageRequestSchema, type Image } from '../../proto/gen/bm/v1/image_pb.js';
 import { InstanceService, type Instance } from '../../proto/gen/bm/v1/instance_pb.js';
@@ -95,10 +96,17 @@ export interface BootOutcome {
 
 export type ProgressListener = (instances: readonly Instance[]) => void;
 
+const FINAL = new Set(['ACTIVE', 'ERROR']);
+
 /**
  * Boots the named instances at once and follows them until each is ACTIVE or
- * ERROR: the API's instance list, polled, drives `onProgress` (state and
- * deploy %) and the per-instance times.
+ * ERROR. The controller's events (EventService.Watch) say when an instance
+ * goes ACTIVE, confirmed by reading that instance; the instance list, read
+ * every `pollMs` (default 1 s), drives `onProgress` and catches what no event
+ * names (ERROR, an event missed). The list reads every instance's node:
+ * polled every 50 ms during 50 deploys it was over half the controller's
+ * database statements, and timed an instance only as finely as the list
+ * came back (docs/performance-notes.md).
  */
 export async function bootAll(
   conn: RpcConnection,
@@ -106,24 +114,65 @@ export async function bootAll(
   o: { readonly userData?: Uint8Array; readonly timeoutMs: number; readonly pollMs?: number; readonly onProgress?: ProgressListener },
 ): Promise<BootOutcome[]> {
   const api = conn.client(InstanceService);
-  const started = performance.now();
-  const created = await Promise.all(
-    names.map((name) => api.createInstance({ name, flavor: LAB_FLAVOR, image: LAB_IMAGE, userData: o.userData ?? new Uint8Array() })),
-  );
-  const mine = new Set(created.map((i) => i.uuid));
-  const done = new Map<string, BootOutcome>();
-  const deadline = started + o.timeoutMs;
-  while (done.size < created.length) {
-    const { instances } = await api.listInstances({});
-    const current = instances.filter((i) => mine.has(i.uuid));
-    const now = performance.now();
-    for (const i of current)
-      if ((i.state === 'ACTIVE' || i.state === 'ERROR') && !done.has(i.uuid)) done.set(i.uuid, { instance: i, ms: now - started });
-    o.onProgress?.(current);
-    if (done.size === created.length) break;
-    if (now > deadline)
-      throw new LabStepError('boot', `${created.length - done.size} instance(s)`, `not ACTIVE within ${o.timeoutMs / 1000} s`);
-    await new Promise((r) => setTimeout(r, o.pollMs ?? 250));
+  const pollMs = o.pollMs ?? 1000;
+  const watch = new AbortController();
+  /** When an event said each instance went ACTIVE (this client's clock), in arrival order. */
+  const activeAt = new Map<string, number>();
+  const named: string[] = [];
+  let wake: (() => void) | undefined;
+  const watching = (async () => {
+    try {
+      for await (const e of conn.client(EventService).watch({}, { signal: watch.signal })) {
+        const uuid = e.details.instance;
+        if (e.type !== 'instance.active' || !uuid || activeAt.has(uuid)) continue;
+        activeAt.set(uuid, performance.now());
+        named.push(uuid);
+        wake?.();
+      }
+    } catch {
+      // The list decides; a broken watch only makes the times coarser.
+    }
+  })();
+  try {
+    const started = performance.now();
+    const created = await Promise.all(
+      names.map((name) => api.createInstance({ name, flavor: LAB_FLAVOR, image: LAB_IMAGE, userData: o.userData ?? new Uint8Array() })),
+    );
+    const mine = new Set(created.map((i) => i.uuid));
+    const done = new Map<string, BootOutcome>();
+    const settle = (i: Instance, seenAt: number): void => {
+      if (FINAL.has(i.state) && !done.has(i.uuid)) done.set(i.uuid, { instance: i, ms: (activeAt.get(i.uuid) ?? seenAt) - started });
+    };
+    const deadline = started + o.timeoutMs;
+    let nextList = 0;
+    for (;;) {
+      for (const uuid of named.splice(0))
+        if (mine.has(uuid) && !done.has(uuid)) settle(await api.getInstance({ id: uuid }), performance.now());
+      const now = performance.now();
+      if (now >= nextList || done.size === created.length) {
+        const { instances } = await api.listInstances({});
+        const current = instances.filter((i) => mine.has(i.uuid));
+        const seenAt = performance.now();
+        for (const i of current) settle(i, seenAt);
+        o.onProgress?.(current);
+        nextList = seenAt + pollMs;
+        if (done.size === created.length) break;
+      }
+      if (performance.now() > deadline)
+        throw new LabStepError('boot', `${created.length - done.size} instance(s)`, `not ACTIVE within ${o.timeoutMs / 1000} s`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(0, nextList - performance.now()));
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        if (named.length > 0) wake();
+      });
+      wake = undefined;
+    }
+    return created.map((c) => done.get(c.uuid)!);
+  } finally {
+    watch.abort();
+    await watching;
   }
-  return created.map((c) => done.get(c.uuid)!);
 }

@@ -28,6 +28,8 @@ export interface VirtualNodeOptions {
   readonly say: (message: string) => void;
   /** The agent as the ramdisk carries it (the esbuild bundle); absent: agent/main.ts from the sources. */
   readonly agentScript?: string;
+  /** Options for node itself when it runs the agent (the ramdisk's V8 heap limits). */
+  readonly agentNodeArgs?: readonly string[];
   /** Node's compile cache for the agent: a machine's second ramdisk boot starts faster, as a cached ramdisk would. */
   readonly agentCompileCache?: string;
   /** Shared by a lab's machines: bounds how many start their ramdisk at once. */
@@ -165,6 +167,7 @@ export class VirtualNode {
             register: true,
             listenTimeoutMs: AGENT_LISTEN_MS,
             ...(this.o.agentScript ? { script: this.o.agentScript } : {}),
+            ...(this.o.agentNodeArgs ? { nodeArgs: this.o.agentNodeArgs } : {}),
             ...(this.o.agentCompileCache ? { env: { NODE_COMPILE_CACHE: this.o.agentCompileCache } } : {}),
             // Advertised to the controller, which dials it: loopback, like the listen address.
             extraArgs: ['--advertise', advertised, '--heartbeat-interval', '2', '--reboot-command', 'true', '--poweroff-command', 'true'],

@@ -6,7 +6,7 @@
  * first boot call to all ACTIVE against the single time, p50/p95 per
  * instance, and the controller's peak RSS (VmHWM) and CPU time.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { InstanceService } from '../../proto/gen/bm/v1/instance_pb.js';
@@ -47,6 +47,19 @@ async function cpuSeconds(pid: number | 'self', of: 'own' | 'reaped-children' = 
   return (Number(fields[at]) + Number(fields[at + 1])) / 100;
 }
 
+/**
+ * Starts a new peak: writing 5 to clear_refs resets VmHWM to the current RSS
+ * (Linux >= 4.0), so each phase's peak is its own. False when it could not.
+ */
+async function resetPeak(pid: number): Promise<boolean> {
+  return writeFile(`/proc/${pid}/clear_refs`, '5').then(
+    () => true,
+    () => false,
+  );
+}
+
+const toMiB = (kib: number | null): number | null => (kib === null ? null : Math.round(kib / 102.4) / 10);
+
 const delta = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : Math.round((b - a) * 10) / 10);
 
 function percentile(sorted: readonly number[], p: number): number {
@@ -71,25 +84,37 @@ export default async function labBench(ctx: BenchContext): Promise<BenchReport> 
       },
     });
     const ctl = fleet.controller;
+    /** Each phase's own peak RSS (MiB): where the controller's memory goes, not just how high it got. */
+    const phasePeakMiB: Record<string, number | null> = {};
+    // The first phase's peak counts from the controller's start.
+    let peaksReset = true;
+    const endPhase = async (name: string): Promise<void> => {
+      phasePeakMiB[name] = peaksReset ? toMiB(await procStatusKiB(ctl.pid, 'VmHWM')) : null;
+      peaksReset = await resetPeak(ctl.pid);
+    };
     const conn = connect(ctl.url, {
       metadata: { authorization: `Bearer ${ctl.token}` },
       ...(ctl.ca ? { credentials: tlsCredentials(await readFile(ctl.ca)) } : {}),
     });
     try {
       await uploadImage(conn, fleet.image);
+      await endPhase('startup_upload');
       const machines = fleet.describe();
       await enroll(conn, machines);
       const names = machines.map((m) => m.name);
       const t0 = performance.now();
       await provisionAll(conn, names, 'manage', 'manageable', 120_000);
       const manageS = (performance.now() - t0) / 1000;
+      await endPhase('enroll_manage');
       const t1 = performance.now();
       await provisionAll(conn, names, 'provide', 'available', 600_000);
       const provideS = (performance.now() - t1) / 1000;
+      await endPhase('provide');
       await createFlavor(conn);
       ctx.log(`managed in ${manageS.toFixed(1)} s, cleaned in ${provideS.toFixed(1)} s; one instance alone`);
 
-      const [single] = await bootAll(conn, ['bench-single'], { timeoutMs: 300_000, pollMs: 50 });
+      // Events time the instances (operator.ts); the list, which reads every instance's node, only catches an ERROR.
+      const [single] = await bootAll(conn, ['bench-single'], { timeoutMs: 300_000, pollMs: 5000 });
       if (single!.instance.state !== 'ACTIVE')
         throw new Error(`the single instance ended in ${single!.instance.state}: ${single!.instance.lastError}`);
       // Back to the pool, so the batch has every machine.
@@ -102,24 +127,53 @@ export default async function labBench(ctx: BenchContext): Promise<BenchReport> 
         await new Promise((r) => setTimeout(r, 200));
       }
 
+      await endPhase('single');
       ctx.log(`${count} instances at once`);
-      const peakBeforeKiB = await procStatusKiB(ctl.pid, 'VmHWM');
+      const peakBeforeKiB = Math.max(...Object.values(phasePeakMiB).map((m) => (m ?? 0) * 1024));
+      const agentsRunBefore = fleet.machines.map((m) => m.agentsRun.length);
       const cpuBefore = await cpuSeconds(ctl.pid);
+      const benchBefore = await cpuSeconds('self');
       const agentsBefore = await cpuSeconds('self', 'reaped-children');
       const batch = await bootAll(
         conn,
         machines.map((_, i) => `bench-${String(i + 1).padStart(3, '0')}`),
-        { timeoutMs: 900_000, pollMs: 50 },
+        { timeoutMs: 900_000, pollMs: 5000 },
       );
       const cpuAfter = await cpuSeconds(ctl.pid);
+      const benchAfter = await cpuSeconds('self');
       // The agents end when their machine boots from disk; by the last ACTIVE all but a few are reaped.
       await new Promise((r) => setTimeout(r, 1000));
       const agentsAfter = await cpuSeconds('self', 'reaped-children');
       const failed = batch.filter((b) => b.instance.state !== 'ACTIVE');
       const times = batch.map((b) => b.ms).sort((a, b) => a - b);
       const allMs = times[times.length - 1]!;
-      const peakKiB = await procStatusKiB(ctl.pid, 'VmHWM');
-      const peakMiB = peakKiB === null ? null : Math.round(peakKiB / 102.4) / 10;
+      await endPhase('batch');
+      const peakMiB = Object.values(phasePeakMiB).some((m) => m === null)
+        ? toMiB(await procStatusKiB(ctl.pid, 'VmHWM'))
+        : Math.max(...Object.values(phasePeakMiB).map((m) => m ?? 0));
+      // The batch's agents (started by the batch's network boots): their start-up to listening, and their whole life.
+      const batchAgents = fleet.machines.flatMap((m, i) => m.agentsRun.slice(agentsRunBefore[i]));
+      // Each agent's life in spans: start-up to listening, then to its image write's start (finding the
+      // controller, waiting to be called), the write, and the rest (config drive, relaying, heartbeats, exit).
+      const spans = { startup: 0, to_write: 0, write: 0, after_write: 0, life: 0 };
+      let unmeasured = 0;
+      for (const a of batchAgents) {
+        // One still running (its machine not yet rebooted) counts what it has used so far.
+        const life = a.cpu.atStop ?? (await cpuSeconds(a.pid));
+        const { atListen, atWriteStarted, atWriteFinished } = a.cpu;
+        if (life === null || atListen === null || atWriteStarted === null || atWriteFinished === null) {
+          unmeasured++;
+          continue;
+        }
+        spans.startup += atListen;
+        spans.to_write += atWriteStarted - atListen;
+        spans.write += atWriteFinished - atWriteStarted;
+        spans.after_write += life - atWriteFinished;
+        spans.life += life;
+      }
+      const agentCpu = Object.fromEntries(Object.entries(spans).map(([k, v]) => [k, Math.round(v * 10) / 10]));
+      // Streams a relay agent fed (rack fan-out); the controller fed the rest.
+      const relayed = batchAgents.reduce((n, a) => n + a.output().split('"msg":"relay started"').length - 1, 0);
       const ratio = failed.length === 0 ? allMs / single!.ms : null;
       return {
         results: {
@@ -134,10 +188,20 @@ export default async function labBench(ctx: BenchContext): Promise<BenchReport> 
           failed: failed.length,
           controller_peak_rss_mib: peakMiB,
           // The peak before the batch (start-up, upload, enroll, cleaning, the single deploy): what the 50 streams added is the difference.
-          controller_peak_rss_before_batch_mib: peakBeforeKiB === null ? null : Math.round(peakBeforeKiB / 102.4) / 10,
+          controller_peak_rss_before_batch_mib: toMiB(peakBeforeKiB),
+          // Per phase (VmHWM reset between phases): start-up and upload, enroll_manage, provide, single, batch.
+          controller_peak_rss_by_phase_mib: phasePeakMiB,
           controller_cpu_s_during_batch: delta(cpuBefore, cpuAfter),
           // Each virtual machine's ramdisk is a Node process on this machine's shared cores, where a real one has its own CPU.
           lab_agents_cpu_s_during_batch: delta(agentsBefore, agentsAfter),
+          // The batch's agents, read from /proc as each was stopped: start-up (to listening) and whole life.
+          batch_agents: batchAgents.length,
+          batch_streams_relayed: relayed,
+          // CPU-s summed over the batch's agents, by span of their life (read from /proc as their log said so).
+          batch_agents_cpu_s: agentCpu,
+          batch_agents_unmeasured: unmeasured,
+          // This process: the virtual BMCs, the machines' firmware (iPXE fetches) and the API polling.
+          lab_process_cpu_s_during_batch: delta(benchBefore, benchAfter),
           cores: os.cpus().length,
         },
         goals: [
@@ -155,6 +219,9 @@ export default async function labBench(ctx: BenchContext): Promise<BenchReport> 
       conn.close();
     }
   } finally {
+    // LAB_CONTROLLER_LOG=FILE keeps what the controller printed (with LAB_CONTROLLER_NODE_ARGS=--trace-gc, its GCs).
+    const logTo = process.env.LAB_CONTROLLER_LOG;
+    if (logTo && fleet) await writeFile(logTo, fleet.controller.logs()).catch(() => undefined);
     await fleet?.stop();
   }
 }
