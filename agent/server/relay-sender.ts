@@ -14,7 +14,8 @@
  *
  * Bounds: data handed to grpc-js but not yet on the socket stays within
  * MAX_BUFFERED_BYTES (read buffers come from a small pool and go back once
- * grpc-js has them); the follower's stream waits for its first
+ * HTTP/2 has written them: grpc-js frames them in place, framed-send.ts,
+ * rather than copying each); the follower's stream waits for its first
  * acknowledgement before any data goes (until the call is connected grpc-js
  * would buffer without back-pressure).
  */
@@ -30,6 +31,7 @@ import {
 import { encodeDataFrame, MAX_DATA_FRAME_HEADER_BYTES } from '../../proto/frames/index.ts';
 import { connect, encoded, type EncodedMessage, isServiceError } from '../../proto/rpc/index.ts';
 import { AgentError } from '../errors.ts';
+import { allowFramingInPlace, GRPC_PREFIX_BYTES, installFramedSend } from './framed-send.ts';
 import type { ImageFeed } from './image-feed.ts';
 
 type Ack = MessageInitShape<typeof WriteImageAckSchema>;
@@ -41,8 +43,8 @@ type OutgoingFrame = MessageInitShape<typeof ImageFrameSchema> | EncodedMessage<
 export const RELAY_CHUNK_BYTES = 1024 * 1024;
 /**
  * Data handed to grpc-js and not yet written to the socket, per follower.
- * Small: grpc-js holds a copy of each frame too, and an agent relaying to two
- * followers while it writes its own image has a 128 MiB budget in all.
+ * Small: an agent relaying to two followers while it writes its own image
+ * has a 128 MiB budget in all.
  */
 const MAX_BUFFERED_BYTES = 2 * 1024 * 1024;
 /** A relay whose own image stops advancing this long lets its followers go to the controller. */
@@ -64,6 +66,9 @@ export class FollowerStreamError extends AgentError {
   }
 }
 
+/** Spare bytes in front of the data read into a buffer: the data frame's header, and gRPC's prefix before it. */
+const HEADROOM_BYTES = GRPC_PREFIX_BYTES + MAX_DATA_FRAME_HEADER_BYTES;
+
 /**
  * Read buffers, reused by every relay of the process: a fresh 1 MiB buffer
  * per frame is what makes V8 collect often. At most MAX_FREE_BUFFERS wait
@@ -73,7 +78,11 @@ const MAX_FREE_BUFFERS = 6;
 const freeBuffers: Buffer[] = [];
 const readBuffers = {
   take(): Buffer {
-    return freeBuffers.pop() ?? Buffer.allocUnsafeSlow(MAX_DATA_FRAME_HEADER_BYTES + RELAY_CHUNK_BYTES);
+    const reused = freeBuffers.pop();
+    if (reused) return reused;
+    const buffer = Buffer.allocUnsafeSlow(HEADROOM_BYTES + RELAY_CHUNK_BYTES);
+    allowFramingInPlace(buffer);
+    return buffer;
   },
   give(buffer: Buffer): void {
     if (freeBuffers.length < MAX_FREE_BUFFERS) freeBuffers.push(buffer);
@@ -100,6 +109,7 @@ export async function* relayToFollower(
   start: Start,
   signal: AbortSignal,
 ): AsyncIterable<Ack> {
+  installFramedSend();
   // Agents serve plaintext: the follower's token is what authenticates the relay to it.
   const rpc = connect(follower.address, {
     credentials: grpc.credentials.createInsecure(),
@@ -133,7 +143,7 @@ export async function* relayToFollower(
     if (over) throw new AgentError('failed-precondition', `follower ${follower.address} ended the stream early`);
     buffered += dataBytes;
     call.write(frame, () => {
-      // grpc-js has copied the frame into its own message: the read buffer may be reused.
+      // HTTP/2 has written the frame (framed in place, not copied): the read buffer may be reused.
       release?.();
       buffered -= dataBytes;
       changed();
@@ -156,8 +166,8 @@ export async function* relayToFollower(
         for (let at = run.offset; at < run.offset + run.length; at += RELAY_CHUNK_BYTES) {
           const length = Math.min(RELAY_CHUNK_BYTES, run.offset + run.length - at);
           const buffer = readBuffers.take();
-          await readFully(target, buffer, MAX_DATA_FRAME_HEADER_BYTES, length, at);
-          const data = buffer.subarray(MAX_DATA_FRAME_HEADER_BYTES, MAX_DATA_FRAME_HEADER_BYTES + length);
+          await readFully(target, buffer, HEADROOM_BYTES, length, at);
+          const data = buffer.subarray(HEADROOM_BYTES, HEADROOM_BYTES + length);
           await send(encoded(ImageFrameSchema, encodeDataFrame(at, data, MAX_DATA_FRAME_HEADER_BYTES)), length, () =>
             readBuffers.give(buffer),
           );
