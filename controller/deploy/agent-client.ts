@@ -36,6 +36,8 @@ export function connectAgent(address: string, token: string, tuning: StreamTunin
     metadata: { authorization: `Bearer ${token}` },
     receiveWindowBytes: tuning.flowControlWindow,
     channelOptions,
+    // Data frames carry room for gRPC's header (stream.ts): sent without grpc-js's copy.
+    inPlaceFraming: true,
   });
   return {
     address,

@@ -2,7 +2,7 @@ import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ImageFrameSchema } from '../../proto/gen/bm/agent/v1/agent_pb.js';
-import { encodeDataFrame } from './frame-codec.ts';
+import { dataFrameMessage, encodeDataFrame } from './frame-codec.ts';
 
 describe('data frame encoding', () => {
   it('is byte-identical to toBinary for any offset and payload', () => {
@@ -46,5 +46,20 @@ describe('data frame encoding', () => {
     const decoded = fromBinary(ImageFrameSchema, encodeDataFrame(2 ** 40 + 3, data));
     expect(decoded.offset).toBe(2n ** 40n + 3n);
     expect(Buffer.from(decoded.data).equals(Buffer.from(data))).toBe(true);
+  });
+});
+
+describe('data frame messages for the rpc adapter', () => {
+  it('pass on the headroom the frame header left, and none when the frame had to be copied', () => {
+    const backing = new Uint8Array(32 + 1000).fill(1);
+    const data = backing.subarray(32);
+    const inPlace = dataFrameMessage(2 ** 40, data, 32);
+    const headerBytes = inPlace.bytes.length - data.length;
+    expect(inPlace.bytes.buffer).toBe(backing.buffer);
+    expect(inPlace.headroom).toBe(32 - headerBytes);
+    expect(inPlace.bytes.byteOffset).toBe(inPlace.headroom);
+    const copied = dataFrameMessage(2 ** 40, data, 3);
+    expect(copied.bytes.buffer).not.toBe(backing.buffer);
+    expect(copied.headroom).toBe(0);
   });
 });

@@ -8,9 +8,10 @@
  * happens to the node.
  *
  * A data extent goes to grpc-js as a view of the image source's (pooled)
- * buffer with the frame header written in the spare bytes in front of it,
- * and goes back to the source's pool once grpc-js has copied it into its
- * own message: grpc-js's copy is the only one on the way to the socket.
+ * buffer with the frame header, and gRPC's message header, written in the
+ * spare bytes in front of it (the connection frames in place: proto/rpc/
+ * in-place-framing.ts), and goes back to the source's pool once HTTP/2 has
+ * written it: no copy between the image file and the socket.
  *
  * Two bounds keep a stream honest (tuning.ts): data handed to grpc-js but
  * not yet on the socket (the controller's memory per stream), and data sent
@@ -20,12 +21,12 @@
  */
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { AgentService, ImageFrameSchema } from '../../proto/gen/bm/agent/v1/agent_pb.js';
-import { encoded, type EncodedMessage } from '../../proto/rpc/index.ts';
+import type { EncodedMessage } from '../../proto/rpc/index.ts';
 import type { ImageSource } from '../images/index.ts';
 import type { AgentConnection } from './agent-client.ts';
 import type { ExpectedDigest } from './digest.ts';
 import { DeployChecksumError, DeployStreamError } from './errors.ts';
-import { encodeDataFrame } from './frame-codec.ts';
+import { dataFrameMessage } from './frame-codec.ts';
 import { DEPLOY_BUFFER_BUDGET, type BufferBudget } from './buffer-budget.ts';
 import { checkTuning, DEFAULT_TUNING, type StreamTuning } from './tuning.ts';
 
@@ -137,8 +138,7 @@ export async function streamImage(
     progress.dataBytesSent += dataBytes;
     progress.frames++;
     call.write(frame, () => {
-      // grpc-js has copied the frame into its own message buffer by now: the
-      // image source may reuse ours.
+      // HTTP/2 has written the frame (or the call failed): the image source may reuse the buffer.
       release?.();
       buffered -= dataBytes;
       if (!over.signal.aborted) {
@@ -175,7 +175,7 @@ export async function streamImage(
     for await (const extent of source.extents(startOffset)) {
       if (extent.kind === 'data') {
         await send(
-          encoded(ImageFrameSchema, encodeDataFrame(extent.offset, extent.data, extent.headroom ?? 0)),
+          dataFrameMessage(extent.offset, extent.data, extent.headroom ?? 0),
           extent.data.length,
           extent.offset + extent.data.length,
           extent.release,

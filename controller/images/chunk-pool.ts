@@ -5,9 +5,9 @@
  * (docs/performance-notes.md).
  *
  * Each buffer has `FRAME_HEADROOM` spare bytes in front of the image bytes:
- * the deploy stream writes the frame's protobuf header there, so a data
- * frame goes to grpc-js without a copy of its payload (controller/deploy/
- * frame-codec.ts).
+ * the deploy stream writes the frame's protobuf header and gRPC's message
+ * header there, so a data frame reaches the socket without a copy of its
+ * payload (controller/deploy/frame-codec.ts).
  *
  * A chunk is shared by the extents cut from it (data runs between zero
  * runs); it returns to the pool when the source and every such extent have
@@ -15,7 +15,10 @@
  * leaves the buffer to the GC: the pool then allocates, as before.
  */
 
-/** Room for a data frame's header: two tags, an offset varint (≤ 8 bytes below 2^53) and a length varint (≤ 5). */
+/**
+ * Room for a data frame's header (two tags, an offset varint ≤ 8 bytes below 2^53, a length varint ≤ 5)
+ * and gRPC's 5-byte message header in front of it (proto/rpc/in-place-framing.ts).
+ */
 export const FRAME_HEADROOM = 32;
 
 export class ChunkPool {

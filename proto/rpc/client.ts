@@ -8,6 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { DescMethod } from '@bufbuild/protobuf';
 import { deserializer, serializer, type EncodedMessage } from './codec.ts';
 import { duplexCall, type DuplexCall } from './duplex.ts';
+import { IN_PLACE_FRAMING_CHANNEL_OPTIONS, installInPlaceFraming } from './in-place-framing.ts';
 import { defaultCredentials } from './trusted-servers.ts';
 import { methodPath, type CallOptions, type InInit, type Out, type ServiceClient, type TypedService } from './types.ts';
 
@@ -24,6 +25,12 @@ export interface ConnectOptions {
   readonly receiveWindowBytes?: number;
   /** Further grpc-js channel options, e.g. message size limits and keepalive. */
   readonly channelOptions?: grpc.ChannelOptions;
+  /**
+   * Send encoded messages that have room in front (codec.ts encoded() with
+   * headroom) without grpc-js's copy (in-place-framing.ts). The channel then
+   * runs without retries, and a write's callback says the bytes were written.
+   */
+  readonly inPlaceFraming?: boolean;
 }
 
 /** A bidi method of a protobuf-es service descriptor. */
@@ -88,7 +95,10 @@ export function connect(address: string, options: ConnectOptions = {}): RpcConne
     'grpc.use_local_subchannel_pool': 1,
     ...(options.receiveWindowBytes !== undefined ? { 'grpc-node.flow_control_window': options.receiveWindowBytes } : {}),
     ...options.channelOptions,
+    ...(options.inPlaceFraming ? IN_PLACE_FRAMING_CHANNEL_OPTIONS : {}),
   };
+  if (options.inPlaceFraming) installInPlaceFraming();
+  const inPlace = options.inPlaceFraming ?? false;
   const channel = new grpc.Client(address, options.credentials ?? defaultCredentials(address), channelOptions);
 
   const metadataFor = (call?: CallOptions): grpc.Metadata => {
@@ -106,7 +116,7 @@ export function connect(address: string, options: ConnectOptions = {}): RpcConne
 
   const makeMethod = (method: DescMethod): unknown => {
     const path = methodPath(method);
-    const serialize = serializer(method.input) as (value: unknown) => Buffer;
+    const serialize = serializer(method.input, inPlace) as (value: unknown) => Buffer;
     const deserialize = deserializer(method.output);
     switch (method.methodKind) {
       case 'unary':
@@ -163,7 +173,7 @@ export function connect(address: string, options: ConnectOptions = {}): RpcConne
     duplex<M extends BidiMethod>(method: M, call?: CallOptions): DuplexCall<InInit<M> | EncodedMessage<M['input']>, Out<M>> {
       const c = channel.makeBidiStreamRequest(
         methodPath(method),
-        serializer(method.input) as (value: InInit<M> | EncodedMessage<M['input']>) => Buffer,
+        serializer(method.input, inPlace) as (value: InInit<M> | EncodedMessage<M['input']>) => Buffer,
         deserializer(method.output) as (bytes: Buffer) => Out<M>,
         metadataFor(call),
         callOptionsFor(call),

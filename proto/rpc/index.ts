@@ -13,6 +13,7 @@ export { bindServerWithReceiveWindow, GrpcInternalsChangedError } from './receiv
 export { connect, isServiceError, type BidiMethod, type ConnectOptions, type RpcConnection } from './client.ts';
 export { deserializer, encoded, EncodedMessage, EncodedSchemaMismatchError } from './codec.ts';
 export type { DuplexCall } from './duplex.ts';
+export { GRPC_MESSAGE_HEADER_BYTES, installInPlaceFraming, IN_PLACE_FRAMING_CHANNEL_OPTIONS } from './in-place-framing.ts';
 export { tlsCredentials } from './tls.ts';
 export { defaultCredentials, forgetServer, trustServer } from './trusted-servers.ts';
 export { methodPath, type CallContext, type CallOptions, type ServiceClient, type ServiceHandlers, type TypedService } from './types.ts';
