@@ -26,7 +26,7 @@ import { suiteTls } from './suite-tls.ts';
  * Growing the old generation by at most half its live size between full
  * GCs keeps the peak near the live size (both in docs/performance-notes.md).
  * The old generation is not capped: a cap would turn a big fleet into an
- * out-of-memory crash.
+ * out-of-memory crash. bin/bmctl starts a real controller with the same flags.
  */
 export const CONTROLLER_NODE_ARGS: readonly string[] = ['--max-semi-space-size=4', '--heap-growing-percent=50'];
 

@@ -3,8 +3,10 @@
  * enrolled, verified and cleaned through the API, then 50 instances booted at
  * once. The peer is one instance booted alone on the same lab in the same
  * run: a deploy that waits on nothing but itself. Figures: the time from the
- * first boot call to all ACTIVE against the single time, p50/p95 per
- * instance, and the controller's peak RSS (VmHWM) and CPU time.
+ * first boot call to all ACTIVE (each instance timed by its instance.active
+ * event) against the single time, p50/p95 per instance, the controller's
+ * peak RSS (VmHWM, overall and per phase) and CPU time, and the CPU of the
+ * batch's agents and of this process, which share the host's cores.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
