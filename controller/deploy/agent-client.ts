@@ -4,7 +4,7 @@
  * token as a bearer token. WriteImage runs on it as a duplex call
  * (stream.ts), so the image stream and the unary calls share it.
  */
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { AgentService } from '../../proto/gen/bm/agent/v1/agent_pb.js';
 import { connect, type RpcConnection, type ServiceClient } from '../../proto/rpc/index.ts';
 import { DEFAULT_TUNING, type StreamTuning } from './tuning.ts';
@@ -33,6 +33,9 @@ export function connectAgent(address: string, token: string, tuning: StreamTunin
     'grpc.keepalive_permit_without_calls': 0,
   };
   const rpc = connect(address, {
+    // Agents serve plaintext, authenticated by the node's token; said here so that no TLS setting of
+    // this process (trustServer) can turn the image stream into a TLS one.
+    credentials: grpc.credentials.createInsecure(),
     metadata: { authorization: `Bearer ${token}` },
     receiveWindowBytes: tuning.flowControlWindow,
     channelOptions,

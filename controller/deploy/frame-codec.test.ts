@@ -2,6 +2,8 @@ import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ImageFrameSchema } from '../../proto/gen/bm/agent/v1/agent_pb.js';
+import { GRPC_MESSAGE_HEADER_BYTES } from '../../proto/rpc/index.ts';
+import { openImageSource } from '../images/index.ts';
 import { dataFrameMessage, encodeDataFrame } from './frame-codec.ts';
 
 describe('data frame encoding', () => {
@@ -61,5 +63,34 @@ describe('data frame messages for the rpc adapter', () => {
     const copied = dataFrameMessage(2 ** 40, data, 3);
     expect(copied.bytes.buffer).not.toBe(backing.buffer);
     expect(copied.headroom).toBe(0);
+  });
+});
+
+describe('data frames cut from an image source', () => {
+  it('leave room for gRPC’s message header in front, so the agent connection sends them without a copy', async () => {
+    const MIB = 1024 * 1024;
+    const bytes = new Uint8Array(3 * MIB).map((_, i) => (i * 7 + 1) & 0xff);
+    bytes.fill(0, MIB, 2 * MIB - 4096); // a data run after a zero run inside a chunk
+    const reader = {
+      size: bytes.length,
+      read: async (position: number, length: number) => bytes.slice(position, position + length),
+      readInto: async (position: number, target: Uint8Array) => {
+        const n = Math.min(target.length, bytes.length - position);
+        target.set(bytes.subarray(position, position + n));
+        return n;
+      },
+      close: async () => undefined,
+    };
+    const image = await openImageSource(reader, 'raw');
+    let frames = 0;
+    for await (const extent of image.source.extents()) {
+      if (extent.kind !== 'data') continue;
+      const message = dataFrameMessage(extent.offset, extent.data, extent.headroom ?? 0);
+      expect(message.bytes.buffer).toBe(extent.data.buffer);
+      expect(message.headroom).toBeGreaterThanOrEqual(GRPC_MESSAGE_HEADER_BYTES);
+      extent.release?.();
+      frames++;
+    }
+    expect(frames).toBe(3);
   });
 });
