@@ -75,7 +75,16 @@ function fenced(control: PowerControl, ctx: TaskContext): PowerControl {
   };
 }
 
+/** A subscription to a node's callbacks, opened before its power-on. */
+interface Listening {
+  readonly waker: CallbackWaker;
+  /** NATS confirmed the subscription before the power-on. */
+  readonly subscribed: boolean;
+}
+
 export class AgentBoot {
+  /** Subscriptions opened by bootRamdisk, for the waitForAgent that follows, by node. */
+  readonly #listening = new Map<string, Listening>();
   readonly #bmc: BmcAccess;
   readonly #tokens: AgentTokenStore;
   readonly #opts: AgentBootOptions;
@@ -112,6 +121,20 @@ export class AgentBoot {
     await this.#tokens.issue(node.uuid, this.#opts.tokenTtlMs);
     // Heartbeats older than this belong to an earlier boot.
     const since = new Date();
+    // Listening before the power-on: this boot's agent (it needs the token just armed) is then heard, not polled for.
+    const listening = await this.#listen(ctx);
+    try {
+      await this.#powerIntoRamdisk(ctx, purpose, then);
+    } catch (err) {
+      listening?.waker.close();
+      throw err;
+    }
+    if (listening) this.#keepListening(node.uuid, listening);
+    return since;
+  }
+
+  async #powerIntoRamdisk(ctx: TaskContext, purpose: string, then?: ProvisionEvent): Promise<void> {
+    const node = ctx.node();
     await this.#bmc.with(
       node,
       async (bmc) => {
@@ -126,27 +149,56 @@ export class AgentBoot {
     if (then) await ctx.advance(then, { powerState: 'on' });
     else await ctx.record({ powerState: 'on' });
     ctx.publish('power.changed', { target: 'on', purpose, bootDevice: 'pxe' });
-    return since;
+  }
+
+  /** Subscribes to the node's callbacks; `subscribed` once NATS confirmed it (bounded: a NATS that is away must not hold the flow up). */
+  async #listen(ctx: TaskContext): Promise<Listening | null> {
+    const events = this.#opts.events;
+    if (!events) return null;
+    const waker = new CallbackWaker(events.subscribe(ctx.node().uuid));
+    const subscribed = await Promise.race([
+      events.flush().then(
+        () => true,
+        () => false,
+      ),
+      sleep(this.#opts.pollMs, ctx.signal).then(() => false),
+    ]);
+    return { waker, subscribed };
+  }
+
+  /** Kept for this boot's waitForAgent; closed if no wait takes it within the callback timeout (its flow failed first). */
+  #keepListening(nodeUuid: string, listening: Listening): void {
+    this.#listening.get(nodeUuid)?.waker.close();
+    this.#listening.set(nodeUuid, listening);
+    setTimeout(() => {
+      if (this.#listening.get(nodeUuid) !== listening) return;
+      this.#listening.delete(nodeUuid);
+      listening.waker.close();
+    }, this.#opts.callbackTimeoutMs).unref();
   }
 
   /** Waits for the agent of this boot to heartbeat; its address and the token to call it with. */
   async waitForAgent(ctx: TaskContext, since: Date): Promise<AgentSession> {
-    const events = this.#opts.events;
-    const waker = events ? new CallbackWaker(events.subscribe(ctx.node().uuid)) : null;
+    const uuid = ctx.node().uuid;
+    const kept = this.#listening.get(uuid);
+    this.#listening.delete(uuid);
+    const listening = kept ?? (await this.#listen(ctx));
     try {
-      // Subscribed before the first read: a callback after that read is heard.
-      // Bounded: a NATS that is away must not hold the wait up (its polls still see the callback).
-      if (events) await Promise.race([events.flush().catch(() => undefined), sleep(this.#opts.pollMs, ctx.signal)]);
-      return await this.#awaitCallback(ctx, since, waker);
+      // Listening since before the power-on, a callback cannot have come unheard: the first read waits for it (or the slow poll).
+      return await this.#awaitCallback(ctx, since, listening?.waker ?? null, kept?.subscribed === true);
     } finally {
-      waker?.close();
+      listening?.waker.close();
     }
   }
 
-  async #awaitCallback(ctx: TaskContext, since: Date, waker: CallbackWaker | null): Promise<AgentSession> {
+  async #awaitCallback(ctx: TaskContext, since: Date, waker: CallbackWaker | null, heardSincePowerOn: boolean): Promise<AgentSession> {
     const deadline = Date.now() + this.#opts.callbackTimeoutMs;
-    for (;;) {
+    for (let first = true; ; first = false) {
       ctx.signal.throwIfAborted();
+      if (first && heardSincePowerOn && waker) {
+        await waker.next(Math.min(this.#opts.pollMs * CALLBACK_POLL_FACTOR, this.#opts.callbackTimeoutMs), ctx.signal);
+        ctx.signal.throwIfAborted();
+      }
       const node = await ctx.refresh();
       if (node.agentAddress && node.agentSeenAt && node.agentSeenAt.getTime() >= since.getTime()) {
         const token = await this.#tokens.reveal(node.uuid);

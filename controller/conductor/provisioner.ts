@@ -7,14 +7,14 @@
 import type { FanoutPlanner } from '../deploy/index.ts';
 import type { Logger } from 'pino';
 import { BmError, ConflictError, NotFoundError, ValidationError } from '../errors.ts';
-import type { ImageCatalog } from '../images/index.ts';
-import type { InstanceStore, InstanceRecord } from '../instances/index.ts';
+import type { ImageCatalog, ImageRecord } from '../images/index.ts';
+import { LookupCache, type InstanceStore, type InstanceRecord } from '../instances/index.ts';
 import type { NodeStore, NodeRecord } from '../nodes/index.ts';
 import type { AgentBoot } from './agent-boot.ts';
 import type { BmcAccess } from './bmc-access.ts';
 import type { DeployCheckpoints } from './deploy-checkpoint.ts';
 import { cleanSteps, type EraseMode } from './flows/clean.ts';
-import { deployFailed, deployWork, type DeployEntry } from './flows/deploy.ts';
+import { type DeployDeps, deployFailed, deployWork, type DeployEntry } from './flows/deploy.ts';
 import { inspectSteps } from './flows/inspect.ts';
 import type { TaskContext, TaskManager } from './task.ts';
 
@@ -53,6 +53,8 @@ export class Provisioner {
   readonly #d: ProvisionerDeps;
   /** Nodes the recovery sweep is working on now: a forwarded deploy of the same node leaves them to it (and the other way round). */
   readonly #recovering = new Set<string>();
+  /** Images deploys start from, for a second: a boot storm's deploys all read the same one (a deleted image is seen within it). */
+  readonly #images = new LookupCache<ImageRecord>(1000, (image) => image.status === 'active');
 
   constructor(deps: ProvisionerDeps) {
     this.#d = deps;
@@ -98,16 +100,21 @@ export class Provisioner {
     await ctx.advance('done', { lastError: null });
   }
 
-  /** Starts the deploy on a node the scheduler claimed for the instance (it holds the reservation). */
-  deploy(node: NodeRecord, instance: InstanceRecord): void {
-    const deps = {
+  #deployDeps(): DeployDeps {
+    return {
       boot: this.#d.boot,
       images: this.#d.images,
       instances: this.#d.instances,
       checkpoints: this.#d.checkpoints,
       log: this.#d.log,
       ...(this.#d.fanout ? { fanout: this.#d.fanout } : {}),
+      imageOf: (uuid) => this.#images.get(uuid, (id) => this.#d.images.get(id)),
     };
+  }
+
+  /** Starts the deploy on a node the scheduler claimed for the instance (it holds the reservation). */
+  deploy(node: NodeRecord, instance: InstanceRecord): void {
+    const deps = this.#deployDeps();
     this.#d.tasks.adopt(node, deployWork(deps, instance), deployFailed(deps, instance));
   }
 
@@ -255,14 +262,7 @@ export class Provisioner {
           : (await this.#d.boot.armed(node.uuid))
             ? 'wait'
             : 'start';
-    const deps = {
-      boot: this.#d.boot,
-      images: this.#d.images,
-      instances: this.#d.instances,
-      checkpoints: this.#d.checkpoints,
-      log: this.#d.log,
-      ...(this.#d.fanout ? { fanout: this.#d.fanout } : {}),
-    };
+    const deps = this.#deployDeps();
     try {
       await this.#d.tasks.takeOver(node.uuid, deployWork(deps, instance, entry), deployFailed(deps, instance));
     } catch (err) {

@@ -3,3 +3,4 @@ export { metaDataJson, networkDataJson } from './cloud-init.ts';
 export { InstanceManager } from './manager.ts';
 export { InstanceStore } from './store.ts';
 export type { InstanceRecord } from './types.ts';
+export { LookupCache } from './lookup-cache.ts';

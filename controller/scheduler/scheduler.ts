@@ -23,12 +23,12 @@ export type UnbindClaim = (tx: Transaction, nodeUuid: string) => Promise<void>;
 /**
  * Claims waiting in this process for one flavor are served together: one
  * window query brings enough best-fit candidates for all of them, and each
- * tries distinct ones, so a boot storm does not send every boot racing for
+ * gets a distinct one, so a boot storm does not send every boot racing for
  * the same few rows (which, with the old per-boot window of 32, also ran out
  * of rounds and answered "no valid node" while nodes were free).
  */
 const MAX_BATCH = 256;
-/** Candidates per waiting claim in one window: slack for rows another controller takes from the same window meanwhile. */
+/** Candidates per waiting claim in one window: the batch draws from equal best fits, so two controllers' batches seldom pick the same rows. */
 const CANDIDATES_PER_CLAIM = 4;
 /** Extra candidates in every window, however few claims wait. */
 const SPARE = 32;

@@ -9,7 +9,7 @@
  * counted in SQL afterwards.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
@@ -83,6 +83,16 @@ async function waitForDeployStarts(sql: mysql.Connection, count: number): Promis
     const [[row]] = await sql.query<mysql.RowDataPacket[]>("SELECT COUNT(*) AS n FROM nodes WHERE provision_state = 'wait-callback'");
     if (Number(row!.n) >= count) return (performance.now() - t0) / 1000;
     await new Promise((r) => setTimeout(r, 100));
+  }
+  return null;
+}
+
+/** The local MariaDB server's pid, if it runs on this host (the bench's database usually does). */
+async function mariadbPid(): Promise<number | null> {
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const comm = await readFile(`/proc/${entry}/comm`, 'utf8').catch(() => '');
+    if (comm.trim() === 'mariadbd' || comm.trim() === 'mysqld') return Number(entry);
   }
   return null;
 }
@@ -202,6 +212,10 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
 
       ctx.log(`${boots} concurrent boots through two controllers`);
       const cpuBefore = (await cpuSeconds(a.pid)) + (await cpuSeconds(b.pid));
+      // Where else the storm's CPU goes: this process (the 1,000 clients) and the database server, when it runs here.
+      const clientCpuBefore = process.cpuUsage();
+      const mariadb = await mariadbPid();
+      const mariadbCpuBefore = mariadb === null ? 0 : await cpuSeconds(mariadb);
       const statusBefore = await globalStatus(sql);
       const t1 = performance.now();
       const results = await Promise.allSettled(
@@ -214,6 +228,9 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
       const bootS = (performance.now() - t1) / 1000;
       const statusPerBoot = statusDelta(statusBefore, await globalStatus(sql), boots);
       const controllersCpuS = (await cpuSeconds(a.pid)) + (await cpuSeconds(b.pid)) - cpuBefore;
+      const clientCpu = process.cpuUsage(clientCpuBefore);
+      const clientCpuS = (clientCpu.user + clientCpu.system) / 1e6;
+      const mariadbCpuS = mariadb === null ? null : (await cpuSeconds(mariadb)) - mariadbCpuBefore;
       const claimed = results.filter((r) => r.status === 'fulfilled').length;
       const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
       // The deploys the boots started go on in the background: counted until each has powered its node and waits for the
@@ -281,6 +298,8 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
           boot_storm_s: Math.round(bootS * 100) / 100,
           claims_per_s: Math.round(claimsPerS),
           controllers_cpu_s_during_storm: Math.round(controllersCpuS * 10) / 10,
+          client_cpu_s_during_storm: Math.round(clientCpuS * 10) / 10,
+          mariadb_cpu_s_during_storm: mariadbCpuS === null ? null : Math.round(mariadbCpuS * 10) / 10,
           mariadb_status_per_boot_during_storm: statusPerBoot,
           deploys_waiting_for_agents_after_s: deployStartS === null ? null : Math.round(deployStartS * 100) / 100,
           mariadb_status_per_boot_until_deploys_wait: statusPerBootWithDeployStart,

@@ -28,6 +28,8 @@ export interface DeployDeps {
   readonly log: Logger;
   /** Rack fan-out for concurrent deploys of one image (controller/deploy/fanout-planner.ts); absent: off. */
   readonly fanout?: FanoutPlanner;
+  /** The image a deploy starts from, by uuid (a storm's deploys share a cached read); absent: read from `images`. */
+  readonly imageOf?: (uuid: string) => Promise<ImageRecord>;
 }
 
 /**
@@ -58,7 +60,7 @@ export function deployFailed(deps: DeployDeps, instance: InstanceRecord): AfterF
 }
 
 async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskContext, entry: DeployEntry): Promise<void> {
-  const image = await deps.images.get(instance.imageUuid);
+  const image = await (deps.imageOf ?? ((uuid: string) => deps.images.get(uuid)))(instance.imageUuid);
   let agent: AgentSession;
   if (entry === 'start') {
     const since = await deps.boot.bootRamdisk(ctx, 'deploy', 'wait');
