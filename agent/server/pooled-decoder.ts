@@ -20,18 +20,26 @@ import { StreamDecoder } from '@grpc/grpc-js/build/src/stream-decoder.js';
 const PREFIX = 5;
 /** Messages below this are small and rare (acknowledgements, start frames): plain allocations. */
 const POOLED_MIN_BYTES = 64 * 1024;
-/** Free buffers kept per size; a deploy's frames are one size (the chunk size), with writes in flight. */
+/**
+ * Pooled buffers come in multiples of this. A data frame's size grows by a
+ * byte when its offset's varint does (at 2 MiB, 256 MiB, 32 GiB): pooled by
+ * exact size, each step started a new pool and left the old one's free
+ * buffers (up to MAX_FREE_PER_SIZE MiB) held for nothing.
+ */
+const CAPACITY_STEP = 64 * 1024;
+/** Free buffers kept per capacity; a deploy's frames are one capacity (the chunk size), with writes in flight. */
 const MAX_FREE_PER_SIZE = 12;
 
-const free = new Map<number, Buffer[]>();
+const free = new Map<number, ArrayBuffer[]>();
 /** Buffers handed out by the decoder and not yet back: only these may be released. */
 const lent = new WeakSet<ArrayBufferLike>();
 
 function acquire(size: number): Buffer {
   if (size < POOLED_MIN_BYTES) return Buffer.allocUnsafe(size);
-  const buffer = free.get(size)?.pop() ?? Buffer.allocUnsafeSlow(size);
-  lent.add(buffer.buffer);
-  return buffer;
+  const capacity = Math.ceil(size / CAPACITY_STEP) * CAPACITY_STEP;
+  const backing = free.get(capacity)?.pop() ?? (Buffer.allocUnsafeSlow(capacity).buffer as ArrayBuffer);
+  lent.add(backing);
+  return Buffer.from(backing, 0, size);
 }
 
 /**
@@ -43,10 +51,10 @@ export function releaseFrameBuffer(bytes: Uint8Array): void {
   const backing = bytes.buffer;
   if (!lent.has(backing)) return;
   lent.delete(backing);
-  const size = backing.byteLength;
-  const list = free.get(size) ?? [];
-  if (list.length < MAX_FREE_PER_SIZE) list.push(Buffer.from(backing as ArrayBuffer, 0, size));
-  free.set(size, list);
+  const capacity = backing.byteLength;
+  const list = free.get(capacity) ?? [];
+  if (list.length < MAX_FREE_PER_SIZE) list.push(backing as ArrayBuffer);
+  free.set(capacity, list);
 }
 
 interface DecoderState {

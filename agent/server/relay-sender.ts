@@ -47,6 +47,21 @@ export const RELAY_CHUNK_BYTES = 1024 * 1024;
  * has a 128 MiB budget in all.
  */
 const MAX_BUFFERED_BYTES = 2 * 1024 * 1024;
+/**
+ * The follower channel's options. The retry buffer is off: grpc-js calls a
+ * write's callback as soon as that buffer holds the message (retrying-call.js,
+ * for messages up to its 1 MiB per-call limit), before HTTP/2 has sent it,
+ * and a frame here is a view of a read buffer that is reused once its write
+ * is called back (framed in place, framed-send.ts). Without the buffer the
+ * callback comes after the socket write. Retries are off anyway.
+ */
+export const RELAY_CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  'grpc.max_send_message_length': RELAY_CHUNK_BYTES + 64 * 1024,
+  'grpc.enable_retries': 0,
+  'grpc.per_rpc_retry_buffer_size': 0,
+  'grpc.keepalive_time_ms': 10_000,
+  'grpc.keepalive_timeout_ms': 10_000,
+};
 /** A relay whose own image stops advancing this long lets its followers go to the controller. */
 export const RELAY_STALL_MS = 60_000;
 
@@ -114,12 +129,7 @@ export async function* relayToFollower(
   const rpc = connect(follower.address, {
     credentials: grpc.credentials.createInsecure(),
     metadata: { authorization: `Bearer ${follower.token}` },
-    channelOptions: {
-      'grpc.max_send_message_length': RELAY_CHUNK_BYTES + 64 * 1024,
-      'grpc.enable_retries': 0,
-      'grpc.keepalive_time_ms': 10_000,
-      'grpc.keepalive_timeout_ms': 10_000,
-    },
+    channelOptions: RELAY_CHANNEL_OPTIONS,
   });
   const call = rpc.duplex(AgentService.method.writeImage);
   let buffered = 0;

@@ -5,9 +5,11 @@
  * for anything else.
  */
 import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
 import { CompressionFilter } from '@grpc/grpc-js/build/src/compression-filter.js';
 import { describe, expect, it } from 'vitest';
 import { allowFramingInPlace, GRPC_PREFIX_BYTES, installFramedSend } from '../../agent/server/framed-send.ts';
+import { RELAY_CHANNEL_OPTIONS } from '../../agent/server/relay-sender.ts';
 
 type Handler = { writeMessage(message: Buffer, compress: boolean): Promise<Buffer> };
 
@@ -65,5 +67,76 @@ describe('framing in place', () => {
     installFramedSend();
     const message = randomBytes(100);
     expect((await identityHandler().writeMessage(message, false)).equals(expectedFrame(message))).toBe(true);
+  });
+});
+
+describe('a relay frame written in place reaches the peer unchanged', () => {
+  installFramedSend();
+
+  /** Sends `count` messages of `size` bytes from one reused buffer, scribbling on it in each write's callback. */
+  async function sendReusing(channelOptions: grpc.ChannelOptions, count: number, size: number): Promise<{ sent: Buffer[]; got: Buffer[] }> {
+    const got: Buffer[] = [];
+    const server = new grpc.Server();
+    const identity = (bytes: Buffer): Buffer => bytes;
+    server.addService(
+      {
+        up: {
+          path: '/test.Framed/Up',
+          requestStream: true,
+          responseStream: false,
+          requestSerialize: identity,
+          requestDeserialize: identity,
+          responseSerialize: identity,
+          responseDeserialize: identity,
+        },
+      },
+      {
+        up: (call: grpc.ServerReadableStream<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) => {
+          call.on('data', (message: Buffer) => got.push(Buffer.from(message)));
+          call.on('end', () => done(null, Buffer.alloc(0)));
+        },
+      },
+    );
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),
+    );
+    const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), channelOptions);
+    const sent: Buffer[] = [];
+    try {
+      const buffer = Buffer.allocUnsafeSlow(GRPC_PREFIX_BYTES + size);
+      allowFramingInPlace(buffer);
+      await new Promise<void>((resolve, reject) => {
+        const call = client.makeClientStreamRequest<Buffer, Buffer>('/test.Framed/Up', identity, identity, (error) =>
+          error ? reject(error) : resolve(),
+        );
+        const next = (i: number): void => {
+          if (i === count) {
+            call.end();
+            return;
+          }
+          const message = buffer.subarray(GRPC_PREFIX_BYTES);
+          randomBytes(size).copy(message);
+          sent.push(Buffer.from(message));
+          call.write(message, () => {
+            // The relay reuses its read buffer here: whatever grpc-js still had to send would change.
+            message.fill(0xa5);
+            next(i + 1);
+          });
+        };
+        next(0);
+      });
+    } finally {
+      client.close();
+      server.forceShutdown();
+    }
+    return { sent, got };
+  }
+
+  it('with the relay channel options, small frames and large, each callback comes after the bytes went out', async () => {
+    for (const size of [100 * 1024, 1024 * 1024 + 100]) {
+      const { sent, got } = await sendReusing(RELAY_CHANNEL_OPTIONS, 24, size);
+      expect(got.length).toBe(sent.length);
+      for (let i = 0; i < sent.length; i++) expect(got[i]!.equals(sent[i]!), `message ${i} of ${size} bytes`).toBe(true);
+    }
   });
 });

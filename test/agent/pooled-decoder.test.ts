@@ -84,4 +84,17 @@ describe('pooled stream decoder', () => {
     expect(fourth?.buffer).not.toBe(third?.buffer);
     expect(fourth?.buffer).not.toBe(second?.buffer);
   });
+
+  it('reuses a released buffer for a message a byte longer (a frame whose offset varint grew)', () => {
+    const decoder = new StreamDecoder(-1);
+    const size = 1024 * 1024 + 16;
+    const [first] = decoder.write(frame(randomBytes(size)));
+    releaseFrameBuffer((first as Buffer).subarray(5));
+    const payload = randomBytes(size + 1);
+    const [longer] = decoder.write(frame(payload));
+    // Compared as a boolean: a failing toBe would print a diff of two 1 MiB buffers.
+    expect(longer?.buffer === first?.buffer).toBe(true);
+    expect(longer?.length).toBe(5 + size + 1);
+    expect(longer?.subarray(5).equals(payload)).toBe(true);
+  });
 });

@@ -8,7 +8,8 @@
  *   the same as a chain (fan-out 1), reported only.
  * Figures: the data bytes the controller itself sent against one image's
  * (goal <= 2x), the slowest finish against the single deploy (goal <= 1.5x),
- * CPU seconds of the controller and of all agents, peak agent RSS, relays
+ * CPU seconds of the controller and of all agents, peak agent RSS (of all,
+ * of the agents that relayed: goal <= 128 MiB, and of the others), relays
  * that fell back. Every deploy's agent reports its own block digest, which
  * the driver checks; after the fan-out run every disk is also hashed whole.
  *
@@ -121,7 +122,15 @@ export default async function fanout(ctx: BenchContext): Promise<BenchReport> {
         ...(fanoutWidth ? { fanout: fanoutWidth } : {}),
       });
       const agentCpu = (await Promise.all(agents.map((a) => cpuSecondsOf(a.pid)))).reduce((sum, v, i) => sum + v - cpuBefore[i]!, 0);
-      const agentRss = Math.max(...(await Promise.all(agents.map(async (a) => (await peakRssOf(a.pid)) ?? 0))));
+      const rss = await Promise.all(agents.map(async (a) => (await peakRssOf(a.pid)) ?? 0));
+      const agentRss = Math.max(...rss);
+      // Issue 15 bounds a relaying agent's RSS (it writes its image and forwards it): judged apart from the rest.
+      // relayedBy names the relay's node, which the driver calls bench-<index>.
+      const relays = new Set(result.streams.map((s) => s.relayedBy).filter((node) => node !== null));
+      const peakOf = (relaying: boolean): number | null => {
+        const values = rss.filter((_, i) => relays.has(`bench-${i}`) === relaying);
+        return values.length > 0 ? Math.max(...values) : null;
+      };
       await stopAgents();
       let disksMatch: boolean | null = null;
       if (verifyDisks) {
@@ -139,6 +148,8 @@ export default async function fanout(ctx: BenchContext): Promise<BenchReport> {
         agentsCpuS: round(agentCpu, 2),
         agentsCpuSPerGiBWritten: round(agentCpu / ((count * size) / GIB), 2),
         agentPeakRssMiB: agentRss,
+        relayPeakRssMiB: peakOf(true),
+        nonRelayPeakRssMiB: peakOf(false),
         fellBack: result.streams.filter((s) => s.fellBack).length,
         fedByController: result.streams.filter((s) => s.relayedBy === null).length,
         ...(disksMatch === null ? {} : { disksMatch }),
@@ -176,6 +187,13 @@ export default async function fanout(ctx: BenchContext): Promise<BenchReport> {
         goal('fan-out: controller bytes sent per image (20 deploys)', bytesRatio, '<=', 2),
         goal('fan-out: slowest of 20 vs a single deploy', fullScale ? timeRatio : null, '<=', 1.5, atScale),
         goal('fan-out: every disk matches the image', tree.disksMatch && chain.disksMatch ? 1 : 0, '>=', 1),
+        goal(
+          'fan-out: relaying agent peak RSS (MiB)',
+          fullScale ? Math.max(tree.relayPeakRssMiB ?? 0, chain.relayPeakRssMiB ?? 0) : null,
+          '<=',
+          128,
+          atScale,
+        ),
       ],
     };
   } finally {
