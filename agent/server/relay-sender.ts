@@ -14,8 +14,8 @@
  *
  * Bounds: data handed to grpc-js but not yet on the socket stays within
  * MAX_BUFFERED_BYTES (read buffers come from a small pool and go back once
- * HTTP/2 has written them: grpc-js frames them in place, framed-send.ts,
- * rather than copying each); the follower's stream waits for its first
+ * HTTP/2 has written them: the rpc adapter frames them in place,
+ * proto/rpc/in-place-framing.ts, rather than grpc-js copying each); the follower's stream waits for its first
  * acknowledgement before any data goes (until the call is connected grpc-js
  * would buffer without back-pressure).
  */
@@ -28,10 +28,9 @@ import {
   type WriteImageAckSchema,
   type WriteImageStartSchema,
 } from '../../proto/gen/bm/agent/v1/agent_pb.js';
-import { encodeDataFrame, MAX_DATA_FRAME_HEADER_BYTES } from '../../proto/frames/index.ts';
-import { connect, encoded, type EncodedMessage, isServiceError } from '../../proto/rpc/index.ts';
+import { dataFrameMessage, MAX_DATA_FRAME_HEADER_BYTES } from '../../proto/frames/index.ts';
+import { connect, type EncodedMessage, GRPC_MESSAGE_HEADER_BYTES, isServiceError } from '../../proto/rpc/index.ts';
 import { AgentError } from '../errors.ts';
-import { allowFramingInPlace, GRPC_PREFIX_BYTES, installFramedSend } from './framed-send.ts';
 import type { ImageFeed } from './image-feed.ts';
 
 type Ack = MessageInitShape<typeof WriteImageAckSchema>;
@@ -52,7 +51,7 @@ const MAX_BUFFERED_BYTES = 2 * 1024 * 1024;
  * write's callback as soon as that buffer holds the message (retrying-call.js,
  * for messages up to its 1 MiB per-call limit), before HTTP/2 has sent it,
  * and a frame here is a view of a read buffer that is reused once its write
- * is called back (framed in place, framed-send.ts). Without the buffer the
+ * is called back (framed in place, proto/rpc/in-place-framing.ts). Without the buffer the
  * callback comes after the socket write. Retries are off anyway.
  */
 export const RELAY_CHANNEL_OPTIONS: grpc.ChannelOptions = {
@@ -82,7 +81,7 @@ export class FollowerStreamError extends AgentError {
 }
 
 /** Spare bytes in front of the data read into a buffer: the data frame's header, and gRPC's prefix before it. */
-const HEADROOM_BYTES = GRPC_PREFIX_BYTES + MAX_DATA_FRAME_HEADER_BYTES;
+const HEADROOM_BYTES = GRPC_MESSAGE_HEADER_BYTES + MAX_DATA_FRAME_HEADER_BYTES;
 
 /**
  * Read buffers, reused by every relay of the process: a fresh 1 MiB buffer
@@ -95,9 +94,7 @@ const readBuffers = {
   take(): Buffer {
     const reused = freeBuffers.pop();
     if (reused) return reused;
-    const buffer = Buffer.allocUnsafeSlow(HEADROOM_BYTES + RELAY_CHUNK_BYTES);
-    allowFramingInPlace(buffer);
-    return buffer;
+    return Buffer.allocUnsafeSlow(HEADROOM_BYTES + RELAY_CHUNK_BYTES);
   },
   give(buffer: Buffer): void {
     if (freeBuffers.length < MAX_FREE_BUFFERS) freeBuffers.push(buffer);
@@ -124,12 +121,12 @@ export async function* relayToFollower(
   start: Start,
   signal: AbortSignal,
 ): AsyncIterable<Ack> {
-  installFramedSend();
   // Agents serve plaintext: the follower's token is what authenticates the relay to it.
   const rpc = connect(follower.address, {
     credentials: grpc.credentials.createInsecure(),
     metadata: { authorization: `Bearer ${follower.token}` },
     channelOptions: RELAY_CHANNEL_OPTIONS,
+    inPlaceFraming: true,
   });
   const call = rpc.duplex(AgentService.method.writeImage);
   let buffered = 0;
@@ -178,9 +175,7 @@ export async function* relayToFollower(
           const buffer = readBuffers.take();
           await readFully(target, buffer, HEADROOM_BYTES, length, at);
           const data = buffer.subarray(HEADROOM_BYTES, HEADROOM_BYTES + length);
-          await send(encoded(ImageFrameSchema, encodeDataFrame(at, data, MAX_DATA_FRAME_HEADER_BYTES)), length, () =>
-            readBuffers.give(buffer),
-          );
+          await send(dataFrameMessage(at, data, HEADROOM_BYTES), length, () => readBuffers.give(buffer));
         }
       }
       position = committed;
