@@ -33,7 +33,8 @@ beforeAll(async () => {
   off = await startControllerProcess();
   admin = connect(on.url, { metadata: { authorization: `Bearer ${on.token}` } });
   db = await openDatabase(on.databaseUrl, { connectionLimit: 2 });
-});
+  // Two start-ups of up to 30 s each: a hook that timed out first would leave a controller that became ready later running.
+}, 90_000);
 
 afterAll(async () => {
   admin?.close();
