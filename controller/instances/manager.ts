@@ -41,9 +41,9 @@ export class InstanceManager {
   readonly #ownership: Ownership | null;
   readonly #controllerId: string;
   readonly #fence: FenceView | undefined;
-  /** One writer for every boot here, so the boots of one claim batch are inserted together. */
   readonly #flavorCache = new LookupCache<FlavorRecord>(LOOKUP_TTL_MS);
   readonly #imageCache = new LookupCache<ImageRecord>(LOOKUP_TTL_MS, (image) => image.status === 'active');
+  /** One writer for every boot here, so the boots of one claim batch are inserted together. */
   readonly #rowWriter: ClaimWriter<InstanceRecord> = { write: (tx, rows) => this.#store.insertMany(rows, tx) };
 
   constructor(deps: {

@@ -5,8 +5,11 @@
  * child, by its PID.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { agentMainPath, machineRoot } from './paths.ts';
+import { cpuSecondsOf } from './proc-cpu.ts';
+
+/** Node's flags as the ramdisk starts the agent (ramdisk/rootfs/init): small V8 heaps (agent/main.ts says why). */
+export const RAMDISK_NODE_ARGS: readonly string[] = ['--max-semi-space-size=1', '--max-old-space-size=64'];
 
 export interface AgentProcessOptions {
   readonly token: string;
@@ -55,21 +58,6 @@ export interface AgentProcess {
   kill(): Promise<void>;
   /** SIGTERM, then SIGKILL after a grace period. */
   stop(): Promise<void>;
-}
-
-/** USER_HZ: what /proc/<pid>/stat counts CPU time in. */
-const CLOCK_TICKS = 100;
-
-/** User + system CPU seconds of a live process, or null when /proc cannot tell (it is gone, or this is not Linux). */
-function cpuSecondsOf(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const seconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-    return Number.isFinite(seconds) ? seconds : null;
-  } catch {
-    return null;
-  }
 }
 
 function exited(child: ChildProcess): Promise<void> {

@@ -21,6 +21,7 @@ import { loopbackBootToml } from './boot-toml.ts';
 import { StartLimiter } from './start-limiter.ts';
 import { repoRoot } from './paths.ts';
 import { freeUdpPort } from './udp-port.ts';
+import { RAMDISK_NODE_ARGS } from './agent-process.ts';
 import { VirtualNode } from './virtual-node.ts';
 
 const run = promisify(execFile);
@@ -112,8 +113,7 @@ export async function bundleAgent(dir: string, say: (m: string) => void): Promis
  * their CPU or memory.
  */
 const AGENT_NODE_ARGS: readonly string[] = [
-  '--max-semi-space-size=1',
-  '--max-old-space-size=64',
+  ...RAMDISK_NODE_ARGS,
   ...(process.env.LAB_AGENT_NODE_ARGS ?? '').split(' ').filter((a) => a !== ''),
 ];
 

@@ -4,7 +4,8 @@
  * controller and agent processes. Tests and benchmarks import it from here.
  */
 export { bmctlPath, machineRoot, repoRoot } from './paths.ts';
-export { startAgentProcess, type AgentCpu, type AgentProcess, type AgentProcessOptions } from './agent-process.ts';
+export { RAMDISK_NODE_ARGS, startAgentProcess, type AgentCpu, type AgentProcess, type AgentProcessOptions } from './agent-process.ts';
+export { cpuSecondsOf } from './proc-cpu.ts';
 export { agentStreamCounters, agentStreamStarts, type AgentStreamCounters, type AgentStreamStart } from './agent-counters.ts';
 export {
   freePort,

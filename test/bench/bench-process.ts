@@ -8,12 +8,11 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { cpuSecondsOf as procCpuSeconds } from '../../controller/lab/index.ts';
 
 const run = promisify(execFile);
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(benchDir, '../..');
-/** USER_HZ: what /proc/<pid>/stat counts CPU time in (100 on every Linux this runs on). */
-const CLOCK_TICKS = 100;
 
 /** Bundles the agent (scripts/build-agent.sh) and the bench driver `driverName` (a .ts beside this file) into `dir`. */
 export async function bundleAgentAndDriver(dir: string, driverName: string): Promise<{ agent: string; driver: string }> {
@@ -35,10 +34,9 @@ export async function bundleAgentAndDriver(dir: string, driverName: string): Pro
 
 /** User + system CPU seconds a process has used so far (all its threads), from /proc/<pid>/stat. */
 export async function cpuSecondsOf(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may hold spaces) start at ")"; utime and stime are fields 14 and 15.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  const seconds = procCpuSeconds(pid);
+  if (seconds === null) throw new Error(`no CPU time for process ${pid}: /proc/${pid}/stat is gone`);
+  return seconds;
 }
 
 /** Peak RSS in MiB (one decimal), or null once the process is gone. */

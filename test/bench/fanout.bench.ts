@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { rawContentSha256 } from '../../controller/images/digest.ts';
 import { openImageFile } from '../../controller/images/open.ts';
-import { sha256OfFilePrefix, startAgentProcess, type AgentProcess } from '../../controller/lab/index.ts';
+import { RAMDISK_NODE_ARGS, sha256OfFilePrefix, startAgentProcess, type AgentProcess } from '../../controller/lab/index.ts';
 import { bundleAgentAndDriver, cpuSecondsOf, peakRssOf } from './bench-process.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
 
@@ -38,7 +38,7 @@ const GIB = 1024 * MIB;
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(benchDir, '../..');
 /** As the ramdisk runs the agent, and as the stream bench runs both sides (see stream.bench.ts). */
-const NODE_ARGS = ['--max-semi-space-size=1', '--max-old-space-size=64'];
+const NODE_ARGS = RAMDISK_NODE_ARGS;
 const COUNT = 20;
 
 const round = (value: number, digits = 3): number => Math.round(value * 10 ** digits) / 10 ** digits;

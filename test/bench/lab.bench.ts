@@ -24,6 +24,7 @@ import {
   uniqueNatsPrefix,
   uploadImage,
   type LabFleet,
+  cpuSecondsOf,
 } from '../../controller/lab/index.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
 
@@ -33,20 +34,6 @@ async function procStatusKiB(pid: number, field: string): Promise<number | null>
   const text = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text);
   return m ? Number(m[1]) : null;
-}
-
-/**
- * CPU seconds from /proc/<pid>/stat: its own user + system time (fields 14,
- * 15), or that of its children it has reaped (16, 17): for this process, the
- * virtual machines' agents that have ended.
- */
-async function cpuSeconds(pid: number | 'self', of: 'own' | 'reaped-children' = 'own'): Promise<number | null> {
-  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  if (fields.length < 15) return null;
-  const at = of === 'own' ? 11 : 13;
-  // USER_HZ is 100 on Linux.
-  return (Number(fields[at]) + Number(fields[at + 1])) / 100;
 }
 
 /**
@@ -133,19 +120,19 @@ export default async function labBench(ctx: BenchContext): Promise<BenchReport> 
       ctx.log(`${count} instances at once`);
       const peakBeforeKiB = Math.max(...Object.values(phasePeakMiB).map((m) => (m ?? 0) * 1024));
       const agentsRunBefore = fleet.machines.map((m) => m.agentsRun.length);
-      const cpuBefore = await cpuSeconds(ctl.pid);
-      const benchBefore = await cpuSeconds('self');
-      const agentsBefore = await cpuSeconds('self', 'reaped-children');
+      const cpuBefore = cpuSecondsOf(ctl.pid);
+      const benchBefore = cpuSecondsOf('self');
+      const agentsBefore = cpuSecondsOf('self', 'reaped-children');
       const batch = await bootAll(
         conn,
         machines.map((_, i) => `bench-${String(i + 1).padStart(3, '0')}`),
         { timeoutMs: 900_000, pollMs: 5000 },
       );
-      const cpuAfter = await cpuSeconds(ctl.pid);
-      const benchAfter = await cpuSeconds('self');
+      const cpuAfter = cpuSecondsOf(ctl.pid);
+      const benchAfter = cpuSecondsOf('self');
       // The agents end when their machine boots from disk; by the last ACTIVE all but a few are reaped.
       await new Promise((r) => setTimeout(r, 1000));
-      const agentsAfter = await cpuSeconds('self', 'reaped-children');
+      const agentsAfter = cpuSecondsOf('self', 'reaped-children');
       const failed = batch.filter((b) => b.instance.state !== 'ACTIVE');
       const times = batch.map((b) => b.ms).sort((a, b) => a - b);
       const allMs = times[times.length - 1]!;
@@ -161,7 +148,7 @@ export default async function labBench(ctx: BenchContext): Promise<BenchReport> 
       let unmeasured = 0;
       for (const a of batchAgents) {
         // One still running (its machine not yet rebooted) counts what it has used so far.
-        const life = a.cpu.atStop ?? (await cpuSeconds(a.pid));
+        const life = a.cpu.atStop ?? cpuSecondsOf(a.pid);
         const { atListen, atWriteStarted, atWriteFinished } = a.cpu;
         if (life === null || atListen === null || atWriteStarted === null || atWriteFinished === null) {
           unmeasured++;

@@ -22,6 +22,7 @@ import { InstanceService } from '../../proto/gen/bm/v1/instance_pb.js';
 import { NodeService } from '../../proto/gen/bm/v1/node_pb.js';
 import { connect, type RpcConnection } from '../../proto/rpc/index.ts';
 import { runBmctl, startControllerProcess, uniqueDatabaseUrl, type ControllerProcess } from '../../controller/lab/index.ts';
+import { cpuSecondsOf } from './bench-process.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
 
 const FULL_NODES = 10_000;
@@ -38,13 +39,6 @@ function size(i: number): { cpus: number; memoryMb: number; localGb: number } {
 function mac(i: number): string {
   const h = i.toString(16).padStart(6, '0');
   return `52:54:02:${h.slice(0, 2)}:${h.slice(2, 4)}:${h.slice(4, 6)}`;
-}
-
-/** User + system CPU seconds of a process so far (/proc/<pid>/stat fields 14 and 15; USER_HZ 100). */
-async function cpuSeconds(pid: number): Promise<number> {
-  const text = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** Statement and row counters MariaDB keeps server-wide (other databases' traffic included: a noisy neighbour shows up here too). */
@@ -211,11 +205,11 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
       const flavor = await apiA.client(FlavorService).createFlavor({ name: 'sched', ramMb: 4096, diskGb: 1, cpus: 2 });
 
       ctx.log(`${boots} concurrent boots through two controllers`);
-      const cpuBefore = (await cpuSeconds(a.pid)) + (await cpuSeconds(b.pid));
+      const cpuBefore = (await cpuSecondsOf(a.pid)) + (await cpuSecondsOf(b.pid));
       // Where else the storm's CPU goes: this process (the 1,000 clients) and the database server, when it runs here.
       const clientCpuBefore = process.cpuUsage();
       const mariadb = await mariadbPid();
-      const mariadbCpuBefore = mariadb === null ? 0 : await cpuSeconds(mariadb);
+      const mariadbCpuBefore = mariadb === null ? 0 : await cpuSecondsOf(mariadb);
       const statusBefore = await globalStatus(sql);
       const t1 = performance.now();
       const results = await Promise.allSettled(
@@ -227,10 +221,10 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
       );
       const bootS = (performance.now() - t1) / 1000;
       const statusPerBoot = statusDelta(statusBefore, await globalStatus(sql), boots);
-      const controllersCpuS = (await cpuSeconds(a.pid)) + (await cpuSeconds(b.pid)) - cpuBefore;
+      const controllersCpuS = (await cpuSecondsOf(a.pid)) + (await cpuSecondsOf(b.pid)) - cpuBefore;
       const clientCpu = process.cpuUsage(clientCpuBefore);
       const clientCpuS = (clientCpu.user + clientCpu.system) / 1e6;
-      const mariadbCpuS = mariadb === null ? null : (await cpuSeconds(mariadb)) - mariadbCpuBefore;
+      const mariadbCpuS = mariadb === null ? null : (await cpuSecondsOf(mariadb)) - mariadbCpuBefore;
       const claimed = results.filter((r) => r.status === 'fulfilled').length;
       const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
       // The deploys the boots started go on in the background: counted until each has powered its node and waits for the

@@ -34,7 +34,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { rawContentSha256, type RawDigest } from '../../controller/images/digest.ts';
 import { openImageFile } from '../../controller/images/open.ts';
-import { startAgentProcess, type AgentProcess, sha256OfFilePrefix } from '../../controller/lab/index.ts';
+import { RAMDISK_NODE_ARGS, startAgentProcess, type AgentProcess, sha256OfFilePrefix } from '../../controller/lab/index.ts';
 import { bundleAgentAndDriver, cpuSecondsOf, peakRssOf } from './bench-process.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
 
@@ -46,7 +46,7 @@ const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(benchDir, '../..');
 let driverPath = path.join(benchDir, 'stream-driver.ts');
 let agentScript: string | undefined;
-const NODE_ARGS = ['--max-semi-space-size=1', '--max-old-space-size=64'];
+const NODE_ARGS = RAMDISK_NODE_ARGS;
 const ironicWay = path.join(benchDir, 'ironic-way.py');
 
 /** Bundles the agent and the driver into `dir`; the bench then runs those. */
