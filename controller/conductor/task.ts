@@ -211,7 +211,7 @@ export class TaskManager {
     const to = nextState(node.uuid, node.provisionState, event);
     let current = node;
     for (let attempt = 0; attempt < 5; attempt++) {
-      const updated = await this.#store.transition(current.uuid, current.provisionState, to, fields, current.version, owner);
+      const updated = await this.#store.transitionFrom(current, to, fields, owner);
       if (updated) {
         this.#events.publish({
           nodeUuid: updated.uuid,

@@ -90,6 +90,11 @@ export class FencedNodeStore implements NodeStore {
     return this.#inner.transition(uuid, from, to, fields, expectedVersion, owner);
   }
 
+  async transitionFrom(node: NodeRecord, to: string, fields: StateFields, owner: NodeOwner): Promise<NodeRecord | null> {
+    this.#fence.check();
+    return this.#inner.transitionFrom(node, to, fields, owner);
+  }
+
   async recordState(uuid: string, fields: StateFields, owner?: NodeOwner): Promise<void> {
     this.#fence.check();
     return this.#inner.recordState(uuid, fields, owner);

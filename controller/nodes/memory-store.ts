@@ -194,6 +194,10 @@ export class InMemoryNodeStore implements NodeStore {
     return this.#view(row);
   }
 
+  transitionFrom(node: NodeRecord, to: string, fields: StateFields, owner: NodeOwner): Promise<NodeRecord | null> {
+    return this.transition(node.uuid, node.provisionState, to, fields, node.version, owner);
+  }
+
   async recordState(uuid: string, fields: StateFields, owner?: NodeOwner): Promise<void> {
     const row = this.#rows.get(uuid);
     if (!row || Object.keys(fields).length === 0) return;

@@ -62,6 +62,13 @@ export interface NodeStore {
     expectedVersion: number | null,
     owner?: NodeOwner,
   ): Promise<NodeRecord | null>;
+  /**
+   * `transition` from exactly this record (its state and version, still held by `owner`), answering the record plus the
+   * change without reading the row again: nothing that bumps the version came between. The agent's address and
+   * heartbeat, which change without a version bump, are as `node` had them (a wait for the agent re-reads). Null when
+   * a condition failed.
+   */
+  transitionFrom(node: NodeRecord, to: string, fields: StateFields, owner: NodeOwner): Promise<NodeRecord | null>;
   /** Records observed state (power, last_error) without a provision transition; with `owner`, StaleOwnerError once it lost the node. */
   recordState(uuid: string, fields: StateFields, owner?: NodeOwner): Promise<void>;
   /** Where a node's agent listens and when it last called in. */
