@@ -5,6 +5,7 @@ export { MysqlBootBackend } from './boot-backend.ts';
 export { MysqlBootStateSource } from './boot-state.ts';
 export { DeadReservations } from './dead-reservations.ts';
 export { MysqlDeployCheckpoints } from './deploy-checkpoint.ts';
+export { DeployStartQueue } from './deploy-starts.ts';
 export { type DiagnoseDeps, diagnoseNode } from './diagnose.ts';
 export { MysqlMetadataSource } from './metadata-source.ts';
 export { MysqlPowerSyncStore } from './power-sync-store.ts';

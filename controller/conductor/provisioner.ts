@@ -13,6 +13,7 @@ import type { NodeStore, NodeRecord } from '../nodes/index.ts';
 import type { AgentBoot } from './agent-boot.ts';
 import type { BmcAccess } from './bmc-access.ts';
 import type { DeployCheckpoints } from './deploy-checkpoint.ts';
+import type { DeployStartQueue } from './deploy-starts.ts';
 import { cleanSteps, type EraseMode } from './flows/clean.ts';
 import { type DeployDeps, deployFailed, deployWork, type DeployEntry } from './flows/deploy.ts';
 import { inspectSteps } from './flows/inspect.ts';
@@ -29,6 +30,8 @@ export interface ProvisionerDeps {
   readonly eraseMode: EraseMode;
   /** Plans rack fan-out for concurrent deploys of one image; absent: every deploy streams from the controller. */
   readonly fanout?: FanoutPlanner;
+  /** Bounds the deploys this controller starts at once (deploy-starts.ts); absent: each starts right after its claim. */
+  readonly deployStarts?: DeployStartQueue;
   readonly groups: readonly string[];
   readonly log: Logger;
 }
@@ -108,6 +111,7 @@ export class Provisioner {
       checkpoints: this.#d.checkpoints,
       log: this.#d.log,
       ...(this.#d.fanout ? { fanout: this.#d.fanout } : {}),
+      ...(this.#d.deployStarts ? { starts: this.#d.deployStarts } : {}),
       imageOf: (uuid) => this.#images.get(uuid, (id) => this.#d.images.get(id)),
     };
   }

@@ -170,6 +170,12 @@ export const configSchema = z
          * agent relays, this many followers per relay (controller/deploy/fanout-planner.ts); 0 turns it off.
          */
         deploy_fanout: z.coerce.number().int().min(0).max(16).default(2),
+        /**
+         * Deploys this controller starts at once (agent token, bootdev, power-on through the BMC); the rest wait in
+         * claim order, their nodes claimed and their instances BUILD (metric bm_deploy_start_queue_depth), so a boot
+         * storm does not power on every BMC at once.
+         */
+        deploy_start_concurrency: positiveInt.default(32),
       })
       .strict()
       .prefault({}),

@@ -53,6 +53,7 @@ import {
   BmcAccess,
   bmcObserver,
   MysqlDeployCheckpoints,
+  DeployStartQueue,
   Provisioner,
   TaskManager,
   DeadReservations,
@@ -244,6 +245,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       checkpoints: new MysqlDeployCheckpoints(handle.db),
       eraseMode: config.conductor.erase_mode,
       ...(config.conductor.deploy_fanout > 0 ? { fanout: new FanoutPlanner({ fanout: config.conductor.deploy_fanout }) } : {}),
+      deployStarts: new DeployStartQueue(config.conductor.deploy_start_concurrency, metrics),
       groups: config.controller.groups,
       log,
     });

@@ -18,6 +18,7 @@ import {
 import { type ImageCatalog, type ImageRecord, openImageSource } from '../../images/index.ts';
 import { metaDataJson, networkDataJson, type InstanceStore, type InstanceRecord } from '../../instances/index.ts';
 import type { AgentBoot, AgentSession } from '../agent-boot.ts';
+import type { DeployStartQueue } from '../deploy-starts.ts';
 import type { AfterFailure, TaskContext, TaskWork } from '../task.ts';
 
 export interface DeployDeps {
@@ -30,6 +31,8 @@ export interface DeployDeps {
   readonly fanout?: FanoutPlanner;
   /** The image a deploy starts from, by uuid (a storm's deploys share a cached read); absent: read from `images`. */
   readonly imageOf?: (uuid: string) => Promise<ImageRecord>;
+  /** Bounds the deploys starting at once (token, bootdev, power-on); absent: each starts at once. */
+  readonly starts?: DeployStartQueue;
 }
 
 /**
@@ -63,7 +66,8 @@ async function runDeploy(deps: DeployDeps, instance: InstanceRecord, ctx: TaskCo
   const image = await (deps.imageOf ?? ((uuid: string) => deps.images.get(uuid)))(instance.imageUuid);
   let agent: AgentSession;
   if (entry === 'start') {
-    const since = await deps.boot.bootRamdisk(ctx, 'deploy', 'wait');
+    const powerOn = () => deps.boot.bootRamdisk(ctx, 'deploy', 'wait');
+    const since = await (deps.starts ? deps.starts.run(ctx.signal, powerOn) : powerOn());
     agent = await deps.boot.waitForAgent(ctx, since);
   } else if (entry === 'wait') {
     // Taken over while the machine boots: its armed token is in the row, its agent calls back to any controller.
