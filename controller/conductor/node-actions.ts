@@ -101,9 +101,9 @@ export function forwardedActionHandler(local: LocalNodeActions, nodes: NodeStore
       }
       case 'deploy': {
         const a = args as ForwardArgs['deploy'];
-        const node = await nodes.findNode(a.node);
+        // Both at once: the claiming controller's answer to its boot waits for this.
+        const [node, instance] = await Promise.all([nodes.findNode(a.node), instances.find(a.instance, null)]);
         if (!node) throw new NotFoundError('node', a.node);
-        const instance = await instances.find(a.instance, null);
         if (!instance) throw new NotFoundError('instance', a.instance);
         await local.deploy(node, instance);
         return null;

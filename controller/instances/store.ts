@@ -3,7 +3,7 @@
  * query's WHERE: a member can never read or change another project's rows,
  * whatever id it sends.
  */
-import { and, asc, eq, type SQL } from 'drizzle-orm';
+import { and, asc, eq, sql, type SQL } from 'drizzle-orm';
 import { type Database, instances, type InstanceRow } from '../../db/index.ts';
 import { NotFoundError } from '../errors.ts';
 import { isUuid } from '../nodes/index.ts';
@@ -40,9 +40,16 @@ export interface InstanceFields {
 
 export class InstanceStore {
   readonly #db: Database;
+  /** By uuid in any project, the SQL built once: every forwarded deploy and resumed deploy reads its instance so. */
+  readonly #byUuid;
 
   constructor(db: Database) {
     this.#db = db;
+    this.#byUuid = db
+      .select()
+      .from(instances)
+      .where(eq(instances.uuid, sql.placeholder('uuid')))
+      .prepare();
   }
 
   /** Inserts the row; inside `tx` (the scheduler's claim) when given, so the row exists exactly when its node is claimed. */
@@ -67,6 +74,10 @@ export class InstanceStore {
   /** By UUID, or by name within the project; null project: any project (admin). */
   async find(id: string, project: string | null): Promise<InstanceRecord | null> {
     if (id.length === 0 || id.length > 255) return null;
+    if (project === null && isUuid(id)) {
+      const [row] = await this.#byUuid.execute({ uuid: id });
+      return row ? toRecord(row) : null;
+    }
     const where: SQL[] = [isUuid(id) ? eq(instances.uuid, id) : eq(instances.name, id)];
     if (project !== null) where.push(eq(instances.project, project));
     const rows = await this.#db

@@ -86,6 +86,26 @@ export async function macsOfNodes(db: Database, uuids: readonly string[]): Promi
   return byNode;
 }
 
+/** A transition's UPDATE for one set of fields written (a handful in all), built once: placeholders for every value. */
+function prepareTransition(db: Database, written: readonly (keyof StateFields)[]) {
+  const value = (name: string): SQL => sql`${sql.placeholder(name)}`;
+  const set: Record<string, SQL> = {};
+  for (const key of written) set[key] = value(key);
+  return db
+    .update(nodes)
+    .set({ ...set, provisionState: value('to'), version: value('nextVersion'), updatedAt: value('updatedAt') })
+    .where(
+      and(
+        eq(nodes.uuid, sql.placeholder('uuid')),
+        eq(nodes.provisionState, sql.placeholder('from')),
+        eq(nodes.version, sql.placeholder('version')),
+        eq(nodes.reservation, sql.placeholder('holder')),
+        eq(nodes.ownerEpoch, sql.placeholder('epoch')),
+      ),
+    )
+    .prepare();
+}
+
 export class MysqlNodeStore implements NodeStore {
   readonly #db: Database;
   /**
@@ -94,6 +114,8 @@ export class MysqlNodeStore implements NodeStore {
    */
   readonly #byUuid;
   readonly #byName;
+  readonly #sealed;
+  readonly #transitions = new Map<string, ReturnType<typeof prepareTransition>>();
 
   constructor(db: Database) {
     this.#db = db;
@@ -107,6 +129,11 @@ export class MysqlNodeStore implements NodeStore {
         .prepare();
     this.#byUuid = withPorts(nodes.uuid);
     this.#byName = withPorts(nodes.name);
+    this.#sealed = db
+      .select({ sealed: nodes.pmPasswordEnc })
+      .from(nodes)
+      .where(eq(nodes.uuid, sql.placeholder('uuid')))
+      .prepare();
   }
 
   #macsOf(uuids: readonly string[]): Promise<Map<string, string[]>> {
@@ -362,20 +389,26 @@ export class MysqlNodeStore implements NodeStore {
   }
 
   async transitionFrom(node: NodeRecord, to: string, fields: StateFields, owner: NodeOwner): Promise<NodeRecord | null> {
+    const written = (Object.keys(fields) as (keyof StateFields)[]).filter((k) => fields[k] !== undefined).sort();
+    const statementKey = written.join(',');
+    let statement = this.#transitions.get(statementKey);
+    if (!statement) {
+      statement = prepareTransition(this.#db, written);
+      this.#transitions.set(statementKey, statement);
+    }
     // Milliseconds, as the column keeps them: the record answered is the row as written.
     const updatedAt = new Date(Date.now());
-    const [result] = await this.#db
-      .update(nodes)
-      .set({ ...fields, provisionState: to, version: node.version + 1, updatedAt })
-      .where(
-        and(
-          eq(nodes.uuid, node.uuid),
-          eq(nodes.provisionState, node.provisionState),
-          eq(nodes.version, node.version),
-          eq(nodes.reservation, owner.controllerId),
-          eq(nodes.ownerEpoch, owner.epoch),
-        ),
-      );
+    const [result] = await statement.execute({
+      ...fields,
+      to,
+      nextVersion: node.version + 1,
+      updatedAt,
+      uuid: node.uuid,
+      from: node.provisionState,
+      version: node.version,
+      holder: owner.controllerId,
+      epoch: owner.epoch,
+    });
     if (result.affectedRows === 0) return null;
     const { targetPowerState: _power, targetProvisionState: _provision, ...shown } = fields;
     return { ...node, ...shown, provisionState: to, version: node.version + 1, updatedAt };
@@ -401,7 +434,8 @@ export class MysqlNodeStore implements NodeStore {
   }
 
   async sealedPassword(uuid: string): Promise<Buffer | null> {
-    const rows = await this.#db.select({ sealed: nodes.pmPasswordEnc }).from(nodes).where(eq(nodes.uuid, uuid)).limit(1);
+    // Every BMC command reads it (a storm's deploy starts too): its SQL is built once.
+    const rows = await this.#sealed.execute({ uuid });
     return rows[0]?.sealed ?? null;
   }
 }
