@@ -7,6 +7,14 @@
  * statement shape, on a nodes table of the same size) from a pool as large as
  * both controllers' pools together, in the same run. Double bookings are
  * counted in SQL afterwards.
+ *
+ * claims_per_s is boot requests answered per second: each answer is a node
+ * claimed and an instance BUILD, its deploy handed to the node's owner. The
+ * deploys' starts (token, bootdev, power-on) are paced by each controller's
+ * deploy_start_concurrency and may go on after the last answer:
+ * deploys_waiting_for_agents_after_s is how much longer until every one has
+ * powered its node, and the controllers' CPU and statements are also counted
+ * until then, so work moved past the storm still shows.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
@@ -231,6 +239,7 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
       // agent, the statements per boot no longer depend on how long the storm happened to last.
       const deployStartS = await waitForDeployStarts(sql, claimed);
       const statusPerBootWithDeployStart = statusDelta(statusBefore, await globalStatus(sql), boots);
+      const controllersCpuUntilDeploysWaitS = (await cpuSecondsOf(a.pid)) + (await cpuSecondsOf(b.pid)) - cpuBefore;
 
       const [[doubleNodes]] = await sql.query<mysql.RowDataPacket[]>(
         'SELECT COUNT(*) AS n FROM (SELECT instance_uuid FROM nodes WHERE instance_uuid IS NOT NULL GROUP BY instance_uuid HAVING COUNT(*) > 1) d',
@@ -296,6 +305,8 @@ export default async function schedulerBench(ctx: BenchContext): Promise<BenchRe
           mariadb_cpu_s_during_storm: mariadbCpuS === null ? null : Math.round(mariadbCpuS * 10) / 10,
           mariadb_status_per_boot_during_storm: statusPerBoot,
           deploys_waiting_for_agents_after_s: deployStartS === null ? null : Math.round(deployStartS * 100) / 100,
+          controllers_cpu_s_until_deploys_wait: Math.round(controllersCpuUntilDeploysWaitS * 100) / 100,
+          controllers_cpu_ms_per_boot_until_deploys_wait: Math.round((controllersCpuUntilDeploysWaitS / boots) * 1000 * 100) / 100,
           mariadb_status_per_boot_until_deploys_wait: statusPerBootWithDeployStart,
           scheduler_only_claims_per_s: Math.round(schedulerOnlyPerS),
           scheduler_only_claimed: schedulerOnlyClaimed,
