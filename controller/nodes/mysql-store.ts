@@ -396,8 +396,8 @@ export class MysqlNodeStore implements NodeStore {
       statement = prepareTransition(this.#db, written);
       this.#transitions.set(statementKey, statement);
     }
-    // Milliseconds, as the column keeps them: the record answered is the row as written.
-    const updatedAt = new Date(Date.now());
+    // Set here, not by the server's clock: the record answered is then the row as written (the column keeps a Date's ms).
+    const updatedAt = new Date();
     const [result] = await statement.execute({
       ...fields,
       to,
