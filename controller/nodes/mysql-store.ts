@@ -410,8 +410,10 @@ export class MysqlNodeStore implements NodeStore {
       epoch: owner.epoch,
     });
     if (result.affectedRows === 0) return null;
-    const { targetPowerState: _power, targetProvisionState: _provision, ...shown } = fields;
-    return { ...node, ...shown, provisionState: to, version: node.version + 1, updatedAt };
+    // The fields written that a record shows (the target states are not part of it).
+    const shown: Partial<Record<keyof StateFields, unknown>> = {};
+    for (const key of written) if (key in node) shown[key] = fields[key];
+    return { ...node, ...(shown as Partial<NodeRecord>), provisionState: to, version: node.version + 1, updatedAt };
   }
 
   async recordState(uuid: string, fields: StateFields, owner?: NodeOwner): Promise<void> {
