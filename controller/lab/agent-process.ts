@@ -8,8 +8,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { agentMainPath, machineRoot } from './paths.ts';
 import { cpuSecondsOf } from './proc-cpu.ts';
 
-/** Node's flags as the ramdisk starts the agent (ramdisk/rootfs/init): small V8 heaps (agent/main.ts says why). */
-export const RAMDISK_NODE_ARGS: readonly string[] = ['--max-semi-space-size=1', '--max-old-space-size=64'];
+/** Node's flags as the ramdisk starts the agent (ramdisk/rootfs/init): small V8 heaps that grow in large steps (agent/main.ts says why). */
+export const RAMDISK_NODE_ARGS: readonly string[] = ['--max-semi-space-size=1', '--max-old-space-size=64', '--heap-growing-percent=300'];
 
 export interface AgentProcessOptions {
   readonly token: string;
