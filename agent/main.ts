@@ -12,7 +12,9 @@
  * counts the external memory allocated since the last full GC (Node's HTTP/2
  * read buffers, about 1 GiB per GiB received) against that limit, and with
  * the default step a full GC ran every 16 MiB streamed
- * (docs/performance-notes.md).
+ * (docs/performance-notes.md). The ramdisk also sets MALLOC_ARENA_MAX=2:
+ * glibc's extra malloc arenas, one per thread that allocates, kept freed
+ * memory as RSS.
  */
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';

@@ -21,7 +21,8 @@
  * alone adds RSS that has nothing to do with streaming.
  * The agents run with the ramdisk's Node flags (RAMDISK_NODE_ARGS:
  * --max-semi-space-size=1 --max-old-space-size=64 --heap-growing-percent=300;
- * agent/main.ts says why), the driver with --max-semi-space-size=1
+ * agent/main.ts says why) and its MALLOC_ARENA_MAX=2 (startAgentProcess
+ * sets it), the driver with --max-semi-space-size=1
  * --max-old-space-size=64: 1 MiB frames churn through short-lived buffers,
  * and smaller heap limits make V8 collect them sooner (lower peaks at the
  * same throughput; docs/performance-notes.md). The driver keeps the flags
