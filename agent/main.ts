@@ -6,8 +6,15 @@
  * a file as its disk and a fixture tree as its /proc and /sys.
  *
  * The ramdisk runs it as `node --max-semi-space-size=1 --max-old-space-size=64
- * agent.js`: small V8 heaps collect the streamed frame buffers sooner, which
- * lowers its peak RSS (docs/performance-notes.md).
+ * --heap-growing-percent=300 agent.js`: small V8 heaps collect the streamed
+ * frame buffers sooner, which lowers its peak RSS; the growing percent keeps
+ * the old generation's limit well above its ~9 MB of live objects, because V8
+ * counts the external memory allocated since the last full GC (Node's HTTP/2
+ * read buffers, about 1 GiB per GiB received) against that limit, and with
+ * the default step a full GC ran every 16 MiB streamed
+ * (docs/performance-notes.md). The ramdisk also sets MALLOC_ARENA_MAX=2:
+ * glibc's extra malloc arenas, one per thread that allocates, kept freed
+ * memory as RSS.
  */
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -23,7 +30,7 @@ import type { AgentConfig, DigestPolicy } from './server/context.ts';
 import { startAgentServer } from './server/index.ts';
 import { toWireInventory } from './server/inventory.ts';
 
-const HELP = `Usage: node [--max-semi-space-size=1 --max-old-space-size=64] agent.js [options]
+const HELP = `Usage: node [--max-semi-space-size=1 --max-old-space-size=64 --heap-growing-percent=300] agent.js [options]
 
 Serves bm.agent.v1.AgentService and registers with the controller named by
 bm.controller=, bm.node= and bm.token= on the kernel command line.

@@ -8,8 +8,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { agentMainPath, machineRoot } from './paths.ts';
 import { cpuSecondsOf } from './proc-cpu.ts';
 
-/** Node's flags as the ramdisk starts the agent (ramdisk/rootfs/init): small V8 heaps (agent/main.ts says why). */
-export const RAMDISK_NODE_ARGS: readonly string[] = ['--max-semi-space-size=1', '--max-old-space-size=64'];
+/** Node's flags as the ramdisk starts the agent (ramdisk/rootfs/init): small V8 heaps that grow in large steps (agent/main.ts says why). */
+export const RAMDISK_NODE_ARGS: readonly string[] = ['--max-semi-space-size=1', '--max-old-space-size=64', '--heap-growing-percent=300'];
+/**
+ * The environment the ramdisk starts the agent with (ramdisk/rootfs/init), given to every agent started here:
+ * two glibc malloc arenas instead of up to eight per core, which threads that allocate (V8's GC helpers, libuv's
+ * pool, the hash worker) each take one of and which kept freed memory as RSS (docs/performance-notes.md).
+ */
+const RAMDISK_NODE_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
 
 export interface AgentProcessOptions {
   readonly token: string;
@@ -84,7 +90,7 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
   // The token goes through the environment: argv is visible to every user.
   const child = spawn(process.execPath, args, {
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, ...options.env, BM_AGENT_TOKEN: options.token },
+    env: { ...process.env, ...RAMDISK_NODE_ENV, ...options.env, BM_AGENT_TOKEN: options.token },
   });
   let log = '';
   const cpu: { -readonly [K in keyof AgentCpu]: AgentCpu[K] } = {
