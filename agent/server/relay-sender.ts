@@ -14,7 +14,10 @@
  *
  * Bounds: data handed to grpc-js but not yet on the socket stays within
  * MAX_BUFFERED_BYTES (read buffers come from a small pool and go back once
- * grpc-js has them); the follower's stream waits for its first
+ * HTTP/2 has written them: the rpc adapter frames them in place,
+ * proto/rpc/in-place-framing.ts, rather than grpc-js copying each; a buffer
+ * whose write had not come back when the call ended is quarantined, never
+ * pooled: proto/rpc/write-quarantine.ts); the follower's stream waits for its first
  * acknowledgement before any data goes (until the call is connected grpc-js
  * would buffer without back-pressure).
  */
@@ -27,8 +30,8 @@ import {
   type WriteImageAckSchema,
   type WriteImageStartSchema,
 } from '../../proto/gen/bm/agent/v1/agent_pb.js';
-import { encodeDataFrame, MAX_DATA_FRAME_HEADER_BYTES } from '../../proto/frames/index.ts';
-import { connect, encoded, type EncodedMessage, isServiceError } from '../../proto/rpc/index.ts';
+import { dataFrameMessage, MAX_DATA_FRAME_HEADER_BYTES } from '../../proto/frames/index.ts';
+import { connect, type EncodedMessage, GRPC_MESSAGE_HEADER_BYTES, isServiceError, quarantine } from '../../proto/rpc/index.ts';
 import { AgentError } from '../errors.ts';
 import type { ImageFeed } from './image-feed.ts';
 
@@ -41,10 +44,25 @@ type OutgoingFrame = MessageInitShape<typeof ImageFrameSchema> | EncodedMessage<
 export const RELAY_CHUNK_BYTES = 1024 * 1024;
 /**
  * Data handed to grpc-js and not yet written to the socket, per follower.
- * Small: grpc-js holds a copy of each frame too, and an agent relaying to two
- * followers while it writes its own image has a 128 MiB budget in all.
+ * Small: an agent relaying to two followers while it writes its own image
+ * has a 128 MiB budget in all.
  */
 const MAX_BUFFERED_BYTES = 2 * 1024 * 1024;
+/**
+ * The follower channel's options. The retry buffer is off: grpc-js calls a
+ * write's callback as soon as that buffer holds the message (retrying-call.js,
+ * for messages up to its 1 MiB per-call limit), before HTTP/2 has sent it,
+ * and a frame here is a view of a read buffer that is reused once its write
+ * is called back (framed in place, proto/rpc/in-place-framing.ts). Without the buffer the
+ * callback comes after the socket write. Retries are off anyway.
+ */
+export const RELAY_CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  'grpc.max_send_message_length': RELAY_CHUNK_BYTES + 64 * 1024,
+  'grpc.enable_retries': 0,
+  'grpc.per_rpc_retry_buffer_size': 0,
+  'grpc.keepalive_time_ms': 10_000,
+  'grpc.keepalive_timeout_ms': 10_000,
+};
 /** A relay whose own image stops advancing this long lets its followers go to the controller. */
 export const RELAY_STALL_MS = 60_000;
 
@@ -64,6 +82,9 @@ export class FollowerStreamError extends AgentError {
   }
 }
 
+/** Spare bytes in front of the data read into a buffer: the data frame's header, and gRPC's prefix before it. */
+const HEADROOM_BYTES = GRPC_MESSAGE_HEADER_BYTES + MAX_DATA_FRAME_HEADER_BYTES;
+
 /**
  * Read buffers, reused by every relay of the process: a fresh 1 MiB buffer
  * per frame is what makes V8 collect often. At most MAX_FREE_BUFFERS wait
@@ -73,7 +94,9 @@ const MAX_FREE_BUFFERS = 6;
 const freeBuffers: Buffer[] = [];
 const readBuffers = {
   take(): Buffer {
-    return freeBuffers.pop() ?? Buffer.allocUnsafeSlow(MAX_DATA_FRAME_HEADER_BYTES + RELAY_CHUNK_BYTES);
+    const reused = freeBuffers.pop();
+    if (reused) return reused;
+    return Buffer.allocUnsafeSlow(HEADROOM_BYTES + RELAY_CHUNK_BYTES);
   },
   give(buffer: Buffer): void {
     if (freeBuffers.length < MAX_FREE_BUFFERS) freeBuffers.push(buffer);
@@ -104,12 +127,8 @@ export async function* relayToFollower(
   const rpc = connect(follower.address, {
     credentials: grpc.credentials.createInsecure(),
     metadata: { authorization: `Bearer ${follower.token}` },
-    channelOptions: {
-      'grpc.max_send_message_length': RELAY_CHUNK_BYTES + 64 * 1024,
-      'grpc.enable_retries': 0,
-      'grpc.keepalive_time_ms': 10_000,
-      'grpc.keepalive_timeout_ms': 10_000,
-    },
+    channelOptions: RELAY_CHANNEL_OPTIONS,
+    inPlaceFraming: true,
   });
   const call = rpc.duplex(AgentService.method.writeImage);
   let buffered = 0;
@@ -132,9 +151,11 @@ export async function* relayToFollower(
   const send = async (frame: OutgoingFrame, dataBytes: number, release?: () => void): Promise<void> => {
     if (over) throw new AgentError('failed-precondition', `follower ${follower.address} ended the stream early`);
     buffered += dataBytes;
-    call.write(frame, () => {
-      // grpc-js has copied the frame into its own message: the read buffer may be reused.
-      release?.();
+    call.write(frame, (reusable) => {
+      // Reusable: HTTP/2 has written the frame (framed in place, not copied) and the read buffer may be
+      // reused. Otherwise the call ended first and part of the frame may still sit in a socket write.
+      if (reusable) release?.();
+      else if (release) quarantine(frame);
       buffered -= dataBytes;
       changed();
     });
@@ -156,11 +177,9 @@ export async function* relayToFollower(
         for (let at = run.offset; at < run.offset + run.length; at += RELAY_CHUNK_BYTES) {
           const length = Math.min(RELAY_CHUNK_BYTES, run.offset + run.length - at);
           const buffer = readBuffers.take();
-          await readFully(target, buffer, MAX_DATA_FRAME_HEADER_BYTES, length, at);
-          const data = buffer.subarray(MAX_DATA_FRAME_HEADER_BYTES, MAX_DATA_FRAME_HEADER_BYTES + length);
-          await send(encoded(ImageFrameSchema, encodeDataFrame(at, data, MAX_DATA_FRAME_HEADER_BYTES)), length, () =>
-            readBuffers.give(buffer),
-          );
+          await readFully(target, buffer, HEADROOM_BYTES, length, at);
+          const data = buffer.subarray(HEADROOM_BYTES, HEADROOM_BYTES + length);
+          await send(dataFrameMessage(at, data, HEADROOM_BYTES), length, () => readBuffers.give(buffer));
         }
       }
       position = committed;

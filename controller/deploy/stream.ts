@@ -11,7 +11,9 @@
  * buffer with the frame header, and gRPC's message header, written in the
  * spare bytes in front of it (the connection frames in place: proto/rpc/
  * in-place-framing.ts), and goes back to the source's pool once HTTP/2 has
- * written it: no copy between the image file and the socket.
+ * written it: no copy between the image file and the socket. A frame whose
+ * call ended before its write came back is quarantined instead, never
+ * pooled (proto/rpc/duplex.ts OnSent).
  *
  * Two bounds keep a stream honest (tuning.ts): data handed to grpc-js but
  * not yet on the socket (the controller's memory per stream), and data sent
@@ -21,7 +23,7 @@
  */
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { AgentService, ImageFrameSchema } from '../../proto/gen/bm/agent/v1/agent_pb.js';
-import type { EncodedMessage } from '../../proto/rpc/index.ts';
+import { type EncodedMessage, quarantine } from '../../proto/rpc/index.ts';
 import type { ImageSource } from '../images/index.ts';
 import type { AgentConnection } from './agent-client.ts';
 import type { ExpectedDigest } from './digest.ts';
@@ -137,9 +139,12 @@ export async function streamImage(
     sentMarks.push({ end, data: dataSent });
     progress.dataBytesSent += dataBytes;
     progress.frames++;
-    call.write(frame, () => {
-      // HTTP/2 has written the frame (or the call failed): the image source may reuse the buffer.
-      release?.();
+    call.write(frame, (reusable) => {
+      // Reusable: HTTP/2 has written the frame, the image source may reuse the buffer. Otherwise the call
+      // ended first and part of the frame may still sit in a socket write: the chunk never goes back to
+      // the pool, and stays referenced until that write is surely over (proto/rpc/write-quarantine.ts).
+      if (reusable) release?.();
+      else if (release) quarantine(frame);
       buffered -= dataBytes;
       if (!over.signal.aborted) {
         held -= dataBytes;

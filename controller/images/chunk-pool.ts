@@ -12,7 +12,11 @@
  * A chunk is shared by the extents cut from it (data runs between zero
  * runs); it returns to the pool when the source and every such extent have
  * released it. A consumer that never releases (a digest, a test) simply
- * leaves the buffer to the GC: the pool then allocates, as before.
+ * leaves the buffer to the GC: the pool then allocates, as before. The
+ * deploy stream does not release a chunk whose frame's call ended before
+ * the frame's write came back (part of it may still wait in a socket
+ * write): it holds the frame in proto/rpc/write-quarantine.ts instead, and
+ * the chunk is never reused.
  */
 
 /**

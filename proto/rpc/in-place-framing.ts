@@ -12,7 +12,9 @@
  * That makes grpc-js's write callback the moment the sender may reuse its
  * buffer, so it must not come before the bytes are written: grpc-js calls it
  * early for a message it keeps in its retry buffer (even with retries off),
- * hence IN_PLACE_FRAMING_CHANNEL_OPTIONS. The hook is grpc-js's identity
+ * hence IN_PLACE_FRAMING_CHANNEL_OPTIONS. A write not called back before
+ * its call ends may still be read from the buffer later: the duplex call
+ * says so (duplex.ts OnSent) and the buffer goes to write-quarantine.ts. The hook is grpc-js's identity
  * compression handler, an internal (grpc-js is pinned in package-lock.json;
  * test/rpc/in-place-framing.test.ts fails if an upgrade moves it); compressed
  * channels and unmarked messages take grpc-js's own path.

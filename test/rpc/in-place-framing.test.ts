@@ -43,7 +43,9 @@ const SIZES = [1, 100, 4096, 65_000, 300_000, 1_000_000, 1_048_000, 1_100_000, 1
  * a later message. Returns the server's digests and, per message, the five
  * bytes in front of the protobuf bytes as the callback found them.
  */
-async function sendReusing(inPlaceFraming: boolean): Promise<{ digests: string[]; fronts: Buffer[]; texts: string[] }> {
+async function sendReusing(
+  inPlaceFraming: boolean,
+): Promise<{ digests: string[]; fronts: Buffer[]; texts: string[]; verdicts: boolean[] }> {
   const conn = connect(`127.0.0.1:${port}`, { inPlaceFraming, channelOptions: { 'grpc.max_send_message_length': 4 << 20 } });
   try {
     const call = conn.duplex(EchoService.method.bidi);
@@ -51,6 +53,7 @@ async function sendReusing(inPlaceFraming: boolean): Promise<{ digests: string[]
     const waiters: (() => void)[] = [];
     const fronts: Buffer[] = [];
     const texts: string[] = [];
+    const verdicts: boolean[] = [];
     const responses = (async () => {
       const digests: string[] = [];
       for await (const r of call) digests.push(r.text);
@@ -64,7 +67,8 @@ async function sendReusing(inPlaceFraming: boolean): Promise<{ digests: string[]
       const bytes = toBinary(EchoRequestSchema, create(EchoRequestSchema, { text }));
       buffer.set(bytes, HEADROOM);
       const message = buffer.subarray(HEADROOM, HEADROOM + bytes.length);
-      call.write(encoded(EchoRequestSchema, message, HEADROOM), () => {
+      call.write(encoded(EchoRequestSchema, message, HEADROOM), (reusable) => {
+        verdicts[i] = reusable;
         fronts[i] = Buffer.from(buffer.subarray(HEADROOM - GRPC_MESSAGE_HEADER_BYTES, HEADROOM));
         buffer.fill(0x5a);
         free.push(buffer);
@@ -72,7 +76,7 @@ async function sendReusing(inPlaceFraming: boolean): Promise<{ digests: string[]
       });
     }
     call.end();
-    return { digests: await responses, fronts, texts };
+    return { digests: await responses, fronts, texts, verdicts };
   } finally {
     conn.close();
   }
@@ -80,8 +84,10 @@ async function sendReusing(inPlaceFraming: boolean): Promise<{ digests: string[]
 
 describe('in-place gRPC framing', () => {
   it('sends encoded messages in their own buffer, each intact although the buffer is reused at its write callback', async () => {
-    const { digests, fronts, texts } = await sendReusing(true);
+    const { digests, fronts, texts, verdicts } = await sendReusing(true);
     expect(digests).toEqual(texts.map(sha));
+    // Every write came back while the call was live: each buffer was declared reusable.
+    expect(verdicts).toEqual(texts.map(() => true));
     for (const [i, text] of texts.entries()) {
       const length = toBinary(EchoRequestSchema, create(EchoRequestSchema, { text })).length;
       const header = Buffer.alloc(GRPC_MESSAGE_HEADER_BYTES);
