@@ -2,8 +2,8 @@
  * The fleet under chaos (issue 16): three controllers of one cluster, 30
  * virtual machines, 20 boots at once. One controller is killed (SIGKILL)
  * mid-stream: its peers take its deploys over and all 20 reach ACTIVE, each
- * machine holding one instance and the image's bytes, and no resumed deploy
- * received more than one commit interval twice (the agents' own counters).
+ * machine holding one instance and the image's bytes, and no resume
+ * re-sent more than one commit interval (the agents' own counters).
  * Then, with a fourth controller in, one is stopped (SIGTERM) during 20 more
  * boots: no deploy fails. Each deploy runs on its node's hash-ring owner, so
  * the controller stopped is whichever streams first (never ctl-c, which
@@ -77,7 +77,7 @@ async function checkFleet(via: string, instances: readonly Instance[]): Promise<
 }
 
 describe('a fleet of three controllers', () => {
-  it('brings all 20 boots to ACTIVE when a controller is killed mid-stream, re-sending at most one commit interval per deploy', async () => {
+  it('brings all 20 boots to ACTIVE when a controller is killed mid-stream, re-sending at most one commit interval per resume', async () => {
     const since = performance.now();
     const vms = await cluster.boot(['ctl-a', 'ctl-b', 'ctl-c'], 'kill', BOOTS, image.name);
     const victim = await cluster
@@ -114,7 +114,9 @@ describe('a fleet of three controllers', () => {
       // held against the image's size: once in CI it came to 109 of 126 MiB on a disk that hashed right (the re-sent
       // count can include bytes its own count never saw, e.g. across a reset of the count), so it is no proof of loss.
       expect(c.bytesReceived, `node ${node}: ${JSON.stringify(c)}`).toBeGreaterThanOrEqual(image.dataBytes);
-      expect(c.bytesResent, `node ${node}: ${JSON.stringify(c)}`).toBeLessThanOrEqual(COMMIT);
+      // Each resume re-sends at most what its stream had received past the last commit: one interval per interruption.
+      // A relay's follower can be interrupted more than once (its relay dies, then the controller it fell back to).
+      expect(c.bytesResent, `node ${node}: ${JSON.stringify(c)}`).toBeLessThanOrEqual(COMMIT * Math.max(1, c.streams - 1));
     }
     // One line for the CI log: how much the takeover cost.
     console.info(
