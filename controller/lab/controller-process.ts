@@ -4,7 +4,6 @@
  * Everything it makes (database, temp dir, process) goes away in stop().
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -15,6 +14,9 @@ import { Health, HealthCheckResponse_ServingStatus } from '../../proto/gen/grpc/
 import { connect, forgetServer, trustServer } from '../../proto/rpc/index.ts';
 import { bmctlPath, repoRoot } from './paths.ts';
 import { suiteTls } from './suite-tls.ts';
+import { freePort } from './free-port.ts';
+
+export { freePort };
 
 /**
  * Node's flags for a controller. V8's default young generation on a 64-bit
@@ -36,18 +38,6 @@ export const CONTROLLER_NODE_ARGS: readonly string[] = ['--max-semi-space-size=4
  */
 function extraNodeArgs(): string[] {
   return (process.env.LAB_CONTROLLER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
-}
-
-/** A port the kernel just handed out, so parallel test files do not collide. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 async function waitServing(url: string, child: ChildProcess, output: () => string, timeoutMs: number): Promise<void> {

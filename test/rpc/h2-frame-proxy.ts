@@ -11,7 +11,6 @@ import * as net from 'node:net';
 const CLIENT_PREFACE_BYTES = 24;
 const FRAME_HEADER_BYTES = 9;
 const FRAME_DATA = 0x0;
-const FRAME_RST_STREAM = 0x3;
 const FRAME_WINDOW_UPDATE = 0x8;
 
 /** Splits a byte stream into HTTP/2 frames, after `skip` bytes of preface. */
@@ -51,13 +50,6 @@ export function windowUpdateFrame(streamId: number, increment: number): Buffer {
   const payload = Buffer.alloc(4);
   payload.writeUInt32BE(increment, 0);
   return frame(FRAME_WINDOW_UPDATE, streamId, payload);
-}
-
-/** RST_STREAM with error code CANCEL (0x8). */
-export function rstStreamFrame(streamId: number): Buffer {
-  const payload = Buffer.alloc(4);
-  payload.writeUInt32BE(0x8, 0);
-  return frame(FRAME_RST_STREAM, streamId, payload);
 }
 
 export class H2FrameProxy {
