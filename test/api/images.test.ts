@@ -72,6 +72,9 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
+/** Tests that run bmctl several times: each run starts Node on the TypeScript sources, seconds apiece when CI's other files load both cores (one took over 30 s there). */
+const BMCTL_HEAVY_MS = 120_000;
+
 describe('image store', () => {
   it('uploads a compressed qcow2 made by qemu-img and records its raw digest', async () => {
     const r = await runBmctl(
@@ -104,40 +107,44 @@ describe('image store', () => {
     expect(blobs.filter((f) => /[0-9a-f]{64}$/.test(f))).toHaveLength(1);
   });
 
-  it('uploads a kernel and ramdisk and links an image to them, and refuses deleting them while used', async () => {
-    expect(
-      (await runBmctl(['image', 'create', '--name', 'deploy-kernel', '--disk-format', 'aki', path.join(dir, 'vmlinuz')], env)).code,
-    ).toBe(0);
-    expect(
-      (await runBmctl(['image', 'create', '--name', 'deploy-ramdisk', '--disk-format', 'ari', path.join(dir, 'initrd')], env)).code,
-    ).toBe(0);
-    const linked = await runBmctl(
-      [
-        '--json',
-        'image',
-        'create',
-        '--name',
-        'linked',
-        '--disk-format',
-        'raw',
-        '--kernel',
-        'deploy-kernel',
-        '--ramdisk',
-        'deploy-ramdisk',
-        path.join(dir, 'expected.raw'),
-      ],
-      env,
-    );
-    expect(linked.code).toBe(0);
-    const linkedImage = JSON.parse(linked.stdout) as { properties: Record<string, string>; rawBlockSha256: string };
-    expect(linkedImage.properties).toEqual({ kernel_id: 'deploy-kernel', ramdisk_id: 'deploy-ramdisk' });
-    expect(linkedImage.rawBlockSha256).toBe(await blockDigestBySplit(path.join(dir, 'expected.raw')));
-    const refused = await runBmctl(['image', 'delete', 'deploy-kernel'], env);
-    expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(/used by image\(s\) linked.*FAILED_PRECONDITION/);
-    expect((await runBmctl(['image', 'delete', 'linked'], env)).code).toBe(0);
-    expect((await runBmctl(['image', 'delete', 'deploy-kernel'], env)).code).toBe(0);
-  });
+  it(
+    'uploads a kernel and ramdisk and links an image to them, and refuses deleting them while used',
+    async () => {
+      expect(
+        (await runBmctl(['image', 'create', '--name', 'deploy-kernel', '--disk-format', 'aki', path.join(dir, 'vmlinuz')], env)).code,
+      ).toBe(0);
+      expect(
+        (await runBmctl(['image', 'create', '--name', 'deploy-ramdisk', '--disk-format', 'ari', path.join(dir, 'initrd')], env)).code,
+      ).toBe(0);
+      const linked = await runBmctl(
+        [
+          '--json',
+          'image',
+          'create',
+          '--name',
+          'linked',
+          '--disk-format',
+          'raw',
+          '--kernel',
+          'deploy-kernel',
+          '--ramdisk',
+          'deploy-ramdisk',
+          path.join(dir, 'expected.raw'),
+        ],
+        env,
+      );
+      expect(linked.code).toBe(0);
+      const linkedImage = JSON.parse(linked.stdout) as { properties: Record<string, string>; rawBlockSha256: string };
+      expect(linkedImage.properties).toEqual({ kernel_id: 'deploy-kernel', ramdisk_id: 'deploy-ramdisk' });
+      expect(linkedImage.rawBlockSha256).toBe(await blockDigestBySplit(path.join(dir, 'expected.raw')));
+      const refused = await runBmctl(['image', 'delete', 'deploy-kernel'], env);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/used by image\(s\) linked.*FAILED_PRECONDITION/);
+      expect((await runBmctl(['image', 'delete', 'linked'], env)).code).toBe(0);
+      expect((await runBmctl(['image', 'delete', 'deploy-kernel'], env)).code).toBe(0);
+    },
+    BMCTL_HEAVY_MS,
+  );
 
   it('refuses a qcow2 with a backing file at upload time, keeping nothing', async () => {
     const before = (await conn.client(ImageService).listImages({})).images.length;
@@ -148,23 +155,33 @@ describe('image store', () => {
     await expect(conn.client(ImageService).getImage({ id: 'overlay' })).rejects.toMatchObject({ code: status.NOT_FOUND });
   });
 
-  it('refuses a raw upload of a qcow2 file, a wrong expected digest, a taken name and a bad format', async () => {
-    const asRaw = await runBmctl(['image', 'create', '--name', 'wrong-format', '--disk-format', 'raw', path.join(dir, 'disk.qcow2')], env);
-    expect(asRaw.stderr).toMatch(/is a qcow2 image/);
-    const digest = await runBmctl(
-      ['image', 'create', '--name', 'bad-digest', '--disk-format', 'raw', '--sha256', 'a'.repeat(64), path.join(dir, 'expected.raw')],
-      env,
-    );
-    expect(digest.code).toBe(1);
-    expect(digest.stderr).toMatch(/sha256/);
-    const taken = await runBmctl(['image', 'create', '--name', 'ubuntu-test', '--disk-format', 'raw', path.join(dir, 'expected.raw')], env);
-    expect(taken.stderr).toMatch(/already exists.*ALREADY_EXISTS/);
-    const fmt = await runBmctl(['image', 'create', '--name', 'x', '--disk-format', 'vmdk', path.join(dir, 'expected.raw')], env);
-    expect(fmt.stderr).toMatch(/disk_format: must be one of raw, qcow2, aki, ari/);
-    const names = (await conn.client(ImageService).listImages({})).images.map((i) => i.name);
-    expect(names).not.toContain('wrong-format');
-    expect(names).not.toContain('bad-digest');
-  });
+  it(
+    'refuses a raw upload of a qcow2 file, a wrong expected digest, a taken name and a bad format',
+    async () => {
+      const asRaw = await runBmctl(
+        ['image', 'create', '--name', 'wrong-format', '--disk-format', 'raw', path.join(dir, 'disk.qcow2')],
+        env,
+      );
+      expect(asRaw.stderr).toMatch(/is a qcow2 image/);
+      const digest = await runBmctl(
+        ['image', 'create', '--name', 'bad-digest', '--disk-format', 'raw', '--sha256', 'a'.repeat(64), path.join(dir, 'expected.raw')],
+        env,
+      );
+      expect(digest.code).toBe(1);
+      expect(digest.stderr).toMatch(/sha256/);
+      const taken = await runBmctl(
+        ['image', 'create', '--name', 'ubuntu-test', '--disk-format', 'raw', path.join(dir, 'expected.raw')],
+        env,
+      );
+      expect(taken.stderr).toMatch(/already exists.*ALREADY_EXISTS/);
+      const fmt = await runBmctl(['image', 'create', '--name', 'x', '--disk-format', 'vmdk', path.join(dir, 'expected.raw')], env);
+      expect(fmt.stderr).toMatch(/disk_format: must be one of raw, qcow2, aki, ari/);
+      const names = (await conn.client(ImageService).listImages({})).images.map((i) => i.name);
+      expect(names).not.toContain('wrong-format');
+      expect(names).not.toContain('bad-digest');
+    },
+    BMCTL_HEAVY_MS,
+  );
 
   it('keeps nothing of an upload the client cancels half-way (no image, no blob)', async () => {
     // grpc-js's client sends END_STREAM before RST_STREAM on a cancel: the server must not take the
