@@ -14,6 +14,12 @@ const run = promisify(execFile);
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(benchDir, '../..');
 
+/**
+ * Node's flags for a bench's controller-side driver (stream-driver.ts, fanout-driver.ts): the small V8 heaps the
+ * agent had before its heap-growing step, kept so the controller-side CPU and RSS figures compare across sessions.
+ */
+export const DRIVER_NODE_ARGS: readonly string[] = ['--max-semi-space-size=1', '--max-old-space-size=64'];
+
 /** Bundles the agent (scripts/build-agent.sh) and the bench driver `driverName` (a .ts beside this file) into `dir`. */
 export async function bundleAgentAndDriver(dir: string, driverName: string): Promise<{ agent: string; driver: string }> {
   const agent = path.join(dir, 'agent.js');

@@ -29,7 +29,7 @@ import { promisify } from 'node:util';
 import { rawContentSha256 } from '../../controller/images/digest.ts';
 import { openImageFile } from '../../controller/images/open.ts';
 import { RAMDISK_NODE_ARGS, sha256OfFilePrefix, startAgentProcess, type AgentProcess } from '../../controller/lab/index.ts';
-import { bundleAgentAndDriver, cpuSecondsOf, peakRssOf } from './bench-process.ts';
+import { bundleAgentAndDriver, cpuSecondsOf, DRIVER_NODE_ARGS, peakRssOf } from './bench-process.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
 
 const run = promisify(execFile);
@@ -58,7 +58,7 @@ interface DriverResult {
 
 function runDriver(driver: string, input: object): Promise<DriverResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...NODE_ARGS, driver, JSON.stringify(input)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...DRIVER_NODE_ARGS, driver, JSON.stringify(input)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));

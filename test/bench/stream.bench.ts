@@ -39,7 +39,7 @@ import { promisify } from 'node:util';
 import { rawContentSha256, type RawDigest } from '../../controller/images/digest.ts';
 import { openImageFile } from '../../controller/images/open.ts';
 import { RAMDISK_NODE_ARGS, startAgentProcess, type AgentProcess, sha256OfFilePrefix } from '../../controller/lab/index.ts';
-import { bundleAgentAndDriver, cpuSecondsOf, peakRssOf } from './bench-process.ts';
+import { bundleAgentAndDriver, cpuSecondsOf, DRIVER_NODE_ARGS, peakRssOf } from './bench-process.ts';
 import { goal, type BenchContext, type BenchReport } from './harness.ts';
 
 const run = promisify(execFile);
@@ -51,8 +51,6 @@ const repoRoot = path.resolve(benchDir, '../..');
 let driverPath = path.join(benchDir, 'stream-driver.ts');
 let agentScript: string | undefined;
 const NODE_ARGS = RAMDISK_NODE_ARGS;
-/** The controller-side driver's flags (see the comment at the top). */
-const DRIVER_NODE_ARGS: readonly string[] = ['--max-semi-space-size=1', '--max-old-space-size=64'];
 const ironicWay = path.join(benchDir, 'ironic-way.py');
 
 /** Bundles the agent and the driver into `dir`; the bench then runs those. */
