@@ -87,6 +87,18 @@ async function nodeRow(url: string): Promise<NodeRow> {
   }
 }
 
+/**
+ * The node right after the peer's takeover: reserved by the peer, or already released by it. The agent may
+ * hold nearly all of the image by then (it keeps what the old owner streamed), so on a loaded host the
+ * peer's resume can finish before this read; then the node must be active.
+ */
+async function takenOver(url: string, c: ChaosCluster): Promise<NodeRow> {
+  const taken = await nodeRow(url);
+  expect(['ctl-b', null], c.logs()).toContain(taken.reservation);
+  if (taken.reservation === null) expect(taken.provision_state, c.logs()).toBe('active');
+  return taken;
+}
+
 const CHECKPOINT = /^update `nodes` set `deploy_committed_offset`/;
 
 /**
@@ -145,8 +157,7 @@ describe('fencing', () => {
     );
     expect(takenAt - stoppedAt).toBeGreaterThanOrEqual(DEAD_AFTER_S * 1000 - 500);
     console.info(`frozen owner: peer took over ${takenAt - stoppedAt} ms after SIGSTOP (dead_after ${DEAD_AFTER_S} s)`);
-    const taken = await nodeRow(direct);
-    expect(taken.reservation).toBe('ctl-b');
+    const taken = await takenOver(direct, cluster);
     expect(taken.owner_epoch).toBeGreaterThanOrEqual(before.owner_epoch + 2);
     // The held write lands now, after the takeover; then the old owner wakes up in the middle of the peer's stream.
     proxy.heal();
@@ -167,7 +178,9 @@ describe('fencing', () => {
     expect(a.logs(), a.logs()).toMatch(/task ended: the node was taken over meanwhile; not touching it/);
     expect(firstAt(a, /controller fenced/, resumedAt - 1000), a.logs()).toBeDefined();
     expect(a.logs()).not.toMatch(/"msg":"task failed"/);
-    expect(a.logs()).toMatch(/our controller row was gone \(peers found us dead\); joining again/);
+    // It comes back: as a new member when the peer's heartbeat already removed its row, else by renewing it
+    // (under load the peer may not have run that sweep yet when the old owner wakes up).
+    expect(a.logs()).toMatch(/our controller row was gone \(peers found us dead\); joining again|controller unfenced: heartbeat renewed/);
   }, 600_000);
 
   it('a controller cut off from the database fences itself before its peer may take over, writes nothing while fenced, and keeps no reservation', async () => {
@@ -211,8 +224,7 @@ describe('fencing', () => {
     expect(fencedAt - cutAt).toBeLessThanOrEqual((DEAD_AFTER_S * 1000) / 2 + 1000);
     expect(fencedAt).toBeLessThan(takenAt);
     console.info(`cut off: fenced after ${fencedAt - cutAt} ms, peer took over after ${takenAt - cutAt} ms (dead_after ${DEAD_AFTER_S} s)`);
-    const taken = await nodeRow(direct);
-    expect(taken.reservation).toBe('ctl-b');
+    const taken = await takenOver(direct, cluster);
     expect(taken.owner_epoch).toBeGreaterThanOrEqual(before.owner_epoch + 2);
     // Meanwhile its API refuses to act on nodes, at once and saying why.
     const viaA = cluster.api('ctl-a').client(NodeService);
