@@ -14,7 +14,10 @@
  * the default step a full GC ran every 16 MiB streamed
  * (docs/performance-notes.md). The ramdisk also sets MALLOC_ARENA_MAX=2:
  * glibc's extra malloc arenas, one per thread that allocates, kept freed
- * memory as RSS.
+ * memory as RSS; and MALLOC_TRIM_THRESHOLD_=67108864: Node copies each
+ * socket read into a buffer of its own, and with glibc's default the heap's
+ * freed top went back to the kernel and faulted in again, about a third of
+ * the main thread's CPU.
  */
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
