@@ -5,6 +5,8 @@
  *   HTTP download read in 1 MiB chunks, sha256 over each, written to the
  *   disk file, one fsync): throughput ratio, the goal; and vs `cat image >
  *   file` (with and without an fsync), the machine's limit, reported only;
+ *   each side of a goal's ratio is the best of three runs, ours as its
+ *   peer's, so the noise of a shared machine favours neither;
  * - CPU seconds per GiB of the raw stream, controller side (the driver's
  *   process.cpuUsage()) and agent (its utime + stime from /proc, the same
  *   counters), with the Ironic-way client's for comparison;
@@ -21,8 +23,8 @@
  * alone adds RSS that has nothing to do with streaming.
  * The agents run with the ramdisk's Node flags (RAMDISK_NODE_ARGS:
  * --max-semi-space-size=1 --max-old-space-size=64 --heap-growing-percent=300;
- * agent/main.ts says why) and its MALLOC_ARENA_MAX=2 (startAgentProcess
- * sets it), the driver with --max-semi-space-size=1
+ * agent/main.ts says why) and its malloc settings (startAgentProcess sets
+ * them), the driver with --max-semi-space-size=1
  * --max-old-space-size=64: 1 MiB frames churn through short-lived buffers,
  * and smaller heap limits make V8 collect them sooner (lower peaks at the
  * same throughput; docs/performance-notes.md). The driver keeps the flags
@@ -86,6 +88,17 @@ async function writeRandom(file: string, offset: number, size: number, flags = '
   } finally {
     await handle.close();
   }
+}
+
+/** Runs `attempt` `times` times in a row and keeps the fastest: what the peers get on a shared machine. */
+async function fastestOf<T extends { readonly seconds: number }>(times: number, attempt: () => Promise<T>): Promise<T> {
+  let fastest: T | undefined;
+  for (let i = 0; i < times; i++) {
+    const result = await attempt();
+    if (fastest === undefined || result.seconds < fastest.seconds) fastest = result;
+  }
+  if (fastest === undefined) throw new Error('fastestOf needs at least one attempt');
+  return fastest;
 }
 
 /** The raw content's digests: the block digest the deploy checks, the plain one the target file is checked with. */
@@ -261,7 +274,12 @@ export default async function stream(ctx: BenchContext): Promise<BenchReport> {
     }
     await rm(sweepImage, { force: true });
     results.rawChunkSizeMBps = chunks;
-    const ours = await deployRaw('raw', MIB, 'read-back');
+    const rawRuns: { seconds: number; controllerCpuS: number; agentCpuS: number }[] = [];
+    const ours = await fastestOf(3, async () => {
+      const run = await deployRaw('raw', MIB, 'read-back');
+      rawRuns.push(run);
+      return run;
+    });
     const oursAsWritten = await deployRaw('raw-as-written', MIB, 'as-written');
     const gib = rawSize / GIB;
     Object.assign(results, {
@@ -273,6 +291,10 @@ export default async function stream(ctx: BenchContext): Promise<BenchReport> {
       rawOursAsWrittenDigestMBps: mbps(rawSize, oursAsWritten.seconds),
       rawControllerCpuSPerGiB: round(ours.controllerCpuS / gib, 2),
       rawAgentCpuSPerGiB: round(ours.agentCpuS / gib, 2),
+      // All three runs, in order; the figures above are the fastest's.
+      rawRunsMBps: rawRuns.map((r) => mbps(rawSize, r.seconds)),
+      rawRunsAgentCpuSPerGiB: rawRuns.map((r) => round(r.agentCpuS / gib, 2)),
+      rawRunsControllerCpuSPerGiB: rawRuns.map((r) => round(r.controllerCpuS / gib, 2)),
       rawAsWrittenControllerCpuSPerGiB: round(oursAsWritten.controllerCpuS / gib, 2),
       rawAsWrittenAgentCpuSPerGiB: round(oursAsWritten.agentCpuS / gib, 2),
       rawIronicWayClientCpuSPerGiB: round(ironic.cpuSeconds / gib, 2),
@@ -303,7 +325,14 @@ export default async function stream(ctx: BenchContext): Promise<BenchReport> {
     }
     // qemu-img convert does not flush its output; the agent makes every byte durable.
     await rm(qemuOut, { force: true });
-    const qemuSyncS = await timed(() => run('sh', ['-c', `qemu-img convert -f qcow2 -O raw '${qcow2}' '${qemuOut}' && sync '${qemuOut}'`]));
+    let qemuSyncS = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < 3; i++) {
+      await rm(qemuOut, { force: true });
+      qemuSyncS = Math.min(
+        qemuSyncS,
+        await timed(() => run('sh', ['-c', `qemu-img convert -f qcow2 -O raw '${qcow2}' '${qemuOut}' && sync '${qemuOut}'`])),
+      );
+    }
     await rm(qemuOut, { force: true });
     // What Ironic's agent does for a non-raw image (and what it must do on a disk that may hold old
     // data): convert with -S 0, writing every zero, then flush.
@@ -312,19 +341,28 @@ export default async function stream(ctx: BenchContext): Promise<BenchReport> {
     );
     await rm(qemuOut, { force: true });
     const qTarget = path.join(dir, 'q.disk');
-    await sparseFile(qTarget, virtualSize);
-    const qAgent = await startAgent(qTarget);
-    const qResult = await runDriver({
-      agents: [qAgent.address],
-      token: TOKEN,
-      image: qcow2,
-      format: 'qcow2',
-      expectedDigest: qSha.blockSha256,
-    });
-    const qAgentRss = await peakRssOf(qAgent.pid);
-    await stopAgents();
-    const qOk = (await sha256OfFilePrefix(qTarget, virtualSize)) === qSha.sha256;
-    await rm(qTarget, { force: true });
+    let qAllMatch = true;
+    const deployQcow2 = async (): Promise<{ seconds: number; maxRssMiB: number; agentRss: number | null }> => {
+      await sparseFile(qTarget, virtualSize);
+      const qAgent = await startAgent(qTarget);
+      const result = await runDriver({
+        agents: [qAgent.address],
+        token: TOKEN,
+        image: qcow2,
+        format: 'qcow2',
+        expectedDigest: qSha.blockSha256,
+      });
+      const agentRss = await peakRssOf(qAgent.pid);
+      await stopAgents();
+      const targetMatches = (await sha256OfFilePrefix(qTarget, virtualSize)) === qSha.sha256;
+      await rm(qTarget, { force: true });
+      qAllMatch &&= targetMatches;
+      return { seconds: result.seconds, maxRssMiB: result.maxRssMiB, agentRss };
+    };
+    const qResult = await fastestOf(3, deployQcow2);
+    const qAgentRss = qResult.agentRss;
+    // Every attempt's target is checked, not only the fastest's.
+    const qOk = qAllMatch;
     ctx.log(`qcow2: qemu-img ${round(qemuS, 2)} s, ours ${round(qResult.seconds, 2)} s`);
     Object.assign(results, {
       qcow2VirtualMiB: virtualSize / MIB,
