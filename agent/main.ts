@@ -6,13 +6,14 @@
  * a file as its disk and a fixture tree as its /proc and /sys.
  *
  * The ramdisk runs it as `node --max-semi-space-size=1 --max-old-space-size=64
- * --heap-growing-percent=300 agent.js`: small V8 heaps collect the streamed
+ * --heap-growing-percent=300 --expose-gc agent.js`: small V8 heaps collect the streamed
  * frame buffers sooner, which lowers its peak RSS; the growing percent keeps
  * the old generation's limit well above its ~9 MB of live objects, because V8
  * counts the external memory allocated since the last full GC (Node's HTTP/2
  * read buffers, about 1 GiB per GiB received) against that limit, and with
  * the default step a full GC ran every 16 MiB streamed
- * (docs/performance-notes.md). The ramdisk also sets MALLOC_ARENA_MAX=2:
+ * (docs/performance-notes.md); gc() lets it scavenge the dead read buffers
+ * every 2 MiB received (server/young-gc.ts). The ramdisk also sets MALLOC_ARENA_MAX=2:
  * glibc's extra malloc arenas, one per thread that allocates, kept freed
  * memory as RSS; and MALLOC_TRIM_THRESHOLD_=67108864: Node copies each
  * socket read into a buffer of its own, and with glibc's default the heap's
@@ -33,7 +34,7 @@ import type { AgentConfig, DigestPolicy } from './server/context.ts';
 import { startAgentServer } from './server/index.ts';
 import { toWireInventory } from './server/inventory.ts';
 
-const HELP = `Usage: node [--max-semi-space-size=1 --max-old-space-size=64 --heap-growing-percent=300] agent.js [options]
+const HELP = `Usage: node [--max-semi-space-size=1 --max-old-space-size=64 --heap-growing-percent=300 --expose-gc] agent.js [options]
 
 Serves bm.agent.v1.AgentService and registers with the controller named by
 bm.controller=, bm.node= and bm.token= on the kernel command line.

@@ -26,6 +26,7 @@ import { ImageFeed } from './image-feed.ts';
 import { installPooledDecoder, releaseFrameBuffer } from './pooled-decoder.ts';
 import { safeNumber } from './convert.ts';
 import { AsyncQueue, anySignal, nextOrAbort } from './queue.ts';
+import { youngGc } from './young-gc.ts';
 
 type Ack = MessageInitShape<typeof WriteImageAckSchema>;
 
@@ -111,6 +112,7 @@ async function writeStream(
       const data = frame.data;
       feed?.record(offset, data.length > 0 ? data.length : zeroLength, data.length > 0);
       ctx.received.data(offset, data.length);
+      youngGc.received(data.length);
       // The frame's bytes live in a pooled receive buffer (pooled-decoder.ts): back to the pool once written.
       await writer.write({
         offset,
@@ -140,6 +142,8 @@ async function writeStream(
       digest: result.digestMethod,
       // Over every stream of this deploy: what a resume cost (tests and the takeover bench read these).
       ...ctx.received.snapshot(),
+      // Since the agent started: the scavenges paced by received bytes (young-gc.ts), 0 without --expose-gc.
+      youngGcs: youngGc.runs,
     });
   } finally {
     if (!finished) {

@@ -8,8 +8,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { agentMainPath, machineRoot } from './paths.ts';
 import { cpuSecondsOf } from './proc-cpu.ts';
 
-/** Node's flags as the ramdisk starts the agent (ramdisk/rootfs/init): small V8 heaps that grow in large steps (agent/main.ts says why). */
-export const RAMDISK_NODE_ARGS: readonly string[] = ['--max-semi-space-size=1', '--max-old-space-size=64', '--heap-growing-percent=300'];
+/**
+ * Node's flags as the ramdisk starts the agent (ramdisk/rootfs/init): small V8 heaps that grow in large steps
+ * (agent/main.ts says why), and gc() for the scavenges the agent paces by received bytes (agent/server/young-gc.ts).
+ */
+export const RAMDISK_NODE_ARGS: readonly string[] = [
+  '--max-semi-space-size=1',
+  '--max-old-space-size=64',
+  '--heap-growing-percent=300',
+  '--expose-gc',
+];
 /**
  * The environment the ramdisk starts the agent with (ramdisk/rootfs/init), given to every agent started here:
  * two glibc malloc arenas instead of up to eight per core, which threads that allocate (V8's GC helpers, libuv's

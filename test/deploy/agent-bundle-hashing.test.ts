@@ -3,7 +3,8 @@
  * hashes on worker threads: a deploy to it verifies with the block digest,
  * read back (the default) and as written, and the agent process has the
  * worker's thread, by its name. A worker started from a module path would fail here,
- * since the bundle has no modules beside it.
+ * since the bundle has no modules beside it. Started with the ramdisk's Node
+ * flags, it also paces its scavenges by the bytes it receives.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -16,7 +17,7 @@ import { deployImage } from '../../controller/deploy/deploy.ts';
 import { openImageFile } from '../../controller/images/open.ts';
 import { HASH_THREAD_NAME } from '../../agent/disk/hash-pool.ts';
 import { BlockSha256, DigestAlgorithm } from '../../proto/digest/block-sha256.ts';
-import { repoRoot, startAgentProcess, type AgentProcess } from '../../controller/lab/index.ts';
+import { RAMDISK_NODE_ARGS, repoRoot, startAgentProcess, type AgentProcess } from '../../controller/lab/index.ts';
 
 const run = promisify(execFile);
 const MIB = 1024 * 1024;
@@ -91,4 +92,33 @@ describe('the agent bundle hashes on worker threads', () => {
     },
     60_000,
   );
+
+  it('started as the ramdisk starts it, scavenges every 2 MiB of image data received', async () => {
+    const disk = join(dir, 'ramdisk-flags.disk');
+    await writeFile(disk, '');
+    await truncate(disk, image.length);
+    const agent = await startAgentProcess({ token: TOKEN, target: disk, targetZeroed: true, script: bundle, nodeArgs: RAMDISK_NODE_ARGS });
+    agents.push(agent);
+    const expected = new BlockSha256();
+    expected.update(image);
+    const opened = await openImageFile(imagePath, 'raw');
+    try {
+      await deployImage({
+        nodeUuid: 'bundle-ramdisk-flags',
+        agentAddress: agent.address,
+        agentToken: TOKEN,
+        source: opened.source,
+        expected: { algorithm: DigestAlgorithm.blocks, hex: expected.digest() },
+        checkpoint: async () => undefined,
+        attempts: 1,
+      });
+    } finally {
+      await opened.close();
+    }
+    expect((await readFile(disk)).equals(image)).toBe(true);
+    // 14 MiB of data (the 4 MiB hole goes as a zero run): one scavenge per 2 MiB.
+    const finished = /"msg":"write-image finished"[^\n]*"youngGcs":(\d+)/.exec(agent.output());
+    expect(finished, agent.output()).not.toBeNull();
+    expect(Number(finished?.[1])).toBe(7);
+  }, 60_000);
 });
