@@ -21,7 +21,9 @@ export interface Runner {
 
 export async function startRunner(ns: string, config: RunnerConfig): Promise<Runner> {
   const child = nsSpawn(ns, process.execPath, [path.join(repoRoot, 'test/boot/boot-runner.ts'), JSON.stringify(config)]);
-  const line = await waitForLine(child, /"ready"/);
+  // Node starts the runner from the TypeScript sources: a few seconds alone, over the default 15 s once on a
+  // loaded CI host (restarted in the middle of a test, with no output yet).
+  const line = await waitForLine(child, /"ready"/, 60_000);
   const ready = (JSON.parse(line) as { ready: Record<string, unknown> }).ready;
   return {
     child,

@@ -194,7 +194,8 @@ describe('DHCP full mode with udhcpc across a veth pair', () => {
     }
   });
 
-  it('leases to an unknown MAC once discovery is on', async () => {
+  // It restarts the server, which can take over half a minute on a loaded host (startRunner).
+  it('leases to an unknown MAC once discovery is on', { timeout: 90_000 }, async () => {
     await stopChild(runner?.child);
     runner = await startRunner(srvNs, serverConfig(true));
     await setMac(UNKNOWN);

@@ -98,7 +98,11 @@ afterAll(async () => {
   await ctl?.stop();
 });
 
-describe('bmctl and BMC passwords', () => {
+/**
+ * Each case runs bmctl once or twice, and each run starts Node on the TypeScript sources: 11-14 s a case
+ * on a loaded CI host, and one case that runs it twice took over the default 30 s there.
+ */
+describe('bmctl and BMC passwords', { timeout: 120_000 }, () => {
   it('node update takes the password from BM_PM_PASSWORD, and no process argv ever holds it', async () => {
     expect((await runBmctl(createArgs('sec-env'), { ...env, BM_PM_PASSWORD: 'Old-Pw-1' })).code).toBe(0);
     const secret = 'New-Env-Pw-7q';
