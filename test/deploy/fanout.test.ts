@@ -190,7 +190,7 @@ describe('rack fan-out', () => {
     });
     const last = (n: Node): number => committed.get(n.uuid)?.at(-1) ?? 0;
     const rootDeploy = deploy(planner, a!, throttled(await source(), 20 * MIB));
-    // b's own deploy ends when its agent dies (one attempt: nothing to resume to).
+    // b's own deploy ends when its agent dies, if it is still running then (one attempt: nothing to resume to).
     const relayDeploy = deploy(planner, b!, await source(), { attempts: 1 }).then(
       () => 'finished',
       (error: unknown) => error,
@@ -225,7 +225,11 @@ describe('rack fan-out', () => {
     const root = await rootDeploy;
     expect(root.sha256).toBe(expected.hex);
     expect(await diskMatches(a!.disk)).toBe(true);
-    expect(await relayDeploy).not.toBe('finished');
+    // b's own deploy ended with its agent, or had finished before the kill: its followers trail it, and on a
+    // loaded host far enough that b was done (seen once in a clean-clone run); then its disk is whole.
+    const relayOutcome = await relayDeploy;
+    if (relayOutcome === 'finished') expect(await diskMatches(b!.disk)).toBe(true);
+    else expect(relayOutcome).toBeInstanceOf(Error);
     // What left the controller: the root's image and the two remainders, under two images.
     const sent = root.dataBytesSent + (await followers[0]!).dataBytesSent + (await followers[1]!).dataBytesSent;
     expect(sent).toBeLessThan(2 * imageDataBytes);
