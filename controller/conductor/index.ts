@@ -14,5 +14,6 @@ export { PowerConductor } from './power.ts';
 export { Provisioner } from './provisioner.ts';
 export { FAILED_STATES, isTransientState, nextState, renderStatesMarkdown } from './states.ts';
 export { TaskManager } from './task.ts';
+export { UnreleasedReservations } from './unreleased.ts';
 export { forwardedActionHandler, LocalNodeActions, type NodeActions } from './node-actions.ts';
 export { NodeRouter } from './node-router.ts';

@@ -13,6 +13,7 @@ import type { SecretBox } from '../secrets/index.ts';
 import type { BootDevice, BootDeviceSetting, PowerControl, PowerControlFactory, PowerState, PowerTarget } from '../drivers/power/index.ts';
 import { BmcAccess } from './bmc-access.ts';
 import { withNodeReservation } from './reservation.ts';
+import type { UnreleasedReservations } from './unreleased.ts';
 
 const TARGETS: readonly PowerTarget[] = ['on', 'off', 'reboot', 'soft-off'];
 const DEVICES: readonly BootDevice[] = ['pxe', 'disk'];
@@ -24,6 +25,8 @@ export interface PowerConductorOptions {
   readonly settlePollMs: number;
   /** A fenced controller answers power verbs with UNAVAILABLE instead of touching a BMC a peer may own now. */
   readonly fence?: FenceView;
+  /** Shared with the task manager: a verb that ended while fenced lets go of its node once unfenced. */
+  readonly unreleased?: UnreleasedReservations;
 }
 
 export class PowerConductor {
@@ -46,6 +49,12 @@ export class PowerConductor {
     this.#events = events;
     this.#opts = opts;
     this.#log = log;
+  }
+
+  /** Runs `work` under the node's reservation (no wait: a verb on a busy node is refused at once). */
+  #reserved<T>(nodeUuid: string, work: () => Promise<T>): Promise<T> {
+    const unreleased = this.#opts.unreleased;
+    return withNodeReservation(this.#store, nodeUuid, this.#opts.controllerId, work, unreleased ? { unreleased } : {});
   }
 
   async #node(id: string): Promise<NodeRecord> {
@@ -83,7 +92,7 @@ export class PowerConductor {
   async setPowerState(id: string, target: string): Promise<NodeRecord> {
     if (!(TARGETS as readonly string[]).includes(target)) throw new ValidationError('target', `must be one of ${TARGETS.join(', ')}`);
     const node = await this.#node(id);
-    return withNodeReservation(this.#store, node.uuid, this.#opts.controllerId, async () => {
+    return this.#reserved(node.uuid, async () => {
       const want: PowerState = target === 'on' || target === 'reboot' ? 'on' : 'off';
       await this.#store.recordState(node.uuid, { targetPowerState: want });
       const started = performance.now();
@@ -146,7 +155,7 @@ export class PowerConductor {
   async setBootDevice(id: string, device: string, persistent: boolean, uefi: boolean): Promise<BootDeviceSetting> {
     if (!(DEVICES as readonly string[]).includes(device)) throw new ValidationError('device', `must be one of ${DEVICES.join(', ')}`);
     const node = await this.#node(id);
-    return withNodeReservation(this.#store, node.uuid, this.#opts.controllerId, () =>
+    return this.#reserved(node.uuid, () =>
       this.#withControl(node, async (c) => {
         await c.setBootDevice(device as BootDevice, { persistent, uefi });
         this.#events.publish({

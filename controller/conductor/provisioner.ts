@@ -17,6 +17,7 @@ import type { DeployStartQueue } from './deploy-starts.ts';
 import { cleanSteps, type EraseMode } from './flows/clean.ts';
 import { type DeployDeps, deployFailed, deployWork, type DeployEntry } from './flows/deploy.ts';
 import { inspectSteps } from './flows/inspect.ts';
+import { NodeLockedError } from './reservation.ts';
 import type { TaskContext, TaskManager } from './task.ts';
 
 export interface ProvisionerDeps {
@@ -182,7 +183,9 @@ export class Provisioner {
         deleteFailed,
       );
     } catch (err) {
-      await deleteFailed(err instanceof Error ? err.message : String(err));
+      // Locked by another task: nothing moved, so the instance stays as it was and the caller retries (as after an Ironic 409).
+      if (err instanceof NodeLockedError) await this.#d.instances.update(instance.uuid, { state: instance.state });
+      else await deleteFailed(err instanceof Error ? err.message : String(err));
       throw err;
     }
   }

@@ -4,8 +4,10 @@
  * atomic `UPDATE ... WHERE reservation IS NULL`, so it holds across every
  * controller sharing the database.
  */
+import { FencedError } from '../cluster/index.ts';
 import { BmError } from '../errors.ts';
 import type { NodeStore } from '../nodes/index.ts';
+import type { UnreleasedReservations } from './unreleased.ts';
 
 export class NodeLockedError extends BmError {
   constructor(nodeUuid: string, holder: string | null) {
@@ -21,6 +23,8 @@ export interface ReservationOptions {
   /** How long to keep trying when another task holds the lock (0: fail at once). */
   readonly waitMs?: number;
   readonly retryEveryMs?: number;
+  /** Where a release the fence refused waits for the fence to open (absent: the reservation stays, as a dead controller's would). */
+  readonly unreleased?: UnreleasedReservations;
 }
 
 export async function withNodeReservation<T>(
@@ -31,7 +35,8 @@ export async function withNodeReservation<T>(
   options: ReservationOptions = {},
 ): Promise<T> {
   const deadline = Date.now() + (options.waitMs ?? 0);
-  while (!(await store.reserve(nodeUuid, controllerId))) {
+  let epoch: number | null;
+  while ((epoch = await store.reserve(nodeUuid, controllerId)) === null) {
     if (Date.now() >= deadline) {
       const node = await store.findNode(nodeUuid);
       if (!node) throw new BmError('not-found', `node ${nodeUuid} not found`, { node: nodeUuid });
@@ -39,9 +44,14 @@ export async function withNodeReservation<T>(
     }
     await new Promise((r) => setTimeout(r, options.retryEveryMs ?? 100));
   }
+  const held = epoch;
   try {
     return await work();
   } finally {
-    await store.release(nodeUuid, controllerId);
+    // Under the epoch taken: a retry once unfenced must not free a reservation taken again since.
+    await store.release(nodeUuid, controllerId, held).catch((err: unknown) => {
+      if (!(err instanceof FencedError) || !options.unreleased) throw err;
+      options.unreleased.add(nodeUuid, held);
+    });
   }
 }

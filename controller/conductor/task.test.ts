@@ -15,7 +15,9 @@ import { BmcAccess } from './bmc-access.ts';
 import { Fence } from '../cluster/fence.ts';
 import { FencedNodeStore } from '../nodes/fenced-store.ts';
 import { StaleOwnerError } from '../nodes/owner.ts';
+import { withNodeReservation } from './reservation.ts';
 import { TaskManager } from './task.ts';
+import { UnreleasedReservations } from './unreleased.ts';
 
 const secrets = new SecretBox(randomBytes(32));
 
@@ -212,6 +214,80 @@ describe('TaskManager with a fence and owner epochs', () => {
     expect(wroteAfterFence).toBe(false);
     expect(await store.findNode(uuid)).toMatchObject({ provisionState: 'deploying', reservation: 'ctl-a', lastError: null });
     await expect(tasks.start(uuid, 'fail', async () => undefined)).rejects.toThrow(/controller fenced/);
+  });
+});
+
+describe('reservations left while fenced', () => {
+  async function fencedSetup() {
+    const base = await setup('available');
+    const clock = { now: 0 };
+    const fence = new Fence({ controllerId: 'ctl-a', fenceAfterMs: 1000, clock: () => clock.now }, silentLogger);
+    fence.renewed(fence.renewStarted());
+    const unreleased = new UnreleasedReservations();
+    const fenced = new FencedNodeStore(base.store, fence);
+    const tasks = new TaskManager(fenced, base.bus, { controllerId: 'ctl-a', lockWaitMs: 300, fence, unreleased }, silentLogger);
+    const unfence = (): void => {
+      clock.now += 1;
+      fence.renewed(fence.renewStarted());
+    };
+    /** A deploy whose last write lands, then the fence closes before the task can release (a stalled event loop under load). */
+    const deployEndingFenced = async (): Promise<void> => {
+      let finish!: () => void;
+      const finishing = new Promise<void>((r) => (finish = r));
+      await tasks.start(base.uuid, 'deploy', async (ctx) => {
+        await ctx.advance('done');
+        await finishing;
+      });
+      clock.now = 1000;
+      expect(fence.fenced).toBe(true);
+      finish();
+      await tasks.drain();
+    };
+    return { ...base, clock, fence, fenced, unreleased, tasks, unfence, deployEndingFenced };
+  }
+
+  it('a task that reached its last state as the fence closed lets go of the node once unfenced, not before', async () => {
+    const { store, fence, tasks, unfence, uuid, deployEndingFenced } = await fencedSetup();
+    await deployEndingFenced();
+    expect(await store.findNode(uuid)).toMatchObject({ provisionState: 'active', reservation: 'ctl-a' });
+    // Still fenced: the sweep cannot release yet, and keeps it for the next try.
+    expect(await tasks.releaseLeftovers()).toBe(0);
+    expect((await store.findNode(uuid))?.reservation).toBe('ctl-a');
+    unfence();
+    expect(fence.fenced).toBe(false);
+    expect(await tasks.releaseLeftovers()).toBe(1);
+    expect(await store.findNode(uuid)).toMatchObject({ provisionState: 'active', reservation: null });
+    // The next verb on the node is not refused as locked.
+    await tasks.start(uuid, 'undeploy', async (ctx) => void (await ctx.advance('done')));
+    await tasks.drain();
+    expect(await store.findNode(uuid)).toMatchObject({ provisionState: 'cleaning', reservation: null });
+  });
+
+  it('leaves alone a node taken over by a peer, or reserved again by us, since the release was refused', async () => {
+    const { store, tasks, unfence, uuid, deployEndingFenced } = await fencedSetup();
+    await deployEndingFenced();
+    // A peer judged us dead, broke the reservation and holds the node now; later it hands it back to our name.
+    store.breakReservation(uuid);
+    expect(await store.reserve(uuid, 'ctl-b')).not.toBeNull();
+    unfence();
+    expect(await tasks.releaseLeftovers()).toBe(1);
+    expect((await store.findNode(uuid))?.reservation).toBe('ctl-b');
+    await store.release(uuid, 'ctl-b');
+    const again = await store.reserve(uuid, 'ctl-a');
+    expect(await tasks.releaseLeftovers()).toBe(0);
+    expect(await store.findNode(uuid)).toMatchObject({ reservation: 'ctl-a', ownerEpoch: again });
+  });
+
+  it('a power verb whose release the fence refused lets go once unfenced', async () => {
+    const { store, clock, fenced, unreleased, tasks, unfence, uuid } = await fencedSetup();
+    await expect(withNodeReservation(fenced, uuid, 'ctl-a', async () => void (clock.now = 1000), { unreleased })).resolves.toBeUndefined();
+    expect((await store.findNode(uuid))?.reservation).toBe('ctl-a');
+    expect(unreleased.size).toBe(1);
+    unfence();
+    expect(await tasks.releaseLeftovers()).toBe(1);
+    expect((await store.findNode(uuid))?.reservation).toBeNull();
+    // Without a place to wait, the refusal is the verb's error, as before.
+    await expect(withNodeReservation(fenced, uuid, 'ctl-a', async () => void (clock.now = 3000))).rejects.toThrow(/controller fenced/);
   });
 });
 

@@ -10,6 +10,8 @@
  * step first checks the fence (cluster/fence.ts): a fenced controller's task
  * stops at its next step without touching the node or its reservation, and a
  * task whose node was taken over meanwhile ends quietly on the refused write.
+ * A task that ended at rest while fenced keeps its reservation only until the
+ * fence opens (unreleased.ts): releaseLeftovers() lets go of it then.
  */
 import type { Logger } from 'pino';
 import { FencedError, type FenceView } from '../cluster/index.ts';
@@ -18,6 +20,7 @@ import type { EventBus } from '../events/index.ts';
 import { StaleOwnerError, type NodeOwner, type NodeStore, type StateFields, type NodeRecord } from '../nodes/index.ts';
 import { NodeLockedError } from './reservation.ts';
 import { nextState, TRANSITIONS, type ProvisionEvent } from './states.ts';
+import { UnreleasedReservations } from './unreleased.ts';
 
 export interface TaskContext {
   /** Aborted when the controller stops: work checkpoints and returns. */
@@ -66,6 +69,8 @@ export interface TaskManagerOptions {
   readonly breakDead?: (nodeUuid: string) => Promise<boolean>;
   /** While fenced, no task starts and running ones stop at their next step (absent: never fenced). */
   readonly fence?: FenceView;
+  /** Where reservations that could not be released while fenced wait for the fence to open (shared with power verbs). */
+  readonly unreleased?: UnreleasedReservations;
 }
 
 const NEVER_FENCED: FenceView = { check: () => undefined, fenced: false, signal: new AbortController().signal };
@@ -83,6 +88,7 @@ export class TaskManager {
   readonly #starting = new Map<string, number>();
   readonly #stop = new AbortController();
   readonly #fence: FenceView;
+  readonly #unreleased: UnreleasedReservations;
 
   constructor(store: NodeStore, events: EventBus, opts: TaskManagerOptions, log: Logger) {
     this.#store = store;
@@ -90,6 +96,26 @@ export class TaskManager {
     this.#opts = opts;
     this.#log = log;
     this.#fence = opts.fence ?? NEVER_FENCED;
+    this.#unreleased = opts.unreleased ?? new UnreleasedReservations();
+  }
+
+  /** Releases the reservations tasks (and power verbs) left at rest while fenced; call once unfenced. Returns how many went. */
+  releaseLeftovers(): Promise<number> {
+    return this.#unreleased.releaseAll(this.#store, this.#opts.controllerId, this.#log);
+  }
+
+  /** Releases now, or once unfenced when the fence refuses it: a node at rest must not stay locked under our name. */
+  async #release(nodeUuid: string, epoch: number): Promise<void> {
+    if (this.#fence.fenced) {
+      this.#unreleased.add(nodeUuid, epoch);
+      return;
+    }
+    try {
+      await this.#store.release(nodeUuid, this.#opts.controllerId, epoch);
+    } catch (err) {
+      if (err instanceof FencedError) this.#unreleased.add(nodeUuid, epoch);
+      else this.#log.error({ err, node: nodeUuid }, 'could not release the reservation');
+    }
   }
 
   get controllerId(): string {
@@ -151,7 +177,8 @@ export class TaskManager {
         this.#fence.check();
         node = await this.#transition(current, event, fields, owner);
       } catch (err) {
-        if (!this.#fence.fenced) await this.#store.release(found.uuid, this.#opts.controllerId, epoch);
+        // Nothing moved: the node is where it was, at rest or not, and must not keep our lock.
+        await this.#release(found.uuid, epoch);
         throw err;
       }
       this.adopt(node, work, afterFailure, epoch);
@@ -280,7 +307,8 @@ export class TaskManager {
           ...(message ? { message } : {}),
         }),
     };
-    // A fenced task leaves its reservation for a peer to break (or for our own sweep once unfenced); a superseded one has none.
+    // A task stopped by the fence leaves its reservation for a peer to break (or for our own sweep once unfenced);
+    // a superseded one has none. One that ended on its own releases, or once unfenced if the fence closed meanwhile.
     let release = true;
     try {
       await work(ctx);
@@ -303,10 +331,7 @@ export class TaskManager {
         );
       }
     } finally {
-      if (release && !this.#fence.fenced)
-        await this.#store
-          .release(node.uuid, this.#opts.controllerId, owner.epoch)
-          .catch((err: unknown) => this.#log.error({ err, node: node.uuid }, 'could not release the reservation'));
+      if (release) await this.#release(node.uuid, owner.epoch);
     }
   }
 

@@ -56,6 +56,7 @@ import {
   DeployStartQueue,
   Provisioner,
   TaskManager,
+  UnreleasedReservations,
   DeadReservations,
   forwardedActionHandler,
   LocalNodeActions,
@@ -210,12 +211,14 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     );
     powerSync.start();
     cleanup.unshift(() => powerSync.stop());
+    // Reservations tasks and power verbs could not release while fenced; the recovery sweep lets go of them once unfenced.
+    const unreleased = new UnreleasedReservations();
     const power = new PowerConductor(
       store,
       secrets,
       bus,
       drivers,
-      { controllerId: id, settleTimeoutMs: config.power.settle_timeout_s * 1000, settlePollMs: 500, fence },
+      { controllerId: id, settleTimeoutMs: config.power.settle_timeout_s * 1000, settlePollMs: 500, fence, unreleased },
       log,
     );
     const agentTokens = new MysqlAgentTokens(handle.db, secrets);
@@ -224,7 +227,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     // Fenced, nobody's reservation is judged either: a sweep that began before the fence stops breaking at it.
     const breakDead = async (nodeUuid: string): Promise<boolean> =>
       fence.fenced || (clusterView.membership !== null && !clusterView.membership.settled) ? false : deadReservations.breakIfDead(nodeUuid);
-    const tasks = new TaskManager(store, bus, { controllerId: id, breakDead, fence }, log);
+    const tasks = new TaskManager(store, bus, { controllerId: id, breakDead, fence, unreleased }, log);
     // Stop order: tasks let go of their nodes (keeping their states) before the database closes.
     cleanup.unshift(() => tasks.stop());
     const bmc = new BmcAccess(store, secrets, drivers, bmcObserver(log, metrics));
@@ -255,6 +258,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
       // One reading of the members alive now per sweep.
       const owners = await ownership.snapshot();
       const owns = async (node: NodeRecord): Promise<boolean> => owners.isSelf(owners.ownerOf(node));
+      await tasks.releaseLeftovers();
       const recovered = await provisioner.recover(id, breakDead, owns);
       if (recovered > 0)
         log.warn(

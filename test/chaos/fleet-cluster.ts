@@ -12,6 +12,7 @@ import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fromBinary } from '@bufbuild/protobuf';
+import { status } from '@grpc/grpc-js';
 import { connect as connectNats, type NatsConnection } from '@nats-io/transport-node';
 import { dropDatabase } from '../../db/migrate.ts';
 import { EventSchema } from '../../proto/gen/bm/v1/event_pb.js';
@@ -307,11 +308,32 @@ export class ChaosCluster {
     return m;
   }
 
-  /** Deletes the instances and waits until every machine is back in the pool. */
+  /**
+   * Deletes the instances and waits until every machine is back in the pool. A delete refused because
+   * the node is locked (ABORTED: a task still ending) is asked again, as an operator's script would;
+   * if the lock outlives the wait, the error says who holds it and the controllers' last log lines.
+   */
   async deleteAll(via: string, uuids: readonly string[], timeoutMs: number): Promise<void> {
-    await Promise.all(uuids.map((id) => this.api(via).client(InstanceService).deleteInstance({ id })));
-    const nodes = this.api(via).client(NodeService);
     const deadline = Date.now() + timeoutMs;
+    const instances = this.api(via).client(InstanceService);
+    const remove = async (id: string): Promise<void> => {
+      // A task ends in seconds; a lock held a minute is a leak, worth failing on.
+      const lockDeadline = Math.min(deadline, Date.now() + 60_000);
+      for (;;) {
+        try {
+          await instances.deleteInstance({ id });
+          return;
+        } catch (err) {
+          if ((err as { code?: number }).code !== status.ABORTED || Date.now() > lockDeadline) {
+            const logs = [...this.controllers.entries()].map(([cid, c]) => `--- ${cid}\n${c.logs().slice(-3000)}`);
+            throw new Error(`delete of instance ${id}: ${(err as Error).message}\n${logs.join('\n')}`);
+          }
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      }
+    };
+    await Promise.all(uuids.map(remove));
+    const nodes = this.api(via).client(NodeService);
     for (;;) {
       const states = await Promise.all(this.machines.map((m) => nodes.getNode({ id: m.o.name }).then((n) => n.provisionState)));
       if (states.every((s) => s === 'available')) return;
