@@ -62,11 +62,13 @@
 import { createImageHasher, DigestAlgorithm, type ImageHasher } from '../../proto/digest/index.ts';
 import { AgentError, DiskTooSmallError, FrameError, TargetIoError } from '../errors.ts';
 import { BlockReadBack } from './block-read-back.ts';
+import { isDirectAligned, isDirectRefusal, openDirect } from './direct-io.ts';
 import { digestOfTarget } from './hash.ts';
 import { sharedHashPool, type HashPool } from './hash-pool.ts';
 import { ParallelBlockHasher } from './parallel-block-hasher.ts';
 import { SkippedRanges } from './skipped-ranges.ts';
 import { openTarget, writeFully, writeZeros, type Target } from './target.ts';
+import type { FileHandle } from 'node:fs/promises';
 
 export type DigestMethod = 'read-back' | 'as-written';
 
@@ -106,6 +108,12 @@ export interface ImageWriterOptions {
    * the main thread, as the writer did before the pool existed.
    */
   readonly hashPool?: HashPool | null;
+  /**
+   * Write aligned data frames with O_DIRECT (direct-io.ts) where the target
+   * allows it. Default true; frames that are not aligned, and targets that
+   * refuse it, go through the page cache either way.
+   */
+  readonly directIo?: boolean;
 }
 
 export interface WriteResult {
@@ -118,6 +126,8 @@ export interface WriteResult {
   readonly bytesWritten: number;
   /** Zero bytes it skipped because the target already read as zeros. */
   readonly zeroBytesSkipped: number;
+  /** Of bytesWritten, those written with O_DIRECT (past the page cache). */
+  readonly directBytes: number;
 }
 
 export const DEFAULT_FSYNC_INTERVAL_BYTES = 64 * 1024 * 1024;
@@ -157,6 +167,11 @@ export class ImageWriter {
   #bytesSinceSync = 0;
   #bytesWritten = 0;
   #zeroBytesSkipped = 0;
+  #directBytes = 0;
+  /** The target opened again with O_DIRECT (null inside: refused): opened at the first aligned frame; null when off. */
+  #direct: Promise<FileHandle | null> | null | undefined;
+  /** The same open, kept to close the handle after direct I/O was turned off. */
+  #directOpened: Promise<FileHandle | null> | undefined;
   #busy = false;
   #finished = false;
   /** The fdatasync in flight, if any (at most one), and the first one that failed. */
@@ -211,6 +226,7 @@ export class ImageWriter {
     this.#ownsTarget = ownsTarget;
     this.#maxWritesInFlight = Math.max(1, Math.floor(options.maxWritesInFlight ?? 4));
     this.#knownZeroFrom = options.knownZeroFrom;
+    if (options.directIo === false) this.#direct = null;
     this.#nextOffset = resumeOffset;
     this.#committedOffset = resumeOffset;
     this.#lastFrameOffset = resumeOffset;
@@ -248,7 +264,7 @@ export class ImageWriter {
         const doneWith = (): void => {
           if (--users === 0) frame.onDone?.();
         };
-        const written = writeFully(this.target.handle, data, offset);
+        const written = this.#writeData(data, offset);
         this.#issue(frame.onDone ? written.finally(doneWith) : written);
         try {
           this.#asWritten?.update(data);
@@ -309,10 +325,12 @@ export class ImageWriter {
         committedOffset: this.#committedOffset,
         bytesWritten: this.#bytesWritten,
         zeroBytesSkipped: this.#zeroBytesSkipped,
+        directBytes: this.#directBytes,
       };
     } finally {
       this.#busy = false;
       if (this.#ownsTarget) await this.close();
+      else await this.#closeDirect();
     }
   }
 
@@ -355,7 +373,37 @@ export class ImageWriter {
     if (!this.#finished) this.#readBack?.abandon();
     await Promise.all(this.#writesInFlight.splice(0));
     await this.#pendingSync;
+    await this.#closeDirect();
     if (this.#ownsTarget) await this.target.handle.close().catch(() => undefined);
+  }
+
+  /**
+   * Starts the write of a data frame: with O_DIRECT when the frame is aligned
+   * and the target takes it, else through the page cache. A direct write the
+   * kernel refuses for alignment is done again through the page cache, and
+   * direct I/O is off for the rest of the image.
+   */
+  #writeData(data: Uint8Array, offset: number): Promise<void> {
+    if (this.#direct === null || !isDirectAligned(data, offset)) return writeFully(this.target.handle, data, offset);
+    if (this.#direct === undefined) this.#direct = this.#directOpened = openDirect(this.target.path);
+    return this.#direct.then(async (direct) => {
+      if (!direct || this.#direct === null) return writeFully(this.target.handle, data, offset);
+      try {
+        await writeFully(direct, data, offset);
+        this.#directBytes += data.length;
+      } catch (error) {
+        if (!isDirectRefusal(error)) throw error;
+        this.#direct = null;
+        await writeFully(this.target.handle, data, offset);
+      }
+    });
+  }
+
+  async #closeDirect(): Promise<void> {
+    const opened = this.#directOpened;
+    this.#direct = null;
+    this.#directOpened = undefined;
+    await (await opened)?.close().catch(() => undefined);
   }
 
   #check(frame: ImageFrame): { offset: number; length: number; data: Uint8Array | undefined } {

@@ -16,6 +16,7 @@
  * against the original on the same input cut at random places.
  */
 import { StreamDecoder } from '@grpc/grpc-js/build/src/stream-decoder.js';
+import { AlignedSlots, DIRECT_ALIGN } from '../disk/index.ts';
 
 const PREFIX = 5;
 /** Messages below this are small and rare (acknowledgements, start frames): plain allocations. */
@@ -29,6 +30,52 @@ const POOLED_MIN_BYTES = 64 * 1024;
 const CAPACITY_STEP = 64 * 1024;
 /** Free buffers kept per capacity; a deploy's frames are one capacity (the chunk size), with writes in flight. */
 const MAX_FREE_PER_SIZE = 12;
+
+/**
+ * Data frames of up to a MiB are gathered into aligned memory instead, placed
+ * so that the payload starts on a DIRECT_ALIGN boundary: the image writer
+ * then writes it with O_DIRECT, past the page cache (agent/disk/direct-io.ts).
+ * To know where the payload starts, the decoder waits for the first bytes of
+ * the message (the frame header, at most PEEK_BYTES) before placing it.
+ * When every slot is lent (frames queued in grpc-js and writes in flight),
+ * a frame takes a pooled buffer as before and is written through the cache.
+ */
+const ALIGNED_PAYLOAD_BYTES = 1024 * 1024;
+const ALIGNED_SLOTS = 24;
+const PEEK_BYTES = 17; // MAX_DATA_FRAME_HEADER_BYTES: two tags, a 64-bit varint offset, a 32-bit varint length
+const slots = new AlignedSlots(DIRECT_ALIGN + ALIGNED_PAYLOAD_BYTES, ALIGNED_SLOTS);
+
+/**
+ * Where the payload of a data frame (bm.agent.v1.ImageFrame with only
+ * `offset` and `data`, in that order, as proto/frames/data-frame.ts writes
+ * it) starts in a message of `size` bytes whose first `filled` bytes are in
+ * `head`; undefined for any other message.
+ */
+function dataPayloadStart(head: Buffer, filled: number, size: number): number | undefined {
+  let at = 0;
+  if (head[0] === 0x08) {
+    at = 1;
+    while (at < filled && ((head[at] as number) & 0x80) !== 0) at++;
+    at++;
+  }
+  if (at >= filled || head[at] !== 0x12) return undefined;
+  at++;
+  let length = 0;
+  for (let scale = 1; at < filled; scale *= 0x80) {
+    const byte = head[at++] as number;
+    length += (byte & 0x7f) * scale;
+    if ((byte & 0x80) === 0) return length === size - at ? at : undefined;
+  }
+  return undefined;
+}
+
+/** A message buffer in an aligned slot with its payload at `payloadStart` on the boundary, or undefined. */
+function acquireAligned(size: number, payloadStart: number): Buffer | undefined {
+  if (DIRECT_ALIGN + size - payloadStart > slots.slotBytes) return undefined;
+  const slot = slots.take();
+  if (slot === undefined) return undefined;
+  return Buffer.from(slot.buffer, slot.byteOffset + DIRECT_ALIGN - PREFIX - payloadStart, PREFIX + size);
+}
 
 const free = new Map<number, ArrayBuffer[]>();
 /** Buffers handed out by the decoder and not yet back: only these may be released. */
@@ -48,6 +95,7 @@ function acquire(size: number): Buffer {
  * (a buffer the decoder did not lend, one already given back) is ignored.
  */
 export function releaseFrameBuffer(bytes: Uint8Array): void {
+  if (slots.owns(bytes)) return slots.give(bytes);
   const backing = bytes.buffer;
   if (!lent.has(backing)) return;
   lent.delete(backing);
@@ -60,6 +108,10 @@ export function releaseFrameBuffer(bytes: Uint8Array): void {
 interface DecoderState {
   readonly prefix: Buffer;
   prefixFilled: number;
+  /** The first bytes of a large message not yet placed (its size in `peekSize`, -1 when none is waiting). */
+  readonly peek: Buffer;
+  peekFilled: number;
+  peekSize: number;
   message: Buffer | undefined;
   messageFilled: number;
 }
@@ -81,10 +133,42 @@ function pooledWrite(this: DecoderFields, data: Buffer): Buffer[] {
   // A decoder that was mid-message when this was installed finishes that message its own way.
   if (state === undefined && this.readState !== 0 && originalWrite) return originalWrite.call(this, data);
   if (state === undefined)
-    states.set(this, (state = { prefix: Buffer.alloc(PREFIX), prefixFilled: 0, message: undefined, messageFilled: 0 }));
+    states.set(
+      this,
+      (state = {
+        prefix: Buffer.alloc(PREFIX),
+        prefixFilled: 0,
+        peek: Buffer.alloc(PEEK_BYTES),
+        peekFilled: 0,
+        peekSize: -1,
+        message: undefined,
+        messageFilled: 0,
+      }),
+    );
   const messages: Buffer[] = [];
   let at = 0;
   while (at < data.length) {
+    if (state.peekSize >= 0) {
+      const size = state.peekSize;
+      const take = Math.min(Math.min(size, PEEK_BYTES) - state.peekFilled, data.length - at);
+      data.copy(state.peek, state.peekFilled, at, at + take);
+      state.peekFilled += take;
+      at += take;
+      if (state.peekFilled < Math.min(size, PEEK_BYTES)) break;
+      const payloadStart = dataPayloadStart(state.peek, state.peekFilled, size);
+      const message = (payloadStart !== undefined ? acquireAligned(size, payloadStart) : undefined) ?? acquire(PREFIX + size);
+      state.prefix.copy(message, 0);
+      state.peek.copy(message, PREFIX, 0, state.peekFilled);
+      state.message = message;
+      state.messageFilled = PREFIX + state.peekFilled;
+      state.peekSize = -1;
+      state.peekFilled = 0;
+      if (state.messageFilled === message.length) {
+        messages.push(message);
+        state.message = undefined;
+      }
+      continue;
+    }
     if (state.message === undefined) {
       const take = Math.min(PREFIX - state.prefixFilled, data.length - at);
       data.copy(state.prefix, state.prefixFilled, at, at + take);
@@ -96,6 +180,10 @@ function pooledWrite(this: DecoderFields, data: Buffer): Buffer[] {
         throw new Error(`Received message larger than max (${size} vs ${this.maxReadMessageLength})`);
       }
       state.prefixFilled = 0;
+      if (PREFIX + size >= POOLED_MIN_BYTES) {
+        state.peekSize = size;
+        continue;
+      }
       const message = acquire(PREFIX + size);
       state.prefix.copy(message, 0);
       if (size === 0) {

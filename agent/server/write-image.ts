@@ -139,6 +139,8 @@ async function writeStream(
       imageSize,
       bytesWritten: result.bytesWritten,
       zeroBytesSkipped: result.zeroBytesSkipped,
+      // Written with O_DIRECT, past the page cache (agent/disk/direct-io.ts); the rest went through it.
+      directBytes: result.directBytes,
       digest: result.digestMethod,
       // Over every stream of this deploy: what a resume cost (tests and the takeover bench read these).
       ...ctx.received.snapshot(),

@@ -8,6 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { StreamDecoder } from '@grpc/grpc-js/build/src/stream-decoder.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { isDirectAligned } from '../../agent/disk/direct-io.ts';
+import { encodeDataFrame } from '../../proto/frames/data-frame.ts';
 
 // Captured before the replacement is installed (the import below installs nothing by itself).
 const originalWrite = StreamDecoder.prototype.write;
@@ -96,5 +98,29 @@ describe('pooled stream decoder', () => {
     expect(longer?.buffer === first?.buffer).toBe(true);
     expect(longer?.length).toBe(5 + size + 1);
     expect(longer?.subarray(5).equals(payload)).toBe(true);
+  });
+
+  it('places a data frame so that its payload is aligned for O_DIRECT, cut anywhere; with every slot lent, as before', () => {
+    const payloads = Array.from({ length: 30 }, (_, i) => randomBytes(i === 29 ? 1000 + 64 * 1024 : 1024 * 1024));
+    // Offsets whose varints take 0, 1, 3 and 5 bytes: the header in front of the payload varies in length.
+    const offsets = [0, 1, 1 << 20, 3 << 30, 2 ** 40];
+    const messages = payloads.map((p, i) => encodeDataFrame(offsets[i % offsets.length] as number, p));
+    const stream = Buffer.concat(messages.map((m) => frame(m)));
+    const cuts = Array.from({ length: 200 }, () => Math.floor(Math.random() * stream.length)).sort((a, b) => a - b);
+    const decoded = decodeWith(StreamDecoder.prototype.write, new StreamDecoder(-1), stream, cuts);
+    expect(decoded.length).toBe(messages.length);
+    const held: Uint8Array[] = [];
+    decoded.forEach((message, i) => {
+      const m = messages[i] as Buffer;
+      expect(message.subarray(5).equals(m)).toBe(true);
+      const payload = message.subarray(5 + m.length - (payloads[i] as Buffer).length);
+      // Held, none released: the first ALIGNED_SLOTS (24) whole-MiB payloads are aligned, the rest could not be.
+      held.push(payload);
+      expect(isDirectAligned(payload.subarray(0, 1024 * 1024), 0), `frame ${i}`).toBe(i < 24);
+    });
+    for (const payload of held) releaseFrameBuffer(payload);
+    const [again] = new StreamDecoder(-1).write(frame(messages[0] as Buffer));
+    expect(isDirectAligned((again as Buffer).subarray(5 + (messages[0] as Buffer).length - 1024 * 1024), 0)).toBe(true);
+    releaseFrameBuffer((again as Buffer).subarray(5));
   });
 });

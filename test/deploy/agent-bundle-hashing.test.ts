@@ -120,5 +120,9 @@ describe('the agent bundle hashes on worker threads', () => {
     const finished = /"msg":"write-image finished"[^\n]*"youngGcs":(\d+)/.exec(agent.output());
     expect(finished, agent.output()).not.toBeNull();
     expect(Number(finished?.[1])).toBe(7);
+    // The data frames landed in aligned receive buffers and went to the disk with O_DIRECT (the test's temp
+    // directory is on a file system that takes it; tmpfs would not, and then every frame goes through the cache).
+    const direct = /"msg":"write-image finished"[^\n]*"directBytes":(\d+)/.exec(agent.output());
+    expect(Number(direct?.[1]), agent.output()).toBe(14 * MIB);
   }, 60_000);
 });
