@@ -21,6 +21,12 @@
  * caller knows better (`readsAsZerosFrom` of the abandoned writer, when it
  * ran in the same process).
  *
+ * Direct I/O: a data frame in aligned memory at an aligned offset (the
+ * receive decoder places frames so) is written through a second handle of
+ * the target opened with O_DIRECT, past the page cache; everything else, and
+ * every frame on a target that refuses O_DIRECT, through the page cache
+ * (direct-io.ts). Both land in the same file, so one fdatasync covers both.
+ *
  * Pipelining: a frame's write is started and `write()` returns once no more
  * than `maxWritesInFlight` writes (4 by default) are running, so the caller
  * decodes the next frame while the kernel copies this one. Positioned writes
