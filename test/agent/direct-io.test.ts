@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AlignedSlots, DIRECT_ALIGN, isDirectAligned } from '../../agent/disk/direct-io.ts';
 import { openImageWriter, type ImageFrame } from '../../agent/disk/writer.ts';
-import { sha256, withTempDir } from './disk-helpers.ts';
+import { sha256, takesDirectIo, withTempDir } from './disk-helpers.ts';
 
 const MIB = 1024 * 1024;
 
@@ -66,7 +66,8 @@ describe('image writer with direct I/O', () => {
       // Three slots for six frames: three go direct, the two without a slot and the short tail do not.
       const result = await write(join(dir, 'disk.img'), image, alignedFrames(image, new AlignedSlots(MIB, 3)));
       expect(result.bytesWritten).toBe(image.length);
-      expect(result.directBytes).toBe(3 * MIB);
+      // Where the temp directory's file system refuses O_DIRECT, every frame goes through the cache.
+      expect(result.directBytes).toBe((await takesDirectIo(dir)) ? 3 * MIB : 0);
     });
   });
 

@@ -1,8 +1,9 @@
 /** Helpers for the agent disk tests: temp dirs, images with holes, and their frames. */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { openDirect } from '../../agent/disk/direct-io.ts';
 import type { ImageFrame } from '../../agent/disk/writer.ts';
 
 export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
@@ -35,4 +36,14 @@ export function framesOf(image: Uint8Array, frameBytes: number, from = 0): Image
     frames.push(piece.every((byte) => byte === 0) ? { offset, zeroLength: piece.length } : { offset, data: piece });
   }
   return frames;
+}
+
+/** Whether files in `dir` open with O_DIRECT (ext4 and tmpfs since Linux 6.6 do; the writer falls back where not). */
+export async function takesDirectIo(dir: string): Promise<boolean> {
+  const probe = join(dir, '.direct-probe');
+  await writeFile(probe, '');
+  const handle = await openDirect(probe);
+  await handle?.close();
+  await rm(probe, { force: true });
+  return handle !== null;
 }
