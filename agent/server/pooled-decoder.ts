@@ -16,6 +16,7 @@
  * against the original on the same input cut at random places.
  */
 import { StreamDecoder } from '@grpc/grpc-js/build/src/stream-decoder.js';
+import { dataFramePayloadStart, MAX_DATA_FRAME_HEADER_BYTES } from '../../proto/frames/index.ts';
 import { AlignedSlots, DIRECT_ALIGN } from '../disk/index.ts';
 
 const PREFIX = 5;
@@ -42,32 +43,8 @@ const MAX_FREE_PER_SIZE = 12;
  */
 const ALIGNED_PAYLOAD_BYTES = 1024 * 1024;
 const ALIGNED_SLOTS = 24;
-const PEEK_BYTES = 17; // MAX_DATA_FRAME_HEADER_BYTES: two tags, a 64-bit varint offset, a 32-bit varint length
+const PEEK_BYTES = MAX_DATA_FRAME_HEADER_BYTES;
 const slots = new AlignedSlots(DIRECT_ALIGN + ALIGNED_PAYLOAD_BYTES, ALIGNED_SLOTS);
-
-/**
- * Where the payload of a data frame (bm.agent.v1.ImageFrame with only
- * `offset` and `data`, in that order, as proto/frames/data-frame.ts writes
- * it) starts in a message of `size` bytes whose first `filled` bytes are in
- * `head`; undefined for any other message.
- */
-function dataPayloadStart(head: Buffer, filled: number, size: number): number | undefined {
-  let at = 0;
-  if (head[0] === 0x08) {
-    at = 1;
-    while (at < filled && ((head[at] as number) & 0x80) !== 0) at++;
-    at++;
-  }
-  if (at >= filled || head[at] !== 0x12) return undefined;
-  at++;
-  let length = 0;
-  for (let scale = 1; at < filled; scale *= 0x80) {
-    const byte = head[at++] as number;
-    length += (byte & 0x7f) * scale;
-    if ((byte & 0x80) === 0) return length === size - at ? at : undefined;
-  }
-  return undefined;
-}
 
 /** A message buffer in an aligned slot with its payload at `payloadStart` on the boundary, or undefined. */
 function acquireAligned(size: number, payloadStart: number): Buffer | undefined {
@@ -155,7 +132,7 @@ function pooledWrite(this: DecoderFields, data: Buffer): Buffer[] {
       state.peekFilled += take;
       at += take;
       if (state.peekFilled < Math.min(size, PEEK_BYTES)) break;
-      const payloadStart = dataPayloadStart(state.peek, state.peekFilled, size);
+      const payloadStart = dataFramePayloadStart(state.peek, state.peekFilled, size);
       const message = (payloadStart !== undefined ? acquireAligned(size, payloadStart) : undefined) ?? acquire(PREFIX + size);
       state.prefix.copy(message, 0);
       state.peek.copy(message, PREFIX, 0, state.peekFilled);

@@ -68,3 +68,30 @@ function writeHeader(buffer: Buffer, offset: number, dataLength: number): number
   }
   return position;
 }
+
+/**
+ * Where the payload of a data frame starts in its encoding: the inverse of
+ * writeHeader for a message of `size` bytes whose first `filled` bytes
+ * (at least MAX_DATA_FRAME_HEADER_BYTES, or the whole message) are in
+ * `head`. Undefined for any other message (a start frame, a zero run, a
+ * header whose data length does not fill the rest of the message). The
+ * agent's receive decoder uses it to place a frame's payload on an aligned
+ * boundary before the rest of the message arrives.
+ */
+export function dataFramePayloadStart(head: Uint8Array, filled: number, size: number): number | undefined {
+  let at = 0;
+  if (head[0] === TAG_OFFSET) {
+    at = 1;
+    while (at < filled && ((head[at] as number) & 0x80) !== 0) at++;
+    at++;
+  }
+  if (at >= filled || head[at] !== TAG_DATA) return undefined;
+  at++;
+  let length = 0;
+  for (let scale = 1; at < filled; scale *= 0x80) {
+    const byte = head[at++] as number;
+    length += (byte & 0x7f) * scale;
+    if ((byte & 0x80) === 0) return length === size - at ? at : undefined;
+  }
+  return undefined;
+}
